@@ -1,0 +1,155 @@
+"""The `fleettop` command line: argument parsing and dispatch.
+
+The CLI paths (collect, queue, servers, export, trust, db) never import Textual:
+the TUI is imported only when the dashboard starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from collections.abc import Awaitable, Callable
+
+from app import __version__, config
+from app.errors import FleettopError, UsageError
+
+Handler = Callable[[argparse.Namespace, config.LoadedConfig], Awaitable[int]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleettop",
+        description="A terminal dashboard for a fleet of Linux servers, collected over SSH.",
+    )
+    parser.add_argument("--version", action="version", version=f"fleettop {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="config file (default: $FLEETTOP_CONFIG or ~/.config/fleettop/config.yaml)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--headless", action="store_true", help="run the worker and scheduler without a screen, logging to stdout")
+    mode.add_argument("--no-worker", action="store_true", help="dashboard only, attached to workers running elsewhere")
+    parser.add_argument("--demo", type=_positive_int, metavar="N", help="monitor N simulated hosts (a first look; nothing is stored in your database)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    collect = commands.add_parser("collect", help="collect metrics now")
+    collect.add_argument("names", nargs="*", metavar="NAME", help="servers to collect")
+    collect.add_argument("--all", action="store_true", help="every enabled server")
+    collect.add_argument("--wait", action="store_true", help="wait for the results and print them")
+    collect.add_argument("--json", action="store_true", help="print JSON, one object per server")
+
+    queue = commands.add_parser("queue", help="queue statistics and control")
+    queue.add_argument("action", choices=["stats", "pause", "resume", "clean"])
+    queue.add_argument("--json", action="store_true")
+
+    servers = commands.add_parser("servers", help="list, add, edit, remove or test servers")
+    server_actions = servers.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = server_actions.add_parser("list", help="list servers")
+    listing.add_argument("--json", action="store_true")
+    for name in ("add", "edit"):
+        sub = server_actions.add_parser(name, help=f"{name} a server")
+        sub.add_argument("name")
+        required = name == "add"
+        sub.add_argument("--host", required=required)
+        sub.add_argument("--port", type=int)
+        sub.add_argument("--user", dest="username")
+        sub.add_argument("--transport", choices=["ssh", "local"])
+        sub.add_argument("--auth", choices=["agent", "key", "password"])
+        sub.add_argument("--key-file")
+        sub.add_argument("--interval", type=int, help="seconds between collections")
+        sub.add_argument("--cpu", type=float, help="CPU threshold, percent")
+        sub.add_argument("--ram", type=float, help="RAM threshold, percent")
+        sub.add_argument("--disk", type=float, help="disk threshold, percent")
+        sub.add_argument("--password", action="store_true", help="prompt for a password or key passphrase (stored encrypted)")
+        enabled = sub.add_mutually_exclusive_group()
+        enabled.add_argument("--enable", dest="enabled", action="store_true", default=None)
+        enabled.add_argument("--disable", dest="enabled", action="store_false", default=None)
+        if name == "edit":
+            sub.add_argument("--rename", metavar="NEW_NAME")
+        sub.add_argument("--json", action="store_true")
+    remove = server_actions.add_parser("remove", help="remove a server and its history")
+    remove.add_argument("name")
+    remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    test = server_actions.add_parser("test", help="connect and probe a server, storing nothing")
+    test.add_argument("name")
+    test.add_argument("--json", action="store_true")
+
+    export = commands.add_parser("export", help="export samples as CSV or JSON")
+    export.add_argument("--format", choices=["csv", "json"], default="csv")
+    export.add_argument("--server", metavar="NAME")
+    export.add_argument("--since", metavar="24h|ISO")
+    export.add_argument("--until", metavar="24h|ISO")
+    export.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+
+    trust = commands.add_parser("trust", help="show a server's host key and record it as trusted")
+    trust.add_argument("name")
+    trust.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    db = commands.add_parser("db", help="database maintenance")
+    db.add_argument("action", choices=["upgrade", "purge"])
+
+    cache = commands.add_parser("cache", help="Redis cache maintenance")
+    cache.add_argument("action", choices=["clear"])
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+async def _not_available(args: argparse.Namespace, loaded: config.LoadedConfig) -> int:
+    raise UsageError(f"'{args.command or 'dashboard'}' is not available yet")
+
+
+# Each command's handler lives in a module of its own, imported lazily so that no
+# CLI path pays for (or imports) what it does not use -- Textual above all.
+_HANDLERS = {
+    "servers": "app.cmd_store:cmd_servers",
+    "export": "app.cmd_store:cmd_export",
+    "db": "app.cmd_store:cmd_db",
+    "trust": "app.cmd_probe:cmd_trust",
+    "collect": "app.cmd_queue:cmd_collect",
+    "queue": "app.cmd_queue:cmd_queue",
+    "cache": "app.cmd_queue:cmd_cache",
+    "headless": "app.cmd_queue:cmd_headless",
+    "dashboard": "app.tui.app:cmd_dashboard",
+}
+
+
+def _handler(args: argparse.Namespace) -> Handler:
+    command = args.command or ("headless" if args.headless else "dashboard")
+    if command == "servers" and args.action == "test":
+        target = "app.cmd_probe:cmd_servers_test"
+    else:
+        target = _HANDLERS[command]
+    module_name, _, function = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return _not_available
+    return getattr(module, function, _not_available)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        loaded = config.load(args.config)
+    except config.ConfigError as exc:
+        for line in exc.problems:
+            print(f"fleettop: {line}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_handler(args)(args, loaded))
+    except config.ConfigError as exc:
+        for line in exc.problems:
+            print(f"fleettop: {line}", file=sys.stderr)
+        return 2
+    except FleettopError as exc:
+        print(f"fleettop: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,370 @@
+"""Settings: one pydantic model tree, loaded once from YAML plus environment overrides.
+
+Every problem in a config file becomes one line naming the file, the line (where
+YAML gives one), the key and what is wrong; callers print them and exit 2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from app.domain import Thresholds
+
+ENV_PREFIX = "FLEETTOP_"
+DEFAULT_CONFIG_PATH = Path("~/.config/fleettop/config.yaml")
+DEFAULT_DATA_DIR = Path("~/.local/share/fleettop")
+MIN_INTERVAL = 10
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
+_HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def check_name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            "must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def check_host(value: str) -> str:
+    """A DNS name (RFC 1123) or an IPv4/IPv6 address; nothing a shell could interpret."""
+    candidate = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        ipaddress.ip_address(candidate)
+        return candidate
+    except ValueError:
+        pass
+    name = value[:-1] if value.endswith(".") else value
+    if len(name) > 253 or not name or not all(_HOST_LABEL_RE.match(label) for label in name.split(".")):
+        raise ValueError("is not a valid host name or IP address")
+    return value
+
+
+def check_username(value: str) -> str:
+    if not _USER_RE.match(value):
+        raise ValueError("is not a valid user name")
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ThresholdOverrides(_Section):
+    """Per-server thresholds; a missing one takes `defaults.thresholds`."""
+
+    cpu: float | None = Field(None, ge=0, le=100)
+    ram: float | None = Field(None, ge=0, le=100)
+    disk: float | None = Field(None, ge=0, le=100)
+
+    def resolve(self, defaults: Thresholds) -> Thresholds:
+        return defaults.model_copy(update=self.model_dump(exclude_none=True))
+
+
+AuthMethod = Literal["agent", "key", "password"]
+Transport = Literal["ssh", "local"]
+
+
+class ServerConfig(_Section):
+    """One server, as written in the config file, typed at the CLI or in the TUI form."""
+
+    name: str
+    host: str
+    port: int = Field(22, ge=1, le=65535)
+    username: str | None = None
+    transport: Transport = "ssh"
+    auth: AuthMethod = "agent"
+    key_file: Path | None = None
+    interval: int | None = Field(None, ge=MIN_INTERVAL)
+    enabled: bool = True
+    thresholds: ThresholdOverrides = Field(default_factory=ThresholdOverrides)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return check_host(value)
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str | None) -> str | None:
+        return None if value is None else check_username(value)
+
+
+class DatabaseConfig(_Section):
+    url: str | None = None  # None: SQLite file in data_dir
+
+
+class RedisConfig(_Section):
+    url: str | None = None  # None: an embedded Redis on a unix socket in data_dir
+    prefix: str = "fleettop:"
+
+
+class WorkerConfig(_Section):
+    concurrency: int = Field(5, ge=1, le=1000)
+    retries: int = Field(3, ge=1, le=20)  # attempts in all
+    retry_backoff: float = Field(5, ge=0)  # first wait; doubles each retry
+    shutdown_grace: float = Field(10, ge=0)
+
+
+class QueueConfig(_Section):
+    completed_max_age: int = Field(3600, ge=0)
+    completed_keep: int = Field(100, ge=0)
+    failed_max_age: int = Field(86400, ge=0)
+    failed_keep: int = Field(500, ge=0)
+
+
+class CacheConfig(_Section):
+    latest_ttl: int = Field(3600, ge=1)
+    aggregated_ttl: int = Field(60, ge=1)
+
+
+class SSHConfig(_Section):
+    username: str | None = None  # None: the local user
+    key_file: Path | None = None
+    known_hosts: Path = Path("~/.ssh/known_hosts")
+    connect_timeout: float = Field(10, gt=0)
+    command_timeout: float = Field(20, gt=0)
+    keepalive_interval: float = Field(30, gt=0)
+    max_concurrent_connects: int = Field(8, ge=1)
+
+    @field_validator("known_hosts", "key_file")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str | None) -> str | None:
+        return None if value is None else check_username(value)
+
+
+class RetentionConfig(_Section):
+    days: int = Field(30, ge=1)
+
+
+class DefaultsConfig(_Section):
+    interval: int = Field(900, ge=MIN_INTERVAL)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+
+
+class Settings(_Section):
+    data_dir: Path = DEFAULT_DATA_DIR
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    ssh: SSHConfig = Field(default_factory=SSHConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
+    servers: list[ServerConfig] = Field(default_factory=list)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite+aiosqlite:///{self.data_dir / 'fleettop.db'}"
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    settings: Settings
+    path: Path  # where the config was read from, or would be
+    exists: bool
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    raw = explicit or os.environ.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG_PATH
+    return Path(raw).expanduser()
+
+
+def load(explicit: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> LoadedConfig:
+    """Read the config file (if any) and the environment overrides, or raise ConfigError."""
+    path = config_path(explicit)
+    environ = os.environ if environ is None else environ
+    data: Any = {}
+    root: yaml.Node | None = None
+    exists = path.is_file()
+    if path.exists() and not exists:
+        raise ConfigError([f"{path}: is not a regular file"])
+    if exists:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"{path}: cannot be read: {exc}"]) from None
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"{path}:{_yaml_line(exc)}: malformed YAML: {_yaml_problem(exc)}"]) from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError([f"{path}:1: the top level must be a mapping of keys, not {type(data).__name__}"])
+    problems: list[str] = []
+    _apply_env(data, environ, problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe(path, root, error) for error in exc.errors()]
+    problems += _duplicate_names(path, root, data.get("servers"))
+    if problems:
+        raise ConfigError(problems)
+    return LoadedConfig(settings=settings, path=path, exists=exists)
+
+
+def _duplicate_names(path: Path, root: yaml.Node | None, servers: Any) -> list[str]:
+    if not isinstance(servers, list):
+        return []
+    first: dict[str, int] = {}
+    problems = []
+    for index, server in enumerate(servers):
+        name = server.get("name") if isinstance(server, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            line = _line_of(root, ["servers", index, "name"])
+            where = f"{path}:{line}: " if line else f"{path}: "
+            problems.append(f"{where}servers[{index}].name: duplicate server name {name!r} (also servers[{first[name]}])")
+        else:
+            first[name] = index
+    return problems
+
+
+def validate_server(fields: dict[str, Any]) -> ServerConfig:
+    """The config's rules for one server, for the CLI and the TUI form; raises ConfigError."""
+    try:
+        return ServerConfig.model_validate(fields)
+    except ValidationError as exc:
+        raise ConfigError([_describe(None, None, error) for error in exc.errors()]) from None
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str], problems: list[str]) -> None:
+    """FLEETTOP_<SECTION>__<KEY>=value (or FLEETTOP_<KEY> for top-level keys) overrides the file."""
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        if name.startswith(ENV_PREFIX + "TEST_") or name == ENV_PREFIX + "SECRET_KEY":
+            continue  # not settings: test wiring and the secret key (read by app.secrets)
+        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        target = data
+        for part in parts[:-1]:
+            node = target.setdefault(part, {})
+            if not isinstance(node, dict):
+                problems.append(f"environment {name}: {part} is not a section")
+                break
+            target = node
+        else:
+            target[parts[-1]] = value
+
+
+def _describe(path: Path | None, root: yaml.Node | None, error: dict[str, Any]) -> str:
+    loc = [part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
+    key = _dotted(loc) or "(top level)"
+    line = _line_of(root, loc)
+    where = f"{path}:{line}: " if path and line else f"{path}: " if path else ""
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        message = "unknown key (check the spelling; see config.example.yaml)"
+    elif kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
+        message = _range_message(loc, kind, ctx, value)
+    elif kind == "missing":
+        message = "is required"
+    elif kind == "value_error":
+        message = str(ctx.get("error", error["msg"]))
+    else:
+        message = error["msg"][0].lower() + error["msg"][1:]
+        if value is not None and not isinstance(value, (dict, list)):
+            message += f" (got {value!r})"
+    return f"{where}{key}: {message}"
+
+
+def _range_message(loc: list[Any], kind: str, ctx: dict[str, Any], value: Any) -> str:
+    field = loc[-1] if loc else ""
+    if field == "port":
+        return f"must be between 1 and 65535 (got {value!r})"
+    if field == "interval":
+        return f"must be at least {MIN_INTERVAL} seconds (got {value!r})"
+    if field in {"cpu", "ram", "disk"}:
+        return f"threshold must be between 0 and 100 (got {value!r})"
+    bound = next(iter(ctx.values()), "?")
+    words = {"greater_than_equal": "at least", "less_than_equal": "at most", "greater_than": "more than", "less_than": "less than"}
+    return f"must be {words[kind]} {bound} (got {value!r})"
+
+
+def _dotted(loc: list[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_of(root: yaml.Node | None, loc: list[Any]) -> int | None:
+    """The 1-based line of the deepest YAML node that the error location reaches."""
+    node = root
+    best: int | None = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            found = None
+            for key_node, value_node in node.value:
+                if key_node.value == part:
+                    found = (key_node, value_node)
+                    break
+            if found is None:
+                break
+            best = found[0].start_mark.line + 1
+            node = found[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            best = node.start_mark.line + 1
+        else:
+            break
+    if best is None and root is not None:
+        best = root.start_mark.line + 1
+    return best
+
+
+def _yaml_line(exc: yaml.YAMLError) -> int:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    return mark.line + 1 if mark else 1
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    return f"{context}, {problem}" if context else problem
