@@ -229,13 +229,13 @@ def load(explicit: str | os.PathLike[str] | None = None, environ: dict[str, str]
         if not isinstance(data, dict):
             raise ConfigError([f"{path}:1: the top level must be a mapping of keys, not {type(data).__name__}"])
     problems: list[str] = []
-    _apply_env(data, environ, problems)
+    from_env = _apply_env(data, environ, problems)
     if problems:
         raise ConfigError(problems)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        problems = [_describe(path, root, error) for error in exc.errors()]
+        problems = [_describe(path, root, error, from_env) for error in exc.errors()]
     problems += _duplicate_names(path, root, data.get("servers"))
     if problems:
         raise ConfigError(problems)
@@ -268,8 +268,12 @@ def validate_server(fields: dict[str, Any]) -> ServerConfig:
         raise ConfigError([_describe(None, None, error) for error in exc.errors()]) from None
 
 
-def _apply_env(data: dict[str, Any], environ: dict[str, str], problems: list[str]) -> None:
-    """FLEETTOP_<SECTION>__<KEY>=value (or FLEETTOP_<KEY> for top-level keys) overrides the file."""
+def _apply_env(data: dict[str, Any], environ: dict[str, str], problems: list[str]) -> dict[tuple[str, ...], str]:
+    """FLEETTOP_<SECTION>__<KEY>=value (or FLEETTOP_<KEY> for top-level keys) overrides the file.
+
+    Returns the overridden key paths with the variable that set each, for error messages.
+    """
+    overridden: dict[tuple[str, ...], str] = {}
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
             continue
@@ -289,13 +293,21 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str], problems: list[str
             target = node
         else:
             target[parts[-1]] = value
+            overridden[tuple(parts)] = name
+    return overridden
 
 
-def _describe(path: Path | None, root: yaml.Node | None, error: dict[str, Any]) -> str:
+def _describe(
+    path: Path | None, root: yaml.Node | None, error: dict[str, Any], from_env: dict[tuple[str, ...], str] | None = None
+) -> str:
     loc = [part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
     key = _dotted(loc) or "(top level)"
-    line = _line_of(root, loc)
-    where = f"{path}:{line}: " if path and line else f"{path}: " if path else ""
+    variable = next((name for parts, name in (from_env or {}).items() if tuple(loc[: len(parts)]) == parts), None)
+    line = None if variable else _line_of(root, loc)
+    if variable:
+        where = f"environment {variable}: "
+    else:
+        where = f"{path}:{line}: " if path and line else f"{path}: " if path else ""
     kind = error["type"]
     ctx = error.get("ctx") or {}
     value = error.get("input")

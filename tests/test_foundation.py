@@ -1,0 +1,95 @@
+"""The foundation a user meets first: the command line, the example config, the package."""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app import __version__, config
+from app.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "config.example.yaml"
+
+
+def test_help_lists_flags_and_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for word in ("--config", "--headless", "--no-worker", "--demo", "collect", "queue", "servers", "export"):
+        assert word in out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"fleettop {__version__}"
+
+
+def test_example_config_loads_with_every_default():
+    loaded = config.load(EXAMPLE, environ={})
+    assert loaded.exists
+    defaults = config.Settings()
+    # The example documents the defaults: loading it changes nothing.
+    assert loaded.settings == defaults
+
+
+def test_example_server_entry_is_valid_once_uncommented(tmp_path):
+    text = EXAMPLE.read_text()
+    entry = text[text.index("# - name: web1") :]
+    uncommented = "\n".join(re.sub(r"^# ?", "", line) for line in entry.splitlines())
+    path = tmp_path / "config.yaml"
+    path.write_text(text.replace("servers: []", "servers:") .replace(entry, uncommented))
+    server = config.load(path, environ={}).settings.servers[0]
+    assert (server.name, server.port, server.interval, server.auth) == ("web1", 22, 300, "agent")
+    assert server.thresholds.resolve(config.Settings().defaults.thresholds).cpu == 80
+
+
+def test_every_settings_key_is_documented_in_the_example():
+    text = EXAMPLE.read_text()
+    for section, model in config.Settings.model_fields.items():
+        assert re.search(rf"^{section}:", text, re.M), section
+        sub = model.annotation
+        for key in getattr(sub, "model_fields", {}):
+            assert re.search(rf"^\s+{key}:", text, re.M), f"{section}.{key}"
+
+
+def test_environment_overrides_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("worker:\n  concurrency: 7\n")
+    settings = config.load(path, environ={"FLEETTOP_WORKER__CONCURRENCY": "12", "FLEETTOP_REDIS__URL": "redis://x:1/0"}).settings
+    assert settings.worker.concurrency == 12
+    assert settings.redis.url == "redis://x:1/0"
+
+
+def test_bad_environment_value_is_one_line_naming_the_key(tmp_path, capsys):
+    import os
+
+    env = dict(os.environ, FLEETTOP_WORKER__CONCURRENCY="lots", FLEETTOP_CONFIG=str(tmp_path / "none.yaml"))
+    proc = subprocess.run([sys.executable, "-m", "app", "queue", "stats"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "fleettop: environment FLEETTOP_WORKER__CONCURRENCY: worker.concurrency: input should be a valid integer, unable to parse string as an integer (got 'lots')"
+    ]
+
+
+def test_styles_ship_inside_the_package():
+    styles = importlib.resources.files("app.styles")
+    assert any(entry.name.endswith(".tcss") for entry in styles.iterdir())
+
+
+def test_cli_paths_do_not_import_textual():
+    code = (
+        "import sys; from app import cli; cli.build_parser();"
+        "import app.cmd_store, app.cmd_queue, app.cmd_probe;"
+        "print('textual' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
