@@ -339,10 +339,17 @@ def _range_message(loc: list[Any], kind: str, ctx: dict[str, Any], value: Any) -
     return f"must be {words[kind]} {bound} (got {value!r})"
 
 
+_PLAIN_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def _dotted(loc: list[Any]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            key = str(part) if _PLAIN_KEY_RE.match(str(part)) else repr(part)
+            out += f".{key}" if out else key
     return out
 
 
