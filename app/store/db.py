@@ -1,0 +1,120 @@
+"""The database: engine, sessions, and the migrations applied at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from app.config import Settings
+from app.errors import FleettopError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Several fleettop processes may start at once against one Postgres: one migrates, the others wait.
+PG_MIGRATION_LOCK = 0x666C656574  # "fleet"
+
+
+class DatabaseError(FleettopError):
+    """The database cannot be opened or migrated."""
+
+
+@dataclass
+class Database:
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    url: str
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def revision(self) -> str | None:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+async def open_database(settings: Settings) -> Database:
+    """Open (creating if needed) the configured database and migrate it to the newest schema."""
+    url = settings.database_url
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"database.url {url!r} is not a database URL") from None
+    if parsed.get_backend_name() == "sqlite":
+        engine = _sqlite_engine(settings, url, parsed.database)
+    elif parsed.drivername == "postgresql+asyncpg":
+        engine = create_async_engine(url, pool_pre_ping=True)
+    else:
+        raise DatabaseError(
+            f"database.url: unsupported driver {parsed.drivername!r} (use sqlite+aiosqlite:// or postgresql+asyncpg://)"
+        )
+    database = Database(engine, async_sessionmaker(engine, expire_on_commit=False), url=parsed.render_as_string(hide_password=True))
+    try:
+        await migrate(database)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return database
+
+
+def _sqlite_engine(settings: Settings, url: str, path: str | None) -> AsyncEngine:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if path and path != ":memory:":
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _pragmas(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL, far fewer fsyncs
+        cursor.close()
+
+    return engine
+
+
+async def migrate(database: Database) -> None:
+    """Apply every migration up to head (a no-op when the schema is current)."""
+    try:
+        async with database.engine.begin() as conn:
+            if database.dialect == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+            await conn.run_sync(_upgrade)
+    except (OSError, DBAPIError, OperationalError) as exc:
+        raise DatabaseError(f"cannot open the database {database.url}: {_one_line(exc)}") from None
+
+
+def _upgrade(connection: Connection) -> None:
+    config = _alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def _one_line(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None) or exc
+    text_ = str(original).strip().splitlines()
+    return text_[0] if text_ else type(original).__name__

@@ -1,0 +1,571 @@
+"""The repository: every SQL query fleettop runs, returning app.domain models.
+
+Each method is one short transaction of its own. Nothing SQLAlchemy-typed leaves
+this module.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from pydantic import BaseModel
+from sqlalchemy import ColumnElement, Integer, and_, cast, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from app.config import DefaultsConfig, ServerConfig
+from app.domain import Counters, DiskUsage, FleetAggregate, Metrics, Run, Sample, Server, Thresholds, is_alerting
+from app.errors import FleettopError
+from app.store.db import Database
+from app.store.tables import AuditRow, RunRow, SampleRow, ServerRow
+
+EXPORT_BATCH = 1000
+SAMPLE_COLUMNS = SampleRow.__table__.c
+
+
+class HistoryPoint(BaseModel):
+    """One sample, or the average (and the maximum, in the *_max fields) of one time bucket."""
+
+    at: datetime  # the sample's time, or the start of the bucket
+    samples: int = 1
+    cpu: float | None = None
+    ram: float | None = None
+    disk: float | None = None
+    load1: float | None = None
+    cpu_max: float | None = None
+    ram_max: float | None = None
+    disk_max: float | None = None
+    load1_max: float | None = None
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    detail: str = ""
+
+
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Final = _Keep()  # update_server(secret=KEEP): leave the stored secret as it is
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def actor() -> str:
+    """Who is acting, as OS user@host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+class Repository:
+    def __init__(self, database: Database):
+        self._database = database
+        self._sessions = database.sessions
+
+    # -- servers -----------------------------------------------------------------
+
+    async def list_servers(self, enabled_only: bool = False) -> list[Server]:
+        query = select(ServerRow).order_by(ServerRow.name)
+        if enabled_only:
+            query = query.where(ServerRow.enabled.is_(True))
+        async with self._sessions() as session:
+            return [_server(row) for row in await session.scalars(query)]
+
+    async def get_server(self, name: str) -> Server | None:
+        async with self._sessions() as session:
+            row = await session.scalar(select(ServerRow).where(ServerRow.name == name))
+            return _server(row) if row else None
+
+    async def get_server_by_id(self, server_id: int) -> Server | None:
+        async with self._sessions() as session:
+            row = await session.get(ServerRow, server_id)
+            return _server(row) if row else None
+
+    async def add_server(
+        self,
+        cfg: ServerConfig,
+        *,
+        defaults: DefaultsConfig,
+        source: str = "db",
+        secret: bytes | None = None,
+    ) -> Server:
+        now = utcnow()
+        row = ServerRow(name=cfg.name, source=source, secret=secret, created_at=now, updated_at=now)
+        _apply(row, cfg, defaults)
+        try:
+            async with self._sessions.begin() as session:
+                if await session.scalar(select(ServerRow.id).where(ServerRow.name == cfg.name)) is not None:
+                    raise FleettopError(f"server {cfg.name!r} already exists")
+                session.add(row)
+        except IntegrityError:
+            raise FleettopError(f"server {cfg.name!r} already exists") from None
+        return _server(row)
+
+    async def update_server(
+        self,
+        name: str,
+        cfg: ServerConfig,
+        *,
+        defaults: DefaultsConfig,
+        secret: bytes | None | _Keep = KEEP,
+    ) -> Server:
+        """Replace a server's settings with `cfg` (which may carry a new name)."""
+        try:
+            async with self._sessions.begin() as session:
+                row = await session.scalar(select(ServerRow).where(ServerRow.name == name))
+                if row is None:
+                    raise FleettopError(f"server {name!r} not found")
+                if cfg.name != name and await session.scalar(select(ServerRow.id).where(ServerRow.name == cfg.name)):
+                    raise FleettopError(f"server {cfg.name!r} already exists")
+                row.name = cfg.name
+                _apply(row, cfg, defaults)
+                if not isinstance(secret, _Keep):
+                    row.secret = secret
+                row.updated_at = utcnow()
+        except IntegrityError:
+            raise FleettopError(f"server {cfg.name!r} already exists") from None
+        return _server(row)
+
+    async def remove_server(self, name: str) -> bool:
+        """Delete a server; its samples and runs go with it (ON DELETE CASCADE)."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(delete(ServerRow).where(ServerRow.name == name))
+            return result.rowcount > 0
+
+    async def get_secret(self, server_id: int) -> bytes | None:
+        async with self._sessions() as session:
+            return await session.scalar(select(ServerRow.secret).where(ServerRow.id == server_id))
+
+    async def sync_config_servers(self, servers: Sequence[ServerConfig], defaults: DefaultsConfig) -> list[str]:
+        """Make the database agree with the config file's `servers:`; returns one line per change.
+
+        Each listed server is created or overwritten and marked source="config" (a
+        same-named server added with the CLI is adopted, history kept). A config
+        server no longer listed is kept, with its history, as source="db". Nothing is
+        deleted. Stored secrets are never touched.
+        """
+        try:
+            return await self._sync_config_servers(servers, defaults)
+        except IntegrityError:
+            # Another fleettop process synced the same config at the same moment.
+            return await self._sync_config_servers(servers, defaults)
+
+    async def _sync_config_servers(self, servers: Sequence[ServerConfig], defaults: DefaultsConfig) -> list[str]:
+        changes: list[tuple[str, str, str]] = []
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            rows = {row.name: row for row in await session.scalars(select(ServerRow))}
+            for cfg in servers:
+                row = rows.get(cfg.name)
+                if row is None:
+                    row = ServerRow(name=cfg.name, source="config", created_at=now, updated_at=now)
+                    _apply(row, cfg, defaults)
+                    session.add(row)
+                    changes.append(("server.add", cfg.name, "added from the config file"))
+                    continue
+                before = _settings_of(row)
+                _apply(row, cfg, defaults)
+                if row.source != "config":
+                    row.source = "config"
+                    changes.append(("server.adopt", cfg.name, "now defined by the config file (history kept)"))
+                elif _settings_of(row) != before:
+                    changes.append(("server.edit", cfg.name, "updated from the config file"))
+                else:
+                    continue
+                row.updated_at = now
+            listed = {cfg.name for cfg in servers}
+            for row in rows.values():
+                if row.source == "config" and row.name not in listed:
+                    row.source = "db"
+                    row.updated_at = now
+                    changes.append(("server.release", row.name, "no longer in the config file: kept, now managed with `fleettop servers`"))
+            who = actor()
+            for action, target, detail in changes:
+                session.add(AuditRow(at=now, actor=who, action=action, target=target, detail=detail))
+        return [f"server {target!r}: {detail}" for _, target, detail in changes]
+
+    # -- samples -----------------------------------------------------------------
+
+    async def add_sample(self, server_id: int, metrics: Metrics, counters: Counters | None = None) -> bool:
+        """Store one sample; False when this server already has one at that collected_at."""
+        values = _sample_values(server_id, metrics, counters)
+        async with self._sessions.begin() as session:
+            insert = postgresql.insert if self._database.dialect == "postgresql" else sqlite.insert
+            statement = (
+                insert(SampleRow)
+                .values(values)
+                .on_conflict_do_nothing(index_elements=["server_id", "collected_at"])
+                .returning(SampleRow.id)
+            )
+            try:
+                inserted = (await session.execute(statement)).scalar_one_or_none()
+            except IntegrityError:
+                raise FleettopError(f"server id {server_id} does not exist (removed?)") from None
+        return inserted is not None
+
+    async def latest_sample(self, server_id: int) -> Sample | None:
+        query = (
+            select(SampleRow.__table__)
+            .where(SAMPLE_COLUMNS.server_id == server_id)
+            .order_by(SAMPLE_COLUMNS.collected_at.desc())
+            .limit(1)
+        )
+        async with self._sessions() as session:
+            row = (await session.execute(query)).mappings().first()
+        return _sample(row) if row else None
+
+    async def latest_samples(self) -> dict[int, Sample]:
+        """The newest sample of every server that has one, by server id."""
+        newest = (
+            select(SAMPLE_COLUMNS.server_id, func.max(SAMPLE_COLUMNS.collected_at).label("collected_at"))
+            .group_by(SAMPLE_COLUMNS.server_id)
+            .subquery()
+        )
+        query = select(SampleRow.__table__).join(
+            newest,
+            and_(SAMPLE_COLUMNS.server_id == newest.c.server_id, SAMPLE_COLUMNS.collected_at == newest.c.collected_at),
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).mappings().all()
+        return {row["server_id"]: _sample(row) for row in rows}
+
+    async def count_samples(self, server_id: int) -> int:
+        async with self._sessions() as session:
+            query = select(func.count()).select_from(SampleRow).where(SampleRow.server_id == server_id)
+            return await session.scalar(query) or 0
+
+    async def history(
+        self, server_id: int, since: datetime, until: datetime, bucket_s: int | None = None
+    ) -> list[HistoryPoint]:
+        """Samples of one server with since <= collected_at < until, oldest first.
+
+        With bucket_s, one point per bucket of that many seconds (aligned on the Unix
+        epoch) that holds samples: averages, and maxima in the *_max fields.
+        """
+        in_range = and_(
+            SAMPLE_COLUMNS.server_id == server_id,
+            SAMPLE_COLUMNS.collected_at >= since,
+            SAMPLE_COLUMNS.collected_at < until,
+        )
+        metrics = {
+            "cpu": SAMPLE_COLUMNS.cpu_percent,
+            "ram": SAMPLE_COLUMNS.mem_percent,
+            "disk": SAMPLE_COLUMNS.disk_percent,
+            "load1": SAMPLE_COLUMNS.load1,
+        }
+        async with self._sessions() as session:
+            if not bucket_s:
+                query = select(SAMPLE_COLUMNS.collected_at, *(c.label(k) for k, c in metrics.items()))
+                rows = await session.execute(query.where(in_range).order_by(SAMPLE_COLUMNS.collected_at))
+                return [
+                    HistoryPoint(at=row.collected_at, **{k: getattr(row, k) for k in metrics},
+                                 **{f"{k}_max": getattr(row, k) for k in metrics})
+                    for row in rows
+                ]
+            if bucket_s < 1:
+                raise ValueError("bucket_s must be a positive number of seconds")
+            bucket = self._bucket_start(bucket_s).label("bucket")
+            query = (
+                select(
+                    bucket,
+                    func.count().label("samples"),
+                    *(func.avg(c).label(k) for k, c in metrics.items()),
+                    *(func.max(c).label(f"{k}_max") for k, c in metrics.items()),
+                )
+                .where(in_range)
+                .group_by(bucket)
+                .order_by(bucket)
+            )
+            rows = (await session.execute(query)).mappings().all()
+        return [
+            HistoryPoint(
+                at=datetime.fromtimestamp(int(row["bucket"]), UTC),
+                samples=row["samples"],
+                **{k: (None if row[k] is None else float(row[k])) for k in row if k not in {"bucket", "samples"}},
+            )
+            for row in rows
+        ]
+
+    def _bucket_start(self, bucket_s: int) -> ColumnElement[Any]:
+        """Epoch seconds of the start of the bucket a sample falls in, in this dialect's SQL."""
+        if self._database.dialect == "postgresql":
+            epoch = func.extract("epoch", SAMPLE_COLUMNS.collected_at)
+            return cast(func.floor(epoch / bucket_s) * bucket_s, postgresql.BIGINT)
+        # SQLite stores naive UTC text, which strftime("%s") reads as UTC.
+        epoch = cast(func.strftime("%s", SAMPLE_COLUMNS.collected_at), Integer)
+        return (epoch // bucket_s) * bucket_s
+
+    async def aggregate(self) -> FleetAggregate:
+        """Totals over enabled servers: up/down by their last finished run, alerting by their latest sample."""
+        servers = {server.id: server for server in await self.list_servers(enabled_only=True)}
+        latest = {sid: sample for sid, sample in (await self.latest_samples()).items() if sid in servers}
+        ranked = (
+            select(
+                RunRow.server_id,
+                RunRow.status,
+                func.row_number()
+                .over(partition_by=RunRow.server_id, order_by=(RunRow.finished_at.desc(), RunRow.id.desc()))
+                .label("rank"),
+            )
+            .where(RunRow.finished_at.is_not(None))
+            .subquery()
+        )
+        async with self._sessions() as session:
+            rows = await session.execute(select(ranked.c.server_id, ranked.c.status).where(ranked.c.rank == 1))
+            last_status = {server_id: status for server_id, status in rows if server_id in servers}
+
+        def average(values: list[float | None]) -> float | None:
+            present = [v for v in values if v is not None]
+            return sum(present) / len(present) if present else None
+
+        samples = list(latest.values())
+        return FleetAggregate(
+            total=len(servers),
+            up=sum(1 for status in last_status.values() if status == "ok"),
+            down=sum(1 for status in last_status.values() if status == "failed"),
+            alerting=sum(1 for sid, sample in latest.items() if is_alerting(sample, servers[sid].thresholds)),
+            avg_cpu=average([s.cpu_percent for s in samples]),
+            avg_ram=average([s.mem_percent for s in samples]),
+            avg_disk=average([s.disk_percent for s in samples]),
+        )
+
+    async def purge_samples(self, older_than: datetime) -> int:
+        async with self._sessions.begin() as session:
+            result = await session.execute(delete(SampleRow).where(SampleRow.collected_at < older_than))
+            return result.rowcount
+
+    async def iter_samples(
+        self, server: str | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> AsyncIterator[Sample]:
+        """Every sample in the range (since inclusive, until exclusive), oldest first, streamed
+        from a server-side cursor in batches: memory stays flat however long the history."""
+        query = select(SampleRow.__table__)
+        if server is not None:
+            found = await self.get_server(server)
+            if found is None:
+                raise FleettopError(f"server {server!r} not found")
+            query = query.where(SAMPLE_COLUMNS.server_id == found.id)
+        if since is not None:
+            query = query.where(SAMPLE_COLUMNS.collected_at >= since)
+        if until is not None:
+            query = query.where(SAMPLE_COLUMNS.collected_at < until)
+        query = query.order_by(SAMPLE_COLUMNS.collected_at, SAMPLE_COLUMNS.server_id)
+        async with self._sessions() as session:
+            result = await session.stream(query.execution_options(yield_per=EXPORT_BATCH))
+            async for row in result.mappings():
+                yield _sample(row)
+
+    # -- runs --------------------------------------------------------------------
+
+    async def start_run(self, server_id: int, *, job_key: str, trigger: str, attempt: int = 1) -> int:
+        row = RunRow(
+            server_id=server_id, job_key=job_key, trigger=trigger, attempt=attempt, status="running", started_at=utcnow()
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(row)
+        except IntegrityError:
+            raise FleettopError(f"server id {server_id} does not exist (removed?)") from None
+        return row.id
+
+    async def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
+        if status not in {"ok", "failed"}:
+            raise ValueError(f"a run finishes as 'ok' or 'failed', not {status!r}")
+        finished = utcnow()
+        async with self._sessions.begin() as session:
+            row = await session.get(RunRow, run_id)
+            if row is None:
+                return  # its server was removed meanwhile, and the run with it
+            row.status = status
+            row.error = error
+            row.finished_at = finished
+            row.duration_s = (finished - row.started_at).total_seconds()
+
+    async def run_done(self, job_key: str) -> bool:
+        """Whether a run with this job key already finished ok (so a re-delivered job can skip)."""
+        query = select(RunRow.id).where(RunRow.job_key == job_key, RunRow.status == "ok").limit(1)
+        async with self._sessions() as session:
+            return await session.scalar(query) is not None
+
+    async def recent_runs(self, server_id: int, limit: int = 20) -> list[Run]:
+        return await self._runs(
+            RunRow.server_id == server_id, order=(RunRow.started_at.desc(), RunRow.id.desc()), limit=limit
+        )
+
+    async def failed_runs(self, limit: int = 50) -> list[Run]:
+        return await self._runs(
+            RunRow.status == "failed", order=(RunRow.finished_at.desc(), RunRow.id.desc()), limit=limit
+        )
+
+    async def last_run(self, server_id: int) -> Run | None:
+        runs = await self.recent_runs(server_id, limit=1)
+        return runs[0] if runs else None
+
+    async def get_run(self, run_id: int) -> Run | None:
+        runs = await self._runs(RunRow.id == run_id, order=(RunRow.id,), limit=1)
+        return runs[0] if runs else None
+
+    async def _runs(self, condition: ColumnElement[bool], *, order: tuple[Any, ...], limit: int) -> list[Run]:
+        query = (
+            select(RunRow, ServerRow.name)
+            .join(ServerRow, ServerRow.id == RunRow.server_id)
+            .where(condition)
+            .order_by(*order)
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            return [_run(row, name) for row, name in await session.execute(query)]
+
+    async def run_counts(self) -> dict[str, int]:
+        query = select(RunRow.status, func.count()).where(RunRow.status.in_(("ok", "failed"))).group_by(RunRow.status)
+        async with self._sessions() as session:
+            counts = dict((await session.execute(query)).all())
+        return {"completed": counts.get("ok", 0), "failed": counts.get("failed", 0)}
+
+    async def clean_runs(
+        self, completed_max_age: float, completed_keep: int, failed_max_age: float, failed_keep: int
+    ) -> int:
+        """Delete finished runs older than max_age seconds or past the newest `keep` of their
+        status. Each server's newest finished run is always kept: up/down depends on it."""
+        now = utcnow()
+        ranked = (
+            select(
+                RunRow.id,
+                RunRow.status,
+                RunRow.finished_at,
+                func.row_number()
+                .over(partition_by=RunRow.status, order_by=(RunRow.finished_at.desc(), RunRow.id.desc()))
+                .label("rank_in_status"),
+                func.row_number()
+                .over(partition_by=RunRow.server_id, order_by=(RunRow.finished_at.desc(), RunRow.id.desc()))
+                .label("rank_in_server"),
+            )
+            .where(RunRow.finished_at.is_not(None))
+            .subquery()
+        )
+
+        def doomed(status: str, max_age: float, keep: int) -> ColumnElement[bool]:
+            cutoff = datetime.fromtimestamp(now.timestamp() - max_age, UTC)
+            return and_(
+                ranked.c.status == status,
+                (ranked.c.finished_at < cutoff) | (ranked.c.rank_in_status > keep),
+            )
+
+        victims = select(ranked.c.id).where(
+            ranked.c.rank_in_server > 1,
+            doomed("ok", completed_max_age, completed_keep) | doomed("failed", failed_max_age, failed_keep),
+        )
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                delete(RunRow).where(RunRow.id.in_(victims)).execution_options(synchronize_session=False)
+            )
+            return result.rowcount
+
+    # -- audit -------------------------------------------------------------------
+
+    async def audit(self, action: str, target: str, detail: str = "") -> None:
+        async with self._sessions.begin() as session:
+            session.add(AuditRow(at=utcnow(), actor=actor(), action=action, target=target, detail=detail))
+
+    async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+        query = select(AuditRow).order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit)
+        async with self._sessions() as session:
+            return [
+                AuditEntry(id=r.id, at=r.at, actor=r.actor, action=r.action, target=r.target, detail=r.detail)
+                for r in await session.scalars(query)
+            ]
+
+
+# -- row <-> domain ----------------------------------------------------------------
+
+
+def _apply(row: ServerRow, cfg: ServerConfig, defaults: DefaultsConfig) -> None:
+    thresholds = cfg.thresholds.resolve(defaults.thresholds)
+    row.host = cfg.host
+    row.port = cfg.port
+    row.username = cfg.username
+    row.transport = cfg.transport
+    row.auth = cfg.auth
+    row.key_file = str(cfg.key_file) if cfg.key_file else None
+    row.enabled = cfg.enabled
+    row.interval = cfg.interval or defaults.interval
+    row.cpu_threshold = thresholds.cpu
+    row.ram_threshold = thresholds.ram
+    row.disk_threshold = thresholds.disk
+
+
+def _settings_of(row: ServerRow) -> tuple[Any, ...]:
+    return (
+        row.host, row.port, row.username, row.transport, row.auth, row.key_file, row.enabled,
+        row.interval, row.cpu_threshold, row.ram_threshold, row.disk_threshold,
+    )
+
+
+def _server(row: ServerRow) -> Server:
+    return Server(
+        id=row.id,
+        name=row.name,
+        host=row.host,
+        port=row.port,
+        username=row.username,
+        transport=row.transport,
+        auth=row.auth,
+        key_file=row.key_file,
+        has_secret=row.secret is not None,
+        enabled=row.enabled,
+        interval=row.interval,
+        thresholds=Thresholds(cpu=row.cpu_threshold, ram=row.ram_threshold, disk=row.disk_threshold),
+        source=row.source,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _sample_values(server_id: int, metrics: Metrics, counters: Counters | None) -> dict[str, Any]:
+    values = metrics.model_dump(exclude={"disks"})
+    if values["collected_at"].tzinfo is None:
+        raise ValueError("Metrics.collected_at must be timezone-aware")
+    values["server_id"] = server_id
+    values["disks"] = [disk.model_dump() for disk in metrics.disks]
+    values["counters"] = counters.model_dump() if counters else None
+    return values
+
+
+def _sample(row: Any) -> Sample:
+    fields = dict(row)
+    fields.pop("id", None)
+    fields["disks"] = [DiskUsage.model_validate(d) for d in fields["disks"] or []]
+    fields["counters"] = Counters.model_validate(fields["counters"]) if fields["counters"] else None
+    return Sample.model_validate(fields)
+
+
+def _run(row: RunRow, server_name: str) -> Run:
+    return Run(
+        id=row.id,
+        server_id=row.server_id,
+        server_name=server_name,
+        job_key=row.job_key,
+        trigger=row.trigger,
+        attempt=row.attempt,
+        status=row.status,
+        error=row.error,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        duration_s=row.duration_s,
+    )

@@ -1,0 +1,145 @@
+"""The SQL schema as SQLAlchemy 2 declarative classes.
+
+The migrations in app/store/migrations create exactly these tables; a change here
+needs a new revision there.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out.
+
+    Postgres keeps them as timestamptz; SQLite has no time zones, so they are stored
+    as naive UTC and made aware again when read.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given to the store; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime}
+
+
+class ServerRow(Base):
+    __tablename__ = "servers"
+    __table_args__ = (UniqueConstraint("name", name="uq_servers_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63))
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer, default=22)
+    username: Mapped[str | None] = mapped_column(String(32))
+    transport: Mapped[str] = mapped_column(String(16), default="ssh")
+    auth: Mapped[str] = mapped_column(String(16), default="agent")
+    key_file: Mapped[str | None] = mapped_column(Text)
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary)  # encrypted by app.secrets
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    interval: Mapped[int] = mapped_column(Integer)
+    cpu_threshold: Mapped[float] = mapped_column(Float)
+    ram_threshold: Mapped[float] = mapped_column(Float)
+    disk_threshold: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(16), default="db")  # config | db
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY; Postgres needs 64 bits for years of samples.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class SampleRow(Base):
+    __tablename__ = "samples"
+    __table_args__ = (
+        # Also the index for latest-per-server (max collected_at per server) and history ranges.
+        UniqueConstraint("server_id", "collected_at", name="uq_samples_server_collected"),
+        Index("ix_samples_collected_at", "collected_at"),  # purge and fleet-wide export
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"))
+    collected_at: Mapped[datetime]
+    cpu_percent: Mapped[float | None] = mapped_column(Float)
+    mem_percent: Mapped[float] = mapped_column(Float)
+    mem_used_bytes: Mapped[int] = mapped_column(BigInteger)
+    mem_total_bytes: Mapped[int] = mapped_column(BigInteger)
+    swap_percent: Mapped[float] = mapped_column(Float)
+    swap_used_bytes: Mapped[int] = mapped_column(BigInteger)
+    swap_total_bytes: Mapped[int] = mapped_column(BigInteger)
+    disk_percent: Mapped[float | None] = mapped_column(Float)
+    load1: Mapped[float] = mapped_column(Float)
+    load5: Mapped[float] = mapped_column(Float)
+    load15: Mapped[float] = mapped_column(Float)
+    procs: Mapped[int] = mapped_column(Integer)
+    uptime_s: Mapped[float] = mapped_column(Float)
+    net_rx_bps: Mapped[float | None] = mapped_column(Float)
+    net_tx_bps: Mapped[float | None] = mapped_column(Float)
+    disks: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    counters: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_status_finished", "status", "finished_at"),
+        Index("ix_runs_server_started", "server_id", "started_at"),
+        Index("ix_runs_job_key", "job_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"))
+    job_key: Mapped[str] = mapped_column(String(255))
+    trigger: Mapped[str] = mapped_column(String(16))  # scheduled | manual | retry
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16))  # running | ok | failed
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    duration_s: Mapped[float | None] = mapped_column(Float)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit"
+    __table_args__ = (Index("ix_audit_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(255))  # OS user@host
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255))
+    detail: Mapped[str] = mapped_column(Text, default="")
