@@ -7,7 +7,9 @@ machine and fails in CI (CI=true): a green CI run never hides a missing service.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -42,6 +44,40 @@ def require_service(name: str, url: str, default_port: int) -> str:
 @pytest.fixture
 def pg_url() -> str:
     return require_service("PostgreSQL", PG_URL, 5432)
+
+
+async def _pg_admin(statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_URL.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_databases():
+    """A factory of throwaway PostgreSQL databases (fleettop_<random>), all dropped at the end,
+    so that parallel test runs never share tables."""
+    created: list[str] = []
+
+    def create() -> str:
+        require_service("PostgreSQL", PG_URL, 5432)
+        name = f"fleettop_{secrets.token_hex(6)}"
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+    yield create
+    for name in created:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def pg_database_url(pg_databases) -> str:
+    """A fresh, empty PostgreSQL database for this test."""
+    return pg_databases()
 
 
 @pytest.fixture

@@ -1,0 +1,36 @@
+"""Shared helpers of the store tests: sample figures and servers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from app.config import DefaultsConfig, ServerConfig
+from app.domain import DiskUsage, Metrics
+from app.store.repo import Repository
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def metrics(at: datetime, cpu: float | None = 10.0, ram: float = 20.0, disk: float | None = 30.0, load1: float = 0.5) -> Metrics:
+    return Metrics(
+        collected_at=at,
+        cpu_percent=cpu,
+        mem_percent=ram,
+        mem_used_bytes=2 * 1024**3,
+        mem_total_bytes=8 * 1024**3,
+        swap_percent=1.5,
+        disk_percent=disk,
+        disks=[DiskUsage(mount="/", device="/dev/sda1", fstype="ext4", used_bytes=30, total_bytes=100, percent=disk or 0)],
+        load1=load1,
+        load5=0.4,
+        load15=0.3,
+        procs=123,
+        uptime_s=86400.5,
+        net_rx_bps=1000.0,
+        net_tx_bps=None,
+    )
+
+
+async def add_server(repo: Repository, name: str = "web1", **fields) -> int:
+    server = await repo.add_server(ServerConfig(name=name, host=fields.pop("host", "10.0.0.1"), **fields), defaults=DefaultsConfig())
+    return server.id

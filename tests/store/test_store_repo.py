@@ -1,0 +1,391 @@
+"""The repository against real SQLite and PostgreSQL databases."""
+
+from __future__ import annotations
+
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import inspect, text
+
+from app.config import DefaultsConfig, ServerConfig
+from app.domain import Counters, Thresholds
+from app.errors import FleettopError
+from app.store.db import head_revision, migrate, open_database
+from app.store.repo import KEEP, Repository
+from store_helpers import T0, add_server, metrics
+
+DEFAULTS = DefaultsConfig()
+
+
+# -- migrations ----------------------------------------------------------------------
+
+
+async def test_migrations_create_every_table_at_head(database):
+    assert await database.revision() == head_revision() == "0001"
+    async with database.engine.connect() as conn:
+        tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+        indexes = await conn.run_sync(lambda sync: {i["name"] for i in inspect(sync).get_indexes("runs")})
+    assert {"servers", "samples", "runs", "audit", "alembic_version"} <= tables
+    assert {"ix_runs_status_finished", "ix_runs_server_started", "ix_runs_job_key"} <= indexes
+
+
+async def test_migrations_match_the_orm_tables(database):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from app.store.tables import Base
+
+    async with database.engine.connect() as conn:
+        diff = await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
+    assert diff == []
+
+
+async def test_reopening_and_migrating_again_is_a_no_op(settings, database, repo):
+    await add_server(repo)
+    await migrate(database)
+    again = await open_database(settings)
+    try:
+        assert [s.name for s in await Repository(again).list_servers()] == ["web1"]
+    finally:
+        await again.close()
+
+
+async def test_sqlite_is_a_file_in_data_dir_in_wal_mode_with_foreign_keys(make_settings):
+    settings = make_settings()
+    database = await open_database(settings)
+    try:
+        assert (settings.data_dir / "fleettop.db").is_file()
+        async with database.engine.connect() as conn:
+            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+            assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 10_000
+    finally:
+        await database.close()
+
+
+async def test_a_bad_database_url_is_one_line(make_settings):
+    with pytest.raises(FleettopError, match="unsupported driver 'mysql'"):
+        await open_database(make_settings(database={"url": "mysql://x@localhost/db"}))
+    with pytest.raises(FleettopError, match="cannot open the database"):
+        await open_database(make_settings(database={"url": "postgresql+asyncpg://nobody@127.0.0.1:1/none"}))
+
+
+# -- servers -------------------------------------------------------------------------
+
+
+async def test_add_get_list_servers(repo):
+    cfg = ServerConfig(name="db1", host="db1.example.com", port=2222, username="ops", auth="key",
+                       key_file="/keys/id", interval=60, thresholds={"cpu": 70})
+    server = await repo.add_server(cfg, defaults=DEFAULTS, secret=b"blob")
+    assert server.id > 0 and server.source == "db" and server.has_secret
+    assert server.thresholds == Thresholds(cpu=70, ram=95, disk=90)  # the rest from defaults
+    assert server.created_at.tzinfo is not None
+    assert await repo.get_server("db1") == server
+    assert await repo.get_server_by_id(server.id) == server
+    assert await repo.get_secret(server.id) == b"blob"
+    await add_server(repo, "app1", enabled=False)
+    assert [s.name for s in await repo.list_servers()] == ["app1", "db1"]
+    assert [s.name for s in await repo.list_servers(enabled_only=True)] == ["db1"]
+    assert await repo.get_server("nope") is None
+
+
+async def test_add_server_twice_is_refused(repo):
+    await add_server(repo, "web1")
+    with pytest.raises(FleettopError, match="^server 'web1' already exists$"):
+        await add_server(repo, "web1")
+
+
+async def test_update_server_renames_and_keeps_or_replaces_the_secret(repo):
+    await repo.add_server(ServerConfig(name="web1", host="10.0.0.1"), defaults=DEFAULTS, secret=b"one")
+    server = await repo.update_server("web1", ServerConfig(name="web2", host="10.0.0.2", interval=30),
+                                      defaults=DEFAULTS, secret=KEEP)
+    assert (server.name, server.host, server.interval) == ("web2", "10.0.0.2", 30)
+    assert await repo.get_secret(server.id) == b"one"
+    await repo.update_server("web2", ServerConfig(name="web2", host="h"), defaults=DEFAULTS, secret=None)
+    assert await repo.get_secret(server.id) is None
+    assert await repo.get_server("web1") is None
+    with pytest.raises(FleettopError, match="server 'web9' not found"):
+        await repo.update_server("web9", ServerConfig(name="web9", host="h"), defaults=DEFAULTS)
+    await add_server(repo, "web3")
+    with pytest.raises(FleettopError, match="server 'web3' already exists"):
+        await repo.update_server("web2", ServerConfig(name="web3", host="h"), defaults=DEFAULTS)
+
+
+async def test_remove_server_takes_its_samples_and_runs(repo):
+    sid = await add_server(repo)
+    await repo.add_sample(sid, metrics(T0))
+    await repo.start_run(sid, job_key="k", trigger="manual")
+    assert await repo.count_samples(sid) == 1
+    assert await repo.remove_server("web1") is True
+    assert await repo.remove_server("web1") is False
+    assert await repo.count_samples(sid) == 0
+    assert await repo.recent_runs(sid) == []
+
+
+async def test_sync_config_servers_upserts_adopts_and_releases_but_never_deletes(repo):
+    await add_server(repo, "cli1")  # added with the CLI
+    await add_server(repo, "web1")  # added with the CLI, then written into the config file
+    config_servers = [ServerConfig(name="web1", host="10.1.1.1"), ServerConfig(name="web2", host="10.1.1.2")]
+    notes = await repo.sync_config_servers(config_servers, DEFAULTS)
+    assert len(notes) == 2 and any("'web2': added" in n for n in notes) and any("'web1': now defined" in n for n in notes)
+    by_name = {s.name: s for s in await repo.list_servers()}
+    assert {n: s.source for n, s in by_name.items()} == {"cli1": "db", "web1": "config", "web2": "config"}
+    assert by_name["web1"].host == "10.1.1.1"
+
+    assert await repo.sync_config_servers(config_servers, DEFAULTS) == []  # nothing changed
+
+    # web2 leaves the config file: kept, with its history, and now managed with the CLI.
+    await repo.add_sample(by_name["web2"].id, metrics(T0))
+    notes = await repo.sync_config_servers(config_servers[:1], DEFAULTS)
+    assert notes == ["server 'web2': no longer in the config file: kept, now managed with `fleettop servers`"]
+    web2 = await repo.get_server("web2")
+    assert web2.source == "db" and await repo.count_samples(web2.id) == 1
+    actions = [e.action for e in await repo.audit_entries()]
+    assert actions.count("server.add") == 1 and "server.adopt" in actions and "server.release" in actions
+
+
+async def test_sync_follows_the_config_defaults(repo):
+    servers = [ServerConfig(name="web1", host="h")]
+    await repo.sync_config_servers(servers, DEFAULTS)
+    changed = DefaultsConfig(interval=60, thresholds=Thresholds(cpu=50))
+    assert await repo.sync_config_servers(servers, changed) == ["server 'web1': updated from the config file"]
+    server = await repo.get_server("web1")
+    assert server.interval == 60 and server.thresholds.cpu == 50
+
+
+# -- samples -------------------------------------------------------------------------
+
+
+async def test_add_sample_is_idempotent_and_round_trips(repo):
+    sid = await add_server(repo)
+    counters = Counters(uptime_s=100.0, cpu_total=1000, cpu_idle=900, net_rx_bytes=5, net_tx_bytes=6)
+    sample_metrics = metrics(T0.replace(microsecond=123456))
+    assert await repo.add_sample(sid, sample_metrics, counters) is True
+    assert await repo.add_sample(sid, sample_metrics, counters) is False
+    assert await repo.count_samples(sid) == 1
+    latest = await repo.latest_sample(sid)
+    assert latest.collected_at == sample_metrics.collected_at and latest.collected_at.tzinfo is not None
+    assert latest.model_dump(exclude={"server_id", "counters"}) == sample_metrics.model_dump()
+    assert latest.counters == counters and latest.server_id == sid
+
+
+async def test_timestamps_in_other_zones_are_stored_as_utc(repo):
+    sid = await add_server(repo)
+    paris = datetime(2026, 11, 1, 13, 0, tzinfo=ZoneInfo("Europe/Paris"))
+    await repo.add_sample(sid, metrics(paris))
+    assert await repo.add_sample(sid, metrics(T0)) is False  # 13:00 in Paris is 12:00 UTC
+    assert (await repo.latest_sample(sid)).collected_at == T0
+
+
+async def test_add_sample_for_a_removed_server_is_one_line(repo):
+    with pytest.raises(FleettopError, match="server id 999 does not exist"):
+        await repo.add_sample(999, metrics(T0))
+
+
+async def test_latest_samples_per_server(repo):
+    a = await add_server(repo, "a")
+    b = await add_server(repo, "b")
+    await add_server(repo, "c")  # no samples
+    for minute in range(5):
+        await repo.add_sample(a, metrics(T0 + timedelta(minutes=minute), cpu=minute))
+        await repo.add_sample(b, metrics(T0 - timedelta(minutes=minute), cpu=10 + minute))
+    latest = await repo.latest_samples()
+    assert set(latest) == {a, b}
+    assert latest[a].cpu_percent == 4 and latest[a].collected_at == T0 + timedelta(minutes=4)
+    assert latest[b].cpu_percent == 10 and latest[b].collected_at == T0
+
+
+async def test_history_raw_is_the_samples_in_range(repo):
+    sid = await add_server(repo)
+    for minute in range(10):
+        await repo.add_sample(sid, metrics(T0 + timedelta(minutes=minute), cpu=minute, ram=50 + minute))
+    points = await repo.history(sid, T0 + timedelta(minutes=2), T0 + timedelta(minutes=5))
+    assert [p.at for p in points] == [T0 + timedelta(minutes=m) for m in (2, 3, 4)]
+    assert [(p.cpu, p.cpu_max, p.ram, p.samples) for p in points] == [(2, 2, 52, 1), (3, 3, 53, 1), (4, 4, 54, 1)]
+
+
+async def test_history_bucketed_averages_and_maxima(repo):
+    sid = await add_server(repo)
+    # One sample every 2 minutes for an hour; cpu rises 0,1,2,...; disk missing on odd ones.
+    for i in range(30):
+        at = T0 + timedelta(minutes=2 * i, seconds=7)
+        await repo.add_sample(sid, metrics(at, cpu=float(i), ram=40.0 + (i % 3), disk=None if i % 2 else 60.0 + i, load1=i / 10))
+    points = await repo.history(sid, T0, T0 + timedelta(hours=1), bucket_s=600)
+    assert [p.at for p in points] == [T0 + timedelta(minutes=10 * k) for k in range(6)]
+    assert all(p.samples == 5 for p in points)
+    first, last = points[0], points[-1]
+    assert first.cpu == pytest.approx(2.0) and first.cpu_max == 4.0  # samples 0..4
+    assert last.cpu == pytest.approx(27.0) and last.cpu_max == 29.0  # samples 25..29
+    assert first.ram == pytest.approx((40 + 41 + 42 + 40 + 41) / 5) and first.ram_max == 42
+    assert first.disk == pytest.approx((60 + 62 + 64) / 3) and first.disk_max == 64  # NULLs ignored
+    assert first.load1 == pytest.approx(0.2) and first.load1_max == pytest.approx(0.4)
+    # Buckets align on the epoch, not on `since`.
+    shifted = await repo.history(sid, T0 + timedelta(minutes=5), T0 + timedelta(hours=1), bucket_s=600)
+    assert shifted[0].at == T0 and shifted[0].samples == 2 and shifted[0].cpu == pytest.approx(3.5)
+
+
+async def test_purge_samples_older_than(repo):
+    sid = await add_server(repo)
+    for day in range(5):
+        await repo.add_sample(sid, metrics(T0 - timedelta(days=day)))
+    assert await repo.purge_samples(T0 - timedelta(days=2, hours=1)) == 2
+    assert await repo.count_samples(sid) == 3
+    assert await repo.purge_samples(T0 - timedelta(days=2, hours=1)) == 0
+
+
+async def test_aggregate_counts_up_down_alerting_by_each_servers_thresholds(repo):
+    strict = await add_server(repo, "strict", thresholds={"cpu": 50})
+    relaxed = await add_server(repo, "relaxed")  # cpu threshold 90
+    failing = await add_server(repo, "failing")
+    await add_server(repo, "off", enabled=False)
+    off = (await repo.get_server("off")).id
+    await repo.add_sample(strict, metrics(T0, cpu=60, ram=10, disk=20))  # critical for its 50 %
+    await repo.add_sample(relaxed, metrics(T0, cpu=60, ram=30, disk=40))
+    await repo.add_sample(relaxed, metrics(T0 - timedelta(hours=1), cpu=99))  # old: not the latest
+    await repo.add_sample(off, metrics(T0, cpu=100))
+    for sid, statuses in ((strict, ["failed", "ok"]), (relaxed, ["ok"]), (failing, ["ok", "failed"]), (off, ["ok"])):
+        for status in statuses:
+            run_id = await repo.start_run(sid, job_key=f"{sid}-{status}", trigger="scheduled")
+            await repo.finish_run(run_id, status, error="boom" if status == "failed" else None)
+    await repo.start_run(failing, job_key="in-flight", trigger="manual")  # running: not finished
+    aggregate = await repo.aggregate()
+    assert (aggregate.total, aggregate.up, aggregate.down, aggregate.alerting) == (3, 2, 1, 1)
+    assert aggregate.avg_cpu == pytest.approx(60) and aggregate.avg_ram == pytest.approx(20)
+    assert aggregate.avg_disk == pytest.approx(30)
+
+
+async def test_aggregate_of_an_empty_fleet(repo):
+    aggregate = await repo.aggregate()
+    assert aggregate.total == 0 and aggregate.avg_cpu is None
+
+
+async def test_iter_samples_filters_and_orders(repo):
+    a = await add_server(repo, "a")
+    b = await add_server(repo, "b")
+    for minute in range(6):
+        await repo.add_sample(a, metrics(T0 + timedelta(minutes=minute), cpu=minute))
+        await repo.add_sample(b, metrics(T0 + timedelta(minutes=minute, seconds=30), cpu=100 - minute))
+    everything = [s async for s in repo.iter_samples()]
+    assert len(everything) == 12
+    assert [s.collected_at for s in everything] == sorted(s.collected_at for s in everything)
+    only_b = [s async for s in repo.iter_samples("b", since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=4))]
+    assert [(s.server_id, s.cpu_percent) for s in only_b] == [(b, 98), (b, 97)]
+    with pytest.raises(FleettopError, match="server 'zzz' not found"):
+        [s async for s in repo.iter_samples("zzz")]
+
+
+async def insert_samples(database, server_id: int, count: int) -> None:
+    """Many samples at once, one second apart from T0 (bulk insert, for size tests)."""
+    from app.store.tables import SampleRow
+
+    template = metrics(T0).model_dump(exclude={"disks", "collected_at"})
+    disks = [d.model_dump() for d in metrics(T0).disks]
+    for start in range(0, count, 5000):
+        rows = [
+            {**template, "server_id": server_id, "collected_at": T0 + timedelta(seconds=i), "cpu_percent": i % 100,
+             "disks": disks, "counters": None}
+            for i in range(start, min(count, start + 5000))
+        ]
+        async with database.sessions.begin() as session:
+            await session.execute(SampleRow.__table__.insert(), rows)
+
+
+async def peak_memory(consume) -> int:
+    tracemalloc.start()
+    try:
+        await consume()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+async def test_iter_samples_streams_in_flat_memory(repo, database):
+    sid = await add_server(repo)
+    await insert_samples(database, sid, 20_000)
+    kept = []
+
+    async def keep_all():
+        kept.extend([s async for s in repo.iter_samples()])
+
+    async def count_only():
+        count = 0
+        async for sample in repo.iter_samples():
+            assert sample.cpu_percent == count % 100
+            count += 1
+        assert count == 20_000
+
+    everything = await peak_memory(keep_all)
+    assert len(kept) == 20_000
+    kept.clear()
+    streaming = await peak_memory(count_only)
+    # Loading every row at once, even without building models, would cost a good part of
+    # `everything`; a cursor read in batches of 1,000 holds a small fraction of it.
+    assert streaming < everything / 5, (streaming, everything)
+
+
+# -- runs ----------------------------------------------------------------------------
+
+
+async def test_runs_lifecycle_and_run_done(repo):
+    sid = await add_server(repo)
+    run_id = await repo.start_run(sid, job_key="collect:1:100", trigger="scheduled", attempt=1)
+    assert await repo.run_done("collect:1:100") is False
+    running = await repo.last_run(sid)
+    assert running.status == "running" and running.finished_at is None and running.server_name == "web1"
+    await repo.finish_run(run_id, "failed", error="host unreachable")
+    assert await repo.run_done("collect:1:100") is False
+    retry = await repo.start_run(sid, job_key="collect:1:100", trigger="retry", attempt=2)
+    await repo.finish_run(retry, "ok")
+    assert await repo.run_done("collect:1:100") is True
+    last = await repo.last_run(sid)
+    assert (last.id, last.status, last.attempt, last.trigger) == (retry, "ok", 2, "retry")
+    assert last.duration_s is not None and last.duration_s >= 0 and last.finished_at.tzinfo is not None
+    assert [r.id for r in await repo.recent_runs(sid, 10)] == [retry, run_id]
+    failed = await repo.failed_runs(10)
+    assert [(r.id, r.error, r.server_name) for r in failed] == [(run_id, "host unreachable", "web1")]
+    assert await repo.run_counts() == {"completed": 1, "failed": 1}
+    assert (await repo.get_run(run_id)).status == "failed"
+    with pytest.raises(ValueError):
+        await repo.finish_run(run_id, "running")
+
+
+async def _finished_run(database, sid: int, status: str, finished_at: datetime) -> None:
+    from app.store.tables import RunRow
+
+    async with database.sessions.begin() as session:
+        session.add(RunRow(server_id=sid, job_key=f"k{finished_at.timestamp()}", trigger="scheduled", attempt=1,
+                           status=status, started_at=finished_at, finished_at=finished_at, duration_s=0.0))
+
+
+async def test_clean_runs_applies_age_and_keep_limits_per_status(repo, database):
+    a = await add_server(repo, "a")
+    b = await add_server(repo, "b")
+    now = datetime.now(UTC)
+    for i in range(10):  # a: 10 ok runs, one a minute, the newest first
+        await _finished_run(database, a, "ok", now - timedelta(minutes=i))
+    for i in range(4):  # b: 4 failed runs, hours ago
+        await _finished_run(database, b, "failed", now - timedelta(hours=i + 1))
+    running = await repo.start_run(a, job_key="live", trigger="manual")
+    # ok: keep at most 3 and none older than 1 h; failed: keep 10, none older than 2.5 h.
+    deleted = await repo.clean_runs(completed_max_age=3600, completed_keep=3, failed_max_age=9000, failed_keep=10)
+    assert deleted == 7 + 2
+    assert await repo.run_counts() == {"completed": 3, "failed": 2}
+    assert (await repo.get_run(running)).status == "running"  # unfinished runs are never cleaned
+    # Everything past its limits, yet each server's newest finished run stays: up/down needs it.
+    await repo.clean_runs(completed_max_age=0, completed_keep=0, failed_max_age=0, failed_keep=0)
+    assert await repo.run_counts() == {"completed": 1, "failed": 1}
+    assert (await repo.aggregate()).down == 1
+
+
+# -- audit ---------------------------------------------------------------------------
+
+
+async def test_audit_records_who_did_what(repo):
+    await repo.audit("server.add", "web1", "host 10.0.0.1")
+    await repo.audit("server.remove", "web1")
+    entries = await repo.audit_entries(10)
+    assert [(e.action, e.target, e.detail) for e in entries] == [("server.remove", "web1", ""), ("server.add", "web1", "host 10.0.0.1")]
+    assert "@" in entries[0].actor and entries[0].at.tzinfo is not None
+    assert len(await repo.audit_entries(1)) == 1
