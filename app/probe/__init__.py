@@ -1,0 +1,90 @@
+"""Collection: run the probe on a server (over SSH, or locally) and turn its output into Metrics.
+
+The only package that speaks SSH. `Prober` is what the queue's jobs, the CLI
+and the service call.
+"""
+
+from __future__ import annotations
+
+import getpass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import asyncssh
+
+from app.config import Settings
+from app.domain import Counters, Server
+from app.errors import FleettopError
+from app.probe.errors import CollectError, CollectErrorKind
+from app.probe.local import run_local
+from app.probe.parse import ParseError, ProbeResult, compute, parse
+from app.probe.script import PROBE_SCRIPT, probe_command
+from app.probe.ssh import SSHPool, SSHTarget, append_known_host, describe_key, host_pattern
+from app.secrets import SecretBox
+
+__all__ = [
+    "CollectError", "CollectErrorKind", "ProbeResult", "Prober", "append_known_host", "describe_key", "host_pattern",
+]
+
+
+class Prober:
+    def __init__(self, settings: Settings, secrets: SecretBox | None = None):
+        self._settings = settings
+        self._secrets = secrets or SecretBox(settings.data_dir)
+        self._pool = SSHPool(settings.ssh, settings.data_dir)
+
+    @property
+    def own_known_hosts(self) -> Path:
+        """fleettop's own known_hosts file (data_dir/known_hosts), where `fleettop trust` writes."""
+        return self._pool.own_known_hosts
+
+    async def collect(
+        self, server: Server, previous: Counters | None, secret: bytes | None = None, *, keep: bool = True
+    ) -> ProbeResult:
+        """One collection. `previous`: the counters the last collection returned (None on first
+        contact: the probe then samples twice). `secret`: the stored encrypted password or
+        passphrase. `keep=False` closes the connection afterwards (a one-off test).
+        Raises CollectError."""
+        first_contact = previous is None
+        if server.transport == "local":
+            where = f"{server.name} (local)"
+            text = await run_local(where, first_contact, self._settings.ssh.command_timeout)
+        else:
+            target = self._target(server, secret)
+            where = target.where
+            text = await self._pool.run(target, probe_command(first_contact), PROBE_SCRIPT, keep=keep)
+        collected_at = datetime.now(timezone.utc)
+        try:
+            return compute(parse(text), previous, collected_at=collected_at)
+        except ParseError as exc:
+            raise CollectError("unparsable", where, f"probe output unparsable: {exc}") from None
+
+    async def host_key(self, server: Server) -> tuple[str, asyncssh.SSHKey]:
+        """The fingerprint ("SHA256:...") and key the server presents now. Raises CollectError."""
+        key = await self._pool.host_key(self._target(server, None))
+        return key.get_fingerprint(), key
+
+    async def trusted_state(self, server: Server, key: asyncssh.SSHKey) -> str:
+        """'trusted', 'changed' or 'unknown': what the known_hosts files say of this key."""
+        return await self._pool.trusted_state(self._target(server, None), key)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    def _target(self, server: Server, secret: bytes | None) -> SSHTarget:
+        ssh = self._settings.ssh
+        key_file = server.key_file or ssh.key_file
+        where = f"{server.name} ({host_pattern(server.host, server.port)})"
+        try:
+            plain = self._secrets.decrypt(secret) if secret else None
+        except FleettopError as exc:
+            raise CollectError("auth_failed", where, str(exc)) from None
+        return SSHTarget(
+            name=server.name,
+            host=server.host,
+            port=server.port,
+            username=server.username or ssh.username or getpass.getuser(),
+            auth=server.auth,
+            key_file=None if key_file is None else Path(key_file).expanduser(),
+            secret=plain,
+        )
