@@ -1,0 +1,154 @@
+"""`fleettop trust NAME` and `fleettop servers test NAME`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+from app.config import LoadedConfig, ServerConfig
+from app.domain import Metrics, Server
+from app.errors import UsageError
+from app.probe import CollectError, Prober, append_known_host, describe_key, host_pattern
+from app.store.db import open_database
+from app.store.repo import Repository
+
+
+async def cmd_trust(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    """Show the host key a server presents and, once confirmed, record it in data_dir/known_hosts."""
+    settings = loaded.settings
+    database = await open_database(settings)
+    try:
+        repository = Repository(database)
+        server, _ = await _find_server(loaded, repository, args.name)
+        if server.transport == "local":
+            raise UsageError(f"{server.name} uses the local transport: it has no host key")
+        prober = Prober(settings)
+        try:
+            fingerprint, key = await prober.host_key(server)
+            state = await prober.trusted_state(server, key)
+        finally:
+            await prober.close()
+        print(f"{server.name} ({host_pattern(server.host, server.port)}) presents the host key {describe_key(key)}")
+        if state == "trusted":
+            print("This key is already trusted.")
+            return 0
+        if state == "changed":
+            print(
+                "WARNING: a DIFFERENT key is trusted for this host. Unless you know why it changed "
+                "(reinstalled, new host keys), someone may be intercepting the connection."
+            )
+        if not args.yes and not await _confirm("Trust this key? [y/N] "):
+            print("Not trusted.", file=sys.stderr)
+            return 1
+        path = prober.own_known_hosts
+        await asyncio.to_thread(append_known_host, path, server.host, server.port, key)
+        await repository.audit("trust", server.name, fingerprint)
+        print(f"Trusted: recorded in {path}")
+        return 0
+    finally:
+        await database.close()
+
+
+async def cmd_servers_test(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    """Connect, run the probe once and print the figures or the error; stores nothing."""
+    settings = loaded.settings
+    database = await open_database(settings)
+    try:
+        server, secret = await _find_server(loaded, Repository(database), args.name)
+    finally:
+        await database.close()
+    prober = Prober(settings)
+    started = time.perf_counter()
+    try:
+        result = await prober.collect(server, None, secret, keep=False)
+    except CollectError as exc:
+        if args.json:
+            print(json.dumps({"server": server.name, "status": "failed", "kind": exc.kind, "error": str(exc)}))
+            return 1
+        raise
+    finally:
+        await prober.close()
+    elapsed = time.perf_counter() - started
+    if args.json:
+        print(json.dumps({"server": server.name, "status": "ok", "error": None, **result.metrics.model_dump(mode="json")}))
+    else:
+        print(f"{server.name} ({_where(server)}): ok in {elapsed:.2f} s")
+        print(format_metrics(result.metrics))
+    return 0
+
+
+async def _find_server(loaded: LoadedConfig, repository: Repository, name: str) -> tuple[Server, bytes | None]:
+    """The server and its encrypted secret; a server in the config file counts even before it is synced."""
+    for cfg in loaded.settings.servers:
+        if cfg.name == name:
+            stored = await repository.get_server(name)
+            secret = await repository.get_secret(stored.id) if stored else None
+            return _from_config(cfg), secret
+    server = await repository.get_server(name)
+    if server is None:
+        raise UsageError(f"no server named {name!r} (see: fleettop servers list)")
+    return server, await repository.get_secret(server.id) if server.has_secret else None
+
+
+def _from_config(cfg: ServerConfig) -> Server:
+    fields = cfg.model_dump(exclude={"thresholds", "interval"})
+    fields["key_file"] = str(cfg.key_file) if cfg.key_file else None
+    return Server(id=0, source="config", **fields)
+
+
+def _where(server: Server) -> str:
+    return "local" if server.transport == "local" else host_pattern(server.host, server.port)
+
+
+async def _confirm(prompt: str) -> bool:
+    if not sys.stdin.isatty():
+        raise UsageError("confirmation needed but stdin is not a terminal: pass --yes")
+    try:
+        answer = await asyncio.to_thread(input, prompt)
+    except EOFError:
+        return False
+    return answer.strip().lower() in {"y", "yes"}
+
+
+def format_metrics(metrics: Metrics) -> str:
+    """The figures of one sample as aligned lines, for a terminal."""
+
+    def percent(value: float | None) -> str:
+        return "   n/a" if value is None else f"{value:5.1f} %"
+
+    lines = [
+        f"  cpu      {percent(metrics.cpu_percent)}",
+        f"  memory   {percent(metrics.mem_percent)}  {_size(metrics.mem_used_bytes)} of {_size(metrics.mem_total_bytes)}",
+        f"  swap     {percent(metrics.swap_percent)}  "
+        + (f"{_size(metrics.swap_used_bytes)} of {_size(metrics.swap_total_bytes)}" if metrics.swap_total_bytes else "none"),
+        f"  disk     {percent(metrics.disk_percent)}  (the fullest mount)",
+    ]
+    width = max((len(disk.mount) for disk in metrics.disks), default=0)
+    for disk in metrics.disks:
+        lines.append(f"    {disk.mount:<{width}}  {disk.percent:5.1f} %  {_size(disk.used_bytes)} of {_size(disk.total_bytes)}  {disk.device} {disk.fstype}")
+    lines += [
+        f"  load     {metrics.load1:.2f} {metrics.load5:.2f} {metrics.load15:.2f}",
+        f"  procs    {metrics.procs}",
+        f"  uptime   {_duration(metrics.uptime_s)}",
+    ]
+    if metrics.net_rx_bps is not None and metrics.net_tx_bps is not None:
+        lines.append(f"  network  in {_size(metrics.net_rx_bps)}/s  out {_size(metrics.net_tx_bps)}/s")
+    return "\n".join(lines)
+
+
+def _size(count: float) -> str:
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    index = 0
+    while abs(count) >= 1024 and index < len(units) - 1:
+        count /= 1024
+        index += 1
+    return f"{count:.0f} B" if index == 0 else f"{count:.1f} {units[index]}"
+
+
+def _duration(seconds: float) -> str:
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days} d {hours} h" if days else f"{hours} h {rest // 60} min"
