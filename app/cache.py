@@ -1,0 +1,196 @@
+"""Redis, as fleettop uses it outside SAQ: the only module that knows key names.
+
+Every key starts with `redis.prefix` (default "fleettop:"), so several fleets (or
+test runs) can share one Redis:
+
+  <prefix>metrics:latest:<server_id>  latest Sample as JSON (TTL cache.latest_ttl)
+  <prefix>metrics:aggregated          FleetAggregate as JSON (TTL cache.aggregated_ttl)
+  <prefix>paused                      set while the queue is paused (every process checks it)
+  <prefix>workers                     zset worker id -> heartbeat expiry (epoch s)
+  <prefix>retrying                    zset SAQ job id -> end of its retry backoff (epoch s)
+  <prefix>events                      pub/sub channel of Event JSON
+  saq:<prefix>{scheduled,manual}:*    SAQ's own keys for the two queues
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Literal
+
+from pydantic import BaseModel, ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.config import Settings
+from app.domain import FleetAggregate, Sample
+
+log = logging.getLogger("fleettop.cache")
+
+Lane = Literal["scheduled", "manual"]
+
+
+class Event(BaseModel):
+    """Something changed; dashboards repaint what it names."""
+
+    kind: Literal["sample", "run", "servers", "queue"]
+    server_id: int | None = None
+
+
+class Cache:
+    def __init__(self, redis: Redis, settings: Settings):
+        self.redis = redis
+        self.settings = settings
+        self.prefix = settings.redis.prefix
+        self.paused_key = self.prefix + "paused"
+        self.events_channel = self.prefix + "events"
+        self._aggregate_key = self.prefix + "metrics:aggregated"
+        self._workers_key = self.prefix + "workers"
+        self._retrying_key = self.prefix + "retrying"
+
+    # -- names SAQ uses (queues and job keys carry the prefix too) -----------------
+
+    def queue_name(self, lane: Lane) -> str:
+        return self.prefix + lane
+
+    def job_key(self, lane: Lane, server_id: int) -> str:
+        """The stable SAQ job key of a server in a lane. SAQ's abort keys are global
+        (saq:abort:<key>), so the key carries the prefix to stay unique per fleet."""
+        return f"{self.prefix}{lane}:{server_id}"
+
+    def server_of_job_key(self, lane: Lane, job_key: str) -> int | None:
+        head = f"{self.prefix}{lane}:"
+        if job_key.startswith(head) and job_key[len(head):].isdigit():
+            return int(job_key[len(head):])
+        return None
+
+    # -- latest metrics --------------------------------------------------------------
+
+    def _latest_key(self, server_id: int) -> str:
+        return f"{self.prefix}metrics:latest:{server_id}"
+
+    async def set_latest(self, sample: Sample) -> None:
+        await self.redis.set(self._latest_key(sample.server_id), sample.model_dump_json(), ex=self.settings.cache.latest_ttl)
+
+    async def latest(self, server_ids: list[int], load: Callable[[], Awaitable[dict[int, Sample]]]) -> dict[int, Sample]:
+        """Latest sample of each server: from Redis, the misses from `load` (SQL), which are cached."""
+        if not server_ids:
+            return {}
+        found: dict[int, Sample] = {}
+        for server_id, raw in zip(server_ids, await self.redis.mget([self._latest_key(i) for i in server_ids])):
+            if raw is not None:
+                try:
+                    found[server_id] = Sample.model_validate_json(raw)
+                except ValidationError:
+                    pass  # written by another version: reload it
+        missing = [i for i in server_ids if i not in found]
+        if missing:
+            loaded = await load()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for server_id in missing:
+                    if server_id in loaded:
+                        found[server_id] = loaded[server_id]
+                        pipe.set(self._latest_key(server_id), loaded[server_id].model_dump_json(), ex=self.settings.cache.latest_ttl)
+                await pipe.execute()
+        return found
+
+    async def forget_latest(self, server_id: int) -> None:
+        await self.redis.delete(self._latest_key(server_id))
+
+    # -- fleet aggregate -------------------------------------------------------------
+
+    async def aggregate(self, compute: Callable[[], Awaitable[FleetAggregate]]) -> FleetAggregate:
+        raw = await self.redis.get(self._aggregate_key)
+        if raw is not None:
+            try:
+                return FleetAggregate.model_validate_json(raw)
+            except ValidationError:
+                pass
+        value = await compute()
+        await self.redis.set(self._aggregate_key, value.model_dump_json(), ex=self.settings.cache.aggregated_ttl)
+        return value
+
+    async def invalidate_aggregate(self) -> None:
+        await self.redis.delete(self._aggregate_key)
+
+    async def clear(self) -> int:
+        """Delete every cached metric of this prefix; returns how many keys went."""
+        removed = 0
+        batch: list[bytes] = []
+        async for key in self.redis.scan_iter(match=self.prefix + "metrics:*", count=500):
+            batch.append(key)
+            if len(batch) >= 500:
+                removed += await self.redis.delete(*batch)
+                batch = []
+        if batch:
+            removed += await self.redis.delete(*batch)
+        return removed
+
+    # -- pause flag ------------------------------------------------------------------
+
+    async def set_paused(self, paused: bool) -> None:
+        if paused:
+            await self.redis.set(self.paused_key, str(time.time()))
+        else:
+            await self.redis.delete(self.paused_key)
+
+    async def is_paused(self) -> bool:
+        return bool(await self.redis.exists(self.paused_key))
+
+    # -- worker heartbeats -----------------------------------------------------------
+
+    async def beat(self, worker_id: str, ttl: float) -> None:
+        now = time.time()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(self._workers_key, {worker_id: now + ttl})
+            pipe.zremrangebyscore(self._workers_key, "-inf", now)
+            await pipe.execute()
+
+    async def drop_worker(self, worker_id: str) -> None:
+        await self.redis.zrem(self._workers_key, worker_id)
+
+    async def workers_alive(self) -> int:
+        return await self.redis.zcount(self._workers_key, f"({time.time()}", "+inf")
+
+    # -- jobs waiting out a retry backoff (the "delayed" figure) --------------------
+
+    async def mark_retrying(self, job_id: str, until: float) -> None:
+        await self.redis.zadd(self._retrying_key, {job_id: until})
+
+    async def unmark_retrying(self, job_id: str) -> None:
+        await self.redis.zrem(self._retrying_key, job_id)
+
+    async def count_retrying(self) -> int:
+        now = time.time()
+        await self.redis.zremrangebyscore(self._retrying_key, "-inf", now)
+        return await self.redis.zcard(self._retrying_key)
+
+    # -- events ----------------------------------------------------------------------
+
+    async def publish(self, event: Event) -> None:
+        """Best effort: a lost repaint is better than a failed collection."""
+        try:
+            await self.redis.publish(self.events_channel, event.model_dump_json())
+        except (RedisError, OSError) as exc:
+            log.warning("cannot publish event %s: %s", event.kind, exc)
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Events from every process on this Redis, until cancelled. Reconnects after an outage."""
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.events_channel)
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    try:
+                        yield Event.model_validate_json(message["data"])
+                    except ValidationError:
+                        continue
+            except (RedisError, OSError) as exc:
+                log.warning("event stream interrupted: %s; reconnecting", exc)
+                await asyncio.sleep(1)
+            finally:
+                await pubsub.aclose()

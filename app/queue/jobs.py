@@ -1,0 +1,202 @@
+"""The `collect` job: probe one server, store the sample and the run, cache it, tell everyone.
+
+Idempotent: each delivery of a job carries a run key (its SAQ key plus the time
+it was planned for), stable across retries and re-deliveries; a run key that
+already finished ok is not collected again (SAQ may deliver a job twice when its
+sweep races a worker, upstream issue 277).
+
+Retries: SAQ counts `retries` as attempts in all; its own backoff is jittered, so
+each failed attempt sets the job's `retry_delay` itself: retry_backoff, then
+doubled (5 s, 10 s, ...), exact to the scheduler's one-second tick.
+
+A worker killed mid-job leaves the job `active`; the job touches itself every
+HEARTBEAT_EVERY_S and declares `heartbeat=HEARTBEAT_LIMIT_S`, so the sweep of
+any live worker re-queues it within seconds, however long the SSH timeouts are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import typing as t
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+from saq.job import TERMINAL_STATUSES, Job
+
+from app.cache import Cache, Event
+from app.config import Settings
+from app.domain import Sample
+from app.probe import CollectError, Prober
+from app.store.repo import Repository
+
+if t.TYPE_CHECKING:
+    from app.queue.worker import Lanes
+
+log = logging.getLogger("fleettop.jobs")
+
+HEARTBEAT_EVERY_S = 2
+HEARTBEAT_LIMIT_S = 10  # swept (and re-run) when not touched for this long
+JOB_MARGIN_S = 15  # SQL and Redis writes around the SSH exchange
+SWEEP_EVERY_S = 5
+
+
+class AttemptFailed(Exception):
+    """One attempt failed; SAQ retries the job or marks it failed."""
+
+
+@dataclass
+class CollectContext:
+    """What a collect job needs, shared by every job a worker runs."""
+
+    settings: Settings
+    repo: Repository
+    cache: Cache
+    prober: Prober
+    lanes: Lanes
+
+
+def job_timeout(settings: Settings) -> int:
+    """Long enough for one SSH connect and one probe command, plus the writes around them."""
+    return math.ceil(settings.ssh.connect_timeout + settings.ssh.command_timeout + JOB_MARGIN_S)
+
+
+def job_options(settings: Settings) -> dict[str, t.Any]:
+    return {
+        "timeout": job_timeout(settings),
+        "heartbeat": HEARTBEAT_LIMIT_S,
+        "retries": settings.worker.retries,
+        "retry_delay": settings.worker.retry_backoff,
+        # Finished job records stay for `collect --wait`; `queue clean` trims them sooner.
+        "ttl": max(settings.queue.completed_max_age, settings.queue.failed_max_age, 600),
+    }
+
+
+async def enqueue_link(deps: CollectContext, server_id: int, when: float) -> bool:
+    """Put a server's schedule link (its one stable key) on the scheduled queue, due at `when`.
+    False when the link already exists: SAQ refuses a key that is queued, waiting or running."""
+    due = 0 if when <= time.time() else math.ceil(when)
+    job = await deps.lanes.scheduled.enqueue(
+        "collect",
+        key=deps.cache.job_key("scheduled", server_id),
+        scheduled=due,
+        server_id=server_id,
+        trigger="scheduled",
+        **job_options(deps.settings),
+    )
+    return job is not None
+
+
+async def enqueue_manual(deps: CollectContext, server_id: int) -> bool:
+    """Collect a server now through the manual queue; False if a manual job for it is already waiting or running."""
+    job = await deps.lanes.manual.enqueue(
+        "collect",
+        key=deps.cache.job_key("manual", server_id),
+        server_id=server_id,
+        trigger="manual",
+        **job_options(deps.settings),
+    )
+    return job is not None
+
+
+def retry_delay(settings: Settings, failed_attempt: int) -> float:
+    return settings.worker.retry_backoff * 2 ** (failed_attempt - 1)
+
+
+def run_key(job: Job) -> str:
+    return f"{job.key}@{job.scheduled or job.queued}"
+
+
+async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dict[str, t.Any]:
+    job: Job = ctx["job"]
+    deps: CollectContext = ctx["collect"]
+    with contextlib.suppress(RedisError, OSError):
+        await deps.cache.unmark_retrying(job.id)
+    server = await deps.repo.get_server_by_id(server_id)
+    if server is None:
+        return {"status": "gone"}
+    ctx["interval"] = server.interval if server.enabled else None  # read by rechain()
+    if trigger == "scheduled" and not server.enabled:
+        return {"status": "disabled"}
+    key = run_key(job)
+    if await deps.repo.run_done(key):
+        return {"status": "ok", "duplicate": True}
+
+    attempt = job.attempts
+    run_id = await deps.repo.start_run(server_id, job_key=key, trigger="retry" if attempt > 1 else trigger, attempt=attempt)
+    await deps.cache.publish(Event(kind="run", server_id=server_id))
+    started = time.monotonic()
+    heartbeat = asyncio.create_task(_heartbeat(job))
+    try:
+        previous = await deps.repo.latest_sample(server_id)
+        secret = await deps.repo.get_secret(server_id) if server.has_secret else None
+        result = await deps.prober.collect(server, previous.counters if previous else None, secret)
+        await deps.repo.add_sample(server_id, result.metrics, result.counters)
+        await deps.repo.finish_run(run_id, "ok")
+    except asyncio.CancelledError:
+        _set_retry_delay(deps, job)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(deps.repo.finish_run(run_id, "failed", "interrupted (worker stopping or job timeout)"))
+        raise
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, CollectError) else f"{type(exc).__name__}: {exc}"
+        message = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+        with contextlib.suppress(Exception):
+            await deps.repo.finish_run(run_id, "failed", message)
+        if job.retryable:
+            delay = _set_retry_delay(deps, job)
+            with contextlib.suppress(RedisError, OSError):
+                await deps.cache.mark_retrying(job.id, time.time() + delay)
+        log.warning("collect %s attempt %d/%d failed: %s", server.name, attempt, job.retries, message)
+        await deps.cache.publish(Event(kind="run", server_id=server_id))
+        raise AttemptFailed(message) from None
+    finally:
+        heartbeat.cancel()
+
+    sample = Sample(**result.metrics.model_dump(), server_id=server_id, counters=result.counters)
+    try:
+        await deps.cache.set_latest(sample)
+        await deps.cache.invalidate_aggregate()
+    except (RedisError, OSError) as exc:  # stored in SQL already; readers fall back to it
+        log.warning("cannot cache the sample of %s: %s", server.name, exc)
+    await deps.cache.publish(Event(kind="sample", server_id=server_id))
+    log.info("collected %s in %.2fs (attempt %d)", server.name, time.monotonic() - started, attempt)
+    return {"status": "ok"}
+
+
+def _set_retry_delay(deps: CollectContext, job: Job) -> float:
+    job.retry_delay = retry_delay(deps.settings, job.attempts)
+    return job.retry_delay
+
+
+async def _heartbeat(job: Job) -> None:
+    while True:
+        await asyncio.sleep(HEARTBEAT_EVERY_S)
+        with contextlib.suppress(RedisError, OSError):
+            await job.update()
+
+
+async def rechain(ctx: dict[str, t.Any]) -> None:
+    """After a scheduled job finished for good, enqueue the server's next link (same key)."""
+    job: Job | None = ctx.get("job")
+    interval = ctx.get("interval")
+    if job is None or job.status not in TERMINAL_STATUSES or not interval:
+        return  # retrying, or the server is gone or disabled; the reconcile repairs the rest
+    deps: CollectContext = ctx["collect"]
+    started = job.started / 1000 if job.started else time.time()
+    planned = min(job.scheduled, started) if job.scheduled else started
+    server_id = job.kwargs["server_id"] if job.kwargs else None
+    if server_id is not None:
+        try:
+            await enqueue_link(deps, server_id, next_due(planned, interval, time.time()))
+        except (RedisError, OSError) as exc:
+            log.warning("cannot schedule the next collection of server %s: %s (the reconcile will)", server_id, exc)
+
+
+def next_due(planned: float, interval: int, now: float) -> float:
+    """The first time on the grid planned + k*interval (k >= 1) that is in the future."""
+    steps = max(1, math.floor((now - planned) / interval) + 1)
+    return planned + steps * interval

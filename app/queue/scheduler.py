@@ -1,0 +1,118 @@
+"""Each enabled server on its own interval, with several workers on one Redis.
+
+A server's schedule is a chain of jobs under one stable key on the scheduled
+queue: when a link finishes for good, `rechain` enqueues the next one at the next
+point of its grid. SAQ refuses a key that is already waiting or running, so two
+processes can never hold two links of one server: no server is collected twice
+per interval. What breaks a chain (a worker killed between finishing a link and
+enqueuing the next, a link swept after its last attempt, Redis restarted empty)
+is repaired by `reconcile`, which every worker process runs every
+RECONCILE_EVERY_S seconds and at once on a "servers" event. It is idempotent, so
+it needs no lock: it adds the missing links (due one interval after the last
+run, or now), brings forward links left far out by a shortened interval, and
+withdraws the links of disabled or removed servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.domain import Server
+from app.errors import FleettopError
+from app.queue.jobs import CollectContext, enqueue_link
+
+log = logging.getLogger("fleettop.scheduler")
+
+RECONCILE_EVERY_S = 10.0
+
+
+@dataclass
+class ReconcileResult:
+    added: int = 0
+    moved: int = 0
+    withdrawn: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.moved or self.withdrawn)
+
+
+async def reconcile(deps: CollectContext) -> ReconcileResult:
+    result = ReconcileResult()
+    enabled = {server.id: server for server in await deps.repo.list_servers(enabled_only=True)}
+    links: dict[int, float] = {}
+    for key, due in (await deps.lanes.scheduled.waiting_links()).items():
+        server_id = deps.cache.server_of_job_key("scheduled", key)
+        if server_id is not None:
+            links[server_id] = due
+    now = time.time()
+    for server_id, server in enabled.items():
+        if server_id not in links:
+            result.added += await enqueue_link(deps, server_id, await _due(deps, server, now))
+        elif links[server_id] > now + server.interval + 1:
+            key = deps.cache.job_key("scheduled", server_id)
+            result.moved += await deps.lanes.scheduled.reschedule(key, await _due(deps, server, now))
+    for server_id in links.keys() - enabled.keys():
+        result.withdrawn += await deps.lanes.scheduled.withdraw(deps.cache.job_key("scheduled", server_id))
+    return result
+
+
+async def _due(deps: CollectContext, server: Server, now: float) -> float:
+    """One interval after the server's last run started, or now."""
+    last = await deps.repo.last_run(server.id)
+    if last is None:
+        return now
+    return max(now, last.started_at.timestamp() + server.interval)
+
+
+class Scheduler:
+    """Runs `reconcile` periodically and whenever servers change, until cancelled."""
+
+    def __init__(self, deps: CollectContext):
+        self.deps = deps
+        self._wake = asyncio.Event()
+        self._failing = False
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen())
+        try:
+            while True:
+                self._wake.clear()
+                await self._reconcile_once()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), RECONCILE_EVERY_S)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _reconcile_once(self) -> None:
+        try:
+            result = await reconcile(self.deps)
+        except (RedisError, OSError, SQLAlchemyError, FleettopError) as exc:
+            if not self._failing:
+                log.error("schedule reconcile failed: %s; retrying", _one_line(exc))
+                self._failing = True
+            return
+        if self._failing:
+            log.warning("schedule reconcile works again")
+            self._failing = False
+        if result.changed:
+            log.info("schedule: %d added, %d moved, %d withdrawn", result.added, result.moved, result.withdrawn)
+
+    async def _listen(self) -> None:
+        async for event in self.deps.cache.events():
+            if event.kind == "servers":
+                self._wake.set()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -1,0 +1,186 @@
+"""SAQ's Redis queue with what fleettop needs on top: a shared pause, a polite
+dequeue, and atomic link surgery for the schedule; and the Worker built on it.
+
+Pause: SAQ's Redis backend has none. Dequeue is a Lua script that moves a job
+from queued to active only while the pause flag is absent, so once `pause()` has
+returned no process starts a job; due jobs still move to `queued` and keep their
+place. It polls (no BLMOVE: a blocked BLMOVE would take a job after a pause), but
+one slot at a time per process, so an idle worker costs ~5 commands/s per queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import typing as t
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from saq import Worker
+from saq.job import TERMINAL_STATUSES, Job
+from saq.queue.redis import RedisQueue
+
+from app.cache import Cache
+
+log = logging.getLogger("fleettop.queue")
+
+DEQUEUE_POLL_S = 0.2
+OUTAGE_RETRY_S = 1.0
+SWEEP_ABORT_WAIT_S = 1.0
+
+_DEQUEUE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+return redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
+"""
+
+# Move a waiting (not queued, not active) job to another time. Returns 1 if moved.
+_RESCHEDULE = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+if redis.call('LPOS', KEYS[2], ARGV[1]) or redis.call('LPOS', KEYS[3], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1
+"""
+
+# Take a job off the queue unless a worker is running it. Returns 1 if withdrawn.
+_WITHDRAW = """
+if redis.call('LPOS', KEYS[3], ARGV[1]) then return 0 end
+local removed = redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('LREM', KEYS[2], 0, ARGV[1])
+redis.call('DEL', ARGV[1])
+return removed
+"""
+
+_DELETE_FINISHED = """
+local deleted = 0
+for _, id in ipairs(ARGV) do
+  if not redis.call('ZSCORE', KEYS[1], id) then deleted = deleted + redis.call('DEL', id) end
+end
+return deleted
+"""
+
+
+class FleetQueue(RedisQueue):
+    def __init__(self, redis: Redis, name: str, *, paused_key: str):
+        super().__init__(redis, name=name)
+        self.paused_key = paused_key
+        self._dequeue_lock = asyncio.Lock()
+        self._dequeue_script = redis.register_script(_DEQUEUE)
+        self._reschedule_script = redis.register_script(_RESCHEDULE)
+        self._withdraw_script = redis.register_script(_WITHDRAW)
+        self._delete_finished_script = redis.register_script(_DELETE_FINISHED)
+        self._closing = False
+        self._outage = False
+
+    def stop_dequeuing(self) -> None:
+        """Take no more jobs (shutdown): slots waiting to dequeue come back empty."""
+        self._closing = True
+
+    async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:
+        async with self._dequeue_lock:
+            if self._closing:
+                return None
+            try:
+                job_id = await self._dequeue_script(keys=[self.paused_key, self._queued, self._active])
+                job = await self._get_job_by_id(job_id) if job_id else None
+            except (RedisError, OSError) as exc:
+                # SAQ would retry at once in a hot loop: say it once, then wait.
+                if not self._outage:
+                    log.error("redis unavailable (queue %s): %s; retrying", self.name, exc)
+                    self._outage = True
+                await asyncio.sleep(OUTAGE_RETRY_S)
+                return None
+            if self._outage:
+                log.warning("redis is back (queue %s)", self.name)
+                self._outage = False
+            if job is None:
+                await asyncio.sleep(DEQUEUE_POLL_S)
+            return job
+
+    async def sweep(self, lock: int = 60, abort: float = SWEEP_ABORT_WAIT_S) -> list[str]:
+        # SAQ waits `abort` seconds per swept job for a live worker to confirm; a dead
+        # one never does, so the default 5 s per job would hold up re-running them.
+        return await super().sweep(lock, abort=min(abort, SWEEP_ABORT_WAIT_S))
+
+    async def reschedule(self, job_key: str, when: float) -> bool:
+        """Move a job waiting for its time to `when` (epoch s); False if queued, running or gone."""
+        moved = await self._reschedule_script(keys=[self._incomplete, self._queued, self._active], args=[self.job_id(job_key), when])
+        return bool(moved)
+
+    async def withdraw(self, job_key: str) -> bool:
+        """Remove a job that is waiting or queued; a running one is left to finish."""
+        removed = await self._withdraw_script(keys=[self._incomplete, self._queued, self._active], args=[self.job_id(job_key)])
+        return bool(removed)
+
+    async def waiting_links(self) -> dict[str, float]:
+        """Job key -> the time it is due, for every job not yet finished (queued and active included)."""
+        entries = await self.redis.zrange(self._incomplete, 0, -1, withscores=True)
+        return {self.job_key_from_id(job_id.decode()): score for job_id, score in entries}
+
+    async def scores(self, job_keys: list[str]) -> list[float | None]:
+        if not job_keys:
+            return []
+        return await self.redis.zmscore(self._incomplete, [self.job_id(key) for key in job_keys])
+
+    async def counts(self) -> dict[str, int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.llen(self._queued)
+            pipe.llen(self._active)
+            pipe.zcard(self._incomplete)
+            queued, active, incomplete = await pipe.execute()
+        return {"queued": queued, "active": active, "incomplete": incomplete}
+
+    async def finished_jobs(self) -> list[Job]:
+        """Every finished job record still stored for this queue."""
+        return [job async for job in self.iter_jobs(statuses=list(TERMINAL_STATUSES))]
+
+    async def delete_finished(self, job_keys: list[str]) -> int:
+        """Delete finished job records; a key enqueued again meanwhile is left alone."""
+        if not job_keys:
+            return 0
+        return await self._delete_finished_script(keys=[self._incomplete], args=[self.job_id(key) for key in job_keys])
+
+
+def build_worker(
+    queue: FleetQueue,
+    functions: list[t.Callable[..., t.Any]],
+    *,
+    concurrency: int,
+    context: dict[str, t.Any],
+    after_process: t.Callable[[dict[str, t.Any]], t.Awaitable[None]] | None,
+    shutdown_grace: float,
+    sweep_every: int,
+) -> Worker:
+    worker = Worker(
+        queue,
+        functions,
+        concurrency=concurrency,
+        after_process=after_process,
+        timers={"schedule": 1, "sweep": sweep_every, "worker_info": 10, "abort": 1},
+        shutdown_grace_period_s=shutdown_grace,  # type: ignore[arg-type]  (SAQ accepts a float)
+    )
+    worker.SIGNALS = []  # embedded: the host program owns SIGINT/SIGTERM
+    worker.context.update(context)
+    return worker
+
+
+class Lanes:
+    """The two queues: `scheduled` (each server's schedule chain) and `manual`
+    (collect-now), which has workers of its own so it never waits behind a backlog."""
+
+    def __init__(self, new_client: t.Callable[[], Redis], cache: Cache):
+        self.scheduled = FleetQueue(new_client(), cache.queue_name("scheduled"), paused_key=cache.paused_key)
+        self.manual = FleetQueue(new_client(), cache.queue_name("manual"), paused_key=cache.paused_key)
+
+    def __iter__(self) -> t.Iterator[FleetQueue]:
+        return iter((self.scheduled, self.manual))
+
+    async def connect(self) -> None:
+        for queue in self:
+            await queue.connect()
+
+    async def close(self) -> None:
+        for queue in self:
+            try:
+                await queue.disconnect()
+            except (RedisError, OSError):
+                pass

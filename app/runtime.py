@@ -1,0 +1,86 @@
+"""Runs the SAQ workers and the scheduler inside whatever event loop is running
+(the TUI's, the headless runner's, `collect --wait`'s), without signal handlers.
+
+SAQ traps handled here: `Worker.start()` would install SIGINT/SIGTERM handlers
+(build_worker clears SIGNALS); `Worker.stop()` waits for its upkeep loops too,
+which sleep up to a sweep period, so they are cancelled first and the grace
+period only ever waits for jobs in flight; jobs still running when it ends are
+cancelled and put back on their queue (SAQ's retry on cancellation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+
+from redis.exceptions import RedisError
+from saq import Worker
+
+from app.queue.jobs import SWEEP_EVERY_S, CollectContext, collect, rechain
+from app.queue.scheduler import Scheduler
+from app.queue.worker import build_worker
+
+log = logging.getLogger("fleettop.runtime")
+
+HEARTBEAT_EVERY_S = 5.0
+HEARTBEAT_TTL_S = 15.0
+
+
+class Runtime:
+    def __init__(self, deps: CollectContext, *, schedule: bool = True):
+        """schedule=False: the manual queue only (`collect --wait` with no worker attached)."""
+        self.deps = deps
+        self.schedule = schedule
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._workers: list[Worker] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._helpers: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        settings = self.deps.settings
+        common = {
+            "concurrency": settings.worker.concurrency,
+            "context": {"collect": self.deps},
+            "shutdown_grace": settings.worker.shutdown_grace,
+            "sweep_every": SWEEP_EVERY_S,
+        }
+        self._workers.append(build_worker(self.deps.lanes.manual, [collect], after_process=None, **common))
+        if self.schedule:
+            self._workers.append(build_worker(self.deps.lanes.scheduled, [collect], after_process=rechain, **common))
+            self._helpers.append(asyncio.create_task(Scheduler(self.deps).run(), name="fleettop-scheduler"))
+        for worker in self._workers:
+            self._tasks.append(asyncio.create_task(worker.start(), name=f"saq-worker-{worker.queue.name}"))
+        self._helpers.append(asyncio.create_task(self._heartbeat(), name="fleettop-heartbeat"))
+        await asyncio.sleep(0)  # let each Worker.start() reach its wait before anyone may stop it
+        log.info("worker %s started (concurrency %d%s)", self.worker_id, settings.worker.concurrency, "" if self.schedule else ", manual queue only")
+
+    async def stop(self) -> None:
+        """Take no new job, let jobs in flight finish within worker.shutdown_grace, re-queue the rest."""
+        for worker in self._workers:
+            worker.queue.stop_dequeuing()  # type: ignore[attr-defined]
+        for task in self._helpers:
+            task.cancel()
+        await asyncio.gather(*self._helpers, return_exceptions=True)
+        for worker in self._workers:
+            worker.event.set()
+            upkeep = [task for task in worker.tasks if task.get_name() != "process"]
+            for task in upkeep:
+                task.cancel()
+            await asyncio.gather(*upkeep, return_exceptions=True)
+            worker.tasks.difference_update(upkeep)
+        await asyncio.gather(*(worker.stop() for worker in self._workers), return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(RedisError, OSError):
+            await self.deps.cache.drop_worker(self.worker_id)
+        log.info("worker %s stopped", self.worker_id)
+
+    async def _heartbeat(self) -> None:
+        """A live worker's mark in Redis: `collect --wait` and health() look for it."""
+        while True:
+            with contextlib.suppress(RedisError, OSError):
+                await self.deps.cache.beat(self.worker_id, HEARTBEAT_TTL_S)
+            await asyncio.sleep(HEARTBEAT_EVERY_S)

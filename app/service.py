@@ -1,0 +1,380 @@
+"""FleetService: the one API the TUI and the CLI use.
+
+`open_service()` wires everything: Redis (the configured one or an embedded
+server), the database (migrated, config servers synced), the cache, the two SAQ
+queues, the prober, and with worker=True the workers and the scheduler running in
+the caller's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
+
+from app.cache import Cache, Event
+from app.config import LoadedConfig, ServerConfig, Settings
+from app.domain import FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, classify
+from app.errors import FleettopError, UsageError
+from app.probe import Prober
+from app.queue import control
+from app.queue.jobs import CollectContext
+from app.queue.worker import Lanes
+from app.redis_server import RedisTarget, RedisUnavailable, redis_target
+from app.runtime import Runtime
+from app.secrets import SecretBox
+from app.store.db import open_database
+from app.store.repo import KEEP, HistoryPoint, Repository
+
+__all__ = ["Event", "FleetService", "ServerDetail", "ServerRow", "open_service"]
+
+log = logging.getLogger("fleettop.service")
+
+# A server whose newest sample is older than this many intervals (plus a minute) is stale.
+STALE_INTERVALS = 2
+RECENT_RUNS = 20
+
+Status = Literal["up", "down", "stale", "unknown", "disabled"]
+
+
+class ServerRow(BaseModel):
+    server: Server
+    latest: Sample | None = None
+    severities: dict[str, Severity] = Field(default_factory=dict)
+    status: Status = "unknown"
+    error: str | None = None  # the last failed run's one-line error
+    last_collected_at: datetime | None = None
+    next_run_at: datetime | None = None
+
+
+class ServerDetail(BaseModel):
+    row: ServerRow
+    history_1h: list[HistoryPoint]
+    history_24h: list[HistoryPoint]
+    runs: list[Run]
+
+
+class CollectOutcome(BaseModel):
+    """How a server's last manual collection ended."""
+
+    status: Literal["ok", "failed"]
+    error: str | None = None
+    sample: Sample | None = None
+
+
+class FleetService:
+    def __init__(self, deps: CollectContext, secrets: SecretBox, redis: RedisTarget):
+        self._deps = deps
+        self.settings = deps.settings
+        self.repo = deps.repo
+        self.cache = deps.cache
+        self._secrets = secrets
+        self.redis = redis
+        self._runtime: Runtime | None = None
+
+    # -- workers ---------------------------------------------------------------------
+
+    async def start_worker(self, *, schedule: bool = True) -> None:
+        """Run the workers (and with schedule=True the scheduler) in this event loop."""
+        if self._runtime is None:
+            self._runtime = Runtime(self._deps, schedule=schedule)
+            await self._runtime.start()
+
+    async def stop_worker(self) -> None:
+        if self._runtime is not None:
+            runtime, self._runtime = self._runtime, None
+            await runtime.stop()
+
+    async def workers_alive(self) -> int:
+        """Worker processes attached to this Redis (by their heartbeats)."""
+        return await self.cache.workers_alive()
+
+    # -- servers ---------------------------------------------------------------------
+
+    async def list_servers(self) -> list[ServerRow]:
+        servers = await self.repo.list_servers()
+        return await self._rows(servers)
+
+    async def server_row(self, server_id: int) -> ServerRow | None:
+        server = await self.repo.get_server_by_id(server_id)
+        return (await self._rows([server]))[0] if server else None
+
+    async def server_detail(self, name: str) -> ServerDetail:
+        server = await self._server(name)
+        row = (await self._rows([server]))[0]
+        now = datetime.now(timezone.utc)
+        history_1h, history_24h, runs = await asyncio.gather(
+            self.repo.history(server.id, now - timedelta(hours=1), now),
+            self.repo.history(server.id, now - timedelta(hours=24), now, bucket_s=600),
+            self.repo.recent_runs(server.id, RECENT_RUNS),
+        )
+        return ServerDetail(row=row, history_1h=history_1h, history_24h=history_24h, runs=runs)
+
+    async def resolve(self, names: list[str]) -> list[Server]:
+        """The named servers, or a UsageError naming those that do not exist."""
+        found = [await self.repo.get_server(name) for name in names]
+        unknown = [name for name, server in zip(names, found) if server is None]
+        if unknown:
+            raise UsageError(f"unknown server{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}")
+        return [server for server in found if server is not None]
+
+    async def add_server(self, cfg: ServerConfig, secret: str | None = None) -> Server:
+        blob = self._secrets.encrypt(secret) if secret else None
+        server = await self.repo.add_server(cfg, defaults=self.settings.defaults, source="db", secret=blob)
+        await self.repo.audit("server.add", server.name, f"{server.host}:{server.port}")
+        await self._servers_changed()
+        return server
+
+    async def edit_server(self, name: str, cfg: ServerConfig, secret: str | None = None) -> Server:
+        """Replace a server's settings; secret=None keeps the stored one."""
+        current = await self._server(name)
+        if current.source == "config":
+            raise FleettopError(f"server {name!r} is defined in the config file: edit it there")
+        server = await self.repo.update_server(
+            name, cfg, defaults=self.settings.defaults, secret=self._secrets.encrypt(secret) if secret else KEEP
+        )
+        await self.repo.audit("server.edit", server.name, "" if server.name == name else f"renamed from {name}")
+        await self._servers_changed()
+        return server
+
+    async def remove_server(self, name: str) -> None:
+        server = await self._server(name)
+        if server.source == "config":
+            raise FleettopError(f"server {name!r} is defined in the config file: take it out of the file first")
+        await self.repo.remove_server(name)
+        await self.repo.audit("server.remove", name)
+        with contextlib.suppress(RedisError, OSError):
+            await self.cache.forget_latest(server.id)
+            for lane in ("scheduled", "manual"):
+                queue = self._deps.lanes.scheduled if lane == "scheduled" else self._deps.lanes.manual
+                await queue.withdraw(self.cache.job_key(lane, server.id))
+        await self._servers_changed()
+
+    async def test_connection(self, cfg: ServerConfig, secret: str | None = None) -> Metrics:
+        """Probe a server once with these settings, storing nothing. Raises CollectError."""
+        thresholds = cfg.thresholds.resolve(self.settings.defaults.thresholds)
+        server = Server(
+            id=0, name=cfg.name, host=cfg.host, port=cfg.port, username=cfg.username, transport=cfg.transport,
+            auth=cfg.auth, key_file=str(cfg.key_file) if cfg.key_file else None,
+            interval=cfg.interval or self.settings.defaults.interval, thresholds=thresholds,
+        )
+        blob = self._secrets.encrypt(secret) if secret else None
+        if blob is None and cfg.auth != "agent":
+            existing = await self.repo.get_server(cfg.name)
+            blob = await self.repo.get_secret(existing.id) if existing else None
+        result = await self._deps.prober.collect(server, None, blob, keep=False)
+        return result.metrics
+
+    # -- queue -----------------------------------------------------------------------
+
+    async def collect_now(self, names: list[str] | None = None) -> int:
+        """Queue a collection of the named servers (None: every enabled one) on the manual
+        queue, ahead of any backlog; returns how many were newly queued."""
+        if names is None:
+            servers = await self.repo.list_servers(enabled_only=True)
+            await self.repo.audit("collect.all", "*", f"{len(servers)} servers")
+        else:
+            servers = await self.resolve(names)
+        return await control.collect_now(self._deps, [server.id for server in servers])
+
+    async def wait_collected(self, servers: list[Server], timeout: float | None = None) -> None:
+        """Until the manual collection of each server has finished (ok or failed for good)."""
+        await control.wait_manual(self._deps, [server.id for server in servers], timeout)
+
+    async def manual_outcome(self, server: Server) -> CollectOutcome:
+        """The result of the server's last manual collection (after wait_collected)."""
+        job = await self._deps.lanes.manual.job(self.cache.job_key("manual", server.id))
+        last = await self.repo.last_run(server.id)
+        ok = job.status == "complete" if job is not None else last is not None and last.status == "ok"
+        if ok:
+            return CollectOutcome(status="ok", sample=await self.repo.latest_sample(server.id))
+        if last is not None and last.status == "failed":
+            return CollectOutcome(status="failed", error=last.error)
+        return CollectOutcome(status="failed", error=f"collection {job.status.value if job else 'lost'}")
+
+    async def pause(self) -> None:
+        await control.pause(self._deps)
+        await self.repo.audit("queue.pause", "queue")
+
+    async def resume(self) -> None:
+        await control.resume(self._deps)
+        await self.repo.audit("queue.resume", "queue")
+
+    async def is_paused(self) -> bool:
+        return await self.cache.is_paused()
+
+    async def clean(self) -> int:
+        removed = await control.clean(self._deps)
+        await self.repo.audit("queue.clean", "queue", f"{removed} removed")
+        return removed
+
+    async def stats(self) -> QueueStats:
+        return await control.stats(self._deps)
+
+    async def aggregate(self) -> FleetAggregate:
+        return await self.cache.aggregate(self.repo.aggregate)
+
+    async def failed_runs(self, limit: int = 50) -> list[Run]:
+        return await self.repo.failed_runs(limit)
+
+    async def retry(self, run_id: int) -> int:
+        """Collect the server of a failed run again, now; returns 1 if queued (0: already queued)."""
+        run = await self.repo.get_run(run_id)
+        if run is None:
+            raise FleettopError(f"run {run_id} not found (cleaned, or its server removed)")
+        return await control.collect_now(self._deps, [run.server_id])
+
+    async def schedule(self) -> list[tuple[str, int, datetime | None]]:
+        """(server name, interval, next run) of every enabled server, soonest first."""
+        servers = await self.repo.list_servers(enabled_only=True)
+        next_runs = await self._next_runs(servers)
+        rows = [(server.name, server.interval, next_runs.get(server.id)) for server in servers]
+        far = datetime.max.replace(tzinfo=timezone.utc)
+        return sorted(rows, key=lambda row: (row[2] or far, row[0]))
+
+    async def health(self) -> dict[str, object]:
+        redis_ok = database_ok = True
+        worker: Literal["running", "paused", "none"] = "none"
+        try:
+            await self.cache.redis.ping()
+            if await self.cache.workers_alive():
+                worker = "paused" if await self.cache.is_paused() else "running"
+        except (RedisError, OSError):
+            redis_ok = False
+        try:
+            await self.repo.get_server_by_id(0)
+        except Exception:  # any driver error means the database cannot answer
+            database_ok = False
+        return {"redis": redis_ok, "database": database_ok, "worker": worker}
+
+    async def events(self) -> AsyncIterator[Event]:
+        async for event in self.cache.events():
+            yield event
+
+    # -- helpers ---------------------------------------------------------------------
+
+    async def _server(self, name: str) -> Server:
+        server = await self.repo.get_server(name)
+        if server is None:
+            raise FleettopError(f"server {name!r} not found")
+        return server
+
+    async def _servers_changed(self) -> None:
+        await self.cache.invalidate_aggregate()
+        await self.cache.publish(Event(kind="servers"))
+
+    async def _next_runs(self, servers: list[Server]) -> dict[int, datetime]:
+        keys = [self.cache.job_key("scheduled", server.id) for server in servers]
+        scores = await self._deps.lanes.scheduled.scores(keys)
+        now = datetime.now(timezone.utc)
+        return {
+            server.id: max(now, datetime.fromtimestamp(score, timezone.utc)) if score else now
+            for server, score in zip(servers, scores)
+            if score is not None
+        }
+
+    async def _rows(self, servers: list[Server]) -> list[ServerRow]:
+        ids = [server.id for server in servers]
+        latest = await self.cache.latest(ids, self.repo.latest_samples)
+        next_runs = await self._next_runs([server for server in servers if server.enabled])
+        recent = await asyncio.gather(*(self.repo.recent_runs(server_id, 2) for server_id in ids))
+        now = datetime.now(timezone.utc)
+        rows = []
+        for server, runs in zip(servers, recent):
+            sample = latest.get(server.id)
+            finished = next((run for run in runs if run.status != "running"), None)
+            rows.append(
+                ServerRow(
+                    server=server,
+                    latest=sample,
+                    severities=classify(sample, server.thresholds) if sample else {},
+                    status=_status(server, sample, finished, now),
+                    error=finished.error if finished and finished.status == "failed" else None,
+                    last_collected_at=sample.collected_at if sample else None,
+                    next_run_at=next_runs.get(server.id),
+                )
+            )
+        return rows
+
+
+def _status(server: Server, sample: Sample | None, last: Run | None, now: datetime) -> Status:
+    if not server.enabled:
+        return "disabled"
+    if last is None:
+        return "unknown"
+    if last.status == "failed":
+        return "down"
+    fresh_for = timedelta(seconds=server.interval * STALE_INTERVALS + 60)
+    if sample is None or now - sample.collected_at > fresh_for:
+        return "stale"
+    return "up"
+
+
+LOCALHOST = ServerConfig(name="localhost", host="localhost", transport="local")
+
+
+@contextlib.asynccontextmanager
+async def open_service(loaded: LoadedConfig, *, worker: bool, demo: int | None = None) -> AsyncIterator[FleetService]:
+    """The service for this config, open for the duration of the context."""
+    settings = loaded.settings
+    async with contextlib.AsyncExitStack() as stack:
+        if demo:
+            settings = stack.enter_context(_demo_settings(settings))
+        redis = await stack.enter_async_context(redis_target(settings))
+        database = await open_database(settings)
+        stack.push_async_callback(database.close)
+        repo = Repository(database)
+        await repo.sync_config_servers(settings.servers, settings.defaults)
+
+        connections = max(100, settings.worker.concurrency * 4)
+        cache = Cache(redis.client(connections), settings)
+        stack.push_async_callback(cache.redis.aclose)
+        try:
+            await cache.redis.ping()
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable(f"cannot reach {redis.describe()}: {exc}") from None
+        lanes = Lanes(lambda: redis.client(connections), cache)
+        await lanes.connect()
+        stack.push_async_callback(lanes.close)
+        secrets = SecretBox(settings.data_dir)
+        prober = Prober(settings, secrets)
+        stack.push_async_callback(prober.close)
+
+        service = FleetService(CollectContext(settings, repo, cache, prober, lanes), secrets, redis)
+        if demo:
+            await _add_demo_servers(stack, service, demo)
+        elif not loaded.exists and not await repo.list_servers():
+            await repo.add_server(LOCALHOST, defaults=settings.defaults, source="db")
+        stack.push_async_callback(service.stop_worker)
+        if worker:
+            await service.start_worker()
+        yield service
+
+
+@contextlib.contextmanager
+def _demo_settings(settings: Settings):
+    """A throwaway data_dir (SQLite, embedded Redis): a demo stores nothing of the user's."""
+    with tempfile.TemporaryDirectory(prefix="fleettop-demo-") as scratch:
+        yield settings.model_copy(
+            update={
+                "data_dir": Path(scratch),
+                "database": settings.database.model_copy(update={"url": None}),
+                "redis": settings.redis.model_copy(update={"url": None}),
+                "servers": [],
+            }
+        )
+
+
+async def _add_demo_servers(stack: contextlib.AsyncExitStack, service: FleetService, count: int) -> None:
+    from app.sim import SimFleet  # only the demo needs the simulator
+
+    fleet = await stack.enter_async_context(SimFleet(count))
+    raise NotImplementedError(fleet)
