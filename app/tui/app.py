@@ -1,0 +1,258 @@
+"""The fleettop dashboard application and its entry point.
+
+The app talks only to a FleetService (app.service). It either receives one
+(tests) or opens one itself inside its own event loop, in a worker started on
+mount and stopped -- awaited -- on unmount, so the embedded SAQ worker shuts
+down cleanly when the user quits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timezone
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from app.config import LoadedConfig
+from app.tui import FAILED
+from app.tui import format as fmt
+from app.tui.screens.confirm import ConfirmScreen
+from app.tui.screens.dashboard import DashboardScreen
+from app.tui.screens.detail import DetailScreen
+from app.tui.screens.form import ServerForm
+from app.tui.screens.help import HelpScreen
+from app.tui.screens.queue import QueueScreen
+
+COUNTS_INTERVAL = 1.5  # seconds between queue/fleet count refreshes
+FLUSH_INTERVAL = 0.25  # events are coalesced and repainted at most this often
+BULK_RELOAD = 40  # past this many changed servers, one list_servers() beats N server_row()
+
+
+def stylesheet() -> Path:
+    """styles/ ships as the app.styles package, in editable and wheel installs alike."""
+    return Path(str(files("app.styles").joinpath("fleettop.tcss")))
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class FleetApp(App):
+    TITLE = "fleettop"
+    CSS_PATH = stylesheet()
+    BINDINGS = [
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        service: Any = None,
+        *,
+        open_service: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
+        config_path: Path | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        live: bool = True,
+    ) -> None:
+        """Pass a ready `service`, or `open_service` to open one in the app's loop.
+
+        `clock` drives every displayed time (fixed in snapshot tests); `live=False`
+        skips the periodic timers and the event stream, for still pictures.
+        """
+        super().__init__()
+        self.service = service
+        self._open_service = open_service
+        self.config_path = config_path
+        self.clock = clock
+        self.live = live
+        self._stop_service = asyncio.Event()
+        self._service_worker: Any = None
+        self._changed_ids: set[int] = set()
+        self._servers_changed = False
+        self._counts_due = False
+        self._flush_running = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def on_mount(self) -> None:
+        await self.push_screen(DashboardScreen())
+        if self.service is not None:
+            self.run_worker(self._service_ready(), name="load", exclusive=False)
+        else:
+            self._service_worker = self.run_worker(self._hold_service(), name="service")
+
+    async def _hold_service(self) -> None:
+        try:
+            async with self._open_service() as service:  # type: ignore[misc]
+                self.service = service
+                await self._service_ready()
+                await self._stop_service.wait()
+        except Exception as exc:
+            self.exit(return_code=1, message=f"fleettop: cannot start: {fmt.clean(exc)}")
+        finally:
+            self.service = None
+
+    async def on_unmount(self) -> None:
+        self._stop_service.set()
+        if self._service_worker is not None:
+            await self._service_worker.wait()
+
+    async def _service_ready(self) -> None:
+        await self.reload_servers()
+        await self.refresh_counts()
+        self.dashboard.tick()
+        if self.live:
+            self.set_interval(1.0, self._tick)
+            self.set_interval(COUNTS_INTERVAL, self.refresh_counts)
+            self.set_interval(FLUSH_INTERVAL, self._flush_changes)
+            self.run_worker(self._follow_events(), name="events")
+
+    @property
+    def dashboard(self) -> DashboardScreen:
+        return next(screen for screen in self.screen_stack if isinstance(screen, DashboardScreen))
+
+    # ---------------------------------------------------------- live updates
+
+    async def _follow_events(self) -> None:
+        """Note what each event changed; `_flush_changes` repaints it in batches."""
+        while True:
+            try:
+                async for event in self.service.events():
+                    if event.kind in ("sample", "run") and event.server_id is not None:
+                        self._changed_ids.add(event.server_id)
+                    elif event.kind == "servers":
+                        self._servers_changed = True
+                    if event.kind in ("run", "queue", "servers"):
+                        self._counts_due = True
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis went away: say so, and listen again shortly
+                self.notify(f"event stream lost: {fmt.clean(exc)}", severity="warning", markup=False)
+                await asyncio.sleep(2)
+
+    async def _flush_changes(self) -> None:
+        if self._flush_running or self.service is None:
+            return
+        self._flush_running = True
+        try:
+            changed, self._changed_ids = self._changed_ids, set()
+            if self._servers_changed or len(changed) > BULK_RELOAD:
+                self._servers_changed = False
+                await self.reload_servers()
+            else:
+                for server_id in changed:
+                    row = await self.service.server_row(server_id)
+                    if row is None:
+                        self.dashboard.table.remove_server(server_id)
+                    else:
+                        self.dashboard.show_row(row)
+            if changed:
+                self._notify_screen("server_changed", changed)
+            if self._counts_due:
+                self._counts_due = False
+                await self.refresh_counts()
+        finally:
+            self._flush_running = False
+
+    async def reload_servers(self) -> None:
+        self.dashboard.show_rows(await self.service.list_servers())
+
+    async def refresh_counts(self) -> None:
+        if self.service is None:
+            return
+        try:
+            stats, aggregate, health = await asyncio.gather(
+                self.service.stats(), self.service.aggregate(), self.service.health()
+            )
+        except Exception as exc:  # a hiccup: the header shows stale figures until the next round
+            self.log.warning(f"counts: {exc!r}")
+            return
+        self.dashboard.show_counts(stats=stats, aggregate=aggregate, health=health)
+        self._notify_screen("counts_changed", stats)
+
+    def _tick(self) -> None:
+        self.dashboard.tick()
+
+    def _notify_screen(self, method: str, *args: Any) -> None:
+        handler = getattr(self.screen, method, None)
+        if handler is not None:
+            self.call_later(handler, *args)
+
+    # -------------------------------------------------------- shared actions
+
+    async def call_service(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the service; a failure is shown as an error notification and returns FAILED."""
+        if self.service is None:
+            self.notify("not connected yet", severity="warning")
+            return FAILED
+        try:
+            return await getattr(self.service, method)(*args, **kwargs)
+        except Exception as exc:
+            self.notify(fmt.clean(exc), severity="error", markup=False, timeout=8)
+            return FAILED
+
+    async def toggle_pause(self) -> None:
+        paused = await self.call_service("is_paused")
+        if paused is FAILED or await self.call_service("resume" if paused else "pause") is FAILED:
+            return
+        self.notify("collection resumed" if paused else "collection paused")
+        await self.refresh_counts()
+
+    def show_details(self, name: str) -> None:
+        self.push_screen(DetailScreen(name))
+
+    def show_queue(self) -> None:
+        self.push_screen(QueueScreen())
+
+    def show_form(self, server: Any | None) -> None:
+        self.push_screen(ServerForm(server, config_path=self.config_path))
+
+    def confirm_delete(self, server: Any) -> None:
+        if server.source == "config":
+            self.notify(f"{fmt.clean(server.name)} is defined in {self.config_path}; remove it there", markup=False)
+            return
+
+        async def delete(confirmed: bool | None) -> None:
+            if confirmed and await self.call_service("remove_server", server.name) is not FAILED:
+                self.dashboard.table.remove_server(server.id)
+                self.notify(f"deleted {fmt.clean(server.name)}", markup=False)
+                await self.refresh_counts()
+
+        self.push_screen(
+            ConfirmScreen(f"Delete server {fmt.clean(server.name)} and all its history?", confirm="Delete"),
+            delete,
+        )
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The screen's keys, in the command palette too."""
+        yield from super().get_system_commands(screen)
+        for binding in screen.BINDINGS:
+            if isinstance(binding, Binding) and binding.description:
+                yield SystemCommand(
+                    binding.description,
+                    f"key {binding.key_display or binding.key}",
+                    lambda action=binding.action: screen.run_action(action),
+                )
+
+
+async def cmd_dashboard(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    from app.service import open_service
+
+    app = FleetApp(
+        open_service=lambda: open_service(loaded, worker=not args.no_worker, demo=args.demo),
+        config_path=loaded.path,
+    )
+    await app.run_async()
+    return app.return_code or 0

@@ -1,0 +1,95 @@
+"""Turning figures and host-provided strings into short, safe display text.
+
+Everything that reaches the screen from a host or a user (names, errors, mounts)
+goes through `safe()`: it becomes a plain `Text` (never parsed as markup) with
+control characters removed, so no terminal escape or Rich tag can get through.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+from rich.text import Text
+
+# C0 and C1 control characters and DEL; ESC among them, so no escape sequence survives.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+DASH = "–"
+
+
+def clean(value: object) -> str:
+    """One line of plain text: control characters (newlines included) become spaces."""
+    return _CONTROL.sub(" ", str(value)).strip()
+
+
+def safe(value: object, style: str = "") -> Text:
+    return Text(clean(value), style=style, end="")
+
+
+def percent(value: float | None) -> str:
+    return DASH if value is None else f"{value:.0f}%"
+
+
+def load(value: float | None) -> str:
+    return DASH if value is None else f"{value:.2f}"
+
+
+def rate(bytes_per_s: float | None) -> str:
+    """Bytes per second, in the largest unit that keeps three significant digits."""
+    if bytes_per_s is None:
+        return DASH
+    value = float(bytes_per_s)
+    for unit in ("B/s", "K/s", "M/s", "G/s"):
+        if value < 1000:
+            return f"{value:.0f}{unit}" if value >= 10 or unit == "B/s" else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}T/s"
+
+
+def size(num_bytes: int | float | None) -> str:
+    if num_bytes is None:
+        return DASH
+    value = float(num_bytes)
+    for unit in ("B", "K", "M", "G", "T"):
+        if value < 1024 or unit == "T":
+            return f"{value:.0f}{unit}" if unit == "B" or value >= 10 else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}P"
+
+
+def duration(seconds: float | None) -> str:
+    """Compact: 45s, 12m, 3h05, 4d02h."""
+    if seconds is None:
+        return DASH
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; the store writes UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def age(moment: datetime | None, now: datetime) -> str:
+    return DASH if moment is None else duration((now - aware(moment)).total_seconds())
+
+
+def until(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return DASH
+    seconds = (aware(moment) - now).total_seconds()
+    return "due" if seconds <= 0 else duration(seconds)
+
+
+def timestamp(moment: datetime | None) -> str:
+    return DASH if moment is None else aware(moment).astimezone().strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,209 @@
+"""Add or edit a server, validated as you type with the config file's own rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Checkbox, Footer, Input, Label, RadioButton, RadioSet, Static
+
+from app.config import ConfigError, ServerConfig, validate_server
+from app.tui import FAILED
+from app.tui import format as fmt
+
+AUTH_METHODS = ("agent", "key", "password")
+# Form field id -> the config key its errors are reported under.
+TEXT_FIELDS = {
+    "name": "name",
+    "host": "host",
+    "port": "port",
+    "username": "username",
+    "key_file": "key_file",
+    "interval": "interval",
+    "cpu": "thresholds.cpu",
+    "ram": "thresholds.ram",
+    "disk": "thresholds.disk",
+}
+
+
+class ServerForm(Screen):
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+t", "test", "Test connection"),
+        Binding("escape", "app.pop_screen", "Cancel"),
+    ]
+
+    def __init__(self, server: Any | None, *, config_path: Path | None = None) -> None:
+        super().__init__()
+        self.server = server
+        self.config_path = config_path
+        self.read_only = server is not None and server.source == "config"
+        self.errors: dict[str, str] = {}
+        self.touched: set[str] = set()  # errors show under fields the user has changed, all on save
+
+    def compose(self) -> ComposeResult:
+        server = self.server
+        thresholds = server.thresholds if server else None
+        with VerticalScroll(id="form"):
+            yield Static("Edit server" if server else "Add server", id="form-title")
+            if self.read_only:
+                yield Static(f"defined in {self.config_path}; edit it there", id="read-only", markup=False)
+            yield from self._field("name", "Name", server.name if server else "")
+            yield from self._field("host", "Host", server.host if server else "", placeholder="name or IP address")
+            yield from self._field("port", "Port", str(server.port) if server else "22")
+            yield from self._field("username", "User", server.username or "" if server else "", placeholder="default: ssh.username or you")
+            with Horizontal(classes="form-row"):
+                yield Label("Auth", classes="field-label")
+                current = server.auth if server else "agent"
+                with RadioSet(id="auth", compact=True):
+                    for method in AUTH_METHODS:
+                        yield RadioButton(method, value=method == current, id=f"auth-{method}")
+            yield from self._field("key_file", "Key file", str(server.key_file or "") if server else "", placeholder="~/.ssh/id_ed25519")
+            with Horizontal(classes="form-row"):
+                yield Label("Password", classes="field-label")
+                has_secret = server is not None and server.has_secret
+                yield Input(
+                    password=True, id="secret", compact=True,
+                    placeholder="password or key passphrase, stored encrypted" + ("; empty keeps it" if has_secret else ""),
+                )
+            with Horizontal(classes="form-row"):
+                yield Label("Enabled", classes="field-label")
+                yield Checkbox("collect this server", server.enabled if server else True, id="enabled", compact=True)
+            yield from self._field("interval", "Interval (s)", str(server.interval) if server else "", placeholder="default from the config")
+            for key in ("cpu", "ram", "disk"):
+                value = f"{getattr(thresholds, key):g}" if thresholds else ""
+                yield from self._field(key, f"{key.upper()} alert %", value, placeholder="default from the config")
+            yield Static("", id="test-result")
+            with Horizontal(id="form-buttons"):
+                yield Button("Save ^s", variant="primary", id="save", disabled=self.read_only, compact=True)
+                yield Button("Test connection ^t", id="test", compact=True)
+                yield Button("Cancel esc", id="cancel", compact=True)
+        yield Footer(compact=True)
+
+    def _field(self, key: str, label: str, value: str, placeholder: str = "") -> ComposeResult:
+        with Horizontal(classes="form-row"):
+            yield Label(label, classes="field-label")
+            yield Input(value, id=key, placeholder=placeholder, disabled=self.read_only, compact=True)
+        yield Static("", id=f"{key}-error", classes="field-error")
+
+    def on_mount(self) -> None:
+        if self.read_only:
+            for widget in self.query("RadioSet, Checkbox, #secret"):
+                widget.disabled = True
+        self.query_one("#name", Input).focus()
+
+    # -------------------------------------------------------------- values
+
+    def fields(self) -> dict[str, Any]:
+        """The form as the config file would spell it; empty optional fields are left out."""
+        value = {key: self.query_one(f"#{key}", Input).value.strip() for key in TEXT_FIELDS}
+        pressed = self.query_one("#auth", RadioSet).pressed_button
+        fields: dict[str, Any] = {
+            "name": value["name"],
+            "host": value["host"],
+            "auth": pressed.id.removeprefix("auth-") if pressed and pressed.id else "agent",
+            "enabled": self.query_one("#enabled", Checkbox).value,
+        }
+        if self.server is not None:
+            fields["transport"] = self.server.transport
+        for key in ("port", "username", "key_file", "interval"):
+            if value[key]:
+                fields[key] = value[key]
+        thresholds = {key: value[key] for key in ("cpu", "ram", "disk") if value[key]}
+        if thresholds:
+            fields["thresholds"] = thresholds
+        return fields
+
+    def validate_form(self, *, all_fields: bool = False) -> ServerConfig | None:
+        """Run the config's rules and show each problem under its field."""
+        if all_fields:
+            self.touched.update(TEXT_FIELDS)
+        self.errors = {}
+        config: ServerConfig | None = None
+        try:
+            config = validate_server(self.fields())
+        except ConfigError as exc:
+            for problem in exc.problems:
+                key, _, message = problem.partition(": ")
+                self.errors.setdefault(key, message)
+        for field_id, key in TEXT_FIELDS.items():
+            error = self.errors.get(key, "") if field_id in self.touched else ""
+            message = self.query_one(f"#{field_id}-error", Static)
+            message.update(fmt.safe(error))
+            message.display = bool(error)
+            self.query_one(f"#{field_id}", Input).parent.set_class(bool(error), "-has-error")  # type: ignore[union-attr]
+            self.query_one(f"#{field_id}", Input).set_class(bool(error), "-invalid")
+        return config
+
+    @property
+    def secret(self) -> str | None:
+        return self.query_one("#secret", Input).value or None
+
+    @on(Input.Changed)
+    @on(RadioSet.Changed)
+    def _changed(self, event: Input.Changed | RadioSet.Changed) -> None:
+        if isinstance(event, Input.Changed) and event.input.id:
+            self.touched.add(event.input.id)
+        if self.is_mounted and not self.read_only:
+            self.validate_form()
+
+    # -------------------------------------------------------------- actions
+
+    async def action_save(self) -> None:
+        if self.read_only:
+            self.notify(f"defined in {self.config_path}; edit it there", markup=False)
+            return
+        config = self.validate_form(all_fields=True)
+        if config is None:
+            self.notify("fix the fields marked in red", severity="error")
+            return
+        if self.server is None:
+            result = await self.app.call_service("add_server", config, self.secret)
+        else:
+            result = await self.app.call_service("edit_server", self.server.name, config, self.secret)
+        if result is FAILED:
+            return
+        self.notify(f"saved {fmt.clean(config.name)}", markup=False)
+        self.dismiss()
+        await self.app.reload_servers()
+
+    def action_test(self) -> None:
+        config = self.validate_form(all_fields=True)
+        if config is None:
+            self.notify("fix the fields marked in red", severity="error")
+            return
+        self._test(config, self.secret)
+
+    @work(exclusive=True, group="test-connection")
+    async def _test(self, config: ServerConfig, secret: str | None) -> None:
+        result = self.query_one("#test-result", Static)
+        result.set_classes("")
+        result.update(fmt.safe(f"connecting to {config.host}…"))
+        try:
+            metrics = await self.app.service.test_connection(config, secret)
+        except Exception as exc:
+            result.set_classes("-failed")
+            result.update(fmt.safe(f"✖ {exc}"))
+            return
+        result.set_classes("-ok")
+        result.update(
+            f"✔ connected: cpu {fmt.percent(metrics.cpu_percent)}  ram {fmt.percent(metrics.mem_percent)}"
+            f"  disk {fmt.percent(metrics.disk_percent)}  load {fmt.load(metrics.load1)}  up {fmt.duration(metrics.uptime_s)}"
+        )
+
+    @on(Button.Pressed, "#save")
+    async def _save_pressed(self) -> None:
+        await self.action_save()
+
+    @on(Button.Pressed, "#test")
+    def _test_pressed(self) -> None:
+        self.action_test()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        self.dismiss()

@@ -1,0 +1,88 @@
+"""The one-line bars above the server list: title and health, fleet summary, queue counts.
+
+They are fed prepared data by the screen (never query anything themselves) and
+use Content markup with theme variables, so they follow dark and light themes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from textual.content import Content
+from textual.widgets import Static
+
+from app.tui import format as fmt
+
+WORKER_LABELS = {
+    "running": "[$success]●[/] worker running",
+    "paused": "[$warning]‖[/] [b $warning]worker paused[/]",
+    "none": "[$text-muted]○ no worker[/]",
+}
+
+
+def _ok(flag: bool | None) -> str:
+    if flag is None:
+        return "[$text-muted]…[/]"
+    return "[$success]✓[/]" if flag else "[b $error]✗[/]"
+
+
+class HeaderBar(Static):
+    """fleettop · worker state · Redis and database health · the clock."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.health: dict[str, Any] | None = None
+        self.now: datetime | None = None
+
+    def show(self, *, health: dict[str, Any] | None = None, now: datetime | None = None) -> None:
+        if health is not None:
+            self.health = health
+        if now is not None:
+            self.now = now
+        self.update(self._content())
+
+    def _content(self) -> Content:
+        health = self.health or {}
+        worker = WORKER_LABELS.get(health.get("worker", ""), "[$text-muted]worker …[/]")
+        clock = self.now.strftime("%Y-%m-%d %H:%M:%S") if self.now else ""
+        left = Content.from_markup(
+            f"[b]fleettop[/]  {worker}   redis {_ok(health.get('redis'))}  db {_ok(health.get('database'))}"
+        )
+        return Content.assemble(left, " " * max(1, self.size.width - left.cell_length - len(clock) - 2), clock)
+
+    def on_resize(self) -> None:
+        self.update(self._content())
+
+
+class SummaryBar(Static):
+    """Servers total, up, down, alerting, and the fleet's average CPU, RAM and disk."""
+
+    def show(self, aggregate: Any) -> None:
+        a = aggregate
+        down = f"[b $error]✖ {a.down} down[/]" if a.down else "[$text-muted]0 down[/]"
+        alerting = f"[b $error]! {a.alerting} alerting[/]" if a.alerting else "[$text-muted]0 alerting[/]"
+        self.update(
+            Content.from_markup(
+                f"[b]{a.total}[/] servers  [$success]● {a.up} up[/]  {down}  {alerting}"
+                f"  [$text-muted]│[/] avg cpu [b]{fmt.percent(a.avg_cpu)}[/]"
+                f"  ram [b]{fmt.percent(a.avg_ram)}[/]  disk [b]{fmt.percent(a.avg_disk)}[/]"
+            )
+        )
+
+
+class QueueBar(Static):
+    """Live queue counts and the pause state."""
+
+    FIELDS = ("waiting", "active", "delayed", "scheduled", "completed", "failed")
+
+    def show(self, stats: Any) -> None:
+        parts = []
+        for name in self.FIELDS:
+            value = getattr(stats, name)
+            colour = "$error" if name == "failed" and value else "$accent" if name == "active" and value else ""
+            number = f"[b {colour}]{value}[/]" if colour else f"[b]{value}[/]"
+            parts.append(f"{name} {number}")
+        paused = "  [b reverse $warning] PAUSED [/]" if stats.paused else ""
+        self.update(Content.from_markup("queue  " + "  ".join(parts) + paused))
+        self.set_class(stats.paused, "-paused")
