@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.config import Settings
@@ -38,8 +38,12 @@ class Database:
         return self.engine.dialect.name
 
     async def revision(self) -> str | None:
-        async with self.engine.connect() as conn:
-            return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+        """The schema revision the database is at (None when it has none yet)."""
+        try:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+        except (OSError, DBAPIError) as exc:
+            raise DatabaseError(f"cannot open the database {self.url}: {_one_line(exc)}") from None
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -49,7 +53,7 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
-async def open_database(settings: Settings) -> Database:
+async def open_database(settings: Settings, *, migrate_to_head: bool = True) -> Database:
     """Open (creating if needed) the configured database and migrate it to the newest schema."""
     url = settings.database_url
     try:
@@ -65,11 +69,12 @@ async def open_database(settings: Settings) -> Database:
             f"database.url: unsupported driver {parsed.drivername!r} (use sqlite+aiosqlite:// or postgresql+asyncpg://)"
         )
     database = Database(engine, async_sessionmaker(engine, expire_on_commit=False), url=parsed.render_as_string(hide_password=True))
-    try:
-        await migrate(database)
-    except BaseException:
-        await engine.dispose()
-        raise
+    if migrate_to_head:
+        try:
+            await migrate(database)
+        except BaseException:
+            await engine.dispose()
+            raise
     return database
 
 
@@ -98,7 +103,7 @@ async def migrate(database: Database) -> None:
             if database.dialect == "postgresql":
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
             await conn.run_sync(_upgrade)
-    except (OSError, DBAPIError, OperationalError) as exc:
+    except (OSError, DBAPIError) as exc:
         raise DatabaseError(f"cannot open the database {database.url}: {_one_line(exc)}") from None
 
 

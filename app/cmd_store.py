@@ -1,0 +1,416 @@
+"""`fleettop servers list|add|edit|remove`, `fleettop export` and `fleettop db`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import getpass
+import io
+import json
+import os
+import re
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from app.config import LoadedConfig, validate_server
+from app.domain import Sample, Server
+from app.errors import FleettopError, UsageError
+from app.store.db import migrate, open_database
+from app.store.repo import KEEP, Repository
+
+EXPORT_FIELDS = [
+    "server", "collected_at", "cpu_percent", "mem_percent", "swap_percent", "disk_percent", "disks",
+    "load1", "load5", "load15", "procs", "uptime_s", "net_rx_bps", "net_tx_bps",
+]
+EXPORT_FLUSH_ROWS = 500
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_OPTIONS = ("host", "port", "username", "transport", "auth", "key_file", "interval", "enabled")
+_THRESHOLDS = ("cpu", "ram", "disk")
+
+
+@asynccontextmanager
+async def open_repository(loaded: LoadedConfig) -> AsyncIterator[Repository]:
+    """The repository, with the config file's servers synced in (as at every start)."""
+    database = await open_database(loaded.settings)
+    try:
+        repo = Repository(database)
+        for note in await repo.sync_config_servers(loaded.settings.servers, loaded.settings.defaults):
+            print(f"fleettop: {note}", file=sys.stderr)
+        yield repo
+    finally:
+        await database.close()
+
+
+# -- servers ---------------------------------------------------------------------------
+
+
+async def cmd_servers(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    async with open_repository(loaded) as repo:
+        if args.action == "list":
+            return await _list(args, repo)
+        if args.action == "add":
+            return await _add(args, loaded, repo)
+        if args.action == "edit":
+            return await _edit(args, loaded, repo)
+        if args.action == "remove":
+            return await _remove(args, loaded, repo)
+    raise UsageError(f"unknown servers action {args.action!r}")
+
+
+async def _list(args: argparse.Namespace, repo: Repository) -> int:
+    servers = await repo.list_servers()
+    if args.json:
+        print(json.dumps([_server_json(s) for s in servers], indent=2))
+        return 0
+    if not servers:
+        print("No servers yet: add one with `fleettop servers add NAME --host HOST`, or under servers: in the config file.")
+        return 0
+    header = ("NAME", "HOST", "PORT", "USER", "TRANSPORT", "AUTH", "INTERVAL", "CPU/RAM/DISK %", "ENABLED", "SOURCE")
+    rows = [
+        (
+            s.name, s.host, str(s.port), s.username or "-", s.transport, s.auth + (" (secret)" if s.has_secret else ""),
+            f"{s.interval}s", f"{s.thresholds.cpu:g}/{s.thresholds.ram:g}/{s.thresholds.disk:g}",
+            "yes" if s.enabled else "no", s.source,
+        )
+        for s in servers
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+async def _add(args: argparse.Namespace, loaded: LoadedConfig, repo: Repository) -> int:
+    fields = {"name": args.name, **_given_options(args)}
+    if args.password and "auth" not in fields:
+        fields["auth"] = "password"
+    cfg = validate_server(fields)
+    if cfg.auth == "password" and not args.password:
+        raise UsageError(f"server {cfg.name!r}: --auth password needs --password (asked for here, stored encrypted)")
+    if await repo.get_server(cfg.name):
+        raise UsageError(f"server {cfg.name!r} already exists{_defined_in(loaded, cfg.name)}")
+    secret = await _ask_secret(loaded, cfg.name) if args.password else None
+    try:
+        server = await repo.add_server(cfg, defaults=loaded.settings.defaults, secret=secret)
+    except FleettopError as exc:
+        raise UsageError(str(exc)) from None
+    await repo.audit("server.add", server.name, _describe(server))
+    _print_change(args, server, f"added server {server.name!r} ({_describe(server)})")
+    return 0
+
+
+async def _edit(args: argparse.Namespace, loaded: LoadedConfig, repo: Repository) -> int:
+    server = await _existing(repo, args.name)
+    given = _given_options(args)
+    if args.rename:
+        given["name"] = args.rename
+    if not given and not args.password:
+        raise UsageError("nothing to change: give at least one option (see `fleettop servers edit --help`)")
+    if given and _in_config(loaded, server.name):
+        raise UsageError(
+            f"server {server.name!r} is defined in {loaded.path}: change it there (only --password can be set here)"
+        )
+    fields = {
+        "name": server.name, "host": server.host, "port": server.port, "username": server.username,
+        "transport": server.transport, "auth": server.auth, "key_file": server.key_file,
+        "interval": server.interval, "enabled": server.enabled,
+        "thresholds": server.thresholds.model_dump(),
+    }
+    fields["thresholds"].update(given.pop("thresholds", {}))
+    fields.update(given)
+    cfg = validate_server(fields)
+    secret: bytes | None | object = KEEP
+    if args.password:
+        secret = await _ask_secret(loaded, cfg.name)
+    elif cfg.auth == "agent" and server.has_secret:
+        secret = None  # nothing to decrypt any more: do not keep a password lying around
+    try:
+        updated = await repo.update_server(server.name, cfg, defaults=loaded.settings.defaults, secret=secret)
+    except FleettopError as exc:
+        raise UsageError(str(exc)) from None
+    changes = _differences(server, updated)
+    if args.password:
+        changes.append("secret replaced")
+    elif secret is None:
+        changes.append("secret removed")
+    detail = ", ".join(changes) or "no change"
+    await repo.audit("server.edit", updated.name, detail)
+    _print_change(args, updated, f"edited server {updated.name!r}: {detail}")
+    return 0
+
+
+async def _remove(args: argparse.Namespace, loaded: LoadedConfig, repo: Repository) -> int:
+    server = await _existing(repo, args.name)
+    if _in_config(loaded, server.name):
+        raise UsageError(
+            f"server {server.name!r} is defined in {loaded.path}: take it out of the file first "
+            "(it is then kept as a database server, which this command can remove)"
+        )
+    samples = await repo.count_samples(server.id)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"not removing server {server.name!r}: no terminal to confirm on (add --yes)")
+        answer = await _prompt(f"Remove server {server.name!r} and its {samples} samples? [y/N] ")
+        if answer.strip().lower() not in {"y", "yes"}:
+            print(f"Server {server.name!r} kept.")
+            return 1
+    if not await repo.remove_server(server.name):
+        raise FleettopError(f"server {server.name!r} not found")
+    await repo.audit("server.remove", server.name, f"removed with {samples} samples")
+    print(f"removed server {server.name!r} and its {samples} samples")
+    return 0
+
+
+def _given_options(args: argparse.Namespace) -> dict[str, Any]:
+    fields = {key: getattr(args, key) for key in _OPTIONS if getattr(args, key, None) is not None}
+    thresholds = {key: getattr(args, key) for key in _THRESHOLDS if getattr(args, key, None) is not None}
+    if thresholds:
+        fields["thresholds"] = thresholds
+    return fields
+
+
+def _in_config(loaded: LoadedConfig, name: str) -> bool:
+    return any(cfg.name == name for cfg in loaded.settings.servers)
+
+
+def _defined_in(loaded: LoadedConfig, name: str) -> str:
+    return f" (defined in {loaded.path})" if _in_config(loaded, name) else ""
+
+
+async def _existing(repo: Repository, name: str) -> Server:
+    server = await repo.get_server(name)
+    if server is None:
+        raise FleettopError(f"server {name!r} not found")
+    return server
+
+
+async def _ask_secret(loaded: LoadedConfig, name: str) -> bytes:
+    from app.secrets import SecretBox
+
+    if sys.stdin.isatty():
+        plain = await asyncio.to_thread(getpass.getpass, f"Password or key passphrase for {name}: ")
+    else:  # scripts pipe it in: `printf '%s\n' "$PW" | fleettop servers edit web1 --password`
+        plain = (await asyncio.to_thread(sys.stdin.readline)).rstrip("\r\n")
+    if not plain:
+        raise UsageError("empty password: nothing stored")
+    return SecretBox(loaded.settings.data_dir).encrypt(plain)
+
+
+async def _prompt(question: str) -> str:
+    try:
+        return await asyncio.to_thread(input, question)
+    except EOFError:
+        return ""
+
+
+def _describe(server: Server) -> str:
+    user = f"{server.username}@" if server.username else ""
+    t = server.thresholds
+    return (
+        f"{server.transport} {user}{server.host}:{server.port}, auth {server.auth}, every {server.interval}s, "
+        f"thresholds cpu {t.cpu:g} ram {t.ram:g} disk {t.disk:g}, {'enabled' if server.enabled else 'disabled'}"
+    )
+
+
+def _differences(before: Server, after: Server) -> list[str]:
+    watched = ("name", "host", "port", "username", "transport", "auth", "key_file", "interval", "enabled")
+    changes = [
+        f"{key} {getattr(before, key)} -> {getattr(after, key)}"
+        for key in watched
+        if getattr(before, key) != getattr(after, key)
+    ]
+    for key in _THRESHOLDS:
+        old, new = getattr(before.thresholds, key), getattr(after.thresholds, key)
+        if old != new:
+            changes.append(f"{key} threshold {old:g} -> {new:g}")
+    return changes
+
+
+def _server_json(server: Server) -> dict[str, Any]:
+    return server.model_dump(mode="json")
+
+
+def _print_change(args: argparse.Namespace, server: Server, message: str) -> None:
+    print(json.dumps(_server_json(server), indent=2) if args.json else message)
+
+
+# -- export ----------------------------------------------------------------------------
+
+
+def parse_time(text: str | None, option: str, now: datetime | None = None) -> datetime | None:
+    """'30m', '24h', '7d', '2w' (that long ago) or an ISO-8601 time (UTC unless it says otherwise)."""
+    if text is None:
+        return None
+    now = now or datetime.now(UTC)
+    match = _DURATION.match(text)
+    if match:
+        return now - timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: give a duration such as 30m, 24h, 7d or an ISO-8601 time") from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def export_record(server_name: str, sample: Sample) -> dict[str, Any]:
+    """One exported sample, with the field names of `collect --json`."""
+    return {
+        "server": server_name,
+        "collected_at": sample.collected_at.isoformat(),
+        "cpu_percent": sample.cpu_percent,
+        "mem_percent": sample.mem_percent,
+        "swap_percent": sample.swap_percent,
+        "disk_percent": sample.disk_percent,
+        "disks": [
+            {"mount": d.mount, "percent": d.percent, "used_bytes": d.used_bytes, "total_bytes": d.total_bytes}
+            for d in sample.disks
+        ],
+        "load1": sample.load1,
+        "load5": sample.load5,
+        "load15": sample.load15,
+        "procs": sample.procs,
+        "uptime_s": sample.uptime_s,
+        "net_rx_bps": sample.net_rx_bps,
+        "net_tx_bps": sample.net_tx_bps,
+    }
+
+
+class _CsvFormat:
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        self._writer = csv.DictWriter(self._buffer, fieldnames=EXPORT_FIELDS, lineterminator="\n")
+
+    def _take(self) -> str:
+        text = self._buffer.getvalue()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        return text
+
+    def start(self) -> str:
+        self._writer.writeheader()
+        return self._take()
+
+    def row(self, record: dict[str, Any]) -> str:
+        record["disks"] = json.dumps(record["disks"], separators=(",", ":"))
+        self._writer.writerow({k: "" if v is None else v for k, v in record.items()})
+        return self._take()
+
+    def end(self) -> str:
+        return ""
+
+
+class _JsonFormat:
+    """A JSON array written one element at a time."""
+
+    def __init__(self) -> None:
+        self._first = True
+
+    def start(self) -> str:
+        return "["
+
+    def row(self, record: dict[str, Any]) -> str:
+        separator = "\n" if self._first else ",\n"
+        self._first = False
+        return separator + json.dumps(record)
+
+    def end(self) -> str:
+        return "]\n" if self._first else "\n]\n"
+
+
+async def cmd_export(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    now = datetime.now(UTC)
+    since = parse_time(args.since, "--since", now)
+    until = parse_time(args.until, "--until", now)
+    if since and until and since >= until:
+        raise UsageError("--since must be before --until")
+    output = Path(args.output).expanduser() if args.output else None
+    if output and output.is_dir():
+        raise UsageError(f"--output {output}: is a directory")
+    async with open_repository(loaded) as repo:
+        names = {server.id: server.name for server in await repo.list_servers()}
+        if args.server and args.server not in names.values():
+            raise FleettopError(f"server {args.server!r} not found")
+        fmt = _CsvFormat() if args.format == "csv" else _JsonFormat()
+        samples = repo.iter_samples(args.server, since, until)
+        if output is None:
+            return await _write_stdout(fmt, samples, names)
+        return await _write_file(output, fmt, samples, names)
+
+
+async def _write_stream(handle: TextIO, fmt: _CsvFormat | _JsonFormat, samples: AsyncIterator[Sample], names: dict[int, str]) -> int:
+    """Write the export in chunks, each handed to a thread so the event loop never waits on the disk or a pipe."""
+    chunk = [fmt.start()]
+    count = 0
+    async for sample in samples:
+        chunk.append(fmt.row(export_record(names.get(sample.server_id, str(sample.server_id)), sample)))
+        count += 1
+        if len(chunk) >= EXPORT_FLUSH_ROWS:
+            await asyncio.to_thread(handle.write, "".join(chunk))
+            chunk = []
+    chunk.append(fmt.end())
+    await asyncio.to_thread(handle.write, "".join(chunk))
+    await asyncio.to_thread(handle.flush)
+    return count
+
+
+async def _write_stdout(fmt: _CsvFormat | _JsonFormat, samples: AsyncIterator[Sample], names: dict[int, str]) -> int:
+    try:
+        await _write_stream(sys.stdout, fmt, samples, names)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python's exit flush quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+async def _write_file(output: Path, fmt: _CsvFormat | _JsonFormat, samples: AsyncIterator[Sample], names: dict[int, str]) -> int:
+    # Written aside and renamed at the end: a failed export never leaves a truncated file behind.
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        handle = await asyncio.to_thread(open, partial, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise FleettopError(f"--output {output}: {exc.strerror or exc}") from None
+    try:
+        count = await _write_stream(handle, fmt, samples, names)
+        await asyncio.to_thread(handle.close)
+        await asyncio.to_thread(os.replace, partial, output)
+    except BaseException:
+        handle.close()
+        partial.unlink(missing_ok=True)
+        raise
+    print(f"exported {count} samples to {output}", file=sys.stderr)
+    return 0
+
+
+# -- db --------------------------------------------------------------------------------
+
+
+async def cmd_db(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    settings = loaded.settings
+    database = await open_database(settings, migrate_to_head=args.action != "upgrade")
+    try:
+        repo = Repository(database)
+        if args.action == "upgrade":
+            before = await database.revision()
+            await migrate(database)
+            after = await database.revision()
+            if before == after:
+                print(f"database {database.url} is up to date (revision {after})")
+            else:
+                await repo.audit("db.upgrade", database.url, f"revision {before or 'none'} -> {after}")
+                print(f"database {database.url} upgraded from revision {before or 'none'} to {after}")
+            return 0
+        if args.action == "purge":
+            cutoff = datetime.now(UTC) - timedelta(days=settings.retention.days)
+            purged = await repo.purge_samples(cutoff)
+            await repo.audit("db.purge", "samples", f"{purged} samples older than {settings.retention.days} days")
+            print(f"purged {purged} samples older than {settings.retention.days} days ({cutoff:%Y-%m-%d %H:%M} UTC)")
+            return 0
+    finally:
+        await database.close()
+    raise UsageError(f"unknown db action {args.action!r}")
