@@ -1,0 +1,92 @@
+"""Every bad config of issue 2 is refused with one line naming the file, the line and the key."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from app import config
+from app.cli import main
+
+GOOD_SERVER = "  - name: web1\n    host: 10.0.0.1\n"
+
+
+def problems_of(tmp_path, text: str) -> list[str]:
+    path = tmp_path / "config.yaml"
+    path.write_text(textwrap.dedent(text))
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path, environ={})
+    return caught.value.problems
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "message"),
+    [
+        ("servers:\n  - name: a\n    host: [x\n", 4, "", "malformed YAML"),
+        ("data_dir: /tmp\nworker:\n  concurrency: lots\n", 3, "worker.concurrency", "valid integer"),
+        ("servers:\n  - name: web1\n    host: h1\n    port: 70000\n", 4, "servers[0].port", "between 1 and 65535 (got 70000)"),
+        ("servers:\n  - name: web1\n    host: h1\n    port: 0\n", 4, "servers[0].port", "between 1 and 65535 (got 0)"),
+        (
+            "servers:\n  - name: web1\n    host: h1\n    thresholds:\n      disk: 101\n",
+            5, "servers[0].thresholds.disk", "between 0 and 100 (got 101)",
+        ),
+        ("defaults:\n  thresholds:\n    cpu: -1\n", 3, "defaults.thresholds.cpu", "between 0 and 100 (got -1)"),
+        ("servers:\n  - name: web1\n    host: h1\n    interval: 5\n", 4, "servers[0].interval", "at least 10 seconds (got 5)"),
+        ("defaults:\n  interval: 9\n", 2, "defaults.interval", "at least 10 seconds (got 9)"),
+        (
+            "servers:\n" + GOOD_SERVER + "  - name: web1\n    host: 10.0.0.2\n",
+            4, "servers[1].name", "duplicate server name 'web1' (also servers[0])",
+        ),
+        ("servers:\n  - name: web1\n    host: 'web 1; rm -rf /'\n", 3, "servers[0].host", "not a valid host name or IP address"),
+        ("servers:\n  - name: web1\n    host: -bad-.example\n", 3, "servers[0].host", "not a valid host name"),
+        ("data_dir: /tmp\nservrs:\n" + GOOD_SERVER, 2, "servrs", "unknown key"),
+        ("servers:\n  - name: web1\n    host: h1\n    hostname: h1\n", 4, "servers[0].hostname", "unknown key"),
+    ],
+    ids=[
+        "malformed-yaml", "wrong-type", "port-too-high", "port-zero", "threshold-over-100", "threshold-negative",
+        "interval-under-10s", "default-interval-under-10s", "duplicate-names", "host-with-shell",
+        "host-bad-label", "unknown-top-key", "unknown-server-key",
+    ],
+)
+def test_bad_config_names_file_line_and_key(tmp_path, text, line, key, message):
+    problems = problems_of(tmp_path, text)
+    assert len(problems) == 1, problems
+    path = tmp_path / "config.yaml"
+    prefix = f"{path}:{line}: {key}: " if key else f"{path}:{line}: "
+    assert problems[0].startswith(prefix), problems[0]
+    assert message in problems[0]
+    assert "\n" not in problems[0]
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    problems = problems_of(
+        tmp_path,
+        """\
+        servers:
+          - name: web1
+            host: 10.0.0.1
+            port: 70000
+          - name: web1
+            host: "bad host!"
+            interval: 5
+        servrs: []
+        """,
+    )
+    assert len(problems) == 5
+    assert {p.split(": ")[1] for p in problems} == {
+        "servers[0].port", "servers[1].host", "servers[1].interval", "servrs", "servers[1].name",
+    }
+
+
+def test_a_top_level_that_is_not_a_mapping(tmp_path):
+    problems = problems_of(tmp_path, "- just\n- a list\n")
+    assert problems == [f"{tmp_path / 'config.yaml'}:1: the top level must be a mapping of keys, not list"]
+
+
+def test_the_cli_refuses_a_bad_config_with_exit_2_and_one_line(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text("servers:\n  - name: web1\n    host: h1\n    port: 99999\n")
+    assert main(["--config", str(path), "servers", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"fleettop: {path}:4: servers[0].port: must be between 1 and 65535 (got 99999)\n"
