@@ -250,11 +250,20 @@ class _SimServer(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._connection = conn
+        self._authenticated = False
         self._host.connections.add(conn)
         self._host.connections_made += 1
+        self._fleet.handshaking += 1
+        self._fleet.peak_handshaking = max(self._fleet.peak_handshaking, self._fleet.handshaking)
+
+    def auth_completed(self) -> None:
+        self._authenticated = True
+        self._fleet.handshaking -= 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._host.connections.discard(self._connection)
+        if not self._authenticated:
+            self._fleet.handshaking -= 1
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -292,6 +301,9 @@ class SimFleet:
             name = f"sim-{index + 1:04d}"
             self._hosts[name] = SimHost(name, machine, asyncssh.generate_private_key("ssh-ed25519"))
         self._dir: Path | None = None
+        # Connections accepted but not yet authenticated, now and at most: shows a client's connect cap.
+        self.handshaking = 0
+        self.peak_handshaking = 0
 
     @property
     def hosts(self) -> list[tuple[str, int]]:

@@ -186,6 +186,8 @@ class SSHPool:
         except TimeoutError:
             raise CollectError("timeout", target.where, f"probe did not finish within {timeout:g} s") from None
         except asyncssh.ChannelOpenError as exc:
+            if connection.is_closed():
+                raise CollectError("unreachable", target.where, f"connection lost: {exc.reason}") from None
             raise CollectError("command_failed", target.where, f"the server refused a session: {exc.reason}") from None
         except (asyncssh.Error, OSError) as exc:
             raise CollectError("unreachable", target.where, f"connection lost: {_reason(exc)}") from None

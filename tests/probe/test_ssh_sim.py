@@ -1,0 +1,256 @@
+"""The SSH transport against simulated hosts (real asyncssh servers on loopback, no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import asyncssh
+import pytest
+
+from app.probe import CollectError, Prober, append_known_host
+from app.secrets import SecretBox
+from app.sim import SimFleet
+
+from probe_helpers import sim_server
+
+
+async def test_first_contact_gives_real_rates_then_deltas(fleet, prober):
+    server = sim_server(fleet)
+    first = await prober.collect(server, None)
+    assert first.metrics.cpu_percent is not None and 0 <= first.metrics.cpu_percent <= 100
+    assert first.metrics.net_rx_bps > 0
+    assert first.metrics.mem_total_bytes == fleet.host(server.name).machine.mem_total_kib * 1024
+    await asyncio.sleep(0.1)  # a few jiffies, even on a one-core host
+    second = await prober.collect(server, first.counters)
+    assert second.metrics.cpu_percent is not None
+    assert second.metrics.uptime_s > first.metrics.uptime_s
+
+
+async def test_one_connection_serves_many_collections(fleet, prober):
+    server = sim_server(fleet)
+    previous = None
+    for _ in range(10):
+        previous = (await prober.collect(server, previous)).counters
+    host = fleet.host(server.name)
+    assert (host.connections_made, host.execs) == (1, 10)
+
+
+async def test_concurrent_collections_of_one_server_share_one_connect(fleet, prober):
+    server = sim_server(fleet)
+    await asyncio.gather(*(prober.collect(server, None) for _ in range(5)))
+    assert fleet.host(server.name).connections_made == 1
+
+
+async def test_reconnects_on_the_next_collection_after_the_host_restarts(fleet, prober):
+    server = sim_server(fleet)
+    await prober.collect(server, None)
+    await fleet.stop(server.name)
+    with pytest.raises(CollectError) as caught:
+        await prober.collect(server, None)
+    assert caught.value.kind == "unreachable"
+    assert server.name in str(caught.value)
+    await fleet.start(server.name)
+    await prober.collect(server, None)
+    assert fleet.host(server.name).connections_made == 2
+
+
+async def test_a_restart_between_collections_costs_at_most_one_failure(fleet, prober):
+    server = sim_server(fleet)
+    await prober.collect(server, None)
+    await fleet.restart(server.name)
+    try:
+        await prober.collect(server, None)
+    except CollectError as exc:  # the drop may be noticed only by this exec
+        assert exc.kind == "unreachable"
+        await prober.collect(server, None)
+    assert fleet.host(server.name).connections_made == 2
+
+
+async def test_command_timeout_closes_the_channel(fleet, fleet_settings):
+    prober = Prober(fleet_settings(command_timeout=0.5))
+    server = sim_server(fleet)
+    host = fleet.host(server.name)
+    try:
+        await prober.collect(server, None)
+        fleet.freeze(server.name)
+        started = time.monotonic()
+        with pytest.raises(CollectError) as caught:
+            await prober.collect(server, None)
+        assert caught.value.kind == "timeout"
+        assert time.monotonic() - started < 2
+        for _ in range(100):  # the host sees its channel closed, not left hanging
+            if host.channels_closed_frozen:
+                break
+            await asyncio.sleep(0.02)
+        assert host.channels_closed_frozen == 1
+        fleet.freeze(server.name, False)
+        await prober.collect(server, None)
+    finally:
+        await prober.close()
+
+
+async def test_unknown_host_key_is_refused_naming_host_and_fingerprint(fleet, fleet_settings, tmp_path):
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    prober = Prober(fleet_settings(known_hosts=str(empty)))
+    server = sim_server(fleet)
+    try:
+        with pytest.raises(CollectError) as caught:
+            await prober.collect(server, None)
+    finally:
+        await prober.close()
+    assert caught.value.kind == "hostkey_unknown"
+    message = str(caught.value)
+    assert server.name in message and str(server.port) in message
+    assert fleet.host(server.name).host_key.get_fingerprint() in message
+    assert "\n" not in message
+
+
+async def test_changed_host_key_is_refused(fleet, prober):
+    server = sim_server(fleet)
+    await prober.collect(server, None)
+    new_key = await fleet.change_key(server.name)
+    with pytest.raises(CollectError) as caught:
+        await prober.collect(server, None)
+    assert caught.value.kind == "hostkey_changed"
+    assert new_key.get_fingerprint() in str(caught.value)
+    assert fleet.host(server.name).execs == 1
+
+
+async def test_trusting_a_key_in_the_own_known_hosts_lets_the_next_collection_in(fleet, fleet_settings, tmp_path):
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    prober = Prober(fleet_settings(known_hosts=str(empty)))
+    server = sim_server(fleet)
+    try:
+        fingerprint, key = await prober.host_key(server)
+        assert fingerprint == fleet.host(server.name).host_key.get_fingerprint()
+        assert await prober.trusted_state(server, key) == "unknown"
+        append_known_host(prober.own_known_hosts, server.host, server.port, key)
+        assert await prober.trusted_state(server, key) == "trusted"
+        await prober.collect(server, None)
+    finally:
+        await prober.close()
+    assert not empty.read_text()  # the user's file is never written
+
+
+async def test_password_auth_works_and_no_password_reaches_any_log(fleet, fleet_settings, caplog):
+    settings = fleet_settings(key_file=None)
+    box = SecretBox(settings.data_dir)
+    prober = Prober(settings, box)
+    server = sim_server(fleet, auth="password")
+    caplog.set_level(logging.DEBUG)
+    asyncssh.set_debug_level(3)
+    try:
+        await prober.collect(server, None, box.encrypt(fleet.password))
+        with pytest.raises(CollectError) as caught:
+            await prober.collect(sim_server(fleet, 1, auth="password"), None, box.encrypt(fleet.password + "-wrong"))
+    finally:
+        asyncssh.set_debug_level(1)
+        await prober.close()
+    assert caught.value.kind == "auth_failed"
+    assert fleet.password not in caplog.text
+    assert fleet.password not in str(caught.value)
+    assert fleet.password not in repr(prober._target(server, box.encrypt(fleet.password)))
+
+
+async def test_password_auth_without_a_stored_password(fleet, prober):
+    with pytest.raises(CollectError) as caught:
+        await prober.collect(sim_server(fleet, auth="password"), None)
+    assert caught.value.kind == "auth_failed"
+
+
+async def test_wrong_client_key_is_auth_failed(fleet, fleet_settings, tmp_path):
+    stranger = tmp_path / "stranger_key"
+    asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(stranger))
+    prober = Prober(fleet_settings(key_file=str(stranger)))
+    try:
+        with pytest.raises(CollectError) as caught:
+            await prober.collect(sim_server(fleet), None)
+    finally:
+        await prober.close()
+    assert caught.value.kind == "auth_failed"
+
+
+async def test_passphrase_protected_key_is_decrypted_once(fleet, fleet_settings, tmp_path, monkeypatch):
+    locked = tmp_path / "locked_key"
+    fleet.client_key.write_private_key(str(locked), passphrase="open sesame", rounds=50)
+    settings = fleet_settings(key_file=str(locked))
+    box = SecretBox(settings.data_dir)
+    reads = []
+    real_read = asyncssh.read_private_key
+    monkeypatch.setattr(asyncssh, "read_private_key", lambda *args: reads.append(args[0]) or real_read(*args))
+    prober = Prober(settings, box)
+    secret = box.encrypt("open sesame")
+    try:
+        for index in range(3):
+            await prober.collect(sim_server(fleet, index), None, secret)
+        with pytest.raises(CollectError) as caught:
+            await prober.collect(sim_server(fleet, 0, name="other"), None, box.encrypt("wrong"))
+    finally:
+        await prober.close()
+    assert reads == [locked, locked]  # once for the right passphrase, once for the wrong one
+    assert caught.value.kind == "auth_failed" and "open sesame" not in str(caught.value)
+
+
+async def test_refused_port_is_unreachable(fleet, prober):
+    await fleet.stop(fleet.hosts[0][0])
+    with pytest.raises(CollectError) as caught:
+        await prober.collect(sim_server(fleet), None)
+    assert caught.value.kind == "unreachable" and "refused" in str(caught.value)
+
+
+async def test_connects_are_capped(make_settings):
+    async with SimFleet(12, seed=3) as fleet:
+        settings = make_settings(
+            ssh={"known_hosts": str(fleet.known_hosts_path), "key_file": str(fleet.client_key_path), "username": fleet.username, "max_concurrent_connects": 3}
+        )
+        prober = Prober(settings)
+        try:
+            await asyncio.gather(*(prober.collect(sim_server(fleet, i), None) for i in range(12)))
+        finally:
+            await prober.close()
+        assert 1 <= fleet.peak_handshaking <= 3
+
+
+async def test_ipv6_loopback_host(make_settings):
+    async with SimFleet(1, address="::1") as fleet:
+        settings = make_settings(ssh={"known_hosts": str(fleet.known_hosts_path), "key_file": str(fleet.client_key_path), "username": fleet.username})
+        prober = Prober(settings)
+        try:
+            result = await prober.collect(sim_server(fleet), None)
+        finally:
+            await prober.close()
+    assert result.metrics.procs > 0
+
+
+async def test_a_simulated_reboot_resets_uptime_and_skips_the_delta(fleet, prober):
+    server = sim_server(fleet)
+    first = await prober.collect(server, None)
+    fleet.reboot(server.name)
+    after = await prober.collect(server, first.counters)
+    assert after.metrics.uptime_s < first.metrics.uptime_s
+    assert after.metrics.cpu_percent is None and after.metrics.net_rx_bps is None
+
+
+async def test_a_fleet_of_200_hosts_in_two_rounds(make_settings):
+    started = time.perf_counter()
+    async with SimFleet(200, seed=11) as fleet:
+        start_up = time.perf_counter() - started
+        settings = make_settings(
+            ssh={"known_hosts": str(fleet.known_hosts_path), "key_file": str(fleet.client_key_path), "username": fleet.username, "max_concurrent_connects": 32}
+        )
+        prober = Prober(settings)
+        servers = [sim_server(fleet, i) for i in range(200)]
+        try:
+            first = await asyncio.gather(*(prober.collect(s, None) for s in servers))
+            second = await asyncio.gather(*(prober.collect(s, r.counters) for s, r in zip(servers, first)))
+        finally:
+            await prober.close()
+    assert start_up < 2
+    assert sum(host.connections_made for host in map(fleet.host, (s.name for s in servers))) == 200
+    busy = [r.metrics for r in second if r.metrics.cpu_percent is not None and r.metrics.cpu_percent > 75]
+    full = [r.metrics for r in second if r.metrics.disk_percent > 85]
+    assert busy and full  # the fleet is varied: some busy hosts, some near-full disks
