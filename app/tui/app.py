@@ -1,7 +1,7 @@
 """The fleettop dashboard application and its entry point.
 
 The app talks only to a FleetService (app.service). It either receives one
-(tests) or opens one itself inside its own event loop, in a worker started on
+(tests) or opens one itself inside its own event loop, in a task started on
 mount and stopped -- awaited -- on unmount, so the embedded SAQ worker shuts
 down cleanly when the user quits.
 """
@@ -74,7 +74,9 @@ class FleetApp(App):
         self.clock = clock
         self.live = live
         self._stop_service = asyncio.Event()
-        self._service_worker: Any = None
+        # A plain task, not a Textual worker: Textual cancels its workers at shutdown
+        # without waiting, and the service must close (worker stopped, jobs re-queued).
+        self._service_task: asyncio.Task[None] | None = None
         self._changed_ids: set[int] = set()
         self._servers_changed = False
         self._counts_due = False
@@ -87,7 +89,7 @@ class FleetApp(App):
         if self.service is not None:
             self.run_worker(self._service_ready(), name="load", exclusive=False)
         else:
-            self._service_worker = self.run_worker(self._hold_service(), name="service")
+            self._service_task = asyncio.create_task(self._hold_service(), name="fleettop-service")
 
     async def _hold_service(self) -> None:
         try:
@@ -102,8 +104,8 @@ class FleetApp(App):
 
     async def on_unmount(self) -> None:
         self._stop_service.set()
-        if self._service_worker is not None:
-            await self._service_worker.wait()
+        if self._service_task is not None:
+            await self._service_task
 
     async def _service_ready(self) -> None:
         await self.reload_servers()

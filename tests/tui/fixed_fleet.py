@@ -1,0 +1,162 @@
+"""A fleet of known figures at a fixed time, for pictures that never change.
+
+The snapshot tests and the screenshot script use it instead of a live service:
+the real one derives "stale" and "next run" from the wall clock and the SAQ
+schedule, so its pictures would differ on every run. It answers with the real
+ServerRow / ServerDetail / Run models, so the screens render exactly what the
+service would hand them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import datetime, timedelta, timezone
+
+from app.domain import DiskUsage, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Thresholds, classify
+from app.service import ServerDetail, ServerRow
+from app.store.repo import HistoryPoint
+
+NOW = datetime(2026, 3, 14, 9, 26, 53, tzinfo=timezone.utc)
+
+# name, host, cpu, ram, swap, disk, load1, rx, tx, uptime (days)
+FIGURES = [
+    ("web-1", "10.0.1.11", 12.0, 41.0, 0.0, 37.0, 0.42, 182_000, 1_450_000, 41),
+    ("web-2", "10.0.1.12", 76.0, 58.0, 2.0, 38.0, 2.91, 240_000, 1_980_000, 41),
+    ("db-1", "db1.internal", 34.0, 88.0, 11.0, 81.0, 1.73, 4_200_000, 3_100_000, 203),
+    ("db-2", "db2.internal", 95.0, 97.0, 64.0, 93.0, 7.85, 5_900_000, 4_800_000, 203),
+    ("cache-1", "10.0.2.21", 8.0, 63.0, 0.0, 22.0, 0.18, 9_800_000, 9_600_000, 12),
+    ("batch-1", "batch1.internal", 51.0, 44.0, 5.0, 67.0, 3.20, 35_000, 12_000, 3),
+]
+
+
+def _server(index: int, name: str, host: str, **overrides) -> Server:
+    return Server(id=index + 1, name=name, host=host, username="ops", interval=60, **overrides)
+
+
+def _metrics(cpu, ram, swap, disk, load1, rx, tx, days, at=NOW) -> Metrics:
+    return Metrics(
+        collected_at=at - timedelta(seconds=14),
+        cpu_percent=cpu, mem_percent=ram, mem_used_bytes=int(ram / 100 * 16 * 2**30), mem_total_bytes=16 * 2**30,
+        swap_percent=swap, swap_used_bytes=int(swap / 100 * 4 * 2**30), swap_total_bytes=4 * 2**30,
+        disk_percent=disk,
+        disks=[
+            DiskUsage(mount="/", device="/dev/sda1", fstype="ext4", used_bytes=int(disk / 100 * 80e9), total_bytes=int(80e9), percent=disk),
+            DiskUsage(mount="/boot", device="/dev/sda2", fstype="ext4", used_bytes=int(210e6), total_bytes=int(1e9), percent=21.0),
+        ],
+        load1=load1, load5=load1 * 0.9, load15=load1 * 0.8, procs=212, uptime_s=days * 86400 + 3600 * 5,
+        net_rx_bps=rx, net_tx_bps=tx,
+    )
+
+
+def _history(row: ServerRow, count: int, step_s: int) -> list[HistoryPoint]:
+    """A smooth, repeatable curve around the server's latest figures."""
+    latest = row.latest
+    if latest is None:
+        return []
+    points = []
+    for index in range(count):
+        wave = math.sin(index / 7) * 0.25 + math.sin(index / 2.3) * 0.08
+        cpu = min(100.0, max(0.0, (latest.cpu_percent or 0) * (1 + wave)))
+        points.append(
+            HistoryPoint(
+                at=NOW - timedelta(seconds=step_s * (count - index)),
+                cpu=cpu, ram=min(100.0, latest.mem_percent * (1 + wave / 5)),
+                disk=(latest.disk_percent or 0) - (count - index) * 0.02, load1=latest.load1 * (1 + wave),
+            )
+        )
+    return points
+
+
+class FixedFleet:
+    """The FleetService calls the dashboard makes, answered from fixed data."""
+
+    def __init__(self) -> None:
+        self.rows = []
+        for index, (name, host, *figures) in enumerate(FIGURES):
+            server = _server(index, name, host)
+            metrics = _metrics(*figures)
+            sample = Sample(server_id=server.id, **metrics.model_dump())
+            self.rows.append(
+                ServerRow(
+                    server=server, latest=sample, severities=classify(metrics, server.thresholds), status="up",
+                    error=None, last_collected_at=sample.collected_at, next_run_at=NOW + timedelta(seconds=46),
+                )
+            )
+        down = _server(len(self.rows), "edge-1", "203.0.113.9")
+        self.rows.append(
+            ServerRow(
+                server=down, latest=None, severities={}, status="down",
+                error="edge-1 (203.0.113.9:22): connection refused", last_collected_at=None, next_run_at=NOW + timedelta(seconds=5),
+            )
+        )
+        stale_server = _server(len(self.rows), "backup-1", "10.0.9.5", thresholds=Thresholds(disk=80))
+        stale_metrics = _metrics(3.0, 22.0, 0.0, 71.0, 0.05, 1_000, 900, 88, at=NOW - timedelta(minutes=47))
+        self.rows.append(
+            ServerRow(
+                server=stale_server, latest=Sample(server_id=stale_server.id, **stale_metrics.model_dump()),
+                severities=classify(stale_metrics, stale_server.thresholds), status="stale",
+                error="backup-1 (10.0.9.5:22): timed out after 20 s", last_collected_at=stale_metrics.collected_at,
+                next_run_at=NOW + timedelta(seconds=12),
+            )
+        )
+        self.paused = False
+
+    async def list_servers(self):
+        return list(self.rows)
+
+    async def server_row(self, server_id):
+        return next((row for row in self.rows if row.server.id == server_id), None)
+
+    async def server_detail(self, name):
+        row = next(row for row in self.rows if row.server.name == name)
+        return ServerDetail(row=row, history_1h=_history(row, 60, 60), history_24h=_history(row, 144, 600), runs=self._runs(row))
+
+    def _runs(self, row: ServerRow) -> list[Run]:
+        runs = []
+        for index in range(6):
+            failed = row.status == "down" or (row.status == "stale" and index < 3)
+            started = NOW - timedelta(seconds=14 + 60 * index)
+            runs.append(
+                Run(
+                    id=100 - index, server_id=row.server.id, server_name=row.server.name, trigger="manual" if index == 0 else "scheduled",
+                    attempt=1, status="failed" if failed else "ok", error=row.error if failed else None,
+                    started_at=started, finished_at=started + timedelta(seconds=0.4), duration_s=0.4,
+                )
+            )
+        return runs
+
+    async def stats(self):
+        return QueueStats(waiting=0, active=2, delayed=1, completed=1294, failed=7, scheduled=len(self.rows), paused=self.paused)
+
+    async def aggregate(self):
+        return FleetAggregate(total=8, up=7, down=1, alerting=1, avg_cpu=40.0, avg_ram=59.0, avg_disk=58.0)
+
+    async def health(self):
+        return {"redis": True, "database": True, "worker": "paused" if self.paused else "running"}
+
+    async def is_paused(self):
+        return self.paused
+
+    async def pause(self):
+        self.paused = True
+
+    async def resume(self):
+        self.paused = False
+
+    async def collect_now(self, names=None):
+        return len(names) if names else len(self.rows)
+
+    async def failed_runs(self, limit=50):
+        return [
+            Run(id=9, server_id=7, server_name="edge-1", trigger="scheduled", attempt=3, status="failed",
+                error="edge-1 (203.0.113.9:22): connection refused", started_at=NOW - timedelta(minutes=2),
+                finished_at=NOW - timedelta(minutes=2), duration_s=0.1),
+        ]
+
+    async def schedule(self):
+        return [(row.server.name, row.server.interval, row.next_run_at) for row in self.rows]
+
+    async def events(self):
+        await asyncio.Event().wait()
+        yield
