@@ -232,15 +232,17 @@ class Repository:
 
     async def latest_samples(self) -> dict[int, Sample]:
         """The newest sample of every server that has one, by server id."""
-        newest = (
-            select(SAMPLE_COLUMNS.server_id, func.max(SAMPLE_COLUMNS.collected_at).label("collected_at"))
-            .group_by(SAMPLE_COLUMNS.server_id)
-            .subquery()
+        # One index probe per server on (server_id, collected_at), instead of a GROUP BY over
+        # every sample ever stored: stays fast however long the history grows.
+        newest_id = (
+            select(SAMPLE_COLUMNS.id)
+            .where(SAMPLE_COLUMNS.server_id == ServerRow.id)
+            .order_by(SAMPLE_COLUMNS.collected_at.desc())
+            .limit(1)
+            .correlate(ServerRow)
+            .scalar_subquery()
         )
-        query = select(SampleRow.__table__).join(
-            newest,
-            and_(SAMPLE_COLUMNS.server_id == newest.c.server_id, SAMPLE_COLUMNS.collected_at == newest.c.collected_at),
-        )
+        query = select(SampleRow.__table__).select_from(ServerRow).join(SampleRow, SAMPLE_COLUMNS.id == newest_id)
         async with self._sessions() as session:
             rows = (await session.execute(query)).mappings().all()
         return {row["server_id"]: _sample(row) for row in rows}
