@@ -326,8 +326,9 @@ async def open_service(loaded: LoadedConfig, *, worker: bool, demo: int | None =
     """The service for this config, open for the duration of the context."""
     settings = loaded.settings
     async with contextlib.AsyncExitStack() as stack:
+        demo_servers: list[ServerConfig] = []
         if demo:
-            settings = stack.enter_context(_demo_settings(settings))
+            settings, demo_servers = await stack.enter_async_context(_demo(settings, demo))
         redis = await stack.enter_async_context(redis_target(settings))
         database = await open_database(settings)
         stack.push_async_callback(database.close)
@@ -349,9 +350,9 @@ async def open_service(loaded: LoadedConfig, *, worker: bool, demo: int | None =
         stack.push_async_callback(prober.close)
 
         service = FleetService(CollectContext(settings, repo, cache, prober, lanes), secrets, redis)
-        if demo:
-            await _add_demo_servers(stack, service, demo)
-        elif not loaded.exists and not await repo.list_servers():
+        for cfg in demo_servers:
+            await repo.add_server(cfg, defaults=settings.defaults, source="db")
+        if not demo and not loaded.exists and not await repo.list_servers():
             await repo.add_server(LOCALHOST, defaults=settings.defaults, source="db")
         stack.push_async_callback(service.stop_worker)
         if worker:
@@ -359,22 +360,21 @@ async def open_service(loaded: LoadedConfig, *, worker: bool, demo: int | None =
         yield service
 
 
-@contextlib.contextmanager
-def _demo_settings(settings: Settings):
-    """A throwaway data_dir (SQLite, embedded Redis): a demo stores nothing of the user's."""
-    with tempfile.TemporaryDirectory(prefix="fleettop-demo-") as scratch:
-        yield settings.model_copy(
-            update={
-                "data_dir": Path(scratch),
-                "database": settings.database.model_copy(update={"url": None}),
-                "redis": settings.redis.model_copy(update={"url": None}),
-                "servers": [],
-            }
-        )
-
-
-async def _add_demo_servers(stack: contextlib.AsyncExitStack, service: FleetService, count: int) -> None:
+@contextlib.asynccontextmanager
+async def _demo(settings: Settings, count: int) -> AsyncIterator[tuple[Settings, list[ServerConfig]]]:
+    """N simulated hosts, and settings with a throwaway data_dir (SQLite, embedded Redis)
+    that trust them: a demo stores nothing of the user's."""
     from app.sim import SimFleet  # only the demo needs the simulator
 
-    fleet = await stack.enter_async_context(SimFleet(count))
-    raise NotImplementedError(fleet)
+    with tempfile.TemporaryDirectory(prefix="fleettop-demo-") as scratch:
+        async with SimFleet(count) as fleet:
+            yield settings.model_copy(
+                update={
+                    "data_dir": Path(scratch),
+                    "database": settings.database.model_copy(update={"url": None}),
+                    "redis": settings.redis.model_copy(update={"url": None}),
+                    "ssh": settings.ssh.model_copy(update={"known_hosts": fleet.known_hosts_path}),
+                    "defaults": settings.defaults.model_copy(update={"interval": 10}),
+                    "servers": [],
+                }
+            ), fleet.server_configs()

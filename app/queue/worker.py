@@ -6,6 +6,8 @@ from queued to active only while the pause flag is absent, so once `pause()` has
 returned no process starts a job; due jobs still move to `queued` and keep their
 place. It polls (no BLMOVE: a blocked BLMOVE would take a job after a pause), but
 one slot at a time per process, so an idle worker costs ~5 commands/s per queue.
+The same script marks the job active, closing the window in which SAQ's sweep
+takes a just-dequeued job for a lost one and runs it a second time.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from redis.exceptions import RedisError
 from saq import Worker
 from saq.job import TERMINAL_STATUSES, Job
 from saq.queue.redis import RedisQueue
+from saq.utils import now
 
 from app.cache import Cache
 
@@ -28,9 +31,21 @@ DEQUEUE_POLL_S = 0.2
 OUTAGE_RETRY_S = 1.0
 SWEEP_ABORT_WAIT_S = 1.0
 
+# Marks the record active in the same step: SAQ's sweep aborts any job in the active
+# list whose record is not, and would otherwise race every fresh dequeue (issue 277).
 _DEQUEUE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-return redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
+local id = redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
+if not id then return false end
+local raw = redis.call('GET', id)
+if raw then
+  local job = cjson.decode(raw)
+  job['status'] = 'active'
+  job['started'] = tonumber(ARGV[1])
+  job['touched'] = tonumber(ARGV[1])
+  redis.call('SET', id, cjson.encode(job))
+end
+return id
 """
 
 # Move a waiting (not queued, not active) job to another time. Returns 1 if moved.
@@ -80,7 +95,7 @@ class FleetQueue(RedisQueue):
             if self._closing:
                 return None
             try:
-                job_id = await self._dequeue_script(keys=[self.paused_key, self._queued, self._active])
+                job_id = await self._dequeue_script(keys=[self.paused_key, self._queued, self._active], args=[now()])
                 job = await self._get_job_by_id(job_id) if job_id else None
             except (RedisError, OSError) as exc:
                 # SAQ would retry at once in a hot loop: say it once, then wait.

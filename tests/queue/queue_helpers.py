@@ -1,0 +1,81 @@
+"""Helpers of the queue tests: services in this process, fleettop subprocesses, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from app.config import LoadedConfig, Settings
+from app.service import FleetService, open_service
+
+
+def loaded(data: dict[str, Any], path: Path | None = None) -> LoadedConfig:
+    return LoadedConfig(settings=Settings.model_validate(data), path=path or Path("config.yaml"), exists=True)
+
+
+@contextlib.asynccontextmanager
+async def service_for(data: dict[str, Any], *, worker: bool | str) -> AsyncIterator[FleetService]:
+    """worker=True: workers and scheduler; "manual": the manual queue's worker only."""
+    async with open_service(loaded(data), worker=worker is True) as service:
+        if worker == "manual":
+            await service.start_worker(schedule=False)
+        yield service
+
+
+async def wait_until(check: Callable[[], Awaitable[Any]], timeout: float, step: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(step)
+
+
+class Fleettop:
+    """A `fleettop` subprocess (python -m app) with its output in a file."""
+
+    def __init__(self, process: asyncio.subprocess.Process, output: Path):
+        self.process = process
+        self.output = output
+
+    @classmethod
+    async def start(cls, config: Path, *args: str, name: str = "fleettop", env: dict[str, str] | None = None) -> Fleettop:
+        output = config.parent / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app", "--config", str(config), *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=output.open("wb"),
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=config.parent,  # not the source tree: the installed package runs
+        )
+        return cls(process, output)
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    async def stop(self, signum: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.process.returncode is None:
+            self.process.send_signal(signum)
+        return await asyncio.wait_for(self.process.wait(), timeout)
+
+
+async def run_fleettop(config: Path, *args: str, timeout: float = 60) -> tuple[int, str, str]:
+    """Run a fleettop command to the end: (exit code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "--config", str(config), *args,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        cwd=config.parent,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    return process.returncode, stdout.decode(), stderr.decode()

@@ -1,0 +1,134 @@
+"""The collect job in one process: what it writes, idempotency, retries, pause, manual lane."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+
+import pytest
+from saq.job import Job
+
+from app.queue.jobs import collect, next_due
+from queue_helpers import service_for, wait_until
+
+
+async def test_collect_stores_a_sample_and_a_run_caches_it_and_tells_everyone(make_config, database_url, fleet):
+    data = make_config(servers=["sim-0001"], database={"url": database_url})
+    async with service_for(data, worker="manual") as service:
+        server = (await service.resolve(["sim-0001"]))[0]
+        seen = []
+
+        async def listen():
+            async for event in service.events():
+                seen.append((event.kind, event.server_id))
+
+        listener = asyncio.create_task(listen())
+        await asyncio.sleep(0.2)  # subscribed before the collection
+        await service.aggregate()  # cached now; the collection must invalidate it
+        assert await service.cache.redis.exists(service.cache.prefix + "metrics:aggregated")
+
+        assert await service.collect_now(["sim-0001"]) == 1
+        await service.wait_collected([server], timeout=15)
+
+        assert await service.repo.count_samples(server.id) == 1
+        runs = await service.repo.recent_runs(server.id)
+        assert [(run.status, run.trigger, run.attempt) for run in runs] == [("ok", "manual", 1)]
+        key = f"{service.cache.prefix}metrics:latest:{server.id}"
+        ttl = await service.cache.redis.ttl(key)
+        assert data.get("cache", {}).get("latest_ttl", 3600) - 5 <= ttl <= 3600
+        assert not await service.cache.redis.exists(service.cache.prefix + "metrics:aggregated")
+        await wait_until(lambda: asyncio.sleep(0, ("sample", server.id) in seen), 5)
+        assert ("queue", None) in seen and ("run", server.id) in seen
+        listener.cancel()
+
+        outcome = await service.manual_outcome(server)
+        assert outcome.status == "ok" and outcome.sample is not None
+
+
+async def test_a_job_delivered_twice_stores_one_sample(make_config, database_url, fleet):
+    data = make_config(servers=["sim-0002"], database={"url": database_url})
+    async with service_for(data, worker=False) as service:
+        server = (await service.resolve(["sim-0002"]))[0]
+        job = Job(function="collect", key="twice", queue=service._deps.lanes.manual, queued=1234, attempts=1,
+                  kwargs={"server_id": server.id, "trigger": "manual"})
+        ctx = {"job": job, "collect": service._deps}
+        assert await collect(ctx, server_id=server.id, trigger="manual") == {"status": "ok"}
+        assert (await collect(ctx, server_id=server.id, trigger="manual"))["duplicate"] is True
+        assert await service.repo.count_samples(server.id) == 1
+        assert len(await service.repo.recent_runs(server.id)) == 1
+
+
+@pytest.mark.slow
+async def test_retries_wait_5_then_10_seconds_then_the_run_fails(make_config, fleet):
+    data = make_config(servers=["sim-0003"])
+    await fleet.stop("sim-0003")  # connection refused: every attempt fails at once
+    async with service_for(data, worker="manual") as service:
+        server = (await service.resolve(["sim-0003"]))[0]
+        await service.collect_now(["sim-0003"])
+        await asyncio.sleep(2)
+        assert (await service.stats()).delayed == 1  # waiting out its first backoff
+        await service.wait_collected([server], timeout=30)
+
+        runs = sorted(await service.repo.recent_runs(server.id), key=lambda run: run.attempt)
+        assert [(run.attempt, run.status) for run in runs] == [(1, "failed"), (2, "failed"), (3, "failed")]
+        assert [run.trigger for run in runs] == ["manual", "retry", "retry"]
+        assert all("sim-0003" in (run.error or "") for run in runs)
+        waits = [(later.started_at - earlier.finished_at).total_seconds() for earlier, later in zip(runs, runs[1:])]
+        # Exact backoff, up to the scheduler's one-second tick (no jitter).
+        assert 4.9 <= waits[0] <= 6.3, waits
+        assert 9.9 <= waits[1] <= 11.3, waits
+        outcome = await service.manual_outcome(server)
+        assert outcome.status == "failed" and "sim-0003" in outcome.error
+        assert (await service.stats()).failed == 3
+
+
+async def test_pause_holds_jobs_and_resume_releases_them(make_config, database_url, fleet):
+    data = make_config(servers=["sim-0001", "sim-0002"], database={"url": database_url})
+    async with service_for(data, worker="manual") as service:
+        servers = await service.resolve(["sim-0001", "sim-0002"])
+        await service.pause()
+        assert await service.is_paused()
+        assert await service.collect_now(None) == 2
+        assert await service.collect_now(["sim-0001"]) == 0  # already queued by hand: no second job
+        await asyncio.sleep(2)
+        stats = await service.stats()
+        assert stats.paused and stats.waiting >= 2 and stats.active == 0 and stats.completed == 0
+        assert [await service.repo.last_run(server.id) for server in servers] == [None, None]
+        assert (await service.health())["worker"] == "paused"
+
+        resumed = time.monotonic()
+        await service.resume()
+        await service.wait_collected(servers, timeout=10)
+        assert time.monotonic() - resumed < 2
+        assert (await service.stats()).completed >= 2
+        entries = [entry.action for entry in await service.repo.audit_entries()]
+        assert {"queue.pause", "queue.resume", "collect.all"} <= set(entries)
+
+
+async def test_manual_collection_starts_within_a_second_behind_a_backlog(make_config, fleet):
+    names = ["sim-0001", "sim-0002", "sim-0003", "sim-0004"]
+    data = make_config(servers=names, worker={"concurrency": 1, "shutdown_grace": 0}, ssh={"command_timeout": 30})
+    for name in names[1:]:
+        fleet.freeze(name)  # these hold the one scheduled slot and make a backlog
+    async with service_for(data, worker=True) as service:
+        async def backlog():
+            stats = await service.stats()
+            return stats.active >= 1 and stats.waiting >= 2
+        await wait_until(backlog, 10)
+        target = (await service.resolve(["sim-0001"]))[0]
+        asked = datetime.now(timezone.utc)
+        assert await service.collect_now(["sim-0001"]) == 1
+        await service.wait_collected([target], timeout=5)
+        manual = [run for run in await service.repo.recent_runs(target.id) if run.trigger == "manual"]
+        assert manual and manual[0].status == "ok"
+        assert (manual[0].started_at - asked).total_seconds() < 1.0
+        for name in names[1:]:
+            fleet.freeze(name, False)
+
+
+def test_next_due_keeps_the_grid():
+    assert next_due(100, 10, 101) == 110
+    assert next_due(100, 10, 115) == 120
+    assert next_due(100, 10, 100) == 110
+    assert next_due(100, 10, 1000) == 1010  # after a long pause: once, then back on the grid
