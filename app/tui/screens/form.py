@@ -137,7 +137,7 @@ class ServerForm(Screen):
             message.update(fmt.safe(error))
             message.display = bool(error)
             self.query_one(f"#{field_id}", Input).parent.set_class(bool(error), "-has-error")  # type: ignore[union-attr]
-            self.query_one(f"#{field_id}", Input).set_class(bool(error), "-invalid")
+            self.query_one(f"#{field_id}", Input).set_class(bool(error), "-bad-value")
         return config
 
     @property

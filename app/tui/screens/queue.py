@@ -38,7 +38,7 @@ class QueueScreen(Screen):
 
     async def on_mount(self) -> None:
         failed = self.query_one("#failed", DataTable)
-        for label, width in (("finished", 19), ("server", 16), ("try", 3), ("error", 70)):
+        for label, width in (("finished", 19), ("server", 16), ("try", 3), ("error", 50)):
             failed.add_column(label, key=label, width=width)
         schedule = self.query_one("#schedule", DataTable)
         for label, width in (("server", 16), ("every", 6), ("next run", 19), ("in", 6)):

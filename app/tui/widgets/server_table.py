@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, RowKey
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 
 from app.tui import format as fmt
 
@@ -40,10 +40,10 @@ COLUMNS = (
     Column("load", "load", 5),
     Column("rx", "net in", 7),
     Column("tx", "net out", 7),
-    Column("uptime", "uptime", 6),
+    Column("uptime", "uptime", 7),
     Column("age", "age", 5),
     Column("next", "next", 5),
-    Column("problem", "problem", 60, right=False),
+    Column("problem", "problem", 24, right=False),  # widened to fill the screen (on_resize)
 )
 TICKING = ("age", "next")  # the columns that change with the clock alone
 
@@ -101,11 +101,23 @@ class ServerTable(DataTable):
         for column in COLUMNS:
             self.add_column(Text(column.label, justify="right" if column.right else "left"), key=column.key, width=column.width)
 
+    def on_resize(self) -> None:
+        """Give the problem column whatever width the others leave."""
+        others = sum(column.width + 2 * self.cell_padding for column in COLUMNS[:-1])
+        width = max(COLUMNS[-1].width, self.scrollable_content_region.width - others - 2 * self.cell_padding)
+        problem = self.columns[ColumnKey("problem")]
+        if problem.width != width:
+            problem.width = width
+            self._require_update_dimensions = True
+            self._update_count += 1
+            self.refresh()
+
     # ------------------------------------------------------------------ data in
 
     def set_rows(self, rows: Iterable[Any]) -> None:
         """Bring the table in line with the full server list (added, changed, removed)."""
         fresh = {row.server.id: row for row in rows}
+        first_load = not self._shown
         for server_id in list(self.rows_by_id):
             if server_id not in fresh:
                 self.remove_server(server_id)
@@ -115,6 +127,8 @@ class ServerTable(DataTable):
         if added:
             self._order_dirty = True
         self.resort_if_needed()
+        if first_load:
+            self.move_cursor(row=0)
 
     def update_row(self, row: Any) -> None:
         if self._put(row):

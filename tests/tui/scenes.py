@@ -1,0 +1,38 @@
+"""The still pictures of fleettop: each a fixed fleet, a terminal size, a theme and keys.
+
+Shared by the snapshot tests (test_snapshots.py) and the README screenshots
+(make_screenshots.py), so the pictures in the README are the ones under test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fixed_fleet import NOW, FixedFleet
+
+from app.tui.app import FleetApp
+
+
+@dataclass(frozen=True)
+class Scene:
+    size: tuple[int, int]
+    keys: tuple[str, ...] = ()
+    theme: str = "textual-dark"
+
+    def app(self) -> FleetApp:
+        app = FleetApp(FixedFleet(), clock=lambda: NOW, live=False)
+        app.theme = self.theme
+        return app
+
+
+SCENES = {
+    # normal, warning, critical, stale and unreachable servers; the cursor on the stale one
+    "dashboard": Scene((150, 20)),
+    "dashboard-80x24": Scene((80, 24), ("down", "down", "down", "down", "down")),
+    "dashboard-light": Scene((150, 20), theme="textual-light"),
+    "dashboard-200x60": Scene((200, 60), ("s",)),
+    "detail": Scene((110, 42), ("down", "down", "down", "down", "enter")),
+    "form-error": Scene((90, 26), ("a", *"web 1", "tab", *"db_1.internal", "tab")),
+    "queue": Scene((110, 24), ("j",)),
+    "help": Scene((90, 26), ("question_mark",)),
+}
