@@ -110,15 +110,16 @@ class SSHPool:
     async def run(self, target: SSHTarget, command: str, stdin: str, *, keep: bool = True) -> str:
         """Run one command on the server's kept-open connection; its stdout, or CollectError."""
         slot = self._slots.setdefault(target.name, _Slot())
+        connection = await self._connection(slot, target)
         ok = False
         try:
-            connection = await self._connection(slot, target)
             output = await self._exec(target, connection, command, stdin)
             ok = True
             return output
         finally:
             # Any failure (or a one-off test): the next collection opens a fresh connection.
-            if not (ok and keep):
+            # Only this connection: a concurrent collection may have replaced it already.
+            if not (ok and keep) and slot.connection is connection:
                 slot.drop()
 
     async def host_key(self, target: SSHTarget) -> asyncssh.SSHKey:
@@ -143,10 +144,9 @@ class SSHPool:
         for slot in self._slots.values():
             slot.drop()
         self._slots.clear()
-        for connection in connections:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(2):
-                    await connection.wait_closed()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await asyncio.gather(*(connection.wait_closed() for connection in connections), return_exceptions=True)
 
     async def _connection(self, slot: _Slot, target: SSHTarget) -> asyncssh.SSHClientConnection:
         async with slot.lock:  # concurrent collections of one server share one connect
