@@ -39,24 +39,11 @@ class ParseError(ValueError):
     """The probe's output is not what the script prints; the message is one line."""
 
 
-class CounterSample(BaseModel):
-    """The cumulative counters read at one instant."""
-
-    uptime_s: float
-    cpu_total: int
-    cpu_idle: int
-    net_rx_bytes: int
-    net_tx_bytes: int
-
-    def as_counters(self) -> Counters:
-        return Counters(**self.model_dump())
-
-
 class RawSample(BaseModel):
     """One probe answer, decoded but not yet interpreted against earlier counters."""
 
-    counters: CounterSample
-    first_counters: CounterSample | None = None  # the in-script earlier sample on first contact
+    counters: Counters
+    first_counters: Counters | None = None  # the in-script earlier sample on first contact
     load1: float
     load5: float
     load15: float
@@ -108,7 +95,7 @@ def compute(raw: RawSample, previous: Counters | None, *, collected_at: datetime
     `previous`; none when the host rebooted since (its uptime went down).
     `collected_at` defaults to now.
     """
-    base = raw.first_counters.as_counters() if raw.first_counters else previous
+    base = raw.first_counters or previous
     now = raw.counters
     cpu_percent = net_rx_bps = net_tx_bps = None
     if base is not None and now.uptime_s >= base.uptime_s:
@@ -143,7 +130,7 @@ def compute(raw: RawSample, previous: Counters | None, *, collected_at: datetime
         net_rx_bps=net_rx_bps,
         net_tx_bps=net_tx_bps,
     )
-    return ProbeResult(metrics=metrics, counters=now.as_counters())
+    return ProbeResult(metrics=metrics, counters=now)
 
 
 def real_disks(df_lines: list[str], mount_types: dict[str, tuple[str, str]]) -> list[DiskUsage]:
@@ -220,13 +207,13 @@ def _section(sections: dict[str, list[str]], name: str) -> list[str]:
         raise ParseError(f"section {name} missing") from None
 
 
-def _counters(sections: dict[str, list[str]], prefix: str) -> CounterSample:
+def _counters(sections: dict[str, list[str]], prefix: str) -> Counters:
     uptime_fields = " ".join(_section(sections, prefix + "uptime")).split()
     if not uptime_fields or not _DECIMAL.fullmatch(uptime_fields[0]):
         raise ParseError(f"{prefix}uptime is not a number")
     total, idle = _cpu(_section(sections, prefix + "stat"), prefix)
     rx, tx = _network(_section(sections, prefix + "netdev"), prefix)
-    return CounterSample(uptime_s=float(uptime_fields[0]), cpu_total=total, cpu_idle=idle, net_rx_bytes=rx, net_tx_bytes=tx)
+    return Counters(uptime_s=float(uptime_fields[0]), cpu_total=total, cpu_idle=idle, net_rx_bytes=rx, net_tx_bytes=tx)
 
 
 def _cpu(lines: list[str], prefix: str) -> tuple[int, int]:
