@@ -133,7 +133,7 @@ def compute(raw: RawSample, previous: Counters | None, *, collected_at: datetime
     return ProbeResult(metrics=metrics, counters=now)
 
 
-def real_disks(df_lines: list[str], mount_types: dict[str, tuple[str, str]]) -> list[DiskUsage]:
+def real_disks(df_lines: list[str], mount_types: dict[str, str]) -> list[DiskUsage]:
     """Real filesystems from `df -Pk` output: pseudo filesystems dropped, each device once.
 
     A device mounted at several places (bind mounts) is counted once, under its
@@ -157,7 +157,7 @@ def real_disks(df_lines: list[str], mount_types: dict[str, tuple[str, str]]) -> 
         pending_device = ""
         total, used, available = (int(row.group(i)) * unit for i in (2, 3, 4))
         mount = row.group(5)
-        fstype = mount_types.get(mount, ("", ""))[1]
+        fstype = mount_types.get(mount, "")
         if not device or fstype in PSEUDO_FILESYSTEMS or used + available == 0:
             continue
         disk = DiskUsage(
@@ -274,13 +274,13 @@ def _meminfo(lines: list[str]) -> dict[str, int]:
     return values
 
 
-def _mount_types(lines: list[str]) -> dict[str, tuple[str, str]]:
-    """Mount point -> (device, fstype) from /proc/mounts; a later mount over the same point wins."""
+def _mount_types(lines: list[str]) -> dict[str, str]:
+    """Mount point -> fstype from /proc/mounts; a later mount over the same point wins."""
     types = {}
     for line in lines:
         fields = line.split()
         if len(fields) >= 3:
-            types[_unescape(fields[1])] = (_unescape(fields[0]), fields[2])
+            types[_unescape(fields[1])] = fields[2]
     return types
 
 
