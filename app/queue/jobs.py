@@ -7,7 +7,7 @@ sweep races a worker, upstream issue 277).
 
 Retries: SAQ counts `retries` as attempts in all; its own backoff is jittered, so
 each failed attempt sets the job's `retry_delay` itself: retry_backoff, then
-doubled (5 s, 10 s, ...), exact to the scheduler's one-second tick.
+doubled (5 s, 10 s, ...), exact to the scheduler's quarter-second tick.
 
 A worker killed mid-job leaves the job `active`; the job touches itself every
 HEARTBEAT_EVERY_S and declares `heartbeat=HEARTBEAT_LIMIT_S`, so the sweep of
@@ -78,7 +78,7 @@ def job_options(settings: Settings) -> dict[str, t.Any]:
 async def enqueue_link(deps: CollectContext, server_id: int, when: float) -> bool:
     """Put a server's schedule link (its one stable key) on the scheduled queue, due at `when`.
     False when the link already exists: SAQ refuses a key that is queued, waiting or running."""
-    due = 0 if when <= time.time() else math.ceil(when)
+    due = 0 if when <= time.time() else when  # a float: SAQ stores it as the sorted-set score
     job = await deps.lanes.scheduled.enqueue(
         "collect",
         key=deps.cache.job_key("scheduled", server_id),

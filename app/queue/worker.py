@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import typing as t
 
 from redis.asyncio import Redis
@@ -28,6 +29,7 @@ from app.cache import Cache
 log = logging.getLogger("fleettop.queue")
 
 DEQUEUE_POLL_S = 0.2
+SCHEDULE_TICK_S = 0.25  # due jobs (retries, schedule links) start at most this late
 OUTAGE_RETRY_S = 1.0
 SWEEP_ABORT_WAIT_S = 1.0
 
@@ -46,6 +48,19 @@ if raw then
   redis.call('SET', id, cjson.encode(job))
 end
 return id
+"""
+
+# SAQ's schedule script, with a lock in milliseconds so the tick can be under a second.
+_SCHEDULE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
+    local jobs = redis.call('ZRANGEBYSCORE', KEYS[2], 1, ARGV[2])
+    for _, v in ipairs(jobs) do
+        redis.call('ZADD', KEYS[2], 0, v)
+        redis.call('RPUSH', KEYS[3], v)
+    end
+    return jobs
+end
 """
 
 # Move a waiting (not queued, not active) job to another time. Returns 1 if moved.
@@ -80,6 +95,7 @@ class FleetQueue(RedisQueue):
         self.paused_key = paused_key
         self._dequeue_lock = asyncio.Lock()
         self._dequeue_script = redis.register_script(_DEQUEUE)
+        self._due_script = redis.register_script(_SCHEDULE)
         self._reschedule_script = redis.register_script(_RESCHEDULE)
         self._withdraw_script = redis.register_script(_WITHDRAW)
         self._delete_finished_script = redis.register_script(_DELETE_FINISHED)
@@ -110,6 +126,14 @@ class FleetQueue(RedisQueue):
             if job is None:
                 await asyncio.sleep(DEQUEUE_POLL_S)
             return job
+
+    async def schedule(self, lock: float = SCHEDULE_TICK_S) -> list[str]:
+        """Move jobs whose time has come to the queue; at most once per `lock` seconds
+        across all processes (SAQ's own lock is whole seconds)."""
+        due = await self._due_script(
+            keys=[self._schedule, self._incomplete, self._queued], args=[max(1, int(lock * 1000)), time.time()]
+        )
+        return [job_id.decode() for job_id in due or []]
 
     async def sweep(self, lock: int = 60, abort: float = SWEEP_ABORT_WAIT_S) -> list[str]:
         # SAQ waits `abort` seconds per swept job for a live worker to confirm; a dead
@@ -170,7 +194,7 @@ def build_worker(
         functions,
         concurrency=concurrency,
         after_process=after_process,
-        timers={"schedule": 1, "sweep": sweep_every, "worker_info": 10, "abort": 1},
+        timers={"schedule": SCHEDULE_TICK_S, "sweep": sweep_every, "worker_info": 10, "abort": 1},  # type: ignore[typeddict-item]
         shutdown_grace_period_s=shutdown_grace,  # type: ignore[arg-type]  (SAQ accepts a float)
     )
     worker.SIGNALS = []  # embedded: the host program owns SIGINT/SIGTERM

@@ -1,0 +1,103 @@
+"""Real `fleettop --headless` processes sharing one Redis and one database."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import pytest
+
+from queue_helpers import Fleettop, service_for, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+async def test_two_workers_collect_every_server_once_per_interval(make_config, short_dir: Path, fleet):
+    names = ["sim-0001", "sim-0002", "sim-0003", "sim-0004"]
+    data = make_config(servers=names, interval=10, worker={"concurrency": 2})
+    config = short_dir / "config.yaml"
+    workers = [await Fleettop.start(config, "--headless", name=f"worker{n}") for n in (1, 2)]
+    try:
+        async with service_for(data, worker=False) as service:
+            servers = await service.resolve(names)
+
+            async def all_collected_three_times():
+                runs = [await service.repo.recent_runs(server.id, 10) for server in servers]
+                return all(sum(run.status == "ok" for run in server_runs) >= 3 for server_runs in runs)
+
+            await wait_until(all_collected_three_times, 40, step=0.5)
+            stats = await service.stats()
+            assert stats.scheduled == len(names)  # one live schedule link per server
+            for server in servers:
+                starts = sorted(run.started_at for run in await service.repo.recent_runs(server.id, 10) if run.status == "ok")
+                gaps = [(later - earlier).total_seconds() for earlier, later in zip(starts, starts[1:])]
+                # Once per interval: never twice within one, never one skipped.
+                assert all(9.6 <= gap <= 10.7 for gap in gaps), (server.name, gaps)
+    finally:
+        codes = [await worker.stop() for worker in workers]
+    assert codes == [0, 0], [worker.text()[-2000:] for worker in workers]
+    logs = [worker.text() for worker in workers]
+    assert all("collected sim-" in log for log in logs), "both workers took jobs"
+    assert not any("Traceback" in log for log in logs)
+
+
+async def test_a_worker_killed_mid_job_leaves_nothing_active_and_the_collection_runs_again(make_config, short_dir: Path, fleet):
+    data = make_config(servers=["sim-0001"], interval=10, ssh={"command_timeout": 30})
+    config = short_dir / "config.yaml"
+    fleet.freeze("sim-0001")  # the first worker's job hangs in the probe
+    doomed = await Fleettop.start(config, "--headless", name="doomed")
+    async with service_for(data, worker=False) as service:
+        server = (await service.resolve(["sim-0001"]))[0]
+
+        async def running():
+            last = await service.repo.last_run(server.id)
+            return last is not None and last.status == "running"
+
+        await wait_until(running, 15)
+        assert (await service.stats()).active == 1
+        await doomed.stop(signal.SIGKILL)
+        fleet.freeze("sim-0001", False)
+        rescuer = await Fleettop.start(config, "--headless", name="rescuer")
+        try:
+            async def collected_again():
+                return any(run.status == "ok" for run in await service.repo.recent_runs(server.id, 10))
+
+            await wait_until(collected_again, 40, step=0.5)
+            # The lost job was swept: the one that ran again is the same schedule link.
+            runs = await service.repo.recent_runs(server.id, 10)
+            rerun = next(run for run in runs if run.status == "ok")
+            assert rerun.attempt == 2 and rerun.trigger == "retry"
+            await asyncio.sleep(0.5)
+            stats = await service.stats()
+            assert stats.active == 0 and stats.scheduled == 1  # nothing stuck; the chain goes on
+        finally:
+            assert await rescuer.stop() == 0
+
+
+async def test_headless_exits_0_on_sigterm_and_returns_unfinished_jobs_to_the_queue(make_config, short_dir: Path, fleet):
+    names = ["sim-0001", "sim-0002", "sim-0003"]
+    data = make_config(servers=names, interval=10, worker={"shutdown_grace": 1}, ssh={"command_timeout": 30})
+    config = short_dir / "config.yaml"
+    fleet.freeze("sim-0003")
+    headless = await Fleettop.start(config, "--headless", name="headless")
+    async with service_for(data, worker=False) as service:
+        servers = await service.resolve(names)
+
+        async def in_flight():
+            runs = [await service.repo.last_run(server.id) for server in servers]
+            return [run.status if run else None for run in runs] == ["ok", "ok", "running"]
+
+        await wait_until(in_flight, 15)
+        assert await headless.stop(signal.SIGTERM, timeout=15) == 0
+        output = headless.text()
+        assert "level=info" in output and "stopped" in output and "Traceback" not in output
+
+        stats = await service.stats()
+        assert stats.active == 0
+        assert stats.scheduled == len(names)  # every server still has its schedule link: nothing lost
+        stuck = servers[2]
+        job = await service._deps.lanes.scheduled.job(service.cache.job_key("scheduled", stuck.id))
+        assert job is not None and job.status == "queued"  # back in the queue, to run again
+        assert (await service.repo.last_run(stuck.id)).status == "failed"  # the interrupted attempt, recorded
+    fleet.freeze("sim-0003", False)
