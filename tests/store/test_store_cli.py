@@ -265,10 +265,14 @@ def test_export_of_20k_samples_streams(fleettop, config_path, tmp_path):
 
     fleettop("servers", "add", "web1", "--host", "h1")
 
-    async def fill(repo: Repository):
-        await insert_samples(repo._database, (await repo.get_server("web1")).id, 20_000)
+    async def fill():
+        database = await open_database(config.load(config_path, environ={}).settings)
+        try:
+            await insert_samples(database, (await Repository(database).get_server("web1")).id, 20_000)
+        finally:
+            await database.close()
 
-    with_repo(config_path, fill)
+    asyncio.run(fill())
 
     async def load_all(repo: Repository):
         return [s async for s in repo.iter_samples()]
@@ -295,7 +299,7 @@ def test_export_of_20k_samples_streams(fleettop, config_path, tmp_path):
 # -- db ------------------------------------------------------------------------------
 
 
-def test_db_upgrade_and_purge(fleettop, config_path, settings):
+def test_db_upgrade_and_purge(fleettop, config_path):
     code, out, _ = fleettop("db", "upgrade")
     assert code == 0 and out.endswith("upgraded from revision none to 0001\n")
     assert fleettop("db", "upgrade")[1].endswith("is up to date (revision 0001)\n")
