@@ -112,7 +112,7 @@ class EmbeddedRedis:
     async def _answers(self) -> bool:
         if not self.socket.exists():
             return False
-        client = Redis(unix_socket_path=str(self.socket), socket_connect_timeout=2, socket_timeout=2)
+        client = Redis(unix_socket_path=str(self.socket), socket_connect_timeout=2, socket_timeout=2, retry=Retry(NoBackoff(), 0))
         try:
             return bool(await client.ping())
         except (RedisError, OSError):

@@ -1,0 +1,121 @@
+"""`fleettop collect`, `queue` and `cache` as a user runs them, embedded Redis included."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+from redis.asyncio import Redis
+
+from queue_helpers import Fleettop, run_fleettop, service_for, wait_until
+
+RESULT_FIELDS = [
+    "server", "status", "error", "collected_at", "cpu_percent", "mem_percent", "swap_percent", "disk_percent",
+    "disks", "load1", "load5", "load15", "procs", "uptime_s", "net_rx_bps", "net_tx_bps",
+]
+
+
+async def test_collect_wait_json_on_the_embedded_redis(make_config, short_dir: Path, fleet):
+    """No Redis URL: fleettop starts its own, private one, collects, and stops it."""
+    data = make_config(servers=["sim-0001", "sim-0002", "sim-0004"], worker={"retries": 1})
+    data["redis"] = {"url": None, "prefix": data["redis"]["prefix"]}
+    config = short_dir / "config.yaml"
+    config.write_text(yaml.safe_dump(data))
+    await fleet.stop("sim-0004")
+
+    code, stdout, stderr = await run_fleettop(config, "collect", "--all", "--wait", "--json")
+
+    assert code == 1, stderr  # one server failed
+    results = {result["server"]: result for result in json.loads(stdout)}
+    assert sorted(results) == ["sim-0001", "sim-0002", "sim-0004"]
+    for result in results.values():
+        assert list(result) == RESULT_FIELDS
+    ok = results["sim-0001"]
+    assert ok["status"] == "ok" and ok["error"] is None and 0 <= ok["mem_percent"] <= 100
+    assert ok["disks"] and set(ok["disks"][0]) == {"mount", "percent", "used_bytes", "total_bytes"}
+    failed = results["sim-0004"]
+    assert failed["status"] == "failed" and "sim-0004" in failed["error"] and failed["cpu_percent"] is None
+    assert "Traceback" not in stderr
+
+    redis_dir = Path(data["data_dir"]) / "redis"
+    assert oct(redis_dir.stat().st_mode & 0o777) == "0o700"
+    assert not (redis_dir / "redis.sock").exists()  # stopped on exit
+    await fleet.start("sim-0004")
+
+
+async def test_one_embedded_redis_is_shared_by_a_worker_and_a_command(make_config, short_dir: Path, fleet):
+    data = make_config(servers=["sim-0001"], interval=10)
+    data["redis"] = {"url": None, "prefix": data["redis"]["prefix"]}
+    config = short_dir / "config.yaml"
+    config.write_text(yaml.safe_dump(data))
+    socket_path = Path(data["data_dir"]) / "redis" / "redis.sock"
+
+    headless = await Fleettop.start(config, "--headless", name="headless")
+    try:
+        async def socket_ready():
+            return socket_path.exists()
+
+        await wait_until(socket_ready, 15)
+        pid_before = (socket_path.parent / "redis.pid").read_text()
+        private = Redis(unix_socket_path=str(socket_path))
+        assert await private.config_get("port") == {"port": "0"}  # no TCP listener
+        assert await private.config_get("save") == {"save": ""}
+        await private.aclose()
+        assert oct(socket_path.stat().st_mode & 0o777) == "0o700"
+        code, stdout, stderr = await run_fleettop(config, "collect", "sim-0001", "--wait", "--json")
+        assert code == 0, stderr
+        assert json.loads(stdout)[0]["status"] == "ok"
+        # The command used the worker's Redis (and its worker) and left it running for it.
+        assert socket_path.exists() and (socket_path.parent / "redis.pid").read_text() == pid_before
+        code, stdout, _ = await run_fleettop(config, "queue", "stats", "--json")
+        assert code == 0 and json.loads(stdout)["scheduled"] == 1
+    finally:
+        assert await headless.stop() == 0
+    assert not socket_path.exists()
+    pid = int(pid_before)
+    await wait_until(lambda: _gone(pid), 5)
+
+
+async def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+async def test_unknown_names_are_one_line_and_exit_2(make_config, short_dir: Path, fleet):
+    make_config(servers=["sim-0001"])
+    code, stdout, stderr = await run_fleettop(short_dir / "config.yaml", "collect", "sim-0001", "nope", "--wait")
+    assert code == 2
+    assert stderr.strip() == "fleettop: unknown server: nope"
+    code, _, stderr = await run_fleettop(short_dir / "config.yaml", "collect")
+    assert code == 2 and len(stderr.strip().splitlines()) == 1
+
+
+async def test_queue_commands_agree_with_every_process(make_config, short_dir: Path, fleet):
+    data = make_config(servers=["sim-0001", "sim-0002"])
+    config = short_dir / "config.yaml"
+    async with service_for(data, worker="manual") as service:
+        servers = await service.resolve(["sim-0001", "sim-0002"])
+        await service.collect_now(None)
+        await service.wait_collected(servers, timeout=10)
+
+        code, stdout, _ = await run_fleettop(config, "queue", "stats", "--json")
+        assert code == 0
+        assert json.loads(stdout) == (await service.stats()).model_dump()
+        assert json.loads(stdout)["completed"] == 2
+
+        code, stdout, _ = await run_fleettop(config, "queue", "pause", "--json")
+        assert (code, json.loads(stdout)) == (0, {"paused": True})
+        assert await service.is_paused()  # another process sees the pause
+        code, stdout, _ = await run_fleettop(config, "queue", "resume")
+        assert (code, stdout.strip()) == (0, "resumed")
+        assert not await service.is_paused()
+
+        code, stdout, _ = await run_fleettop(config, "cache", "clear")
+        assert code == 0 and stdout.startswith("cleared 2 cached keys")
+        actions = [entry.action for entry in await service.repo.audit_entries()]
+        assert {"collect.all", "queue.pause", "queue.resume"} <= set(actions)

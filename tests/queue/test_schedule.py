@@ -1,0 +1,120 @@
+"""The schedule reconcile, the cache, clean, and the embedded Redis's lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from app.config import ServerConfig
+from app.queue.jobs import enqueue_link
+from app.queue.scheduler import reconcile
+from app.redis_server import EmbeddedRedis
+
+from queue_helpers import service_for, wait_until
+
+
+async def test_reconcile_adds_moves_and_withdraws_links_idempotently(make_config, database_url, fleet):
+    data = make_config(servers=["sim-0001", "sim-0002"], database={"url": database_url})
+    async with service_for(data, worker=False) as service:
+        deps = service._deps
+        assert (await reconcile(deps)).added == 2
+        again = await reconcile(deps)
+        assert (again.added, again.moved, again.withdrawn) == (0, 0, 0)
+        assert (await service.stats()).scheduled == 2
+
+        seen = []
+
+        async def listen():
+            async for event in service.events():
+                seen.append(event.kind)
+
+        listener = asyncio.create_task(listen())
+        await asyncio.sleep(0.2)
+        extra = ServerConfig(name="extra", host="127.0.0.1", port=fleet.hosts[2][1], username=fleet.username, interval=600)
+        await service.add_server(extra)
+        await wait_until(lambda: asyncio.sleep(0, "servers" in seen), 5)
+        listener.cancel()
+        assert (await reconcile(deps)).added == 1
+
+        # A link left far out by a longer interval is brought forward when the interval shrinks.
+        server = (await service.resolve(["extra"]))[0]
+        key = service.cache.job_key("scheduled", server.id)
+        assert await deps.lanes.scheduled.withdraw(key)
+        assert await enqueue_link(deps, server.id, time.time() + 600)
+        await service.edit_server("extra", extra.model_copy(update={"interval": 30}))
+        assert (await reconcile(deps)).moved == 1
+        (score,) = await deps.lanes.scheduled.scores([key])
+        assert score <= time.time() + 1
+
+        await service.edit_server("extra", extra.model_copy(update={"enabled": False}))
+        assert (await reconcile(deps)).withdrawn == 1
+        assert (await service.stats()).scheduled == 2
+        schedule = await service.schedule()
+        assert [name for name, _, _ in schedule] == ["sim-0001", "sim-0002"]
+
+
+async def test_a_running_scheduler_picks_up_a_new_server_at_once(make_config, fleet):
+    data = make_config(servers=["sim-0001"], interval=10)
+    async with service_for(data, worker=True) as service:
+        extra = ServerConfig(name="extra", host="127.0.0.1", port=fleet.hosts[1][1], username=fleet.username, interval=10,
+                             auth="key", key_file=str(fleet.client_key_path))
+        added = time.monotonic()
+        server = await service.add_server(extra)
+
+        async def collected():
+            return await service.repo.count_samples(server.id)
+
+        await wait_until(collected, 5)
+        assert time.monotonic() - added < 3
+        row = await service.server_row(server.id)
+        assert row.status == "up" and row.latest is not None and row.next_run_at is not None
+        await service.remove_server("extra")
+        assert await service.server_row(server.id) is None
+
+
+async def test_latest_falls_back_to_sql_aggregate_is_cached_and_clean_trims(make_config, database_url, fleet):
+    data = make_config(servers=["sim-0001"], database={"url": database_url}, queue={"completed_max_age": 0})
+    async with service_for(data, worker="manual") as service:
+        server = (await service.resolve(["sim-0001"]))[0]
+        for _ in range(2):
+            await service.collect_now(["sim-0001"])
+            await service.wait_collected([server], timeout=10)
+        cache = service.cache
+        latest_key = f"{cache.prefix}metrics:latest:{server.id}"
+        await cache.redis.delete(latest_key)
+        rows = await service.list_servers()
+        assert rows[0].latest is not None and rows[0].status == "up"
+        assert await cache.redis.exists(latest_key)  # the SQL answer is cached again
+
+        aggregate = await service.aggregate()
+        assert (aggregate.total, aggregate.up) == (1, 1)
+        assert 0 < await cache.redis.ttl(cache.prefix + "metrics:aggregated") <= 60
+
+        assert len(await service.repo.recent_runs(server.id)) == 2
+        removed = await service.clean()
+        assert removed == 2  # the older run, and the finished manual job record
+        assert len(await service.repo.recent_runs(server.id)) == 1  # a server's newest run stays
+        assert await service._deps.lanes.manual.job(cache.job_key("manual", server.id)) is None
+
+        assert await cache.clear() == 2
+        assert not await cache.redis.exists(latest_key)
+
+
+async def test_embedded_redis_cleans_up_after_a_crash(short_dir: Path):
+    embedded = EmbeddedRedis(short_dir)
+    embedded.directory.mkdir(mode=0o700)
+    embedded.socket.write_text("left by a crash")
+    embedded.pidfile.write_text("999999")
+    await embedded.acquire()
+    try:
+        assert embedded.socket.is_socket()
+        assert [lease.name for lease in embedded.leases.iterdir()] == [str(os.getpid())]
+        # A second user in this process shares it; a lease of a dead process does not keep it.
+        (embedded.leases / "999999").touch()
+        await EmbeddedRedis(short_dir).acquire()
+    finally:
+        await embedded.release()
+    assert not embedded.socket.exists()
+    assert list(embedded.leases.iterdir()) == []
