@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from app.config import LoadedConfig, validate_server
 from app.domain import Sample, Server
 from app.errors import FleettopError, UsageError
-from app.store.db import migrate, open_database
+from app.store.db import Database, migrate, open_database, reporting_errors
 from app.store.repo import KEEP, Repository
 
 EXPORT_FIELDS = [
@@ -39,10 +39,11 @@ async def open_repository(loaded: LoadedConfig) -> AsyncIterator[Repository]:
     """The repository, with the config file's servers synced in (as at every start)."""
     database = await open_database(loaded.settings)
     try:
-        repo = Repository(database)
-        for note in await repo.sync_config_servers(loaded.settings.servers, loaded.settings.defaults):
-            print(f"fleettop: {note}", file=sys.stderr)
-        yield repo
+        async with reporting_errors(database):
+            repo = Repository(database)
+            for note in await repo.sync_config_servers(loaded.settings.servers, loaded.settings.defaults):
+                print(f"fleettop: {note}", file=sys.stderr)
+            yield repo
     finally:
         await database.close()
 
@@ -391,26 +392,34 @@ async def _write_file(output: Path, fmt: _CsvFormat | _JsonFormat, samples: Asyn
 
 
 async def cmd_db(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    settings = loaded.settings
-    database = await open_database(settings, migrate_to_head=args.action != "upgrade")
+    if args.action not in {"upgrade", "purge"}:
+        raise UsageError(f"unknown db action {args.action!r}")
+    database = await open_database(loaded.settings, migrate_to_head=args.action == "purge")
     try:
-        repo = Repository(database)
-        if args.action == "upgrade":
-            before = await database.revision()
-            await migrate(database)
-            after = await database.revision()
-            if before == after:
-                print(f"database {database.url} is up to date (revision {after})")
+        async with reporting_errors(database):
+            if args.action == "upgrade":
+                await _upgrade(database, Repository(database))
             else:
-                await repo.audit("db.upgrade", database.url, f"revision {before or 'none'} -> {after}")
-                print(f"database {database.url} upgraded from revision {before or 'none'} to {after}")
-            return 0
-        if args.action == "purge":
-            cutoff = datetime.now(UTC) - timedelta(days=settings.retention.days)
-            purged = await repo.purge_samples(cutoff)
-            await repo.audit("db.purge", "samples", f"{purged} samples older than {settings.retention.days} days")
-            print(f"purged {purged} samples older than {settings.retention.days} days ({cutoff:%Y-%m-%d %H:%M} UTC)")
-            return 0
+                await _purge(loaded, Repository(database))
     finally:
         await database.close()
-    raise UsageError(f"unknown db action {args.action!r}")
+    return 0
+
+
+async def _upgrade(database: Database, repo: Repository) -> None:
+    before = await database.revision()
+    await migrate(database)
+    after = await database.revision()
+    if before == after:
+        print(f"database {database.url} is up to date (revision {after})")
+        return
+    await repo.audit("db.upgrade", database.url, f"revision {before or 'none'} -> {after}")
+    print(f"database {database.url} upgraded from revision {before or 'none'} to {after}")
+
+
+async def _purge(loaded: LoadedConfig, repo: Repository) -> None:
+    days = loaded.settings.retention.days
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    purged = await repo.purge_samples(cutoff)
+    await repo.audit("db.purge", "samples", f"{purged} samples older than {days} days")
+    print(f"purged {purged} samples older than {days} days ({cutoff:%Y-%m-%d %H:%M} UTC)")

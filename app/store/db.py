@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +45,19 @@ class Database:
             async with self.engine.connect() as conn:
                 return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
         except (OSError, DBAPIError) as exc:
-            raise DatabaseError(f"cannot open the database {self.url}: {_one_line(exc)}") from None
+            raise DatabaseError(f"cannot open the database {self.url}: {describe_error(exc)}") from None
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+@asynccontextmanager
+async def reporting_errors(database: Database) -> AsyncIterator[None]:
+    """Turn a database failure in the body (locked too long, server gone) into one line for the user."""
+    try:
+        yield
+    except (ConnectionError, DBAPIError) as exc:
+        raise DatabaseError(f"database {database.url}: {describe_error(exc)}") from None
 
 
 def head_revision() -> str | None:
@@ -104,7 +115,7 @@ async def migrate(database: Database) -> None:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
             await conn.run_sync(_upgrade)
     except (OSError, DBAPIError) as exc:
-        raise DatabaseError(f"cannot open the database {database.url}: {_one_line(exc)}") from None
+        raise DatabaseError(f"cannot open the database {database.url}: {describe_error(exc)}") from None
 
 
 def _upgrade(connection: Connection) -> None:
@@ -119,7 +130,8 @@ def _alembic_config() -> Config:
     return config
 
 
-def _one_line(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """The driver's own first line about a database failure."""
     original = getattr(exc, "orig", None) or exc
     text_ = str(original).strip().splitlines()
     return text_[0] if text_ else type(original).__name__

@@ -389,3 +389,15 @@ async def test_audit_records_who_did_what(repo):
     assert [(e.action, e.target, e.detail) for e in entries] == [("server.remove", "web1", ""), ("server.add", "web1", "host 10.0.0.1")]
     assert "@" in entries[0].actor and entries[0].at.tzinfo is not None
     assert len(await repo.audit_entries(1)) == 1
+
+
+async def test_a_database_failure_mid_command_is_one_line(database, repo):
+    from app.store.db import reporting_errors
+
+    async with database.engine.begin() as conn:
+        await conn.execute(text("DROP TABLE audit"))
+    with pytest.raises(FleettopError) as caught:
+        async with reporting_errors(database):
+            await repo.audit("x", "y")
+    message = str(caught.value)
+    assert message.startswith("database ") and "audit" in message and "\n" not in message
