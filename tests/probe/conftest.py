@@ -15,11 +15,12 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from probe_helpers import unavailable
+
 from app.domain import Server
 from app.probe import Prober
 from app.sim import SimFleet
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 SSHD = Path("/usr/sbin/sshd")
 SSHD_USER = "fleettop-test"
 
@@ -76,12 +77,6 @@ class RealSSHD:
         return self.log.read_text().count(f"Accepted publickey for {self.user}")
 
 
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(reason + " (CI=true: the sshd tests must run)")
-    pytest.skip(reason)
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -102,9 +97,9 @@ def _ensure_user() -> None:
 def real_sshd():
     """OpenSSH's sshd on 127.0.0.1 (a free high port), with its own host key, config and pid file."""
     if not SSHD.exists():
-        _unavailable(f"{SSHD} is missing (apt-get install openssh-server)")
+        unavailable(f"{SSHD} is missing (apt-get install openssh-server)")
     if os.geteuid() != 0:
-        _unavailable("the sshd tests create a user and start sshd: they need root")
+        unavailable("the sshd tests create a user and start sshd: they need root")
     _ensure_user()
     # sshd reads AuthorizedKeysFile as the user: the directory must be world-traversable.
     workdir = Path(tempfile.mkdtemp(prefix="fleettop-sshd-"))

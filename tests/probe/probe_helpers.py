@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
+
 from app.domain import Server
 from app.sim import SimFleet
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def unavailable(reason: str) -> None:
+    """Skip on a developer's machine; fail in CI, where every test must run (as tests/conftest.py does)."""
+    if IN_CI:
+        pytest.fail(reason + " (CI=true: a missing tool fails the run)")
+    pytest.skip(reason)
 
 
 def sim_server(fleet: SimFleet, index: int = 0, **fields) -> Server:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import shutil
 import time
 
 import asyncssh
@@ -14,7 +15,7 @@ from app.probe import CollectError, Prober, append_known_host
 from app.secrets import SecretBox
 from app.sim import SimFleet
 
-from probe_helpers import sim_server
+from probe_helpers import sim_server, unavailable
 
 
 async def test_first_contact_gives_real_rates_then_deltas(fleet, prober):
@@ -202,6 +203,39 @@ async def test_passphrase_protected_key_is_decrypted_once(fleet, fleet_settings,
         await prober.close()
     assert reads == [locked, locked]  # once for the right passphrase, once for the wrong one
     assert caught.value.kind == "auth_failed" and "open sesame" not in str(caught.value)
+
+
+async def test_agent_auth_uses_the_ssh_agent(fleet, fleet_settings, tmp_path, monkeypatch):
+    ssh_agent = shutil.which("ssh-agent")
+    if ssh_agent is None:
+        unavailable("ssh-agent is missing (apt-get install openssh-client)")
+    socket_path = tmp_path / "agent.sock"
+    agent = await asyncio.create_subprocess_exec(ssh_agent, "-D", "-a", str(socket_path), stdout=asyncio.subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if socket_path.exists():
+                break
+            await asyncio.sleep(0.02)
+        async with asyncssh.connect_agent(str(socket_path)) as agent_client:
+            await agent_client.add_keys([fleet.client_key])
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket_path))
+        monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/id_* keys: only the agent can log in
+        prober = Prober(fleet_settings(key_file=None))
+        try:
+            await prober.collect(sim_server(fleet, auth="agent"), None)
+        finally:
+            await prober.close()
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "no-agent.sock"))
+        prober = Prober(fleet_settings(key_file=None))
+        try:
+            with pytest.raises(CollectError) as caught:
+                await prober.collect(sim_server(fleet, 1, auth="agent"), None)
+        finally:
+            await prober.close()
+        assert caught.value.kind == "auth_failed"
+    finally:
+        agent.terminate()
+        await agent.wait()
 
 
 async def test_refused_port_is_unreachable(fleet, prober):
