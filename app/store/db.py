@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -33,7 +36,8 @@ class DatabaseError(FleettopError):
 class Database:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    url: str
+    url: str  # for messages: the password hidden
+    sqlite_path: Path | None = None
 
     @property
     def dialect(self) -> str:
@@ -71,15 +75,25 @@ async def open_database(settings: Settings, *, migrate_to_head: bool = True) -> 
         parsed = make_url(url)
     except ArgumentError:
         raise DatabaseError(f"database.url {url!r} is not a database URL") from None
+    sqlite_path = None
     if parsed.get_backend_name() == "sqlite":
-        engine = _sqlite_engine(settings, url, parsed.database)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:":
+            sqlite_path = Path(parsed.database).expanduser()
+            sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        engine = _sqlite_engine(url)
     elif parsed.drivername == "postgresql+asyncpg":
         engine = create_async_engine(url, pool_pre_ping=True)
     else:
         raise DatabaseError(
             f"database.url: unsupported driver {parsed.drivername!r} (use sqlite+aiosqlite:// or postgresql+asyncpg://)"
         )
-    database = Database(engine, async_sessionmaker(engine, expire_on_commit=False), url=parsed.render_as_string(hide_password=True))
+    database = Database(
+        engine,
+        async_sessionmaker(engine, expire_on_commit=False),
+        url=parsed.render_as_string(hide_password=True),
+        sqlite_path=sqlite_path,
+    )
     if migrate_to_head:
         try:
             await migrate(database)
@@ -89,10 +103,7 @@ async def open_database(settings: Settings, *, migrate_to_head: bool = True) -> 
     return database
 
 
-def _sqlite_engine(settings: Settings, url: str, path: str | None) -> AsyncEngine:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if path and path != ":memory:":
-        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+def _sqlite_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -110,12 +121,28 @@ def _sqlite_engine(settings: Settings, url: str, path: str | None) -> AsyncEngin
 async def migrate(database: Database) -> None:
     """Apply every migration up to head (a no-op when the schema is current)."""
     try:
-        async with database.engine.begin() as conn:
+        async with _sqlite_migration_lock(database.sqlite_path), database.engine.begin() as conn:
             if database.dialect == "postgresql":
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
             await conn.run_sync(_upgrade)
     except (OSError, DBAPIError) as exc:
         raise DatabaseError(f"cannot open the database {database.url}: {describe_error(exc)}") from None
+
+
+@asynccontextmanager
+async def _sqlite_migration_lock(path: Path | None) -> AsyncIterator[None]:
+    """One migration at a time on a SQLite file, across processes (TUI and headless starting
+    together) and within one (Alembic's context is global to the process).
+    Postgres gets the same from its advisory lock."""
+    if path is None:
+        yield
+        return
+    fd = os.open(f"{path}.migrate-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _upgrade(connection: Connection) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -50,6 +51,18 @@ async def test_reopening_and_migrating_again_is_a_no_op(settings, database, repo
         assert [s.name for s in await Repository(again).list_servers()] == ["web1"]
     finally:
         await again.close()
+
+
+async def test_processes_starting_together_migrate_once(settings):
+    """The TUI and a headless worker may open a fresh database at the same moment."""
+    opened = await asyncio.gather(*(open_database(settings) for _ in range(4)), return_exceptions=True)
+    try:
+        assert [type(db).__name__ for db in opened] == ["Database"] * 4, opened
+        assert {await db.revision() for db in opened} == {head_revision()}
+    finally:
+        for db in opened:
+            if not isinstance(db, BaseException):
+                await db.close()
 
 
 async def test_sqlite_is_a_file_in_data_dir_in_wal_mode_with_foreign_keys(make_settings):
