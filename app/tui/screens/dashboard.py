@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from app.tui import FAILED
 from app.tui import format as fmt
@@ -38,7 +38,7 @@ class DashboardScreen(Screen):
         yield ServerTable(clock=self.app.clock, id="servers")
         yield Input(placeholder="filter by name or host — enter to keep, esc to clear", id="filter")
         yield Static("", id="info")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     @property
     def table(self) -> ServerTable:
@@ -70,7 +70,7 @@ class DashboardScreen(Screen):
         self.query_one(HeaderBar).show(now=self.app.clock())
         self.table.tick()
 
-    @on(DataTable.RowHighlighted)
+    @on(ServerTable.Highlighted)
     def _highlighted(self) -> None:
         self.show_info()
 
@@ -114,7 +114,7 @@ class DashboardScreen(Screen):
         if row is not None:
             self.app.show_details(row.server.name)
 
-    @on(DataTable.RowSelected)
+    @on(ServerTable.Selected)
     def _selected(self) -> None:
         self.action_details()
 

@@ -60,7 +60,7 @@ class DetailScreen(Screen):
             yield DataTable(id="mounts", cursor_type="none", zebra_stripes=True)
             yield Static("Recent runs", classes="section")
             yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     async def on_mount(self) -> None:
         mounts = self.query_one("#mounts", DataTable)

@@ -83,7 +83,7 @@ class ServerForm(Screen):
                 yield Button("Save ^s", variant="primary", id="save", disabled=self.read_only, compact=True)
                 yield Button("Test connection ^t", id="test", compact=True)
                 yield Button("Cancel esc", id="cancel", compact=True)
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     def _field(self, key: str, label: str, value: str, placeholder: str = "") -> ComposeResult:
         with Horizontal(classes="form-row"):

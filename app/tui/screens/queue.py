@@ -34,7 +34,7 @@ class QueueScreen(Screen):
             yield DataTable(id="failed", cursor_type="row", zebra_stripes=True)
             yield Static("Schedule", classes="section")
             yield DataTable(id="schedule", cursor_type="row", zebra_stripes=True)
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     async def on_mount(self) -> None:
         failed = self.query_one("#failed", DataTable)
