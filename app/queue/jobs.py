@@ -125,8 +125,12 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
     if await deps.repo.run_done(key):
         return {"status": "ok", "duplicate": True}
 
+    await _close_lost_run(deps, job)
     attempt = job.attempts
     run_id = await deps.repo.start_run(server_id, job_key=key, trigger="retry" if attempt > 1 else trigger, attempt=attempt)
+    job.meta["run_id"] = run_id  # stored with the job: if this worker dies, the next attempt closes the run
+    with contextlib.suppress(RedisError, OSError):
+        await job.update()
     await deps.cache.publish(Event(kind="run", server_id=server_id))
     started = time.monotonic()
     heartbeat = asyncio.create_task(_heartbeat(job))
@@ -165,6 +169,16 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
     await deps.cache.publish(Event(kind="sample", server_id=server_id))
     log.info("collected %s in %.2fs (attempt %d)", server.name, time.monotonic() - started, attempt)
     return {"status": "ok"}
+
+
+async def _close_lost_run(deps: CollectContext, job: Job) -> None:
+    """An attempt whose worker died (swept, now re-run) left its run 'running': close it."""
+    lost = job.meta.pop("run_id", None)
+    if lost is None:
+        return
+    run = await deps.repo.get_run(lost)
+    if run is not None and run.status == "running":
+        await deps.repo.finish_run(lost, "failed", "lost: the worker running it stopped")
 
 
 def _set_retry_delay(deps: CollectContext, job: Job) -> float:

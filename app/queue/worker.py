@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from saq import Worker
 from saq.job import TERMINAL_STATUSES, Job
+from saq.queue.base import Queue
 from saq.queue.redis import RedisQueue
 from saq.utils import now
 
@@ -139,6 +140,10 @@ class FleetQueue(RedisQueue):
         # SAQ waits `abort` seconds per swept job for a live worker to confirm; a dead
         # one never does, so the default 5 s per job would hold up re-running them.
         return await super().sweep(lock, abort=min(abort, SWEEP_ABORT_WAIT_S))
+
+    # SAQ's Redis listen() runs a pub/sub reader that spins when Redis is gone; only the
+    # sweep (waiting a second for an abort) and callers polling anyway use it here.
+    listen = Queue.listen
 
     async def reschedule(self, job_key: str, when: float) -> bool:
         """Move a job waiting for its time to `when` (epoch s); False if queued, running or gone."""
