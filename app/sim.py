@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 import random
 import resource
 import secrets
@@ -75,8 +76,8 @@ class ProcSnapshot:
 def render_probe_output(snapshot: ProcSnapshot, first: ProcCounters | None = None, noise: str = "") -> str:
     """The probe script's output for this snapshot; `first`: the earlier in-script sample.
 
-    Kept next to nothing but the parser's markers on purpose: tests parse what this
-    renders and compare with the snapshot, so the two formats cannot drift apart.
+    It uses the parser's own markers, and the tests parse what it renders and compare
+    with the snapshot: the script's format, the parser and the simulator cannot drift apart.
     """
     lines = [noise.rstrip("\n")] if noise else []
     lines.append(BEGIN_MARKER)
@@ -184,7 +185,7 @@ class SimMachine:
         # Load averages: exponential moving averages towards the running tasks, as the kernel does.
         running = self.cores * self.cpu_util * rng.uniform(0.8, 1.3)
         for index, period in enumerate((60, 300, 900)):
-            decay = pow(2.718281828, -elapsed / period) if elapsed else 1.0
+            decay = math.exp(-elapsed / period)
             self.load[index] = self.load[index] * decay + running * (1 - decay)
         self.mem_fraction = min(0.99, max(0.05, self.mem_fraction + rng.gauss(0, 0.005)))
         for disk in self.disks:
