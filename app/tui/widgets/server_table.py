@@ -241,10 +241,12 @@ class ServerTable(ScrollView, can_focus=True):
     def set_filter(self, text: str) -> None:
         self.filter_text = text.strip().lower()
         self._reindex()
+        self._scroll_to_cursor()
 
     def cycle_sort(self) -> str:
         self.sort_mode = SORTS[(SORTS.index(self.sort_mode) + 1) % len(SORTS)]
         self._reindex()
+        self._scroll_to_cursor()
         return self.sort_mode
 
     def resort_if_needed(self) -> None:
