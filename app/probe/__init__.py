@@ -7,6 +7,7 @@ and the service call.
 from __future__ import annotations
 
 import getpass
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -74,17 +75,17 @@ class Prober:
     def _target(self, server: Server, secret: bytes | None) -> SSHTarget:
         ssh = self._settings.ssh
         key_file = server.key_file or ssh.key_file
-        where = f"{server.name} ({host_pattern(server.host, server.port)})"
-        try:
-            plain = self._secrets.decrypt(secret) if secret else None
-        except FleettopError as exc:
-            raise CollectError("auth_failed", where, str(exc)) from None
-        return SSHTarget(
+        target = SSHTarget(
             name=server.name,
             host=server.host,
             port=server.port,
             username=server.username or ssh.username or getpass.getuser(),
             auth=server.auth,
             key_file=None if key_file is None else Path(key_file).expanduser(),
-            secret=plain,
         )
+        if not secret:
+            return target
+        try:
+            return replace(target, secret=self._secrets.decrypt(secret))
+        except FleettopError as exc:
+            raise CollectError("auth_failed", target.where, str(exc)) from None
