@@ -108,6 +108,8 @@ class FleetApp(App):
             await self._service_task
 
     async def _service_ready(self) -> None:
+        if self.live:  # listen before the first load, so no change falls in between
+            self.run_worker(self._follow_events(), name="events")
         await self.reload_servers()
         await self.refresh_counts()
         self.dashboard.tick()
@@ -115,7 +117,6 @@ class FleetApp(App):
             self.set_interval(1.0, self._tick)
             self.set_interval(COUNTS_INTERVAL, self.refresh_counts)
             self.set_interval(FLUSH_INTERVAL, self._flush_changes)
-            self.run_worker(self._follow_events(), name="events")
 
     @property
     def dashboard(self) -> DashboardScreen:
@@ -144,10 +145,10 @@ class FleetApp(App):
         if self._flush_running or self.service is None:
             return
         self._flush_running = True
+        changed, self._changed_ids = self._changed_ids, set()
+        reload, self._servers_changed = self._servers_changed or len(changed) > BULK_RELOAD, False
         try:
-            changed, self._changed_ids = self._changed_ids, set()
-            if self._servers_changed or len(changed) > BULK_RELOAD:
-                self._servers_changed = False
+            if reload:
                 await self.reload_servers()
             else:
                 for server_id in changed:
@@ -161,8 +162,16 @@ class FleetApp(App):
             if self._counts_due:
                 self._counts_due = False
                 await self.refresh_counts()
+        except Exception as exc:  # the store or Redis hiccuped: keep the work for the next round
+            self.log.warning(f"repaint: {exc!r}")
+            self._changed_ids |= changed
+            self._servers_changed |= reload
         finally:
             self._flush_running = False
+
+    def servers_changed(self) -> None:
+        """Reload the list at the next flush (the service's own event may come too)."""
+        self._servers_changed = True
 
     async def reload_servers(self) -> None:
         self.dashboard.show_rows(await self.service.list_servers())

@@ -169,8 +169,8 @@ class ServerForm(Screen):
         if result is FAILED:
             return
         self.notify(f"saved {fmt.clean(config.name)}", markup=False)
+        self.app.servers_changed()  # type: ignore[attr-defined]
         self.dismiss()
-        await self.app.reload_servers()
 
     def action_test(self) -> None:
         config = self.validate_form(all_fields=True)
