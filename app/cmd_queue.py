@@ -47,7 +47,7 @@ async def cmd_headless(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 async def cmd_collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     if bool(args.names) == bool(args.all):
         raise UsageError("name the servers to collect, or give --all")
-    logs.configure(sys.stderr, logging.WARNING)
+    logs.configure(sys.stderr, logging.ERROR)  # a failed collection is reported in the results
     async with open_service(loaded, worker=False) as service:
         servers = await service.resolve(args.names) if args.names else await service.repo.list_servers(enabled_only=True)
         if not servers:

@@ -25,7 +25,7 @@ from app.config import LoadedConfig, ServerConfig, Settings
 from app.domain import FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, classify
 from app.errors import FleettopError, UsageError
 from app.probe import Prober
-from app.queue import control
+from app.queue import control, logs
 from app.queue.jobs import CollectContext
 from app.queue.worker import Lanes
 from app.redis_server import RedisTarget, RedisUnavailable, redis_target
@@ -329,6 +329,7 @@ async def open_service(loaded: LoadedConfig, *, worker: bool, demo: int | None =
         demo_servers: list[ServerConfig] = []
         if demo:
             settings, demo_servers = await stack.enter_async_context(_demo(settings, demo))
+        logs.configure_file_if_unset(settings.data_dir / "fleettop.log")
         redis = await stack.enter_async_context(redis_target(settings))
         database = await open_database(settings)
         stack.push_async_callback(database.close)

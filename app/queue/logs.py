@@ -8,9 +8,14 @@ second: the formatter flattens them and the filter drops repeats for a while.
 
 from __future__ import annotations
 
+import atexit
+import copy
 import logging
+import logging.handlers
+import queue
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TextIO
 
 from app.queue.jobs import AttemptFailed
@@ -62,15 +67,39 @@ class AttemptFailedFilter(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], AttemptFailed))
 
 
+class _Handoff(logging.handlers.QueueHandler):
+    """Hands records to the writer thread as they are: QueueHandler would fold the
+    traceback into the message, which the formatter keeps to one line instead."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.msg, record.args = record.getMessage(), None
+        return record
+
+
 def configure(stream: TextIO, level: int = logging.INFO) -> None:
-    """Send fleettop's and SAQ's records to `stream` as logfmt lines."""
+    """Send fleettop's and SAQ's records to `stream` as logfmt lines, written by a
+    thread so that a slow terminal or pipe never stalls the event loop."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(LogfmtFormatter())
     handler.addFilter(AttemptFailedFilter())
     handler.addFilter(RepeatFilter())
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, handler)
+    listener.start()
+    atexit.register(listener.stop)  # flushes what is left
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_Handoff(records)]
     root.setLevel(level)
     # SAQ narrates every enqueue and job at INFO; fleettop logs what matters itself.
     logging.getLogger("saq").setLevel(logging.WARNING)
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
+
+
+def configure_file_if_unset(path: Path) -> None:
+    """Where no front end chose a destination (the dashboard), log to a file in
+    data_dir: Python's fallback, stderr, would tear a full-screen UI."""
+    if logging.getLogger().handlers:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    configure(path.open("a", encoding="utf-8"))
