@@ -91,5 +91,13 @@ def until(moment: datetime | None, now: datetime) -> str:
     return "due" if seconds <= 0 else duration(seconds)
 
 
+def clock_time(moment: datetime | None, now: datetime) -> str:
+    """The time of day, with the date only when it is not today (local time)."""
+    if moment is None:
+        return DASH
+    local, today = aware(moment).astimezone(), aware(now).astimezone()
+    return local.strftime("%H:%M:%S" if local.date() == today.date() else "%Y-%m-%d %H:%M")
+
+
 def timestamp(moment: datetime | None) -> str:
     return DASH if moment is None else aware(moment).astimezone().strftime("%Y-%m-%d %H:%M:%S")

@@ -132,7 +132,7 @@ async def test_enter_opens_details_and_escape_returns(live: LiveFleet) -> None:
         assert name in str(screen.query_one("#title").render())
         assert screen.query_one("#runs").row_count >= 1
         assert screen.query_one("#mounts").row_count >= 1
-        assert screen.query_one("#h1-cpu").data
+        assert screen.query_one("#h1-cpu").values
         await pilot.press("escape")
         assert isinstance(app.screen, DashboardScreen)
 

@@ -10,11 +10,12 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Label, Sparkline, Static
+from textual.widgets import DataTable, Footer, Label, Static
 
 from app.domain import severity
 from app.tui import FAILED
 from app.tui import format as fmt
+from app.tui.widgets.spark import Spark
 
 # (label, attribute of a history point, unit): the series drawn as sparklines.
 SERIES = (("cpu", "cpu", "%"), ("ram", "ram", "%"), ("disk", "disk", "%"), ("load", "load1", ""))
@@ -51,10 +52,10 @@ class DetailScreen(Screen):
                 yield Label("peak", classes="history-head")
                 yield Label("last 24 hours", classes="history-head")
                 yield Label("peak", classes="history-head")
-                for label, attribute, _ in SERIES:
+                for label, attribute, unit in SERIES:
                     yield Label(label, classes="series-name")
                     for span in ("h1", "h24"):
-                        yield Sparkline([], id=f"{span}-{attribute}")
+                        yield Spark(ceiling=100.0 if unit == "%" else None, id=f"{span}-{attribute}")
                         yield Label("", id=f"{span}-{attribute}-peak", classes="peak")
             yield Static("Mounts", classes="section")
             yield DataTable(id="mounts", cursor_type="none", zebra_stripes=True)
@@ -118,20 +119,21 @@ class DetailScreen(Screen):
                     "net     ", ("↓ " + fmt.rate(latest.net_rx_bps), "bold"), "  ", ("↑ " + fmt.rate(latest.net_tx_bps), "bold")
                 ),
                 Content.assemble("uptime  ", (fmt.duration(latest.uptime_s), "bold")),
-                Content.assemble("sampled ", fmt.timestamp(latest.collected_at), f"  ({fmt.age(latest.collected_at, now)} ago)"),
+                Content.assemble(
+                    "sampled ", f"{fmt.age(latest.collected_at, now)} ago", (f"  {fmt.clock_time(latest.collected_at, now)}", "$text-muted")
+                ),
             ]
         self.query_one("#metrics", Static).update(Content("\n").join(lines))
 
         thresholds = server.thresholds
         auth = server.auth + (f" {fmt.clean(server.key_file)}" if server.key_file else "")
+        where = f"{server.host} (local)" if server.transport == "local" else f"{server.host}:{server.port}"
         settings = [
-            Content.assemble("host      ", fmt.clean(f"{server.username + '@' if server.username else ''}{server.host}:{server.port}")),
+            Content.assemble("host      ", fmt.clean(f"{server.username + '@' if server.username else ''}{where}")),
             Content.assemble("auth      ", auth),
             Content.assemble("interval  ", fmt.duration(server.interval), "" if server.enabled else "  (disabled)"),
             Content.assemble("next run  ", fmt.until(row.next_run_at, now) if server.enabled else fmt.DASH),
-            Content.assemble(
-                "alert at  ", f"cpu {thresholds.cpu:.0f}%  ram {thresholds.ram:.0f}%  disk {thresholds.disk:.0f}%"
-            ),
+            Content.assemble("alert %   ", f"cpu {thresholds.cpu:g}  ram {thresholds.ram:g}  disk {thresholds.disk:g}"),
             Content.assemble("source    ", "config file" if server.source == "config" else "added here"),
         ]
         self.query_one("#settings", Static).update(Content("\n").join(settings))
@@ -139,7 +141,7 @@ class DetailScreen(Screen):
         for _, attribute, unit in SERIES:
             for span, points in (("h1", detail.history_1h), ("h24", detail.history_24h)):
                 values = _values(points, attribute)
-                self.query_one(f"#{span}-{attribute}", Sparkline).data = values
+                self.query_one(f"#{span}-{attribute}", Spark).values = tuple(values)
                 peak = f"{max(values):.0f}{unit}" if unit and values else f"{max(values):.2f}" if values else "no data"
                 self.query_one(f"#{span}-{attribute}-peak", Label).update(peak)
 

@@ -64,7 +64,7 @@ class SummaryBar(Static):
         alerting = f"[b $error]! {a.alerting} alerting[/]" if a.alerting else "[$text-muted]0 alerting[/]"
         self.update(
             Content.from_markup(
-                f"[b]{a.total}[/] servers  [$success]● {a.up} up[/]  {down}  {alerting}"
+                f"[b]{a.total}[/] server{'' if a.total == 1 else 's'}  [$success]● {a.up} up[/]  {down}  {alerting}"
                 f"  [$text-muted]│[/] avg cpu [b]{fmt.percent(a.avg_cpu)}[/]"
                 f"  ram [b]{fmt.percent(a.avg_ram)}[/]  disk [b]{fmt.percent(a.avg_disk)}[/]"
             )
