@@ -31,7 +31,7 @@ SCENES = {
     "dashboard-80x24": Scene((80, 24), ("down", "down", "down", "down", "down")),
     "dashboard-light": Scene((150, 20), theme="textual-light"),
     "dashboard-200x60": Scene((200, 60), ("s",)),
-    "detail": Scene((110, 42), ("down", "down", "down", "down", "enter")),
+    "detail": Scene((110, 42), ("down",) * 7 + ("enter",)),
     "form-error": Scene((90, 26), ("a", *"web 1", "tab", *"db_1.internal", "tab")),
     "queue": Scene((110, 24), ("j",)),
     "help": Scene((90, 26), ("question_mark",)),
