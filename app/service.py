@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import tempfile
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -35,8 +34,6 @@ from app.store.db import open_database
 from app.store.repo import KEEP, HistoryPoint, Repository
 
 __all__ = ["Event", "FleetService", "ServerDetail", "ServerRow", "open_service"]
-
-log = logging.getLogger("fleettop.service")
 
 # A server whose newest sample is older than this many intervals (plus a minute) is stale.
 STALE_INTERVALS = 2
@@ -153,9 +150,9 @@ class FleetService:
         await self.repo.audit("server.remove", name)
         with contextlib.suppress(RedisError, OSError):
             await self.cache.forget_latest(server.id)
-            for lane in ("scheduled", "manual"):
-                queue = self._deps.lanes.scheduled if lane == "scheduled" else self._deps.lanes.manual
-                await queue.withdraw(self.cache.job_key(lane, server.id))
+            lanes = self._deps.lanes
+            await lanes.scheduled.withdraw(self.cache.job_key("scheduled", server.id))
+            await lanes.manual.withdraw(self.cache.job_key("manual", server.id))
         await self._servers_changed()
 
     async def test_connection(self, cfg: ServerConfig, secret: str | None = None) -> Metrics:
