@@ -9,7 +9,9 @@ from datetime import datetime, timezone
 import pytest
 from saq.job import Job
 
+from app.config import LoadedConfig, Settings
 from app.queue.jobs import collect, next_due
+from app.service import open_service
 from queue_helpers import service_for, wait_until
 
 
@@ -132,3 +134,17 @@ def test_next_due_keeps_the_grid():
     assert next_due(100, 10, 115) == 120
     assert next_due(100, 10, 100) == 110
     assert next_due(100, 10, 1000) == 1010  # after a long pause: once, then back on the grid
+
+
+async def test_a_first_run_without_config_or_servers_watches_localhost(make_config, short_dir):
+    data = make_config(servers=[])
+    settings = Settings.model_validate(data)
+    first_run = LoadedConfig(settings=settings, path=short_dir / "missing.yaml", exists=False)
+    async with open_service(first_run, worker=False) as service:
+        await service.start_worker(schedule=False)
+        (row,) = await service.list_servers()
+        assert (row.server.name, row.server.transport, row.status) == ("localhost", "local", "unknown")
+        assert await service.collect_now(["localhost"]) == 1
+        await service.wait_collected([row.server], timeout=15)
+        row = await service.server_row(row.server.id)
+        assert row.status == "up" and row.latest.mem_percent > 0
