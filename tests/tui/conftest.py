@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,21 @@ async def live(tmp_path: Path, redis_url: str, redis_prefix: str):
             servers = await service.list_servers()
             await service.collect_now(None)
             await service.wait_collected([row.server for row in servers], timeout=30)
+            await _settled(service)
             yield LiveFleet(service, sim, loaded)
+
+
+async def _settled(service: FleetService, timeout: float = 30.0) -> None:
+    """Until the scheduler's first round has run too, so that from here on only the
+    keys under test collect (every server's next scheduled run is an interval away)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = datetime.now(timezone.utc)
+        schedule = await service.schedule()
+        if schedule and all(at is not None and at > now + timedelta(minutes=10) for _, _, at in schedule):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the first scheduled round did not settle: {await service.schedule()}")
 
 
 async def until(pilot: Any, condition: Callable[[], Any], timeout: float = 15.0, what: str = "") -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from conftest import HOSTS, LiveFleet, until
 
 from app.config import LoadedConfig, ServerConfig
+from app.domain import severity
 from app.service import open_service
 from app.tui.app import FleetApp
 from app.tui.screens.confirm import ConfirmScreen
@@ -115,7 +116,8 @@ async def test_cells_take_the_class_of_their_threshold(live: LiveFleet) -> None:
         await live.service.edit_server(row.server.name, config)
         grid = table(app)
         await until(pilot, lambda: grid.cell_class(row.server.id, "cpu") == "critical", what="cpu critical")
-        assert grid.cell_class(row.server.id, "ram") == "warning"
+        shown = grid.rows_by_id[row.server.id].latest
+        assert grid.cell_class(row.server.id, "ram") == severity(shown.mem_percent, config.thresholds.ram).value == "warning"
         assert grid.cell_class(row.server.id, "disk") == "normal"
         assert grid.cell_class(row.server.id, "swap") == "normal"
 
@@ -361,3 +363,25 @@ async def test_app_opens_and_closes_its_own_service(tmp_path, redis_url, redis_p
             await pilot.press("q")
         assert app.return_code == 0
         assert app.service is None  # the service (and its embedded worker) was closed on quit
+
+
+async def test_header_says_when_no_worker_is_attached(tmp_path, redis_url, redis_prefix) -> None:
+    """`--no-worker`: the dashboard attaches to a Redis where nobody collects."""
+    from conftest import live_settings
+
+    from app.sim import SimFleet
+
+    async with SimFleet(1, seed=5) as sim:
+        settings = live_settings(tmp_path, redis_url, redis_prefix, sim)
+        loaded_config = LoadedConfig(settings=settings, path=tmp_path / "config.yaml", exists=True)
+        async with open_service(loaded_config, worker=False) as service:
+            await service.add_server(sim.server_configs()[0])
+            app = FleetApp(service)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: table(app).row_count == 1, what="the server")
+                header = app.dashboard.query_one(HeaderBar)
+                await until(pilot, lambda: "no worker" in str(header.render()), what="no worker in the header")
+                row = next(iter(table(app).rows_by_id.values()))
+                assert row.status == "unknown" and table(app).cell_text(row.server.id, "status") == "? new"
+                await pilot.press("c")
+                await until(pilot, lambda: "waiting 1" in str(app.dashboard.query_one(QueueBar).render()), what="waiting")
