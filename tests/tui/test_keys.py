@@ -15,7 +15,7 @@ from app.tui.screens.form import ServerForm
 from app.tui.screens.help import HelpScreen
 from app.tui.screens.queue import QueueScreen
 from app.tui.widgets.bars import HeaderBar, QueueBar
-from app.tui.widgets.server_table import ServerTable
+from app.tui.widgets.server_table import COLUMNS, ServerTable
 
 SIZE = (160, 40)
 
@@ -327,6 +327,12 @@ async def test_mouse_selects_and_opens(live: LiveFleet) -> None:
         assert grid.selected_id == second
         await pilot.click(ServerTable, offset=(20, 2))
         await until(pilot, lambda: isinstance(app.screen, DetailScreen), what="details on a second click")
+        await pilot.press("escape")
+        cpu_heading = sum(column.width + 2 for column in COLUMNS[:3]) + 1
+        await pilot.click(ServerTable, offset=(cpu_heading, 0))
+        assert grid.sort_mode == "cpu"
+        cpus = [grid.rows_by_id[i].latest.cpu_percent for i in grid.shown_ids]
+        assert cpus == sorted(cpus, reverse=True)
 
 
 async def test_q_quits_cleanly(live: LiveFleet) -> None:

@@ -9,7 +9,7 @@ from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-MOUSE_HELP = "Mouse: click a row to select, again to open;\nthe wheel scrolls; the footer keys click."
+MOUSE_HELP = "Mouse: click a row to select, again to open; click a\nheading to sort by it; the wheel scrolls; footer keys click."
 GLOBAL_KEYS = [("?", "Help", "this list"), ("ctrl+p", "Palette", "every action, and the theme"), ("esc", "Back", ""), ("q", "Quit", "")]
 
 

@@ -160,7 +160,7 @@ class ServerTable(ScrollView, can_focus=True):
     }
 
     class Highlighted(Message):
-        """The cursor moved to another server."""
+        """The cursor moved to another server, or the sort changed around it."""
 
     class Selected(Message):
         """Enter, or a click on the row under the cursor."""
@@ -244,10 +244,14 @@ class ServerTable(ScrollView, can_focus=True):
         self._scroll_to_cursor()
 
     def cycle_sort(self) -> str:
-        self.sort_mode = SORTS[(SORTS.index(self.sort_mode) + 1) % len(SORTS)]
+        return self.sort_by(SORTS[(SORTS.index(self.sort_mode) + 1) % len(SORTS)])
+
+    def sort_by(self, mode: str) -> str:
+        self.sort_mode = mode
         self._reindex()
         self._scroll_to_cursor()
-        return self.sort_mode
+        self.post_message(self.Highlighted())
+        return mode
 
     def resort_if_needed(self) -> None:
         """After figures changed under a figure sort: reorder if the order moved."""
@@ -343,8 +347,22 @@ class ServerTable(ScrollView, can_focus=True):
         if self.selected_id is not None:
             self.post_message(self.Selected())
 
+    def column_at(self, x: int) -> str:
+        """The key of the column under screen column x (fixed columns first, then scrolled)."""
+        fixed_width = sum(w + 2 * PADDING for w in self._widths[:FIXED])
+        virtual_x = x if x < fixed_width else x + round(self.scroll_x)
+        edge = 0
+        for column, width in zip(COLUMNS, self._widths):
+            edge += width + 2 * PADDING
+            if virtual_x < edge:
+                return column.key
+        return COLUMNS[-1].key
+
     def on_click(self, event: events.Click) -> None:
-        if event.y < 1:
+        if event.y < 1:  # a click on a header sorts by that column, where it can
+            column = {"status": "status", "name": "name", "cpu": "cpu", "ram": "ram", "disk": "disk"}.get(self.column_at(event.x))
+            if column is not None:
+                self.sort_by(column)
             return
         index = round(self.scroll_y) + event.y - 1
         if index >= len(self._order):
