@@ -79,7 +79,9 @@ class DashboardScreen(Screen):
         table = self.table
         row = table.selected
         left: list[Any] = []
-        if row is not None:
+        if not table.rows_by_id and not table.loading:
+            left = ["no servers yet: press ", ("a", "bold $accent"), " to add one"]
+        elif row is not None:
             state = {"down": "bold $error", "stale": "bold $warning"}.get(row.status, "$text-muted")
             left += [(fmt.clean(row.server.name), "bold"), " ", (row.status, state)]
             if row.error and row.status in ("down", "stale"):

@@ -78,6 +78,7 @@ class ServerForm(Screen):
             for key in ("cpu", "ram", "disk"):
                 value = f"{getattr(thresholds, key):g}" if thresholds else ""
                 yield from self._field(key, f"{key.upper()} alert %", value, placeholder="default from the config")
+            yield Static("", id="form-error", classes="field-error")
             yield Static("", id="test-result")
             with Horizontal(id="form-buttons"):
                 yield Button("Save ^s", variant="primary", id="save", disabled=self.read_only, compact=True)
@@ -136,8 +137,12 @@ class ServerForm(Screen):
             message = self.query_one(f"#{field_id}-error", Static)
             message.update(fmt.safe(error))
             message.display = bool(error)
-            self.query_one(f"#{field_id}", Input).parent.set_class(bool(error), "-has-error")  # type: ignore[union-attr]
             self.query_one(f"#{field_id}", Input).set_class(bool(error), "-bad-value")
+        # Problems of fields without an input of their own (none expected, but never hidden).
+        others = [f"{key}: {message}" for key, message in self.errors.items() if key not in TEXT_FIELDS.values()]
+        general = self.query_one("#form-error", Static)
+        general.update(fmt.safe("; ".join(others)))
+        general.display = bool(others)
         return config
 
     @property
