@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from conftest import HOSTS, LiveFleet, until
+from tui_live import HOSTS, LiveFleet, live_settings, until
 
 from app.config import LoadedConfig, ServerConfig
 from app.domain import severity
 from app.service import open_service
+from app.sim import SimFleet
 from app.tui.app import FleetApp
 from app.tui.screens.confirm import ConfirmScreen
 from app.tui.screens.dashboard import DashboardScreen
@@ -345,10 +346,6 @@ async def test_q_quits_cleanly(live: LiveFleet) -> None:
 
 async def test_app_opens_and_closes_its_own_service(tmp_path, redis_url, redis_prefix) -> None:
     """As `fleettop` runs it: the service is opened in the app's loop and closed on quit."""
-    from conftest import live_settings
-
-    from app.sim import SimFleet
-
     async with SimFleet(2, seed=3) as sim:
         config = [c.model_dump(mode="json", exclude_none=True) for c in sim.server_configs()]
         settings = live_settings(tmp_path, redis_url, redis_prefix, sim, servers=config)
@@ -373,10 +370,6 @@ async def test_app_opens_and_closes_its_own_service(tmp_path, redis_url, redis_p
 
 async def test_header_says_when_no_worker_is_attached(tmp_path, redis_url, redis_prefix) -> None:
     """`--no-worker`: the dashboard attaches to a Redis where nobody collects."""
-    from conftest import live_settings
-
-    from app.sim import SimFleet
-
     async with SimFleet(1, seed=5) as sim:
         settings = live_settings(tmp_path, redis_url, redis_prefix, sim)
         loaded_config = LoadedConfig(settings=settings, path=tmp_path / "config.yaml", exists=True)
