@@ -39,6 +39,7 @@ async def test_list_shows_every_server_with_figures(live: LiveFleet) -> None:
         await loaded(pilot, app)
         grid = table(app)
         assert grid.row_count == HOSTS
+        assert grid.has_focus  # arrows work at once
         for server_id, row in grid.rows_by_id.items():
             assert row.status == "up"
             assert grid.cell_text(server_id, "cpu").endswith("%")
