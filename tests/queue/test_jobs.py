@@ -26,23 +26,25 @@ async def test_collect_stores_a_sample_and_a_run_caches_it_and_tells_everyone(ma
                 seen.append((event.kind, event.server_id))
 
         listener = asyncio.create_task(listen())
-        await asyncio.sleep(0.2)  # subscribed before the collection
-        await service.aggregate()  # cached now; the collection must invalidate it
-        assert await service.cache.redis.exists(service.cache.prefix + "metrics:aggregated")
+        try:
+            await asyncio.sleep(0.2)  # subscribed before the collection
+            await service.aggregate()  # cached now; the collection must invalidate it
+            assert await service.cache.redis.exists(service.cache.prefix + "metrics:aggregated")
 
-        assert await service.collect_now(["sim-0001"]) == 1
-        await service.wait_collected([server], timeout=15)
+            assert await service.collect_now(["sim-0001"]) == 1
+            await service.wait_collected([server], timeout=15)
 
-        assert await service.repo.count_samples(server.id) == 1
-        runs = await service.repo.recent_runs(server.id)
-        assert [(run.status, run.trigger, run.attempt) for run in runs] == [("ok", "manual", 1)]
-        key = f"{service.cache.prefix}metrics:latest:{server.id}"
-        ttl = await service.cache.redis.ttl(key)
-        assert data.get("cache", {}).get("latest_ttl", 3600) - 5 <= ttl <= 3600
-        assert not await service.cache.redis.exists(service.cache.prefix + "metrics:aggregated")
-        await wait_until(lambda: asyncio.sleep(0, ("sample", server.id) in seen), 5)
-        assert ("queue", None) in seen and ("run", server.id) in seen
-        listener.cancel()
+            assert await service.repo.count_samples(server.id) == 1
+            runs = await service.repo.recent_runs(server.id)
+            assert [(run.status, run.trigger, run.attempt) for run in runs] == [("ok", "manual", 1)]
+            key = f"{service.cache.prefix}metrics:latest:{server.id}"
+            ttl = await service.cache.redis.ttl(key)
+            assert 3595 <= ttl <= 3600  # cache.latest_ttl
+            assert not await service.cache.redis.exists(service.cache.prefix + "metrics:aggregated")
+            await wait_until(lambda: asyncio.sleep(0, ("sample", server.id) in seen), 5)
+            assert ("queue", None) in seen and ("run", server.id) in seen
+        finally:
+            listener.cancel()
 
         outcome = await service.manual_outcome(server)
         assert outcome.status == "ok" and outcome.sample is not None
