@@ -8,6 +8,7 @@ test runs) can share one Redis:
   <prefix>paused                      set while the queue is paused (every process checks it)
   <prefix>workers                     zset worker id -> heartbeat expiry (epoch s)
   <prefix>retrying                    zset SAQ job id -> end of its retry backoff (epoch s)
+  <prefix>chore:<name>                set while one process does a periodic chore (clean)
   <prefix>events                      pub/sub channel of Event JSON
   saq:<prefix>{scheduled,manual}:*    SAQ's own keys for the two queues
 """
@@ -138,6 +139,12 @@ class Cache:
 
     async def is_paused(self) -> bool:
         return bool(await self.redis.exists(self.paused_key))
+
+    # -- chores one process of the fleet does --------------------------------------
+
+    async def claim(self, chore: str, seconds: int) -> bool:
+        """True for the one process that claims `chore` in this window of `seconds`."""
+        return bool(await self.redis.set(f"{self.prefix}chore:{chore}", "1", nx=True, ex=seconds))
 
     # -- worker heartbeats -----------------------------------------------------------
 

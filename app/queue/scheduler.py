@@ -26,11 +26,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.domain import Server
 from app.errors import FleettopError
+from app.queue import control
 from app.queue.jobs import CollectContext, enqueue_link
 
 log = logging.getLogger("fleettop.scheduler")
 
 RECONCILE_EVERY_S = 10.0
+CLEAN_EVERY_S = 3600
 
 
 @dataclass
@@ -73,7 +75,8 @@ async def _due(deps: CollectContext, server: Server, now: float) -> float:
 
 
 class Scheduler:
-    """Runs `reconcile` periodically and whenever servers change, until cancelled."""
+    """Runs `reconcile` periodically and whenever servers change, and the hourly
+    clean, until cancelled."""
 
     def __init__(self, deps: CollectContext):
         self.deps = deps
@@ -86,12 +89,23 @@ class Scheduler:
             while True:
                 self._wake.clear()
                 await self._reconcile_once()
+                await self._clean_now_and_then()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), RECONCILE_EVERY_S)
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+
+    async def _clean_now_and_then(self) -> None:
+        """The queue's retention limits, applied hourly by one process: keeps the run
+        history (and so the stats' counts) small without anyone running `queue clean`."""
+        try:
+            if await self.deps.cache.claim("clean", CLEAN_EVERY_S):
+                removed = await control.clean(self.deps)
+                log.info("clean: %d finished runs and job records removed", removed)
+        except (RedisError, OSError, SQLAlchemyError, FleettopError) as exc:
+            log.warning("clean failed: %s", _one_line(exc))
 
     async def _reconcile_once(self) -> None:
         try:
