@@ -33,7 +33,7 @@ async def cmd_headless(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with open_service(loaded, worker=True) as service:
+        async with open_service(loaded, worker=True, demo=args.demo) as service:
             log.info("headless: %s, concurrency %d", service.redis.describe(), loaded.settings.worker.concurrency)
             await stop.wait()
             log.info("stopping: jobs in flight get %gs to finish, the rest go back to the queue", loaded.settings.worker.shutdown_grace)
