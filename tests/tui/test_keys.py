@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+from textual import events
 from tui_live import HOSTS, LiveFleet, live_settings, until
 
 from app.config import LoadedConfig, ServerConfig
@@ -39,12 +43,27 @@ async def test_list_shows_every_server_with_figures(live: LiveFleet) -> None:
         await loaded(pilot, app)
         grid = table(app)
         assert grid.row_count == HOSTS
-        assert grid.has_focus  # arrows work at once
         for server_id, row in grid.rows_by_id.items():
             assert row.status == "up"
             assert grid.cell_text(server_id, "cpu").endswith("%")
             assert grid.cell_class(server_id, "status") == "up"
         await until(pilot, lambda: "worker running" in str(app.dashboard.query_one(HeaderBar).render()), what="header")
+
+
+async def test_list_has_the_focus_once_loaded(live: LiveFleet) -> None:
+    """The service takes a moment to open; the arrows must work as soon as the list is there."""
+
+    @contextlib.asynccontextmanager
+    async def slow_open():
+        await asyncio.sleep(0.5)
+        yield live.service
+
+    app = FleetApp(open_service=slow_open)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        assert table(app).has_focus
+        await pilot.press("down")
+        assert table(app).cursor_row == 1
 
 
 async def test_c_collects_every_server_again(live: LiveFleet) -> None:
@@ -137,6 +156,19 @@ async def test_enter_opens_details_and_escape_returns(live: LiveFleet) -> None:
         assert screen.query_one("#runs").row_count >= 1
         assert screen.query_one("#mounts").row_count >= 1
         assert screen.query_one("#h1-cpu").values
+        await pilot.press("escape")
+        assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_keys_typed_faster_than_the_screen_repaints_apply_in_order(live: LiveFleet) -> None:
+    app = live.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        third = table(app).rows_by_id[table(app).shown_ids[2]].server.name
+        for key in ("down", "down", "enter"):  # one burst, as a terminal delivers them
+            app.post_message(events.Key(key, None))
+        await until(pilot, lambda: isinstance(app.screen, DetailScreen), what="details")
+        assert app.screen.server_name == third
         await pilot.press("escape")
         assert isinstance(app.screen, DashboardScreen)
 

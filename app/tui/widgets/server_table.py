@@ -23,7 +23,6 @@ from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
-from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
@@ -143,15 +142,6 @@ def _fit(text: str, width: int, right: bool) -> str:
 
 class ServerTable(ScrollView, can_focus=True):
     """The fleet, one line per server under a fixed header line."""
-
-    BINDINGS = [
-        Binding("up", "cursor(-1)", "Up", show=False),
-        Binding("down", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home", "edge(0)", "First", show=False),
-        Binding("end", "edge(1)", "Last", show=False),
-    ]
 
     COMPONENT_CLASSES = {
         "servertable--header",
@@ -334,14 +324,27 @@ class ServerTable(ScrollView, can_focus=True):
         elif self.cursor >= top + visible:
             self.scroll_to(y=self.cursor - visible + 1, animate=False)
 
-    def action_cursor(self, step: int) -> None:
-        self.move_cursor(row=self.cursor + step)
+    # Keys are key_ methods, not bindings: bindings run in the app's queue, after the
+    # key has travelled up from here, so "down, enter" typed fast would open the row
+    # above; key_ methods run here, in order.
 
-    def action_page(self, direction: int) -> None:
-        self.move_cursor(row=self.cursor + direction * max(1, self.scrollable_content_region.height - 2))
+    def key_up(self) -> None:
+        self.move_cursor(row=self.cursor - 1)
 
-    def action_edge(self, end: int) -> None:
-        self.move_cursor(row=len(self._order) - 1 if end else 0)
+    def key_down(self) -> None:
+        self.move_cursor(row=self.cursor + 1)
+
+    def key_pageup(self) -> None:
+        self.move_cursor(row=self.cursor - max(1, self.scrollable_content_region.height - 2))
+
+    def key_pagedown(self) -> None:
+        self.move_cursor(row=self.cursor + max(1, self.scrollable_content_region.height - 2))
+
+    def key_home(self) -> None:
+        self.move_cursor(row=0)
+
+    def key_end(self) -> None:
+        self.move_cursor(row=len(self._order) - 1)
 
     def key_enter(self) -> None:
         if self.selected_id is not None:
