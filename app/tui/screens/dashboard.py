@@ -54,8 +54,6 @@ class DashboardScreen(Screen):
     def show_rows(self, rows: list[Any]) -> None:
         self.table.loading = False
         self.table.set_rows(rows)
-        if self.focused is None:  # a loading widget cannot take the focus the screen gives on mount
-            self.table.focus()
         self.show_info()
 
     def show_row(self, row: Any) -> None:
