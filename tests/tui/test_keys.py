@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 
 from textual import events
-from tui_live import HOSTS, LiveFleet, live_settings, until
+from tui_live import HOSTS, LiveFleet, live_settings, settled, until
 
 from app.config import LoadedConfig, ServerConfig
 from app.domain import severity
@@ -300,10 +300,32 @@ async def test_j_opens_the_queue_screen(live: LiveFleet) -> None:
         await pilot.press("p")
         assert await live.service.is_paused()
         await until(pilot, lambda: screen.query_one(QueueBar).has_class("-paused"), what="paused")
-        await pilot.press("p", "x")
+        await pilot.press("p")
         assert not await live.service.is_paused()
         await pilot.press("escape")
         assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_x_on_the_queue_screen_cleans_finished_runs(tmp_path, redis_url, redis_prefix) -> None:
+    """With nothing to keep, clean leaves each server's newest run only (its status needs it)."""
+    async with SimFleet(2, seed=9) as sim:
+        settings = live_settings(tmp_path, redis_url, redis_prefix, sim, queue={"completed_keep": 0, "completed_max_age": 0})
+        loaded_config = LoadedConfig(settings=settings, path=tmp_path / "config.yaml", exists=True)
+        async with open_service(loaded_config, worker=True) as service:
+            for config in sim.server_configs():
+                await service.add_server(config)
+            await service.collect_now(None)
+            await service.wait_collected([row.server for row in await service.list_servers()], timeout=30)
+            await settled(service)
+            assert (await service.stats()).completed > 2
+            app = FleetApp(service)
+            async with app.run_test(size=SIZE) as pilot:
+                await loaded(pilot, app)
+                await pilot.press("j")
+                bar = app.screen.query_one(QueueBar)
+                await pilot.press("x")
+                await until(pilot, lambda: "completed 2 " in str(bar.render()), what="the clean")
+                assert (await service.stats()).completed == 2
 
 
 async def test_queue_screen_retries_a_failed_run(live: LiveFleet) -> None:
