@@ -156,6 +156,9 @@ async def test_enter_opens_details_and_escape_returns(live: LiveFleet) -> None:
         assert screen.query_one("#runs").row_count >= 1
         assert screen.query_one("#mounts").row_count >= 1
         assert screen.query_one("#h1-cpu").values
+        runs_before = len(screen.detail.runs)
+        await pilot.press("r")  # collect now, from the detail screen: a new run appears live
+        await until(pilot, lambda: len(screen.detail.runs) > runs_before, what="a new run on the detail screen")
         await pilot.press("escape")
         assert isinstance(app.screen, DashboardScreen)
 
@@ -194,10 +197,13 @@ async def test_a_adds_a_server_with_inline_validation(live: LiveFleet) -> None:
         assert "at least 10 seconds" in str(form.query_one("#interval-error").render())
         form.query_one("#interval").value = "120"
         form.query_one("#username").value = live.sim.username
+        assert form.query_one("#secret").password  # typed unseen
+        form.query_one("#secret").value = "s3cret"
         await pilot.press("ctrl+s")
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen), what="the form to close")
         added = next(row for row in await live.service.list_servers() if row.server.name == "added-1")
         assert added.server.interval == 120
+        assert added.server.has_secret  # handed to the service, stored encrypted
         await until(pilot, lambda: added.server.id in table(app).rows_by_id, what="the new row")
 
 
