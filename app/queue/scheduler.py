@@ -8,8 +8,8 @@ per interval. What breaks a chain (a worker killed between finishing a link and
 enqueuing the next, a link swept after its last attempt, Redis restarted empty)
 is repaired by `reconcile`, which every worker process runs every
 RECONCILE_EVERY_S seconds and at once on a "servers" event. It is idempotent, so
-it needs no lock: it adds the missing links (due one interval after the last
-run, or now), brings forward links left far out by a shortened interval, and
+it needs no lock: it adds the missing links (due one interval after the newest
+sample, or now), brings forward links left far out by a shortened interval, and
 withdraws the links of disabled or removed servers.
 """
 
@@ -55,23 +55,25 @@ async def reconcile(deps: CollectContext) -> ReconcileResult:
         if server_id is not None:
             links[server_id] = due
     now = time.time()
+    last_sampled: dict[int, float] | None = None
+
+    async def due(server: Server) -> float:
+        """One interval after the server's newest sample, or now (one query for all servers)."""
+        nonlocal last_sampled
+        if last_sampled is None:
+            last_sampled = {sid: sample.collected_at.timestamp() for sid, sample in (await deps.repo.latest_samples()).items()}
+        previous = last_sampled.get(server.id)
+        return now if previous is None else max(now, previous + server.interval)
+
     for server_id, server in enabled.items():
         if server_id not in links:
-            result.added += await enqueue_link(deps, server_id, await _due(deps, server, now))
+            result.added += await enqueue_link(deps, server_id, await due(server))
         elif links[server_id] > now + server.interval + 1:
             key = deps.cache.job_key("scheduled", server_id)
-            result.moved += await deps.lanes.scheduled.reschedule(key, await _due(deps, server, now))
+            result.moved += await deps.lanes.scheduled.reschedule(key, await due(server))
     for server_id in links.keys() - enabled.keys():
         result.withdrawn += await deps.lanes.scheduled.withdraw(deps.cache.job_key("scheduled", server_id))
     return result
-
-
-async def _due(deps: CollectContext, server: Server, now: float) -> float:
-    """One interval after the server's last run started, or now."""
-    last = await deps.repo.last_run(server.id)
-    if last is None:
-        return now
-    return max(now, last.started_at.timestamp() + server.interval)
 
 
 class Scheduler:
