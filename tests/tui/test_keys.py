@@ -445,3 +445,15 @@ async def test_header_says_when_no_worker_is_attached(tmp_path, redis_url, redis
                 assert row.status == "unknown" and table(app).cell_text(row.server.id, "status") == "? new"
                 await pilot.press("c")
                 await until(pilot, lambda: "waiting 1" in str(app.dashboard.query_one(QueueBar).render()), what="waiting")
+
+
+async def test_a_service_that_cannot_open_ends_the_app_with_the_reason() -> None:
+    @contextlib.asynccontextmanager
+    async def unreachable():
+        raise ConnectionError("cannot reach redis at 127.0.0.1:1")
+        yield  # an async generator, as open_service is
+
+    app = FleetApp(open_service=unreachable)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+    assert app.return_code == 1  # and Textual prints "fleettop: cannot start: <why>" on exit
