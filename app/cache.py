@@ -5,6 +5,7 @@ test runs) can share one Redis:
 
   <prefix>metrics:latest:<server_id>  latest Sample as JSON (TTL cache.latest_ttl)
   <prefix>metrics:aggregated          FleetAggregate as JSON (TTL cache.aggregated_ttl)
+  <prefix>runs:last:<server_id>       how the server's last finished run ended (TTL cache.latest_ttl)
   <prefix>paused                      set while the queue is paused (every process checks it)
   <prefix>workers                     zset worker id -> heartbeat expiry (epoch s)
   <prefix>retrying                    zset SAQ job id -> end of its retry backoff (epoch s)
@@ -16,6 +17,7 @@ test runs) can share one Redis:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,6 +40,13 @@ class Event(BaseModel):
 
     kind: Literal["sample", "run", "servers", "queue"]
     server_id: int | None = None
+
+
+class RunOutcome(BaseModel):
+    """How a server's last finished run ended: what its row shows as up or down."""
+
+    status: Literal["ok", "failed"]
+    error: str | None = None
 
 
 class Cache:
@@ -97,8 +106,34 @@ class Cache:
                 await pipe.execute()
         return found
 
-    async def forget_latest(self, server_id: int) -> None:
-        await self.redis.delete(self._latest_key(server_id))
+    async def forget(self, server_id: int) -> None:
+        """Drop everything cached about a server (it was removed)."""
+        await self.redis.delete(self._latest_key(server_id), self._outcome_key(server_id))
+
+    # -- how each server's last run ended --------------------------------------------
+
+    def _outcome_key(self, server_id: int) -> str:
+        return f"{self.prefix}runs:last:{server_id}"
+
+    async def set_outcome(self, server_id: int, outcome: RunOutcome) -> None:
+        await self.redis.set(self._outcome_key(server_id), outcome.model_dump_json(), ex=self.settings.cache.latest_ttl)
+
+    async def outcomes(
+        self, server_ids: list[int], load: Callable[[int], Awaitable[RunOutcome | None]]
+    ) -> dict[int, RunOutcome]:
+        """Last run outcome of each server: from Redis, the misses from `load` (SQL), cached."""
+        if not server_ids:
+            return {}
+        found: dict[int, RunOutcome] = {}
+        for server_id, raw in zip(server_ids, await self.redis.mget([self._outcome_key(i) for i in server_ids])):
+            if raw is not None:
+                with contextlib.suppress(ValidationError):
+                    found[server_id] = RunOutcome.model_validate_json(raw)
+        for server_id in server_ids:
+            if server_id not in found and (loaded := await load(server_id)) is not None:
+                found[server_id] = loaded
+                await self.set_outcome(server_id, loaded)
+        return found
 
     # -- fleet aggregate -------------------------------------------------------------
 
@@ -117,16 +152,17 @@ class Cache:
         await self.redis.delete(self._aggregate_key)
 
     async def clear(self) -> int:
-        """Delete every cached metric of this prefix; returns how many keys went."""
+        """Delete every cached figure and run outcome of this prefix; returns how many keys went."""
         removed = 0
-        batch: list[bytes] = []
-        async for key in self.redis.scan_iter(match=self.prefix + "metrics:*", count=500):
-            batch.append(key)
-            if len(batch) >= 500:
+        for pattern in ("metrics:*", "runs:last:*"):
+            batch: list[bytes] = []
+            async for key in self.redis.scan_iter(match=self.prefix + pattern, count=500):
+                batch.append(key)
+                if len(batch) >= 500:
+                    removed += await self.redis.delete(*batch)
+                    batch = []
+            if batch:
                 removed += await self.redis.delete(*batch)
-                batch = []
-        if batch:
-            removed += await self.redis.delete(*batch)
         return removed
 
     # -- pause flag ------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from app.cache import Cache, Event
+from app.cache import Cache, Event, RunOutcome
 from app.config import LoadedConfig, ServerConfig, Settings
 from app.domain import FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, classify
 from app.errors import FleettopError, UsageError
@@ -149,7 +149,7 @@ class FleetService:
         await self.repo.remove_server(name)
         await self.repo.audit("server.remove", name)
         with contextlib.suppress(RedisError, OSError):
-            await self.cache.forget_latest(server.id)
+            await self.cache.forget(server.id)
             lanes = self._deps.lanes
             await lanes.scheduled.withdraw(self.cache.job_key("scheduled", server.id))
             await lanes.manual.withdraw(self.cache.job_key("manual", server.id))
@@ -278,23 +278,28 @@ class FleetService:
             if score is not None
         }
 
+    async def _last_outcome(self, server_id: int) -> RunOutcome | None:
+        runs = await self.repo.recent_runs(server_id, 2)
+        finished = next((run for run in runs if run.status != "running"), None)
+        return RunOutcome(status=finished.status, error=finished.error) if finished else None
+
     async def _rows(self, servers: list[Server]) -> list[ServerRow]:
         ids = [server.id for server in servers]
         latest = await self.cache.latest(ids, self.repo.latest_samples)
         next_runs = await self._next_runs([server for server in servers if server.enabled])
-        recent = await asyncio.gather(*(self.repo.recent_runs(server_id, 2) for server_id in ids))
+        outcomes = await self.cache.outcomes(ids, self._last_outcome)
         now = datetime.now(timezone.utc)
         rows = []
-        for server, runs in zip(servers, recent):
+        for server in servers:
             sample = latest.get(server.id)
-            finished = next((run for run in runs if run.status != "running"), None)
+            outcome = outcomes.get(server.id)
             rows.append(
                 ServerRow(
                     server=server,
                     latest=sample,
                     severities=classify(sample, server.thresholds) if sample else {},
-                    status=_status(server, sample, finished, now),
-                    error=finished.error if finished and finished.status == "failed" else None,
+                    status=_status(server, sample, outcome, now),
+                    error=outcome.error if outcome and outcome.status == "failed" else None,
                     last_collected_at=sample.collected_at if sample else None,
                     next_run_at=next_runs.get(server.id),
                 )
@@ -302,7 +307,7 @@ class FleetService:
         return rows
 
 
-def _status(server: Server, sample: Sample | None, last: Run | None, now: datetime) -> Status:
+def _status(server: Server, sample: Sample | None, last: RunOutcome | None, now: datetime) -> Status:
     if not server.enabled:
         return "disabled"
     if last is None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 from saq.job import TERMINAL_STATUSES, Job
 
-from app.cache import Cache, Event
+from app.cache import Cache, Event, RunOutcome
 from app.config import Settings
 from app.domain import Sample
 from app.probe import CollectError, Prober
@@ -154,6 +154,8 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
             delay = _set_retry_delay(deps, job)
             with contextlib.suppress(RedisError, OSError):
                 await deps.cache.mark_retrying(job.id, time.time() + delay)
+        with contextlib.suppress(RedisError, OSError):
+            await deps.cache.set_outcome(server_id, RunOutcome(status="failed", error=message))
         log.warning("collect %s attempt %d/%d failed: %s", server.name, attempt, job.retries, message)
         await deps.cache.publish(Event(kind="run", server_id=server_id))
         raise AttemptFailed(message) from None
@@ -163,6 +165,7 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
     sample = Sample(**result.metrics.model_dump(), server_id=server_id, counters=result.counters)
     try:
         await deps.cache.set_latest(sample)
+        await deps.cache.set_outcome(server_id, RunOutcome(status="ok"))
         await deps.cache.invalidate_aggregate()
     except (RedisError, OSError) as exc:  # stored in SQL already; readers fall back to it
         log.warning("cannot cache the sample of %s: %s", server.name, exc)

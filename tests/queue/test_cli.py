@@ -116,6 +116,6 @@ async def test_queue_commands_agree_with_every_process(make_config, short_dir: P
         assert not await service.is_paused()
 
         code, stdout, _ = await run_fleettop(config, "cache", "clear")
-        assert code == 0 and stdout.startswith("cleared 2 cached keys")
+        assert code == 0 and stdout.startswith("cleared 4 cached keys")  # latest figures and run outcomes
         actions = [entry.action for entry in await service.repo.audit_entries()]
         assert {"collect.all", "queue.pause", "queue.resume"} <= set(actions)

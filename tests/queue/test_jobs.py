@@ -85,6 +85,10 @@ async def test_retries_wait_5_then_10_seconds_then_the_run_fails(make_config, fl
         outcome = await service.manual_outcome(server)
         assert outcome.status == "failed" and "sim-0003" in outcome.error
         assert (await service.stats()).failed == 3
+        row = await service.server_row(server.id)
+        assert row.status == "down" and "sim-0003" in row.error
+        await service.cache.forget(server.id)  # the same answer from SQL
+        assert (await service.server_row(server.id)).status == "down"
 
 
 async def test_pause_holds_jobs_and_resume_releases_them(make_config, database_url, fleet):
