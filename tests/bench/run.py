@@ -43,6 +43,7 @@ class Bench:
         self.figures: list[Figure] = []
         self.notes: list[str] = []
         self.raw: dict[str, object] = {}
+        self.load_start = _loadavg()
 
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)
@@ -69,14 +70,14 @@ class Bench:
             raise RuntimeError(f"{fleet.name}: collect --all --wait exit {timed.returncode}, {ok}/{expect} ok: {failed}")
         return timed
 
-    def cold(self, fleet: Fleet, count: int, label: str, target: str = "") -> Figure:
+    def cold(self, fleet: Fleet, count: int, label: str, target: str = "", repeats: int | None = None) -> Figure:
         """No worker attached: the CLI's embedded worker opens every connection. The first
         run of a fresh data_dir is first contact (the probe samples twice, 0.25 s apart):
         it is shown on a line of its own."""
         first = self.collect_all(fleet, count)
         self.add(Figure(f"{label}, first contact (fresh DB)", [first.wall], "s",
                         "1 run: `fleettop collect --all --wait` on an empty data_dir: connect + probe sampling twice"))
-        runs = [self.collect_all(fleet, count) for _ in range(self.repeats)]
+        runs = [self.collect_all(fleet, count) for _ in range(repeats or self.repeats)]
         figure = self.add(Figure(label, [run.wall for run in runs], "s",
                                  "whole `fleettop collect --all --wait` process, no worker running (connections opened)",
                                  target=target))
@@ -227,7 +228,7 @@ pipelining = True
             servers, ssh = harness.sim_servers(sim.info)
             fleet = self.fleet(f"sim{count}", servers, ssh)
             try:
-                self.cold(fleet, count, f"collect-all cold, {count} sim hosts")
+                self.cold(fleet, count, f"collect-all cold, {count} sim hosts", repeats=2 if count >= 1000 else None)
                 target = "<= 3 s" if count == 1000 else ""
                 warm, worker = self.warm(fleet, count, f"collect-all warm, {count} sim hosts", target)
                 if target:
@@ -319,7 +320,7 @@ pipelining = True
         self.profile_dir.mkdir(parents=True, exist_ok=True)
         spy = str(harness.PEER_BIN / "py-spy")
         worker_out = self.profile_dir / f"{tag}-worker.txt"
-        recorder = subprocess.Popen([spy, "record", "--pid", str(worker.pid), "--rate", "500", "--format", "raw",
+        recorder = subprocess.Popen([spy, "record", "--pid", str(worker.pid), "--rate", "200", "--format", "raw",
                                      "--output", str(worker_out), "--nonblocking"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
@@ -328,7 +329,7 @@ pipelining = True
         recorder.send_signal(2)
         recorder.wait(60)
         cli_out = self.profile_dir / f"{tag}-cli.txt"
-        timed = run_timed([spy, "record", "--rate", "500", "--idle", "--format", "raw", "--output", str(cli_out), "--",
+        timed = run_timed([spy, "record", "--rate", "100", "--nonblocking", "--idle", "--format", "raw", "--output", str(cli_out), "--",
                            *fleettop_cmd("--config", str(fleet.config), "collect", "--all", "--wait")],
                           timeout=COLLECT_TIMEOUT, cwd=fleet.root)
         if timed.returncode != 0:
@@ -342,10 +343,11 @@ pipelining = True
             "",
             f"fleettop benchmarks -- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
             f"worker.concurrency {self.concurrency} unless noted, ssh.max_concurrent_connects 8 (default), "
-            f"{'quick' if self.quick else 'full'} run",
+            f"{'quick' if self.quick else 'full'} run; load average at start {self.load_start}, at end {_loadavg()} "
+            "(other jobs share this machine: see the min column)",
             "",
-            f"| {'figure':<62} | {'median':>11} | {'min':>11} | {'n':>2} | {'target':<26} | {'met':<3} |",
-            f"|{'-' * 64}|{'-' * 13}|{'-' * 13}|{'-' * 4}|{'-' * 28}|{'-' * 5}|",
+            f"| {'figure':<84} | {'median':>11} | {'min':>11} | {'n':>2} | {'target':<26} | {'met':<3} |",
+            f"|{'-' * 86}|{'-' * 13}|{'-' * 13}|{'-' * 4}|{'-' * 28}|{'-' * 5}|",
         ]
         for f in self.figures:
             met = "" if f.met is None else ("yes" if f.met else "NO")
@@ -354,11 +356,15 @@ pipelining = True
                 value = best = "no" if f.met else "YES"
             else:
                 value, best = fmt(f.median, f.unit), fmt(f.best, f.unit)
-            lines.append(f"| {f.label:<62} | {value:>11} | {best:>11} | {len(f.values):>2} | {target:<26} | {met:<3} |")
+            lines.append(f"| {f.label:<84} | {value:>11} | {best:>11} | {len(f.values):>2} | {target:<26} | {met:<3} |")
         lines += ["", "How each figure was measured:"]
         lines += [f"- {f.label}: {f.how}" for f in self.figures]
         lines += ["", *[f"Note: {note}" for note in self.notes]]
         return "\n".join(lines)
+
+
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main(argv: list[str] | None = None) -> int:
