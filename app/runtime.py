@@ -28,6 +28,7 @@ log = logging.getLogger("fleettop.runtime")
 
 HEARTBEAT_EVERY_S = 5.0
 HEARTBEAT_TTL_S = 15.0
+STOP_MARGIN_S = 10.0  # past the grace period: SAQ's cancellation deadline and the final writes
 
 
 class Runtime:
@@ -60,6 +61,18 @@ class Runtime:
 
     async def stop(self) -> None:
         """Take no new job, let jobs in flight finish within worker.shutdown_grace, re-queue the rest."""
+        limit = self.deps.settings.worker.shutdown_grace + STOP_MARGIN_S
+        try:
+            await asyncio.wait_for(self._stop_workers(), limit)
+        except asyncio.TimeoutError:
+            # Something would not let go (a hung connection?): leave the rest to the
+            # sweep of a live worker, which re-queues jobs that stop beating.
+            log.error("worker %s did not stop within %gs; its jobs go back to the queue by the sweep", self.worker_id, limit)
+        with contextlib.suppress(RedisError, OSError):
+            await self.deps.cache.drop_worker(self.worker_id)
+        log.info("worker %s stopped", self.worker_id)
+
+    async def _stop_workers(self) -> None:
         for worker in self._workers:
             worker.queue.stop_dequeuing()  # type: ignore[attr-defined]
         for task in self._helpers:
@@ -74,9 +87,6 @@ class Runtime:
             worker.tasks.difference_update(upkeep)
         await asyncio.gather(*(worker.stop() for worker in self._workers), return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        with contextlib.suppress(RedisError, OSError):
-            await self.deps.cache.drop_worker(self.worker_id)
-        log.info("worker %s stopped", self.worker_id)
 
     async def _heartbeat(self) -> None:
         """A live worker's mark in Redis: `collect --wait` and health() look for it."""
