@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.config import Settings
+from app.redis_server import redis_server_binary
+from app.store.db import open_database
+from app.store.repo import Repository
 
 from queue_helpers import Fleettop, service_for, wait_until
 
@@ -103,3 +111,55 @@ async def test_headless_exits_0_on_sigterm_and_returns_unfinished_jobs_to_the_qu
         assert job is not None and job.status == "queued"  # back in the queue, to run again
         assert (await service.repo.last_run(stuck.id)).status == "failed"  # the interrupted attempt, recorded
     fleet.freeze("sim-0003", False)
+
+
+async def test_a_worker_rides_out_a_redis_outage(make_config, short_dir: Path, fleet):
+    """Its own Redis (not the shared one) goes away and comes back empty: the worker
+    logs it once, keeps running, and the reconcile rebuilds the schedule."""
+    socket_path = short_dir / "outage.sock"
+
+    async def start_redis():
+        process = await asyncio.create_subprocess_exec(
+            redis_server_binary(), "--port", "0", "--unixsocket", str(socket_path), "--save", "", "--daemonize", "yes",
+            "--pidfile", str(short_dir / "outage.pid"), "--dir", str(short_dir),
+        )
+        assert await process.wait() == 0
+        await wait_until(lambda: asyncio.sleep(0, socket_path.exists()), 5)
+
+    async def stop_redis():
+        private = Redis(unix_socket_path=str(socket_path))
+        with contextlib.suppress(RedisError, OSError):
+            await private.shutdown(nosave=True)
+        await private.aclose()
+
+    await start_redis()
+    data = make_config(servers=["sim-0001"], interval=10, redis={"url": f"unix://{socket_path}"})
+    headless = await Fleettop.start(short_dir / "config.yaml", "--headless", name="outage")
+    database = None
+    try:
+        await wait_until(lambda: asyncio.sleep(0, (Path(data["data_dir"]) / "fleettop.db").exists()), 10)
+        database = await open_database(Settings.model_validate(data))
+        repo = Repository(database)
+        server = await wait_until(lambda: repo.get_server("sim-0001"), 10)
+
+        async def ok_runs() -> int:
+            return sum(run.status == "ok" for run in await repo.recent_runs(server.id, 10))
+
+        await wait_until(ok_runs, 10)
+        await stop_redis()
+        await asyncio.sleep(3)
+        assert headless.process.returncode is None  # still running
+        await start_redis()
+
+        async def collected_again() -> bool:
+            return await ok_runs() >= 2
+
+        await wait_until(collected_again, 25, step=0.5)
+    finally:
+        if database is not None:
+            await database.close()
+        assert await headless.stop() == 0
+        await stop_redis()
+    log = headless.text()
+    assert log.count("redis unavailable (queue") == 2, log  # once per queue, not once per poll
+    assert "redis is back" in log and "Traceback" not in log
