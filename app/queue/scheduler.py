@@ -33,6 +33,7 @@ log = logging.getLogger("fleettop.scheduler")
 
 RECONCILE_EVERY_S = 10.0
 CLEAN_EVERY_S = 3600
+RETRY_AFTER_FAILURE_S = 1.0
 
 
 @dataclass
@@ -90,10 +91,13 @@ class Scheduler:
         try:
             while True:
                 self._wake.clear()
-                await self._reconcile_once()
-                await self._clean_now_and_then()
+                if await self._reconcile_once():
+                    await self._clean_now_and_then()
+                    pause = RECONCILE_EVERY_S
+                else:
+                    pause = RETRY_AFTER_FAILURE_S  # rebuild soon after Redis or the database is back
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), RECONCILE_EVERY_S)
+                    await asyncio.wait_for(self._wake.wait(), pause)
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -109,19 +113,20 @@ class Scheduler:
         except (RedisError, OSError, SQLAlchemyError, FleettopError) as exc:
             log.warning("clean failed: %s", _one_line(exc))
 
-    async def _reconcile_once(self) -> None:
+    async def _reconcile_once(self) -> bool:
         try:
             result = await reconcile(self.deps)
         except (RedisError, OSError, SQLAlchemyError, FleettopError) as exc:
             if not self._failing:
                 log.error("schedule reconcile failed: %s; retrying", _one_line(exc))
                 self._failing = True
-            return
+            return False
         if self._failing:
             log.warning("schedule reconcile works again")
             self._failing = False
         if result.changed:
             log.info("schedule: %d added, %d moved, %d withdrawn", result.added, result.moved, result.withdrawn)
+        return True
 
     async def _listen(self) -> None:
         async for event in self.deps.cache.events():
