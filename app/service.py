@@ -69,7 +69,7 @@ class CollectOutcome(BaseModel):
 
 class FleetService:
     def __init__(self, deps: CollectContext, secrets: SecretBox, redis: RedisTarget):
-        self._deps = deps
+        self.context = deps  # what the jobs run with: repo, cache, prober, queues
         self.settings = deps.settings
         self.repo = deps.repo
         self.cache = deps.cache
@@ -82,7 +82,7 @@ class FleetService:
     async def start_worker(self, *, schedule: bool = True) -> None:
         """Run the workers (and with schedule=True the scheduler) in this event loop."""
         if self._runtime is None:
-            self._runtime = Runtime(self._deps, schedule=schedule)
+            self._runtime = Runtime(self.context, schedule=schedule)
             await self._runtime.start()
 
     async def stop_worker(self) -> None:
@@ -150,7 +150,7 @@ class FleetService:
         await self.repo.audit("server.remove", name)
         with contextlib.suppress(RedisError, OSError):
             await self.cache.forget(server.id)
-            lanes = self._deps.lanes
+            lanes = self.context.lanes
             await lanes.scheduled.withdraw(self.cache.job_key("scheduled", server.id))
             await lanes.manual.withdraw(self.cache.job_key("manual", server.id))
         await self._servers_changed()
@@ -167,7 +167,7 @@ class FleetService:
         if blob is None and cfg.auth != "agent":
             existing = await self.repo.get_server(cfg.name)
             blob = await self.repo.get_secret(existing.id) if existing else None
-        result = await self._deps.prober.collect(server, None, blob, keep=False)
+        result = await self.context.prober.collect(server, None, blob, keep=False)
         return result.metrics
 
     # -- queue -----------------------------------------------------------------------
@@ -180,15 +180,15 @@ class FleetService:
             await self.repo.audit("collect.all", "*", f"{len(servers)} servers")
         else:
             servers = await self.resolve(names)
-        return await control.collect_now(self._deps, [server.id for server in servers])
+        return await control.collect_now(self.context, [server.id for server in servers])
 
     async def wait_collected(self, servers: list[Server], timeout: float | None = None) -> None:
         """Until the manual collection of each server has finished (ok or failed for good)."""
-        await control.wait_manual(self._deps, [server.id for server in servers], timeout)
+        await control.wait_manual(self.context, [server.id for server in servers], timeout)
 
     async def manual_outcome(self, server: Server) -> CollectOutcome:
         """The result of the server's last manual collection (after wait_collected)."""
-        job = await self._deps.lanes.manual.job(self.cache.job_key("manual", server.id))
+        job = await self.context.lanes.manual.job(self.cache.job_key("manual", server.id))
         last = await self.repo.last_run(server.id)
         ok = job.status == "complete" if job is not None else last is not None and last.status == "ok"
         if ok:
@@ -198,23 +198,23 @@ class FleetService:
         return CollectOutcome(status="failed", error=f"collection {job.status.value if job else 'lost'}")
 
     async def pause(self) -> None:
-        await control.pause(self._deps)
+        await control.pause(self.context)
         await self.repo.audit("queue.pause", "queue")
 
     async def resume(self) -> None:
-        await control.resume(self._deps)
+        await control.resume(self.context)
         await self.repo.audit("queue.resume", "queue")
 
     async def is_paused(self) -> bool:
         return await self.cache.is_paused()
 
     async def clean(self) -> int:
-        removed = await control.clean(self._deps)
+        removed = await control.clean(self.context)
         await self.repo.audit("queue.clean", "queue", f"{removed} removed")
         return removed
 
     async def stats(self) -> QueueStats:
-        return await control.stats(self._deps)
+        return await control.stats(self.context)
 
     async def aggregate(self) -> FleetAggregate:
         return await self.cache.aggregate(self.repo.aggregate)
@@ -227,7 +227,7 @@ class FleetService:
         run = await self.repo.get_run(run_id)
         if run is None:
             raise FleettopError(f"run {run_id} not found (cleaned, or its server removed)")
-        return await control.collect_now(self._deps, [run.server_id])
+        return await control.collect_now(self.context, [run.server_id])
 
     async def schedule(self) -> list[tuple[str, int, datetime | None]]:
         """(server name, interval, next run) of every enabled server, soonest first."""
@@ -270,7 +270,7 @@ class FleetService:
 
     async def _next_runs(self, servers: list[Server]) -> dict[int, datetime]:
         keys = [self.cache.job_key("scheduled", server.id) for server in servers]
-        scores = await self._deps.lanes.scheduled.scores(keys)
+        scores = await self.context.lanes.scheduled.scores(keys)
         now = datetime.now(timezone.utc)
         return {
             server.id: max(now, datetime.fromtimestamp(score, timezone.utc)) if score else now

@@ -54,9 +54,9 @@ async def test_a_job_delivered_twice_stores_one_sample(make_config, database_url
     data = make_config(servers=["sim-0002"], database={"url": database_url})
     async with service_for(data, worker=False) as service:
         server = (await service.resolve(["sim-0002"]))[0]
-        job = Job(function="collect", key="twice", queue=service._deps.lanes.manual, queued=1234, attempts=1,
+        job = Job(function="collect", key="twice", queue=service.context.lanes.manual, queued=1234, attempts=1,
                   kwargs={"server_id": server.id, "trigger": "manual"})
-        ctx = {"job": job, "collect": service._deps}
+        ctx = {"job": job, "collect": service.context}
         assert await collect(ctx, server_id=server.id, trigger="manual") == {"status": "ok"}
         assert (await collect(ctx, server_id=server.id, trigger="manual"))["duplicate"] is True
         assert await service.repo.count_samples(server.id) == 1

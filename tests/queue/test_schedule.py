@@ -19,7 +19,7 @@ from queue_helpers import service_for, wait_until
 async def test_reconcile_adds_moves_and_withdraws_links_idempotently(make_config, database_url, fleet):
     data = make_config(servers=["sim-0001", "sim-0002"], database={"url": database_url})
     async with service_for(data, worker=False) as service:
-        deps = service._deps
+        deps = service.context
         assert (await reconcile(deps)).added == 2
         again = await reconcile(deps)
         assert (again.added, again.moved, again.withdrawn) == (0, 0, 0)
@@ -98,7 +98,7 @@ async def test_latest_falls_back_to_sql_aggregate_is_cached_and_clean_trims(make
         removed = await service.clean()
         assert removed == 2  # the older run, and the finished manual job record
         assert len(await service.repo.recent_runs(server.id)) == 1  # a server's newest run stays
-        assert await service._deps.lanes.manual.job(cache.job_key("manual", server.id)) is None
+        assert await service.context.lanes.manual.job(cache.job_key("manual", server.id)) is None
 
         assert await cache.clear() == 3  # latest figures, aggregate, last run outcome
         assert not await cache.redis.exists(latest_key)

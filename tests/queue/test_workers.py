@@ -107,7 +107,7 @@ async def test_headless_exits_0_on_sigterm_and_returns_unfinished_jobs_to_the_qu
         assert stats.active == 0
         assert stats.scheduled == len(names)  # every server still has its schedule link: nothing lost
         stuck = servers[2]
-        job = await service._deps.lanes.scheduled.job(service.cache.job_key("scheduled", stuck.id))
+        job = await service.context.lanes.scheduled.job(service.cache.job_key("scheduled", stuck.id))
         assert job is not None and job.status == "queued"  # back in the queue, to run again
         assert (await service.repo.last_run(stuck.id)).status == "failed"  # the interrupted attempt, recorded
     fleet.freeze("sim-0003", False)
