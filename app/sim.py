@@ -227,6 +227,7 @@ class SimMachine:
 # The SSH side.
 
 FIRST_CONTACT_SLEEP = 0.25  # the script's pause between its two samples
+HOSTILE = ("huge", "endless", "garbage", "escapes", "stderr-escapes", "drip")
 
 
 @dataclass
@@ -238,6 +239,7 @@ class SimHost:
     listener: asyncssh.SSHAcceptor | None = None
     connections: set = field(default_factory=set)
     frozen: bool = False
+    hostile: str | None = None  # one of HOSTILE: how this host misbehaves (see SimFleet.misbehave)
     connections_made: int = 0  # accepted connections, ever: reuse shows as 1
     execs: int = 0
     channels_closed_frozen: int = 0  # frozen commands whose channel the client closed
@@ -357,7 +359,7 @@ class SimFleet:
             server_host_keys=[host.host_key],
             server_factory=lambda: _SimServer(self, host),
             process_factory=lambda process: self._serve(host, process),
-            encoding="utf-8",
+            encoding=None,  # bytes: a hostile host may send what is not UTF-8
             reuse_address=True,
             config=None,
         )
@@ -392,6 +394,16 @@ class SimFleet:
     def reboot(self, name: str) -> None:
         self._hosts[name].machine.reboot()
 
+    def misbehave(self, name: str, how: str | None) -> None:
+        """Make a host hostile (None: behave again). `how`, one of HOSTILE:
+        "huge": a valid answer padded to 8 MiB; "endless": output that never ends;
+        "garbage": random bytes (not UTF-8); "escapes": a valid answer whose mount
+        names carry terminal escapes and Rich markup; "stderr-escapes": exit 1 with
+        escapes and markup on stderr; "drip": a byte every half second."""
+        if how is not None and how not in HOSTILE:
+            raise ValueError(f"unknown hostile behaviour {how!r}")
+        self._hosts[name].hostile = how
+
     async def _serve(self, host: SimHost, process: asyncssh.SSHServerProcess) -> None:
         host.execs += 1
         try:
@@ -407,10 +419,44 @@ class SimFleet:
                 first = machine.counters()
                 await asyncio.sleep(FIRST_CONTACT_SLEEP)
             machine.advance()
-            process.stdout.write(render_probe_output(machine.snapshot(), first))
+            text = render_probe_output(machine.snapshot(), first)
+            if host.hostile is not None:
+                await self._hostile(host.hostile, process, text)
+                return
+            process.stdout.write(text.encode())
             process.exit(0)
         except (asyncssh.Error, OSError, asyncssh.BreakReceived, asyncssh.SignalReceived):
             process.close()
+
+    async def _hostile(self, how: str, process: asyncssh.SSHServerProcess, text: str) -> None:
+        out = process.stdout
+        if how == "huge":
+            padding = (b"x" * 1023 + b"\n") * (8 * 1024)
+            out.write(padding + text.encode())
+            await out.drain()
+        elif how == "endless":
+            chunk = b"y" * 65536
+            while not process.channel.is_closing():
+                out.write(chunk)
+                await out.drain()
+        elif how == "garbage":
+            out.write(random.Random(self.seed).randbytes(64 * 1024))
+        elif how == "escapes":
+            evil = "/mnt/\x1b]0;pwned\x07\x1b[2J[bold red]boom[/]\x1b[31m"
+            row = f"/dev/vdz\x1b[5m 1048576 524288 524288 50% {evil}\n"  # a disk of its own, listed by df
+            text = text.replace(END_MARKER, row + END_MARKER)
+            out.write(text.encode())
+        elif how == "stderr-escapes":
+            process.stderr.write(b"\x1b]0;pwned\x07\x1b[2Jdf: [bold red]boom[/] \x1b[31mred\n")
+            process.exit(1)
+            return
+        elif how == "drip":
+            for byte in text.encode():
+                if process.channel.is_closing():
+                    return
+                out.write(bytes([byte]))
+                await asyncio.sleep(0.5)
+        process.exit(0)
 
     def _path(self, name: str) -> Path:
         if self._dir is None:

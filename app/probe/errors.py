@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from app.errors import FleettopError
@@ -11,10 +12,18 @@ CollectErrorKind = Literal[
 ]
 
 
+# C0/C1 controls and DEL (ESC among them): a hostile host's stderr or output must not
+# carry terminal escapes into the error stored, logged and printed by the CLI.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+DETAIL_MAX = 300
+
+
 class CollectError(FleettopError):
     """A collection that failed; str() is one line naming the host, `.kind` says why."""
 
     def __init__(self, kind: CollectErrorKind, where: str, detail: str):
-        detail = " ".join(detail.split()) or kind.replace("_", " ")
+        detail = " ".join(_CONTROL.sub(" ", detail).split()) or kind.replace("_", " ")
+        if len(detail) > DETAIL_MAX:
+            detail = detail[: DETAIL_MAX - 1] + "…"
         super().__init__(f"{where}: {detail}")
         self.kind = kind

@@ -33,6 +33,10 @@ _UNSIGNED = re.compile(r"\d{1,30}")
 _DECIMAL = re.compile(r"\d{1,30}(?:\.\d{1,30})?")
 _DF_ROW = re.compile(r"(\S+)?\s+(\d{1,30})\s+(\d{1,30})\s+(\d{1,30})\s+(?:\d{1,3}%|-)\s+(/.*)")
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+# Control characters (ESC among them) in a host's mount or device names are shown as "?":
+# names travel to the dashboard, the CLI and exports, never as terminal escapes.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+NAME_MAX = 512
 
 
 class ParseError(ValueError):
@@ -158,6 +162,7 @@ def real_disks(df_lines: list[str], mount_types: dict[str, str]) -> list[DiskUsa
         total, used, available = (int(row.group(i)) * unit for i in (2, 3, 4))
         mount = row.group(5)
         fstype = mount_types.get(mount, "")
+        mount, device = _printable(mount), _printable(device)
         if not device or fstype in PSEUDO_FILESYSTEMS or used + available == 0:
             continue
         disk = DiskUsage(
@@ -272,6 +277,10 @@ def _meminfo(lines: list[str]) -> dict[str, int]:
             raise ParseError(f"meminfo line malformed: {line.strip()[:60]}")
         values[key.strip()] = int(fields[0]) * (1024 if fields[1:] == ["kB"] else 1)
     return values
+
+
+def _printable(name: str) -> str:
+    return _CONTROL.sub("?", name)[:NAME_MAX]
 
 
 def _mount_types(lines: list[str]) -> dict[str, str]:

@@ -25,6 +25,11 @@ from app.probe.errors import CollectError
 logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 OWN_KNOWN_HOSTS = "known_hosts"
+# The probe prints a few KiB (tens with hundreds of mounts): anything past this is not
+# our script's answer, and is refused as unparsable instead of filling memory.
+MAX_OUTPUT_BYTES = 2 * 1024 * 1024
+MAX_STDERR_BYTES = 64 * 1024
+READ_CHUNK = 64 * 1024
 KEEPALIVE_COUNT_MAX = 3
 
 
@@ -181,7 +186,17 @@ class SSHPool:
         process = None
         try:
             async with asyncio.timeout(timeout):
-                process = await connection.create_process(command, input=stdin, encoding="utf-8", errors="replace")
+                # Bytes, read in bounded chunks: a hostile or broken host cannot make us hold
+                # more than MAX_OUTPUT_BYTES (an endless answer fails fast, not at the timeout).
+                process = await connection.create_process(command, encoding=None)
+                process.stdin.write(stdin.encode())
+                process.stdin.write_eof()
+                errors = asyncio.ensure_future(_read_capped(process.stderr, MAX_STDERR_BYTES, None))
+                try:
+                    stdout = await _read_capped(process.stdout, MAX_OUTPUT_BYTES, target.where)
+                    stderr = await errors
+                finally:
+                    errors.cancel()
                 completed = await process.wait()
         except TimeoutError:
             raise CollectError("timeout", target.where, f"probe did not finish within {timeout:g} s") from None
@@ -193,19 +208,19 @@ class SSHPool:
             raise CollectError("unreachable", target.where, f"connection lost: {_reason(exc)}") from None
         finally:
             if process is not None and process.exit_status is None and process.exit_signal is None:
-                # Timed out or cancelled: kill the remote process and close its channel,
-                # rather than leave it running.
+                # Timed out, too much output or cancelled: kill the remote process and close
+                # its channel, rather than leave it running.
                 with contextlib.suppress(OSError, asyncssh.Error):
                     process.send_signal("KILL")
                 process.close()
         if completed.exit_status != 0:
-            lines = (completed.stderr or "").strip().splitlines()
+            lines = stderr.decode(errors="replace").strip().splitlines()
             if completed.exit_signal:
                 status = f"was killed by signal {completed.exit_signal[0]}"
             else:
                 status = f"exited with status {completed.exit_status}"
             raise CollectError("command_failed", target.where, f"probe {status}: {lines[-1] if lines else 'no message'}")
-        return completed.stdout or ""
+        return stdout.decode(errors="replace")
 
     async def _trusted_hosts(self, where: str) -> asyncssh.SSHKnownHosts:
         """Both known_hosts files, parsed once and again only when one of them changes."""
@@ -284,6 +299,24 @@ class SSHPool:
         if isinstance(exc, (OSError, asyncssh.Error)):
             return CollectError("unreachable", where, f"cannot connect: {_reason(exc)}")
         return CollectError("unreachable", where, f"cannot connect: {type(exc).__name__}: {exc}")
+
+
+async def _read_capped(stream: asyncssh.SSHReader, limit: int, where: str | None) -> bytes:
+    """Everything up to EOF, at most `limit` bytes. Past the limit: CollectError('unparsable')
+    when `where` is given (stdout), else the rest is read and dropped (stderr)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        data = await stream.read(READ_CHUNK)
+        if not data:
+            return b"".join(chunks)
+        if size + len(data) > limit:
+            if where is not None:
+                raise CollectError("unparsable", where, f"probe output exceeds {limit // 1024} KiB: refused")
+            data = data[: max(0, limit - size)]
+        size += len(data)
+        if data:
+            chunks.append(data)
 
 
 def _reason(exc: BaseException) -> str:
