@@ -9,6 +9,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import stat
+import sys
+from urllib.parse import parse_qs, urlsplit
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -229,6 +232,7 @@ def load(explicit: str | os.PathLike[str] | None = None, environ: dict[str, str]
         if not isinstance(data, dict):
             raise ConfigError([f"{path}:1: the top level must be a mapping of keys, not {type(data).__name__}"])
     problems: list[str] = []
+    file_secret = _holds_password(data)  # before the environment's overrides: what the file itself holds
     from_env = _apply_env(data, environ, problems)
     if problems:
         raise ConfigError(problems)
@@ -239,7 +243,44 @@ def load(explicit: str | os.PathLike[str] | None = None, environ: dict[str, str]
     problems += _duplicate_names(path, root, data.get("servers"))
     if problems:
         raise ConfigError(problems)
+    warning = readable_secrets_warning(path) if exists and file_secret else None
+    if warning:
+        print(f"fleettop: warning: {warning}", file=sys.stderr)
     return LoadedConfig(settings=settings, path=path, exists=exists)
+
+
+def _url_has_password(url: str | None) -> bool:
+    if not url:
+        return False
+    try:
+        parts = urlsplit(url)
+        return bool(parts.password) or "password" in parse_qs(parts.query)
+    except ValueError:
+        return False
+
+
+def _holds_password(data: Any) -> bool:
+    """Whether a config document carries a password (in database.url or redis.url)."""
+    if not isinstance(data, dict):
+        return False
+    urls = []
+    for section in ("database", "redis"):
+        value = data.get(section)
+        if isinstance(value, dict) and isinstance(value.get("url"), str):
+            urls.append(value["url"])
+    return any(_url_has_password(url) for url in urls)
+
+
+def readable_secrets_warning(path: Path) -> str | None:
+    """One line when users other than its owner may read the config file (which holds a
+    password); None otherwise."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    return f"{path} holds a password and other users can read it (mode {mode:04o}): chmod 600 {path}"
 
 
 def _duplicate_names(path: Path, root: yaml.Node | None, servers: Any) -> list[str]:
