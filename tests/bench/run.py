@@ -31,6 +31,7 @@ import harness  # noqa: E402
 from harness import Figure, Fleet, Headless, fmt, fleettop_cmd, run_timed  # noqa: E402
 
 COLLECT_TIMEOUT = 180.0
+IDLE_WINDOW_S = 4.0
 
 
 class Bench:
@@ -89,6 +90,10 @@ class Bench:
         worker = Headless(fleet)
         worker.wait_ready()
         self.collect_all(fleet, count)  # round 1: connections opened
+        time.sleep(1.0)
+        idle0, idle_wall0 = worker.cpu_seconds(), time.perf_counter()
+        time.sleep(IDLE_WINDOW_S)  # the worker's own idle cost (polling, heartbeats, keepalives)
+        idle_rate = (worker.cpu_seconds() - idle0) / (time.perf_counter() - idle_wall0)
         cpu0 = worker.cpu_seconds()
         wall0 = time.perf_counter()
         runs = [self.collect_all(fleet, count) for _ in range(self.repeats)]
@@ -97,10 +102,12 @@ class Bench:
         figure = self.add(Figure(label, [run.wall for run in runs], "s",
                                  "whole `fleettop collect --all --wait` process, `fleettop --headless` already "
                                  "holding connections (rounds 2..)", target=target))
-        per = 1e3 * worker_cpu / (len(runs) * count)
+        per = 1e3 * max(worker_cpu - idle_rate * span, 0.0) / (len(runs) * count)
         self.add(Figure(f"{label}: worker CPU per collection", [per], "ms",
                         f"headless worker utime+stime (/proc/pid/stat) over {len(runs)} rounds x {count} hosts "
-                        f"({worker_cpu:.2f} s CPU in {span:.1f} s), incl. its idle polling"))
+                        f"({worker_cpu:.2f} s CPU in {span:.1f} s) minus its idle rate x that time"))
+        self.add(Figure(f"{label}: worker idle CPU", [100 * idle_rate], "%",
+                        f"headless worker CPU over {IDLE_WINDOW_S:g} s with nothing to do, connections open (% of one core)"))
         self.add(Figure(f"{label}: CLI process CPU", [run.cpu for run in runs], "s",
                         "user+sys of the `collect --all --wait` process (wait4 rusage)"))
         return figure, worker
