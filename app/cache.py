@@ -219,12 +219,16 @@ class Cache:
         except (RedisError, OSError) as exc:
             log.warning("cannot publish event %s: %s", event.kind, exc)
 
-    async def events(self) -> AsyncIterator[Event]:
-        """Events from every process on this Redis, until cancelled. Reconnects after an outage."""
+    async def events(self, on_subscribed: Callable[[], None] | None = None) -> AsyncIterator[Event]:
+        """Events from every process on this Redis, until cancelled. Reconnects after an
+        outage; `on_subscribed` runs after each (re)subscription, as events published
+        before it are lost."""
         while True:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(self.events_channel)
+                if on_subscribed is not None:
+                    on_subscribed()
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue

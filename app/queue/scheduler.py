@@ -129,7 +129,8 @@ class Scheduler:
         return True
 
     async def _listen(self) -> None:
-        async for event in self.deps.cache.events():
+        # Once subscribed, reconcile again: a change announced before then went unheard.
+        async for event in self.deps.cache.events(on_subscribed=self._wake.set):
             if event.kind == "servers":
                 self._wake.set()
 
