@@ -30,6 +30,7 @@ from app.tui.screens.detail import DetailScreen
 from app.tui.screens.form import ServerForm
 from app.tui.screens.help import HelpScreen
 from app.tui.screens.queue import QueueScreen
+from app.tui.widgets.bars import HeaderBar
 
 COUNTS_INTERVAL = 1.5  # seconds between queue/fleet count refreshes
 FLUSH_INTERVAL = 0.25  # events are coalesced and repainted at most this often
@@ -184,11 +185,17 @@ class FleetApp(App):
     async def refresh_counts(self) -> None:
         if self.service is None:
             return
+        # Health first and on its own: it never raises, and an outage of Redis or the
+        # database (when the counts below cannot be had) is exactly what it must show.
         try:
-            stats, aggregate, health = await asyncio.gather(
-                self.service.stats(), self.service.aggregate(), self.service.health()
-            )
-        except Exception as exc:  # a hiccup: the header shows stale figures until the next round
+            health = await self.service.health()
+        except Exception as exc:
+            health = {"redis": False, "database": False, "worker": "none"}
+            self.log.warning(f"health: {exc!r}")
+        self.dashboard.query_one(HeaderBar).show(health=health)
+        try:
+            stats, aggregate = await asyncio.gather(self.service.stats(), self.service.aggregate())
+        except Exception as exc:  # a hiccup: the bars show stale figures until the next round
             self.log.warning(f"counts: {exc!r}")
             return
         self.dashboard.show_counts(stats=stats, aggregate=aggregate, health=health)
