@@ -1,0 +1,84 @@
+"""Redis killed and started again (empty) under a dashboard with its embedded worker and
+a headless worker: both stay up, show the outage, reconnect by themselves, and every
+server's schedule is whole again afterwards. A private redis-server: the shared one
+is never stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from app.tui.app import FleetApp
+from app.tui.widgets.bars import HeaderBar
+
+from conftest import wait_for
+from queue_helpers import Fleettop, loaded as loaded_config, service_for
+
+pytestmark = pytest.mark.slow
+
+NAMES = ["sim-0001", "sim-0002", "sim-0003", "sim-0004"]
+
+
+async def test_redis_restart_under_a_dashboard_and_a_headless_worker(make_config, short_dir: Path, fleet, private_redis):
+    data = make_config(servers=NAMES, interval=10, redis={"url": private_redis.url}, worker={"concurrency": 2})
+    config = short_dir / "config.yaml"
+    headless = await Fleettop.start(config, "--headless", name="headless")
+    try:
+        async with service_for(data, worker=True) as service:
+            app = FleetApp(service, config_path=config)
+            async with app.run_test(size=(160, 40)) as pilot:
+                header = app.dashboard.query_one(HeaderBar)
+
+                async def header_says(redis_ok: bool) -> bool:
+                    await pilot.pause(0.1)
+                    shown = str(header.render())
+                    return (header.health or {}).get("redis") is redis_ok and ("redis ✓" in shown) == redis_ok
+
+                await wait_for(lambda: header_says(True), 20)
+                servers = await service.resolve(NAMES)
+                await wait_for(lambda: all_have_ok_runs(service, servers, since=None), 30)
+
+                private_redis.stop()
+                outage_at = datetime.now(timezone.utc)
+                await wait_for(lambda: header_says(False), 15)
+                health = await service.health()
+                assert health["redis"] is False and health["database"] is True
+                await asyncio.sleep(3)  # the outage lasts
+                assert headless.process.returncode is None, headless.text()[-2000:]
+                assert app.is_running
+
+                private_redis.start()  # empty: every job, link and flag is gone
+                back_at = time.monotonic()
+                await wait_for(lambda: header_says(True), 20)
+                # The schedule is whole again: one link per server, and each collected after the restart.
+                await wait_for(lambda: schedule_links(service, len(NAMES)), 20)
+                await wait_for(lambda: all_have_ok_runs(service, servers, since=outage_at), 40, step=0.5)
+                recovered_in = time.monotonic() - back_at
+                stats = await service.stats()
+                assert stats.scheduled == len(NAMES) and stats.active <= len(NAMES)
+                assert app.is_running
+        print(f"recovered in {recovered_in:.1f}s")
+    finally:
+        code = await headless.stop()
+    log = headless.text()
+    assert code == 0, log[-3000:]
+    assert "redis unavailable" in log and "redis is back" in log and "Traceback" not in log
+
+
+async def all_have_ok_runs(service, servers, since) -> bool:
+    for server in servers:
+        runs = await service.repo.recent_runs(server.id, 20)
+        if not any(run.status == "ok" and (since is None or run.started_at > since) for run in runs):
+            return False
+    return True
+
+
+async def schedule_links(service, count: int) -> bool:
+    try:
+        return (await service.stats()).scheduled == count
+    except Exception:
+        return False
