@@ -14,7 +14,7 @@ import sys
 from urllib.parse import parse_qs, urlsplit
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -29,6 +29,9 @@ MIN_INTERVAL = 10
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 _HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+# libyaml's loader (a C extension) parses ~10x faster than the pure-Python one; a
+# PyYAML built without libyaml has only the latter.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ConfigError(Exception):
@@ -213,7 +216,7 @@ def load(explicit: str | os.PathLike[str] | None = None, environ: dict[str, str]
     path = config_path(explicit)
     environ = os.environ if environ is None else environ
     data: Any = {}
-    root: yaml.Node | None = None
+    text: str | None = None
     exists = path.is_file()
     if path.exists() and not exists:
         raise ConfigError([f"{path}: is not a regular file"])
@@ -222,15 +225,19 @@ def load(explicit: str | os.PathLike[str] | None = None, environ: dict[str, str]
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError([f"{path}: cannot be read: {exc}"]) from None
-        try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError([f"{path}:{_yaml_line(exc)}: malformed YAML: {_yaml_problem(exc)}"]) from None
+        data = _parse(path, text)
         if data is None:
             data = {}
         if not isinstance(data, dict):
             raise ConfigError([f"{path}:1: the top level must be a mapping of keys, not {type(data).__name__}"])
+    composed: list[yaml.Node | None] = []
+
+    def root() -> yaml.Node | None:
+        """The file's node tree, for line numbers: composed only when a problem needs one."""
+        if not composed:
+            composed.append(None if text is None else _compose(text))
+        return composed[0]
+
     problems: list[str] = []
     file_secret = _holds_password(data)  # before the environment's overrides: what the file itself holds
     from_env = _apply_env(data, environ, problems)
@@ -239,7 +246,7 @@ def load(explicit: str | os.PathLike[str] | None = None, environ: dict[str, str]
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        problems = [_describe(path, root, error, from_env) for error in exc.errors()]
+        problems = [_describe(path, root(), error, from_env) for error in exc.errors()]
     problems += _duplicate_names(path, root, data.get("servers"))
     if problems:
         raise ConfigError(problems)
@@ -247,6 +254,19 @@ def load(explicit: str | os.PathLike[str] | None = None, environ: dict[str, str]
     if warning:
         print(f"fleettop: warning: {warning}", file=sys.stderr)
     return LoadedConfig(settings=settings, path=path, exists=exists)
+
+
+def _parse(path: Path, text: str) -> Any:
+    """The YAML document, parsed once by the fast loader; or ConfigError. A document libyaml
+    refuses goes through the pure-Python parser, whose verdict (and wording) is the reference."""
+    try:
+        return yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506 -- a safe loader
+    except yaml.YAMLError:
+        pass
+    try:
+        return yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}:{_yaml_line(exc)}: malformed YAML: {_yaml_problem(exc)}"]) from None
 
 
 def _url_has_password(url: str | None) -> bool:
@@ -283,7 +303,14 @@ def readable_secrets_warning(path: Path) -> str | None:
     return f"{path} holds a password and other users can read it (mode {mode:04o}): chmod 600 {path}"
 
 
-def _duplicate_names(path: Path, root: yaml.Node | None, servers: Any) -> list[str]:
+def _compose(text: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=_FAST_LOADER)
+    except yaml.YAMLError:  # libyaml refused what the pure-Python parser took (see _parse)
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
+def _duplicate_names(path: Path, root: Callable[[], yaml.Node | None], servers: Any) -> list[str]:
     if not isinstance(servers, list):
         return []
     first: dict[str, int] = {}
@@ -293,7 +320,7 @@ def _duplicate_names(path: Path, root: yaml.Node | None, servers: Any) -> list[s
         if not isinstance(name, str):
             continue
         if name in first:
-            line = _line_of(root, ["servers", index, "name"])
+            line = _line_of(root(), ["servers", index, "name"])
             where = f"{path}:{line}: " if line else f"{path}: "
             problems.append(f"{where}servers[{index}].name: duplicate server name {name!r} (also servers[{first[name]}])")
         else:
