@@ -180,6 +180,7 @@ class FleetService:
             await self.repo.audit("collect.all", "*", f"{len(servers)} servers")
         else:
             servers = await self.resolve(names)
+            await self.repo.audit("collect", ",".join(server.name for server in servers))
         return await control.collect_now(self.context, [server.id for server in servers])
 
     async def wait_collected(self, servers: list[Server], timeout: float | None = None) -> None:
@@ -227,6 +228,7 @@ class FleetService:
         run = await self.repo.get_run(run_id)
         if run is None:
             raise FleettopError(f"run {run_id} not found (cleaned, or its server removed)")
+        await self.repo.audit("collect.retry", run.server_name, f"run {run_id}")
         return await control.collect_now(self.context, [run.server_id])
 
     async def schedule(self) -> list[tuple[str, int, datetime | None]]:
