@@ -10,8 +10,7 @@ import getpass
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-
-import asyncssh
+from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
 from app.domain import Counters, Server
@@ -20,8 +19,24 @@ from app.probe.errors import CollectError, CollectErrorKind
 from app.probe.local import run_local
 from app.probe.parse import ParseError, ProbeResult, compute, parse
 from app.probe.script import PROBE_SCRIPT, probe_command
-from app.probe.ssh import SSHPool, SSHTarget, append_known_host, describe_key, host_pattern
 from app.secrets import SecretBox
+
+if TYPE_CHECKING:
+    import asyncssh
+
+    from app.probe.ssh import SSHPool, SSHTarget, append_known_host, describe_key, host_pattern
+
+# app.probe.ssh (and asyncssh, ~0.15 s to import) is loaded when a connection is first
+# needed: a CLI command with a worker attached elsewhere never opens one.
+_SSH_NAMES = {"append_known_host", "describe_key", "host_pattern", "SSHPool", "SSHTarget"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SSH_NAMES:
+        from app.probe import ssh
+
+        return getattr(ssh, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "CollectError", "CollectErrorKind", "ProbeResult", "Prober", "append_known_host", "describe_key", "host_pattern",
@@ -32,7 +47,15 @@ class Prober:
     def __init__(self, settings: Settings, secrets: SecretBox | None = None):
         self._settings = settings
         self._secrets = secrets or SecretBox(settings.data_dir)
-        self._pool = SSHPool(settings.ssh, settings.data_dir)
+        self._ssh_pool: SSHPool | None = None
+
+    @property
+    def _pool(self) -> SSHPool:
+        if self._ssh_pool is None:
+            from app.probe.ssh import SSHPool
+
+            self._ssh_pool = SSHPool(self._settings.ssh, self._settings.data_dir)
+        return self._ssh_pool
 
     @property
     def own_known_hosts(self) -> Path:
@@ -70,9 +93,12 @@ class Prober:
         return await self._pool.trusted_state(self._target(server, None), key)
 
     async def close(self) -> None:
-        await self._pool.close()
+        if self._ssh_pool is not None:
+            await self._ssh_pool.close()
 
     def _target(self, server: Server, secret: bytes | None) -> SSHTarget:
+        from app.probe.ssh import SSHTarget
+
         ssh = self._settings.ssh
         key_file = server.key_file or ssh.key_file
         target = SSHTarget(

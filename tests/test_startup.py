@@ -1,0 +1,51 @@
+"""CLI start-up: what a command with nothing to migrate and no host to reach leaves unimported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from app.store.db import head_revision, known_head
+
+
+def test_known_head_is_alembics_head():
+    assert known_head() is not None
+    assert known_head() == head_revision()
+
+
+def test_cli_path_at_head_imports_neither_alembic_nor_asyncssh(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from app.config import Settings
+        from app.store.db import open_database
+
+        async def main():
+            for _ in range(2):  # the first creates the schema (Alembic), the second finds it at head
+                database = await open_database(Settings(data_dir={str(tmp_path)!r}))
+                await database.close()
+
+        asyncio.run(main())
+        before = {{name for name in sys.modules if name.split(".")[0] == "alembic"}}
+        assert before, "the first open migrated with Alembic"
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    at_head = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from app.config import Settings
+        from app.store.db import open_database
+        import app.cmd_queue, app.cmd_store  # the CLI's handlers
+
+        async def main():
+            database = await open_database(Settings(data_dir={str(tmp_path)!r}))
+            await database.close()
+
+        asyncio.run(main())
+        loaded = sorted({{name.split(".")[0] for name in sys.modules}} & {{"alembic", "asyncssh", "textual"}})
+        assert not loaded, loaded
+        """
+    )
+    subprocess.run([sys.executable, "-c", at_head], check=True)
