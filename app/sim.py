@@ -239,6 +239,7 @@ class SimHost:
     listener: asyncssh.SSHAcceptor | None = None
     connections: set = field(default_factory=set)
     frozen: bool = False
+    delay: float = 0.0  # seconds a probe takes before it answers (a slow host)
     hostile: str | None = None  # one of HOSTILE: how this host misbehaves (see SimFleet.misbehave)
     connections_made: int = 0  # accepted connections, ever: reuse shows as 1
     execs: int = 0
@@ -394,6 +395,10 @@ class SimFleet:
     def reboot(self, name: str) -> None:
         self._hosts[name].machine.reboot()
 
+    def slow(self, name: str, seconds: float) -> None:
+        """Answer every probe `seconds` late (0: at once)."""
+        self._hosts[name].delay = seconds
+
     def misbehave(self, name: str, how: str | None) -> None:
         """Make a host hostile (None: behave again). `how`, one of HOSTILE:
         "huge": a valid answer padded to 8 MiB; "endless": output that never ends;
@@ -412,6 +417,8 @@ class SimFleet:
                 await process.channel.wait_closed()
                 host.channels_closed_frozen += 1
                 return
+            if host.delay:
+                await asyncio.sleep(host.delay)
             machine = host.machine
             first = None
             if (process.command or "").split()[-1:] == ["1"]:
