@@ -31,6 +31,10 @@ MAX_OUTPUT_BYTES = 2 * 1024 * 1024
 MAX_STDERR_BYTES = 64 * 1024
 READ_CHUNK = 64 * 1024
 KEEPALIVE_COUNT_MAX = 3
+# Connects in progress at once across all hosts (each host also has its own limit,
+# ssh.max_concurrent_connects): enough for a fleet of distinct hosts to open in parallel,
+# few enough that the handshakes' CPU and file descriptors stay bounded.
+MAX_CONNECTS_IN_FLIGHT = 64
 
 
 def host_pattern(host: str, port: int) -> str:
@@ -84,6 +88,14 @@ class _Client(asyncssh.SSHClient):
 
 
 @dataclass
+class _HostGate:
+    """Connects in progress to one (host, port): that sshd's MaxStartups counts them."""
+
+    semaphore: asyncio.Semaphore
+    users: int = 0  # holders and waiters; the gate is dropped when none is left
+
+
+@dataclass
 class _Slot:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     target: SSHTarget | None = None
@@ -107,8 +119,10 @@ class SSHPool:
         self._known_hosts = asyncssh.SSHKnownHosts()
         self._known_hosts_stamp: tuple | None = None
         self._known_hosts_lock = asyncio.Lock()
-        # Opening many connections at once trips sshd's MaxStartups: only so many at a time.
-        self._connect_gate = asyncio.Semaphore(ssh.max_concurrent_connects)
+        # Opening many connections at once to one sshd trips its MaxStartups: only so many at a
+        # time per (host, port); and a global cap, larger, so that distinct hosts open in parallel.
+        self._connect_gate = asyncio.Semaphore(max(MAX_CONNECTS_IN_FLIGHT, ssh.max_concurrent_connects))
+        self._host_gates: dict[tuple[str, int], _HostGate] = {}
         self._slots: dict[str, _Slot] = {}
         self._client_keys: dict[tuple[Path, str | None], asyncssh.SSHKey] = {}
 
@@ -161,7 +175,7 @@ class SSHPool:
             known_hosts = await self._trusted_hosts(target.where)
             options = await self._auth_options(target)
             client = _Client()
-            async with self._connect_gate:
+            async with self._connect_turn(target):
                 try:
                     connection = await asyncssh.connect(
                         target.host,
@@ -180,6 +194,24 @@ class SSHPool:
                     raise self._connect_error(target, exc, client) from None
             slot.target, slot.connection, slot.client = target, connection, client
             return connection
+
+    @contextlib.asynccontextmanager
+    async def _connect_turn(self, target: SSHTarget):
+        """A turn to open a connection: one of the host's max_concurrent_connects, then one of
+        the global MAX_CONNECTS_IN_FLIGHT (the host's first, so a host's queue never holds
+        global turns)."""
+        key = (target.host, target.port)
+        gate = self._host_gates.get(key)
+        if gate is None:
+            gate = self._host_gates[key] = _HostGate(asyncio.Semaphore(self._ssh.max_concurrent_connects))
+        gate.users += 1
+        try:
+            async with gate.semaphore, self._connect_gate:
+                yield
+        finally:
+            gate.users -= 1
+            if gate.users == 0:
+                del self._host_gates[key]
 
     async def _exec(self, target: SSHTarget, connection: asyncssh.SSHClientConnection, command: str, stdin: str) -> str:
         timeout = self._ssh.command_timeout

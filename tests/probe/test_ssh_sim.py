@@ -245,17 +245,34 @@ async def test_refused_port_is_unreachable(fleet, prober):
     assert caught.value.kind == "unreachable" and "refused" in str(caught.value)
 
 
-async def test_connects_are_capped(make_settings):
-    async with SimFleet(12, seed=3) as fleet:
+async def test_connects_to_one_host_are_capped(make_settings):
+    """max_concurrent_connects is per (host, port), as sshd's MaxStartups: 12 server entries
+    on one sshd open at most 3 connections at a time."""
+    async with SimFleet(1, seed=3) as fleet:
         settings = make_settings(
             ssh={"known_hosts": str(fleet.known_hosts_path), "key_file": str(fleet.client_key_path), "username": fleet.username, "max_concurrent_connects": 3}
+        )
+        prober = Prober(settings)
+        host = sim_server(fleet, 0)
+        try:
+            await asyncio.gather(*(prober.collect(host.model_copy(update={"id": i + 1, "name": f"alias-{i}"}), None) for i in range(12)))
+        finally:
+            await prober.close()
+        assert 1 <= fleet.peak_handshaking <= 3
+        assert not prober._pool._host_gates  # a host's gate goes once its connects are done
+
+
+async def test_distinct_hosts_connect_in_parallel(make_settings):
+    async with SimFleet(12, seed=3) as fleet:
+        settings = make_settings(
+            ssh={"known_hosts": str(fleet.known_hosts_path), "key_file": str(fleet.client_key_path), "username": fleet.username, "max_concurrent_connects": 1}
         )
         prober = Prober(settings)
         try:
             await asyncio.gather(*(prober.collect(sim_server(fleet, i), None) for i in range(12)))
         finally:
             await prober.close()
-        assert 1 <= fleet.peak_handshaking <= 3
+        assert fleet.peak_handshaking > 1
 
 
 async def test_ipv6_loopback_host(make_settings):
