@@ -1,0 +1,157 @@
+"""Workers killed and stopped during a collect-all, and several workers with a dashboard on
+one Redis: every server collected, nothing active forever, no server collected twice in
+one interval, and every process reports the same queue figures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from app.tui.app import FleetApp
+from app.tui.widgets.bars import QueueBar
+
+from conftest import wait_for
+from queue_helpers import Fleettop, run_fleettop, service_for
+
+pytestmark = pytest.mark.slow
+
+
+async def _first_round(service, servers) -> bool:
+    runs = [await service.repo.last_run(s.id) for s in servers]
+    return all(run is not None and run.status == "ok" for run in runs)
+
+
+async def test_sigkill_mid_collect_all_the_other_worker_collects_everything(make_config, short_dir: Path, fleet):
+    names = [name for name, _ in fleet.hosts]
+    data = make_config(servers=names, interval=3600, worker={"concurrency": 2})
+    config = short_dir / "config.yaml"
+    doomed = await Fleettop.start(config, "--headless", name="doomed")
+    rescuer = None
+    try:
+        async with service_for(data, worker=False) as service:
+            servers = await service.resolve(names)
+            await wait_for(lambda: _first_round(service, servers), 30)
+            for name in names:
+                fleet.slow(name, 6)
+            assert await service.collect_now(None) == len(names)
+            await wait_for(lambda: active(service, 2), 10, step=0.1)  # the doomed worker holds two
+            rescuer = await Fleettop.start(config, "--headless", name="rescuer")
+            await wait_for(lambda: workers(service, 2), 15)
+            await doomed.stop(signal.SIGKILL)
+            for name in names:
+                fleet.slow(name, 0)
+            await service.wait_collected(servers, timeout=60)
+            outcomes = [await service.manual_outcome(server) for server in servers]
+            assert [o.status for o in outcomes] == ["ok"] * len(names), outcomes
+            await wait_for(lambda: active(service, 0), 10)
+            runs = [run for s in servers for run in await service.repo.recent_runs(s.id, 20)]
+            assert not [run for run in runs if run.status == "running"]
+            lost = [run for run in runs if run.error and run.error.startswith("lost")]
+            assert len(lost) == 2, [(run.server_name, run.status, run.error) for run in runs]
+            assert (await service.stats()).scheduled == len(names)
+    finally:
+        if rescuer is not None:
+            assert await rescuer.stop() == 0, rescuer.text()[-2000:]
+        await doomed.stop(signal.SIGKILL)
+
+
+async def test_sigterm_mid_collect_all_finishes_or_requeues_in_flight_jobs(make_config, short_dir: Path, fleet):
+    names = [name for name, _ in fleet.hosts]
+    data = make_config(servers=names, interval=3600, worker={"concurrency": 4, "shutdown_grace": 2})
+    config = short_dir / "config.yaml"
+    worker = await Fleettop.start(config, "--headless", name="stopping")
+    async with service_for(data, worker=False) as service:
+        servers = await service.resolve(names)
+        await wait_for(lambda: _first_round(service, servers), 30)
+        quick, slow = names[:2], names[2:]
+        for name in quick:
+            fleet.slow(name, 1)  # finishes within the grace period
+        for name in slow:
+            fleet.slow(name, 30)  # does not: goes back to the queue
+        await service.collect_now(None)
+        await wait_for(lambda: active(service, 4), 10, step=0.1)
+        assert await worker.stop(signal.SIGTERM, timeout=20) == 0
+        log = worker.text()
+        assert "Traceback" not in log
+        lane = service.context.lanes.manual
+        jobs = {s.name: await lane.job(service.cache.job_key("manual", s.id)) for s in servers}
+        statuses = {name: job.status.value for name, job in jobs.items()}
+        assert all(statuses[name] == "complete" for name in quick), statuses
+        assert all(statuses[name] == "queued" for name in slow), statuses
+        assert (await service.stats()).active == 0
+        for name in names:
+            fleet.slow(name, 0)
+        successor = await Fleettop.start(config, "--headless", name="successor")
+        try:
+            await service.wait_collected(servers, timeout=40)
+            assert [(await service.manual_outcome(s)).status for s in servers] == ["ok"] * len(names)
+        finally:
+            assert await successor.stop() == 0
+
+
+async def test_two_headless_workers_and_a_dashboard_share_one_redis(make_config, short_dir: Path, fleet):
+    names = [name for name, _ in fleet.hosts]
+    interval = 10
+    data = make_config(servers=names, interval=interval, worker={"concurrency": 2})
+    config = short_dir / "config.yaml"
+    headless = [await Fleettop.start(config, "--headless", name=f"worker{n}") for n in (1, 2)]
+    try:
+        async with service_for(data, worker=True) as service:
+            servers = await service.resolve(names)
+            app = FleetApp(service, config_path=config)
+            async with app.run_test(size=(160, 40)) as pilot:
+
+                async def three_rounds() -> bool:
+                    await pilot.pause(0.1)
+                    runs = [await service.repo.recent_runs(s.id, 20) for s in servers]
+                    return all(sum(r.status == "ok" and r.trigger == "scheduled" for r in rs) >= 3 for rs in runs)
+
+                await wait_for(three_rounds, 50, step=0.5)
+                await service.pause()  # a still moment, to compare every process's figures
+
+                async def quiet() -> bool:
+                    await pilot.pause(0.1)
+                    return (await service.stats()).active == 0
+
+                await wait_for(quiet, 20)
+                await pilot.pause(2 * 1.5)  # the dashboard's count refresh
+                mine = (await service.stats()).model_dump()
+                code, out, err = await run_fleettop(config, "queue", "stats", "--json")
+                assert code == 0, err
+                bar = str(app.dashboard.query_one(QueueBar).render())
+                await service.resume()
+            for server in servers:
+                runs = await service.repo.recent_runs(server.id, 20)
+                done = sorted((r for r in runs if r.status == "ok" and r.trigger == "scheduled"), key=lambda r: r.started_at)
+                keys = [r.job_key for r in done]
+                assert len(set(keys)) == len(keys), keys  # one collection per planned slot
+                planned = [planned_at(key) for key in keys]
+                gaps = [round(b - a, 2) for a, b in zip(planned, planned[1:])]
+                detail = (server.name, gaps, [(k, r.started_at.isoformat()) for k, r in zip(keys, done)])
+                assert all(gap >= interval - 0.5 for gap in gaps), detail  # never twice per interval
+                assert all(gap <= interval + 2.0 for gap in gaps), detail  # none skipped
+    finally:
+        codes = [await worker.stop() for worker in headless]
+    assert codes == [0, 0]
+    logs = [worker.text() for worker in headless]
+    assert all("collected sim-" in log for log in logs), "both headless workers took jobs"
+    assert json.loads(out) == mine
+    assert "PAUSED" in bar and f"completed {mine['completed']}" in bar and f"scheduled {mine['scheduled']}" in bar
+
+
+async def active(service, count: int) -> bool:
+    return (await service.stats()).active == count
+
+
+async def workers(service, count: int) -> bool:
+    return await service.workers_alive() >= count
+
+
+def planned_at(job_key: str) -> float:
+    """The time a schedule link was planned for, from its run key (`<key>@<scheduled s or queued ms>`)."""
+    stamp = float(job_key.rsplit("@", 1)[1])
+    return stamp / 1000 if stamp > 1e11 else stamp
