@@ -1,0 +1,128 @@
+"""Hostile users and hostile files: server names and hosts with shell metacharacters,
+markup, escapes, unicode and great length, typed at the CLI or in the dashboard's form,
+are refused (or, where a value may hold anything, stored and shown literally) and never
+executed; the config loader and the server validator under hypothesis give only their
+own one-line errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app import config
+from app.cli import main
+from app.tui.app import FleetApp
+from app.tui.screens.dashboard import DashboardScreen
+from app.tui.screens.form import ServerForm
+
+from conftest import wait_for
+from queue_helpers import service_for
+
+CANARY = Path(tempfile.gettempdir()) / f"fleettop-pwned-{os.getpid()}"
+SHELL = [f"$(touch {CANARY})", f"`touch {CANARY}`", f"x;touch {CANARY}", f"x|touch {CANARY}", f"x&&touch {CANARY}", f"x\ntouch {CANARY}"]
+MARKUP = ["[bold red]boom[/]", "[link=file:///etc/passwd]x[/link]", "\x1b[2J\x1b]0;pwned\x07", "x\x00y"]
+ODD = ["名前", "ünïcode.example", "a" * 64, "a" * 10_000, "-oProxyCommand=touch", "../../etc/passwd", "a b", "", " ", "."]
+HOSTILE = SHELL + MARKUP + ODD
+ALLOWED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+@pytest.fixture
+def cli_config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    return path
+
+
+@pytest.mark.parametrize("field", ["name", "host", "username"])
+def test_cli_refuses_hostile_names_hosts_and_users(cli_config: Path, capsys, field: str):
+    refused = 0
+    for value in HOSTILE:
+        args = {"name": "ok-name", "host": "127.0.0.1", "username": "deploy"}
+        args[field] = value
+        code = main(["--config", str(cli_config), "servers", "add", f"--host={args['host']}", f"--user={args['username']}", "--", args["name"]])
+        out, err = capsys.readouterr()
+        assert code == 2, (field, value, out, err)
+        assert "\x1b" not in err and "\x07" not in err and "\x00" not in err, err
+        assert all(line.startswith("fleettop: ") for line in err.splitlines()), err
+        refused += 1
+    assert refused == len(HOSTILE)
+    assert not CANARY.exists()
+    assert main(["--config", str(cli_config), "servers", "list", "--json"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"  # nothing was added
+
+
+def test_a_key_file_path_is_kept_literally_and_never_run(cli_config: Path, capsys):
+    hostile = f"/tmp/$(touch {CANARY})`id`;[red]k[/]"
+    assert main(["--config", str(cli_config), "servers", "add", "web1", "--host", "127.0.0.1", "--auth", "key", "--key-file", hostile]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(cli_config), "servers", "list", "--json"]) == 0
+    listed = capsys.readouterr().out
+    assert hostile.replace("\\", "\\\\") in listed
+    assert not CANARY.exists()
+
+
+async def test_the_form_refuses_hostile_input_and_shows_it_literally(make_config, short_dir: Path, fleet):
+    data = make_config(servers=[])
+    async with service_for(data, worker=False) as service:
+        app = FleetApp(service, config_path=short_dir / "config.yaml", live=False)
+        async with app.run_test(size=(160, 40)) as pilot:
+            await pilot.pause(0.5)
+            await pilot.press("a")
+            await wait_for(lambda: isinstance(app.screen, ServerForm), 5)
+            form = app.screen
+            tried = 0
+            for value in HOSTILE[:-4]:  # the last ones are blank: "is required" is tested elsewhere
+                for field in ("name", "host"):
+                    form.query_one("#name").value = value if field == "name" else "ok-name"
+                    form.query_one("#host").value = value if field == "host" else "127.0.0.1"
+                    await pilot.pause()
+                    await pilot.press("ctrl+s")
+                    await pilot.pause()
+                    assert isinstance(app.screen, ServerForm), (field, value)
+                    shown = str(form.query_one(f"#{field}-error").render())
+                    assert shown and "\x1b" not in shown, (field, value, shown)
+                    tried += 1
+            assert tried == 2 * (len(HOSTILE) - 4)
+            await pilot.press("escape")
+            await wait_for(lambda: isinstance(app.screen, DashboardScreen), 5)
+        assert await service.list_servers() == []
+    assert not CANARY.exists()
+
+
+@settings(max_examples=400, deadline=None)
+@given(name=st.text(max_size=80), host=st.text(max_size=80), username=st.one_of(st.none(), st.text(max_size=40)))
+def test_validate_server_accepts_only_inert_values(name, host, username):
+    try:
+        server = config.validate_server({"name": name, "host": host, "username": username})
+    except config.ConfigError as exc:
+        assert exc.problems and all("\n" not in line for line in exc.problems)
+        return
+    safe = set(string.ascii_letters + string.digits + "._-:[]")
+    assert ALLOWED_NAME.fullmatch(server.name)
+    assert set(server.host) <= safe and not server.host.startswith("-")
+    assert server.username is None or set(server.username) <= safe
+
+
+env_names = st.sampled_from(
+    ["FLEETTOP_WORKER__CONCURRENCY", "FLEETTOP_REDIS__URL", "FLEETTOP_DATA_DIR", "FLEETTOP_SERVERS", "FLEETTOP_DEFAULTS__INTERVAL",
+     "FLEETTOP_SSH__KNOWN_HOSTS", "FLEETTOP_NOPE__X", "FLEETTOP_WORKER", "FLEETTOP___", "FLEETTOP_A__B__C"]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(env_names, st.text(max_size=40), max_size=4))
+def test_environment_overrides_get_one_line_errors(environ):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text("worker:\n  concurrency: 3\n")
+        try:
+            config.load(path, environ=environ)
+        except config.ConfigError as exc:
+            assert exc.problems and all("\n" not in line for line in exc.problems)
