@@ -399,6 +399,24 @@ class Repository:
             row.finished_at = finished
             row.duration_s = (finished - row.started_at).total_seconds()
 
+    async def close_stale_runs(self, started_before: datetime, error: str) -> int:
+        """Mark failed every run still 'running' that started before `started_before`: no
+        attempt outlives its job timeout, so such a run's worker or its final write was lost
+        (killed, or the database away when it finished). Returns how many were closed."""
+        finished = utcnow()
+        async with self._sessions.begin() as session:
+            rows = (
+                await session.scalars(
+                    select(RunRow).where(RunRow.status == "running", RunRow.started_at < started_before).limit(1000)
+                )
+            ).all()
+            for row in rows:
+                row.status = "failed"
+                row.error = error
+                row.finished_at = finished
+                row.duration_s = (finished - row.started_at).total_seconds()
+        return len(rows)
+
     async def run_done(self, job_key: str) -> bool:
         """Whether a run with this job key already finished ok (so a re-delivered job can skip)."""
         query = select(RunRow.id).where(RunRow.job_key == job_key, RunRow.status == "ok").limit(1)

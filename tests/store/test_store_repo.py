@@ -414,3 +414,18 @@ async def test_a_database_failure_mid_command_is_one_line(database, repo):
             await repo.audit("x", "y")
     message = str(caught.value)
     assert message.startswith("database ") and "audit" in message and "\n" not in message
+
+
+async def test_close_stale_runs_closes_only_old_running_runs(repo):
+    server = await repo.add_server(ServerConfig(name="stale-1", host="127.0.0.1"), defaults=DefaultsConfig())
+    old = await repo.start_run(server.id, job_key="a", trigger="manual")
+    done = await repo.start_run(server.id, job_key="b", trigger="manual")
+    await repo.finish_run(done, "ok")
+    cutoff = datetime.now(UTC) + timedelta(seconds=1)
+    fresh = await repo.start_run(server.id, job_key="c", trigger="manual")
+    # `fresh` started before the cutoff too; a cutoff in the past keeps it
+    assert await repo.close_stale_runs(cutoff - timedelta(hours=1), "lost") == 0
+    assert await repo.close_stale_runs(cutoff, "lost: its worker is gone") == 2
+    runs = {run.id: run for run in await repo.recent_runs(server.id)}
+    assert runs[old].status == "failed" and runs[old].error == "lost: its worker is gone" and runs[old].finished_at
+    assert runs[done].status == "ok" and runs[fresh].status == "failed"
