@@ -92,7 +92,7 @@ async def test_postgres_tls_options_are_passed_through(private_postgres, short_d
         await database.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a last attempt whose finish_run fails (database away) leaves its run 'running' forever (app/queue/jobs.py)")
+@pytest.mark.xfail(strict=True, reason="BUG: a last attempt whose finish_run fails (database away) leaves its run 'running' forever (app/queue/jobs.py); fix: the reconcile calls repo.close_stale_runs(now - job_timeout - margin)")
 async def test_a_last_attempt_cut_by_the_database_leaves_no_run_running(make_config, short_dir: Path, fleet, private_postgres):
     data = make_config(servers=["sim-0001"], interval=3600, database={"url": private_postgres.url}, worker={"retries": 1})
     async with service_for(data, worker=True) as service:
