@@ -219,6 +219,11 @@ class Cache:
         except (RedisError, OSError) as exc:
             log.warning("cannot publish event %s: %s", event.kind, exc)
 
+    async def announce_servers_changed(self) -> None:
+        """Running workers reconcile their schedules and dashboards reload their lists."""
+        await self.invalidate_aggregate()
+        await self.publish(Event(kind="servers"))
+
     async def events(self, on_subscribed: Callable[[], None] | None = None) -> AsyncIterator[Event]:
         """Events from every process on this Redis, until cancelled. Reconnects after an
         outage; `on_subscribed` runs after each (re)subscription, as events published
@@ -241,3 +246,20 @@ class Cache:
                 await asyncio.sleep(1)
             finally:
                 await pubsub.aclose()
+
+
+async def announce_servers_changed(settings: Settings) -> None:
+    """Tell the workers and dashboards on this Redis, if any is running, that the
+    server list changed (a command run beside them: `fleettop servers add`)."""
+    from app.redis_server import running_target
+
+    target = await running_target(settings)
+    if target is None:
+        return  # no Redis running, so no worker or dashboard to tell
+    client = target.client(max_connections=2)
+    try:
+        await Cache(client, settings).announce_servers_changed()
+    except (RedisError, OSError) as exc:
+        log.warning("cannot tell running workers about the change: %s", exc)
+    finally:
+        await client.aclose()

@@ -102,6 +102,7 @@ async def _add(args: argparse.Namespace, loaded: LoadedConfig, repo: Repository)
     except FleettopError as exc:
         raise UsageError(str(exc)) from None
     await repo.audit("server.add", server.name, _describe(server))
+    await _tell_running_workers(loaded)
     _print_change(args, server, f"added server {server.name!r} ({_describe(server)})")
     return 0
 
@@ -142,6 +143,7 @@ async def _edit(args: argparse.Namespace, loaded: LoadedConfig, repo: Repository
         changes.append("secret removed")
     detail = ", ".join(changes) or "no change"
     await repo.audit("server.edit", updated.name, detail)
+    await _tell_running_workers(loaded)
     _print_change(args, updated, f"edited server {updated.name!r}: {detail}")
     return 0
 
@@ -164,8 +166,16 @@ async def _remove(args: argparse.Namespace, loaded: LoadedConfig, repo: Reposito
     if not await repo.remove_server(server.name):
         raise FleettopError(f"server {server.name!r} not found")
     await repo.audit("server.remove", server.name, f"removed with {samples} samples")
+    await _tell_running_workers(loaded)
     print(f"removed server {server.name!r} and its {samples} samples")
     return 0
+
+
+async def _tell_running_workers(loaded: LoadedConfig) -> None:
+    """A change takes effect at once in workers and dashboards already running."""
+    from app.cache import announce_servers_changed  # Redis only for the commands that change servers
+
+    await announce_servers_changed(loaded.settings)
 
 
 def _given_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -219,6 +219,15 @@ async def _wait_gone(pid: int, timeout: float) -> None:
         await asyncio.sleep(0.05)
 
 
+async def running_target(settings: Settings) -> RedisTarget | None:
+    """The configured Redis, or the embedded one only if it is already running: for a
+    command that has something to tell running workers but no reason to start a server."""
+    if settings.redis.url:
+        return RedisTarget(url=settings.redis.url)
+    embedded = EmbeddedRedis(settings.data_dir)
+    return RedisTarget(unix_socket=embedded.socket) if await embedded._answers() else None
+
+
 @contextlib.asynccontextmanager
 async def redis_target(settings: Settings) -> AsyncIterator[RedisTarget]:
     """The configured Redis, or the embedded one for as long as the context lasts."""

@@ -267,8 +267,7 @@ class FleetService:
         return server
 
     async def _servers_changed(self) -> None:
-        await self.cache.invalidate_aggregate()
-        await self.cache.publish(Event(kind="servers"))
+        await self.cache.announce_servers_changed()
 
     async def _next_runs(self, servers: list[Server]) -> dict[int, datetime]:
         keys = [self.cache.job_key("scheduled", server.id) for server in servers]

@@ -119,3 +119,32 @@ async def test_queue_commands_agree_with_every_process(make_config, short_dir: P
         assert code == 0 and stdout.startswith("cleared 4 cached keys")  # latest figures and run outcomes
         actions = [entry.action for entry in await service.repo.audit_entries()]
         assert {"collect.all", "queue.pause", "queue.resume"} <= set(actions)
+
+
+async def test_a_server_added_from_the_cli_is_scheduled_at_once_by_a_running_worker(make_config, short_dir: Path, fleet):
+    """`servers add` beside a running worker takes effect at once, not at the next periodic
+    reconcile (every 10 s): the command tells the worker through the embedded Redis."""
+    data = make_config(servers=["sim-0001"], interval=60)
+    data["redis"] = {"url": None, "prefix": data["redis"]["prefix"]}
+    config = short_dir / "config.yaml"
+    config.write_text(yaml.safe_dump(data))
+    headless = await Fleettop.start(config, "--headless", name="headless")
+    try:
+        async def scheduled() -> int:
+            code, stdout, _ = await run_fleettop(config, "queue", "stats", "--json")
+            return json.loads(stdout)["scheduled"] if code == 0 else 0
+
+        await wait_until(lambda: _equals(scheduled(), 1), 20)
+        new = next(cfg for cfg in fleet.server_configs() if cfg.name == "sim-0002")
+        code, _, stderr = await run_fleettop(
+            config, "servers", "add", "extra", "--host", new.host, "--port", str(new.port),
+            "--user", new.username, "--auth", "key", "--key-file", str(new.key_file),
+        )
+        assert code == 0, stderr
+        await wait_until(lambda: _equals(scheduled(), 2), 4, step=0.3)
+    finally:
+        assert await headless.stop() == 0
+
+
+async def _equals(value, expected) -> bool:
+    return await value == expected
