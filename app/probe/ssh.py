@@ -245,6 +245,10 @@ class SSHPool:
                 with contextlib.suppress(OSError, asyncssh.Error):
                     process.send_signal("KILL")
                 process.close()
+        if completed.exit_status is None and not completed.exit_signal:
+            # The channel closed without an exit status: the connection went (another
+            # collection's failure may have dropped the shared connection), not the probe.
+            raise CollectError("unreachable", target.where, "connection lost before the probe finished")
         if completed.exit_status != 0:
             lines = stderr.decode(errors="replace").strip().splitlines()
             if completed.exit_signal:

@@ -89,3 +89,51 @@ async def test_cli_output_of_hostile_hosts_is_inert(make_config, short_dir: Path
     assert results["sim-0001"]["status"] == "failed"
     mounts = [disk["mount"] for disk in results["sim-0002"]["disks"]]
     assert any("[bold red]boom[/]" in mount for mount in mounts), mounts
+
+
+async def test_the_dashboard_shows_hostile_names_and_errors_inert(make_config, short_dir: Path, fleet):
+    """Mount names and an error carrying escapes and markup, on the dashboard and the
+    detail screen: the markup is shown as text, no escape reaches the screen."""
+    from app.tui.app import FleetApp
+    from app.tui.screens.detail import DetailScreen
+
+    from conftest import wait_for
+    from queue_helpers import service_for
+
+    names = ["sim-0001", "sim-0002"]
+    data = make_config(servers=names, interval=3600, worker={"retries": 1})
+    async with service_for(data, worker=True) as service:
+        servers = await service.resolve(names)
+
+        async def first_round() -> bool:
+            runs = [await service.repo.last_run(s.id) for s in servers]
+            return all(run is not None and run.status == "ok" for run in runs)
+
+        await wait_for(first_round, 20)
+        fleet.misbehave("sim-0001", "escapes")
+        fleet.misbehave("sim-0002", "stderr-escapes")
+        await service.collect_now(names)
+        await service.wait_collected(servers, timeout=30)
+        app = FleetApp(service, config_path=short_dir / "config.yaml")
+        async with app.run_test(size=(200, 50)) as pilot:
+            await wait_for(lambda: len(app.dashboard.table.rows_by_id) == 2, 10)
+            await pilot.pause(0.5)
+            table = app.dashboard.table
+            rows = {row.server.name: row for row in table.rows_by_id.values()}
+            assert "[bold red]boom[/]" in rows["sim-0002"].error
+            screens = []
+            for name in names:
+                app.push_screen(DetailScreen(name))
+                await wait_for(lambda: isinstance(app.screen, DetailScreen), 5)
+                await pilot.pause(1.0)
+                screens.append(app.export_screenshot())
+                app.pop_screen()
+                await pilot.pause(0.2)
+    import html
+    import re
+
+    texts = [html.unescape(" ".join(re.findall(r">([^<]*)</text>", svg))).replace("\xa0", " ") for svg in screens]
+    detail_ok, detail_failed = texts
+    assert "/mnt/?]0;pwned??[2" in detail_ok and "/dev/vdz?[5m" in detail_ok  # escapes made inert, column cut
+    assert "[bold red]boom" in detail_failed  # the error's markup, as text
+    assert ESC not in "".join(screens) and "\x07" not in "".join(screens)
