@@ -30,6 +30,7 @@ OWN_KNOWN_HOSTS = "known_hosts"
 MAX_OUTPUT_BYTES = 2 * 1024 * 1024
 MAX_STDERR_BYTES = 64 * 1024
 READ_CHUNK = 64 * 1024
+CHANNEL_ONLY_FAILURES = ("command_failed", "unparsable")
 KEEPALIVE_COUNT_MAX = 3
 # Connects in progress at once across all hosts (each host also has its own limit,
 # ssh.max_concurrent_connects): enough for a fleet of distinct hosts to open in parallel,
@@ -135,9 +136,15 @@ class SSHPool:
             output = await self._exec(target, connection, command, stdin)
             ok = True
             return output
+        except CollectError as exc:
+            # The probe failed or answered nonsense on a sound connection (its channel is
+            # closed already): keep the connection, so a concurrent collection of this server
+            # on it is not cut short as well.
+            ok = exc.kind in CHANNEL_ONLY_FAILURES
+            raise
         finally:
-            # Any failure (or a one-off test): the next collection opens a fresh connection.
-            # Only this connection: a concurrent collection may have replaced it already.
+            # A failure of the connection (or a one-off test): the next collection opens a
+            # fresh one. Only this connection: a concurrent collection may have replaced it.
             if not (ok and keep) and slot.connection is connection:
                 slot.drop()
 

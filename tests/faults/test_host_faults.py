@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
+from fault_helpers import wait_for
 from queue_helpers import service_for
 
 pytestmark = pytest.mark.slow

@@ -97,7 +97,7 @@ async def test_the_dashboard_shows_hostile_names_and_errors_inert(make_config, s
     from app.tui.app import FleetApp
     from app.tui.screens.detail import DetailScreen
 
-    from conftest import wait_for
+    from fault_helpers import wait_for
     from queue_helpers import service_for
 
     names = ["sim-0001", "sim-0002"]
@@ -137,3 +137,30 @@ async def test_the_dashboard_shows_hostile_names_and_errors_inert(make_config, s
     assert "/mnt/?]0;pwned??[2" in detail_ok and "/dev/vdz?[5m" in detail_ok  # escapes made inert, column cut
     assert "[bold red]boom" in detail_failed  # the error's markup, as text
     assert ESC not in "".join(screens) and "\x07" not in "".join(screens)
+
+
+async def test_a_failing_probe_keeps_the_connection_for_a_concurrent_collection(fleet, short_dir: Path):
+    """A probe that fails on a sound connection (bad exit, nonsense answer) must not cut
+    a concurrent collection of the same server short: the connection stays."""
+    name, port = fleet.hosts[0]
+    settings = Settings.model_validate(
+        {"data_dir": str(short_dir / "data"), "ssh": {"known_hosts": str(fleet.known_hosts_path), "command_timeout": 5}}
+    )
+    prober = Prober(settings)
+    server = Server(id=1, name=name, host=fleet.address, port=port, username=fleet.username, auth="key",
+                    key_file=str(fleet.client_key_path), interval=60)
+    try:
+        first = await prober.collect(server, None)
+        fleet.slow(name, 1.0)
+        slow = asyncio.create_task(prober.collect(server, first.counters))
+        await asyncio.sleep(0.3)  # the slow one is on the connection
+        fleet.slow(name, 0)
+        fleet.misbehave(name, "garbage")
+        with pytest.raises(CollectError):
+            await prober.collect(server, first.counters)
+        fleet.misbehave(name, None)
+        await slow  # not cut short
+        await prober.collect(server, first.counters)
+        assert fleet.host(name).connections_made == 1
+    finally:
+        await prober.close()

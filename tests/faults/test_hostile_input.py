@@ -22,7 +22,7 @@ from app.tui.app import FleetApp
 from app.tui.screens.dashboard import DashboardScreen
 from app.tui.screens.form import ServerForm
 
-from conftest import wait_for
+from fault_helpers import wait_for
 from queue_helpers import service_for
 
 CANARY = Path(tempfile.gettempdir()) / f"fleettop-pwned-{os.getpid()}"

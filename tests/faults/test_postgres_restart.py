@@ -14,7 +14,7 @@ from sqlalchemy import text
 from app.config import Settings
 from app.store.db import DatabaseError, open_database
 
-from conftest import wait_for
+from fault_helpers import wait_for
 from queue_helpers import service_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

@@ -15,7 +15,7 @@ import pytest
 from app.tui.app import FleetApp
 from app.tui.widgets.bars import HeaderBar
 
-from conftest import wait_for
+from fault_helpers import wait_for
 from queue_helpers import Fleettop, loaded as loaded_config, service_for
 
 pytestmark = pytest.mark.slow

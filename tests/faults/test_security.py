@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from app.config import LoadedConfig, ServerConfig, Settings
 from app.service import open_service
 
-from conftest import PrivateRedis
+from fault_helpers import PrivateRedis
 from queue_helpers import loaded, run_fleettop, service_for, wait_until
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
+from fault_helpers import wait_for
 from queue_helpers import Fleettop, run_fleettop, service_for
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ import pytest
 from app.tui.app import FleetApp
 from app.tui.widgets.bars import QueueBar
 
-from conftest import wait_for
+from fault_helpers import wait_for
 from queue_helpers import Fleettop, run_fleettop, service_for
 
 pytestmark = pytest.mark.slow
