@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -104,7 +104,7 @@ async def open_database(settings: Settings, *, migrate_to_head: bool = True) -> 
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise DatabaseError(f"database.url {url!r} is not a database URL") from None
+        raise DatabaseError(f"database.url {_redact(url)!r} is not a database URL") from None
     sqlite_path = None
     if parsed.get_backend_name() == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,8 @@ async def open_database(settings: Settings, *, migrate_to_head: bool = True) -> 
             sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         engine = _sqlite_engine(url)
     elif parsed.drivername == "postgresql+asyncpg":
-        engine = create_async_engine(url, pool_pre_ping=True)
+        parsed, connect_args = _asyncpg_tls(parsed)
+        engine = create_async_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     else:
         raise DatabaseError(
             f"database.url: unsupported driver {parsed.drivername!r} (use sqlite+aiosqlite:// or postgresql+asyncpg://)"
@@ -131,6 +132,47 @@ async def open_database(settings: Settings, *, migrate_to_head: bool = True) -> 
             await engine.dispose()
             raise
     return database
+
+
+_PASSWORD_IN_URL = re.compile(r"(?<=:)[^:@/]*(?=@)")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _redact(url: str) -> str:
+    """A URL for a message: whatever sits between ':' and '@' (a password) becomes ***."""
+    return _PASSWORD_IN_URL.sub("***", url)
+
+
+def _asyncpg_tls(parsed: URL) -> tuple[URL, dict]:
+    """libpq's TLS options in the URL (sslmode, sslrootcert, sslcert, sslkey), as asyncpg takes
+    them: asyncpg knows only `ssl` (a mode or an SSLContext) and fails on the others."""
+    query = dict(parsed.query)
+    mode = query.pop("sslmode", None) or query.pop("ssl", None)
+    files = {name: query.pop(name, None) for name in ("sslrootcert", "sslcert", "sslkey")}
+    if mode is None and not any(files.values()):
+        return parsed, {}
+    if isinstance(mode, tuple) or (mode is not None and mode not in SSL_MODES):
+        raise DatabaseError(f"database.url: sslmode must be one of {', '.join(SSL_MODES)} (got {mode!r})")
+    for name, value in files.items():
+        if isinstance(value, tuple):
+            raise DatabaseError(f"database.url: {name} given more than once")
+    parsed = parsed.set(query=query)
+    if not any(files.values()):
+        return parsed, {"ssl": mode}
+    import ssl  # only for a URL that names certificate files
+
+    mode = mode or "verify-full"
+    try:
+        context = ssl.create_default_context(cafile=files["sslrootcert"])
+        if files["sslcert"]:
+            context.load_cert_chain(files["sslcert"], files["sslkey"])
+    except (OSError, ssl.SSLError) as exc:
+        raise DatabaseError(f"database.url: cannot load the TLS files: {exc}") from None
+    if mode != "verify-full":
+        context.check_hostname = False
+    if mode in ("allow", "prefer", "require"):
+        context.verify_mode = ssl.CERT_NONE
+    return parsed, {"ssl": context if mode != "disable" else False}
 
 
 def _sqlite_engine(url: str) -> AsyncEngine:

@@ -78,18 +78,28 @@ async def test_postgres_restart_mid_collection_loses_no_sample(make_config, shor
 
 
 async def test_postgres_tls_options_are_passed_through(private_postgres, short_dir: Path):
-    """`?ssl=require` reaches the driver: against this server (no TLS) it is refused as such."""
-    settings = Settings.model_validate({"data_dir": str(short_dir / "d"), "database": {"url": private_postgres.url + "?ssl=require"}})
-    with pytest.raises(DatabaseError) as caught:
-        await open_database(settings)
-    assert "ssl" in str(caught.value).lower(), str(caught.value)
-    settings = Settings.model_validate({"data_dir": str(short_dir / "d"), "database": {"url": private_postgres.url + "?ssl=disable"}})
-    database = await open_database(settings)
-    try:
-        async with database.engine.connect() as conn:
-            assert (await conn.execute(text("SELECT 1"))).scalar() == 1
-    finally:
-        await database.close()
+    """libpq's `sslmode` (and asyncpg's `ssl`) reach the driver: against this server (no TLS)
+    a required TLS is refused as such, a disabled one connects; a bad mode or a missing
+    certificate file is one clear line, never a TypeError traceback."""
+
+    def settings(query: str) -> Settings:
+        return Settings.model_validate({"data_dir": str(short_dir / "d"), "database": {"url": private_postgres.url + query}})
+
+    for query in ("?sslmode=require", "?ssl=require", "?sslmode=verify-full&sslrootcert=/etc/ssl/certs/ca-certificates.crt"):
+        with pytest.raises(DatabaseError) as caught:
+            await open_database(settings(query))
+        assert "ssl" in str(caught.value).lower(), (query, str(caught.value))
+    for query in ("?sslmode=bogus", "?sslmode=verify-ca&sslrootcert=/nonexistent/root.crt"):
+        with pytest.raises(DatabaseError) as caught:
+            await open_database(settings(query))
+        assert str(caught.value).startswith("database.url: "), (query, str(caught.value))
+    for query in ("?sslmode=disable", "?ssl=disable", "?sslmode=prefer"):
+        database = await open_database(settings(query))
+        try:
+            async with database.engine.connect() as conn:
+                assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+        finally:
+            await database.close()
 
 
 @pytest.mark.xfail(strict=True, reason="BUG: a last attempt whose finish_run fails (database away) leaves its run 'running' forever (app/queue/jobs.py); fix: the reconcile calls repo.close_stale_runs(now - job_timeout - margin)")

@@ -216,3 +216,13 @@ async def test_collecting_named_servers_and_retrying_are_audited(make_config, sh
         await service.retry(run_id)
         actions = [entry.action for entry in await service.repo.audit_entries(50)]
     assert "collect" in actions and "collect.retry" in actions, actions
+
+
+async def test_a_malformed_database_url_is_refused_without_its_password(short_dir: Path):
+    from app.store.db import DatabaseError, open_database
+
+    for url in ("postgres:Hunter2pw@db:5432/x", "u:Hunter2pw@db/x", "mysql://u:Hunter2pw@db/x"):
+        settings = Settings.model_validate({"data_dir": str(short_dir / "d"), "database": {"url": url}})
+        with pytest.raises(DatabaseError) as caught:
+            await open_database(settings)
+        assert "Hunter2pw" not in str(caught.value), str(caught.value)
