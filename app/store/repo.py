@@ -25,6 +25,7 @@ from app.store.db import Database
 from app.store.tables import AuditRow, RunRow, SampleRow, ServerRow
 
 EXPORT_BATCH = 1000
+AUDIT_TARGET_MAX = 255  # audit.target and audit.actor are VARCHAR(255)
 SAMPLE_COLUMNS = SampleRow.__table__.c
 
 
@@ -500,8 +501,13 @@ class Repository:
     # -- audit -------------------------------------------------------------------
 
     async def audit(self, action: str, target: str, detail: str = "") -> None:
+        """Record who did what. Never refused for length: a target longer than its column
+        (many servers collected by name) is cut there, and kept whole in the detail."""
+        if len(target) > AUDIT_TARGET_MAX:
+            detail = f"{target}; {detail}" if detail else target
+            target = target[: AUDIT_TARGET_MAX - 1] + "…"
         async with self._sessions.begin() as session:
-            session.add(AuditRow(at=utcnow(), actor=actor(), action=action, target=target, detail=detail))
+            session.add(AuditRow(at=utcnow(), actor=actor()[:AUDIT_TARGET_MAX], action=action[:64], target=target, detail=detail))
 
     async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
         query = select(AuditRow).order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit)

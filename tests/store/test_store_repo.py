@@ -429,3 +429,13 @@ async def test_close_stale_runs_closes_only_old_running_runs(repo):
     runs = {run.id: run for run in await repo.recent_runs(server.id)}
     assert runs[old].status == "failed" and runs[old].error == "lost: its worker is gone" and runs[old].finished_at
     assert runs[done].status == "ok" and runs[fresh].status == "failed"
+
+
+async def test_audit_takes_a_target_longer_than_its_column(repo):
+    """`fleettop collect` of many servers by name audits them all: on PostgreSQL a target
+    past VARCHAR(255) must not fail the command; the whole list stays in the detail."""
+    names = ",".join(f"server-{n:03d}-" + "x" * 50 for n in range(20))
+    await repo.audit("collect", names)
+    entry = (await repo.audit_entries(1))[0]
+    assert len(entry.target) == 255 and entry.target.endswith("…")
+    assert entry.detail == names
