@@ -82,3 +82,34 @@ async def schedule_links(service, count: int) -> bool:
         return (await service.stats()).scheduled == count
     except Exception:
         return False
+
+
+async def test_a_frozen_redis_is_shown_as_down_and_survived(make_config, short_dir: Path, fleet, private_redis):
+    """Redis frozen (SIGSTOP: connections accepted, never answered, as in a partition
+    without resets): health() still answers, "down", and all resumes after SIGCONT."""
+    import os
+    import signal
+
+    data = make_config(servers=NAMES[:2], interval=10, redis={"url": private_redis.url})
+    async with service_for(data, worker=True) as service:
+        assert (await service.health())["redis"] is True
+        os.kill(private_redis.process.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        try:
+            health = await asyncio.wait_for(service.health(), 8)  # the TUI's header asks this every 1.5 s
+        except asyncio.TimeoutError:
+            health = None
+        finally:
+            os.kill(private_redis.process.pid, signal.SIGCONT)
+        answered_in = time.monotonic() - started
+        assert health is not None and health["redis"] is False, "health() hung on a frozen Redis"
+        await wait_for(lambda: redis_ok(service), 15)
+        servers = await service.resolve(NAMES[:2])
+        await service.collect_now(NAMES[:2])
+        await service.wait_collected(servers, timeout=30)
+        assert all([(await service.manual_outcome(s)).status == "ok" for s in servers])
+    print(f"frozen redis reported down in {answered_in:.1f}s")
+
+
+async def redis_ok(service) -> bool:
+    return (await service.health())["redis"] is True
