@@ -53,6 +53,7 @@ async def test_sigkill_mid_collect_all_the_other_worker_collects_everything(make
             lost = [run for run in runs if run.error and run.error.startswith("lost")]
             assert len(lost) == 2, [(run.server_name, run.status, run.error) for run in runs]
             assert (await service.stats()).scheduled == len(names)
+            print(f"SIGKILL: {len(names)} servers, {len(lost)} in flight lost and re-run, all collected")
     finally:
         if rescuer is not None:
             assert await rescuer.stop() == 0, rescuer.text()[-2000:]
@@ -124,6 +125,7 @@ async def test_two_headless_workers_and_a_dashboard_share_one_redis(make_config,
                 assert code == 0, err
                 bar = str(app.dashboard.query_one(QueueBar).render())
                 await service.resume()
+            total_ok, all_gaps = 0, []
             for server in servers:
                 runs = await service.repo.recent_runs(server.id, 20)
                 done = sorted((r for r in runs if r.status == "ok" and r.trigger == "scheduled"), key=lambda r: r.started_at)
@@ -134,6 +136,9 @@ async def test_two_headless_workers_and_a_dashboard_share_one_redis(make_config,
                 detail = (server.name, gaps, [(k, r.started_at.isoformat()) for k, r in zip(keys, done)])
                 assert all(gap >= interval - 0.5 for gap in gaps), detail  # never twice per interval
                 assert all(gap <= interval + 2.0 for gap in gaps), detail  # none skipped
+                total_ok += len(done)
+                all_gaps += gaps
+            min_gap, max_gap = min(all_gaps), max(all_gaps)
     finally:
         codes = [await worker.stop() for worker in headless]
     assert codes == [0, 0]
@@ -141,6 +146,8 @@ async def test_two_headless_workers_and_a_dashboard_share_one_redis(make_config,
     assert all("collected sim-" in log for log in logs), "both headless workers took jobs"
     assert json.loads(out) == mine
     assert "PAUSED" in bar and f"completed {mine['completed']}" in bar and f"scheduled {mine['scheduled']}" in bar
+    print(f"two workers + dashboard: {len(names)} servers, {total_ok} scheduled collections, planned gaps {min_gap}-{max_gap}s, "
+          f"stats {mine}")
 
 
 async def active(service, count: int) -> bool:

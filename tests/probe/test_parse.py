@@ -257,3 +257,30 @@ def test_mutated_real_output_gives_a_result_or_parse_error(data):
     index = data.draw(st.integers(0, len(lines) - 1))
     lines[index] = data.draw(st.text(max_size=60))
     _check_any("\n".join(lines))
+
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_hostile_bytes_in_real_output_give_inert_names_or_parse_error(data):
+    """Bytes (escapes, NULs, invalid UTF-8) spliced into a real answer, decoded as the SSH
+    transport decodes them: a ParseError, or figures in range with names free of any
+    control character (nothing a terminal would act on reaches a screen)."""
+    raw = bytearray(fixture("many-mounts.txt").encode())
+    for _ in range(data.draw(st.integers(1, 6))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at:at] = data.draw(st.binary(min_size=1, max_size=24) | st.sampled_from([b"\x1b[2J", b"\x1b]0;x\x07", b"[red]x[/]", b"\x00", b"\xff\xfe"]))
+    text = bytes(raw).decode(errors="replace")
+    try:
+        result = compute(parse(text), None, collected_at=AT)
+    except ParseError as exc:
+        assert "\n" not in str(exc)
+        return
+    metrics = result.metrics
+    for disk in metrics.disks:
+        assert not _CONTROL_CHARS.search(disk.mount) and not _CONTROL_CHARS.search(disk.device), disk
+        assert 0 <= disk.percent <= 100
+    for value in (metrics.mem_percent, metrics.swap_percent, metrics.cpu_percent, metrics.disk_percent):
+        assert value is None or 0 <= value <= 100
