@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timezone
@@ -32,7 +33,11 @@ from app.tui.screens.help import HelpScreen
 from app.tui.screens.queue import QueueScreen
 from app.tui.widgets.bars import HeaderBar
 
-COUNTS_INTERVAL = 1.5  # seconds between queue/fleet count refreshes
+COUNTS_INTERVAL = 1.5  # seconds between queue/fleet count refreshes, while anything happens
+# When nothing happens (no event for ACTIVE_WINDOW seconds, all healthy, no run due) the
+# counts are still re-read this often: health and a worker coming or going send no event.
+IDLE_COUNTS_INTERVAL = 10.0
+ACTIVE_WINDOW = 2 * COUNTS_INTERVAL
 FLUSH_INTERVAL = 0.25  # events are coalesced and repainted at most this often
 # Past this many changed servers, one list_servers() beats N server_row() calls
 # (measured with 1,000 servers on SQLite: ~1.2 s against ~4 ms each).
@@ -83,6 +88,10 @@ class FleetApp(App):
         self._changed_ids: set[int] = set()
         self._servers_changed = False
         self._counts_due = False
+        self._last_event_at = 0.0  # time.monotonic() of the last event received
+        self._counts_at: float | None = None  # time.monotonic() of the last count refresh
+        self._counts_wall: datetime | None = None  # and self.clock() then
+        self._healthy = False  # the last health read: Redis, database and a worker all fine
 
     # ------------------------------------------------------------ lifecycle
 
@@ -119,7 +128,7 @@ class FleetApp(App):
             # Service calls run in workers, off the app's message queue, so a slow
             # query never holds up a key press.
             self.set_interval(1.0, self._tick)
-            self.set_interval(COUNTS_INTERVAL, lambda: self._in_background(self.refresh_counts, "counts"))
+            self.set_interval(COUNTS_INTERVAL, self._counts_tick)
             self.set_interval(FLUSH_INTERVAL, lambda: self._in_background(self._flush_changes, "flush"))
 
     @property
@@ -133,6 +142,7 @@ class FleetApp(App):
         while True:
             try:
                 async for event in self.service.events():
+                    self._last_event_at = time.monotonic()
                     if event.kind in ("sample", "run") and event.server_id is not None:
                         self._changed_ids.add(event.server_id)
                     elif event.kind == "servers":
@@ -142,8 +152,26 @@ class FleetApp(App):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis went away: say so, and listen again shortly
+                self._counts_due = True  # the header shows the outage at the next flush
                 self.notify(f"event stream lost: {fmt.clean(exc)}", severity="warning", markup=False)
                 await asyncio.sleep(2)
+
+    def _counts_tick(self) -> None:
+        """The periodic count refresh, skipped while the fleet is idle (see IDLE_COUNTS_INTERVAL)."""
+        if self._counts_needed():
+            self._in_background(self.refresh_counts, "counts")
+
+    def _counts_needed(self) -> bool:
+        now = time.monotonic()
+        if self._counts_at is None or not self._healthy or now - self._last_event_at < ACTIVE_WINDOW:
+            return True
+        if now - self._counts_at >= IDLE_COUNTS_INTERVAL:
+            return True
+        # A scheduled run fell due since the last refresh: the queue counts move (waiting,
+        # scheduled) even when no worker takes it, and so no event says so.
+        rows = self.dashboard.table.rows_by_id.values()
+        due = min((row.next_run_at for row in rows if row.next_run_at is not None), default=None)
+        return due is not None and self._counts_wall is not None and self._counts_wall < due <= self.clock()
 
     def _in_background(self, job: Callable[[], Any], group: str) -> None:
         """Start `job` in a worker unless the previous round is still running."""
@@ -185,6 +213,7 @@ class FleetApp(App):
     async def refresh_counts(self) -> None:
         if self.service is None:
             return
+        self._counts_at, self._counts_wall = time.monotonic(), self.clock()
         # Health first and on its own: it never raises, and an outage of Redis or the
         # database (when the counts below cannot be had) is exactly what it must show.
         try:
@@ -192,10 +221,12 @@ class FleetApp(App):
         except Exception as exc:
             health = {"redis": False, "database": False, "worker": "none"}
             self.log.warning(f"health: {exc!r}")
+        self._healthy = bool(health.get("redis") and health.get("database") and health.get("worker") not in (None, "none"))
         self.dashboard.query_one(HeaderBar).show(health=health)
         try:
             stats, aggregate = await asyncio.gather(self.service.stats(), self.service.aggregate())
         except Exception as exc:  # a hiccup: the bars show stale figures until the next round
+            self._healthy = False  # and the next round is the next tick
             self.log.warning(f"counts: {exc!r}")
             return
         self.dashboard.show_counts(stats=stats, aggregate=aggregate, health=health)

@@ -27,7 +27,20 @@ def _ok(flag: bool | None) -> str:
     return "[$success]✓[/]" if flag else "[b $error]✗[/]"
 
 
-class HeaderBar(Static):
+class _Bar(Static):
+    """A one-line bar repainted only when its text changes, and without a layout pass: its
+    size never depends on its text (one line, the screen's width). The count refresh and the
+    clock would otherwise re-lay out and redraw the whole screen every second."""
+
+    _shown: object = None
+
+    def _put(self, key: object, build: Any) -> None:
+        if key != self._shown:
+            self._shown = key
+            self.update(build(), layout=False)
+
+
+class HeaderBar(_Bar):
     """fleettop · worker state · Redis and database health · the clock."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -40,7 +53,12 @@ class HeaderBar(Static):
             self.health = health
         if now is not None:
             self.now = now
-        self.update(self._content())
+        self._refresh_content()
+
+    def _refresh_content(self) -> None:
+        health = self.health or {}
+        key = (health.get("worker"), health.get("redis"), health.get("database"), self.now, self.size.width)
+        self._put(key, self._content)
 
     def _content(self) -> Content:
         health = self.health or {}
@@ -52,26 +70,25 @@ class HeaderBar(Static):
         return Content.assemble(left, " " * max(1, self.size.width - left.cell_length - len(clock) - 2), clock)
 
     def on_resize(self) -> None:
-        self.update(self._content())
+        self._refresh_content()
 
 
-class SummaryBar(Static):
+class SummaryBar(_Bar):
     """Servers total, up, down, alerting, and the fleet's average CPU, RAM and disk."""
 
     def show(self, aggregate: Any) -> None:
         a = aggregate
         down = f"[b $error]✖ {a.down} down[/]" if a.down else "[$text-muted]0 down[/]"
         alerting = f"[b $error]! {a.alerting} alerting[/]" if a.alerting else "[$text-muted]0 alerting[/]"
-        self.update(
-            Content.from_markup(
-                f"[b]{a.total}[/] server{'' if a.total == 1 else 's'}  [$success]● {a.up} up[/]  {down}  {alerting}"
-                f"  [$text-muted]│[/] avg cpu [b]{fmt.percent(a.avg_cpu)}[/]"
-                f"  ram [b]{fmt.percent(a.avg_ram)}[/]  disk [b]{fmt.percent(a.avg_disk)}[/]"
-            )
+        markup = (
+            f"[b]{a.total}[/] server{'' if a.total == 1 else 's'}  [$success]● {a.up} up[/]  {down}  {alerting}"
+            f"  [$text-muted]│[/] avg cpu [b]{fmt.percent(a.avg_cpu)}[/]"
+            f"  ram [b]{fmt.percent(a.avg_ram)}[/]  disk [b]{fmt.percent(a.avg_disk)}[/]"
         )
+        self._put(markup, lambda: Content.from_markup(markup))
 
 
-class QueueBar(Static):
+class QueueBar(_Bar):
     """Live queue counts and the pause state."""
 
     FIELDS = ("waiting", "active", "delayed", "scheduled", "completed", "failed")
@@ -84,5 +101,6 @@ class QueueBar(Static):
             number = f"[b {colour}]{value}[/]" if colour else f"[b]{value}[/]"
             parts.append(f"{name} {number}")
         paused = "  [b reverse $warning] PAUSED [/]" if stats.paused else ""
-        self.update(Content.from_markup("queue  " + "  ".join(parts) + paused))
+        markup = "queue  " + "  ".join(parts) + paused
+        self._put(markup, lambda: Content.from_markup(markup))
         self.set_class(stats.paused, "-paused")

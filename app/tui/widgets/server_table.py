@@ -169,6 +169,11 @@ class ServerTable(ScrollView, can_focus=True):
         self.filter_text = ""
         self.sort_mode = "name"
         self._order_dirty = False
+        # The clock columns are advanced on the visible lines only, each tick; any other
+        # line catches up when it is next read or drawn (its generation is behind).
+        self._tick_now: datetime | None = None
+        self._tick_generation = 0
+        self._cells_generation: dict[int, int] = {}
 
     # ------------------------------------------------------------------ data in
 
@@ -180,6 +185,7 @@ class ServerTable(ScrollView, can_focus=True):
         for server_id in gone:
             self.rows_by_id.pop(server_id)
             self._cells.pop(server_id)
+            self._cells_generation.pop(server_id, None)
         moved = bool(gone)
         for row in fresh.values():
             moved |= self._put(row)
@@ -197,6 +203,7 @@ class ServerTable(ScrollView, can_focus=True):
     def remove_server(self, server_id: int) -> None:
         self.rows_by_id.pop(server_id, None)
         self._cells.pop(server_id, None)
+        self._cells_generation.pop(server_id, None)
         if server_id in self._position:
             self._reindex()
 
@@ -205,6 +212,7 @@ class ServerTable(ScrollView, can_focus=True):
         server_id = row.server.id
         self.rows_by_id[server_id] = row
         cells = cells_of(row, self._clock())
+        self._cells_generation[server_id] = self._tick_generation
         shown, wanted = server_id in self._position, self._matches(row)
         if shown != wanted:
             self._cells[server_id] = cells
@@ -217,14 +225,36 @@ class ServerTable(ScrollView, can_focus=True):
         return False
 
     def tick(self) -> None:
-        """Advance the clock-driven columns (age, next run) and re-sort if values moved."""
-        now = self._clock()
-        for server_id, cells in self._cells.items():
-            fresh = cells_of(self.rows_by_id[server_id], now)
-            if any(fresh[key] != cells[key] for key in TICKING) or fresh["problem"] != cells["problem"]:
-                self._cells[server_id] = fresh
+        """Advance the clock-driven columns (age, next run, a stale server's problem) of the
+        visible lines; the others catch up when shown or read (`_current`). No sort key
+        depends on the clock, so the order stays."""
+        self._tick_now = self._clock()
+        self._tick_generation += 1
+        top = max(0, round(self.scroll_y))
+        visible = max(1, self.scrollable_content_region.height - 1)  # under the header line
+        for server_id in self._order[top : top + visible]:
+            if self._advance(server_id):
                 self._repaint(server_id)
         self.resort_if_needed()
+
+    def _advance(self, server_id: int) -> bool:
+        """Bring a server's clock columns to the last tick; True when a cell changed."""
+        if self._cells_generation.get(server_id) == self._tick_generation or self._tick_now is None:
+            return False
+        self._cells_generation[server_id] = self._tick_generation
+        cells = self._cells[server_id]
+        fresh = cells_of(self.rows_by_id[server_id], self._tick_now)
+        if any(fresh[key] != cells[key] for key in TICKING) or fresh["problem"] != cells["problem"]:
+            self._cells[server_id] = fresh
+            return True
+        return False
+
+    def _current(self, server_id: int) -> dict[str, Cell]:
+        """A server's cells, its clock columns brought up to the last tick first."""
+        if self._advance(server_id):
+            self._strips.pop((server_id, False), None)
+            self._strips.pop((server_id, True), None)
+        return self._cells[server_id]
 
     # ----------------------------------------------------------- filter, sort
 
@@ -293,10 +323,10 @@ class ServerTable(ScrollView, can_focus=True):
 
     def cell_class(self, server_id: int, column: str) -> str:
         """The class a cell is painted with: normal, warning, critical, muted, up, down, stale..."""
-        return self._cells[server_id][column][1]
+        return self._current(server_id)[column][1]
 
     def cell_text(self, server_id: int, column: str) -> str:
-        return self._cells[server_id][column][0]
+        return self._current(server_id)[column][0]
 
     def _matches(self, row: Any) -> bool:
         needle = self.filter_text
@@ -430,9 +460,10 @@ class ServerTable(ScrollView, can_focus=True):
     def _row_strip(self, server_id: int) -> Strip:
         under_cursor = server_id == self.selected_id
         key = (server_id, under_cursor)
+        current = self._current(server_id)  # may drop a strip whose clock columns moved on
         strip = self._strips.get(key)
         if strip is None:
-            cells = [self._cells[server_id][column.key] for column in COLUMNS]
+            cells = [current[column.key] for column in COLUMNS]
             base = self._style("base")
             if under_cursor:
                 strip = self._line(cells, base + self._style("servertable--cursor"), under_cursor=True)
