@@ -42,6 +42,15 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+def expand_user(path: Path) -> Path:
+    """`~` and `~user` expanded; a `~user` naming nobody is a ValueError (not a RuntimeError)."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        head = str(path).split("/", 1)[0]
+        raise ValueError(f"cannot expand {head!r}: no such user, or no home directory") from None
+
+
 def check_name(value: str) -> str:
     if not _NAME_RE.match(value):
         raise ValueError(
@@ -159,7 +168,7 @@ class SSHConfig(_Section):
     @field_validator("known_hosts", "key_file")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
-        return None if value is None else value.expanduser()
+        return None if value is None else expand_user(value)
 
     @field_validator("username")
     @classmethod
@@ -191,7 +200,7 @@ class Settings(_Section):
     @field_validator("data_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
-        return value.expanduser()
+        return expand_user(value)
 
 
     @property
@@ -208,7 +217,10 @@ class LoadedConfig:
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     raw = explicit or os.environ.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG_PATH
-    return Path(raw).expanduser()
+    try:
+        return expand_user(Path(raw))
+    except ValueError as exc:
+        raise ConfigError([f"{raw}: {exc}"]) from None
 
 
 def load(explicit: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> LoadedConfig:

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.config import Settings
+from app.config import Settings, expand_user
 from app.domain import Counters, Server
 from app.errors import FleettopError
 from app.probe.errors import CollectError, CollectErrorKind
@@ -107,8 +107,12 @@ class Prober:
             port=server.port,
             username=server.username or ssh.username or getpass.getuser(),
             auth=server.auth,
-            key_file=None if key_file is None else Path(key_file).expanduser(),
         )
+        if key_file is not None:
+            try:
+                target = replace(target, key_file=expand_user(Path(key_file)))
+            except ValueError as exc:  # "~nobody/key": a message, not a RuntimeError traceback
+                raise CollectError("auth_failed", target.where, f"key file {key_file}: {exc}") from None
         if not secret:
             return target
         try:

@@ -126,3 +126,14 @@ def test_environment_overrides_get_one_line_errors(environ):
             config.load(path, environ=environ)
         except config.ConfigError as exc:
             assert exc.problems and all("\n" not in line for line in exc.problems)
+
+
+def test_a_tilde_naming_nobody_is_a_config_error(tmp_path: Path):
+    """Found by the fuzzer above: FLEETTOP_DATA_DIR=~0 raised RuntimeError from expanduser()."""
+    path = tmp_path / "config.yaml"
+    path.write_text("ssh:\n  known_hosts: ~nosuchuser-fleettop/known_hosts\n")
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path, environ={"FLEETTOP_DATA_DIR": "~0"})
+    assert len(caught.value.problems) == 2 and all("no such user" in line for line in caught.value.problems)
+    with pytest.raises(config.ConfigError):
+        config.load("~nosuchuser-fleettop/config.yaml", environ={})

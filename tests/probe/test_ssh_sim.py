@@ -314,3 +314,9 @@ async def test_a_fleet_of_200_hosts_in_two_rounds(make_settings):
     busy = [r.metrics for r in second if r.metrics.cpu_percent is not None and r.metrics.cpu_percent > 75]
     full = [r.metrics for r in second if r.metrics.disk_percent > 85]
     assert busy and full  # the fleet is varied: some busy hosts, some near-full disks
+
+
+async def test_a_key_file_under_an_unknown_users_home_is_auth_failed(fleet, prober):
+    with pytest.raises(CollectError) as caught:
+        await prober.collect(sim_server(fleet, key_file="~nosuchuser-fleettop/id_ed25519"), None)
+    assert caught.value.kind == "auth_failed" and "no such user" in str(caught.value)
