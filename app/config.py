@@ -42,8 +42,16 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+def check_path(path: Path) -> Path:
+    """A path the OS can take: no NUL character (open() and mkdir() raise ValueError on one)."""
+    if "\x00" in str(path):
+        raise ValueError("must not contain a NUL character")
+    return path
+
+
 def expand_user(path: Path) -> Path:
     """`~` and `~user` expanded; a `~user` naming nobody is a ValueError (not a RuntimeError)."""
+    check_path(path)
     try:
         return path.expanduser()
     except RuntimeError:
@@ -126,6 +134,11 @@ class ServerConfig(_Section):
     @classmethod
     def _username(cls, value: str | None) -> str | None:
         return None if value is None else check_username(value)
+
+    @field_validator("key_file")
+    @classmethod
+    def _key_file(cls, value: Path | None) -> Path | None:
+        return None if value is None else check_path(value)
 
 
 class DatabaseConfig(_Section):

@@ -137,3 +137,14 @@ def test_a_tilde_naming_nobody_is_a_config_error(tmp_path: Path):
     assert len(caught.value.problems) == 2 and all("no such user" in line for line in caught.value.problems)
     with pytest.raises(config.ConfigError):
         config.load("~nosuchuser-fleettop/config.yaml", environ={})
+
+
+def test_a_nul_in_a_path_is_a_config_error(tmp_path: Path):
+    """A NUL byte in a path made mkdir() raise ValueError (a traceback) at start."""
+    path = tmp_path / "config.yaml"
+    path.write_text('data_dir: "/tmp/a\\x00b"\nssh:\n  known_hosts: "/tmp/k\\x00h"\n')
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path, environ={})
+    assert [line.split(": ", 2)[1] for line in caught.value.problems] == ["data_dir", "ssh.known_hosts"]
+    with pytest.raises(config.ConfigError):
+        config.validate_server({"name": "a", "host": "127.0.0.1", "key_file": "/k\x00"})
