@@ -52,7 +52,7 @@ class SecretBox:
     def _file_key(self) -> bytes:
         path = self.key_path
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Written aside, then linked into place: link() fails when another process won the
             # race, so every process ends up with the one key, never a half-written file.
             draft = path.with_name(f".{KEY_FILE_NAME}.{os.getpid()}")

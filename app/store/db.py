@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import functools
 import os
@@ -107,10 +108,14 @@ async def open_database(settings: Settings, *, migrate_to_head: bool = True) -> 
         raise DatabaseError(f"database.url {_redact(url)!r} is not a database URL") from None
     sqlite_path = None
     if parsed.get_backend_name() == "sqlite":
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # when created here: the owner's only
         if parsed.database and parsed.database != ":memory:":
             sqlite_path = Path(parsed.database).expanduser()
-            sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            sqlite_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # The fleet's inventory and history are the owner's: a new database file (and the
+            # -wal and -shm files SQLite creates with its mode) is 0600, whatever the umask.
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(sqlite_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         engine = _sqlite_engine(url)
     elif parsed.drivername == "postgresql+asyncpg":
         parsed, connect_args = _asyncpg_tls(parsed)
