@@ -198,12 +198,15 @@ def _sqlite_engine(url: str) -> AsyncEngine:
 async def migrate(database: Database) -> None:
     """Apply every migration up to head (a no-op when the schema is current)."""
     try:
-        if await _at_head(database):
-            return  # the usual case: no lock, no Alembic
-        async with _sqlite_migration_lock(database.sqlite_path), database.engine.begin() as conn:
-            if database.dialect == "postgresql":
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
-            await conn.run_sync(_upgrade)
+        # SQLite: even the check waits for the file lock, as no connection may open while
+        # another process creates the file (switching it to WAL needs it alone).
+        async with _sqlite_migration_lock(database.sqlite_path):
+            if await _at_head(database):
+                return  # the usual case: no Alembic
+            async with database.engine.begin() as conn:
+                if database.dialect == "postgresql":
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+                await conn.run_sync(_upgrade)
     except (OSError, DBAPIError) as exc:
         raise DatabaseError(f"cannot open the database {database.url}: {describe_error(exc)}") from None
 
