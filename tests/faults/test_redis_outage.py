@@ -113,3 +113,21 @@ async def test_a_frozen_redis_is_shown_as_down_and_survived(make_config, short_d
 
 async def redis_ok(service) -> bool:
     return (await service.health())["redis"] is True
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: `collect --wait` (app/cmd_queue.py) lets a RedisError out as a traceback when Redis goes away while it waits")
+async def test_collect_wait_when_redis_goes_away_is_one_line(make_config, short_dir: Path, fleet, private_redis):
+    """`collect --wait` waiting on a hung host when Redis dies: a one-line error and a
+    non-zero exit, never a traceback."""
+    from queue_helpers import run_fleettop
+
+    make_config(servers=["sim-0001"], interval=3600, redis={"url": private_redis.url}, ssh={"command_timeout": 30})
+    fleet.freeze("sim-0001")
+    waiting = asyncio.create_task(run_fleettop(short_dir / "config.yaml", "collect", "sim-0001", "--wait", timeout=60))
+    await asyncio.sleep(4)
+    private_redis.stop()
+    code, out, err = await waiting
+    fleet.freeze("sim-0001", False)
+    assert code != 0
+    assert "Traceback" not in err, err[-3000:]
+    assert len(err.strip().splitlines()) <= 2, err
