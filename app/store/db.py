@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+PG_CONNECT_TIMEOUT_S = 10
+PG_COMMAND_TIMEOUT_S = 300  # far past any query of fleettop's (a big purge included): only against "forever"
 # Several fleettop processes may start at once against one Postgres: one migrates, the others wait.
 PG_MIGRATION_LOCK = 0x666C656574  # "fleet"
 
@@ -119,6 +121,9 @@ async def open_database(settings: Settings, *, migrate_to_head: bool = True) -> 
         engine = _sqlite_engine(url)
     elif parsed.drivername == "postgresql+asyncpg":
         parsed, connect_args = _asyncpg_tls(parsed)
+        # A server that stops answering (frozen, partitioned without resets) must not hold a
+        # query or a connect forever: bounded, the caller sees an error and retries.
+        connect_args = {"timeout": PG_CONNECT_TIMEOUT_S, "command_timeout": PG_COMMAND_TIMEOUT_S, **connect_args}
         engine = create_async_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     else:
         raise DatabaseError(

@@ -100,6 +100,12 @@ class PrivatePostgres:
     def stop(self, mode: str = "immediate") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop")
 
+    def pids(self) -> list[int]:
+        """The postmaster and every process it started (to freeze them all)."""
+        main = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(main)], capture_output=True, text=True).stdout.split()
+        return [main, *map(int, children)]
+
 
 async def wait_for(check, timeout: float, step: float = 0.2):
     """queue_helpers.wait_until, accepting plain (non-async) checks too."""

@@ -122,3 +122,30 @@ async def test_a_last_attempt_cut_by_the_database_leaves_no_run_running(make_con
         await asyncio.sleep(5)  # a sweep, a reconcile, anything that would close it
         runs = await service.repo.recent_runs(server.id, 10)
     assert not [run for run in runs if run.status == "running"], [(run.id, run.status, run.error) for run in runs]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: health() (app/service.py) waits forever on a frozen database: the header keeps 'db ✓'")
+async def test_a_frozen_postgres_is_shown_as_down(make_config, short_dir: Path, fleet, private_postgres):
+    """PostgreSQL frozen (SIGSTOP: connections open, nothing answers, as in a partition):
+    health() answers "database down" within seconds instead of hanging the header."""
+    import os
+    import signal
+
+    data = make_config(servers=["sim-0001"], interval=3600, database={"url": private_postgres.url})
+    async with service_for(data, worker=False) as service:
+        assert (await service.health())["database"] is True
+        pids = private_postgres.pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        try:
+            health = await asyncio.wait_for(service.health(), 10)
+        except asyncio.TimeoutError:
+            health = None
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        answered_in = time.monotonic() - started
+        assert health is not None and health["database"] is False, "health() hung on a frozen database"
+        assert (await service.health())["database"] is True
+    print(f"frozen postgres reported down in {answered_in:.1f}s")
