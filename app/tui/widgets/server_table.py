@@ -431,8 +431,11 @@ class ServerTable(ScrollView, can_focus=True):
         self._strips.pop((server_id, False), None)
         self._strips.pop((server_id, True), None)
         position = self._position.get(server_id)
-        if position is not None:
-            self.refresh_line(position + 1)
+        if position is None:
+            return
+        top = round(self.scroll_y)
+        if top <= position < top + self.scrollable_content_region.height:
+            self.refresh_line(position + 1)  # a line off screen is drawn afresh when scrolled to
 
     def _style(self, name: str) -> Style:
         if name not in self._styles:
