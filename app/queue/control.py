@@ -7,8 +7,10 @@ retry-backoff set, the pause flag) and from the run history in SQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
+from redis.exceptions import RedisError
 from saq.job import TERMINAL_STATUSES, Job
 
 from app.cache import Event
@@ -16,7 +18,10 @@ from app.domain import QueueStats
 from app.queue.jobs import CollectContext, enqueue_manual
 from app.queue.worker import FleetQueue
 
-WAIT_POLL_S = 0.2
+# wait_manual re-reads the job records at least this often (a status message lost, or
+# Redis pub/sub unavailable); between reads it wakes on SAQ's status messages.
+WAIT_POLL_S = 1.0
+_TERMINAL = {status.value for status in TERMINAL_STATUSES}
 
 
 async def collect_now(deps: CollectContext, server_ids: list[int]) -> int:
@@ -31,17 +36,54 @@ async def collect_now(deps: CollectContext, server_ids: list[int]) -> int:
 
 
 async def wait_manual(deps: CollectContext, server_ids: list[int], timeout: float | None = None) -> None:
-    """Until each server's manual job has finished (or its record is gone)."""
+    """Until each server's manual job has finished (or its record is gone).
+
+    Event-driven: SAQ publishes each job's status on a channel named by its id; a job is
+    done when a terminal status arrives, without re-reading every pending record. The
+    records are read once after subscribing, and again every WAIT_POLL_S as a safety net."""
+    queue = deps.lanes.manual
     keys = [deps.cache.job_key("manual", server_id) for server_id in server_ids]
+    if not keys:
+        return
     deadline = None if timeout is None else time.monotonic() + timeout
-    while keys:
-        jobs = await deps.lanes.manual.jobs(keys)
-        keys = [key for key, job in zip(keys, jobs) if job is not None and job.status not in TERMINAL_STATUSES]
-        if not keys:
-            return
-        if deadline is not None and time.monotonic() > deadline:
-            raise asyncio.TimeoutError
-        await asyncio.sleep(WAIT_POLL_S)
+    pubsub = candidate = None
+    try:
+        with contextlib.suppress(RedisError, OSError):
+            candidate = queue.redis.pubsub()
+            await candidate.subscribe(*(queue.job_id(key) for key in keys))  # before the first read
+            pubsub = candidate
+        while keys:
+            jobs = await queue.jobs(keys)
+            pending = {queue.job_id(key) for key, job in zip(keys, jobs) if job is not None and job.status not in TERMINAL_STATUSES}
+            keys = [key for key in keys if queue.job_id(key) in pending]
+            next_read = time.monotonic() + WAIT_POLL_S
+            while pending:
+                now = time.monotonic()
+                if deadline is not None and now > deadline:
+                    raise asyncio.TimeoutError
+                if now >= next_read:
+                    break
+                wait = next_read - now if deadline is None else min(next_read, deadline) - now
+                if pubsub is None:
+                    await asyncio.sleep(max(wait, 0))
+                    continue
+                try:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=max(wait, 0.001))
+                except (RedisError, OSError):  # the subscription broke: fall back to reading
+                    pubsub = None
+                    continue
+                if message is None or message.get("type") != "message":
+                    continue
+                channel = message["channel"].decode() if isinstance(message["channel"], bytes) else message["channel"]
+                data = message["data"].decode() if isinstance(message["data"], bytes) else str(message["data"])
+                if channel in pending and data.lower() in _TERMINAL:
+                    pending.discard(channel)
+            keys = [key for key in keys if queue.job_id(key) in pending]
+            # Out of the inner loop: every job reported finished (done), or time for a re-read.
+    finally:
+        if candidate is not None:
+            with contextlib.suppress(Exception):
+                await candidate.aclose()
 
 
 async def pause(deps: CollectContext) -> None:
