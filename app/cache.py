@@ -84,6 +84,17 @@ class Cache:
     async def set_latest(self, sample: Sample) -> None:
         await self.redis.set(self._latest_key(sample.server_id), sample.model_dump_json(), ex=self.settings.cache.latest_ttl)
 
+    async def record_collected(self, sample: Sample) -> None:
+        """After a successful collection, in one round trip: the latest sample, the run's
+        outcome (ok), the aggregate dropped, and the "sample" event published."""
+        ttl = self.settings.cache.latest_ttl
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._latest_key(sample.server_id), sample.model_dump_json(), ex=ttl)
+            pipe.set(self._outcome_key(sample.server_id), RunOutcome(status="ok").model_dump_json(), ex=ttl)
+            pipe.delete(self._aggregate_key)
+            pipe.publish(self.events_channel, Event(kind="sample", server_id=sample.server_id).model_dump_json())
+            await pipe.execute()
+
     async def latest(self, server_ids: list[int], load: Callable[[], Awaitable[dict[int, Sample]]]) -> dict[int, Sample]:
         """Latest sample of each server: from Redis, the misses from `load` (SQL), which are cached."""
         if not server_ids:

@@ -10,13 +10,15 @@ import getpass
 import os
 import socket
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Integer, and_, cast, delete, func, select
+from sqlalchemy import ColumnElement, Integer, and_, cast, delete, func, insert, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from app.config import DefaultsConfig, ServerConfig
 from app.domain import Counters, DiskUsage, FleetAggregate, Metrics, Run, Sample, Server, Thresholds, is_alerting
@@ -220,6 +222,69 @@ class Repository:
                 raise FleettopError(f"server id {server_id} does not exist (removed?)") from None
         return inserted is not None
 
+    async def collect_inputs(self, server_id: int, job_key: str) -> CollectInputs | None:
+        """What a collection reads first, in one statement: the server, its stored secret,
+        whether a run with this job key already finished ok, one still 'running' with it, and
+        the counters of its newest sample. None when the server is gone."""
+        done = select(RunRow.id).where(RunRow.job_key == job_key, RunRow.status == "ok").exists()
+        counters = (
+            select(SAMPLE_COLUMNS.counters)
+            .where(SAMPLE_COLUMNS.server_id == server_id)
+            .order_by(SAMPLE_COLUMNS.collected_at.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        running = (
+            select(RunRow.id)
+            .where(RunRow.job_key == job_key, RunRow.status == "running")
+            .order_by(RunRow.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        query = select(ServerRow, done.label("done"), counters.label("counters"), running.label("running")).where(
+            ServerRow.id == server_id
+        )
+        async with self._sessions() as session:
+            found = (await session.execute(query)).first()
+        if found is None:
+            return None
+        row, was_done, raw, running_id = found
+        return CollectInputs(
+            server=_server(row),
+            secret=row.secret,
+            done=bool(was_done),
+            counters=Counters.model_validate(raw) if raw else None,
+            running_run_id=running_id,
+        )
+
+    async def finish_collection(self, run_id: int, server_id: int, metrics: Metrics, counters: Counters | None) -> bool:
+        """A successful collection's writes in one transaction: the sample (as add_sample)
+        and its run finished ok (as finish_run). False when a sample at that collected_at
+        already existed."""
+        values = _sample_values(server_id, metrics, counters)
+        finished = utcnow()
+        insert_ = _postgresql().insert if self._database.dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert_(SampleRow)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["server_id", "collected_at"])
+            .returning(SampleRow.id)
+        )
+        async with self._sessions.begin() as session:
+            try:
+                inserted = (await session.execute(statement)).scalar_one_or_none()
+            except IntegrityError:
+                raise FleettopError(f"server id {server_id} does not exist (removed?)") from None
+            started = await session.scalar(select(RunRow.started_at).where(RunRow.id == run_id))
+            if started is not None:
+                await session.execute(
+                    update(RunRow)
+                    .where(RunRow.id == run_id)
+                    .values(status="ok", error=None, finished_at=finished, duration_s=(finished - started).total_seconds())
+                    .execution_options(synchronize_session=False)
+                )
+        return inserted is not None
+
     async def latest_sample(self, server_id: int) -> Sample | None:
         query = (
             select(SampleRow.__table__)
@@ -377,15 +442,16 @@ class Repository:
     # -- runs --------------------------------------------------------------------
 
     async def start_run(self, server_id: int, *, job_key: str, trigger: str, attempt: int = 1) -> int:
-        row = RunRow(
-            server_id=server_id, job_key=job_key, trigger=trigger, attempt=attempt, status="running", started_at=utcnow()
+        statement = (
+            insert(RunRow)
+            .values(server_id=server_id, job_key=job_key, trigger=trigger, attempt=attempt, status="running", started_at=utcnow())
+            .returning(RunRow.id)
         )
         try:
             async with self._sessions.begin() as session:
-                session.add(row)
+                return (await session.execute(statement)).scalar_one()
         except IntegrityError:
             raise FleettopError(f"server id {server_id} does not exist (removed?)") from None
-        return row.id
 
     async def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
         if status not in {"ok", "failed"}:
@@ -437,6 +503,28 @@ class Repository:
     async def last_run(self, server_id: int) -> Run | None:
         runs = await self.recent_runs(server_id, limit=1)
         return runs[0] if runs else None
+
+    async def last_runs(self, server_ids: Sequence[int]) -> dict[int, Run]:
+        """The newest run of each of these servers (as last_run), in one query."""
+        if not server_ids:
+            return {}
+        newest = aliased(RunRow)
+        newest_id = (
+            select(newest.id)
+            .where(newest.server_id == ServerRow.id)
+            .order_by(newest.started_at.desc(), newest.id.desc())
+            .limit(1)
+            .correlate(ServerRow)
+            .scalar_subquery()
+        )
+        query = (
+            select(RunRow, ServerRow.name)
+            .select_from(ServerRow)
+            .join(RunRow, RunRow.id == newest_id)
+            .where(ServerRow.id.in_(list(server_ids)))
+        )
+        async with self._sessions() as session:
+            return {row.server_id: _run(row, name) for row, name in await session.execute(query)}
 
     async def get_run(self, run_id: int) -> Run | None:
         runs = await self._runs(RunRow.id == run_id, order=(RunRow.id,), limit=1)
@@ -541,6 +629,15 @@ def _settings_of(row: ServerRow) -> tuple[Any, ...]:
         row.host, row.port, row.username, row.transport, row.auth, row.key_file, row.enabled,
         row.interval, row.cpu_threshold, row.ram_threshold, row.disk_threshold,
     )
+
+
+@dataclass(frozen=True)
+class CollectInputs:
+    server: Server
+    secret: bytes | None
+    done: bool  # a run with the job's key already finished ok
+    counters: Counters | None  # of the newest sample: None on first contact
+    running_run_id: int | None = None  # a run with this job key still 'running': an attempt whose worker died
 
 
 def _server(row: ServerRow) -> Server:
