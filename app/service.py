@@ -38,6 +38,7 @@ __all__ = ["Event", "FleetService", "ServerDetail", "ServerRow", "open_service"]
 # A server whose newest sample is older than this many intervals (plus a minute) is stale.
 STALE_INTERVALS = 2
 RECENT_RUNS = 20
+HEALTH_TIMEOUT_S = 3.0  # a health check longer than this is an answer: "down"
 
 Status = Literal["up", "down", "stale", "unknown", "disabled"]
 
@@ -240,17 +241,21 @@ class FleetService:
         return sorted(rows, key=lambda row: (row[2] or far, row[0]))
 
     async def health(self) -> dict[str, object]:
+        """Redis, the database and the workers, each answered within HEALTH_TIMEOUT_S: a frozen
+        server (SIGSTOP, a partition without resets) is "down", not a call that never returns."""
         redis_ok = database_ok = True
         worker: Literal["running", "paused", "none"] = "none"
         try:
-            await self.cache.redis.ping()
-            if await self.cache.workers_alive():
-                worker = "paused" if await self.cache.is_paused() else "running"
-        except (RedisError, OSError):
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                await self.cache.redis.ping()
+                if await self.cache.workers_alive():
+                    worker = "paused" if await self.cache.is_paused() else "running"
+        except (RedisError, OSError, TimeoutError):
             redis_ok = False
         try:
-            await self.repo.get_server_by_id(0)
-        except Exception:  # any driver error means the database cannot answer
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                await self.repo.get_server_by_id(0)
+        except Exception:  # any driver error (or no answer in time) means the database cannot answer
             database_ok = False
         return {"redis": redis_ok, "database": database_ok, "worker": worker}
 
