@@ -148,8 +148,10 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
     except Exception as exc:
         message = str(exc) if isinstance(exc, CollectError) else f"{type(exc).__name__}: {exc}"
         message = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
-        with contextlib.suppress(Exception):
+        try:
             await deps.repo.finish_run(run_id, "failed", message)
+        except Exception:  # the database is away: close the run once it is back
+            _finish_later(deps, run_id, message)
         if job.retryable:
             delay = _set_retry_delay(deps, job)
             with contextlib.suppress(RedisError, OSError):
@@ -182,6 +184,30 @@ async def _close_lost_run(deps: CollectContext, job: Job) -> None:
     run = await deps.repo.get_run(lost)
     if run is not None and run.status == "running":
         await deps.repo.finish_run(lost, "failed", "lost: the worker running it stopped")
+
+
+FINISH_RETRY_EVERY_S = 2.0
+FINISH_RETRY_FOR_S = 3600.0
+_finishing: set[asyncio.Task[None]] = set()
+
+
+def _finish_later(deps: CollectContext, run_id: int, message: str) -> None:
+    """Record a failed run's end when the database answers again (a run must never stay
+    'running'); while this process lives. Past that, the reconcile's stale-run sweep does."""
+
+    async def retry() -> None:
+        deadline = time.monotonic() + FINISH_RETRY_FOR_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(FINISH_RETRY_EVERY_S)
+            try:
+                await deps.repo.finish_run(run_id, "failed", message)
+                return
+            except Exception:
+                continue
+
+    task = asyncio.get_running_loop().create_task(retry(), name=f"fleettop-finish-run-{run_id}")
+    _finishing.add(task)
+    task.add_done_callback(_finishing.discard)
 
 
 def _set_retry_delay(deps: CollectContext, job: Job) -> float:

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,13 +28,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.domain import Server
 from app.errors import FleettopError
 from app.queue import control
-from app.queue.jobs import CollectContext, enqueue_link
+from app.queue.jobs import CollectContext, enqueue_link, job_timeout
 
 log = logging.getLogger("fleettop.scheduler")
 
 RECONCILE_EVERY_S = 10.0
 CLEAN_EVERY_S = 3600
 RETRY_AFTER_FAILURE_S = 1.0
+STALE_RUN_MARGIN_S = 60  # past the job timeout; room for clocks of several machines
 
 
 @dataclass
@@ -126,7 +128,21 @@ class Scheduler:
             self._failing = False
         if result.changed:
             log.info("schedule: %d added, %d moved, %d withdrawn", result.added, result.moved, result.withdrawn)
+        await self._close_stale_runs()
         return True
+
+    async def _close_stale_runs(self) -> None:
+        """Runs still 'running' long past any job's timeout lost their worker or their final
+        write (a worker killed while Redis was restarted empty, a process gone while the
+        database was away): mark them failed, so nothing shows as running forever."""
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=job_timeout(self.deps.settings) + STALE_RUN_MARGIN_S)
+        try:
+            closed = await self.deps.repo.close_stale_runs(cutoff, "lost: its worker stopped, or its result could not be written")
+        except (SQLAlchemyError, OSError, FleettopError) as exc:
+            log.warning("closing stale runs failed: %s", _one_line(exc))
+            return
+        if closed:
+            log.warning("%d runs left running past their timeout marked failed (lost)", closed)
 
     async def _listen(self) -> None:
         # Once subscribed, reconcile again: a change announced before then went unheard.
