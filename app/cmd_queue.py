@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import LoadedConfig
 from app.domain import Server
@@ -18,6 +23,31 @@ from app.queue.jobs import job_timeout
 from app.service import FleetService, open_service
 
 log = logging.getLogger("fleettop.headless")
+
+
+def _one_line_errors(handler: Callable[[argparse.Namespace, LoadedConfig], Awaitable[int]]):
+    """Redis or the database failing in the middle of a command (gone while `collect
+    --wait` waits): one line naming which, never a traceback."""
+
+    @functools.wraps(handler)
+    async def run(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+        try:
+            return await handler(args, loaded)
+        except RedisError as exc:
+            raise FleettopError(f"redis: {_first_line(exc)}") from None
+        except SQLAlchemyError as exc:
+            from app.store.db import describe_error
+
+            raise FleettopError(f"database: {describe_error(exc)}") from None
+        except OSError as exc:
+            raise FleettopError(_first_line(exc)) from None
+
+    return run
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 JSON_FIELDS = (
     "collected_at", "cpu_percent", "mem_percent", "swap_percent", "disk_percent", "disks",
@@ -44,6 +74,7 @@ async def cmd_headless(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     return 0
 
 
+@_one_line_errors
 async def cmd_collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     if bool(args.names) == bool(args.all):
         raise UsageError("name the servers to collect, or give --all")
@@ -110,6 +141,7 @@ def _line(result: dict[str, Any]) -> str:
     )
 
 
+@_one_line_errors
 async def cmd_queue(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     logs.configure(sys.stderr, logging.WARNING)
     async with open_service(loaded, worker=False) as service:
@@ -130,6 +162,7 @@ async def cmd_queue(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     return 0
 
 
+@_one_line_errors
 async def cmd_cache(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     logs.configure(sys.stderr, logging.WARNING)
     async with open_service(loaded, worker=False) as service:
