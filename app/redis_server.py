@@ -89,7 +89,8 @@ class EmbeddedRedis:
 
     async def acquire(self) -> None:
         """Reuse the live server on the socket or start one; take a lease on it."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # data_dir, when created here
+        self.directory.mkdir(exist_ok=True, mode=0o700)
         os.chmod(self.directory, 0o700)
         self.leases.mkdir(exist_ok=True, mode=0o700)
         async with self._locked():

@@ -12,6 +12,7 @@ import atexit
 import copy
 import logging
 import logging.handlers
+import os
 import queue
 import time
 from datetime import datetime, timezone
@@ -101,5 +102,6 @@ def configure_file_if_unset(path: Path) -> None:
     data_dir: Python's fallback, stderr, would tear a full-screen UI."""
     if logging.getLogger().handlers:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    configure(path.open("a", encoding="utf-8"))
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # data_dir, when created here
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # host names and errors: the owner's
+    configure(os.fdopen(fd, "a", encoding="utf-8"))

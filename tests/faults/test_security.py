@@ -177,7 +177,10 @@ async def test_embedded_redis_is_reachable_only_through_an_owner_only_socket(sho
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700
         assert stat.S_ISSOCK(socket_path.stat().st_mode)
         assert stat.S_IMODE(socket_path.stat().st_mode) & 0o077 == 0
-        assert stat.S_IMODE((short_dir / "data").stat().st_mode) & 0o022 == 0
+        assert stat.S_IMODE((short_dir / "data").stat().st_mode) == 0o700
+        for name in ("fleettop.db", "fleettop.db-wal", "fleettop.db-shm"):
+            if (short_dir / "data" / name).exists():
+                assert stat.S_IMODE((short_dir / "data" / name).stat().st_mode) == 0o600, name
         client = Redis(unix_socket_path=str(socket_path))
         try:
             assert (await client.config_get("port"))["port"] == "0"  # no TCP listener
