@@ -113,33 +113,34 @@ def run_key(job: Job) -> str:
 async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dict[str, t.Any]:
     job: Job = ctx["job"]
     deps: CollectContext = ctx["collect"]
-    with contextlib.suppress(RedisError, OSError):
-        await deps.cache.unmark_retrying(job.id)
-    server = await deps.repo.get_server_by_id(server_id)
-    if server is None:
+    if job.attempts > 1:  # only a retry was marked (the "delayed" figure)
+        with contextlib.suppress(RedisError, OSError):
+            await deps.cache.unmark_retrying(job.id)
+    key = run_key(job)
+    # One read for everything the collection needs from SQL before it starts.
+    inputs = await deps.repo.collect_inputs(server_id, key)
+    if inputs is None:
         return {"status": "gone"}
+    server = inputs.server
     ctx["interval"] = server.interval if server.enabled else None  # read by rechain()
     if trigger == "scheduled" and not server.enabled:
         return {"status": "disabled"}
-    key = run_key(job)
-    if await deps.repo.run_done(key):
+    if inputs.done:
         return {"status": "ok", "duplicate": True}
 
-    await _close_lost_run(deps, job)
+    if inputs.running_run_id is not None:
+        # An attempt of this very run key is still 'running': its worker died (the job was
+        # swept and re-delivered). Found by its key in SQL, so no job record update per run.
+        await deps.repo.finish_run(inputs.running_run_id, "failed", "lost: the worker running it stopped")
     attempt = job.attempts
     run_id = await deps.repo.start_run(server_id, job_key=key, trigger="retry" if attempt > 1 else trigger, attempt=attempt)
-    job.meta["run_id"] = run_id  # stored with the job: if this worker dies, the next attempt closes the run
-    with contextlib.suppress(RedisError, OSError):
-        await job.update()
     await deps.cache.publish(Event(kind="run", server_id=server_id))
     started = time.monotonic()
     heartbeat = asyncio.create_task(_heartbeat(job))
     try:
-        previous = await deps.repo.latest_sample(server_id)
-        secret = await deps.repo.get_secret(server_id) if server.has_secret else None
-        result = await deps.prober.collect(server, previous.counters if previous else None, secret)
-        await deps.repo.add_sample(server_id, result.metrics, result.counters)
-        await deps.repo.finish_run(run_id, "ok")
+        secret = inputs.secret if server.has_secret else None
+        result = await deps.prober.collect(server, inputs.counters, secret)
+        await deps.repo.finish_collection(run_id, server_id, result.metrics, result.counters)  # sample + run, one commit
     except asyncio.CancelledError:
         _set_retry_delay(deps, job)
         with contextlib.suppress(Exception):
@@ -165,25 +166,13 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
         heartbeat.cancel()
 
     sample = Sample(**result.metrics.model_dump(), server_id=server_id, counters=result.counters)
-    try:
-        await deps.cache.set_latest(sample)
-        await deps.cache.set_outcome(server_id, RunOutcome(status="ok"))
-        await deps.cache.invalidate_aggregate()
+    try:  # latest, outcome, aggregate dropped and the event: one round trip
+        await deps.cache.record_collected(sample)
     except (RedisError, OSError) as exc:  # stored in SQL already; readers fall back to it
         log.warning("cannot cache the sample of %s: %s", server.name, exc)
-    await deps.cache.publish(Event(kind="sample", server_id=server_id))
+        await deps.cache.publish(Event(kind="sample", server_id=server_id))
     log.info("collected %s in %.2fs (attempt %d)", server.name, time.monotonic() - started, attempt)
     return {"status": "ok"}
-
-
-async def _close_lost_run(deps: CollectContext, job: Job) -> None:
-    """An attempt whose worker died (swept, now re-run) left its run 'running': close it."""
-    lost = job.meta.pop("run_id", None)
-    if lost is None:
-        return
-    run = await deps.repo.get_run(lost)
-    if run is not None and run.status == "running":
-        await deps.repo.finish_run(lost, "failed", "lost: the worker running it stopped")
 
 
 FINISH_RETRY_EVERY_S = 2.0
