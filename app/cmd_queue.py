@@ -20,7 +20,7 @@ from app.domain import Server
 from app.errors import FleettopError, UsageError
 from app.queue import logs
 from app.queue.jobs import job_timeout
-from app.service import FleetService, open_service
+from app.service import CollectOutcome, open_service
 
 log = logging.getLogger("fleettop.headless")
 
@@ -98,7 +98,8 @@ async def cmd_collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             await service.wait_collected(servers, timeout=_patience(loaded))
         except asyncio.TimeoutError:
             raise FleettopError("timed out waiting for the collections (is a worker stuck?)") from None
-        results = [await _result(service, server) for server in servers]
+        outcomes = await service.manual_outcomes(servers)
+        results = [_result(server, outcome) for server, outcome in zip(servers, outcomes)]
         await service.stop_worker()
     if args.json:
         print(json.dumps(results, indent=2))
@@ -115,8 +116,7 @@ def _patience(loaded: LoadedConfig) -> float:
     return worker.retries * job_timeout(loaded.settings) + backoffs + 60
 
 
-async def _result(service: FleetService, server: Server) -> dict[str, Any]:
-    outcome = await service.manual_outcome(server)
+def _result(server: Server, outcome: CollectOutcome) -> dict[str, Any]:
     result: dict[str, Any] = {"server": server.name, "status": outcome.status, "error": outcome.error}
     sample = outcome.sample.model_dump(mode="json") if outcome.sample else {}
     for field in JSON_FIELDS:

@@ -190,14 +190,31 @@ class FleetService:
 
     async def manual_outcome(self, server: Server) -> CollectOutcome:
         """The result of the server's last manual collection (after wait_collected)."""
-        job = await self.context.lanes.manual.job(self.cache.job_key("manual", server.id))
-        last = await self.repo.last_run(server.id)
-        ok = job.status == "complete" if job is not None else last is not None and last.status == "ok"
-        if ok:
-            return CollectOutcome(status="ok", sample=await self.repo.latest_sample(server.id))
-        if last is not None and last.status == "failed":
-            return CollectOutcome(status="failed", error=last.error)
-        return CollectOutcome(status="failed", error=f"collection {job.status.value if job else 'lost'}")
+        return (await self.manual_outcomes([server]))[0]
+
+    async def manual_outcomes(self, servers: list[Server]) -> list[CollectOutcome]:
+        """manual_outcome of each server, in three reads whatever their number: the job
+        records (one MGET), the last runs (one query), the latest samples (one query)."""
+        if not servers:
+            return []
+        ids = [server.id for server in servers]
+        jobs = await self.context.lanes.manual.jobs([self.cache.job_key("manual", server_id) for server_id in ids])
+        lasts = await self.repo.last_runs(ids)
+        oks = [
+            job.status == "complete" if job is not None else lasts.get(server_id) is not None and lasts[server_id].status == "ok"
+            for server_id, job in zip(ids, jobs)
+        ]
+        samples = await self.repo.latest_samples() if any(oks) else {}
+        outcomes = []
+        for server_id, job, ok in zip(ids, jobs, oks):
+            last = lasts.get(server_id)
+            if ok:
+                outcomes.append(CollectOutcome(status="ok", sample=samples.get(server_id)))
+            elif last is not None and last.status == "failed":
+                outcomes.append(CollectOutcome(status="failed", error=last.error))
+            else:
+                outcomes.append(CollectOutcome(status="failed", error=f"collection {job.status.value if job else 'lost'}"))
+        return outcomes
 
     async def pause(self) -> None:
         await control.pause(self.context)
