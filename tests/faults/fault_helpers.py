@@ -3,7 +3,6 @@ reliably next to the other test areas' conftest modules)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import socket
@@ -52,12 +51,14 @@ class PrivateRedis:
         if self.password:
             args += ["--requirepass", self.password]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 30  # a loaded 2-core machine can be slow to start it
+        while time.monotonic() < deadline and self.process.poll() is None:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                 return
             time.sleep(0.05)
-        raise RuntimeError(f"private redis-server on port {self.port} did not start")
+        log = self.directory / f"redis-{self.port}.log"
+        said = log.read_text(errors="replace")[-500:] if log.exists() else ""
+        raise RuntimeError(f"private redis-server on port {self.port} did not start: {said.strip()}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -107,15 +108,7 @@ class PrivatePostgres:
         return [main, *map(int, children)]
 
 
-async def wait_for(check, timeout: float, step: float = 0.2):
-    """queue_helpers.wait_until, accepting plain (non-async) checks too."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(step)
+async def first_round_ok(service, servers) -> bool:
+    """Every one of these servers has a last run, and it ended ok."""
+    runs = [await service.repo.last_run(s.id) for s in servers]
+    return all(run is not None and run.status == "ok" for run in runs)

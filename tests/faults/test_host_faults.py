@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fault_helpers import wait_for
-from queue_helpers import service_for
+from queue_helpers import service_for, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +32,7 @@ async def test_down_frozen_and_rekeyed_hosts(make_config, short_dir: Path, fleet
             await service.wait_collected([servers[name] for name in which], timeout=30)
             return await rows()
 
-        await wait_for(lambda: all_status(rows, "up"), 30)
+        await wait_until(lambda: all_status(rows, "up"), 30)
         trusted = fingerprint()
 
         # Down: refused, shown down with its error; back: collected on the next try.

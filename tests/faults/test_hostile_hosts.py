@@ -17,7 +17,8 @@ from app.probe import CollectError, Prober
 from app.probe.ssh import MAX_OUTPUT_BYTES
 from app.sim import HOSTILE
 
-from queue_helpers import run_fleettop
+from fault_helpers import first_round_ok
+from queue_helpers import run_fleettop, service_for, wait_until
 
 ESC = "\x1b"
 
@@ -101,26 +102,19 @@ async def test_the_dashboard_shows_hostile_names_and_errors_inert(make_config, s
     from app.tui.app import FleetApp
     from app.tui.screens.detail import DetailScreen
 
-    from fault_helpers import wait_for
-    from queue_helpers import service_for
-
     names = ["sim-0001", "sim-0002"]
     data = make_config(servers=names, interval=3600, worker={"retries": 1})
     async with service_for(data, worker=True) as service:
         servers = await service.resolve(names)
 
-        async def first_round() -> bool:
-            runs = [await service.repo.last_run(s.id) for s in servers]
-            return all(run is not None and run.status == "ok" for run in runs)
-
-        await wait_for(first_round, 20)
+        await wait_until(lambda: first_round_ok(service, servers), 20)
         fleet.misbehave("sim-0001", "escapes")
         fleet.misbehave("sim-0002", "stderr-escapes")
         await service.collect_now(names)
         await service.wait_collected(servers, timeout=30)
         app = FleetApp(service, config_path=short_dir / "config.yaml")
         async with app.run_test(size=(200, 50)) as pilot:
-            await wait_for(lambda: len(app.dashboard.table.rows_by_id) == 2, 10)
+            await wait_until(lambda: len(app.dashboard.table.rows_by_id) == 2, 10)
             await pilot.pause(0.5)
             table = app.dashboard.table
             rows = {row.server.name: row for row in table.rows_by_id.values()}
@@ -128,7 +122,7 @@ async def test_the_dashboard_shows_hostile_names_and_errors_inert(make_config, s
             screens = []
             for name in names:
                 app.push_screen(DetailScreen(name))
-                await wait_for(lambda: isinstance(app.screen, DetailScreen), 5)
+                await wait_until(lambda: isinstance(app.screen, DetailScreen), 5)
                 await pilot.pause(1.0)
                 screens.append(app.export_screenshot())
                 app.pop_screen()

@@ -22,8 +22,7 @@ from app.tui.app import FleetApp
 from app.tui.screens.dashboard import DashboardScreen
 from app.tui.screens.form import ServerForm
 
-from fault_helpers import wait_for
-from queue_helpers import service_for
+from queue_helpers import service_for, wait_until
 
 CANARY = Path(tempfile.gettempdir()) / f"fleettop-pwned-{os.getpid()}"
 SHELL = [f"$(touch {CANARY})", f"`touch {CANARY}`", f"x;touch {CANARY}", f"x|touch {CANARY}", f"x&&touch {CANARY}", f"x\ntouch {CANARY}"]
@@ -75,7 +74,7 @@ async def test_the_form_refuses_hostile_input_and_shows_it_literally(make_config
         async with app.run_test(size=(160, 40)) as pilot:
             await pilot.pause(0.5)
             await pilot.press("a")
-            await wait_for(lambda: isinstance(app.screen, ServerForm), 5)
+            await wait_until(lambda: isinstance(app.screen, ServerForm), 5)
             form = app.screen
             tried = 0
             for value in HOSTILE[:-4]:  # the last ones are blank: "is required" is tested elsewhere
@@ -91,7 +90,7 @@ async def test_the_form_refuses_hostile_input_and_shows_it_literally(make_config
                     tried += 1
             assert tried == 2 * (len(HOSTILE) - 4)
             await pilot.press("escape")
-            await wait_for(lambda: isinstance(app.screen, DashboardScreen), 5)
+            await wait_until(lambda: isinstance(app.screen, DashboardScreen), 5)
         assert await service.list_servers() == []
     assert not CANARY.exists()
 

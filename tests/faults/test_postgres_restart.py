@@ -14,8 +14,8 @@ from sqlalchemy import text
 from app.config import Settings
 from app.store.db import DatabaseError, open_database
 
-from fault_helpers import wait_for
-from queue_helpers import service_for
+from fault_helpers import first_round_ok
+from queue_helpers import service_for, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -30,11 +30,7 @@ async def test_postgres_restart_mid_collection_loses_no_sample(make_config, shor
     async with service_for(data, worker=True) as service:
         servers = await service.resolve(NAMES)
 
-        async def first_round() -> bool:
-            runs = [await service.repo.last_run(s.id) for s in servers]
-            return all(run is not None and run.status == "ok" for run in runs)
-
-        await wait_for(first_round, 30)
+        await wait_until(lambda: first_round_ok(service, servers), 30)
         execs_before = sum(fleet.host(name).execs for name in NAMES)
         for name in NAMES:
             fleet.slow(name, 2.0)  # each probe answers two seconds late...
@@ -44,10 +40,10 @@ async def test_postgres_restart_mid_collection_loses_no_sample(make_config, shor
             runs = [await service.repo.last_run(s.id) for s in servers]
             return all(run is not None and run.status == "running" and run.trigger == "manual" for run in runs)
 
-        await wait_for(all_running, 10, step=0.1)
+        await wait_until(all_running, 10, step=0.1)
         private_postgres.stop("immediate")  # ...and the database dies under them
         down_at = time.monotonic()
-        await wait_for(lambda: sum(fleet.host(name).execs for name in NAMES) >= execs_before + len(NAMES), 10)
+        await wait_until(lambda: sum(fleet.host(name).execs for name in NAMES) >= execs_before + len(NAMES), 10)
         await asyncio.sleep(2.5)  # the probes answer while the database is away
         answered_in_outage = sum(fleet.host(name).execs for name in NAMES) - execs_before
         health = await service.health()
@@ -111,10 +107,10 @@ async def test_a_last_attempt_cut_by_the_database_leaves_no_run_running(make_con
             run = await service.repo.last_run(server.id)
             return run is not None and run.status == status
 
-        await wait_for(lambda: last_is("ok"), 30)
+        await wait_until(lambda: last_is("ok"), 30)
         fleet.slow("sim-0001", 1.5)
         await service.collect_now(["sim-0001"])
-        await wait_for(lambda: last_is("running"), 10, step=0.1)
+        await wait_until(lambda: last_is("running"), 10, step=0.1)
         private_postgres.stop("immediate")
         await service.wait_collected([server], timeout=30)  # the one attempt failed: its job is over
         private_postgres.start()
@@ -122,7 +118,7 @@ async def test_a_last_attempt_cut_by_the_database_leaves_no_run_running(make_con
         async def none_running() -> bool:
             return not [run for run in await service.repo.recent_runs(server.id, 10) if run.status == "running"]
 
-        await wait_for(none_running, 15)  # the failed attempt's end is written once the database is back
+        await wait_until(none_running, 15)  # the failed attempt's end is written once the database is back
         runs = await service.repo.recent_runs(server.id, 10)
     assert [run.status for run in runs] == ["failed", "ok"], [(run.id, run.status, run.error) for run in runs]
 

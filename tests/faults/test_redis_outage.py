@@ -15,8 +15,7 @@ import pytest
 from app.tui.app import FleetApp
 from app.tui.widgets.bars import HeaderBar
 
-from fault_helpers import wait_for
-from queue_helpers import Fleettop, loaded as loaded_config, service_for
+from queue_helpers import Fleettop, loaded as loaded_config, service_for, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -38,13 +37,13 @@ async def test_redis_restart_under_a_dashboard_and_a_headless_worker(make_config
                     shown = str(header.render())
                     return (header.health or {}).get("redis") is redis_ok and ("redis ✓" in shown) == redis_ok
 
-                await wait_for(lambda: header_says(True), 20)
+                await wait_until(lambda: header_says(True), 20)
                 servers = await service.resolve(NAMES)
-                await wait_for(lambda: all_have_ok_runs(service, servers, since=None), 30)
+                await wait_until(lambda: all_have_ok_runs(service, servers, since=None), 30)
 
                 private_redis.stop()
                 outage_at = datetime.now(timezone.utc)
-                await wait_for(lambda: header_says(False), 15)
+                await wait_until(lambda: header_says(False), 15)
                 health = await service.health()
                 assert health["redis"] is False and health["database"] is True
                 await asyncio.sleep(3)  # the outage lasts
@@ -53,10 +52,10 @@ async def test_redis_restart_under_a_dashboard_and_a_headless_worker(make_config
 
                 private_redis.start()  # empty: every job, link and flag is gone
                 back_at = time.monotonic()
-                await wait_for(lambda: header_says(True), 20)
+                await wait_until(lambda: header_says(True), 20)
                 # The schedule is whole again: one link per server, and each collected after the restart.
-                await wait_for(lambda: schedule_links(service, len(NAMES)), 20)
-                await wait_for(lambda: all_have_ok_runs(service, servers, since=outage_at), 40, step=0.5)
+                await wait_until(lambda: schedule_links(service, len(NAMES)), 20)
+                await wait_until(lambda: all_have_ok_runs(service, servers, since=outage_at), 40, step=0.5)
                 recovered_in = time.monotonic() - back_at
                 stats = await service.stats()
                 assert stats.scheduled == len(NAMES) and stats.active <= len(NAMES)
@@ -103,7 +102,7 @@ async def test_a_frozen_redis_is_shown_as_down_and_survived(make_config, short_d
             os.kill(private_redis.process.pid, signal.SIGCONT)
         answered_in = time.monotonic() - started
         assert health is not None and health["redis"] is False, "health() hung on a frozen Redis"
-        await wait_for(lambda: redis_ok(service), 15)
+        await wait_until(lambda: redis_ok(service), 15)
         servers = await service.resolve(NAMES[:2])
         await service.collect_now(NAMES[:2])
         await service.wait_collected(servers, timeout=30)

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fault_helpers import wait_for
-from queue_helpers import Fleettop, run_fleettop, service_for
+from queue_helpers import Fleettop, run_fleettop, service_for, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +35,7 @@ async def test_sqlite_with_a_dashboard_worker_a_headless_worker_and_the_cli(make
                 ]
                 outputs += await asyncio.gather(*cli, hammer(service))
                 outputs = [item for item in outputs if item is not None]
-            await wait_for(lambda: all_ok(service, servers), 40, step=0.5)
+            await wait_until(lambda: all_ok(service, servers), 40, step=0.5)
             runs = [run for s in servers for run in await service.repo.recent_runs(s.id, 100)]
     finally:
         code = await headless.stop()

@@ -14,15 +14,10 @@ import pytest
 from app.tui.app import FleetApp
 from app.tui.widgets.bars import QueueBar
 
-from fault_helpers import wait_for
-from queue_helpers import Fleettop, run_fleettop, service_for
+from fault_helpers import first_round_ok
+from queue_helpers import Fleettop, run_fleettop, service_for, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-async def _first_round(service, servers) -> bool:
-    runs = [await service.repo.last_run(s.id) for s in servers]
-    return all(run is not None and run.status == "ok" for run in runs)
 
 
 async def test_sigkill_mid_collect_all_the_other_worker_collects_everything(make_config, short_dir: Path, fleet):
@@ -34,20 +29,20 @@ async def test_sigkill_mid_collect_all_the_other_worker_collects_everything(make
     try:
         async with service_for(data, worker=False) as service:
             servers = await service.resolve(names)
-            await wait_for(lambda: _first_round(service, servers), 30)
+            await wait_until(lambda: first_round_ok(service, servers), 30)
             for name in names:
                 fleet.slow(name, 6)
             assert await service.collect_now(None) == len(names)
-            await wait_for(lambda: active(service, 2), 10, step=0.1)  # the doomed worker holds two
+            await wait_until(lambda: active(service, 2), 10, step=0.1)  # the doomed worker holds two
             rescuer = await Fleettop.start(config, "--headless", name="rescuer")
-            await wait_for(lambda: workers(service, 2), 15)
+            await wait_until(lambda: workers(service, 2), 15)
             await doomed.stop(signal.SIGKILL)
             for name in names:
                 fleet.slow(name, 0)
             await service.wait_collected(servers, timeout=60)
             outcomes = [await service.manual_outcome(server) for server in servers]
             assert [o.status for o in outcomes] == ["ok"] * len(names), outcomes
-            await wait_for(lambda: active(service, 0), 10)
+            await wait_until(lambda: active(service, 0), 10)
             runs = [run for s in servers for run in await service.repo.recent_runs(s.id, 20)]
             assert not [run for run in runs if run.status == "running"]
             lost = [run for run in runs if run.error and run.error.startswith("lost")]
@@ -67,14 +62,14 @@ async def test_sigterm_mid_collect_all_finishes_or_requeues_in_flight_jobs(make_
     worker = await Fleettop.start(config, "--headless", name="stopping")
     async with service_for(data, worker=False) as service:
         servers = await service.resolve(names)
-        await wait_for(lambda: _first_round(service, servers), 30)
+        await wait_until(lambda: first_round_ok(service, servers), 30)
         quick, slow = names[:2], names[2:]
         for name in quick:
             fleet.slow(name, 1)  # finishes within the grace period
         for name in slow:
             fleet.slow(name, 30)  # does not: goes back to the queue
         await service.collect_now(None)
-        await wait_for(lambda: active(service, 4), 10, step=0.1)
+        await wait_until(lambda: active(service, 4), 10, step=0.1)
         assert await worker.stop(signal.SIGTERM, timeout=20) == 0
         log = worker.text()
         assert "Traceback" not in log
@@ -111,14 +106,14 @@ async def test_two_headless_workers_and_a_dashboard_share_one_redis(make_config,
                     runs = [await service.repo.recent_runs(s.id, 20) for s in servers]
                     return all(sum(r.status == "ok" and r.trigger == "scheduled" for r in rs) >= 3 for rs in runs)
 
-                await wait_for(three_rounds, 50, step=0.5)
+                await wait_until(three_rounds, 50, step=0.5)
                 await service.pause()  # a still moment, to compare every process's figures
 
                 async def quiet() -> bool:
                     await pilot.pause(0.1)
                     return (await service.stats()).active == 0
 
-                await wait_for(quiet, 20)
+                await wait_until(quiet, 20)
                 await pilot.pause(2 * 1.5)  # the dashboard's count refresh
                 mine = (await service.stats()).model_dump()
                 code, out, err = await run_fleettop(config, "queue", "stats", "--json")

@@ -30,10 +30,13 @@ async def service_for(data: dict[str, Any], *, worker: bool | str) -> AsyncItera
         yield service
 
 
-async def wait_until(check: Callable[[], Awaitable[Any]], timeout: float, step: float = 0.1) -> Any:
+async def wait_until(check: Callable[[], Any], timeout: float, step: float = 0.1) -> Any:
+    """Poll `check` (plain or async) until it returns something true."""
     deadline = time.monotonic() + timeout
     while True:
-        value = await check()
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:

@@ -54,8 +54,8 @@ async def test_one_embedded_redis_is_shared_by_a_worker_and_a_command(make_confi
 
     headless = await Fleettop.start(config, "--headless", name="headless")
     try:
-        async def socket_ready():
-            return socket_path.exists()
+        async def socket_ready():  # redis-server writes its pid file just after it listens
+            return socket_path.exists() and (socket_path.parent / "redis.pid").exists()
 
         await wait_until(socket_ready, 15)
         pid_before = (socket_path.parent / "redis.pid").read_text()
