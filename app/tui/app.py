@@ -31,7 +31,6 @@ from app.tui.screens.detail import DetailScreen
 from app.tui.screens.form import ServerForm
 from app.tui.screens.help import HelpScreen
 from app.tui.screens.queue import QueueScreen
-from app.tui.widgets.bars import HeaderBar
 
 COUNTS_INTERVAL = 1.5  # seconds between queue/fleet count refreshes, while anything happens
 # When nothing happens (no event for ACTIVE_WINDOW seconds, all healthy, no run due) the
@@ -190,7 +189,7 @@ class FleetApp(App):
                 for server_id in changed:
                     row = await self.service.server_row(server_id)
                     if row is None:
-                        self.dashboard.table.remove_server(server_id)
+                        self.dashboard.remove_row(server_id)
                     else:
                         self.dashboard.show_row(row)
             if changed:
@@ -222,7 +221,7 @@ class FleetApp(App):
             health = {"redis": False, "database": False, "worker": "none"}
             self.log.warning(f"health: {exc!r}")
         self._healthy = bool(health.get("redis") and health.get("database") and health.get("worker") not in (None, "none"))
-        self.dashboard.query_one(HeaderBar).show(health=health)
+        self.dashboard.show_health(health)
         try:
             stats, aggregate = await asyncio.gather(self.service.stats(), self.service.aggregate())
         except Exception as exc:  # a hiccup: the bars show stale figures until the next round
@@ -276,7 +275,7 @@ class FleetApp(App):
 
         async def delete(confirmed: bool | None) -> None:
             if confirmed and await self.call_service("remove_server", server.name) is not FAILED:
-                self.dashboard.table.remove_server(server.id)
+                self.dashboard.remove_row(server.id)
                 self.notify(f"deleted {fmt.clean(server.name)}", markup=False)
                 await self.refresh_counts()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -15,6 +17,24 @@ from app.tui import FAILED
 from app.tui import format as fmt
 from app.tui.widgets.bars import HeaderBar, QueueBar, SummaryBar
 from app.tui.widgets.server_table import ServerTable
+
+
+Update = TypeVar("Update", bound=Callable[..., None])
+
+
+def _while_running(update: Update) -> Update:
+    """Drop a data update that arrives while the app closes.
+
+    Textual removes the screens' widgets before it stops the app's timers and workers,
+    so a tick or a count refresh landing in between would find no widget to update.
+    """
+
+    @functools.wraps(update)
+    def guarded(self: DashboardScreen, *args: Any, **kwargs: Any) -> None:
+        if self.app.is_running and self.is_attached:
+            update(self, *args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
 
 
 class DashboardScreen(Screen):
@@ -51,21 +71,34 @@ class DashboardScreen(Screen):
 
     # ------------------------------------------------------------ data in
 
+    @_while_running
     def show_rows(self, rows: list[Any]) -> None:
         self.table.loading = False
         self.table.set_rows(rows)
         self.show_info()
 
+    @_while_running
     def show_row(self, row: Any) -> None:
         self.table.update_row(row)
         if row.server.id == self.table.selected_id:
             self.show_info()
 
+    @_while_running
     def show_counts(self, *, stats: Any, aggregate: Any, health: dict[str, Any]) -> None:
         self.query_one(QueueBar).show(stats)
         self.query_one(SummaryBar).show(aggregate)
         self.query_one(HeaderBar).show(health=health)
 
+    @_while_running
+    def show_health(self, health: dict[str, Any]) -> None:
+        self.query_one(HeaderBar).show(health=health)
+
+    @_while_running
+    def remove_row(self, server_id: int) -> None:
+        self.table.remove_server(server_id)
+        self.show_info()
+
+    @_while_running
     def tick(self) -> None:
         self.query_one(HeaderBar).show(now=self.app.clock())
         self.table.tick()
