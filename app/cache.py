@@ -6,10 +6,17 @@ test runs) can share one Redis:
   <prefix>metrics:latest:<server_id>  latest Sample as JSON (TTL cache.latest_ttl)
   <prefix>metrics:aggregated          FleetAggregate as JSON (TTL cache.aggregated_ttl)
   <prefix>runs:last:<server_id>       how the server's last finished run ended (TTL cache.latest_ttl)
+  <prefix>runs:counts                 hash completed/failed: the run history's counts (SQL), kept up
+                                      by each run that ends; a snapshot has "valid" (TTL cache.latest_ttl)
   <prefix>paused                      set while the queue is paused (every process checks it)
   <prefix>workers                     zset worker id -> heartbeat expiry (epoch s)
   <prefix>retrying                    zset SAQ job id -> end of its retry backoff (epoch s)
   <prefix>chore:<name>                set while one process does a periodic chore (clean)
+  <prefix>servers                     the server list as last synced into the database: ids,
+                                      names and enabled flags (no secrets, no addresses), with
+                                      the fingerprint of the config it was synced from (TTL cache.latest_ttl)
+  <prefix>audit                       list of audit entries (AuditRequest JSON) made where no
+                                      database was open, for a process holding one to record
   <prefix>events                      pub/sub channel of Event JSON
   saq:<prefix>{scheduled,manual}:*    SAQ's own keys for the two queues
 """
@@ -21,14 +28,16 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timezone
 from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from app.config import Settings
-from app.domain import FleetAggregate, Sample
+from app.domain import FleetAggregate, Sample, actor
 
 log = logging.getLogger("fleettop.cache")
 
@@ -49,6 +58,24 @@ class RunOutcome(BaseModel):
     error: str | None = None
 
 
+class ServerList(BaseModel):
+    """The enabled and disabled servers as last synced into the database, and the
+    fingerprint (config.servers_fingerprint) of the config they were synced from."""
+
+    fingerprint: str
+    servers: list[tuple[int, str, bool]]  # id, name, enabled
+
+
+class AuditRequest(BaseModel):
+    """An audit entry made by a process with no database open, recorded later by one with it."""
+
+    action: str
+    target: str
+    detail: str = ""
+    actor: str
+    at: datetime
+
+
 class Cache:
     def __init__(self, redis: Redis, settings: Settings):
         self.redis = redis
@@ -59,6 +86,9 @@ class Cache:
         self._aggregate_key = self.prefix + "metrics:aggregated"
         self._workers_key = self.prefix + "workers"
         self._retrying_key = self.prefix + "retrying"
+        self._servers_key = self.prefix + "servers"
+        self._counts_key = self.prefix + "runs:counts"
+        self._audit_key = self.prefix + "audit"
 
     # -- names SAQ uses (queues and job keys carry the prefix too) -----------------
 
@@ -86,17 +116,18 @@ class Cache:
 
     async def record_collected(self, sample: Sample) -> None:
         """After a successful collection, in one round trip: the latest sample, the run's
-        outcome (ok), the aggregate dropped, and the "sample" event published."""
+        outcome (ok) and count, the aggregate dropped, and the "sample" event published."""
         ttl = self.settings.cache.latest_ttl
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(self._latest_key(sample.server_id), sample.model_dump_json(), ex=ttl)
             pipe.set(self._outcome_key(sample.server_id), RunOutcome(status="ok").model_dump_json(), ex=ttl)
+            pipe.hincrby(self._counts_key, "completed", 1)
             pipe.delete(self._aggregate_key)
             pipe.publish(self.events_channel, Event(kind="sample", server_id=sample.server_id).model_dump_json())
             await pipe.execute()
 
-    async def latest(self, server_ids: list[int], load: Callable[[], Awaitable[dict[int, Sample]]]) -> dict[int, Sample]:
-        """Latest sample of each server: from Redis, the misses from `load` (SQL), which are cached."""
+    async def cached_latest(self, server_ids: list[int]) -> dict[int, Sample]:
+        """Latest sample of each server that Redis holds (one MGET)."""
         if not server_ids:
             return {}
         found: dict[int, Sample] = {}
@@ -105,7 +136,12 @@ class Cache:
                 try:
                     found[server_id] = Sample.model_validate_json(raw)
                 except ValidationError:
-                    pass  # written by another version: reload it
+                    pass  # written by another version: a miss
+        return found
+
+    async def latest(self, server_ids: list[int], load: Callable[[], Awaitable[dict[int, Sample]]]) -> dict[int, Sample]:
+        """Latest sample of each server: from Redis, the misses from `load` (SQL), which are cached."""
+        found = await self.cached_latest(server_ids)
         missing = [i for i in server_ids if i not in found]
         if missing:
             loaded = await load()
@@ -127,7 +163,12 @@ class Cache:
         return f"{self.prefix}runs:last:{server_id}"
 
     async def set_outcome(self, server_id: int, outcome: RunOutcome) -> None:
-        await self.redis.set(self._outcome_key(server_id), outcome.model_dump_json(), ex=self.settings.cache.latest_ttl)
+        """A run just ended so (jobs.collect): its outcome, and a failed one counted."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._outcome_key(server_id), outcome.model_dump_json(), ex=self.settings.cache.latest_ttl)
+            if outcome.status == "failed":
+                pipe.hincrby(self._counts_key, "failed", 1)
+            await pipe.execute()
 
     async def outcomes(
         self, server_ids: list[int], load: Callable[[int], Awaitable[RunOutcome | None]]
@@ -143,8 +184,29 @@ class Cache:
         for server_id in server_ids:
             if server_id not in found and (loaded := await load(server_id)) is not None:
                 found[server_id] = loaded
-                await self.set_outcome(server_id, loaded)
+                await self.redis.set(self._outcome_key(server_id), loaded.model_dump_json(), ex=self.settings.cache.latest_ttl)
         return found
+
+    # -- the run history's counts (queue stats) -------------------------------------
+
+    async def run_counts(self) -> dict[str, int] | None:
+        """{"completed": n, "failed": n} as the run history has them, if a snapshot is cached.
+        Runs that end without passing through this cache (a worker killed mid-run, the
+        stale-run sweep) are counted from the next snapshot, after a clean or the TTL."""
+        raw = await self.redis.hgetall(self._counts_key)
+        if b"valid" not in raw:
+            return None  # none, or only the increments of runs ended since it went
+        return {"completed": int(raw.get(b"completed", 0)), "failed": int(raw.get(b"failed", 0))}
+
+    async def set_run_counts(self, counts: dict[str, int]) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._counts_key, mapping={"completed": counts["completed"], "failed": counts["failed"], "valid": 1})
+            pipe.expire(self._counts_key, self.settings.cache.latest_ttl)
+            await pipe.execute()
+
+    async def drop_run_counts(self) -> None:
+        """Runs were deleted (clean, a server removed): the next reader counts them in SQL."""
+        await self.redis.delete(self._counts_key)
 
     # -- fleet aggregate -------------------------------------------------------------
 
@@ -231,9 +293,48 @@ class Cache:
             log.warning("cannot publish event %s: %s", event.kind, exc)
 
     async def announce_servers_changed(self) -> None:
-        """Running workers reconcile their schedules and dashboards reload their lists."""
-        await self.invalidate_aggregate()
+        """Running workers reconcile their schedules and dashboards reload their lists; the
+        cached server list (whoever changed the servers may store it again) and run counts
+        (a removed server's runs went with it) are dropped."""
+        await self.redis.delete(self._aggregate_key, self._servers_key, self._counts_key)
         await self.publish(Event(kind="servers"))
+
+    # -- the server list, for commands that need no database -----------------------
+
+    async def set_server_list(self, servers: ServerList) -> None:
+        await self.redis.set(self._servers_key, servers.model_dump_json(), ex=self.settings.cache.latest_ttl)
+
+    async def server_list(self, fingerprint: str) -> ServerList | None:
+        """The cached server list if it was synced from a config with this fingerprint."""
+        raw = await self.redis.get(self._servers_key)
+        if raw is None:
+            return None
+        try:
+            found = ServerList.model_validate_json(raw)
+        except ValidationError:
+            return None
+        return found if found.fingerprint == fingerprint else None
+
+    # -- audit entries waiting for a database ----------------------------------------
+
+    def request_audit(self, pipe: Pipeline, action: str, target: str, detail: str = "") -> None:
+        """Queue an audit entry (on a pipeline the caller executes) for take_audit()."""
+        entry = AuditRequest(action=action, target=target, detail=detail, actor=actor(), at=datetime.now(timezone.utc))
+        pipe.rpush(self._audit_key, entry.model_dump_json())
+
+    async def take_audit(self, limit: int = 100) -> list[AuditRequest]:
+        """Up to `limit` waiting audit entries, oldest first, taken off the list (put_back()
+        them if they cannot be recorded)."""
+        raw = await self.redis.lpop(self._audit_key, limit) or []
+        entries = []
+        for item in raw:
+            with contextlib.suppress(ValidationError):
+                entries.append(AuditRequest.model_validate_json(item))
+        return entries
+
+    async def put_back(self, entries: list[AuditRequest]) -> None:
+        if entries:
+            await self.redis.lpush(self._audit_key, *(entry.model_dump_json() for entry in reversed(entries)))
 
     async def events(self, on_subscribed: Callable[[], None] | None = None) -> AsyncIterator[Event]:
         """Events from every process on this Redis, until cancelled. Reconnects after an

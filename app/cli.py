@@ -9,15 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import re
 import sys
 from collections.abc import Awaitable, Callable
 
 from app import __version__, config
 from app.errors import FleettopError, UsageError
-
-# user:password@ in any URL an unexpected error may quote
-_CREDENTIALS_RE = re.compile(r"(://[^/@\s:]*:)[^@\s]*@")
 
 Handler = Callable[[argparse.Namespace, config.LoadedConfig], Awaitable[int]]
 
@@ -158,6 +154,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the last line of defence: one line, never a traceback
-        message = _CREDENTIALS_RE.sub(r"\1***@", f"{type(exc).__name__}: {exc}".splitlines()[0])
+        message = config.URL_PASSWORD_RE.sub(r"\1:***@", f"{type(exc).__name__}: {exc}".splitlines()[0])
         print(f"fleettop: unexpected error: {message}", file=sys.stderr)
         return 1

@@ -1,4 +1,9 @@
-"""`fleettop --headless`, `fleettop collect`, `fleettop queue`, `fleettop cache`."""
+"""`fleettop --headless`, `fleettop collect`, `fleettop queue`, `fleettop cache`.
+
+`collect` and `queue stats` are answered from Redis alone when a worker is attached
+(app.attached); the service, the database and the logging set-up are imported only
+by the paths that use them.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,22 @@ import asyncio
 import functools
 import json
 import logging
-import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import LoadedConfig
-from app.domain import Server
+from app.domain import CollectOutcome, QueueStats
 from app.errors import FleettopError, UsageError
-from app.queue import logs
-from app.queue.jobs import job_timeout
-from app.service import CollectOutcome, open_service
+from app.queue.control import job_timeout
+
+if TYPE_CHECKING:
+    from app.attached import Attached
 
 log = logging.getLogger("fleettop.headless")
+PAUSED = "the queue is paused: run `fleettop queue resume` first"
 
 
 def _one_line_errors(handler: Callable[[argparse.Namespace, LoadedConfig], Awaitable[int]]):
@@ -35,12 +40,15 @@ def _one_line_errors(handler: Callable[[argparse.Namespace, LoadedConfig], Await
             return await handler(args, loaded)
         except RedisError as exc:
             raise FleettopError(f"redis: {_first_line(exc)}") from None
-        except SQLAlchemyError as exc:
+        except OSError as exc:
+            raise FleettopError(_first_line(exc)) from None
+        except Exception as exc:
+            sqlalchemy = sys.modules.get("sqlalchemy.exc")  # never imported: not a database error
+            if sqlalchemy is None or not isinstance(exc, sqlalchemy.SQLAlchemyError):
+                raise
             from app.store.db import describe_error
 
             raise FleettopError(f"database: {describe_error(exc)}") from None
-        except OSError as exc:
-            raise FleettopError(_first_line(exc)) from None
 
     return run
 
@@ -57,6 +65,11 @@ JSON_FIELDS = (
 
 async def cmd_headless(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     """Worker and scheduler, logfmt lines on stdout, until SIGTERM or SIGINT; then a clean stop."""
+    import signal
+
+    from app.queue import logs
+    from app.service import open_service
+
     logs.configure(sys.stdout)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -78,6 +91,46 @@ async def cmd_headless(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 async def cmd_collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     if bool(args.names) == bool(args.all):
         raise UsageError("name the servers to collect, or give --all")
+    from app.attached import attach
+
+    logging.getLogger().setLevel(logging.ERROR)  # as logs.configure(stderr, ERROR), without its import
+    async with attach(loaded.settings) as attached:
+        if attached is not None and (servers := await attached.servers(args.names or None)) is not None:
+            return await _collect_attached(args, loaded, attached, servers)
+    return await _collect(args, loaded)
+
+
+async def _collect_attached(args: argparse.Namespace, loaded: LoadedConfig, attached: Attached, servers: list[tuple[int, str]]) -> int:
+    """`collect` with a worker attached and the server list in Redis: no database."""
+    if not servers:
+        print("no enabled servers")
+        return 0
+    if args.wait and await attached.is_paused():
+        raise FleettopError(PAUSED)
+    ids = [server_id for server_id, _ in servers]
+    queued = await attached.collect_now(servers, everything=not args.names)
+    if not args.wait:
+        print(_queued(queued, len(servers)))
+        return 0
+    try:
+        outcomes = await attached.wait_outcomes(ids, timeout=_patience(loaded))
+    except asyncio.TimeoutError:
+        raise FleettopError(_TIMED_OUT) from None
+    if outcomes is None:  # a failure (or a sample Redis lacks): the run history answers
+        from app.queue import logs
+        from app.service import open_service
+
+        logs.configure(sys.stderr, logging.ERROR)
+        async with open_service(loaded, worker=False) as service:
+            outcomes = await service.manual_outcomes(ids)
+    return _report(args, [name for _, name in servers], outcomes)
+
+
+async def _collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    """`collect` through the service: the database, and a worker of its own if none is attached."""
+    from app.queue import logs
+    from app.service import open_service
+
     logs.configure(sys.stderr, logging.ERROR)  # a failed collection is reported in the results
     async with open_service(loaded, worker=False) as service:
         servers = await service.resolve(args.names) if args.names else await service.repo.list_servers(enabled_only=True)
@@ -85,10 +138,10 @@ async def cmd_collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             print("no enabled servers")
             return 0
         if args.wait and await service.is_paused():
-            raise FleettopError("the queue is paused: run `fleettop queue resume` first")
+            raise FleettopError(PAUSED)
         queued = await service.collect_now(args.names or None)
         if not args.wait:
-            print(f"queued {queued} of {len(servers)} server{'s' if len(servers) != 1 else ''}")
+            print(_queued(queued, len(servers)))
             if not await service.workers_alive():
                 print("fleettop: no worker is running: start `fleettop` or `fleettop --headless`", file=sys.stderr)
             return 0
@@ -97,10 +150,21 @@ async def cmd_collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         try:
             await service.wait_collected(servers, timeout=_patience(loaded))
         except asyncio.TimeoutError:
-            raise FleettopError("timed out waiting for the collections (is a worker stuck?)") from None
-        outcomes = await service.manual_outcomes(servers)
-        results = [_result(server, outcome) for server, outcome in zip(servers, outcomes)]
+            raise FleettopError(_TIMED_OUT) from None
+        outcomes = await service.manual_outcomes([server.id for server in servers])
         await service.stop_worker()
+    return _report(args, [server.name for server in servers], outcomes)
+
+
+_TIMED_OUT = "timed out waiting for the collections (is a worker stuck?)"
+
+
+def _queued(queued: int, count: int) -> str:
+    return f"queued {queued} of {count} server{'s' if count != 1 else ''}"
+
+
+def _report(args: argparse.Namespace, names: list[str], outcomes: list[CollectOutcome]) -> int:
+    results = [_result(name, outcome) for name, outcome in zip(names, outcomes)]
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -116,8 +180,8 @@ def _patience(loaded: LoadedConfig) -> float:
     return worker.retries * job_timeout(loaded.settings) + backoffs + 60
 
 
-def _result(server: Server, outcome: CollectOutcome) -> dict[str, Any]:
-    result: dict[str, Any] = {"server": server.name, "status": outcome.status, "error": outcome.error}
+def _result(name: str, outcome: CollectOutcome) -> dict[str, Any]:
+    result: dict[str, Any] = {"server": name, "status": outcome.status, "error": outcome.error}
     sample = outcome.sample.model_dump(mode="json") if outcome.sample else {}
     for field in JSON_FIELDS:
         result[field] = sample.get(field)
@@ -143,15 +207,21 @@ def _line(result: dict[str, Any]) -> str:
 
 @_one_line_errors
 async def cmd_queue(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    if args.action == "stats":
+        from app.attached import attach
+
+        async with attach(loaded.settings) as attached:
+            stats = None if attached is None else await attached.stats()
+        if stats is not None:
+            _print_stats(args, stats)
+            return 0
+    from app.queue import logs
+    from app.service import open_service
+
     logs.configure(sys.stderr, logging.WARNING)
     async with open_service(loaded, worker=False) as service:
         if args.action == "stats":
-            stats = (await service.stats()).model_dump()
-            if args.json:
-                print(json.dumps(stats))
-            else:
-                for key, value in stats.items():
-                    print(f"{key:<10} {str(value).lower() if isinstance(value, bool) else value}")
+            _print_stats(args, await service.stats())
         elif args.action in ("pause", "resume"):
             await (service.pause() if args.action == "pause" else service.resume())
             paused = args.action == "pause"
@@ -162,8 +232,19 @@ async def cmd_queue(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     return 0
 
 
+def _print_stats(args: argparse.Namespace, stats: QueueStats) -> None:
+    if args.json:
+        print(json.dumps(stats.model_dump()))
+    else:
+        for key, value in stats.model_dump().items():
+            print(f"{key:<10} {str(value).lower() if isinstance(value, bool) else value}")
+
+
 @_one_line_errors
 async def cmd_cache(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    from app.queue import logs
+    from app.service import open_service
+
     logs.configure(sys.stderr, logging.WARNING)
     async with open_service(loaded, worker=False) as service:
         removed = await service.cache.clear()

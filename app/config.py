@@ -6,7 +6,9 @@ YAML gives one), the key and what is wrong; callers print them and exit 2.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import os
 import re
 import stat
@@ -219,6 +221,22 @@ class Settings(_Section):
     @property
     def database_url(self) -> str:
         return self.database.url or f"sqlite+aiosqlite:///{self.data_dir / 'fleettop.db'}"
+
+
+# the password of user:password@ in a URL (group 1: up to the user name)
+URL_PASSWORD_RE = re.compile(r"(://[^/@\s:]*):[^@\s]*@")
+
+
+def servers_fingerprint(settings: Settings) -> str:
+    """A digest of what the server list synced from this config depends on: its servers,
+    the defaults they take, and the database they are synced into (its URL without the
+    password, which never goes into the digest)."""
+    document = {
+        "database": URL_PASSWORD_RE.sub(r"\1@", settings.database_url),
+        "defaults": settings.defaults.model_dump(mode="json"),
+        "servers": [server.model_dump(mode="json") for server in settings.servers],
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

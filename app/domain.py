@@ -7,7 +7,11 @@ them, the TUI colours them.
 from __future__ import annotations
 
 import enum
+import getpass
+import os
+import socket
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -86,6 +90,15 @@ def is_alerting(metrics: Metrics, thresholds: Thresholds) -> bool:
     return Severity.CRITICAL in classify(metrics, thresholds).values()
 
 
+def actor() -> str:
+    """Who is acting, as OS user@host: what the audit log records."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
 # ---------------------------------------------------------------------------
 # Records the store returns and the service hands to the front ends.
 
@@ -121,6 +134,14 @@ class Server(BaseModel):
 class Sample(Metrics):
     server_id: int
     counters: Counters | None = None
+
+
+class CollectOutcome(BaseModel):
+    """How a server's last manual collection ended."""
+
+    status: Literal["ok", "failed"]
+    error: str | None = None
+    sample: Sample | None = None
 
 
 class Run(BaseModel):

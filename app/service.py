@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import tempfile
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -19,9 +20,9 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from app.cache import Cache, Event, RunOutcome
-from app.config import LoadedConfig, ServerConfig, Settings
-from app.domain import FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, classify
+from app.cache import AuditRequest, Cache, Event, RunOutcome, ServerList
+from app.config import LoadedConfig, ServerConfig, Settings, servers_fingerprint
+from app.domain import CollectOutcome, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, actor, classify
 from app.errors import FleettopError, UsageError
 from app.probe import Prober
 from app.queue import control, logs
@@ -35,10 +36,13 @@ from app.store.repo import KEEP, HistoryPoint, Repository
 
 __all__ = ["Event", "FleetService", "ServerDetail", "ServerRow", "open_service"]
 
+log = logging.getLogger("fleettop.service")
+
 # A server whose newest sample is older than this many intervals (plus a minute) is stale.
 STALE_INTERVALS = 2
 RECENT_RUNS = 20
 HEALTH_TIMEOUT_S = 3.0  # a health check longer than this is an answer: "down"
+AUDIT_EVERY_S = 1.0  # a worker records the audit entries attached commands left in Redis this often
 
 Status = Literal["up", "down", "stale", "unknown", "disabled"]
 
@@ -60,14 +64,6 @@ class ServerDetail(BaseModel):
     runs: list[Run]
 
 
-class CollectOutcome(BaseModel):
-    """How a server's last manual collection ended."""
-
-    status: Literal["ok", "failed"]
-    error: str | None = None
-    sample: Sample | None = None
-
-
 class FleetService:
     def __init__(self, deps: CollectContext, secrets: SecretBox, redis: RedisTarget):
         self.context = deps  # what the jobs run with: repo, cache, prober, queues
@@ -77,6 +73,7 @@ class FleetService:
         self._secrets = secrets
         self.redis = redis
         self._runtime: Runtime | None = None
+        self._auditor: asyncio.Task[None] | None = None
 
     # -- workers ---------------------------------------------------------------------
 
@@ -85,11 +82,18 @@ class FleetService:
         if self._runtime is None:
             self._runtime = Runtime(self.context, schedule=schedule)
             await self._runtime.start()
+            self._auditor = asyncio.create_task(self._record_audit_requests(), name="fleettop-audit")
 
     async def stop_worker(self) -> None:
         if self._runtime is not None:
             runtime, self._runtime = self._runtime, None
             await runtime.stop()
+        if self._auditor is not None:
+            auditor, self._auditor = self._auditor, None
+            auditor.cancel()
+            await asyncio.gather(auditor, return_exceptions=True)
+            with contextlib.suppress(Exception):  # the next process with the database records the rest
+                await self.record_audit_requests()
 
     async def workers_alive(self) -> int:
         """Worker processes attached to this Redis (by their heartbeats)."""
@@ -186,18 +190,17 @@ class FleetService:
 
     async def wait_collected(self, servers: list[Server], timeout: float | None = None) -> None:
         """Until the manual collection of each server has finished (ok or failed for good)."""
-        await control.wait_manual(self.context, [server.id for server in servers], timeout)
+        await control.wait_manual(self.context.lanes.manual, self.cache, [server.id for server in servers], timeout)
 
     async def manual_outcome(self, server: Server) -> CollectOutcome:
         """The result of the server's last manual collection (after wait_collected)."""
-        return (await self.manual_outcomes([server]))[0]
+        return (await self.manual_outcomes([server.id]))[0]
 
-    async def manual_outcomes(self, servers: list[Server]) -> list[CollectOutcome]:
-        """manual_outcome of each server, in three reads whatever their number: the job
-        records (one MGET), the last runs (one query), the latest samples (one query)."""
-        if not servers:
+    async def manual_outcomes(self, ids: list[int]) -> list[CollectOutcome]:
+        """manual_outcome of each server (by id), in three reads whatever their number: the
+        job records (one MGET), the last runs (one query), the latest samples (one query)."""
+        if not ids:
             return []
-        ids = [server.id for server in servers]
         jobs = await self.context.lanes.manual.jobs([self.cache.job_key("manual", server_id) for server_id in ids])
         lasts = await self.repo.last_runs(ids)
         oks = [
@@ -290,6 +293,35 @@ class FleetService:
 
     async def _servers_changed(self) -> None:
         await self.cache.announce_servers_changed()
+        await self.cache_server_list()
+
+    async def cache_server_list(self) -> None:
+        """The server list in Redis, for commands attached to a worker (app.attached)."""
+        servers = await self.repo.list_servers()
+        await self.cache.set_server_list(
+            ServerList(fingerprint=servers_fingerprint(self.settings), servers=[(s.id, s.name, s.enabled) for s in servers])
+        )
+
+    async def record_audit_requests(self) -> int:
+        """Record the audit entries that commands without a database (app.attached) left in
+        Redis; returns how many. An entry keeps its actor in the detail when it is not the
+        one this process records."""
+        entries = await self.cache.take_audit()
+        for done, entry in enumerate(entries):
+            try:
+                await self.repo.audit(entry.action, entry.target, _audit_detail(entry, actor()))
+            except Exception:
+                await self.cache.put_back(entries[done:])
+                raise
+        return len(entries)
+
+    async def _record_audit_requests(self) -> None:
+        while True:
+            await asyncio.sleep(AUDIT_EVERY_S)
+            try:
+                await self.record_audit_requests()
+            except Exception as exc:  # Redis or the database away: the entries wait in Redis
+                log.warning("cannot record the audit entries of attached commands yet: %s", exc)
 
     async def _next_runs(self, servers: list[Server]) -> dict[int, datetime]:
         keys = [self.cache.job_key("scheduled", server.id) for server in servers]
@@ -328,6 +360,14 @@ class FleetService:
                 )
             )
         return rows
+
+
+def _audit_detail(entry: AuditRequest, recorder: str) -> str:
+    """The entry's detail, and who asked when it is not `recorder` (whom the row names)."""
+    if entry.actor == recorder:
+        return entry.detail
+    requested = f"requested by {entry.actor} at {entry.at.isoformat(timespec='seconds')}"
+    return f"{entry.detail}; {requested}" if entry.detail else requested
 
 
 def _status(server: Server, sample: Sample | None, last: RunOutcome | None, now: datetime) -> Status:
@@ -380,6 +420,8 @@ async def open_service(loaded: LoadedConfig, *, worker: bool, demo: int | None =
             await repo.add_server(cfg, defaults=settings.defaults, source="db")
         if not demo and not loaded.exists and not await repo.list_servers():
             await repo.add_server(LOCALHOST, defaults=settings.defaults, source="db")
+        await service.cache_server_list()
+        await service.record_audit_requests()
         stack.push_async_callback(service.stop_worker)
         if worker:
             await service.start_worker()

@@ -49,3 +49,17 @@ def test_cli_path_at_head_imports_neither_alembic_nor_asyncssh(tmp_path):
         """
     )
     subprocess.run([sys.executable, "-c", at_head], check=True)
+
+
+def test_the_attached_cli_path_imports_no_database_ssh_or_ui():
+    """What `collect` and `queue stats` import before they know whether a worker is attached."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import app.cli, app.cmd_queue, app.attached
+        heavy = sorted({name.split(".")[0] for name in sys.modules} & {"sqlalchemy", "alembic", "asyncssh", "textual", "aiosqlite", "asyncpg"})
+        heavy += sorted(name for name in sys.modules if name.startswith("cryptography.hazmat"))
+        assert not heavy, heavy
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)

@@ -2,49 +2,107 @@
 
 Nothing here reads a worker's memory: counts come from Redis (the two queues, the
 retry-backoff set, the pause flag) and from the run history in SQL.
+
+Light to import (no SQLAlchemy, no SSH): a command attached to a running worker
+(app.attached) queues and waits with these functions alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
+import typing as t
 
 from redis.exceptions import RedisError
-from saq.job import TERMINAL_STATUSES, Job
+from saq.job import TERMINAL_STATUSES, Job, Status
+from saq.utils import now as now_ms
 
-from app.cache import Event
+from app.cache import Cache, Event
+from app.config import Settings
 from app.domain import QueueStats
-from app.queue.jobs import CollectContext, enqueue_manual
-from app.queue.worker import FleetQueue
+
+if t.TYPE_CHECKING:
+    from app.queue.jobs import CollectContext
+    from app.queue.worker import FleetQueue
 
 # wait_manual re-reads the job records at least this often (a status message lost, or
 # Redis pub/sub unavailable); between reads it wakes on SAQ's status messages.
 WAIT_POLL_S = 1.0
 _TERMINAL = {status.value for status in TERMINAL_STATUSES}
 
+HEARTBEAT_LIMIT_S = 10  # a job not touched for this long is swept (and re-run)
+JOB_MARGIN_S = 15  # SQL and Redis writes around the SSH exchange
 
-async def collect_now(deps: CollectContext, server_ids: list[int]) -> int:
-    """Queue a manual collection of each server; returns how many were newly queued
-    (a server already queued by hand keeps its one job)."""
-    queued = 0
-    for server_id in server_ids:
-        queued += await enqueue_manual(deps, server_id)
+# SAQ's own enqueue script (saq/queue/redis.py RedisQueue._enqueue), run here for many
+# jobs in one pipeline: a key already queued, waiting or running is refused.
+_ENQUEUE = """
+if not redis.call('ZSCORE', KEYS[1], KEYS[2]) and redis.call('EXISTS', KEYS[4]) == 0 then
+    redis.call('SET', KEYS[2], ARGV[1])
+    redis.call('ZADD', KEYS[1], ARGV[2], KEYS[2])
+    if ARGV[2] == '0' then redis.call('RPUSH', KEYS[3], KEYS[2]) end
+    return 1
+else
+    return nil
+end
+"""
+
+
+def job_timeout(settings: Settings) -> int:
+    """Long enough for one SSH connect and one probe command, plus the writes around them."""
+    return math.ceil(settings.ssh.connect_timeout + settings.ssh.command_timeout + JOB_MARGIN_S)
+
+
+def job_options(settings: Settings) -> dict[str, t.Any]:
+    return {
+        "timeout": job_timeout(settings),
+        "heartbeat": HEARTBEAT_LIMIT_S,
+        "retries": settings.worker.retries,
+        "retry_delay": settings.worker.retry_backoff,
+        # Finished job records stay for `collect --wait`; `queue clean` trims them sooner.
+        "ttl": max(settings.queue.completed_max_age, settings.queue.failed_max_age, 600),
+    }
+
+
+async def enqueue_manual(queue: FleetQueue, cache: Cache, server_ids: list[int], *, audit: tuple[str, str, str] | None = None) -> int:
+    """Queue a manual collection of each server, ahead of any backlog, in one round trip
+    (with `audit`, an (action, target, detail) entry for cache.request_audit in the same
+    one); returns how many were newly queued (a server already queued by hand keeps its
+    one job). The "queue" event is published when any was."""
+    options = job_options(cache.settings)
+    script = queue.redis.register_script(_ENQUEUE)
+    async with queue.redis.pipeline(transaction=False) as pipe:
+        for server_id in server_ids:
+            job = Job(
+                "collect", kwargs={"server_id": server_id, "trigger": "manual"}, queue=queue,
+                key=cache.job_key("manual", server_id), queued=now_ms(), status=Status.QUEUED, **options,
+            )
+            await script(keys=[queue._incomplete, job.id, queue._queued, job.abort_id], args=[queue.serialize(job), job.scheduled], client=pipe)
+        if audit is not None:
+            cache.request_audit(pipe, *audit)
+        replies = await pipe.execute()
+    queued = sum(1 for reply in replies[: len(server_ids)] if reply)
     if queued:
-        await deps.cache.publish(Event(kind="queue"))
+        await cache.publish(Event(kind="queue"))
     return queued
 
 
-async def wait_manual(deps: CollectContext, server_ids: list[int], timeout: float | None = None) -> None:
+async def collect_now(deps: CollectContext, server_ids: list[int]) -> int:
+    """Queue a manual collection of each server; returns how many were newly queued."""
+    return await enqueue_manual(deps.lanes.manual, deps.cache, server_ids)
+
+
+async def wait_manual(queue: FleetQueue, cache: Cache, server_ids: list[int], timeout: float | None = None) -> list[Job | None]:
     """Until each server's manual job has finished (or its record is gone).
 
     Event-driven: SAQ publishes each job's status on a channel named by its id; a job is
     done when a terminal status arrives, without re-reading every pending record. The
-    records are read once after subscribing, and again every WAIT_POLL_S as a safety net."""
-    queue = deps.lanes.manual
-    keys = [deps.cache.job_key("manual", server_id) for server_id in server_ids]
+    records are read once after subscribing, and again every WAIT_POLL_S as a safety net.
+    Returns the job records as they finished (None: a record gone)."""
+    every_key = keys = [cache.job_key("manual", server_id) for server_id in server_ids]
     if not keys:
-        return
+        return []
     deadline = None if timeout is None else time.monotonic() + timeout
     pubsub = candidate = None
     try:
@@ -84,6 +142,7 @@ async def wait_manual(deps: CollectContext, server_ids: list[int], timeout: floa
         if candidate is not None:
             with contextlib.suppress(Exception):
                 await candidate.aclose()
+    return await queue.jobs(every_key)
 
 
 async def pause(deps: CollectContext) -> None:
@@ -97,17 +156,24 @@ async def resume(deps: CollectContext) -> None:
 
 
 async def stats(deps: CollectContext) -> QueueStats:
-    scheduled = await deps.lanes.scheduled.counts()
-    manual = await deps.lanes.manual.counts()
+    """The counts, the run history's from SQL (and cached for queue_stats)."""
     runs = await deps.repo.run_counts()
+    await deps.cache.set_run_counts(runs)
+    return await queue_stats(deps.lanes.scheduled, deps.lanes.manual, deps.cache, runs)
+
+
+async def queue_stats(scheduled: FleetQueue, manual: FleetQueue, cache: Cache, runs: dict[str, int]) -> QueueStats:
+    """The counts, from Redis and the run history's `runs` counts."""
+    scheduled_counts = await scheduled.counts()
+    manual_counts = await manual.counts()
     return QueueStats(
-        waiting=scheduled["queued"] + manual["queued"],
-        active=scheduled["active"] + manual["active"],
-        delayed=await deps.cache.count_retrying(),
+        waiting=scheduled_counts["queued"] + manual_counts["queued"],
+        active=scheduled_counts["active"] + manual_counts["active"],
+        delayed=await cache.count_retrying(),
         completed=runs["completed"],
         failed=runs["failed"],
-        scheduled=scheduled["incomplete"],  # one link per server with a live schedule
-        paused=await deps.cache.is_paused(),
+        scheduled=scheduled_counts["incomplete"],  # one link per server with a live schedule
+        paused=await cache.is_paused(),
     )
 
 
@@ -115,6 +181,7 @@ async def clean(deps: CollectContext) -> int:
     """Remove finished runs and job records past their age or count limits; returns how many."""
     limits = deps.settings.queue
     removed = await deps.repo.clean_runs(limits.completed_max_age, limits.completed_keep, limits.failed_max_age, limits.failed_keep)
+    await deps.cache.drop_run_counts()
     for queue in deps.lanes:
         removed += await _clean_records(deps, queue)
     await deps.cache.publish(Event(kind="queue"))
