@@ -41,6 +41,11 @@ async def test_redis_restart_under_a_dashboard_and_a_headless_worker(make_config
                 servers = await service.resolve(NAMES)
                 await wait_until(lambda: all_have_ok_runs(service, servers, since=None), 30)
 
+                async def both_workers_up() -> bool:  # under load the headless one starts after the first round
+                    return await service.workers_alive() >= 2
+
+                await wait_until(both_workers_up, 30)
+
                 private_redis.stop()
                 outage_at = datetime.now(timezone.utc)
                 await wait_until(lambda: header_says(False), 15)
