@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 
 from textual import events
 from tui_live import HOSTS, LiveFleet, live_settings, settled, until
 
+from app import config
 from app.config import LoadedConfig, ServerConfig
 from app.domain import severity
 from app.service import open_service
 from app.sim import SimFleet
-from app.tui.app import FleetApp
+from app.tui.app import FleetApp, dashboard_app
 from app.tui.screens.confirm import ConfirmScreen
 from app.tui.screens.dashboard import DashboardScreen
 from app.tui.screens.detail import DetailScreen
@@ -457,3 +459,34 @@ async def test_a_service_that_cannot_open_ends_the_app_with_the_reason() -> None
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
     assert app.return_code == 1  # and Textual prints "fleettop: cannot start: <why>" on exit
+
+
+def toasts(app: FleetApp) -> list[str]:
+    return [str(toast.render()) for toast in app.screen.query("Toast")]
+
+
+async def test_without_a_config_file_the_dashboard_says_where_one_would_go(tmp_path, redis_url, redis_prefix) -> None:
+    """As `fleettop` starts: no file at the config path, the defaults (and the environment)
+    apply, and a notification names the file to create; with the file there, none."""
+    path = tmp_path / "conf" / "config.yaml"
+    environ = {
+        "FLEETTOP_DATA_DIR": str(tmp_path / "data"),
+        "FLEETTOP_REDIS__URL": redis_url,
+        "FLEETTOP_REDIS__PREFIX": f"'{redis_prefix}'",  # a YAML value: unquoted, "x:" is a mapping
+    }
+    args = argparse.Namespace(no_worker=True, demo=None)
+    loaded_config = config.load(path, environ=environ)
+    assert not loaded_config.exists
+    app = dashboard_app(args, loaded_config)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(pilot, lambda: not table(app).loading, what="the server list")
+        await until(pilot, lambda: toasts(app), what="a notification")
+        [said] = toasts(app)
+        assert said == f"no config file\ndefaults in use; create {path} to change them (see config.example.yaml)"
+    path.parent.mkdir()
+    path.write_text("worker:\n  concurrency: 2\n")
+    app = dashboard_app(args, config.load(path, environ=environ))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(pilot, lambda: not table(app).loading, what="the server list")
+        await pilot.pause(0.3)
+        assert toasts(app) == []
