@@ -10,7 +10,7 @@ each failed attempt sets the job's `retry_delay` itself: retry_backoff, then
 doubled (5 s, 10 s, ...), exact to the scheduler's quarter-second tick.
 
 A worker killed mid-job leaves the job `active`; the job touches itself every
-HEARTBEAT_EVERY_S and declares `heartbeat=HEARTBEAT_LIMIT_S`, so the sweep of
+HEARTBEAT_EVERY_S and declares `heartbeat` (app.queue.control.job_options), so the sweep of
 any live worker re-queues it within seconds, however long the SSH timeouts are.
 """
 
@@ -31,6 +31,7 @@ from app.cache import Cache, Event, RunOutcome
 from app.config import Settings
 from app.domain import Sample
 from app.probe import CollectError, Prober
+from app.queue.control import job_options
 from app.store.repo import Repository
 
 if t.TYPE_CHECKING:
@@ -39,8 +40,6 @@ if t.TYPE_CHECKING:
 log = logging.getLogger("fleettop.jobs")
 
 HEARTBEAT_EVERY_S = 2
-HEARTBEAT_LIMIT_S = 10  # swept (and re-run) when not touched for this long
-JOB_MARGIN_S = 15  # SQL and Redis writes around the SSH exchange
 SWEEP_EVERY_S = 5
 
 
@@ -59,22 +58,6 @@ class CollectContext:
     lanes: Lanes
 
 
-def job_timeout(settings: Settings) -> int:
-    """Long enough for one SSH connect and one probe command, plus the writes around them."""
-    return math.ceil(settings.ssh.connect_timeout + settings.ssh.command_timeout + JOB_MARGIN_S)
-
-
-def job_options(settings: Settings) -> dict[str, t.Any]:
-    return {
-        "timeout": job_timeout(settings),
-        "heartbeat": HEARTBEAT_LIMIT_S,
-        "retries": settings.worker.retries,
-        "retry_delay": settings.worker.retry_backoff,
-        # Finished job records stay for `collect --wait`; `queue clean` trims them sooner.
-        "ttl": max(settings.queue.completed_max_age, settings.queue.failed_max_age, 600),
-    }
-
-
 async def enqueue_link(deps: CollectContext, server_id: int, when: float) -> bool:
     """Put a server's schedule link (its one stable key) on the scheduled queue, due at `when`.
     False when the link already exists: SAQ refuses a key that is queued, waiting or running."""
@@ -85,18 +68,6 @@ async def enqueue_link(deps: CollectContext, server_id: int, when: float) -> boo
         scheduled=due,
         server_id=server_id,
         trigger="scheduled",
-        **job_options(deps.settings),
-    )
-    return job is not None
-
-
-async def enqueue_manual(deps: CollectContext, server_id: int) -> bool:
-    """Collect a server now through the manual queue; False if a manual job for it is already waiting or running."""
-    job = await deps.lanes.manual.enqueue(
-        "collect",
-        key=deps.cache.job_key("manual", server_id),
-        server_id=server_id,
-        trigger="manual",
         **job_options(deps.settings),
     )
     return job is not None
@@ -117,30 +88,27 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
         with contextlib.suppress(RedisError, OSError):
             await deps.cache.unmark_retrying(job.id)
     key = run_key(job)
-    # One read for everything the collection needs from SQL before it starts.
-    inputs = await deps.repo.collect_inputs(server_id, key)
+    attempt = job.attempts
+    # One group-committed step: what the collection needs from SQL, and its run started.
+    inputs = await deps.repo.begin_collection(
+        server_id, key, trigger="retry" if attempt > 1 else trigger, attempt=attempt, skip_disabled=trigger == "scheduled"
+    )
     if inputs is None:
         return {"status": "gone"}
     server = inputs.server
     ctx["interval"] = server.interval if server.enabled else None  # read by rechain()
     if trigger == "scheduled" and not server.enabled:
         return {"status": "disabled"}
-    if inputs.done:
+    if inputs.done or inputs.run is None:
         return {"status": "ok", "duplicate": True}
-
-    if inputs.running_run_id is not None:
-        # An attempt of this very run key is still 'running': its worker died (the job was
-        # swept and re-delivered). Found by its key in SQL, so no job record update per run.
-        await deps.repo.finish_run(inputs.running_run_id, "failed", "lost: the worker running it stopped")
-    attempt = job.attempts
-    run_id = await deps.repo.start_run(server_id, job_key=key, trigger="retry" if attempt > 1 else trigger, attempt=attempt)
+    run_id = inputs.run.id
     await deps.cache.publish(Event(kind="run", server_id=server_id))
     started = time.monotonic()
     heartbeat = asyncio.create_task(_heartbeat(job))
     try:
         secret = inputs.secret if server.has_secret else None
         result = await deps.prober.collect(server, inputs.counters, secret)
-        await deps.repo.finish_collection(run_id, server_id, result.metrics, result.counters)  # sample + run, one commit
+        await deps.repo.finish_collection(inputs.run, server_id, result.metrics, result.counters)  # sample + run, group-committed
     except asyncio.CancelledError:
         _set_retry_delay(deps, job)
         with contextlib.suppress(Exception):
@@ -165,7 +133,8 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
     finally:
         heartbeat.cancel()
 
-    sample = Sample(**result.metrics.model_dump(), server_id=server_id, counters=result.counters)
+    # Validated already (Metrics, Counters): no second validation of every field.
+    sample = Sample.model_construct(**dict(result.metrics), server_id=server_id, counters=result.counters)
     try:  # latest, outcome, aggregate dropped and the event: one round trip
         await deps.cache.record_collected(sample)
     except (RedisError, OSError) as exc:  # stored in SQL already; readers fall back to it

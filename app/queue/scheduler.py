@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.domain import Server
 from app.errors import FleettopError
 from app.queue import control
-from app.queue.jobs import CollectContext, enqueue_link, job_timeout
+from app.queue.jobs import CollectContext, enqueue_link
 
 log = logging.getLogger("fleettop.scheduler")
 
@@ -135,7 +135,7 @@ class Scheduler:
         """Runs still 'running' long past any job's timeout lost their worker or their final
         write (a worker killed while Redis was restarted empty, a process gone while the
         database was away): mark them failed, so nothing shows as running forever."""
-        cutoff = datetime.now(timezone.utc) - timedelta(seconds=job_timeout(self.deps.settings) + STALE_RUN_MARGIN_S)
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=control.job_timeout(self.deps.settings) + STALE_RUN_MARGIN_S)
         try:
             closed = await self.deps.repo.close_stale_runs(cutoff, "lost: its worker stopped, or its result could not be written")
         except (SQLAlchemyError, OSError, FleettopError) as exc:

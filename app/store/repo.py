@@ -6,16 +6,17 @@ this module.
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import os
 import socket
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Integer, and_, cast, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Integer, and_, bindparam, cast, delete, func, insert, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
@@ -23,12 +24,25 @@ from sqlalchemy.orm import aliased
 from app.config import DefaultsConfig, ServerConfig
 from app.domain import Counters, DiskUsage, FleetAggregate, Metrics, Run, Sample, Server, Thresholds, is_alerting
 from app.errors import FleettopError
-from app.store.db import Database
+from app.store.db import Database, describe_error
 from app.store.tables import AuditRow, RunRow, SampleRow, ServerRow
 
 EXPORT_BATCH = 1000
 AUDIT_TARGET_MAX = 255  # audit.target and audit.actor are VARCHAR(255)
 SAMPLE_COLUMNS = SampleRow.__table__.c
+SERVER_COLUMNS = ServerRow.__table__.c
+RUN_COLUMNS = RunRow.__table__.c
+# A run's end, for executemany: by id, as finish_run sets it.
+_FINISH_RUN = (
+    update(RunRow.__table__)
+    .where(RUN_COLUMNS.id == bindparam("run_id"))
+    .values(
+        status=bindparam("new_status"),
+        error=bindparam("new_error"),
+        finished_at=bindparam("new_finished_at", type_=RUN_COLUMNS.finished_at.type),
+        duration_s=bindparam("new_duration_s"),
+    )
+)
 
 
 class HistoryPoint(BaseModel):
@@ -80,6 +94,7 @@ class Repository:
     def __init__(self, database: Database):
         self._database = database
         self._sessions = database.sessions
+        self._writer: _GroupCommit | None = None
 
     # -- servers -----------------------------------------------------------------
 
@@ -222,68 +237,29 @@ class Repository:
                 raise FleettopError(f"server id {server_id} does not exist (removed?)") from None
         return inserted is not None
 
-    async def collect_inputs(self, server_id: int, job_key: str) -> CollectInputs | None:
-        """What a collection reads first, in one statement: the server, its stored secret,
-        whether a run with this job key already finished ok, one still 'running' with it, and
-        the counters of its newest sample. None when the server is gone."""
-        done = select(RunRow.id).where(RunRow.job_key == job_key, RunRow.status == "ok").exists()
-        counters = (
-            select(SAMPLE_COLUMNS.counters)
-            .where(SAMPLE_COLUMNS.server_id == server_id)
-            .order_by(SAMPLE_COLUMNS.collected_at.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        running = (
-            select(RunRow.id)
-            .where(RunRow.job_key == job_key, RunRow.status == "running")
-            .order_by(RunRow.id.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        query = select(ServerRow, done.label("done"), counters.label("counters"), running.label("running")).where(
-            ServerRow.id == server_id
-        )
-        async with self._sessions() as session:
-            found = (await session.execute(query)).first()
-        if found is None:
-            return None
-        row, was_done, raw, running_id = found
-        return CollectInputs(
-            server=_server(row),
-            secret=row.secret,
-            done=bool(was_done),
-            counters=Counters.model_validate(raw) if raw else None,
-            running_run_id=running_id,
-        )
+    async def begin_collection(
+        self, server_id: int, job_key: str, *, trigger: str, attempt: int, skip_disabled: bool
+    ) -> CollectInputs | None:
+        """What a collection needs before it starts, and its run started ('running'): the
+        server, its stored secret, the counters of its newest sample, whether a run with
+        this job key already finished ok. A run with this key still 'running' (an attempt
+        whose worker died) is marked failed, lost. No run is started when the key is done,
+        or the server is disabled and `skip_disabled`. None when the server is gone.
 
-    async def finish_collection(self, run_id: int, server_id: int, metrics: Metrics, counters: Counters | None) -> bool:
-        """A successful collection's writes in one transaction: the sample (as add_sample)
-        and its run finished ok (as finish_run). False when a sample at that collected_at
-        already existed."""
-        values = _sample_values(server_id, metrics, counters)
-        finished = utcnow()
-        insert_ = _postgresql().insert if self._database.dialect == "postgresql" else sqlite.insert
-        statement = (
-            insert_(SampleRow)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["server_id", "collected_at"])
-            .returning(SampleRow.id)
-        )
-        async with self._sessions.begin() as session:
-            try:
-                inserted = (await session.execute(statement)).scalar_one_or_none()
-            except IntegrityError:
-                raise FleettopError(f"server id {server_id} does not exist (removed?)") from None
-            started = await session.scalar(select(RunRow.started_at).where(RunRow.id == run_id))
-            if started is not None:
-                await session.execute(
-                    update(RunRow)
-                    .where(RunRow.id == run_id)
-                    .values(status="ok", error=None, finished_at=finished, duration_s=(finished - started).total_seconds())
-                    .execution_options(synchronize_session=False)
-                )
-        return inserted is not None
+        Group-committed with the other collections of this process (see _GroupCommit);
+        returns once the run is committed."""
+        return await self._group_commit().submit(_Begin(server_id, job_key, trigger, attempt, skip_disabled))
+
+    async def finish_collection(self, run: StartedRun, server_id: int, metrics: Metrics, counters: Counters | None) -> None:
+        """A successful collection's writes, as one: the sample (kept once per collected_at,
+        as add_sample) and its run finished ok. Group-committed; returns once committed."""
+        await self._group_commit().submit(_Finish(run, _sample_values(server_id, metrics, counters), utcnow()))
+
+    def _group_commit(self) -> _GroupCommit:
+        loop = asyncio.get_running_loop()
+        if self._writer is None or self._writer.loop is not loop:
+            self._writer = _GroupCommit(self._database, loop)
+        return self._writer
 
     async def latest_sample(self, server_id: int) -> Sample | None:
         query = (
@@ -632,12 +608,185 @@ def _settings_of(row: ServerRow) -> tuple[Any, ...]:
 
 
 @dataclass(frozen=True)
+class StartedRun:
+    id: int
+    started_at: datetime
+
+
+@dataclass(frozen=True)
 class CollectInputs:
     server: Server
     secret: bytes | None
     done: bool  # a run with the job's key already finished ok
     counters: Counters | None  # of the newest sample: None on first contact
-    running_run_id: int | None = None  # a run with this job key still 'running': an attempt whose worker died
+    run: StartedRun | None  # None when done, or disabled and skipped
+
+
+@dataclass
+class _Begin:
+    server_id: int
+    job_key: str
+    trigger: str
+    attempt: int
+    skip_disabled: bool
+
+
+@dataclass
+class _Finish:
+    run: StartedRun
+    sample: dict[str, Any]
+    finished_at: datetime
+
+
+class _GroupCommit:
+    """The worker's per-collection writes, group-committed: each begin_collection and
+    finish_collection waits in a list; one task writes everything pending in one
+    transaction (a few statements for the whole batch, executemany), then answers each
+    caller. What arrives meanwhile is the next batch, so 50 concurrent jobs make a handful
+    of commits instead of 100, and no caller waits on a timer. If a batch fails, each of
+    its requests is tried again alone, so one bad request (its server just removed) fails
+    only its own job; a database that is away fails them all, and SAQ retries them."""
+
+    def __init__(self, database: Database, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self._database = database
+        self._pending: list[tuple[_Begin | _Finish, asyncio.Future[Any]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, request: _Begin | _Finish) -> Any:
+        future = self.loop.create_future()
+        self._pending.append((request, future))
+        if self._task is None or self._task.done():
+            self._task = self.loop.create_task(self._drain(), name="fleettop-group-commit")
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            # Callers that gave up (cancelled) before their turn are not written.
+            batch = [(request, future) for request, future in self._pending if not future.done()]
+            self._pending = []
+            try:
+                results = await self._write_batch([request for request, _ in batch])
+            except BaseException:  # this task cancelled (the loop closing): no caller waits forever
+                for _, future in batch + self._pending:
+                    future.cancel()
+                raise
+            for (_, future), result in zip(batch, results):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(_one_request_error(result))
+                else:
+                    future.set_result(result)
+
+    async def _write_batch(self, requests: list[_Begin | _Finish]) -> list[Any]:
+        """Each request's answer, or the exception that fails it."""
+        if not requests:
+            return []
+        try:
+            return await self._write(requests)
+        except Exception as exc:
+            if len(requests) == 1:
+                return [exc]
+        results: list[Any] = []
+        for request in requests:
+            results.extend(await self._write_batch([request]))
+        return results
+
+    async def _write(self, requests: list[_Begin | _Finish]) -> list[Any]:
+        finishes = [request for request in requests if isinstance(request, _Finish)]
+        begins = [request for request in requests if isinstance(request, _Begin)]
+        answers: dict[int, Any] = {}
+        async with self._database.engine.begin() as conn:
+            if finishes:  # first: a begin of the same job key in this batch then sees it done
+                await conn.execute(self._insert_samples(), [request.sample for request in finishes])
+                await conn.execute(_FINISH_RUN, [_run_end(r.run.id, r.run.started_at, "ok", None, r.finished_at) for r in finishes])
+            if begins:
+                answers = await self._begin(conn, begins)
+        return [answers.get(id(request)) for request in requests]
+
+    def _insert_samples(self) -> Any:
+        insert_ = _postgresql().insert if self._database.dialect == "postgresql" else sqlite.insert
+        return insert_(SampleRow.__table__).on_conflict_do_nothing(index_elements=["server_id", "collected_at"])
+
+    async def _begin(self, conn: Any, begins: list[_Begin]) -> dict[int, CollectInputs | None]:
+        server_ids = {request.server_id for request in begins}
+        newest_counters = (
+            select(SAMPLE_COLUMNS.counters)
+            .where(SAMPLE_COLUMNS.server_id == SERVER_COLUMNS.id)
+            .order_by(SAMPLE_COLUMNS.collected_at.desc())
+            .limit(1)
+            .correlate(ServerRow.__table__)
+            .scalar_subquery()
+        )
+        servers = {
+            row.id: row
+            for row in await conn.execute(
+                select(ServerRow.__table__, newest_counters.label("newest_counters")).where(SERVER_COLUMNS.id.in_(sorted(server_ids)))
+            )
+        }
+        runs = (
+            await conn.execute(
+                select(RUN_COLUMNS.id, RUN_COLUMNS.job_key, RUN_COLUMNS.status, RUN_COLUMNS.started_at)
+                .where(RUN_COLUMNS.job_key.in_(sorted({r.job_key for r in begins})), RUN_COLUMNS.status.in_(("ok", "running")))
+                .order_by(RUN_COLUMNS.id)
+            )
+        ).all()
+        done = {run.job_key for run in runs if run.status == "ok"}
+        now = utcnow()
+        answers: dict[int, CollectInputs | None] = {}
+        starting: list[_Begin] = []
+        for request in begins:
+            row = servers.get(request.server_id)
+            if row is None:
+                answers[id(request)] = None
+                continue
+            starts = request.job_key not in done and not (request.skip_disabled and not row.enabled)
+            if starts:
+                starting.append(request)
+            answers[id(request)] = CollectInputs(
+                server=_server(row),
+                secret=row.secret,
+                done=request.job_key in done,
+                counters=Counters.model_validate(row.newest_counters) if row.newest_counters else None,
+                run=None,
+            )
+        if not starting:
+            return answers
+        # An attempt of one of these run keys still 'running': its worker died (the job was
+        # swept and re-delivered). Found by its key, so no job record update per run.
+        keys = {request.job_key for request in starting}
+        if dead := [run for run in runs if run.status == "running" and run.job_key in keys]:
+            await conn.execute(_FINISH_RUN, [
+                _run_end(run.id, run.started_at, "failed", "lost: the worker running it stopped", now) for run in dead
+            ])
+        ids = (
+            await conn.execute(
+                insert(RunRow.__table__).returning(RUN_COLUMNS.id, sort_by_parameter_order=True),
+                [
+                    {"server_id": r.server_id, "job_key": r.job_key, "trigger": r.trigger, "attempt": r.attempt,
+                     "status": "running", "started_at": now}
+                    for r in starting
+                ],
+            )
+        ).scalars().all()
+        for request, run_id in zip(starting, ids):
+            inputs = answers[id(request)]
+            answers[id(request)] = replace(inputs, run=StartedRun(run_id, now))
+        return answers
+
+
+def _run_end(run_id: int, started_at: datetime, status: str, error: str | None, finished_at: datetime) -> dict[str, Any]:
+    return {"run_id": run_id, "new_status": status, "new_error": error, "new_finished_at": finished_at,
+            "new_duration_s": (finished_at - started_at).total_seconds()}
+
+
+def _one_request_error(exc: Exception) -> Exception:
+    """A request's failure as its caller sees it: a constraint refused is most likely the
+    foreign key of a server removed meanwhile."""
+    if isinstance(exc, IntegrityError):
+        return FleettopError(f"{describe_error(exc)} (server removed meanwhile?)")
+    return exc
 
 
 def _server(row: ServerRow) -> Server:

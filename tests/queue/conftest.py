@@ -5,6 +5,7 @@ hosts from app.sim. Worker processes are real `fleettop --headless` processes.""
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,8 @@ import redis
 import yaml
 
 from app.sim import SimFleet
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "store"))  # store_helpers
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlalchemy import text
+
 from app.config import DefaultsConfig, ServerConfig
 from app.domain import DiskUsage, Metrics
+from app.store.db import Database
 from app.store.repo import Repository
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -34,3 +37,32 @@ def metrics(at: datetime, cpu: float | None = 10.0, ram: float = 20.0, disk: flo
 async def add_server(repo: Repository, name: str = "web1", **fields) -> int:
     server = await repo.add_server(ServerConfig(name=name, host=fields.pop("host", "10.0.0.1"), **fields), defaults=DefaultsConfig())
     return server.id
+
+
+async def refuse_samples_of(database: Database, server_id: int) -> None:
+    """A real failure of the database for one server's writes: a trigger that aborts its sample."""
+    async with database.engine.begin() as conn:
+        if database.dialect == "postgresql":
+            await conn.execute(text(
+                "CREATE FUNCTION refuse_sample() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'sample refused'; END $$"
+            ))
+            await conn.execute(text(
+                f"CREATE TRIGGER refuse BEFORE INSERT ON samples FOR EACH ROW WHEN (NEW.server_id = {server_id}) "
+                "EXECUTE FUNCTION refuse_sample()"
+            ))
+        else:
+            await conn.execute(text(
+                f"CREATE TRIGGER refuse BEFORE INSERT ON samples WHEN NEW.server_id = {server_id} "
+                "BEGIN SELECT RAISE(ABORT, 'sample refused'); END"
+            ))
+
+
+async def allow_samples(database: Database) -> None:
+    """Undo refuse_samples_of."""
+    async with database.engine.begin() as conn:
+        if database.dialect == "postgresql":
+            await conn.execute(text("DROP TRIGGER refuse ON samples"))
+            await conn.execute(text("DROP FUNCTION refuse_sample()"))
+        else:
+            await conn.execute(text("DROP TRIGGER refuse"))
