@@ -8,6 +8,12 @@ place. It polls (no BLMOVE: a blocked BLMOVE would take a job after a pause), bu
 one slot at a time per process, so an idle worker costs ~5 commands/s per queue.
 The same script marks the job active, closing the window in which SAQ's sweep
 takes a just-dequeued job for a lost one and runs it a second time.
+
+Round trips per job (SAQ's own dequeue, update and finish take six): the dequeue
+script returns the records themselves, and takes a job for every slot already
+waiting to dequeue as well; it counts the attempt and names the worker as SAQ's
+update to 'active' would, so that update is not sent; SAQ's finish and its status
+message go in one pipeline.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import typing as t
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from saq import Worker
-from saq.job import TERMINAL_STATUSES, Job
+from saq.job import TERMINAL_STATUSES, Job, Status
 from saq.queue.base import Queue
 from saq.queue.redis import RedisQueue
 from saq.utils import now
@@ -34,21 +40,32 @@ SCHEDULE_TICK_S = 0.25  # due jobs (retries, schedule links) start at most this 
 OUTAGE_RETRY_S = 1.0
 SWEEP_ABORT_WAIT_S = 1.0
 
-# Marks the record active in the same step: SAQ's sweep aborts any job in the active
-# list whose record is not, and would otherwise race every fresh dequeue (issue 277).
+# Takes up to ARGV[2] jobs. Marks each record active in the same step: SAQ's sweep aborts
+# any job in the active list whose record is not, and would otherwise race every fresh
+# dequeue (issue 277). Stores what SAQ's update to 'active' would (the attempt counted,
+# the worker's id) and returns the records with the attempt not yet counted, as SAQ's
+# Worker counts it again in memory.
 _DEQUEUE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local id = redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
-if not id then return false end
-local raw = redis.call('GET', id)
-if raw then
-  local job = cjson.decode(raw)
-  job['status'] = 'active'
-  job['started'] = tonumber(ARGV[1])
-  job['touched'] = tonumber(ARGV[1])
-  redis.call('SET', id, cjson.encode(job))
+if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
+local taken = {}
+for _ = 1, tonumber(ARGV[2]) do
+  local id = redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
+  if not id then break end
+  local raw = redis.call('GET', id)
+  if raw then
+    local job = cjson.decode(raw)
+    local attempts = job['attempts'] or 0
+    job['status'] = 'active'
+    job['started'] = tonumber(ARGV[1])
+    job['touched'] = tonumber(ARGV[1])
+    job['attempts'] = attempts + 1
+    job['worker_id'] = ARGV[3]
+    redis.call('SET', id, cjson.encode(job))
+    job['attempts'] = attempts
+    table.insert(taken, cjson.encode(job))
+  end
 end
-return id
+return taken
 """
 
 # SAQ's schedule script, with a lock in milliseconds so the tick can be under a second.
@@ -102,18 +119,30 @@ class FleetQueue(RedisQueue):
         self._delete_finished_script = redis.register_script(_DELETE_FINISHED)
         self._closing = False
         self._outage = False
+        self.worker_id = ""  # the SAQ Worker's id, stored in the records it takes
+        self._waiting = 0  # slots waiting for their turn to dequeue
+        self._taken: list[Job] = []  # taken for slots that were waiting, not handed out yet
+        self._marked_active: set[str] = set()  # job ids whose record the dequeue marked active
 
     def stop_dequeuing(self) -> None:
         """Take no more jobs (shutdown): slots waiting to dequeue come back empty."""
         self._closing = True
 
     async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:
-        async with self._dequeue_lock:
+        self._waiting += 1
+        try:
+            await self._dequeue_lock.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            if self._taken:  # already active in Redis: run it, closing or not
+                return self._taken.pop(0)
             if self._closing:
                 return None
             try:
-                job_id = await self._dequeue_script(keys=[self.paused_key, self._queued, self._active], args=[now()])
-                job = await self._get_job_by_id(job_id) if job_id else None
+                raws = await self._dequeue_script(
+                    keys=[self.paused_key, self._queued, self._active], args=[now(), 1 + self._waiting, self.worker_id]
+                )
             except (RedisError, OSError) as exc:
                 # SAQ would retry at once in a hot loop: say it once, then wait.
                 if not self._outage:
@@ -124,9 +153,32 @@ class FleetQueue(RedisQueue):
             if self._outage:
                 log.warning("redis is back (queue %s)", self.name)
                 self._outage = False
-            if job is None:
+            jobs = [job for job in map(self.deserialize, raws) if job is not None]
+            if not jobs:
                 await asyncio.sleep(DEQUEUE_POLL_S)
-            return job
+                return None
+            self._marked_active.update(job.id for job in jobs)
+            self._taken.extend(jobs[1:])
+            return jobs[0]
+        finally:
+            self._dequeue_lock.release()
+
+    async def _update(self, job: Job, status: Status | None = None, **kwargs: t.Any) -> None:
+        if status == Status.ACTIVE and job.id in self._marked_active:
+            self._marked_active.discard(job.id)
+            return  # the dequeue stored all of it; nothing in fleettop waits for the 'active' message
+        await super()._update(job, status, **kwargs)
+
+    async def _finish(self, job: Job, status: Status, *, result: t.Any = None, error: str | None = None) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lrem(self._active, 1, job.id).zrem(self._incomplete, job.id)
+            if job.ttl > 0:
+                pipe.set(job.id, self.serialize(job), ex=job.ttl)
+            elif job.ttl == 0:
+                pipe.set(job.id, self.serialize(job))
+            else:
+                pipe.delete(job.id)
+            await pipe.publish(job.id, job.status).execute()
 
     async def schedule(self, lock: float = SCHEDULE_TICK_S) -> list[str]:
         """Move jobs whose time has come to the queue; at most once per `lock` seconds
@@ -203,6 +255,7 @@ def build_worker(
         shutdown_grace_period_s=shutdown_grace,  # type: ignore[arg-type]  (SAQ accepts a float)
     )
     worker.SIGNALS = []  # embedded: the host program owns SIGINT/SIGTERM
+    queue.worker_id = str(worker.id)
     worker.context.update(context)
     return worker
 

@@ -10,9 +10,12 @@ import pytest
 from saq.job import Job
 
 from app.config import LoadedConfig, Settings
+from app.queue import control
 from app.queue.jobs import collect, next_due
 from app.service import open_service
+from app.store.db import open_database
 from queue_helpers import service_for, wait_until
+from store_helpers import allow_samples, refuse_samples_of
 
 
 async def test_collect_stores_a_sample_and_a_run_caches_it_and_tells_everyone(make_config, database_url, fleet):
@@ -89,6 +92,67 @@ async def test_retries_wait_5_then_10_seconds_then_the_run_fails(make_config, fl
         assert row.status == "down" and "sim-0003" in row.error
         await service.cache.forget(server.id)  # the same answer from SQL
         assert (await service.server_row(server.id)).status == "down"
+
+
+@pytest.mark.slow
+async def test_a_write_the_database_refuses_fails_only_its_job_which_succeeds_on_retry(make_config, database_url, fleet):
+    names = ["sim-0001", "sim-0002", "sim-0003", "sim-0004"]
+    data = make_config(servers=names, database={"url": database_url})
+    async with service_for(data, worker="manual") as service:
+        servers = await service.resolve(names)
+        refused = servers[1]
+        database = await open_database(service.settings)
+        try:
+            await refuse_samples_of(database, refused.id)  # its writes share group commits with the others'
+            await service.collect_now(names)
+
+            async def first_attempt_failed() -> bool:
+                return [run.status for run in await service.repo.recent_runs(refused.id)] == ["failed"]
+
+            await wait_until(first_attempt_failed, 15)
+            await allow_samples(database)
+        finally:
+            await database.close()
+        await service.wait_collected(servers, timeout=30)
+
+        for server in servers:
+            runs = sorted(await service.repo.recent_runs(server.id), key=lambda run: run.attempt)
+            assert await service.repo.count_samples(server.id) == 1
+            if server is refused:
+                assert [(run.attempt, run.status) for run in runs] == [(1, "failed"), (2, "ok")]
+                assert "sample refused" in runs[0].error
+                assert 4.95 <= (runs[1].started_at - runs[0].finished_at).total_seconds() <= 6.0  # the first backoff
+            else:
+                assert [(run.attempt, run.status) for run in runs] == [(1, "ok")]
+
+
+async def test_one_dequeue_takes_a_job_for_every_slot_waiting_and_marks_them_as_saq_would(make_config, fleet):
+    names = ["sim-0001", "sim-0002", "sim-0003"]
+    data = make_config(servers=names)
+    async with service_for(data, worker=False) as service:
+        queue = service.context.lanes.manual
+        queue.worker_id = "worker-x"
+        script, calls = queue._dequeue_script, []
+
+        async def counted(*args, **kwargs):
+            calls.append(kwargs["args"][1])  # how many it may take
+            return await script(*args, **kwargs)
+
+        queue._dequeue_script = counted
+        holder = asyncio.create_task(queue.dequeue())  # finds nothing, and polls again after a pause
+        await asyncio.sleep(0.05)
+        waiting = [asyncio.create_task(queue.dequeue()) for _ in names]  # three slots wait their turn
+        await asyncio.sleep(0.05)
+        await control.enqueue_manual(queue, service.cache, [server.id for server in await service.resolve(names)])
+        assert await holder is None
+        jobs = await asyncio.gather(*waiting)
+        assert calls == [1, 3]  # the empty poll, then one for the three waiting slots
+        assert sorted(job.kwargs["server_id"] for job in jobs) == sorted(s.id for s in await service.resolve(names))
+        for job in jobs:
+            assert job.attempts == 0  # SAQ's Worker counts the attempt as it starts the job
+            stored = await queue.job(job.key)
+            assert (stored.status, stored.attempts, stored.worker_id) == ("active", 1, "worker-x")
+        assert (await queue.counts())["active"] == 3
 
 
 async def test_pause_holds_jobs_and_resume_releases_them(make_config, database_url, fleet):
