@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
+from asyncssh.encryption import get_default_encryption_algs
 
 from app.config import SSHConfig
 from app.probe.errors import CollectError
@@ -36,6 +37,12 @@ KEEPALIVE_COUNT_MAX = 3
 # ssh.max_concurrent_connects): enough for a fleet of distinct hosts to open in parallel,
 # few enough that the handshakes' CPU and file descriptors stay bounded.
 MAX_CONNECTS_IN_FLIGHT = 64
+# AES-GCM first: in asyncssh it costs a fifth of ChaCha20-Poly1305 per packet (8 against
+# 38 us, which builds two cipher objects per packet), and a collection is about a dozen
+# packets. Both are in OpenSSH's default set; the rest of asyncssh's defaults follow.
+ENCRYPTION_ALGS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"] + [
+    alg.decode() for alg in get_default_encryption_algs() if b"-gcm@" not in alg
+]
 
 
 def host_pattern(host: str, port: int) -> str:
@@ -195,6 +202,7 @@ class SSHPool:
                         login_timeout=self._ssh.connect_timeout,
                         keepalive_interval=self._ssh.keepalive_interval,
                         keepalive_count_max=KEEPALIVE_COUNT_MAX,
+                        encryption_algs=ENCRYPTION_ALGS,
                         **options,
                     )
                 except Exception as exc:

@@ -95,6 +95,13 @@ async def test_one_login_for_many_collections(real_sshd, sshd_prober):
     assert per_collection < 0.5
 
 
+async def test_openssh_agrees_to_aes_gcm_the_cheaper_cipher_in_asyncssh(real_sshd, sshd_prober):
+    server = real_sshd.server(name="sshd-cipher")
+    await sshd_prober.collect(server, None)
+    connection = sshd_prober._pool._slots[server.name].connection
+    assert connection.get_extra_info("send_cipher") == connection.get_extra_info("recv_cipher") == "aes128-gcm@openssh.com"
+
+
 async def test_unknown_host_key_against_sshd(real_sshd, make_settings, tmp_path):
     empty = tmp_path / "known_hosts"
     empty.write_text("")
