@@ -17,7 +17,6 @@ from redis.asyncio import Redis
 
 from app import cmd_queue
 from app.config import Settings, servers_fingerprint
-from app.queue import control, jobs
 
 from queue_helpers import Fleettop, service_for, wait_until
 
@@ -187,11 +186,6 @@ async def test_queue_stats_attached_agrees_with_the_database(headless):
     code, _, _, _ = await cli(config, "queue", "clean")  # runs deleted: the next stats count in SQL
     code, stdout, _, heavy = await cli(config, "queue", "stats")
     assert code == 0 and _sqlalchemy(heavy) and "completed" in stdout
-
-
-def test_the_manual_lane_queues_with_the_workers_job_options():
-    settings = Settings.model_validate({"worker": {"retries": 4, "retry_backoff": 2}, "ssh": {"connect_timeout": 3.5}})
-    assert control.job_options(settings) == jobs.job_options(settings)
 
 
 def test_the_fingerprint_follows_the_servers_and_database_but_holds_no_password():
