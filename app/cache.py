@@ -221,9 +221,6 @@ class Cache:
         await self.redis.set(self._aggregate_key, value.model_dump_json(), ex=self.settings.cache.aggregated_ttl)
         return value
 
-    async def invalidate_aggregate(self) -> None:
-        await self.redis.delete(self._aggregate_key)
-
     async def clear(self) -> int:
         """Delete every cached figure and run outcome of this prefix; returns how many keys went."""
         removed = 0

@@ -9,6 +9,7 @@ import contextlib
 import json
 import sys
 import textwrap
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ import yaml
 from redis.asyncio import Redis
 
 from app import cmd_queue
+from app.cache import AuditRequest
 from app.config import Settings, servers_fingerprint
+from app.domain import actor
 
 from queue_helpers import Fleettop, service_for, wait_until
 
@@ -199,3 +202,24 @@ def test_the_fingerprint_follows_the_servers_and_database_but_holds_no_password(
         {**base, "defaults": {"interval": 60}},
     ):
         assert servers_fingerprint(Settings.model_validate(changed)) != fingerprint
+
+
+async def test_audit_entries_left_in_redis_are_recorded_once_with_who_asked(make_config):
+    data = make_config(servers=["sim-0001"])
+    async with service_for(data, worker=False) as service:
+        cache = service.cache
+        asked = datetime(2026, 11, 29, 3, 0, tzinfo=timezone.utc)
+        elsewhere = AuditRequest(action="collect", target="sim-0001", actor="alice@bastion", at=asked)
+        async with cache.redis.pipeline(transaction=False) as pipe:
+            cache.request_audit(pipe, "collect.all", "*", "1 servers")
+            pipe.rpush(cache.prefix + "audit", elsewhere.model_dump_json())
+            await pipe.execute()
+
+        assert await service.record_audit_requests() == 2
+        assert await service.record_audit_requests() == 0  # taken off the list
+        entries = list(reversed(await service.repo.audit_entries(2)))
+    assert [(entry.action, entry.target, entry.detail) for entry in entries] == [
+        ("collect.all", "*", "1 servers"),
+        ("collect", "sim-0001", "requested by alice@bastion at 2026-11-29T03:00:00+00:00"),
+    ]
+    assert entries[0].actor == entries[1].actor == actor()
