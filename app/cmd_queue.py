@@ -196,12 +196,12 @@ def _line(result: dict[str, Any]) -> str:
     if result["status"] != "ok":
         return f"{result['server']}  failed  {result['error']}"
 
-    def percent(value: float | None) -> str:
-        return "-" if value is None else f"{value:.1f}%"
+    def shown(value: float | None, form: str = ".1f", unit: str = "%") -> str:
+        return "-" if value is None else format(value, form) + unit
 
     return (
-        f"{result['server']}  ok  cpu {percent(result['cpu_percent'])}  ram {percent(result['mem_percent'])}"
-        f"  disk {percent(result['disk_percent'])}  load {result['load1']:.2f}  at {result['collected_at']}"
+        f"{result['server']}  ok  cpu {shown(result['cpu_percent'])}  ram {shown(result['mem_percent'])}"
+        f"  disk {shown(result['disk_percent'])}  load {shown(result['load1'], '.2f', '')}  at {result['collected_at'] or '-'}"
     )
 
 

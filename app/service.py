@@ -204,7 +204,8 @@ class FleetService:
         jobs = await self.context.lanes.manual.jobs([self.cache.job_key("manual", server_id) for server_id in ids])
         lasts = await self.repo.last_runs(ids)
         oks = [
-            job.status == "complete" if job is not None else lasts.get(server_id) is not None and lasts[server_id].status == "ok"
+            job.status == "complete" and job.result != control.GONE if job is not None
+            else lasts.get(server_id) is not None and lasts[server_id].status == "ok"
             for server_id, job in zip(ids, jobs)
         ]
         samples = await self.repo.latest_samples() if any(oks) else {}
@@ -213,6 +214,8 @@ class FleetService:
             last = lasts.get(server_id)
             if ok:
                 outcomes.append(CollectOutcome(status="ok", sample=samples.get(server_id)))
+            elif job is not None and job.result == control.GONE:
+                outcomes.append(CollectOutcome(status="failed", error="the server was removed before it was collected"))
             elif last is not None and last.status == "failed":
                 outcomes.append(CollectOutcome(status="failed", error=last.error))
             else:

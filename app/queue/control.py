@@ -32,6 +32,9 @@ if t.TYPE_CHECKING:
 WAIT_POLL_S = 1.0
 _TERMINAL = {status.value for status in TERMINAL_STATUSES}
 
+# The collect job's result when its server was removed between queuing and running.
+GONE = {"status": "gone"}
+
 HEARTBEAT_LIMIT_S = 10  # a job not touched for this long is swept (and re-run)
 JOB_MARGIN_S = 15  # SQL and Redis writes around the SSH exchange
 
