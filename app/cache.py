@@ -222,8 +222,9 @@ class Cache:
         return value
 
     async def clear(self) -> int:
-        """Delete every cached figure and run outcome of this prefix; returns how many keys went."""
-        removed = 0
+        """Delete every cached figure, run outcome, run count and the server list of this
+        prefix (all rebuilt from SQL when next needed); returns how many keys went."""
+        removed = await self.redis.delete(self._servers_key, self._counts_key)
         for pattern in ("metrics:*", "runs:last:*"):
             batch: list[bytes] = []
             async for key in self.redis.scan_iter(match=self.prefix + pattern, count=500):

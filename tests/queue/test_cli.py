@@ -115,10 +115,17 @@ async def test_queue_commands_agree_with_every_process(make_config, short_dir: P
         assert (code, stdout.strip()) == (0, "resumed")
         assert not await service.is_paused()
 
+        redis, prefix = service.cache.redis, service.cache.prefix
+        assert len([key async for key in redis.scan_iter(match=prefix + "metrics:latest:*")]) == 2
         code, stdout, _ = await run_fleettop(config, "cache", "clear")
-        assert code == 0 and stdout.startswith("cleared 4 cached keys")  # latest figures and run outcomes
+        assert code == 0 and stdout.startswith("cleared ")
+        for derived in ("metrics:*", "runs:*", "servers"):  # figures, outcomes, counts, the server list
+            assert not [key async for key in redis.scan_iter(match=prefix + derived)], derived
         actions = [entry.action for entry in await service.repo.audit_entries()]
-        assert {"collect.all", "queue.pause", "queue.resume"} <= set(actions)
+        assert {"collect.all", "queue.pause", "queue.resume", "cache.clear"} <= set(actions)
+        # Rebuilt from SQL when next asked.
+        code, stdout, _ = await run_fleettop(config, "queue", "stats", "--json")
+        assert code == 0 and json.loads(stdout)["completed"] == 2
 
 
 async def test_a_server_added_from_the_cli_is_scheduled_at_once_by_a_running_worker(make_config, short_dir: Path, fleet):
