@@ -20,8 +20,9 @@ from typing import Any, TextIO
 from app.config import LoadedConfig, validate_server
 from app.domain import Sample, Server
 from app.errors import FleettopError, UsageError
+from app.servers import THRESHOLDS, ServerAdmin, describe, fields_of
 from app.store.db import Database, migrate, open_database, reporting_errors
-from app.store.repo import KEEP, Repository
+from app.store.repo import Repository
 
 EXPORT_FIELDS = [
     "server", "collected_at", "cpu_percent", "mem_percent", "swap_percent", "disk_percent", "disks",
@@ -31,7 +32,6 @@ EXPORT_FLUSH_ROWS = 500
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _OPTIONS = ("host", "port", "username", "transport", "auth", "key_file", "interval", "enabled")
-_THRESHOLDS = ("cpu", "ram", "disk")
 
 
 @asynccontextmanager
@@ -55,12 +55,15 @@ async def cmd_servers(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     async with open_repository(loaded) as repo:
         if args.action == "list":
             return await _list(args, repo)
+        from app.secrets import SecretBox  # cryptography: only for the commands that change servers
+
+        admin = ServerAdmin(repo, loaded.settings, SecretBox(loaded.settings.data_dir), loaded.path)
         if args.action == "add":
-            return await _add(args, loaded, repo)
+            return await _add(args, loaded, admin)
         if args.action == "edit":
-            return await _edit(args, loaded, repo)
+            return await _edit(args, loaded, admin)
         if args.action == "remove":
-            return await _remove(args, loaded, repo)
+            return await _remove(args, loaded, admin)
     raise UsageError(f"unknown servers action {args.action!r}")
 
 
@@ -87,75 +90,44 @@ async def _list(args: argparse.Namespace, repo: Repository) -> int:
     return 0
 
 
-async def _add(args: argparse.Namespace, loaded: LoadedConfig, repo: Repository) -> int:
+async def _add(args: argparse.Namespace, loaded: LoadedConfig, admin: ServerAdmin) -> int:
     fields = {"name": args.name, **_given_options(args)}
     if args.password and "auth" not in fields:
         fields["auth"] = "password"
     cfg = validate_server(fields)
     if cfg.auth == "password" and not args.password:
         raise UsageError(f"server {cfg.name!r}: --auth password needs --password (asked for here, stored encrypted)")
-    if await repo.get_server(cfg.name):
-        raise UsageError(f"server {cfg.name!r} already exists{_defined_in(loaded, cfg.name)}")
-    secret = await _ask_secret(loaded, cfg.name) if args.password else None
-    try:
-        server = await repo.add_server(cfg, defaults=loaded.settings.defaults, secret=secret)
-    except FleettopError as exc:
-        raise UsageError(str(exc)) from None
-    await repo.audit("server.add", server.name, _describe(server))
+    await admin.check_new(cfg.name)  # before asking for a password
+    secret = await _ask_secret(cfg.name) if args.password else None
+    server = await admin.add(cfg, secret)
     await _tell_running_workers(loaded)
-    _print_change(args, server, f"added server {server.name!r} ({_describe(server)})")
+    _print_change(args, server, f"added server {server.name!r} ({describe(server)})")
     return 0
 
 
-async def _edit(args: argparse.Namespace, loaded: LoadedConfig, repo: Repository) -> int:
-    server = await _existing(repo, args.name)
+async def _edit(args: argparse.Namespace, loaded: LoadedConfig, admin: ServerAdmin) -> int:
+    server = await admin.get(args.name)
     given = _given_options(args)
     if args.rename:
         given["name"] = args.rename
     if not given and not args.password:
         raise UsageError("nothing to change: give at least one option (see `fleettop servers edit --help`)")
-    if given and _in_config(loaded, server.name):
-        raise UsageError(
-            f"server {server.name!r} is defined in {loaded.path}: change it there (only --password can be set here)"
-        )
-    fields = {
-        "name": server.name, "host": server.host, "port": server.port, "username": server.username,
-        "transport": server.transport, "auth": server.auth, "key_file": server.key_file,
-        "interval": server.interval, "enabled": server.enabled,
-        "thresholds": server.thresholds.model_dump(),
-    }
-    fields["thresholds"].update(given.pop("thresholds", {}))
-    fields.update(given)
-    cfg = validate_server(fields)
-    secret: bytes | None | object = KEEP
-    if args.password:
-        secret = await _ask_secret(loaded, cfg.name)
-    elif cfg.auth == "agent" and server.has_secret:
-        secret = None  # nothing to decrypt any more: do not keep a password lying around
-    try:
-        updated = await repo.update_server(server.name, cfg, defaults=loaded.settings.defaults, secret=secret)
-    except FleettopError as exc:
-        raise UsageError(str(exc)) from None
-    changes = _differences(server, updated)
-    if args.password:
-        changes.append("secret replaced")
-    elif secret is None:
-        changes.append("secret removed")
-    detail = ", ".join(changes) or "no change"
-    await repo.audit("server.edit", updated.name, detail)
+    cfg = None
+    if given:
+        admin.check_editable(server)  # before asking for a password
+        fields = fields_of(server)
+        fields["thresholds"].update(given.pop("thresholds", {}))
+        fields.update(given)
+        cfg = validate_server(fields)
+    secret = await _ask_secret((cfg or server).name) if args.password else None
+    updated, detail = await admin.edit(server.name, cfg, secret)
     await _tell_running_workers(loaded)
     _print_change(args, updated, f"edited server {updated.name!r}: {detail}")
     return 0
 
 
-async def _remove(args: argparse.Namespace, loaded: LoadedConfig, repo: Repository) -> int:
-    server = await _existing(repo, args.name)
-    if _in_config(loaded, server.name):
-        raise UsageError(
-            f"server {server.name!r} is defined in {loaded.path}: take it out of the file first "
-            "(it is then kept as a database server, which this command can remove)"
-        )
-    samples = await repo.count_samples(server.id)
+async def _remove(args: argparse.Namespace, loaded: LoadedConfig, admin: ServerAdmin) -> int:
+    server, samples = await admin.check_removable(args.name)
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError(f"not removing server {server.name!r}: no terminal to confirm on (add --yes)")
@@ -163,9 +135,7 @@ async def _remove(args: argparse.Namespace, loaded: LoadedConfig, repo: Reposito
         if answer.strip().lower() not in {"y", "yes"}:
             print(f"Server {server.name!r} kept.")
             return 1
-    if not await repo.remove_server(server.name):
-        raise FleettopError(f"server {server.name!r} not found")
-    await repo.audit("server.remove", server.name, f"removed with {samples} samples")
+    samples = await admin.remove(server.name)
     await _tell_running_workers(loaded)
     print(f"removed server {server.name!r} and its {samples} samples")
     return 0
@@ -180,37 +150,20 @@ async def _tell_running_workers(loaded: LoadedConfig) -> None:
 
 def _given_options(args: argparse.Namespace) -> dict[str, Any]:
     fields = {key: getattr(args, key) for key in _OPTIONS if getattr(args, key, None) is not None}
-    thresholds = {key: getattr(args, key) for key in _THRESHOLDS if getattr(args, key, None) is not None}
+    thresholds = {key: getattr(args, key) for key in THRESHOLDS if getattr(args, key, None) is not None}
     if thresholds:
         fields["thresholds"] = thresholds
     return fields
 
 
-def _in_config(loaded: LoadedConfig, name: str) -> bool:
-    return any(cfg.name == name for cfg in loaded.settings.servers)
-
-
-def _defined_in(loaded: LoadedConfig, name: str) -> str:
-    return f" (defined in {loaded.path})" if _in_config(loaded, name) else ""
-
-
-async def _existing(repo: Repository, name: str) -> Server:
-    server = await repo.get_server(name)
-    if server is None:
-        raise FleettopError(f"server {name!r} not found")
-    return server
-
-
-async def _ask_secret(loaded: LoadedConfig, name: str) -> bytes:
-    from app.secrets import SecretBox
-
+async def _ask_secret(name: str) -> str:
     if sys.stdin.isatty():
         plain = await asyncio.to_thread(getpass.getpass, f"Password or key passphrase for {name}: ")
     else:  # scripts pipe it in: `printf '%s\n' "$PW" | fleettop servers edit web1 --password`
         plain = (await asyncio.to_thread(sys.stdin.readline)).rstrip("\r\n")
     if not plain:
         raise UsageError("empty password: nothing stored")
-    return SecretBox(loaded.settings.data_dir).encrypt(plain)
+    return plain
 
 
 async def _prompt(question: str) -> str:
@@ -218,29 +171,6 @@ async def _prompt(question: str) -> str:
         return await asyncio.to_thread(input, question)
     except EOFError:
         return ""
-
-
-def _describe(server: Server) -> str:
-    user = f"{server.username}@" if server.username else ""
-    t = server.thresholds
-    return (
-        f"{server.transport} {user}{server.host}:{server.port}, auth {server.auth}, every {server.interval}s, "
-        f"thresholds cpu {t.cpu:g} ram {t.ram:g} disk {t.disk:g}, {'enabled' if server.enabled else 'disabled'}"
-    )
-
-
-def _differences(before: Server, after: Server) -> list[str]:
-    watched = ("name", "host", "port", "username", "transport", "auth", "key_file", "interval", "enabled")
-    changes = [
-        f"{key} {getattr(before, key)} -> {getattr(after, key)}"
-        for key in watched
-        if getattr(before, key) != getattr(after, key)
-    ]
-    for key in _THRESHOLDS:
-        old, new = getattr(before.thresholds, key), getattr(after.thresholds, key)
-        if old != new:
-            changes.append(f"{key} threshold {old:g} -> {new:g}")
-    return changes
 
 
 def _server_json(server: Server) -> dict[str, Any]:

@@ -31,8 +31,9 @@ from app.queue.worker import Lanes
 from app.redis_server import RedisTarget, RedisUnavailable, redis_target
 from app.runtime import Runtime
 from app.secrets import SecretBox
+from app.servers import ServerAdmin
 from app.store.db import open_database
-from app.store.repo import KEEP, HistoryPoint, Repository
+from app.store.repo import HistoryPoint, Repository
 
 __all__ = ["Event", "FleetService", "ServerDetail", "ServerRow", "open_service"]
 
@@ -65,12 +66,13 @@ class ServerDetail(BaseModel):
 
 
 class FleetService:
-    def __init__(self, deps: CollectContext, secrets: SecretBox, redis: RedisTarget):
+    def __init__(self, deps: CollectContext, secrets: SecretBox, redis: RedisTarget, config_path: Path):
         self.context = deps  # what the jobs run with: repo, cache, prober, queues
         self.settings = deps.settings
         self.repo = deps.repo
         self.cache = deps.cache
         self._secrets = secrets
+        self.admin = ServerAdmin(deps.repo, deps.settings, secrets, config_path)
         self.redis = redis
         self._runtime: Runtime | None = None
         self._auditor: asyncio.Task[None] | None = None
@@ -110,7 +112,7 @@ class FleetService:
         return (await self._rows([server]))[0] if server else None
 
     async def server_detail(self, name: str) -> ServerDetail:
-        server = await self._server(name)
+        server = await self.admin.get(name)
         row = (await self._rows([server]))[0]
         now = datetime.now(timezone.utc)
         history_1h, history_24h, runs = await asyncio.gather(
@@ -129,30 +131,19 @@ class FleetService:
         return [server for server in found if server is not None]
 
     async def add_server(self, cfg: ServerConfig, secret: str | None = None) -> Server:
-        blob = self._secrets.encrypt(secret) if secret else None
-        server = await self.repo.add_server(cfg, defaults=self.settings.defaults, source="db", secret=blob)
-        await self.repo.audit("server.add", server.name, f"{server.host}:{server.port}")
+        server = await self.admin.add(cfg, secret)
         await self._servers_changed()
         return server
 
     async def edit_server(self, name: str, cfg: ServerConfig, secret: str | None = None) -> Server:
         """Replace a server's settings; secret=None keeps the stored one."""
-        current = await self._server(name)
-        if current.source == "config":
-            raise FleettopError(f"server {name!r} is defined in the config file: edit it there")
-        server = await self.repo.update_server(
-            name, cfg, defaults=self.settings.defaults, secret=self._secrets.encrypt(secret) if secret else KEEP
-        )
-        await self.repo.audit("server.edit", server.name, "" if server.name == name else f"renamed from {name}")
+        server, _ = await self.admin.edit(name, cfg, secret)
         await self._servers_changed()
         return server
 
     async def remove_server(self, name: str) -> None:
-        server = await self._server(name)
-        if server.source == "config":
-            raise FleettopError(f"server {name!r} is defined in the config file: take it out of the file first")
-        await self.repo.remove_server(name)
-        await self.repo.audit("server.remove", name)
+        server = await self.admin.get(name)
+        await self.admin.remove(name)
         with contextlib.suppress(RedisError, OSError):
             await self.cache.forget(server.id)
             lanes = self.context.lanes
@@ -288,12 +279,6 @@ class FleetService:
 
     # -- helpers ---------------------------------------------------------------------
 
-    async def _server(self, name: str) -> Server:
-        server = await self.repo.get_server(name)
-        if server is None:
-            raise FleettopError(f"server {name!r} not found")
-        return server
-
     async def _servers_changed(self) -> None:
         await self.cache.announce_servers_changed()
         await self.cache_server_list()
@@ -418,7 +403,7 @@ async def open_service(loaded: LoadedConfig, *, worker: bool, demo: int | None =
         prober = Prober(settings, secrets)
         stack.push_async_callback(prober.close)
 
-        service = FleetService(CollectContext(settings, repo, cache, prober, lanes), secrets, redis)
+        service = FleetService(CollectContext(settings, repo, cache, prober, lanes), secrets, redis, loaded.path)
         for cfg in demo_servers:
             await repo.add_server(cfg, defaults=settings.defaults, source="db")
         if not demo and not loaded.exists and not await repo.list_servers():

@@ -191,7 +191,7 @@ def test_config_servers_are_synced_and_edited_in_the_file(fleettop, config_path,
     assert fleettop("servers", "list")[2] == ""  # synced once: nothing more to say
 
     code, _, err = fleettop("servers", "edit", "web1", "--port", "2222")
-    assert code == 2 and err == f"fleettop: server 'web1' is defined in {config_path}: change it there (only --password can be set here)\n"
+    assert code == 2 and err == f"fleettop: server 'web1' is defined in {config_path}: change it there (only its password can be set here)\n"
     code, _, err = fleettop("servers", "remove", "web1", "--yes")
     assert code == 2 and "take it out of the file first" in err
     assert fleettop("servers", "add", "web1", "--host", "h")[2] == f"fleettop: server 'web1' already exists (defined in {config_path})\n"
