@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fleettop",
         description="A terminal dashboard for a fleet of Linux servers, collected over SSH.",
+        epilog=_config_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # a path wrapped at a hyphen cannot be copied
     )
     parser.add_argument("--version", action="version", version=f"fleettop {__version__}")
     parser.add_argument("--config", metavar="PATH", help="config file (default: $FLEETTOP_CONFIG or ~/.config/fleettop/config.yaml)")
@@ -90,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     cache = commands.add_parser("cache", help="Redis cache maintenance")
     cache.add_argument("action", choices=["clear"])
     return parser
+
+
+def _config_epilog() -> str:
+    """Where the config file is read from (without --config), and whether one is there."""
+    try:
+        path = config.config_path()
+    except config.ConfigError as exc:
+        return f"config file: {exc}"
+    return f"config file: {path}" if path.is_file() else config.missing_config_note(path)
 
 
 def _positive_int(text: str) -> int:

@@ -78,6 +78,8 @@ async def cmd_headless(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     try:
         async with open_service(loaded, worker=True, demo=args.demo) as service:
             log.info("headless: %s, concurrency %d", service.redis.describe(), loaded.settings.worker.concurrency)
+            if loaded.missing_note:
+                log.info("%s", loaded.missing_note)
             await stop.wait()
             log.info("stopping: jobs in flight get %gs to finish, the rest go back to the queue", loaded.settings.worker.shutdown_grace)
     finally:

@@ -245,6 +245,15 @@ class LoadedConfig:
     path: Path  # where the config was read from, or would be
     exists: bool
 
+    @property
+    def missing_note(self) -> str | None:
+        """What to tell a user who runs without a config file (None when there is one)."""
+        return None if self.exists else missing_config_note(self.path)
+
+
+def missing_config_note(path: Path) -> str:
+    return f"no config file: defaults in use; create {path} to change them (see config.example.yaml)"
+
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     raw = explicit or os.environ.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG_PATH
@@ -395,6 +404,8 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str], problems: list[str
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, dict) and not raw.lstrip().startswith("{"):
+            value = raw  # "team1:" is a prefix, not a mapping; a mapping is written {key: value}
         target = data
         for part in parts[:-1]:
             node = target.setdefault(part, {})

@@ -68,6 +68,15 @@ def test_environment_overrides_the_file(tmp_path):
     assert settings.redis.url == "redis://x:1/0"
 
 
+def test_environment_values_read_as_a_user_means_them(tmp_path):
+    """A prefix ends in a colon like the default `fleettop:` (not a YAML mapping); a
+    mapping is written in braces."""
+    environ = {"FLEETTOP_REDIS__PREFIX": "team1:", "FLEETTOP_DEFAULTS__THRESHOLDS": "{cpu: 80}"}
+    settings = config.load(tmp_path / "none.yaml", environ=environ).settings
+    assert settings.redis.prefix == "team1:"
+    assert settings.defaults.thresholds.cpu == 80
+
+
 def test_bad_environment_value_is_one_line_naming_the_key(tmp_path, capsys):
     import os
 
@@ -93,3 +102,18 @@ def test_cli_paths_do_not_import_textual():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_help_ends_with_where_the_config_file_is(tmp_path, monkeypatch, capsys):
+    """`--help`'s last line: the config path ($FLEETTOP_CONFIG here, whole on its line),
+    or with no file there, that the defaults are in use and which file to create."""
+    path = tmp_path / "fleet-top.yaml"
+    monkeypatch.setenv("FLEETTOP_CONFIG", str(path))
+    for present in (False, True):
+        if present:
+            path.write_text("worker:\n  concurrency: 2\n")
+        with pytest.raises(SystemExit):
+            main(["--help"])
+        epilog = capsys.readouterr().out.rstrip("\n").split("\n\n")[-1].splitlines()
+        expected = f"config file: {path}" if present else f"no config file: defaults in use; create {path} to change them (see config.example.yaml)"
+        assert epilog == [expected]

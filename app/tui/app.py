@@ -66,14 +66,13 @@ class FleetApp(App):
         *,
         open_service: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
         config_path: Path | None = None,
-        config_exists: bool = True,
+        config_note: str | None = None,
         clock: Callable[[], datetime] = utc_now,
         live: bool = True,
     ) -> None:
         """Pass a ready `service`, or `open_service` to open one in the app's loop.
 
-        `config_exists=False`: there is no file at `config_path` and the defaults apply,
-        which the app says once at start. `clock` drives every displayed time (fixed in
+        `config_note`: said once at start (there is no config file, LoadedConfig.missing_note). `clock` drives every displayed time (fixed in
         snapshot tests); `live=False` skips the periodic timers and the event stream, for
         still pictures.
         """
@@ -81,7 +80,7 @@ class FleetApp(App):
         self.service = service
         self._open_service = open_service
         self.config_path = config_path
-        self.config_exists = config_exists
+        self.config_note = config_note
         self.clock = clock
         self.live = live
         self._stop_service = asyncio.Event()
@@ -100,11 +99,8 @@ class FleetApp(App):
 
     async def on_mount(self) -> None:
         await self.push_screen(DashboardScreen())
-        if self.config_path is not None and not self.config_exists:
-            self.notify(
-                f"defaults in use; create {self.config_path} to change them (see config.example.yaml)",
-                title="no config file", timeout=10, markup=False,
-            )
+        if self.config_note:
+            self.notify(self.config_note, timeout=10, markup=False)
         if self.service is not None:
             self.run_worker(self._service_ready(), name="load", exclusive=False)
         else:
@@ -315,7 +311,7 @@ def dashboard_app(args: argparse.Namespace, loaded: LoadedConfig) -> FleetApp:
     return FleetApp(
         open_service=lambda: open_service(loaded, worker=not args.no_worker, demo=args.demo),
         config_path=loaded.path,
-        config_exists=loaded.exists,
+        config_note=loaded.missing_note,
     )
 
 

@@ -472,7 +472,7 @@ async def test_without_a_config_file_the_dashboard_says_where_one_would_go(tmp_p
     environ = {
         "FLEETTOP_DATA_DIR": str(tmp_path / "data"),
         "FLEETTOP_REDIS__URL": redis_url,
-        "FLEETTOP_REDIS__PREFIX": f"'{redis_prefix}'",  # a YAML value: unquoted, "x:" is a mapping
+        "FLEETTOP_REDIS__PREFIX": redis_prefix,  # "name:" as it is, not a YAML mapping
     }
     args = argparse.Namespace(no_worker=True, demo=None)
     loaded_config = config.load(path, environ=environ)
@@ -482,7 +482,7 @@ async def test_without_a_config_file_the_dashboard_says_where_one_would_go(tmp_p
         await until(pilot, lambda: not table(app).loading, what="the server list")
         await until(pilot, lambda: toasts(app), what="a notification")
         [said] = toasts(app)
-        assert said == f"no config file\ndefaults in use; create {path} to change them (see config.example.yaml)"
+        assert said == f"no config file: defaults in use; create {path} to change them (see config.example.yaml)"
     path.parent.mkdir()
     path.write_text("worker:\n  concurrency: 2\n")
     app = dashboard_app(args, config.load(path, environ=environ))
