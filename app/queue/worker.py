@@ -11,7 +11,7 @@ takes a just-dequeued job for a lost one and runs it a second time.
 
 Round trips per job (SAQ's own dequeue, update and finish take six): the dequeue
 script returns the records themselves, and takes a job for every slot already
-waiting to dequeue as well; it counts the attempt and names the worker as SAQ's
+waiting to dequeue as well (up to half the queue); it counts the attempt and names the worker as SAQ's
 update to 'active' would, so that update is not sent; SAQ's finish and its status
 message go in one pipeline.
 """
@@ -40,15 +40,16 @@ SCHEDULE_TICK_S = 0.25  # due jobs (retries, schedule links) start at most this 
 OUTAGE_RETRY_S = 1.0
 SWEEP_ABORT_WAIT_S = 1.0
 
-# Takes up to ARGV[2] jobs. Marks each record active in the same step: SAQ's sweep aborts
-# any job in the active list whose record is not, and would otherwise race every fresh
-# dequeue (issue 277). Stores what SAQ's update to 'active' would (the attempt counted,
-# the worker's id) and returns the records with the attempt not yet counted, as SAQ's
-# Worker counts it again in memory.
+# Takes up to ARGV[2] jobs, and no more than half of those queued (rounded up), so that
+# other workers polling meanwhile get their share. Marks each record active in the same
+# step: SAQ's sweep aborts any job in the active list whose record is not, and would
+# otherwise race every fresh dequeue (issue 277). Stores what SAQ's update to 'active'
+# would (the attempt counted, the worker's id) and returns the records with the attempt
+# not yet counted, as SAQ's Worker counts it again in memory.
 _DEQUEUE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
 local taken = {}
-for _ = 1, tonumber(ARGV[2]) do
+for _ = 1, math.min(tonumber(ARGV[2]), math.ceil(redis.call('LLEN', KEYS[2]) / 2)) do
   local id = redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
   if not id then break end
   local raw = redis.call('GET', id)

@@ -127,9 +127,7 @@ async def test_a_write_the_database_refuses_fails_only_its_job_which_succeeds_on
 
 
 async def test_one_dequeue_takes_a_job_for_every_slot_waiting_and_marks_them_as_saq_would(make_config, fleet):
-    names = ["sim-0001", "sim-0002", "sim-0003"]
-    data = make_config(servers=names)
-    async with service_for(data, worker=False) as service:
+    async with service_for(make_config(), worker=False) as service:
         queue = service.context.lanes.manual
         queue.worker_id = "worker-x"
         script, calls = queue._dequeue_script, []
@@ -141,18 +139,20 @@ async def test_one_dequeue_takes_a_job_for_every_slot_waiting_and_marks_them_as_
         queue._dequeue_script = counted
         holder = asyncio.create_task(queue.dequeue())  # finds nothing, and polls again after a pause
         await asyncio.sleep(0.05)
-        waiting = [asyncio.create_task(queue.dequeue()) for _ in names]  # three slots wait their turn
+        waiting = [asyncio.create_task(queue.dequeue()) for _ in range(3)]  # three slots wait their turn
         await asyncio.sleep(0.05)
-        await control.enqueue_manual(queue, service.cache, [server.id for server in await service.resolve(names)])
+        assert await control.enqueue_manual(queue, service.cache, list(range(1, 5))) == 4
         assert await holder is None
         jobs = await asyncio.gather(*waiting)
-        assert calls == [1, 3]  # the empty poll, then one for the three waiting slots
-        assert sorted(job.kwargs["server_id"] for job in jobs) == sorted(s.id for s in await service.resolve(names))
+        # The empty poll; one for two of the waiting slots (not three: no more than half of
+        # the four queued, so another worker polling now gets its share); the third slot's.
+        assert calls == [1, 3, 1]
+        assert sorted(job.kwargs["server_id"] for job in jobs) == [1, 2, 3]
         for job in jobs:
             assert job.attempts == 0  # SAQ's Worker counts the attempt as it starts the job
             stored = await queue.job(job.key)
             assert (stored.status, stored.attempts, stored.worker_id) == ("active", 1, "worker-x")
-        assert (await queue.counts())["active"] == 3
+        assert await queue.counts() == {"queued": 1, "active": 3, "incomplete": 4}
 
 
 async def test_pause_holds_jobs_and_resume_releases_them(make_config, database_url, fleet):
