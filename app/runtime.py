@@ -23,6 +23,7 @@ from saq import Worker
 from app.queue.jobs import SWEEP_EVERY_S, CollectContext, collect, rechain
 from app.queue.scheduler import Scheduler
 from app.queue.worker import build_worker
+from app.tasks import cancel_and_wait
 
 log = logging.getLogger("fleettop.runtime")
 
@@ -75,15 +76,11 @@ class Runtime:
     async def _stop_workers(self) -> None:
         for worker in self._workers:
             worker.queue.stop_dequeuing()  # type: ignore[attr-defined]
-        for task in self._helpers:
-            task.cancel()
-        await asyncio.gather(*self._helpers, return_exceptions=True)
+        await cancel_and_wait(self._helpers)
         for worker in self._workers:
             worker.event.set()
             upkeep = [task for task in worker.tasks if task.get_name() != "process"]
-            for task in upkeep:
-                task.cancel()
-            await asyncio.gather(*upkeep, return_exceptions=True)
+            await cancel_and_wait(upkeep)
             worker.tasks.difference_update(upkeep)
         await asyncio.gather(*(worker.stop() for worker in self._workers), return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)

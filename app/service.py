@@ -34,6 +34,7 @@ from app.secrets import SecretBox
 from app.servers import ServerAdmin
 from app.store.db import open_database
 from app.store.repo import HistoryPoint, Repository
+from app.tasks import cancel_and_wait
 
 __all__ = ["Event", "FleetService", "ServerDetail", "ServerRow", "open_service"]
 
@@ -92,8 +93,7 @@ class FleetService:
             await runtime.stop()
         if self._auditor is not None:
             auditor, self._auditor = self._auditor, None
-            auditor.cancel()
-            await asyncio.gather(auditor, return_exceptions=True)
+            await cancel_and_wait([auditor])
             with contextlib.suppress(Exception):  # the next process with the database records the rest
                 await self.record_audit_requests()
 

@@ -29,6 +29,7 @@ from app.domain import Server
 from app.errors import FleettopError
 from app.queue import control
 from app.queue.jobs import CollectContext, enqueue_link
+from app.tasks import cancel_and_wait
 
 log = logging.getLogger("fleettop.scheduler")
 
@@ -101,9 +102,7 @@ class Scheduler:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), pause)
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            await cancel_and_wait([listener])
 
     async def _clean_now_and_then(self) -> None:
         """The queue's retention limits, applied hourly by one process: keeps the run

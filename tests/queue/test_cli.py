@@ -155,3 +155,24 @@ async def test_a_server_added_from_the_cli_is_scheduled_at_once_by_a_running_wor
 
 async def _equals(value, expected) -> bool:
     return await value == expected
+
+
+async def test_headless_without_a_config_file_says_where_one_would_go(short_dir: Path, redis_url: str, prefix: str):
+    """`fleettop --headless` with no file at the config path: defaults (and the environment)
+    apply, and a start-up line names the file to create; with the file there, no such line."""
+    path = short_dir / "config.yaml"
+    env = {"FLEETTOP_DATA_DIR": str(short_dir / "data"), "FLEETTOP_REDIS__URL": redis_url,
+           "FLEETTOP_REDIS__PREFIX": prefix}  # "name:" as it is, not a YAML mapping
+    for present in (False, True):
+        if present:
+            path.write_text("worker:\n  concurrency: 2\n")
+        headless = await Fleettop.start(path, "--headless", env=env, name=f"headless-{present}")
+        try:
+            await wait_until(lambda: "headless: redis at" in headless.text(), 30)
+        finally:
+            assert await headless.stop() == 0, headless.text()
+        said = [line for line in headless.text().splitlines() if "no config file" in line]
+        if present:
+            assert said == [], said
+        else:
+            assert len(said) == 1 and f"create {path} to change them (see config.example.yaml)" in said[0], said
