@@ -1,7 +1,8 @@
 """The repository: every SQL query fleettop runs, returning app.domain models.
 
-Each method is one short transaction of its own. Nothing SQLAlchemy-typed leaves
-this module.
+Each method is one short transaction of its own, except the worker's per-collection
+pair (begin_collection, finish_collection), which share transactions with the other
+collections of the process (_GroupCommit). Nothing SQLAlchemy-typed leaves this module.
 """
 
 from __future__ import annotations

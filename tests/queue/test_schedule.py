@@ -100,7 +100,7 @@ async def test_latest_falls_back_to_sql_aggregate_is_cached_and_clean_trims(make
         assert len(await service.repo.recent_runs(server.id)) == 1  # a server's newest run stays
         assert await service.context.lanes.manual.job(cache.job_key("manual", server.id)) is None
 
-        assert await cache.clear() == 3  # latest figures, aggregate, last run outcome
+        assert await cache.clear() == 4  # latest figures, aggregate, last run outcome, server list
         assert not await cache.redis.exists(latest_key)
         # The hourly clean is done by whichever process claims it first.
         assert await cache.claim("clean", 5) and not await cache.claim("clean", 5)
