@@ -31,8 +31,9 @@ from app.cache import Cache, Event, RunOutcome
 from app.config import Settings
 from app.domain import Sample
 from app.probe import CollectError, Prober
-from app.queue.control import job_options
+from app.queue.control import GONE, job_options
 from app.store.repo import Repository
+from app.tasks import cancel_and_wait
 
 if t.TYPE_CHECKING:
     from app.queue.worker import Lanes
@@ -94,7 +95,7 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
         server_id, key, trigger="retry" if attempt > 1 else trigger, attempt=attempt, skip_disabled=trigger == "scheduled"
     )
     if inputs is None:
-        return {"status": "gone"}
+        return GONE
     server = inputs.server
     ctx["interval"] = server.interval if server.enabled else None  # read by rechain()
     if trigger == "scheduled" and not server.enabled:
@@ -113,6 +114,7 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
         _set_retry_delay(deps, job)
         with contextlib.suppress(Exception):
             await asyncio.shield(deps.repo.finish_run(run_id, "failed", "interrupted (worker stopping or job timeout)"))
+            await deps.cache.drop_run_counts()  # a failed run the cached counts did not see
         raise
     except Exception as exc:
         message = str(exc) if isinstance(exc, CollectError) else f"{type(exc).__name__}: {exc}"
@@ -131,7 +133,7 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
         await deps.cache.publish(Event(kind="run", server_id=server_id))
         raise AttemptFailed(message) from None
     finally:
-        heartbeat.cancel()
+        await cancel_and_wait([heartbeat])
 
     # Validated already (Metrics, Counters): no second validation of every field.
     sample = Sample.model_construct(**dict(result.metrics), server_id=server_id, counters=result.counters)

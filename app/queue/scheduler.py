@@ -142,6 +142,8 @@ class Scheduler:
             return
         if closed:
             log.warning("%d runs left running past their timeout marked failed (lost)", closed)
+            with contextlib.suppress(RedisError, OSError):
+                await self.deps.cache.drop_run_counts()  # failed runs the cached counts did not see
 
     async def _listen(self) -> None:
         # Once subscribed, reconcile again: a change announced before then went unheard.

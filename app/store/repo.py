@@ -8,9 +8,6 @@ collections of the process (_GroupCommit). Nothing SQLAlchemy-typed leaves this 
 from __future__ import annotations
 
 import asyncio
-import getpass
-import os
-import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -23,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from app.config import DefaultsConfig, ServerConfig
-from app.domain import Counters, DiskUsage, FleetAggregate, Metrics, Run, Sample, Server, Thresholds, is_alerting
+from app.domain import Counters, DiskUsage, FleetAggregate, Metrics, Run, Sample, Server, Thresholds, actor, is_alerting
 from app.errors import FleettopError
 from app.store.db import Database, describe_error
 from app.store.tables import AuditRow, RunRow, SampleRow, ServerRow
@@ -80,15 +77,6 @@ KEEP: Final = _Keep()  # update_server(secret=KEEP): leave the stored secret as 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def actor() -> str:
-    """Who is acting, as OS user@host."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
 
 
 class Repository:
