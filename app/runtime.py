@@ -57,6 +57,7 @@ class Runtime:
         for worker in self._workers:
             self._tasks.append(asyncio.create_task(worker.start(), name=f"saq-worker-{worker.queue.name}"))
         self._helpers.append(asyncio.create_task(self._heartbeat(), name="fleettop-heartbeat"))
+        self._helpers.append(asyncio.create_task(self._wake_on_queue_events(), name="fleettop-wake"))
         await asyncio.sleep(0)  # let each Worker.start() reach its wait before anyone may stop it
         log.info("worker %s started (concurrency %d%s)", self.worker_id, settings.worker.concurrency, "" if self.schedule else ", manual queue only")
 
@@ -84,6 +85,13 @@ class Runtime:
             worker.tasks.difference_update(upkeep)
         await asyncio.gather(*(worker.stop() for worker in self._workers), return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _wake_on_queue_events(self) -> None:
+        """A collection queued by any process starts at once, not at the next dequeue poll."""
+        async for event in self.deps.cache.events():
+            if event.kind == "queue":
+                for worker in self._workers:
+                    worker.queue.wake()  # type: ignore[attr-defined]
 
     async def _heartbeat(self) -> None:
         """A live worker's mark in Redis: `collect --wait` and health() look for it."""

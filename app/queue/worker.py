@@ -19,6 +19,7 @@ message go in one pipeline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import typing as t
@@ -124,6 +125,11 @@ class FleetQueue(RedisQueue):
         self._waiting = 0  # slots waiting for their turn to dequeue
         self._taken: list[Job] = []  # taken for slots that were waiting, not handed out yet
         self._marked_active: set[str] = set()  # job ids whose record the dequeue marked active
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Jobs were queued (a "queue" event): look now rather than at the next poll."""
+        self._wake.set()
 
     def stop_dequeuing(self) -> None:
         """Take no more jobs (shutdown): slots waiting to dequeue come back empty."""
@@ -156,7 +162,10 @@ class FleetQueue(RedisQueue):
                 self._outage = False
             jobs = [job for job in map(self.deserialize, raws) if job is not None]
             if not jobs:
-                await asyncio.sleep(DEQUEUE_POLL_S)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(DEQUEUE_POLL_S):
+                        await self._wake.wait()
+                self._wake.clear()
                 return None
             self._marked_active.update(job.id for job in jobs)
             self._taken.extend(jobs[1:])

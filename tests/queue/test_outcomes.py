@@ -1,6 +1,9 @@
-"""How `collect --wait` reports a collection whose server vanished under it."""
+"""Manual collections: how `collect --wait` reports one whose server vanished, and how soon
+one queued by another process starts."""
 
 from __future__ import annotations
+
+import asyncio
 
 from queue_helpers import service_for
 
@@ -21,3 +24,20 @@ async def test_a_server_removed_while_its_collection_waits_is_reported_failed(ma
         assert kept.status == "ok" and kept.sample is not None
         assert removed.status == "failed" and removed.sample is None
         assert removed.error == "the server was removed before it was collected"
+
+
+async def test_a_collection_queued_elsewhere_starts_without_waiting_for_the_poll(make_config, fleet, monkeypatch):
+    """An idle worker looks at its queue every DEQUEUE_POLL_S; a "queue" event (another
+    process queued jobs) makes it look at once. With the poll stretched to a minute, the
+    collection still finishes in seconds."""
+    from app.queue import worker
+
+    monkeypatch.setattr(worker, "DEQUEUE_POLL_S", 60.0)
+    data = make_config(servers=["sim-0001"])
+    async with service_for(data, worker="manual") as running, service_for(data, worker=False) as elsewhere:
+        server = (await elsewhere.resolve(["sim-0001"]))[0]
+        await asyncio.sleep(1)  # the worker has polled its empty queue and waits
+        assert await elsewhere.collect_now(["sim-0001"]) == 1
+        await elsewhere.wait_collected([server], timeout=10)
+        assert (await elsewhere.manual_outcome(server)).status == "ok"
+        assert await running.workers_alive() == 1
