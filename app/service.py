@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from app.cache import AuditRequest, Cache, Event, RunOutcome, ServerList
 from app.config import LoadedConfig, ServerConfig, Settings, servers_fingerprint
-from app.domain import CollectOutcome, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, actor, classify
+from app.domain import CollectOutcome, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, classify
 from app.errors import FleettopError, UsageError
 from app.probe import Prober
 from app.queue import control, logs
@@ -292,12 +292,11 @@ class FleetService:
 
     async def record_audit_requests(self) -> int:
         """Record the audit entries that commands without a database (app.attached) left in
-        Redis; returns how many. An entry keeps its actor in the detail when it is not the
-        one this process records."""
+        Redis, each with its own actor and time; returns how many."""
         entries = await self.cache.take_audit()
         for done, entry in enumerate(entries):
             try:
-                await self.repo.audit(entry.action, entry.target, _audit_detail(entry, actor()))
+                await self.repo.audit(entry.action, entry.target, entry.detail, who=entry.actor, at=entry.at)
             except Exception:
                 await self.cache.put_back(entries[done:])
                 raise
@@ -348,14 +347,6 @@ class FleetService:
                 )
             )
         return rows
-
-
-def _audit_detail(entry: AuditRequest, recorder: str) -> str:
-    """The entry's detail, and who asked when it is not `recorder` (whom the row names)."""
-    if entry.actor == recorder:
-        return entry.detail
-    requested = f"requested by {entry.actor} at {entry.at.isoformat(timespec='seconds')}"
-    return f"{entry.detail}; {requested}" if entry.detail else requested
 
 
 def _status(server: Server, sample: Sample | None, last: RunOutcome | None, now: datetime) -> Status:

@@ -553,14 +553,15 @@ class Repository:
 
     # -- audit -------------------------------------------------------------------
 
-    async def audit(self, action: str, target: str, detail: str = "") -> None:
-        """Record who did what. Never refused for length: a target longer than its column
-        (many servers collected by name) is cut there, and kept whole in the detail."""
+    async def audit(self, action: str, target: str, detail: str = "", *, who: str | None = None, at: datetime | None = None) -> None:
+        """Record who did what (by default this process's user, now). Never refused for
+        length: a target longer than its column (many servers collected by name) is cut
+        there, and kept whole in the detail."""
         if len(target) > AUDIT_TARGET_MAX:
             detail = f"{target}; {detail}" if detail else target
             target = target[: AUDIT_TARGET_MAX - 1] + "…"
         async with self._sessions.begin() as session:
-            session.add(AuditRow(at=utcnow(), actor=actor()[:AUDIT_TARGET_MAX], action=action[:64], target=target, detail=detail))
+            session.add(AuditRow(at=at or utcnow(), actor=(who or actor())[:AUDIT_TARGET_MAX], action=action[:64], target=target, detail=detail))
 
     async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
         query = select(AuditRow).order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit)
