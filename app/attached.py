@@ -57,10 +57,7 @@ class Attached:
 
     async def collect_now(self, servers: list[tuple[int, str]], *, everything: bool) -> int:
         """As FleetService.collect_now, its audit entry recorded later by a process with the database."""
-        if everything:
-            audit = ("collect.all", "*", f"{len(servers)} servers")
-        else:
-            audit = ("collect", ",".join(name for _, name in servers), "")
+        audit = control.collect_audit([name for _, name in servers], everything=everything)
         return await control.enqueue_manual(self.manual, self.cache, [server_id for server_id, _ in servers], audit=audit)
 
     async def wait_outcomes(self, server_ids: list[int], timeout: float) -> list[CollectOutcome] | None:
@@ -73,7 +70,7 @@ class Attached:
         outcomes = []
         for server_id, job in zip(server_ids, jobs):
             sample = samples.get(server_id)
-            if job is None or job.status != Status.COMPLETE or job.result != {"status": "ok"}:
+            if job is None or job.status != Status.COMPLETE or job.result != control.OK:
                 return None
             if sample is None or sample.collected_at.timestamp() * 1000 < job.started:
                 return None  # the run could not cache its sample; SQL has it

@@ -191,8 +191,8 @@ class Cache:
 
     async def run_counts(self) -> dict[str, int] | None:
         """{"completed": n, "failed": n} as the run history has them, if a snapshot is cached.
-        Runs that end without passing through this cache (a worker killed mid-run, the
-        stale-run sweep) are counted from the next snapshot, after a clean or the TTL."""
+        A run closed as lost when its re-delivered job starts again does not pass through
+        here: it is counted from the next snapshot, after a clean or the TTL."""
         raw = await self.redis.hgetall(self._counts_key)
         if b"valid" not in raw:
             return None  # none, or only the increments of runs ended since it went

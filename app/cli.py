@@ -165,6 +165,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the last line of defence: one line, never a traceback
-        message = config.URL_PASSWORD_RE.sub(r"\1:***@", f"{type(exc).__name__}: {exc}".splitlines()[0])
+        message = config.redact_url(f"{type(exc).__name__}: {exc}".splitlines()[0])
         print(f"fleettop: unexpected error: {message}", file=sys.stderr)
         return 1

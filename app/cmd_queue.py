@@ -141,7 +141,7 @@ async def _collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             return 0
         if args.wait and await service.is_paused():
             raise FleettopError(PAUSED)
-        queued = await service.collect_now(args.names or None)
+        queued = await service.collect_servers(servers, everything=not args.names)
         if not args.wait:
             print(_queued(queued, len(servers)))
             if not await service.workers_alive():

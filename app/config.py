@@ -223,8 +223,13 @@ class Settings(_Section):
         return self.database.url or f"sqlite+aiosqlite:///{self.data_dir / 'fleettop.db'}"
 
 
-# the password of user:password@ in a URL (group 1: up to the user name)
-URL_PASSWORD_RE = re.compile(r"(://[^/@\s:]*):[^@\s]*@")
+# the password of user:password@ in a URL, with or without its scheme
+_URL_PASSWORD_RE = re.compile(r"(?<=:)[^:@/\s]*(?=@)")
+
+
+def redact_url(text: str) -> str:
+    """`text` with the password of any URL in it shown as ***: for messages and digests."""
+    return _URL_PASSWORD_RE.sub("***", text)
 
 
 def servers_fingerprint(settings: Settings) -> str:
@@ -232,7 +237,7 @@ def servers_fingerprint(settings: Settings) -> str:
     the defaults they take, and the database they are synced into (its URL without the
     password, which never goes into the digest)."""
     document = {
-        "database": URL_PASSWORD_RE.sub(r"\1@", settings.database_url),
+        "database": redact_url(settings.database_url),
         "defaults": settings.defaults.model_dump(mode="json"),
         "servers": [server.model_dump(mode="json") for server in settings.servers],
     }

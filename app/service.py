@@ -171,12 +171,12 @@ class FleetService:
     async def collect_now(self, names: list[str] | None = None) -> int:
         """Queue a collection of the named servers (None: every enabled one) on the manual
         queue, ahead of any backlog; returns how many were newly queued."""
-        if names is None:
-            servers = await self.repo.list_servers(enabled_only=True)
-            await self.repo.audit("collect.all", "*", f"{len(servers)} servers")
-        else:
-            servers = await self.resolve(names)
-            await self.repo.audit("collect", ",".join(server.name for server in servers))
+        servers = await self.resolve(names) if names is not None else await self.repo.list_servers(enabled_only=True)
+        return await self.collect_servers(servers, everything=names is None)
+
+    async def collect_servers(self, servers: list[Server], *, everything: bool) -> int:
+        """collect_now of servers already looked up (everything: all the enabled ones)."""
+        await self.repo.audit(*control.collect_audit([server.name for server in servers], everything=everything))
         return await control.collect_now(self.context, [server.id for server in servers])
 
     async def wait_collected(self, servers: list[Server], timeout: float | None = None) -> None:

@@ -32,7 +32,9 @@ if t.TYPE_CHECKING:
 WAIT_POLL_S = 1.0
 _TERMINAL = {status.value for status in TERMINAL_STATUSES}
 
-# The collect job's result when its server was removed between queuing and running.
+# The collect job's results: a fresh collection stored, and its server removed between
+# queuing and running.
+OK = {"status": "ok"}
 GONE = {"status": "gone"}
 
 HEARTBEAT_LIMIT_S = 10  # a job not touched for this long is swept (and re-run)
@@ -89,6 +91,13 @@ async def enqueue_manual(queue: FleetQueue, cache: Cache, server_ids: list[int],
     if queued:
         await cache.publish(Event(kind="queue"))
     return queued
+
+
+def collect_audit(names: list[str], *, everything: bool) -> tuple[str, str, str]:
+    """The audit entry (action, target, detail) of a manual collection of these servers."""
+    if everything:
+        return ("collect.all", "*", f"{len(names)} servers")
+    return ("collect", ",".join(names), "")
 
 
 async def collect_now(deps: CollectContext, server_ids: list[int]) -> int:

@@ -31,7 +31,7 @@ from app.cache import Cache, Event, RunOutcome
 from app.config import Settings
 from app.domain import Sample
 from app.probe import CollectError, Prober
-from app.queue.control import GONE, job_options
+from app.queue.control import GONE, OK, job_options
 from app.store.repo import Repository
 from app.tasks import cancel_and_wait
 
@@ -143,7 +143,7 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
         log.warning("cannot cache the sample of %s: %s", server.name, exc)
         await deps.cache.publish(Event(kind="sample", server_id=server_id))
     log.info("collected %s in %.2fs (attempt %d)", server.name, time.monotonic() - started, attempt)
-    return {"status": "ok"}
+    return OK
 
 
 FINISH_RETRY_EVERY_S = 2.0

@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from app.config import Settings
+from app.config import Settings, redact_url
 from app.errors import FleettopError
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ async def open_database(settings: Settings, *, migrate_to_head: bool = True) -> 
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise DatabaseError(f"database.url {_redact(url)!r} is not a database URL") from None
+        raise DatabaseError(f"database.url {redact_url(url)!r} is not a database URL") from None
     sqlite_path = None
     if parsed.get_backend_name() == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # when created here: the owner's only
@@ -144,13 +144,7 @@ async def open_database(settings: Settings, *, migrate_to_head: bool = True) -> 
     return database
 
 
-_PASSWORD_IN_URL = re.compile(r"(?<=:)[^:@/]*(?=@)")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-
-
-def _redact(url: str) -> str:
-    """A URL for a message: whatever sits between ':' and '@' (a password) becomes ***."""
-    return _PASSWORD_IN_URL.sub("***", url)
 
 
 def _asyncpg_tls(parsed: URL) -> tuple[URL, dict]:

@@ -213,13 +213,7 @@ class Repository:
         """Store one sample; False when this server already has one at that collected_at."""
         values = _sample_values(server_id, metrics, counters)
         async with self._sessions.begin() as session:
-            insert = _postgresql().insert if self._database.dialect == "postgresql" else sqlite.insert
-            statement = (
-                insert(SampleRow)
-                .values(values)
-                .on_conflict_do_nothing(index_elements=["server_id", "collected_at"])
-                .returning(SampleRow.id)
-            )
+            statement = _insert_samples(self._database.dialect).values(values).returning(SampleRow.id)
             try:
                 inserted = (await session.execute(statement)).scalar_one_or_none()
             except IntegrityError:
@@ -689,15 +683,11 @@ class _GroupCommit:
         answers: dict[int, Any] = {}
         async with self._database.engine.begin() as conn:
             if finishes:  # first: a begin of the same job key in this batch then sees it done
-                await conn.execute(self._insert_samples(), [request.sample for request in finishes])
+                await conn.execute(_insert_samples(self._database.dialect), [request.sample for request in finishes])
                 await conn.execute(_FINISH_RUN, [_run_end(r.run.id, r.run.started_at, "ok", None, r.finished_at) for r in finishes])
             if begins:
                 answers = await self._begin(conn, begins)
         return [answers.get(id(request)) for request in requests]
-
-    def _insert_samples(self) -> Any:
-        insert_ = _postgresql().insert if self._database.dialect == "postgresql" else sqlite.insert
-        return insert_(SampleRow.__table__).on_conflict_do_nothing(index_elements=["server_id", "collected_at"])
 
     async def _begin(self, conn: Any, begins: list[_Begin]) -> dict[int, CollectInputs | None]:
         server_ids = {request.server_id for request in begins}
@@ -831,6 +821,12 @@ def _run(row: RunRow, server_name: str) -> Run:
         finished_at=row.finished_at,
         duration_s=row.duration_s,
     )
+
+
+def _insert_samples(dialect: str) -> Any:
+    """INSERT of samples that keeps one per server and collected_at (the first)."""
+    insert_ = _postgresql().insert if dialect == "postgresql" else sqlite.insert
+    return insert_(SampleRow.__table__).on_conflict_do_nothing(index_elements=["server_id", "collected_at"])
 
 
 def _postgresql() -> Any:
