@@ -29,6 +29,7 @@ import asyncssh
 
 from app.config import ServerConfig
 from app.probe.parse import BEGIN_MARKER, END_MARKER
+from app.probe.script import PROBE_SCRIPT
 from app.probe.ssh import host_pattern
 
 USER_HZ = 100  # jiffies per second, as /proc/stat counts on every Linux
@@ -242,7 +243,8 @@ class SimHost:
     delay: float = 0.0  # seconds a probe takes before it answers (a slow host)
     hostile: str | None = None  # one of HOSTILE: how this host misbehaves (see SimFleet.misbehave)
     connections_made: int = 0  # accepted connections, ever: reuse shows as 1
-    execs: int = 0
+    sessions: int = 0  # probe sessions opened, ever: a kept session shows as 1
+    answers: int = 0  # probe requests received (answered, unless frozen or hostile)
     channels_closed_frozen: int = 0  # frozen commands whose channel the client closed
 
 
@@ -410,32 +412,48 @@ class SimFleet:
         self._hosts[name].hostile = how
 
     async def _serve(self, host: SimHost, process: asyncssh.SSHServerProcess) -> None:
-        host.execs += 1
+        """A probe session as script.sh runs it: `[exec] sh -s -- FIRST [serve]` with the script
+        on stdin, answered; with serve, then one answer per request line, until EOF."""
+        host.sessions += 1
+        words = (process.command or "").split()
+        args = words[words.index("--") + 1:] if "--" in words else []
         try:
-            await process.stdin.read()  # the script, up to EOF
-            if host.frozen:
-                await process.channel.wait_closed()
-                host.channels_closed_frozen += 1
-                return
-            if host.delay:
-                await asyncio.sleep(host.delay)
-            machine = host.machine
-            first = None
-            if (process.command or "").split()[-1:] == ["1"]:
-                machine.advance()
-                first = machine.counters()
-                await asyncio.sleep(FIRST_CONTACT_SLEEP)
-            machine.advance()
-            text = render_probe_output(machine.snapshot(), first)
-            if host.hostile is not None:
-                await self._hostile(host.hostile, process, text)
-                return
-            process.stdout.write(text.encode())
+            await process.stdin.readexactly(len(PROBE_SCRIPT.encode()))
+            request = args[0] if args else "0"
+            while request in ("0", "1"):
+                if not await self._answer(host, process, first_contact=request == "1"):
+                    return
+                if args[1:] != ["serve"]:
+                    break
+                request = (await process.stdin.readline()).strip().decode(errors="replace")
             process.exit(0)
-        except (asyncssh.Error, OSError, asyncssh.BreakReceived, asyncssh.SignalReceived):
+        except (asyncssh.Error, OSError, asyncio.IncompleteReadError, asyncssh.BreakReceived, asyncssh.SignalReceived):
             process.close()
 
-    async def _hostile(self, how: str, process: asyncssh.SSHServerProcess, text: str) -> None:
+    async def _answer(self, host: SimHost, process: asyncssh.SSHServerProcess, *, first_contact: bool) -> bool:
+        """One answer; False when the session is over (frozen, or a hostile host ended it)."""
+        host.answers += 1
+        if host.frozen:
+            await process.channel.wait_closed()
+            host.channels_closed_frozen += 1
+            return False
+        if host.delay:
+            await asyncio.sleep(host.delay)
+        machine = host.machine
+        first = None
+        if first_contact:
+            machine.advance()
+            first = machine.counters()
+            await asyncio.sleep(FIRST_CONTACT_SLEEP)
+        machine.advance()
+        text = render_probe_output(machine.snapshot(), first)
+        if host.hostile is not None:
+            return await self._hostile(host.hostile, process, text)
+        process.stdout.write(text.encode())
+        return True
+
+    async def _hostile(self, how: str, process: asyncssh.SSHServerProcess, text: str) -> bool:
+        """A hostile answer; True if the session goes on (only "escapes", a valid answer)."""
         out = process.stdout
         if how == "huge":
             padding = (b"x" * 1023 + b"\n") * (8 * 1024)
@@ -453,17 +471,19 @@ class SimFleet:
             row = f"/dev/vdz\x1b[5m 1048576 524288 524288 50% {evil}\n"  # a disk of its own, listed by df
             text = text.replace(END_MARKER, row + END_MARKER)
             out.write(text.encode())
+            return True
         elif how == "stderr-escapes":
             process.stderr.write(b"\x1b]0;pwned\x07\x1b[2Jdf: [bold red]boom[/] \x1b[31mred\n")
             process.exit(1)
-            return
+            return False
         elif how == "drip":
             for byte in text.encode():
                 if process.channel.is_closing():
-                    return
+                    return False
                 out.write(bytes([byte]))
                 await asyncio.sleep(0.5)
         process.exit(0)
+        return False
 
     def _path(self, name: str) -> Path:
         if self._dir is None:

@@ -18,7 +18,6 @@ from app.errors import FleettopError
 from app.probe.errors import CollectError, CollectErrorKind
 from app.probe.local import run_local
 from app.probe.parse import ParseError, ProbeResult, compute, parse
-from app.probe.script import PROBE_SCRIPT, probe_command
 from app.secrets import SecretBox
 
 if TYPE_CHECKING:
@@ -76,7 +75,7 @@ class Prober:
         else:
             target = self._target(server, secret)
             where = target.where
-            text = await self._pool.run(target, probe_command(first_contact), PROBE_SCRIPT, keep=keep)
+            text = await self._pool.probe(target, first_contact, keep=keep)
         collected_at = datetime.now(timezone.utc)
         try:
             return compute(parse(text), previous, collected_at=collected_at)

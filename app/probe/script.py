@@ -9,5 +9,7 @@ PROBE_SCRIPT = files(__package__).joinpath("script.sh").read_text(encoding="utf-
 
 
 def probe_command(first_contact: bool) -> str:
-    """A fixed command; the script itself goes to its stdin."""
-    return f"sh -s -- {1 if first_contact else 0}"
+    """The fixed command of an SSH probe session; the script itself goes to its stdin. The
+    shell stays and answers a request line per later collection (see script.sh). `exec`:
+    the user's login shell, which sshd runs the command with, makes way for it."""
+    return f"exec sh -s -- {1 if first_contact else 0} serve"

@@ -1,8 +1,11 @@
 """The SSH transport: a pool of kept-open asyncssh connections, one per server.
 
 A connection is opened on a server's first collection and reused for every
-later one (one exec each); any failure drops it, so the next collection
-reconnects. Host keys are checked against ssh.known_hosts plus fleettop's own
+later one; any failure drops it, so the next collection reconnects. On it the
+probe script keeps running in one session (`sh -s -- FIRST serve`) and answers
+a request line per collection: a new session costs the server a fork, a login
+shell and the script's start-up (about 5 ms of sshd CPU), the request a few
+hundred bytes. Host keys are checked against ssh.known_hosts plus fleettop's own
 data_dir/known_hosts; fleettop never writes the user's ~/.ssh.
 """
 
@@ -20,6 +23,8 @@ from asyncssh.encryption import get_default_encryption_algs
 
 from app.config import SSHConfig
 from app.probe.errors import CollectError
+from app.probe.parse import END_MARKER
+from app.probe.script import PROBE_SCRIPT, probe_command
 
 # asyncssh logs every command at INFO and, at debug level 3, whole packets --
 # passwords included. Nothing below WARNING from it reaches any handler.
@@ -31,6 +36,7 @@ OWN_KNOWN_HOSTS = "known_hosts"
 MAX_OUTPUT_BYTES = 2 * 1024 * 1024
 MAX_STDERR_BYTES = 64 * 1024
 READ_CHUNK = 64 * 1024
+ANSWER_END = f"\n{END_MARKER}\n".encode()
 CHANNEL_ONLY_FAILURES = ("command_failed", "unparsable")
 KEEPALIVE_COUNT_MAX = 3
 # Connects in progress at once across all hosts (each host also has its own limit,
@@ -109,19 +115,128 @@ class _Slot:
     target: SSHTarget | None = None
     connection: asyncssh.SSHClientConnection | None = None
     client: _Client | None = None
+    session: _ProbeSession | None = None  # the probe, idle on `connection`, waiting for a request
 
     def usable_for(self, target: SSHTarget) -> bool:
         return self.connection is not None and self.target == target and not self.client.lost
 
+    def take_session(self, connection: asyncssh.SSHClientConnection) -> _ProbeSession | None:
+        """The idle probe session on this connection, now busy; None if there is none (or it ended)."""
+        session, self.session = self.session, None
+        if session is not None and (self.connection is not connection or not session.alive):
+            session.close()
+            session = None
+        return session
+
+    def put_session(self, connection: asyncssh.SSHClientConnection, session: _ProbeSession) -> None:
+        """Keep a session that answered cleanly for the next collection (one per connection:
+        a concurrent collection's extra session is closed)."""
+        if self.session is None and self.connection is connection and session.alive:
+            self.session = session
+        else:
+            session.close()
+
     def drop(self) -> None:
+        if self.session is not None:
+            self.session.close()
         if self.connection is not None:
             self.connection.close()
-        self.connection = self.client = self.target = None
+        self.connection = self.client = self.target = self.session = None
+
+
+class _SessionEnded(Exception):
+    """A kept probe session ended while idle (its shell killed on the server, say): not a failure
+    of this collection, which starts a new session."""
+
+
+class _ProbeSession:
+    """The probe script running in one channel (`sh -s -- FIRST serve`), answering a request line
+    ("0", or "1" on first contact) with one framed answer. Its stderr is read as it comes
+    (the last MAX_STDERR_BYTES kept), so a chatty shell never stalls the channel."""
+
+    def __init__(self, process: asyncssh.SSHClientProcess):
+        self._process = process
+        self._answered = False
+        self._stderr = bytearray()
+        self._stderr_reader = asyncio.ensure_future(self._read_stderr())
+
+    @classmethod
+    async def start(cls, connection: asyncssh.SSHClientConnection, first_contact: bool, script: str) -> _ProbeSession:
+        process = await connection.create_process(probe_command(first_contact), encoding=None)
+        process.stdin.write(script.encode())
+        return cls(process)
+
+    @property
+    def alive(self) -> bool:
+        process = self._process
+        return process.exit_status is None and process.exit_signal is None and not process.channel.is_closing()
+
+    def request(self, first_contact: bool) -> None:
+        try:
+            self._process.stdin.write(b"1\n" if first_contact else b"0\n")
+        except BrokenPipeError:  # its channel closed after take_session looked
+            raise _SessionEnded from None
+
+    async def answer(self, where: str) -> tuple[str, bool]:
+        """The next answer, up to and with its end line; and whether nothing followed it (a
+        session that sent more than its answer is not asked again). Raises CollectError, or
+        _SessionEnded if a session that had answered before ended without a byte more."""
+        buffer = bytearray()
+        while True:
+            data = await self._process.stdout.read(READ_CHUNK)
+            if not data:
+                if self._answered and not buffer:
+                    raise _SessionEnded
+                return await self._ended(where, bytes(buffer)), False
+            if len(buffer) + len(data) > MAX_OUTPUT_BYTES:
+                # A hostile or broken host cannot make us hold more than this (an endless
+                # answer fails fast, not at the timeout).
+                raise CollectError("unparsable", where, f"probe output exceeds {MAX_OUTPUT_BYTES // 1024} KiB: refused")
+            searched = max(0, len(buffer) - len(ANSWER_END))
+            buffer += data
+            end = buffer.find(ANSWER_END, searched)
+            if end >= 0:
+                end += len(ANSWER_END)
+                self._answered = True
+                return buffer[:end].decode(errors="replace"), end == len(buffer)
+
+    async def _ended(self, where: str, stdout: bytes) -> str:
+        """stdout reached EOF before an answer's end: the shell's exit decides what it was."""
+        completed = await self._process.wait()
+        await self._stderr_reader
+        if completed.exit_status is None and not completed.exit_signal:
+            # The channel closed without an exit status: the connection went (another
+            # collection's failure may have dropped the shared connection), not the probe.
+            raise CollectError("unreachable", where, "connection lost before the probe finished")
+        if completed.exit_status != 0:
+            lines = self._stderr.decode(errors="replace").strip().splitlines()
+            if completed.exit_signal:
+                status = f"was killed by signal {completed.exit_signal[0]}"
+            else:
+                status = f"exited with status {completed.exit_status}"
+            raise CollectError("command_failed", where, f"probe {status}: {lines[-1] if lines else 'no message'}")
+        return stdout.decode(errors="replace")  # exited 0 without an end line: the parser says what is wrong
+
+    async def _read_stderr(self) -> None:
+        with contextlib.suppress(asyncssh.Error, OSError):
+            while data := await self._process.stderr.read(READ_CHUNK):
+                self._stderr += data
+                del self._stderr[:-MAX_STDERR_BYTES]
+
+    def close(self) -> None:
+        """End the session; a probe still running (timed out, cut short, cancelled) is killed
+        rather than left on the server."""
+        if self.alive:
+            with contextlib.suppress(OSError, asyncssh.Error):
+                self._process.send_signal("KILL")
+        self._process.close()
+        self._stderr_reader.cancel()
 
 
 class SSHPool:
-    def __init__(self, ssh: SSHConfig, data_dir: Path):
+    def __init__(self, ssh: SSHConfig, data_dir: Path, script: str = PROBE_SCRIPT):
         self._ssh = ssh
+        self._script = script
         self.own_known_hosts = Path(data_dir) / OWN_KNOWN_HOSTS
         self._known_hosts_files = (ssh.known_hosts, self.own_known_hosts)
         self._known_hosts = asyncssh.SSHKnownHosts()
@@ -134,17 +249,18 @@ class SSHPool:
         self._slots: dict[str, _Slot] = {}
         self._client_keys: dict[tuple[Path, str | None], asyncssh.SSHKey] = {}
 
-    async def run(self, target: SSHTarget, command: str, stdin: str, *, keep: bool = True) -> str:
-        """Run one command on the server's kept-open connection; its stdout, or CollectError."""
+    async def probe(self, target: SSHTarget, first_contact: bool, *, keep: bool = True) -> str:
+        """The probe's answer from the server, over its kept-open connection; or CollectError.
+        `keep=False` closes the connection afterwards (a one-off test)."""
         slot = self._slots.setdefault(target.name, _Slot())
         connection = await self._connection(slot, target)
         ok = False
         try:
-            output = await self._exec(target, connection, command, stdin)
+            output = await self._ask(slot, target, connection, first_contact, keep)
             ok = True
             return output
         except CollectError as exc:
-            # The probe failed or answered nonsense on a sound connection (its channel is
+            # The probe failed or answered nonsense on a sound connection (its session is
             # closed already): keep the connection, so a concurrent collection of this server
             # on it is not cut short as well.
             ok = exc.kind in CHANNEL_ONLY_FAILURES
@@ -228,23 +344,26 @@ class SSHPool:
             if gate.users == 0:
                 del self._host_gates[key]
 
-    async def _exec(self, target: SSHTarget, connection: asyncssh.SSHClientConnection, command: str, stdin: str) -> str:
+    async def _ask(
+        self, slot: _Slot, target: SSHTarget, connection: asyncssh.SSHClientConnection, first_contact: bool, keep: bool
+    ) -> str:
+        """One answer from the slot's idle probe session, or from a new one."""
         timeout = self._ssh.command_timeout
-        process = None
+        session = slot.take_session(connection)
+        clean = False
         try:
             async with asyncio.timeout(timeout):
-                # Bytes, read in bounded chunks: a hostile or broken host cannot make us hold
-                # more than MAX_OUTPUT_BYTES (an endless answer fails fast, not at the timeout).
-                process = await connection.create_process(command, encoding=None)
-                process.stdin.write(stdin.encode())
-                process.stdin.write_eof()
-                errors = asyncio.ensure_future(_read_capped(process.stderr, MAX_STDERR_BYTES, None))
-                try:
-                    stdout = await _read_capped(process.stdout, MAX_OUTPUT_BYTES, target.where)
-                    stderr = await errors
-                finally:
-                    errors.cancel()
-                completed = await process.wait()
+                if session is not None:
+                    try:
+                        session.request(first_contact)
+                        text, clean = await session.answer(target.where)
+                        return text
+                    except _SessionEnded:
+                        session.close()
+                        session = None
+                session = await _ProbeSession.start(connection, first_contact, self._script)
+                text, clean = await session.answer(target.where)
+                return text
         except TimeoutError:
             raise CollectError("timeout", target.where, f"probe did not finish within {timeout:g} s") from None
         except asyncssh.ChannelOpenError as exc:
@@ -254,24 +373,11 @@ class SSHPool:
         except (asyncssh.Error, OSError) as exc:
             raise CollectError("unreachable", target.where, f"connection lost: {_reason(exc)}") from None
         finally:
-            if process is not None and process.exit_status is None and process.exit_signal is None:
-                # Timed out, too much output or cancelled: kill the remote process and close
-                # its channel, rather than leave it running.
-                with contextlib.suppress(OSError, asyncssh.Error):
-                    process.send_signal("KILL")
-                process.close()
-        if completed.exit_status is None and not completed.exit_signal:
-            # The channel closed without an exit status: the connection went (another
-            # collection's failure may have dropped the shared connection), not the probe.
-            raise CollectError("unreachable", target.where, "connection lost before the probe finished")
-        if completed.exit_status != 0:
-            lines = stderr.decode(errors="replace").strip().splitlines()
-            if completed.exit_signal:
-                status = f"was killed by signal {completed.exit_signal[0]}"
-            else:
-                status = f"exited with status {completed.exit_status}"
-            raise CollectError("command_failed", target.where, f"probe {status}: {lines[-1] if lines else 'no message'}")
-        return stdout.decode(errors="replace")
+            if session is not None:
+                if clean and keep:
+                    slot.put_session(connection, session)
+                else:
+                    session.close()
 
     async def _trusted_hosts(self, where: str) -> asyncssh.SSHKnownHosts:
         """Both known_hosts files, parsed once and again only when one of them changes."""
@@ -350,24 +456,6 @@ class SSHPool:
         if isinstance(exc, (OSError, asyncssh.Error)):
             return CollectError("unreachable", where, f"cannot connect: {_reason(exc)}")
         return CollectError("unreachable", where, f"cannot connect: {type(exc).__name__}: {exc}")
-
-
-async def _read_capped(stream: asyncssh.SSHReader, limit: int, where: str | None) -> bytes:
-    """Everything up to EOF, at most `limit` bytes. Past the limit: CollectError('unparsable')
-    when `where` is given (stdout), else the rest is read and dropped (stderr)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        data = await stream.read(READ_CHUNK)
-        if not data:
-            return b"".join(chunks)
-        if size + len(data) > limit:
-            if where is not None:
-                raise CollectError("unparsable", where, f"probe output exceeds {limit // 1024} KiB: refused")
-            data = data[: max(0, limit - size)]
-        size += len(data)
-        if data:
-            chunks.append(data)
 
 
 def _reason(exc: BaseException) -> str:

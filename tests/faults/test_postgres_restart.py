@@ -31,7 +31,7 @@ async def test_postgres_restart_mid_collection_loses_no_sample(make_config, shor
         servers = await service.resolve(NAMES)
 
         await wait_until(lambda: first_round_ok(service, servers), 30)
-        execs_before = sum(fleet.host(name).execs for name in NAMES)
+        answers_before = sum(fleet.host(name).answers for name in NAMES)
         for name in NAMES:
             fleet.slow(name, 2.0)  # each probe answers two seconds late...
         await service.collect_now(NAMES)
@@ -43,9 +43,9 @@ async def test_postgres_restart_mid_collection_loses_no_sample(make_config, shor
         await wait_until(all_running, 10, step=0.1)
         private_postgres.stop("immediate")  # ...and the database dies under them
         down_at = time.monotonic()
-        await wait_until(lambda: sum(fleet.host(name).execs for name in NAMES) >= execs_before + len(NAMES), 10)
+        await wait_until(lambda: sum(fleet.host(name).answers for name in NAMES) >= answers_before + len(NAMES), 10)
         await asyncio.sleep(2.5)  # the probes answer while the database is away
-        answered_in_outage = sum(fleet.host(name).execs for name in NAMES) - execs_before
+        answered_in_outage = sum(fleet.host(name).answers for name in NAMES) - answers_before
         health = await service.health()
         assert health["database"] is False and health["redis"] is True
         for name in NAMES:
@@ -64,12 +64,12 @@ async def test_postgres_restart_mid_collection_loses_no_sample(make_config, shor
         manual_ok = [run for run in runs if run.status == "ok" and run.trigger != "scheduled"]
         samples = sum([await service.repo.count_samples(s.id) for s in servers])
         ok_runs = sum(run.status == "ok" for run in runs)
-        execs = sum(fleet.host(name).execs for name in NAMES) - execs_before
+        probes = sum(fleet.host(name).answers for name in NAMES) - answers_before
     # Every probe answered during the outage was retried to a stored sample; every ok run has its sample.
     assert answered_in_outage == len(NAMES)
     assert len(manual_ok) == len(NAMES) and all(run.attempt >= 2 for run in manual_ok)
     assert samples == ok_runs
-    print(f"outage {outage:.1f}s, probes answered in the outage {answered_in_outage}, probes in all {execs}, "
+    print(f"outage {outage:.1f}s, probes answered in the outage {answered_in_outage}, probes in all {probes}, "
           f"samples {samples}, ok runs {ok_runs}, lost 0")
 
 

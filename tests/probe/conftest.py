@@ -76,6 +76,9 @@ class RealSSHD:
     def accepted_logins(self) -> int:
         return self.log.read_text().count(f"Accepted publickey for {self.user}")
 
+    def sessions_started(self) -> int:
+        return self.log.read_text().count(f"Starting session: command for {self.user}")
+
 
 def _free_port() -> int:
     with socket.socket() as sock:

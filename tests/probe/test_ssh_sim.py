@@ -30,13 +30,13 @@ async def test_first_contact_gives_real_rates_then_deltas(fleet, prober):
     assert second.metrics.uptime_s > first.metrics.uptime_s
 
 
-async def test_one_connection_serves_many_collections(fleet, prober):
+async def test_one_connection_and_one_probe_session_serve_many_collections(fleet, prober):
     server = sim_server(fleet)
     previous = None
     for _ in range(10):
         previous = (await prober.collect(server, previous)).counters
     host = fleet.host(server.name)
-    assert (host.connections_made, host.execs) == (1, 10)
+    assert (host.connections_made, host.sessions, host.answers) == (1, 1, 10)
 
 
 async def test_concurrent_collections_of_one_server_share_one_connect(fleet, prober):
@@ -118,7 +118,7 @@ async def test_changed_host_key_is_refused(fleet, prober):
         await prober.collect(server, None)
     assert caught.value.kind == "hostkey_changed"
     assert new_key.get_fingerprint() in str(caught.value)
-    assert fleet.host(server.name).execs == 1
+    assert fleet.host(server.name).answers == 1
 
 
 async def test_trusting_a_key_in_the_own_known_hosts_lets_the_next_collection_in(fleet, fleet_settings, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -82,9 +83,9 @@ async def test_figures_match_this_machines_proc_and_df(real_sshd, sshd_prober):
     assert second.metrics.uptime_s >= metrics.uptime_s
 
 
-async def test_one_login_for_many_collections(real_sshd, sshd_prober):
+async def test_one_login_and_one_session_for_many_collections(real_sshd, sshd_prober):
     server = real_sshd.server(name="sshd-reuse")
-    logins_before = real_sshd.accepted_logins()
+    logins_before, sessions_before = real_sshd.accepted_logins(), real_sshd.sessions_started()
     previous = None
     started = time.perf_counter()
     for _ in range(20):
@@ -92,7 +93,22 @@ async def test_one_login_for_many_collections(real_sshd, sshd_prober):
     per_collection = (time.perf_counter() - started) / 20
     await asyncio.sleep(0.2)  # sshd writes its log asynchronously
     assert real_sshd.accepted_logins() - logins_before == 1
+    assert real_sshd.sessions_started() - sessions_before == 1
     assert per_collection < 0.5
+
+
+async def test_a_probe_shell_killed_on_the_server_is_replaced_without_a_failure(real_sshd, sshd_prober):
+    server = real_sshd.server(name="sshd-killed-shell")
+    before = await probe_shells(real_sshd.user)
+    previous = (await sshd_prober.collect(server, None)).counters
+    ours = {pid: args for pid, args in (await probe_shells(real_sshd.user)).items() if pid not in before}
+    assert list(ours.values()) == ["sh -s -- 1 serve"]  # the login shell made way for it (exec)
+    os.kill(next(iter(ours)), signal.SIGKILL)
+    sessions_before = real_sshd.sessions_started()
+    for _ in range(3):  # at once, before or after the client hears of the kill, and again
+        previous = (await sshd_prober.collect(server, previous)).counters
+    await asyncio.sleep(0.2)
+    assert real_sshd.sessions_started() - sessions_before == 1
 
 
 async def test_openssh_agrees_to_aes_gcm_the_cheaper_cipher_in_asyncssh(real_sshd, sshd_prober):
@@ -125,11 +141,11 @@ async def test_wrong_user_is_auth_failed(real_sshd, sshd_prober):
 
 async def test_timed_out_command_is_killed_not_left_running(real_sshd, make_settings):
     settings = make_settings(ssh={"known_hosts": str(real_sshd.known_hosts), "command_timeout": 0.5})
-    pool = SSHPool(settings.ssh, settings.data_dir)
+    pool = SSHPool(settings.ssh, settings.data_dir, script="exec sleep 37\n")  # a probe that hangs
     target = SSHTarget(name="sshd-timeout", host="127.0.0.1", port=real_sshd.port, username=real_sshd.user, auth="key", key_file=real_sshd.key_file)
     try:
         with pytest.raises(CollectError) as caught:
-            await pool.run(target, "sleep 37", "")
+            await pool.probe(target, False)
     finally:
         await pool.close()
     assert caught.value.kind == "timeout"
@@ -139,6 +155,14 @@ async def test_timed_out_command_is_killed_not_left_running(real_sshd, make_sett
             break
         await asyncio.sleep(0.05)
     assert leftovers == []
+
+
+async def probe_shells(user: str) -> dict[int, str]:
+    """pid -> command line of the user's probe shells (`sh -s -- N serve`)."""
+    process = await asyncio.create_subprocess_exec("ps", "-u", user, "-o", "pid=,args=", stdout=asyncio.subprocess.PIPE)
+    output, _ = await process.communicate()
+    shells = (line.strip().split(None, 1) for line in output.decode().splitlines())
+    return {int(pid): args for pid, args in shells if args.endswith(" serve")}
 
 
 async def user_processes(user: str) -> list[str]:
