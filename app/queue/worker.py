@@ -132,8 +132,10 @@ class FleetQueue(RedisQueue):
         self._wake.set()
 
     def stop_dequeuing(self) -> None:
-        """Take no more jobs (shutdown): slots waiting to dequeue come back empty."""
+        """Take no more jobs (shutdown): slots waiting to dequeue come back empty, the one
+        waiting out its poll included (so a stop does not wait for the poll)."""
         self._closing = True
+        self._wake.set()
 
     async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:
         self._waiting += 1
