@@ -45,6 +45,9 @@ class Bench:
         self.notes: list[str] = []
         self.raw: dict[str, object] = {}
         self.load_start = _loadavg()
+        import app  # the installed fleettop that the `fleettop` commands below run
+
+        harness.compile_package(Path(app.__file__).parent)
 
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)
@@ -349,7 +352,8 @@ pipelining = True
         lines = [
             "",
             f"fleettop benchmarks -- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
-            f"worker.concurrency {self.concurrency} unless noted, ssh.max_concurrent_connects 8 (default), "
+            f"worker.concurrency {self.concurrency} unless noted, ssh.max_concurrent_connects {harness.SSHD_CONNECTS} on the "
+            "sshd that plays 100 hosts, "
             f"{'quick' if self.quick else 'full'} run; load average at start {self.load_start}, at end {_loadavg()} "
             "(other jobs share this machine: see the min column)",
             "",

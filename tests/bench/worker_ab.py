@@ -111,13 +111,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2, help="turns per variant and concurrency")
     parser.add_argument("--cli-app", type=Path)
-    parser.add_argument("--connects", type=int, help="ssh.max_concurrent_connects (per host and port; default 8): "
-                        "100 distinct hosts would each have their own, so 64 (the global cap) stands for them")
+    parser.add_argument("--connects", type=int, help="ssh.max_concurrent_connects (per host and port) on the sshd "
+                        f"(default {harness.SSHD_CONNECTS}, as in run.py: 100 distinct hosts would each have their own)")
     parser.add_argument("--cold", action="store_true", help="also time cold collect-alls (no worker running)")
     parser.add_argument("--spy", type=Path, help="py-spy the worker during the timed rounds, raw profiles here")
     args = parser.parse_args()
     variants = [(part.split("=", 1)[0], Path(part.split("=", 1)[1]).resolve()) for part in args.variants]
     cli_tree = (args.cli_app or variants[0][1]).resolve()
+    for _, tree in variants:
+        harness.compile_package(tree)
     bench = Bench(True, 5, args.spy)
     if args.spy:
         args.spy.mkdir(parents=True, exist_ok=True)
