@@ -44,9 +44,10 @@ answer() {
     set -- /proc/[0-9]*
     printf '@procs\n%s\n' "$#"
     printf '@meminfo\n'
-    while IFS= read -r line; do
+    while IFS= read -r line; do  # SwapFree comes last of these: the rest is not read (a byte a read)
         case $line in
-            MemTotal:*|MemFree:*|MemAvailable:*|Buffers:*|Cached:*|SwapTotal:*|SwapFree:*) printf '%s\n' "$line" ;;
+            MemTotal:*|MemFree:*|MemAvailable:*|Buffers:*|Cached:*|SwapTotal:*) printf '%s\n' "$line" ;;
+            SwapFree:*) printf '%s\n' "$line"; break ;;
         esac
     done < /proc/meminfo
     printf '@mounts\n'
