@@ -17,7 +17,9 @@ test runs) can share one Redis:
                                       the fingerprint of the config it was synced from (TTL cache.latest_ttl)
   <prefix>audit                       list of audit entries (AuditRequest JSON) made where no
                                       database was open, for a process holding one to record
-  <prefix>events                      pub/sub channel of Event JSON
+  <prefix>events                      pub/sub channel of Event JSON: a server's run or sample
+  <prefix>control                     pub/sub channel of Event JSON: the server list or the queue
+                                      changed (what workers listen for; they skip the per-server stream)
   saq:<prefix>{scheduled,manual}:*    SAQ's own keys for the two queues
 """
 
@@ -49,6 +51,9 @@ class Event(BaseModel):
 
     kind: Literal["sample", "run", "servers", "queue"]
     server_id: int | None = None
+
+
+CONTROL_KINDS = frozenset({"servers", "queue"})  # published on the control channel
 
 
 class RunOutcome(BaseModel):
@@ -83,6 +88,7 @@ class Cache:
         self.prefix = settings.redis.prefix
         self.paused_key = self.prefix + "paused"
         self.events_channel = self.prefix + "events"
+        self.control_channel = self.prefix + "control"
         self._aggregate_key = self.prefix + "metrics:aggregated"
         self._workers_key = self.prefix + "workers"
         self._retrying_key = self.prefix + "retrying"
@@ -286,7 +292,8 @@ class Cache:
     async def publish(self, event: Event) -> None:
         """Best effort: a lost repaint is better than a failed collection."""
         try:
-            await self.redis.publish(self.events_channel, event.model_dump_json())
+            channel = self.control_channel if event.kind in CONTROL_KINDS else self.events_channel
+            await self.redis.publish(channel, event.model_dump_json())
         except (RedisError, OSError) as exc:
             log.warning("cannot publish event %s: %s", event.kind, exc)
 
@@ -334,14 +341,16 @@ class Cache:
         if entries:
             await self.redis.lpush(self._audit_key, *(entry.model_dump_json() for entry in reversed(entries)))
 
-    async def events(self, on_subscribed: Callable[[], None] | None = None) -> AsyncIterator[Event]:
-        """Events from every process on this Redis, until cancelled. Reconnects after an
-        outage; `on_subscribed` runs after each (re)subscription, as events published
+    async def events(self, on_subscribed: Callable[[], None] | None = None, *, control_only: bool = False) -> AsyncIterator[Event]:
+        """Events from every process on this Redis, until cancelled; with `control_only`, only
+        the CONTROL_KINDS (a worker has no use for a message per collection). Reconnects after
+        an outage; `on_subscribed` runs after each (re)subscription, as events published
         before it are lost."""
+        channels = [self.control_channel] if control_only else [self.events_channel, self.control_channel]
         while True:
             pubsub = self.redis.pubsub()
             try:
-                await pubsub.subscribe(self.events_channel)
+                await pubsub.subscribe(*channels)
                 if on_subscribed is not None:
                     on_subscribed()
                 async for message in pubsub.listen():

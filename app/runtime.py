@@ -88,7 +88,7 @@ class Runtime:
 
     async def _wake_on_queue_events(self) -> None:
         """A collection queued by any process starts at once, not at the next dequeue poll."""
-        async for event in self.deps.cache.events():
+        async for event in self.deps.cache.events(control_only=True):
             if event.kind == "queue":
                 for worker in self._workers:
                     worker.queue.wake()  # type: ignore[attr-defined]

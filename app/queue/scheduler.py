@@ -147,7 +147,7 @@ class Scheduler:
 
     async def _listen(self) -> None:
         # Once subscribed, reconcile again: a change announced before then went unheard.
-        async for event in self.deps.cache.events(on_subscribed=self._wake.set):
+        async for event in self.deps.cache.events(on_subscribed=self._wake.set, control_only=True):
             if event.kind == "servers":
                 self._wake.set()
 
