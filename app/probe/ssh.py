@@ -223,10 +223,10 @@ class _ProbeSession:
                 self._stderr += data
                 del self._stderr[:-MAX_STDERR_BYTES]
 
-    def close(self) -> None:
-        """End the session; a probe still running (timed out, cut short, cancelled) is killed
-        rather than left on the server."""
-        if self.alive:
+    def close(self, *, kill: bool = False) -> None:
+        """End the session: an idle shell exits as its channel closes; with `kill`, a probe
+        still running (timed out, cut short, cancelled) is killed rather than left on the server."""
+        if kill and self.alive:
             with contextlib.suppress(OSError, asyncssh.Error):
                 self._process.send_signal("KILL")
         self._process.close()
@@ -377,7 +377,7 @@ class SSHPool:
                 if clean and keep:
                     slot.put_session(connection, session)
                 else:
-                    session.close()
+                    session.close(kill=not clean)
 
     async def _trusted_hosts(self, where: str) -> asyncssh.SSHKnownHosts:
         """Both known_hosts files, parsed once and again only when one of them changes."""

@@ -111,6 +111,21 @@ async def test_a_probe_shell_killed_on_the_server_is_replaced_without_a_failure(
     assert real_sshd.sessions_started() - sessions_before == 1
 
 
+async def test_closing_the_pool_leaves_no_probe_shell_on_the_server(real_sshd, sshd_prober):
+    before = await probe_shells(real_sshd.user)
+    servers = [real_sshd.server(id=index, name=f"sshd-close-{index}") for index in range(3)]
+    await asyncio.gather(*(sshd_prober.collect(server, None) for server in servers))
+    ours = set(await probe_shells(real_sshd.user)) - set(before)
+    assert len(ours) == 3
+    await sshd_prober.close()
+    for _ in range(50):
+        left = ours & set(await probe_shells(real_sshd.user))
+        if not left:
+            break
+        await asyncio.sleep(0.05)
+    assert not left
+
+
 async def test_openssh_agrees_to_aes_gcm_the_cheaper_cipher_in_asyncssh(real_sshd, sshd_prober):
     server = real_sshd.server(name="sshd-cipher")
     await sshd_prober.collect(server, None)
