@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import logging
 import os
 import re
 from collections.abc import AsyncIterator
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger("fleettop.store")
+# Alembic narrates a migration at INFO (plugin set-up, dialect notes): one line of our own
+# says what happened instead; its warnings still show.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_CONNECT_TIMEOUT_S = 10
 PG_COMMAND_TIMEOUT_S = 300  # far past any query of fleettop's (a big purge included): only against "forever"
@@ -206,6 +211,7 @@ async def migrate(database: Database) -> None:
                 if database.dialect == "postgresql":
                     await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
                 await conn.run_sync(_upgrade)
+            log.info("database schema upgraded to %s (%s)", known_head(), database.url)
     except (OSError, DBAPIError) as exc:
         raise DatabaseError(f"cannot open the database {database.url}: {describe_error(exc)}") from None
 

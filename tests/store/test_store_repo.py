@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -51,6 +52,20 @@ async def test_reopening_and_migrating_again_is_a_no_op(settings, database, repo
         assert [s.name for s in await Repository(again).list_servers()] == ["web1"]
     finally:
         await again.close()
+
+
+async def test_a_migration_logs_one_line_of_its_own_not_alembics_narration(settings, caplog):
+    caplog.set_level(logging.DEBUG)
+    database = await open_database(settings)
+    try:
+        await migrate(database)  # at head already: says nothing
+    finally:
+        await database.close()
+    lines = [(record.name, record.getMessage()) for record in caplog.records if record.levelno >= logging.INFO]
+    assert [name for name, _ in lines if name.startswith("alembic")] == []
+    assert [message for name, message in lines if name == "fleettop.store"] == [
+        f"database schema upgraded to {head_revision()} ({database.url})"
+    ]
 
 
 async def test_processes_starting_together_migrate_once(settings):
