@@ -197,8 +197,7 @@ class Cache:
 
     async def run_counts(self) -> dict[str, int] | None:
         """{"completed": n, "failed": n} as the run history has them, if a snapshot is cached.
-        A run closed as lost when its re-delivered job starts again does not pass through
-        here: it is counted from the next snapshot, after a clean or the TTL."""
+        Runs failed outside a job's own end (lost, interrupted, swept as stale) drop it."""
         raw = await self.redis.hgetall(self._counts_key)
         if b"valid" not in raw:
             return None  # none, or only the increments of runs ended since it went

@@ -604,6 +604,7 @@ class CollectInputs:
     done: bool  # a run with the job's key already finished ok
     counters: Counters | None  # of the newest sample: None on first contact
     run: StartedRun | None  # None when done, or disabled and skipped
+    closed_lost: bool = False  # an earlier attempt of this key, left 'running', was closed failed now
 
 
 @dataclass
@@ -750,9 +751,10 @@ class _GroupCommit:
                 ],
             )
         ).scalars().all()
+        lost_keys = {run.job_key for run in dead}
         for request, run_id in zip(starting, ids):
             inputs = answers[id(request)]
-            answers[id(request)] = replace(inputs, run=StartedRun(run_id, now))
+            answers[id(request)] = replace(inputs, run=StartedRun(run_id, now), closed_lost=request.job_key in lost_keys)
         return answers
 
 

@@ -34,6 +34,7 @@ async def test_sigkill_mid_collect_all_the_other_worker_collects_everything(make
                 fleet.slow(name, 6)
             assert await service.collect_now(None) == len(names)
             await wait_until(lambda: active(service, 2), 10, step=0.1)  # the doomed worker holds two
+            # (service.stats() above cached a snapshot of the run counts: `queue stats` beside a worker reads it)
             rescuer = await Fleettop.start(config, "--headless", name="rescuer")
             await wait_until(lambda: workers(service, 2), 15)
             await doomed.stop(signal.SIGKILL)
@@ -42,6 +43,8 @@ async def test_sigkill_mid_collect_all_the_other_worker_collects_everything(make
             await service.wait_collected(servers, timeout=60)
             outcomes = [await service.manual_outcome(server) for server in servers]
             assert [o.status for o in outcomes] == ["ok"] * len(names), outcomes
+            cached = await service.cache.run_counts()  # the runs closed as lost dropped the snapshot
+            assert cached is None or cached == await service.repo.run_counts(), cached
             await wait_until(lambda: active(service, 0), 10)
             runs = [run for s in servers for run in await service.repo.recent_runs(s.id, 20)]
             assert not [run for run in runs if run.status == "running"]
