@@ -135,7 +135,7 @@ async def _remove(args: argparse.Namespace, loaded: LoadedConfig, admin: ServerA
         if answer.strip().lower() not in {"y", "yes"}:
             print(f"Server {server.name!r} kept.")
             return 1
-    samples = await admin.remove(server.name)
+    await admin.remove(server, samples)
     await _tell_running_workers(loaded)
     print(f"removed server {server.name!r} and its {samples} samples")
     return 0

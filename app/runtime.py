@@ -36,11 +36,11 @@ class Runtime:
     def __init__(self, deps: CollectContext, *, schedule: bool = True):
         """schedule=False: the manual queue only (`collect --wait` with no worker attached)."""
         self.deps = deps
-        self.schedule = schedule
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._workers: list[Worker] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._helpers: list[asyncio.Task[None]] = []
+        self._scheduler = Scheduler(deps) if schedule else None
 
     async def start(self) -> None:
         settings = self.deps.settings
@@ -51,15 +51,15 @@ class Runtime:
             "sweep_every": SWEEP_EVERY_S,
         }
         self._workers.append(build_worker(self.deps.lanes.manual, [collect], after_process=None, **common))
-        if self.schedule:
+        if self._scheduler is not None:
             self._workers.append(build_worker(self.deps.lanes.scheduled, [collect], after_process=rechain, **common))
-            self._helpers.append(asyncio.create_task(Scheduler(self.deps).run(), name="fleettop-scheduler"))
+            self._helpers.append(asyncio.create_task(self._scheduler.run(), name="fleettop-scheduler"))
         for worker in self._workers:
             self._tasks.append(asyncio.create_task(worker.start(), name=f"saq-worker-{worker.queue.name}"))
         self._helpers.append(asyncio.create_task(self._heartbeat(), name="fleettop-heartbeat"))
-        self._helpers.append(asyncio.create_task(self._wake_on_queue_events(), name="fleettop-wake"))
+        self._helpers.append(asyncio.create_task(self._follow_control_events(), name="fleettop-control"))
         await asyncio.sleep(0)  # let each Worker.start() reach its wait before anyone may stop it
-        log.info("worker %s started (concurrency %d%s)", self.worker_id, settings.worker.concurrency, "" if self.schedule else ", manual queue only")
+        log.info("worker %s started (concurrency %d%s)", self.worker_id, settings.worker.concurrency, "" if self._scheduler else ", manual queue only")
 
     async def stop(self) -> None:
         """Take no new job, let jobs in flight finish within worker.shutdown_grace, re-queue the rest."""
@@ -86,12 +86,25 @@ class Runtime:
         await asyncio.gather(*(worker.stop() for worker in self._workers), return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _wake_on_queue_events(self) -> None:
-        """A collection queued by any process starts at once, not at the next dequeue poll."""
-        async for event in self.deps.cache.events(control_only=True):
+    async def _follow_control_events(self) -> None:
+        """One subscription for what a worker acts on: a collection queued by any process
+        starts at once, not at the next dequeue poll; a changed server list is reconciled
+        into the schedule. After each (re)subscription both happen anyway, as what was
+        announced before it went unheard."""
+        async for event in self.deps.cache.events(on_subscribed=self._catch_up, control_only=True):
             if event.kind == "queue":
-                for worker in self._workers:
-                    worker.queue.wake()  # type: ignore[attr-defined]
+                self._wake_queues()
+            elif event.kind == "servers" and self._scheduler is not None:
+                self._scheduler.wake()
+
+    def _catch_up(self) -> None:
+        self._wake_queues()
+        if self._scheduler is not None:
+            self._scheduler.wake()
+
+    def _wake_queues(self) -> None:
+        for worker in self._workers:
+            worker.queue.wake()  # type: ignore[attr-defined]
 
     async def _heartbeat(self) -> None:
         """A live worker's mark in Redis: `collect --wait` and health() look for it."""

@@ -94,13 +94,12 @@ class ServerAdmin:
         await self.repo.audit("server.edit", updated.name, detail)
         return updated, detail
 
-    async def remove(self, name: str) -> int:
-        """Delete a database server with its history; returns how many samples went."""
-        _, samples = await self.check_removable(name)
-        if not await self.repo.remove_server(name):
-            raise FleettopError(f"server {name!r} not found")
-        await self.repo.audit("server.remove", name, f"removed with {samples} samples")
-        return samples
+    async def remove(self, server: Server, samples: int) -> None:
+        """Delete a database server with its history: the server and its sample count as
+        check_removable returned them (a command asks for confirmation in between)."""
+        if not await self.repo.remove_server(server.name):
+            raise FleettopError(f"server {server.name!r} not found")
+        await self.repo.audit("server.remove", server.name, f"removed with {samples} samples")
 
 
 def fields_of(server: Server) -> dict[str, Any]:

@@ -142,8 +142,8 @@ class FleetService:
         return server
 
     async def remove_server(self, name: str) -> None:
-        server = await self.admin.get(name)
-        await self.admin.remove(name)
+        server, samples = await self.admin.check_removable(name)
+        await self.admin.remove(server, samples)
         with contextlib.suppress(RedisError, OSError):
             await self.cache.forget(server.id)
             lanes = self.context.lanes

@@ -29,7 +29,6 @@ from app.domain import Server
 from app.errors import FleettopError
 from app.queue import control
 from app.queue.jobs import CollectContext, enqueue_link
-from app.tasks import cancel_and_wait
 
 log = logging.getLogger("fleettop.scheduler")
 
@@ -89,20 +88,21 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._failing = False
 
+    def wake(self) -> None:
+        """Reconcile now: the server list changed (a "servers" event), or a change may have
+        been announced while nobody was subscribed (app.runtime follows the events)."""
+        self._wake.set()
+
     async def run(self) -> None:
-        listener = asyncio.create_task(self._listen())
-        try:
-            while True:
-                self._wake.clear()
-                if await self._reconcile_once():
-                    await self._clean_now_and_then()
-                    pause = RECONCILE_EVERY_S
-                else:
-                    pause = RETRY_AFTER_FAILURE_S  # rebuild soon after Redis or the database is back
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), pause)
-        finally:
-            await cancel_and_wait([listener])
+        while True:
+            self._wake.clear()
+            if await self._reconcile_once():
+                await self._clean_now_and_then()
+                pause = RECONCILE_EVERY_S
+            else:
+                pause = RETRY_AFTER_FAILURE_S  # rebuild soon after Redis or the database is back
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), pause)
 
     async def _clean_now_and_then(self) -> None:
         """The queue's retention limits, applied hourly by one process: keeps the run
@@ -144,12 +144,6 @@ class Scheduler:
             log.warning("%d runs left running past their timeout marked failed (lost)", closed)
             with contextlib.suppress(RedisError, OSError):
                 await self.deps.cache.drop_run_counts()  # failed runs the cached counts did not see
-
-    async def _listen(self) -> None:
-        # Once subscribed, reconcile again: a change announced before then went unheard.
-        async for event in self.deps.cache.events(on_subscribed=self._wake.set, control_only=True):
-            if event.kind == "servers":
-                self._wake.set()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -72,9 +72,9 @@ class FleetApp(App):
     ) -> None:
         """Pass a ready `service`, or `open_service` to open one in the app's loop.
 
-        `config_note`: said once at start (there is no config file, LoadedConfig.missing_note). `clock` drives every displayed time (fixed in
-        snapshot tests); `live=False` skips the periodic timers and the event stream, for
-        still pictures.
+        `config_note`: said once at start (there is no config file: LoadedConfig.missing_note).
+        `clock` drives every displayed time (fixed in snapshot tests); `live=False` skips the
+        periodic timers and the event stream, for still pictures.
         """
         super().__init__()
         self.service = service
