@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -38,8 +38,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
-from app.config import Settings
-from app.domain import FleetAggregate, Sample, actor
+from app.config import Settings, servers_fingerprint
+from app.domain import FleetAggregate, Sample, Server, actor
 
 log = logging.getLogger("fleettop.cache")
 
@@ -69,6 +69,11 @@ class ServerList(BaseModel):
 
     fingerprint: str
     servers: list[tuple[int, str, bool]]  # id, name, enabled
+
+    @classmethod
+    def of(cls, settings: Settings, servers: Iterable[Server]) -> ServerList:
+        """The list of these servers (as the database lists them), synced from this config."""
+        return cls(fingerprint=servers_fingerprint(settings), servers=[(s.id, s.name, s.enabled) for s in servers])
 
 
 class AuditRequest(BaseModel):
@@ -318,6 +323,17 @@ class Cache:
         except ValidationError:
             return None
         return found if found.fingerprint == fingerprint else None
+
+    async def drop_stale_server_list(self, current: ServerList) -> bool:
+        """Drop the cached server list if it came from this config (same fingerprint) but
+        names other servers than `current`, as just read from the database: a change whose
+        announcement could not reach Redis. Only ever drops (a list read a moment ago may be
+        stale itself); the next command that misses it stores a fresh one. True if dropped."""
+        cached = await self.server_list(current.fingerprint)
+        if cached is None or cached.servers == current.servers:
+            return False
+        await self.redis.delete(self._servers_key)
+        return True
 
     # -- audit entries waiting for a database ----------------------------------------
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from app.cache import AuditRequest, Cache, Event, RunOutcome, ServerList
-from app.config import LoadedConfig, ServerConfig, Settings, servers_fingerprint
+from app.config import LoadedConfig, ServerConfig, Settings
 from app.domain import CollectOutcome, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, classify
 from app.errors import FleettopError, UsageError
 from app.probe import Prober
@@ -285,10 +285,7 @@ class FleetService:
 
     async def cache_server_list(self) -> None:
         """The server list in Redis, for commands attached to a worker (app.attached)."""
-        servers = await self.repo.list_servers()
-        await self.cache.set_server_list(
-            ServerList(fingerprint=servers_fingerprint(self.settings), servers=[(s.id, s.name, s.enabled) for s in servers])
-        )
+        await self.cache.set_server_list(ServerList.of(self.settings, await self.repo.list_servers()))
 
     async def record_audit_requests(self) -> int:
         """Record the audit entries that commands without a database (app.attached) left in

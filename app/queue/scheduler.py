@@ -10,7 +10,9 @@ is repaired by `reconcile`, which every worker process runs every
 RECONCILE_EVERY_S seconds and at once on a "servers" event. It is idempotent, so
 it needs no lock: it adds the missing links (due one interval after the newest
 sample, or now), brings forward links left far out by a shortened interval, and
-withdraws the links of disabled or removed servers.
+withdraws the links of disabled or removed servers. It also drops the server list
+cached for commands beside a worker (app.attached) when it no longer matches the
+database: a change made while Redis was away could not drop it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from datetime import datetime, timedelta, timezone
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.cache import ServerList
 from app.domain import Server
 from app.errors import FleettopError
 from app.queue import control
@@ -43,6 +46,7 @@ class ReconcileResult:
     added: int = 0
     moved: int = 0
     withdrawn: int = 0
+    stale_list_dropped: bool = False
 
     @property
     def changed(self) -> bool:
@@ -51,7 +55,8 @@ class ReconcileResult:
 
 async def reconcile(deps: CollectContext) -> ReconcileResult:
     result = ReconcileResult()
-    enabled = {server.id: server for server in await deps.repo.list_servers(enabled_only=True)}
+    servers = await deps.repo.list_servers()
+    enabled = {server.id: server for server in servers if server.enabled}
     links: dict[int, float] = {}
     for key, due in (await deps.lanes.scheduled.waiting_links()).items():
         server_id = deps.cache.server_of_job_key("scheduled", key)
@@ -76,6 +81,7 @@ async def reconcile(deps: CollectContext) -> ReconcileResult:
             result.moved += await deps.lanes.scheduled.reschedule(key, await due(server))
     for server_id in links.keys() - enabled.keys():
         result.withdrawn += await deps.lanes.scheduled.withdraw(deps.cache.job_key("scheduled", server_id))
+    result.stale_list_dropped = await deps.cache.drop_stale_server_list(ServerList.of(deps.settings, servers))
     return result
 
 
@@ -127,6 +133,8 @@ class Scheduler:
             self._failing = False
         if result.changed:
             log.info("schedule: %d added, %d moved, %d withdrawn", result.added, result.moved, result.withdrawn)
+        if result.stale_list_dropped:
+            log.warning("the server list in Redis was out of date (servers changed while Redis was away): dropped")
         await self._close_stale_runs()
         return True
 

@@ -7,7 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from app.config import ServerConfig
+from app.cache import ServerList
+from app.config import ServerConfig, servers_fingerprint
 from app.queue.jobs import enqueue_link
 from app.queue import scheduler
 from app.queue.scheduler import reconcile
@@ -56,6 +57,37 @@ async def test_reconcile_adds_moves_and_withdraws_links_idempotently(make_config
         assert (await service.stats()).scheduled == 2
         schedule = await service.schedule()
         assert [name for name, _, _ in schedule] == ["sim-0001", "sim-0002"]
+
+
+async def test_reconcile_drops_a_server_list_left_stale_by_a_change_redis_did_not_hear(make_config, database_url, fleet):
+    data = make_config(servers=["sim-0001", "sim-0002"], database={"url": database_url})
+    async with service_for(data, worker=False) as service:
+        deps = service.context
+        fingerprint = servers_fingerprint(service.settings)
+
+        def names(listed) -> list[str]:
+            return [name for _, name, _ in listed.servers]
+
+        assert not (await reconcile(deps)).stale_list_dropped  # stored at open, matching the database: kept
+        assert names(await service.cache.server_list(fingerprint)) == ["sim-0001", "sim-0002"]
+
+        # Added while Redis was away: the database has the server, and nobody could drop the
+        # list that commands beside a worker read (so `collect --all` there would skip it).
+        extra = ServerConfig(name="extra", host="127.0.0.1", port=fleet.hosts[2][1], username=fleet.username)
+        await service.repo.add_server(extra, defaults=service.settings.defaults, source="db")
+        assert names(await service.cache.server_list(fingerprint)) == ["sim-0001", "sim-0002"]
+        assert (await reconcile(deps)).stale_list_dropped
+        assert await service.cache.server_list(fingerprint) is None
+
+        # The next command that misses it stores the list again; a matching list stays.
+        await service.cache_server_list()
+        assert not (await reconcile(deps)).stale_list_dropped
+        assert names(await service.cache.server_list(fingerprint)) == ["extra", "sim-0001", "sim-0002"]
+
+        # A list synced from another config (another fingerprint) is not this worker's to judge.
+        await service.cache.set_server_list(ServerList(fingerprint="another config", servers=[(1, "elsewhere", True)]))
+        assert not (await reconcile(deps)).stale_list_dropped
+        assert await service.cache.server_list("another config") is not None
 
 
 async def test_a_running_scheduler_picks_up_a_new_server_at_once(make_config, fleet, monkeypatch):
