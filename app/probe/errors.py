@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from app.errors import FleettopError
+from app.text import clean
 
 CollectErrorKind = Literal[
     "unreachable", "auth_failed", "hostkey_unknown", "hostkey_changed", "timeout", "command_failed", "unparsable"
 ]
 
-
-# C0/C1 controls and DEL (ESC among them): a hostile host's stderr or output must not
-# carry terminal escapes into the error stored, logged and printed by the CLI.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 DETAIL_MAX = 300
 
 
@@ -22,7 +18,9 @@ class CollectError(FleettopError):
     """A collection that failed; str() is one line naming the host, `.kind` says why."""
 
     def __init__(self, kind: CollectErrorKind, where: str, detail: str):
-        detail = " ".join(_CONTROL.sub(" ", detail).split()) or kind.replace("_", " ")
+        # A hostile host's stderr or output must not carry terminal escapes into the error
+        # stored, logged and printed by the CLI.
+        detail = " ".join(clean(detail).split()) or kind.replace("_", " ")
         if len(detail) > DETAIL_MAX:
             detail = detail[: DETAIL_MAX - 1] + "…"
         super().__init__(f"{where}: {detail}")

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pydantic import BaseModel
 
 from app.domain import Counters, DiskUsage, Metrics
+from app.text import CONTROL
 
 BEGIN_MARKER = "@@FLEETTOP-BEGIN v1@@"
 END_MARKER = "@@FLEETTOP-END@@"
@@ -35,7 +36,6 @@ _DF_ROW = re.compile(r"(\S+)?\s+(\d{1,30})\s+(\d{1,30})\s+(\d{1,30})\s+(?:\d{1,3
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 # Control characters (ESC among them) in a host's mount or device names are shown as "?":
 # names travel to the dashboard, the CLI and exports, never as terminal escapes.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 NAME_MAX = 512
 
 
@@ -280,7 +280,7 @@ def _meminfo(lines: list[str]) -> dict[str, int]:
 
 
 def _printable(name: str) -> str:
-    return _CONTROL.sub("?", name)[:NAME_MAX]
+    return CONTROL.sub("?", name)[:NAME_MAX]
 
 
 def _mount_types(lines: list[str]) -> dict[str, str]:

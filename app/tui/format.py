@@ -7,20 +7,13 @@ control characters removed, so no terminal escape or Rich tag can get through.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 
 from rich.text import Text
 
-# C0 and C1 control characters and DEL; ESC among them, so no escape sequence survives.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+from app.text import clean
 
 DASH = "–"
-
-
-def clean(value: object) -> str:
-    """One line of plain text: control characters (newlines included) become spaces."""
-    return _CONTROL.sub(" ", str(value)).strip()
 
 
 def safe(value: object, style: str = "") -> Text:

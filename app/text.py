@@ -1,0 +1,13 @@
+"""Text from hosts and users made safe to print: no terminal escape gets through."""
+
+from __future__ import annotations
+
+import re
+
+# C0 and C1 control characters and DEL; ESC among them, so no escape sequence survives.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean(value: object) -> str:
+    """One line of plain text: control characters (newlines included) become spaces."""
+    return CONTROL.sub(" ", str(value)).strip()
