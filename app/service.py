@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from app.cache import AuditRequest, Cache, Event, RunOutcome, ServerList
+from app.cache import Cache, Event, RunOutcome, ServerList
 from app.config import LoadedConfig, ServerConfig, Settings
 from app.domain import CollectOutcome, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, classify
 from app.errors import FleettopError, UsageError

@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
     import app.cmd_queue as cmd_queue
     _record("import app.cmd_queue (service, SAQ, SQLA, ssh)", started)
     from app import config, service
-    from app.queue import control, jobs, worker
+    from app.queue import control, worker
     from app.store import db, repo
 
     wrap(config, "load", "config.load")

@@ -148,7 +148,7 @@ def main() -> int:
                                        str(sshd.port), sshd.user, str(sshd.key_file), str(args.hosts), "3"],
                                       capture_output=True, text=True, timeout=300)
                 firsts = [json.loads(line)["first"] for line in peer.stdout.splitlines()]
-                print(f"parallel-ssh 1st round: " + " ".join(f"{f:.2f}" for f in firsts) + " s", flush=True)
+                print("parallel-ssh 1st round: " + " ".join(f"{f:.2f}" for f in firsts) + " s", flush=True)
             run(*harness.sshd_servers(sshd, args.hosts))
     else:
         with harness.sim_hosts(args.hosts, bench.scratch) as sim:

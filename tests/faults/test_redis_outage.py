@@ -15,7 +15,7 @@ import pytest
 from app.tui.app import FleetApp
 from app.tui.widgets.bars import HeaderBar
 
-from queue_helpers import Fleettop, loaded as loaded_config, service_for, wait_until
+from queue_helpers import Fleettop, service_for, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -12,14 +12,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import redis as sync_redis
 from redis.asyncio import Redis
 
-from app.config import LoadedConfig, ServerConfig, Settings
+from app.config import LoadedConfig, Settings
 from app.service import open_service
 
 from fault_helpers import PrivateRedis, free_port, redis_server_binaries, unavailable
-from queue_helpers import loaded, run_fleettop, service_for, wait_until
+from queue_helpers import run_fleettop, service_for
 
 
 def _files_bytes(directory: Path) -> bytes:

@@ -4,7 +4,6 @@ one interval, and every process reports the same queue figures."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 from pathlib import Path
