@@ -1,6 +1,6 @@
 """The `fleettop` command line: argument parsing and dispatch.
 
-The CLI paths (collect, queue, servers, export, trust, db) never import Textual:
+The CLI paths (collect, queue, servers, export, audit, trust, db) never import Textual:
 the TUI is imported only when the dashboard starts.
 """
 
@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     trust.add_argument("name")
     trust.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
+    audit = commands.add_parser("audit", help="show the audit log: who changed or ran what, and when")
+    audit.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="the newest N entries (default 50)")
+    audit.add_argument("--json", action="store_true")
+
     db = commands.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade", "purge"])
 
@@ -121,6 +125,7 @@ _HANDLERS = {
     "servers": "app.cmd_store:cmd_servers",
     "export": "app.cmd_store:cmd_export",
     "db": "app.cmd_store:cmd_db",
+    "audit": "app.cmd_store:cmd_audit",
     "trust": "app.cmd_probe:cmd_trust",
     "collect": "app.cmd_queue:cmd_collect",
     "queue": "app.cmd_queue:cmd_queue",

@@ -1,4 +1,4 @@
-"""`fleettop servers list|add|edit|remove`, `fleettop export` and `fleettop db`."""
+"""`fleettop servers list|add|edit|remove`, `fleettop export`, `fleettop audit` and `fleettop db`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from app.errors import FleettopError, UsageError
 from app.servers import THRESHOLDS, ServerAdmin, describe, fields_of
 from app.store.db import Database, migrate, open_database, reporting_errors
 from app.store.repo import Repository
+from app.text import clean
 
 EXPORT_FIELDS = [
     "server", "collected_at", "cpu_percent", "mem_percent", "swap_percent", "disk_percent", "disks",
@@ -325,6 +326,28 @@ async def _write_file(output: Path, fmt: _CsvFormat | _JsonFormat, samples: Asyn
         partial.unlink(missing_ok=True)
         raise
     print(f"exported {count} samples to {output}", file=sys.stderr)
+    return 0
+
+
+# -- audit ---------------------------------------------------------------------------
+
+
+async def cmd_audit(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    """The newest entries, printed oldest first as a log reads; each field one clean line
+    (a target or detail holds names and text that users typed)."""
+    async with open_repository(loaded) as repo:
+        entries = list(reversed(await repo.audit_entries(args.limit)))
+    if args.json:
+        print(json.dumps([entry.model_dump(mode="json", exclude={"id"}) for entry in entries], indent=2))
+        return 0
+    if not entries:
+        print("no audit entries")
+        return 0
+    rows = [(entry.at.strftime("%Y-%m-%dT%H:%M:%SZ"), clean(entry.actor), clean(entry.action), clean(entry.target), clean(entry.detail))
+            for entry in entries]
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    for row in rows:
+        print("  ".join([*(field.ljust(width) for field, width in zip(row, widths)), row[4]]).rstrip())
     return 0
 
 

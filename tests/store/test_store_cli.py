@@ -132,6 +132,35 @@ def test_servers_edit_and_audit(fleettop, config_path):
     assert "port 22 -> 2200" in entries[1].detail and "@" in entries[1].actor
 
 
+def test_audit_prints_the_newest_entries_oldest_first(fleettop, config_path):
+    assert fleettop("audit") == (0, "no audit entries\n", "")
+    fleettop("servers", "add", "web1", "--host", "10.0.0.1")
+    fleettop("servers", "edit", "web1", "--port", "2200")
+    fleettop("servers", "add", "web3", "--host", "h")
+
+    code, out, err = fleettop("audit")
+    assert (code, err) == (0, "")
+    rows = [line.split(maxsplit=4) for line in out.splitlines()]
+    assert [row[2:4] for row in rows] == [["server.add", "web1"], ["server.edit", "web1"], ["server.add", "web3"]]
+    assert all("@" in row[1] for row in rows) and rows[1][4] == "port 22 -> 2200"
+    times = [datetime.strptime(row[0], "%Y-%m-%dT%H:%M:%SZ") for row in rows]
+    assert times == sorted(times)
+    assert len({line.index("server.") for line in out.splitlines()}) == 1  # columns aligned
+
+    code, out, _ = fleettop("audit", "--limit", "2", "--json")
+    entries = json.loads(out)
+    assert [(entry["action"], entry["target"]) for entry in entries] == [("server.edit", "web1"), ("server.add", "web3")]
+    assert set(entries[0]) == {"at", "actor", "action", "target", "detail"}
+    with pytest.raises(SystemExit) as refused:  # argparse's one-line usage error
+        fleettop("audit", "--limit", "0")
+    assert refused.value.code == 2
+
+    # Text that reached the log from elsewhere prints on one line, with no terminal escape.
+    with_repo(config_path, lambda repo: repo.audit("collect", "web1", "odd\x1b[31m\nsecond line"))
+    out = fleettop("audit", "--limit", "1")[1]
+    assert out.count("\n") == 1 and "\x1b" not in out and out.rstrip().endswith("collect  web1  odd [31m second line")
+
+
 def test_password_is_stored_encrypted(fleettop, config_path, monkeypatch, settings):
     monkeypatch.setattr("sys.stdin", io.StringIO("s3cret pass\n"))  # piped, as a script would
     code, out, _ = fleettop("servers", "add", "web1", "--host", "h", "--password", "--json")
