@@ -34,8 +34,6 @@ _UNSIGNED = re.compile(r"\d{1,30}")
 _DECIMAL = re.compile(r"\d{1,30}(?:\.\d{1,30})?")
 _DF_ROW = re.compile(r"(\S+)?\s+(\d{1,30})\s+(\d{1,30})\s+(\d{1,30})\s+(?:\d{1,3}%|-)\s+(/.*)")
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
-# Control characters (ESC among them) in a host's mount or device names are shown as "?":
-# names travel to the dashboard, the CLI and exports, never as terminal escapes.
 NAME_MAX = 512
 
 
@@ -280,6 +278,8 @@ def _meminfo(lines: list[str]) -> dict[str, int]:
 
 
 def _printable(name: str) -> str:
+    """Control characters (ESC among them) in a host's mount or device names shown as "?":
+    names travel to the dashboard, the CLI and exports, never as terminal escapes."""
     return CONTROL.sub("?", name)[:NAME_MAX]
 
 
