@@ -443,12 +443,6 @@ class Repository:
                 row.duration_s = (finished - row.started_at).total_seconds()
         return len(rows)
 
-    async def run_done(self, job_key: str) -> bool:
-        """Whether a run with this job key already finished ok (so a re-delivered job can skip)."""
-        query = select(RunRow.id).where(RunRow.job_key == job_key, RunRow.status == "ok").limit(1)
-        async with self._sessions() as session:
-            return await session.scalar(query) is not None
-
     async def recent_runs(self, server_id: int, limit: int = 20) -> list[Run]:
         return await self._runs(
             RunRow.server_id == server_id, order=(RunRow.started_at.desc(), RunRow.id.desc()), limit=limit
@@ -459,12 +453,8 @@ class Repository:
             RunRow.status == "failed", order=(RunRow.finished_at.desc(), RunRow.id.desc()), limit=limit
         )
 
-    async def last_run(self, server_id: int) -> Run | None:
-        runs = await self.recent_runs(server_id, limit=1)
-        return runs[0] if runs else None
-
     async def last_runs(self, server_ids: Sequence[int]) -> dict[int, Run]:
-        """The newest run of each of these servers (as last_run), in one query."""
+        """The newest run of each of these servers that has run, in one query."""
         if not server_ids:
             return {}
         newest = aliased(RunRow)

@@ -145,5 +145,6 @@ class PrivatePostgres:
 
 async def first_round_ok(service, servers) -> bool:
     """Every one of these servers has a last run, and it ended ok."""
-    runs = [await service.repo.last_run(s.id) for s in servers]
+    lasts = await service.repo.last_runs([s.id for s in servers])
+    runs = [lasts.get(s.id) for s in servers]
     return all(run is not None and run.status == "ok" for run in runs)

@@ -37,7 +37,8 @@ async def test_postgres_restart_mid_collection_loses_no_sample(make_config, shor
         await service.collect_now(NAMES)
 
         async def all_running() -> bool:
-            runs = [await service.repo.last_run(s.id) for s in servers]
+            lasts = await service.repo.last_runs([s.id for s in servers])
+            runs = [lasts.get(s.id) for s in servers]
             return all(run is not None and run.status == "running" and run.trigger == "manual" for run in runs)
 
         await wait_until(all_running, 10, step=0.1)
@@ -104,7 +105,7 @@ async def test_a_last_attempt_cut_by_the_database_leaves_no_run_running(make_con
         server = (await service.resolve(["sim-0001"]))[0]
 
         async def last_is(status: str) -> bool:
-            run = await service.repo.last_run(server.id)
+            run = (await service.repo.last_runs([server.id])).get(server.id)
             return run is not None and run.status == status
 
         await wait_until(lambda: last_is("ok"), 30)

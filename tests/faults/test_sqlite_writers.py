@@ -59,5 +59,6 @@ async def hammer(service) -> None:
 
 
 async def all_ok(service, servers) -> bool:
-    runs = [await service.repo.last_run(s.id) for s in servers]
+    lasts = await service.repo.last_runs([s.id for s in servers])
+    runs = [lasts.get(s.id) for s in servers]
     return all(run is not None and run.status != "running" for run in runs) and any(run.status == "ok" for run in runs)

@@ -59,7 +59,7 @@ async def test_a_worker_killed_mid_job_leaves_nothing_active_and_the_collection_
         server = (await service.resolve(["sim-0001"]))[0]
 
         async def running():
-            last = await service.repo.last_run(server.id)
+            last = (await service.repo.last_runs([server.id])).get(server.id)
             return last is not None and last.status == "running"
 
         await wait_until(running, 15)
@@ -95,7 +95,8 @@ async def test_headless_exits_0_on_sigterm_and_returns_unfinished_jobs_to_the_qu
         servers = await service.resolve(names)
 
         async def in_flight():
-            runs = [await service.repo.last_run(server.id) for server in servers]
+            lasts = await service.repo.last_runs([server.id for server in servers])
+            runs = [lasts.get(server.id) for server in servers]
             return [run.status if run else None for run in runs] == ["ok", "ok", "running"]
 
         await wait_until(in_flight, 15)
@@ -109,7 +110,7 @@ async def test_headless_exits_0_on_sigterm_and_returns_unfinished_jobs_to_the_qu
         stuck = servers[2]
         job = await service.context.lanes.scheduled.job(service.cache.job_key("scheduled", stuck.id))
         assert job is not None and job.status == "queued"  # back in the queue, to run again
-        assert (await service.repo.last_run(stuck.id)).status == "failed"  # the interrupted attempt, recorded
+        assert (await service.repo.last_runs([stuck.id]))[stuck.id].status == "failed"  # the interrupted attempt, recorded
     fleet.freeze("sim-0003", False)
 
 

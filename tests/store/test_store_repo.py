@@ -356,18 +356,15 @@ async def test_iter_samples_streams_in_flat_memory(repo, database):
 # -- runs ----------------------------------------------------------------------------
 
 
-async def test_runs_lifecycle_and_run_done(repo):
+async def test_runs_lifecycle(repo):
     sid = await add_server(repo)
     run_id = await repo.start_run(sid, job_key="collect:1:100", trigger="scheduled", attempt=1)
-    assert await repo.run_done("collect:1:100") is False
-    running = await repo.last_run(sid)
+    (running,) = await repo.recent_runs(sid, 1)
     assert running.status == "running" and running.finished_at is None and running.server_name == "web1"
     await repo.finish_run(run_id, "failed", error="host unreachable")
-    assert await repo.run_done("collect:1:100") is False
     retry = await repo.start_run(sid, job_key="collect:1:100", trigger="retry", attempt=2)
     await repo.finish_run(retry, "ok")
-    assert await repo.run_done("collect:1:100") is True
-    last = await repo.last_run(sid)
+    (last,) = await repo.recent_runs(sid, 1)
     assert (last.id, last.status, last.attempt, last.trigger) == (retry, "ok", 2, "retry")
     assert last.duration_s is not None and last.duration_s >= 0 and last.finished_at.tzinfo is not None
     assert [r.id for r in await repo.recent_runs(sid, 10)] == [retry, run_id]
