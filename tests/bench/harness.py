@@ -42,6 +42,12 @@ SSHD_EXTRA = "MaxStartups 200:30:400\nMaxSessions 20\n"
 SSHD_CONNECTS = 64
 
 
+def process_cpu(pid: int) -> float:
+    """utime + stime of a running process, seconds (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def compile_package(directory: Path) -> None:
     """Byte-compile a tree holding fleettop's `app`, as `pip install` does: a user's fleettop
     never compiles its sources at start (PYTHONDONTWRITEBYTECODE is set on this machine)."""
@@ -279,8 +285,7 @@ class Headless:
         return self.process.pid
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+        return process_cpu(self.pid)
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():

@@ -31,7 +31,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
-from run import COLLECT_TIMEOUT, Bench  # noqa: E402
+from run import Bench  # noqa: E402
 
 _MONITOR_LINE = re.compile(r'^(?P<at>\d+\.\d+) \[\d+ (?P<client>[^\]]+)\] "(?P<command>\w+)"(?P<args>.*)$')
 
@@ -42,28 +42,14 @@ def machine_busy() -> float:
     return (sum(values) - values[3] - values[4]) / harness.CLK_TCK
 
 
-def process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / harness.CLK_TCK
-
-
-def collect_all(fleet: harness.Fleet) -> harness.Timed:
-    timed = harness.run_timed(harness.fleettop_cmd("--config", str(fleet.config), "collect", "--all", "--wait"),
-                              timeout=COLLECT_TIMEOUT, cwd=fleet.root)
-    ok = sum(1 for line in timed.output.splitlines() if "  ok  " in line)
-    if timed.returncode != 0 or ok != 100:
-        raise RuntimeError(f"collect --all --wait: exit {timed.returncode}, {ok}/100 ok: {timed.output[-400:]}")
-    return timed
-
-
-def timeline_round(fleet: harness.Fleet, scratch: Path) -> dict[str, float]:
+def timeline_round(bench: Bench, fleet: harness.Fleet) -> dict[str, float]:
     """Milliseconds from the CLI's start to each step, read off Redis MONITOR."""
-    log = scratch / "monitor.txt"
+    log = bench.scratch / "monitor.txt"
     with log.open("w") as out:
         monitor = subprocess.Popen(["stdbuf", "-oL", "redis-cli", "-u", harness.REDIS_URL, "monitor"], stdout=out)
         time.sleep(0.3)
         started = time.time()
-        timed = collect_all(fleet)
+        timed = bench.collect_all(fleet, 100)
         ended = started + timed.wall
         time.sleep(1.0)  # MONITOR lags a busy round
         monitor.terminate()
@@ -91,11 +77,11 @@ def timeline_round(fleet: harness.Fleet, scratch: Path) -> dict[str, float]:
     return steps
 
 
-def cpu_round(fleet: harness.Fleet, worker: harness.Headless, redis_pid: int) -> dict[str, float]:
+def cpu_round(bench: Bench, fleet: harness.Fleet, worker: harness.Headless, redis_pid: int) -> dict[str, float]:
     """Seconds: the round's wall time, and the CPU of each part of the machine."""
-    busy, worker_cpu, redis_cpu = machine_busy(), worker.cpu_seconds(), process_cpu(redis_pid)
-    timed = collect_all(fleet)
-    busy, worker_cpu, redis_cpu = machine_busy() - busy, worker.cpu_seconds() - worker_cpu, process_cpu(redis_pid) - redis_cpu
+    busy, worker_cpu, redis_cpu = machine_busy(), worker.cpu_seconds(), harness.process_cpu(redis_pid)
+    timed = bench.collect_all(fleet, 100)
+    busy, worker_cpu, redis_cpu = machine_busy() - busy, worker.cpu_seconds() - worker_cpu, harness.process_cpu(redis_pid) - redis_cpu
     return {"wall": timed.wall, "busy": busy, "CLI": timed.cpu, "worker": worker_cpu, "redis-server": redis_cpu,
             "hosts (sshd, probe shells) and the rest": busy - timed.cpu - worker_cpu - redis_cpu}
 
@@ -116,16 +102,16 @@ def main() -> int:
         worker = harness.Headless(fleet)
         try:
             worker.wait_ready()
-            collect_all(fleet)  # connections opened, first contact
-            collect_all(fleet)
+            bench.collect_all(fleet, 100)  # connections opened, first contact
+            bench.collect_all(fleet, 100)
             client = redis.Redis.from_url(harness.REDIS_URL)
             redis_pid = int(client.info("server")["process_id"])
             client.close()
             for _ in range(args.rounds):
                 time.sleep(0.5)
-                timelines.append(timeline_round(fleet, bench.scratch))
+                timelines.append(timeline_round(bench, fleet))
                 time.sleep(0.5)
-                cpus.append(cpu_round(fleet, worker, redis_pid))
+                cpus.append(cpu_round(bench, fleet, worker, redis_pid))
         finally:
             worker.stop()
             fleet.cleanup()

@@ -56,11 +56,6 @@ def collect_all(fleet: harness.Fleet, count: int, cli_tree: Path) -> float:
     return timed.wall
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / harness.CLK_TCK
-
-
 def measure(bench: Bench, name: str, tree: Path, cli_tree: Path, servers, ssh, count: int, concurrency: int,
             rounds: int, hosts_pid: int | None, cold: list[float]) -> tuple[float, list[float]]:
     fleet = bench.fleet(f"{name}-c{concurrency}-{time.monotonic_ns()}", servers, ssh, concurrency=concurrency)
@@ -85,11 +80,11 @@ def measure(bench: Bench, name: str, tree: Path, cli_tree: Path, servers, ssh, c
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
         cpu0, wall0 = worker.cpu_seconds(), time.perf_counter()
-        hosts0 = cpu_seconds(hosts_pid) if hosts_pid else 0.0
+        hosts0 = harness.process_cpu(hosts_pid) if hosts_pid else 0.0
         walls = [collect_all(fleet, count, cli_tree) for _ in range(rounds)]
         cpu = worker.cpu_seconds() - cpu0 - idle_rate * (time.perf_counter() - wall0)
         if hosts_pid:
-            print(f"  (the sim hosts' process: {1e3 * (cpu_seconds(hosts_pid) - hosts0) / (rounds * count):.2f} ms CPU "
+            print(f"  (the sim hosts' process: {1e3 * (harness.process_cpu(hosts_pid) - hosts0) / (rounds * count):.2f} ms CPU "
                   "per collection)")
         if spy:
             spy.send_signal(2)
