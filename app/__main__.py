@@ -2,7 +2,7 @@
 
 The cyclic garbage collector is off while the modules load: start-up creates some
 hundred thousand objects that live as long as the process (modules, pydantic
-schemas), and collecting among them finds nothing. app.cli.main turns it back on
+schemas), and collecting among them finds nothing. fleettop.cli.main turns it back on
 once the command's modules are in, having moved them out of its sight.
 """
 
@@ -12,7 +12,7 @@ import sys
 
 def main() -> int:
     gc.disable()
-    from app.cli import main as cli_main
+    from fleettop.cli import main as cli_main
 
     return cli_main()
 

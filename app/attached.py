@@ -6,7 +6,7 @@ this Redis and what the command needs is cached there: for `collect`, the server
 servers, defaults and database); for `queue stats`, the run history's counts. Then no
 database is opened, and neither SQLAlchemy nor SSH nor Textual is imported. Any miss --
 no worker, no list, another config, a name not in the list, a result only SQL holds --
-is a None, and the command takes its full path (app.service.open_service).
+is a None, and the command takes its full path (fleettop.service.open_service).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator
 from redis.exceptions import RedisError
 from saq.job import Status
 
-from app.cache import Cache
-from app.config import Settings, servers_fingerprint
-from app.domain import CollectOutcome, QueueStats
-from app.queue import control
-from app.queue.worker import FleetQueue
-from app.redis_server import running_target
+from fleettop.cache import Cache
+from fleettop.config import Settings, servers_fingerprint
+from fleettop.domain import CollectOutcome, QueueStats
+from fleettop.queue import control
+from fleettop.queue.worker import FleetQueue
+from fleettop.redis_server import running_target
 
 # The pool of one attached command: its commands, a pipeline and one pub/sub connection.
 CONNECTIONS = 4

@@ -38,8 +38,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
-from app.config import Settings, servers_fingerprint
-from app.domain import FleetAggregate, Sample, Server, actor
+from fleettop.config import Settings, servers_fingerprint
+from fleettop.domain import FleetAggregate, Sample, Server, actor
 
 log = logging.getLogger("fleettop.cache")
 
@@ -385,7 +385,7 @@ class Cache:
 async def announce_servers_changed(settings: Settings) -> None:
     """Tell the workers and dashboards on this Redis, if any is running, that the
     server list changed (a command run beside them: `fleettop servers add`)."""
-    from app.redis_server import running_target
+    from fleettop.redis_server import running_target
 
     target = await running_target(settings)
     if target is None:

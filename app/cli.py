@@ -13,8 +13,8 @@ import importlib
 import sys
 from collections.abc import Awaitable, Callable
 
-from app import __version__, config
-from app.errors import FleettopError, UsageError
+from fleettop import __version__, config
+from fleettop.errors import FleettopError, UsageError
 
 Handler = Callable[[argparse.Namespace, config.LoadedConfig], Awaitable[int]]
 
@@ -122,23 +122,23 @@ async def _not_available(args: argparse.Namespace, loaded: config.LoadedConfig) 
 # Each command's handler lives in a module of its own, imported lazily so that no
 # CLI path pays for (or imports) what it does not use -- Textual above all.
 _HANDLERS = {
-    "servers": "app.cmd_store:cmd_servers",
-    "export": "app.cmd_store:cmd_export",
-    "db": "app.cmd_store:cmd_db",
-    "audit": "app.cmd_store:cmd_audit",
-    "trust": "app.cmd_probe:cmd_trust",
-    "collect": "app.cmd_queue:cmd_collect",
-    "queue": "app.cmd_queue:cmd_queue",
-    "cache": "app.cmd_queue:cmd_cache",
-    "headless": "app.cmd_queue:cmd_headless",
-    "dashboard": "app.tui.app:cmd_dashboard",
+    "servers": "fleettop.cmd_store:cmd_servers",
+    "export": "fleettop.cmd_store:cmd_export",
+    "db": "fleettop.cmd_store:cmd_db",
+    "audit": "fleettop.cmd_store:cmd_audit",
+    "trust": "fleettop.cmd_probe:cmd_trust",
+    "collect": "fleettop.cmd_queue:cmd_collect",
+    "queue": "fleettop.cmd_queue:cmd_queue",
+    "cache": "fleettop.cmd_queue:cmd_cache",
+    "headless": "fleettop.cmd_queue:cmd_headless",
+    "dashboard": "fleettop.tui.app:cmd_dashboard",
 }
 
 
 def _handler(args: argparse.Namespace) -> Handler:
     command = args.command or ("headless" if args.headless else "dashboard")
     if command == "servers" and args.action == "test":
-        target = "app.cmd_probe:cmd_servers_test"
+        target = "fleettop.cmd_probe:cmd_servers_test"
     else:
         target = _HANDLERS[command]
     module_name, _, function = target.partition(":")
@@ -155,7 +155,7 @@ def _settle_imports() -> None:
     """The command's modules are loaded and stay for the life of the process: frozen out of
     the cyclic collector's sight, they cost nothing more, at exit least of all (walking them
     there took a short command like `collect --all --wait` about 50 ms). Collection is on
-    again, if app.__main__ turned it off for the imports."""
+    again, if fleettop.__main__ turned it off for the imports."""
     gc.freeze()
     gc.enable()
 

@@ -8,12 +8,12 @@ import json
 import sys
 import time
 
-from app.config import LoadedConfig, ServerConfig
-from app.domain import Metrics, Server
-from app.errors import UsageError
-from app.probe import CollectError, Prober, append_known_host, describe_key, host_pattern
-from app.store.db import open_database
-from app.store.repo import Repository
+from fleettop.config import LoadedConfig, ServerConfig
+from fleettop.domain import Metrics, Server
+from fleettop.errors import UsageError
+from fleettop.probe import CollectError, Prober, append_known_host, describe_key, host_pattern
+from fleettop.store.db import open_database
+from fleettop.store.repo import Repository
 
 
 async def cmd_trust(args: argparse.Namespace, loaded: LoadedConfig) -> int:

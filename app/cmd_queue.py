@@ -1,7 +1,7 @@
 """`fleettop --headless`, `fleettop collect`, `fleettop queue`, `fleettop cache`.
 
 `collect` and `queue stats` are answered from Redis alone when a worker is attached
-(app.attached); the service, the database and the logging set-up are imported only
+(fleettop.attached); the service, the database and the logging set-up are imported only
 by the paths that use them.
 """
 
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from app.config import LoadedConfig
-from app.domain import CollectOutcome, QueueStats
-from app.errors import FleettopError, UsageError
-from app.queue.control import job_timeout
+from fleettop.config import LoadedConfig
+from fleettop.domain import CollectOutcome, QueueStats
+from fleettop.errors import FleettopError, UsageError
+from fleettop.queue.control import job_timeout
 
 if TYPE_CHECKING:
-    from app.attached import Attached
+    from fleettop.attached import Attached
 
 log = logging.getLogger("fleettop.headless")
 PAUSED = "the queue is paused: run `fleettop queue resume` first"
@@ -46,7 +46,7 @@ def _one_line_errors(handler: Callable[[argparse.Namespace, LoadedConfig], Await
             sqlalchemy = sys.modules.get("sqlalchemy.exc")  # never imported: not a database error
             if sqlalchemy is None or not isinstance(exc, sqlalchemy.SQLAlchemyError):
                 raise
-            from app.store.db import describe_error
+            from fleettop.store.db import describe_error
 
             raise FleettopError(f"database: {describe_error(exc)}") from None
 
@@ -67,8 +67,8 @@ async def cmd_headless(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     """Worker and scheduler, logfmt lines on stdout, until SIGTERM or SIGINT; then a clean stop."""
     import signal
 
-    from app.queue import logs
-    from app.service import open_service
+    from fleettop.queue import logs
+    from fleettop.service import open_service
 
     logs.configure(sys.stdout)
     stop = asyncio.Event()
@@ -93,7 +93,7 @@ async def cmd_headless(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 async def cmd_collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     if bool(args.names) == bool(args.all):
         raise UsageError("name the servers to collect, or give --all")
-    from app.attached import attach
+    from fleettop.attached import attach
 
     logging.getLogger().setLevel(logging.ERROR)  # as logs.configure(stderr, ERROR), without its import
     async with attach(loaded.settings) as attached:
@@ -119,8 +119,8 @@ async def _collect_attached(args: argparse.Namespace, loaded: LoadedConfig, atta
     except asyncio.TimeoutError:
         raise FleettopError(_TIMED_OUT) from None
     if outcomes is None:  # a failure (or a sample Redis lacks): the run history answers
-        from app.queue import logs
-        from app.service import open_service
+        from fleettop.queue import logs
+        from fleettop.service import open_service
 
         logs.configure(sys.stderr, logging.ERROR)
         async with open_service(loaded, worker=False) as service:
@@ -130,8 +130,8 @@ async def _collect_attached(args: argparse.Namespace, loaded: LoadedConfig, atta
 
 async def _collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     """`collect` through the service: the database, and a worker of its own if none is attached."""
-    from app.queue import logs
-    from app.service import open_service
+    from fleettop.queue import logs
+    from fleettop.service import open_service
 
     logs.configure(sys.stderr, logging.ERROR)  # a failed collection is reported in the results
     async with open_service(loaded, worker=False) as service:
@@ -210,15 +210,15 @@ def _line(result: dict[str, Any]) -> str:
 @_one_line_errors
 async def cmd_queue(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     if args.action == "stats":
-        from app.attached import attach
+        from fleettop.attached import attach
 
         async with attach(loaded.settings) as attached:
             stats = None if attached is None else await attached.stats()
         if stats is not None:
             _print_stats(args, stats)
             return 0
-    from app.queue import logs
-    from app.service import open_service
+    from fleettop.queue import logs
+    from fleettop.service import open_service
 
     logs.configure(sys.stderr, logging.WARNING)
     async with open_service(loaded, worker=False) as service:
@@ -244,8 +244,8 @@ def _print_stats(args: argparse.Namespace, stats: QueueStats) -> None:
 
 @_one_line_errors
 async def cmd_cache(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    from app.queue import logs
-    from app.service import open_service
+    from fleettop.queue import logs
+    from fleettop.service import open_service
 
     logs.configure(sys.stderr, logging.WARNING)
     async with open_service(loaded, worker=False) as service:

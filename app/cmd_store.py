@@ -17,13 +17,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from app.config import LoadedConfig, validate_server
-from app.domain import Sample, Server
-from app.errors import FleettopError, UsageError
-from app.servers import THRESHOLDS, ServerAdmin, describe, fields_of
-from app.store.db import Database, migrate, open_database, reporting_errors
-from app.store.repo import Repository
-from app.text import clean
+from fleettop.config import LoadedConfig, validate_server
+from fleettop.domain import Sample, Server
+from fleettop.errors import FleettopError, UsageError
+from fleettop.servers import THRESHOLDS, ServerAdmin, describe, fields_of
+from fleettop.store.db import Database, migrate, open_database, reporting_errors
+from fleettop.store.repo import Repository
+from fleettop.text import clean
 
 EXPORT_FIELDS = [
     "server", "collected_at", "cpu_percent", "mem_percent", "swap_percent", "disk_percent", "disks",
@@ -56,7 +56,7 @@ async def cmd_servers(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     async with open_repository(loaded) as repo:
         if args.action == "list":
             return await _list(args, repo)
-        from app.secrets import SecretBox  # cryptography: only for the commands that change servers
+        from fleettop.secrets import SecretBox  # cryptography: only for the commands that change servers
 
         admin = ServerAdmin(repo, loaded.settings, SecretBox(loaded.settings.data_dir), loaded.path)
         if args.action == "add":
@@ -144,7 +144,7 @@ async def _remove(args: argparse.Namespace, loaded: LoadedConfig, admin: ServerA
 
 async def _tell_running_workers(loaded: LoadedConfig) -> None:
     """A change takes effect at once in workers and dashboards already running."""
-    from app.cache import announce_servers_changed  # Redis only for the commands that change servers
+    from fleettop.cache import announce_servers_changed  # Redis only for the commands that change servers
 
     await announce_servers_changed(loaded.settings)
 

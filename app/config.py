@@ -21,7 +21,7 @@ from typing import Any, Callable, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from app.domain import Thresholds
+from fleettop.domain import Thresholds
 
 ENV_PREFIX = "FLEETTOP_"
 DEFAULT_CONFIG_PATH = Path("~/.config/fleettop/config.yaml")
@@ -403,7 +403,7 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str], problems: list[str
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
             continue
         if name.startswith(ENV_PREFIX + "TEST_") or name == ENV_PREFIX + "SECRET_KEY":
-            continue  # not settings: test wiring and the secret key (read by app.secrets)
+            continue  # not settings: test wiring and the secret key (read by fleettop.secrets)
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
         try:
             value = yaml.safe_load(raw) if raw != "" else None

@@ -28,8 +28,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from app.config import Settings
-from app.errors import FleettopError
+from fleettop.config import Settings
+from fleettop.errors import FleettopError
 
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
 START_TIMEOUT_S = 10.0

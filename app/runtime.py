@@ -20,10 +20,10 @@ import uuid
 from redis.exceptions import RedisError
 from saq import Worker
 
-from app.queue.jobs import SWEEP_EVERY_S, CollectContext, collect, rechain
-from app.queue.scheduler import Scheduler
-from app.queue.worker import build_worker
-from app.tasks import cancel_and_wait
+from fleettop.queue.jobs import SWEEP_EVERY_S, CollectContext, collect, rechain
+from fleettop.queue.scheduler import Scheduler
+from fleettop.queue.worker import build_worker
+from fleettop.tasks import cancel_and_wait
 
 log = logging.getLogger("fleettop.runtime")
 

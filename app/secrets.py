@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from app.errors import FleettopError
+from fleettop.errors import FleettopError
 
 KEY_ENV = "FLEETTOP_SECRET_KEY"
 KEY_FILE_NAME = "secret.key"

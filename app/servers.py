@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.config import ServerConfig, Settings
-from app.domain import Server
-from app.errors import FleettopError, UsageError
-from app.store.repo import KEEP, Repository
+from fleettop.config import ServerConfig, Settings
+from fleettop.domain import Server
+from fleettop.errors import FleettopError, UsageError
+from fleettop.store.repo import KEEP, Repository
 
 if TYPE_CHECKING:
-    from app.secrets import SecretBox
+    from fleettop.secrets import SecretBox
 
 THRESHOLDS = ("cpu", "ram", "disk")
 

@@ -20,21 +20,21 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from app.cache import Cache, Event, RunOutcome, ServerList
-from app.config import LoadedConfig, ServerConfig, Settings
-from app.domain import CollectOutcome, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, classify
-from app.errors import FleettopError, UsageError
-from app.probe import Prober
-from app.queue import control, logs
-from app.queue.jobs import CollectContext
-from app.queue.worker import Lanes
-from app.redis_server import RedisTarget, RedisUnavailable, redis_target
-from app.runtime import Runtime
-from app.secrets import SecretBox
-from app.servers import ServerAdmin
-from app.store.db import open_database
-from app.store.repo import HistoryPoint, Repository
-from app.tasks import cancel_and_wait
+from fleettop.cache import Cache, Event, RunOutcome, ServerList
+from fleettop.config import LoadedConfig, ServerConfig, Settings
+from fleettop.domain import CollectOutcome, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, classify
+from fleettop.errors import FleettopError, UsageError
+from fleettop.probe import Prober
+from fleettop.queue import control, logs
+from fleettop.queue.jobs import CollectContext
+from fleettop.queue.worker import Lanes
+from fleettop.redis_server import RedisTarget, RedisUnavailable, redis_target
+from fleettop.runtime import Runtime
+from fleettop.secrets import SecretBox
+from fleettop.servers import ServerAdmin
+from fleettop.store.db import open_database
+from fleettop.store.repo import HistoryPoint, Repository
+from fleettop.tasks import cancel_and_wait
 
 __all__ = ["Event", "FleetService", "ServerDetail", "ServerRow", "open_service"]
 
@@ -284,11 +284,11 @@ class FleetService:
         await self.cache_server_list()
 
     async def cache_server_list(self) -> None:
-        """The server list in Redis, for commands attached to a worker (app.attached)."""
+        """The server list in Redis, for commands attached to a worker (fleettop.attached)."""
         await self.cache.set_server_list(ServerList.of(self.settings, await self.repo.list_servers()))
 
     async def record_audit_requests(self) -> int:
-        """Record the audit entries that commands without a database (app.attached) left in
+        """Record the audit entries that commands without a database (fleettop.attached) left in
         Redis, each with its own actor and time; returns how many."""
         entries = await self.cache.take_audit()
         for done, entry in enumerate(entries):
@@ -408,7 +408,7 @@ async def open_service(loaded: LoadedConfig, *, worker: bool, demo: int | None =
 async def _demo(settings: Settings, count: int) -> AsyncIterator[tuple[Settings, list[ServerConfig]]]:
     """N simulated hosts, and settings with a throwaway data_dir (SQLite, embedded Redis)
     that trust them: a demo stores nothing of the user's."""
-    from app.sim import SimFleet  # only the demo needs the simulator
+    from fleettop.sim import SimFleet  # only the demo needs the simulator
 
     with tempfile.TemporaryDirectory(prefix="fleettop-demo-") as scratch:
         async with SimFleet(count) as fleet:

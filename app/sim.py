@@ -27,10 +27,10 @@ from pathlib import Path
 
 import asyncssh
 
-from app.config import ServerConfig
-from app.probe.parse import BEGIN_MARKER, END_MARKER
-from app.probe.script import PROBE_SCRIPT
-from app.probe.ssh import host_pattern
+from fleettop.config import ServerConfig
+from fleettop.probe.parse import BEGIN_MARKER, END_MARKER
+from fleettop.probe.script import PROBE_SCRIPT
+from fleettop.probe.ssh import host_pattern
 
 USER_HZ = 100  # jiffies per second, as /proc/stat counts on every Linux
 KIB = 1024

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from app import config
+from fleettop import config
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_URL = os.environ.get("FLEETTOP_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")

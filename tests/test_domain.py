@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.domain import Metrics, Severity, Thresholds, classify, is_alerting, severity
+from fleettop.domain import Metrics, Severity, Thresholds, classify, is_alerting, severity
 
 percent = st.floats(min_value=0, max_value=100, allow_nan=False)
 

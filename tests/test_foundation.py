@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from app import __version__, config
-from app.cli import main
+from fleettop import __version__, config
+from fleettop.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config.example.yaml"
@@ -81,7 +81,7 @@ def test_bad_environment_value_is_one_line_naming_the_key(tmp_path, capsys):
     import os
 
     env = dict(os.environ, FLEETTOP_WORKER__CONCURRENCY="lots", FLEETTOP_CONFIG=str(tmp_path / "none.yaml"))
-    proc = subprocess.run([sys.executable, "-m", "app", "queue", "stats"], env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "fleettop", "queue", "stats"], env=env, capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "fleettop: environment FLEETTOP_WORKER__CONCURRENCY: worker.concurrency: input should be a valid integer, unable to parse string as an integer (got 'lots')"
@@ -89,14 +89,14 @@ def test_bad_environment_value_is_one_line_naming_the_key(tmp_path, capsys):
 
 
 def test_styles_ship_inside_the_package():
-    styles = importlib.resources.files("app.styles")
+    styles = importlib.resources.files("fleettop.styles")
     assert any(entry.name.endswith(".tcss") for entry in styles.iterdir())
 
 
 def test_cli_paths_do_not_import_textual():
     code = (
-        "import sys; from app import cli; cli.build_parser();"
-        "import app.cmd_store, app.cmd_queue, app.cmd_probe;"
+        "import sys; from fleettop import cli; cli.build_parser();"
+        "import fleettop.cmd_store, fleettop.cmd_queue, fleettop.cmd_probe;"
         "print('textual' in sys.modules)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

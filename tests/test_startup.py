@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from app.store.db import head_revision, known_head
+from fleettop.store.db import head_revision, known_head
 
 
 def test_known_head_is_alembics_head():
@@ -18,8 +18,8 @@ def test_cli_path_at_head_imports_neither_alembic_nor_asyncssh(tmp_path):
     script = textwrap.dedent(
         f"""
         import asyncio, sys
-        from app.config import Settings
-        from app.store.db import open_database
+        from fleettop.config import Settings
+        from fleettop.store.db import open_database
 
         async def main():
             for _ in range(2):  # the first creates the schema (Alembic), the second finds it at head
@@ -35,9 +35,9 @@ def test_cli_path_at_head_imports_neither_alembic_nor_asyncssh(tmp_path):
     at_head = textwrap.dedent(
         f"""
         import asyncio, sys
-        from app.config import Settings
-        from app.store.db import open_database
-        import app.cmd_queue, app.cmd_store  # the CLI's handlers
+        from fleettop.config import Settings
+        from fleettop.store.db import open_database
+        import fleettop.cmd_queue, fleettop.cmd_store  # the CLI's handlers
 
         async def main():
             database = await open_database(Settings(data_dir={str(tmp_path)!r}))
@@ -56,7 +56,7 @@ def test_the_attached_cli_path_imports_no_database_ssh_or_ui():
     script = textwrap.dedent(
         """
         import sys
-        import app.cli, app.cmd_queue, app.attached
+        import fleettop.cli, fleettop.cmd_queue, fleettop.attached
         heavy = sorted({name.split(".")[0] for name in sys.modules} & {"sqlalchemy", "alembic", "asyncssh", "textual", "aiosqlite", "asyncpg"})
         heavy += sorted(name for name in sys.modules if name.startswith("cryptography.hazmat"))
         assert not heavy, heavy

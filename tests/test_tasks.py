@@ -8,7 +8,7 @@ import contextlib
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.tasks import cancel_and_wait
+from fleettop.tasks import cancel_and_wait
 
 
 async def test_tasks_cancelled_while_redis_connects_end(redis_url: str):

@@ -12,27 +12,27 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.config import Settings, expand_user
-from app.domain import Counters, Server
-from app.errors import FleettopError
-from app.probe.errors import CollectError, CollectErrorKind
-from app.probe.local import run_local
-from app.probe.parse import ParseError, ProbeResult, compute, parse
-from app.secrets import SecretBox
+from fleettop.config import Settings, expand_user
+from fleettop.domain import Counters, Server
+from fleettop.errors import FleettopError
+from fleettop.probe.errors import CollectError, CollectErrorKind
+from fleettop.probe.local import run_local
+from fleettop.probe.parse import ParseError, ProbeResult, compute, parse
+from fleettop.secrets import SecretBox
 
 if TYPE_CHECKING:
     import asyncssh
 
-    from app.probe.ssh import SSHPool, SSHTarget, append_known_host, describe_key, host_pattern
+    from fleettop.probe.ssh import SSHPool, SSHTarget, append_known_host, describe_key, host_pattern
 
-# app.probe.ssh (and asyncssh, ~0.15 s to import) is loaded when a connection is first
+# fleettop.probe.ssh (and asyncssh, ~0.15 s to import) is loaded when a connection is first
 # needed: a CLI command with a worker attached elsewhere never opens one.
 _SSH_NAMES = {"append_known_host", "describe_key", "host_pattern", "SSHPool", "SSHTarget"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _SSH_NAMES:
-        from app.probe import ssh
+        from fleettop.probe import ssh
 
         return getattr(ssh, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -51,7 +51,7 @@ class Prober:
     @property
     def _pool(self) -> SSHPool:
         if self._ssh_pool is None:
-            from app.probe.ssh import SSHPool
+            from fleettop.probe.ssh import SSHPool
 
             self._ssh_pool = SSHPool(self._settings.ssh, self._settings.data_dir)
         return self._ssh_pool
@@ -96,7 +96,7 @@ class Prober:
             await self._ssh_pool.close()
 
     def _target(self, server: Server, secret: bytes | None) -> SSHTarget:
-        from app.probe.ssh import SSHTarget
+        from fleettop.probe.ssh import SSHTarget
 
         ssh = self._settings.ssh
         key_file = server.key_file or ssh.key_file

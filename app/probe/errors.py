@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from app.errors import FleettopError
-from app.text import clean
+from fleettop.errors import FleettopError
+from fleettop.text import clean
 
 CollectErrorKind = Literal[
     "unreachable", "auth_failed", "hostkey_unknown", "hostkey_changed", "timeout", "command_failed", "unparsable"

@@ -7,8 +7,8 @@ import contextlib
 import os
 import signal
 
-from app.probe.errors import CollectError
-from app.probe.script import PROBE_SCRIPT
+from fleettop.probe.errors import CollectError
+from fleettop.probe.script import PROBE_SCRIPT
 
 
 async def run_local(where: str, first_contact: bool, timeout: float) -> str:

@@ -1,6 +1,6 @@
 """The probe's text, turned into figures. Pure functions: no I/O, no clock.
 
-`parse` reads what app/probe/script.sh prints (and what app.sim renders in the
+`parse` reads what app/probe/script.sh prints (and what fleettop.sim renders in the
 very same format); `compute` turns one parsed sample plus the host's previous
 counters into Metrics and the counters to keep for next time.
 """
@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel
 
-from app.domain import Counters, DiskUsage, Metrics
-from app.text import CONTROL
+from fleettop.domain import Counters, DiskUsage, Metrics
+from fleettop.text import CONTROL
 
 BEGIN_MARKER = "@@FLEETTOP-BEGIN v1@@"
 END_MARKER = "@@FLEETTOP-END@@"

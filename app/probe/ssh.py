@@ -21,10 +21,10 @@ from pathlib import Path
 import asyncssh
 from asyncssh.encryption import get_default_encryption_algs
 
-from app.config import SSHConfig
-from app.probe.errors import CollectError
-from app.probe.parse import END_MARKER
-from app.probe.script import PROBE_SCRIPT, probe_command
+from fleettop.config import SSHConfig
+from fleettop.probe.errors import CollectError
+from fleettop.probe.parse import END_MARKER
+from fleettop.probe.script import PROBE_SCRIPT, probe_command
 
 # asyncssh logs every command at INFO and, at debug level 3, whole packets --
 # passwords included. Nothing below WARNING from it reaches any handler.

@@ -4,7 +4,7 @@ Nothing here reads a worker's memory: counts come from Redis (the two queues, th
 retry-backoff set, the pause flag) and from the run history in SQL.
 
 Light to import (no SQLAlchemy, no SSH): a command attached to a running worker
-(app.attached) queues and waits with these functions alone.
+(fleettop.attached) queues and waits with these functions alone.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from redis.exceptions import RedisError
 from saq.job import TERMINAL_STATUSES, Job, Status
 from saq.utils import now as now_ms
 
-from app.cache import Cache, Event
-from app.config import Settings
-from app.domain import QueueStats
+from fleettop.cache import Cache, Event
+from fleettop.config import Settings
+from fleettop.domain import QueueStats
 
 if t.TYPE_CHECKING:
-    from app.queue.jobs import CollectContext
-    from app.queue.worker import FleetQueue
+    from fleettop.queue.jobs import CollectContext
+    from fleettop.queue.worker import FleetQueue
 
 # wait_manual re-reads the job records at least this often (a status message lost, or
 # Redis pub/sub unavailable); between reads it wakes on SAQ's status messages.

@@ -10,7 +10,7 @@ each failed attempt sets the job's `retry_delay` itself: retry_backoff, then
 doubled (5 s, 10 s, ...), exact to the scheduler's quarter-second tick.
 
 A worker killed mid-job leaves the job `active`; the job touches itself every
-HEARTBEAT_EVERY_S and declares `heartbeat` (app.queue.control.job_options), so the sweep of
+HEARTBEAT_EVERY_S and declares `heartbeat` (fleettop.queue.control.job_options), so the sweep of
 any live worker re-queues it within seconds, however long the SSH timeouts are.
 """
 
@@ -27,16 +27,16 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 from saq.job import TERMINAL_STATUSES, Job
 
-from app.cache import Cache, Event, RunOutcome
-from app.config import Settings
-from app.domain import Sample
-from app.probe import CollectError, Prober
-from app.queue.control import GONE, OK, job_options
-from app.store.repo import Repository
-from app.tasks import cancel_and_wait
+from fleettop.cache import Cache, Event, RunOutcome
+from fleettop.config import Settings
+from fleettop.domain import Sample
+from fleettop.probe import CollectError, Prober
+from fleettop.queue.control import GONE, OK, job_options
+from fleettop.store.repo import Repository
+from fleettop.tasks import cancel_and_wait
 
 if t.TYPE_CHECKING:
-    from app.queue.worker import Lanes
+    from fleettop.queue.worker import Lanes
 
 log = logging.getLogger("fleettop.jobs")
 

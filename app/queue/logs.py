@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
-from app.queue.jobs import AttemptFailed
+from fleettop.queue.jobs import AttemptFailed
 
 REPEAT_WINDOW_S = 30.0
 

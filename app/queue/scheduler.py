@@ -11,7 +11,7 @@ RECONCILE_EVERY_S seconds and at once on a "servers" event. It is idempotent, so
 it needs no lock: it adds the missing links (due one interval after the newest
 sample, or now), brings forward links left far out by a shortened interval, and
 withdraws the links of disabled or removed servers. It also drops the server list
-cached for commands beside a worker (app.attached) when it no longer matches the
+cached for commands beside a worker (fleettop.attached) when it no longer matches the
 database: a change made while Redis was away could not drop it.
 """
 
@@ -27,11 +27,11 @@ from datetime import datetime, timedelta, timezone
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.cache import ServerList
-from app.domain import Server
-from app.errors import FleettopError
-from app.queue import control
-from app.queue.jobs import CollectContext, enqueue_link
+from fleettop.cache import ServerList
+from fleettop.domain import Server
+from fleettop.errors import FleettopError
+from fleettop.queue import control
+from fleettop.queue.jobs import CollectContext, enqueue_link
 
 log = logging.getLogger("fleettop.scheduler")
 
@@ -96,7 +96,7 @@ class Scheduler:
 
     def wake(self) -> None:
         """Reconcile now: the server list changed (a "servers" event), or a change may have
-        been announced while nobody was subscribed (app.runtime follows the events)."""
+        been announced while nobody was subscribed (fleettop.runtime follows the events)."""
         self._wake.set()
 
     async def run(self) -> None:

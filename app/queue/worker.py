@@ -32,7 +32,7 @@ from saq.queue.base import Queue
 from saq.queue.redis import RedisQueue
 from saq.utils import now
 
-from app.cache import Cache
+from fleettop.cache import Cache
 
 log = logging.getLogger("fleettop.queue")
 

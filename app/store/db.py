@@ -20,8 +20,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from app.config import Settings, redact_url
-from app.errors import FleettopError
+from fleettop.config import Settings, redact_url
+from fleettop.errors import FleettopError
 
 if TYPE_CHECKING:
     from alembic.config import Config

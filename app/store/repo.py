@@ -1,4 +1,4 @@
-"""The repository: every SQL query fleettop runs, returning app.domain models.
+"""The repository: every SQL query fleettop runs, returning fleettop.domain models.
 
 Each method is one short transaction of its own, except the worker's per-collection
 pair (begin_collection, finish_collection), which share transactions with the other
@@ -19,11 +19,11 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from app.config import DefaultsConfig, ServerConfig
-from app.domain import Counters, DiskUsage, FleetAggregate, Metrics, Run, Sample, Server, Thresholds, actor, is_alerting
-from app.errors import FleettopError
-from app.store.db import Database, describe_error
-from app.store.tables import AuditRow, RunRow, SampleRow, ServerRow
+from fleettop.config import DefaultsConfig, ServerConfig
+from fleettop.domain import Counters, DiskUsage, FleetAggregate, Metrics, Run, Sample, Server, Thresholds, actor, is_alerting
+from fleettop.errors import FleettopError
+from fleettop.store.db import Database, describe_error
+from fleettop.store.tables import AuditRow, RunRow, SampleRow, ServerRow
 
 EXPORT_BATCH = 1000
 AUDIT_TARGET_MAX = 255  # audit.target and audit.actor are VARCHAR(255)

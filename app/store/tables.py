@@ -68,7 +68,7 @@ class ServerRow(Base):
     transport: Mapped[str] = mapped_column(String(16), default="ssh")
     auth: Mapped[str] = mapped_column(String(16), default="agent")
     key_file: Mapped[str | None] = mapped_column(Text)
-    secret: Mapped[bytes | None] = mapped_column(LargeBinary)  # encrypted by app.secrets
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary)  # encrypted by fleettop.secrets
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     interval: Mapped[int] = mapped_column(Integer)
     cpu_threshold: Mapped[float] = mapped_column(Float)

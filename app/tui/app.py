@@ -1,6 +1,6 @@
 """The fleettop dashboard application and its entry point.
 
-The app talks only to a FleetService (app.service). It either receives one
+The app talks only to a FleetService (fleettop.service). It either receives one
 (tests) or opens one itself inside its own event loop, in a task started on
 mount and stopped -- awaited -- on unmount, so the embedded SAQ worker shuts
 down cleanly when the user quits.
@@ -22,15 +22,15 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from app.config import LoadedConfig
-from app.tui import FAILED
-from app.tui import format as fmt
-from app.tui.screens.confirm import ConfirmScreen
-from app.tui.screens.dashboard import DashboardScreen
-from app.tui.screens.detail import DetailScreen
-from app.tui.screens.form import ServerForm
-from app.tui.screens.help import HelpScreen
-from app.tui.screens.queue import QueueScreen
+from fleettop.config import LoadedConfig
+from fleettop.tui import FAILED
+from fleettop.tui import format as fmt
+from fleettop.tui.screens.confirm import ConfirmScreen
+from fleettop.tui.screens.dashboard import DashboardScreen
+from fleettop.tui.screens.detail import DetailScreen
+from fleettop.tui.screens.form import ServerForm
+from fleettop.tui.screens.help import HelpScreen
+from fleettop.tui.screens.queue import QueueScreen
 
 COUNTS_INTERVAL = 1.5  # seconds between queue/fleet count refreshes, while anything happens
 # When nothing happens (no event for ACTIVE_WINDOW seconds, all healthy, no run due) the
@@ -44,8 +44,8 @@ BULK_RELOAD = 200
 
 
 def stylesheet() -> Path:
-    """styles/ ships as the app.styles package, in editable and wheel installs alike."""
-    return Path(str(files("app.styles").joinpath("fleettop.tcss")))
+    """styles/ ships as the fleettop.styles package, in editable and wheel installs alike."""
+    return Path(str(files("fleettop.styles").joinpath("fleettop.tcss")))
 
 
 def utc_now() -> datetime:
@@ -306,7 +306,7 @@ class FleetApp(App):
 
 
 def dashboard_app(args: argparse.Namespace, loaded: LoadedConfig) -> FleetApp:
-    from app.service import open_service
+    from fleettop.service import open_service
 
     return FleetApp(
         open_service=lambda: open_service(loaded, worker=not args.no_worker, demo=args.demo),

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from rich.text import Text
 
-from app.text import clean
+from fleettop.text import clean
 
 DASH = "–"
 

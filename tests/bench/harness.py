@@ -56,7 +56,7 @@ def compile_package(directory: Path) -> None:
 
 def fleettop_cmd(*args: str) -> list[str]:
     """The `fleettop` console script as a user runs it (python -m app if it is missing)."""
-    return [FLEETTOP, *args] if FLEETTOP else [sys.executable, "-m", "app", *args]
+    return [FLEETTOP, *args] if FLEETTOP else [sys.executable, "-m", "fleettop", *args]
 
 
 # -- the real sshd: tests/probe/conftest.py's fixture, imported --------------------------

@@ -1,5 +1,5 @@
 """Where the wall time of one fleettop command goes, phase by phase, without touching app/:
-`python tests/bench/phases.py --config CFG collect --all --wait` runs app.cli.main in this
+`python tests/bench/phases.py --config CFG collect --all --wait` runs fleettop.cli.main in this
 process with timing wrappers around the service's steps, then prints (on stderr) each
 step's calls, total time and when it first started / last ended (ms since start)."""
 
@@ -55,14 +55,14 @@ def report() -> None:
 
 def main(argv: list[str]) -> int:
     started = time.perf_counter()
-    import app.cli as cli
-    _record("import app.cli (+config, pydantic, yaml)", started)
+    import fleettop.cli as cli
+    _record("import fleettop.cli (+config, pydantic, yaml)", started)
     started = time.perf_counter()
-    import app.cmd_queue as cmd_queue
-    _record("import app.cmd_queue (service, SAQ, SQLA, ssh)", started)
-    from app import config, service
-    from app.queue import control, worker
-    from app.store import db, repo
+    import fleettop.cmd_queue as cmd_queue
+    _record("import fleettop.cmd_queue (service, SAQ, SQLA, ssh)", started)
+    from fleettop import config, service
+    from fleettop.queue import control, worker
+    from fleettop.store import db, repo
 
     wrap(config, "load", "config.load")
     wrap(service, "open_database", "open_database (engine + migrate)")
@@ -81,7 +81,7 @@ def main(argv: list[str]) -> int:
     wrap(cmd_queue, "_result", "cmd_queue._result (per server)")
     wrap(cmd_queue, "cmd_collect")
     wrap(cmd_queue, "cmd_queue")
-    import app.runtime as runtime
+    import fleettop.runtime as runtime
     wrap(runtime, "collect", "jobs.collect (embedded worker)")
     atexit.register(report)
     return cli.main(argv)

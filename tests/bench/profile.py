@@ -61,7 +61,7 @@ def main() -> int:
             fleet = bench.fleet("prof-sshd", servers, ssh)
             try:
                 profile_fleet(bench, fleet, 100, "sshd100", args.out)
-                imports = subprocess.run([sys.executable, "-X", "importtime", "-m", "app", "--config", str(fleet.config),
+                imports = subprocess.run([sys.executable, "-X", "importtime", "-m", "fleettop", "--config", str(fleet.config),
                                           "queue", "stats"], capture_output=True, text=True, cwd=fleet.root)
                 (args.out / "importtime.txt").write_text(imports.stderr)
                 rows = []

@@ -4,7 +4,7 @@
 
 Hosts: 100 "real" hosts (one OpenSSH sshd on a loopback port, 100 server entries
 with distinct names; MaxStartups/MaxSessions raised as 100 separate sshds would
-have them), 100 and 1,000 simulated hosts (app.sim in a process of its own).
+have them), 100 and 1,000 simulated hosts (fleettop.sim in a process of its own).
 
 Every fleettop run has its own data_dir under /tmp and its own Redis key prefix
 (deleted afterwards, never FLUSHDB). Each figure is repeated; the table shows
@@ -66,7 +66,7 @@ class Bench:
     def collect_all(self, fleet: Fleet, expect: int, *, python_flags: tuple[str, ...] = ()) -> harness.Timed:
         cmd = fleettop_cmd("--config", str(fleet.config), "collect", "--all", "--wait")
         if python_flags:
-            cmd = [sys.executable, *python_flags, "-m", "app", *cmd[1:]] if harness.FLEETTOP else [cmd[0], *python_flags, *cmd[1:]]
+            cmd = [sys.executable, *python_flags, "-m", "fleettop", *cmd[1:]] if harness.FLEETTOP else [cmd[0], *python_flags, *cmd[1:]]
         timed = run_timed(cmd, timeout=COLLECT_TIMEOUT, cwd=fleet.root)
         ok = sum(1 for line in timed.output.splitlines() if re.match(r"^\S+  ok  ", line))
         if timed.returncode != 0 or ok != expect:
@@ -233,7 +233,7 @@ pipelining = True
             shutil.rmtree(work, ignore_errors=True)
 
     def run_sim(self, count: int) -> None:
-        print(f"== {count} simulated hosts (app.sim in its own process) ==", flush=True)
+        print(f"== {count} simulated hosts (fleettop.sim in its own process) ==", flush=True)
         with harness.sim_hosts(count, self.scratch) as sim:
             servers, ssh = harness.sim_servers(sim.info)
             fleet = self.fleet(f"sim{count}", servers, ssh)
@@ -303,7 +303,7 @@ pipelining = True
         }
         importers = {}
         for name, args in commands.items():
-            timed = run_timed([sys.executable, "-X", "importtime", "-m", "app", "--config", str(fleet.config), *args],
+            timed = run_timed([sys.executable, "-X", "importtime", "-m", "fleettop", "--config", str(fleet.config), *args],
                               timeout=COLLECT_TIMEOUT, cwd=fleet.root)
             modules = [line.split("|")[-1].strip() for line in timed.output.splitlines() if line.startswith("import time:")]
             importers[name] = [module for module in modules if module.split(".")[0] == "textual"]

@@ -82,7 +82,7 @@ HEAVY = {"sqlalchemy", "alembic", "aiosqlite", "asyncpg", "asyncssh", "textual"}
 
 def _imports(fleet, env: dict, args: list[str]) -> tuple[int, float, list[str]]:
     """`python -X importtime` of one command: modules imported, their summed self time, heavy ones."""
-    timed = run_timed([sys.executable, "-X", "importtime", "-m", "app", "--config", str(fleet.config), *args],
+    timed = run_timed([sys.executable, "-X", "importtime", "-m", "fleettop", "--config", str(fleet.config), *args],
                       timeout=180, env=env, cwd=fleet.root)
     rows = [line[len("import time:"):].split("|") for line in timed.output.splitlines() if line.startswith("import time:")]
     rows = [(int(own), name.strip()) for own, _, name in rows if own.strip().isdigit()]

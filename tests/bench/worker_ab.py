@@ -40,7 +40,7 @@ class Worker(harness.Headless):
         self.fleet = fleet
         self.log = fleet.root / "headless.log"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "--config", str(fleet.config), "--headless"],
+            [sys.executable, "-m", "fleettop", "--config", str(fleet.config), "--headless"],
             stdin=subprocess.DEVNULL, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, cwd=fleet.root,
             env=app_env(tree),
         )
@@ -48,7 +48,7 @@ class Worker(harness.Headless):
 
 def collect_all(fleet: harness.Fleet, count: int, cli_tree: Path) -> float:
     """One `collect --all --wait` process run by the app in `cli_tree`: its wall time."""
-    timed = harness.run_timed([sys.executable, "-m", "app", "--config", str(fleet.config), "collect", "--all", "--wait"],
+    timed = harness.run_timed([sys.executable, "-m", "fleettop", "--config", str(fleet.config), "collect", "--all", "--wait"],
                               timeout=COLLECT_TIMEOUT, env={"PYTHONPATH": str(cli_tree)}, cwd=fleet.root)
     ok = sum(1 for line in timed.output.splitlines() if "  ok  " in line)
     if timed.returncode != 0 or ok != count:

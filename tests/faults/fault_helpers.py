@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import pytest
 
-from app.redis_server import redis_server_binary
+from fleettop.redis_server import redis_server_binary
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -1,4 +1,4 @@
-"""Hostile hosts (app.sim's misbehave()): every answer is bounded in size and time,
+"""Hostile hosts (fleettop.sim's misbehave()): every answer is bounded in size and time,
 refused with its own kind of error, and nothing a host sends reaches a terminal as
 an escape sequence or as markup."""
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from app.config import Settings
-from app.domain import Server
-from app.probe import CollectError, Prober
-from app.probe.ssh import MAX_OUTPUT_BYTES
-from app.sim import HOSTILE
+from fleettop.config import Settings
+from fleettop.domain import Server
+from fleettop.probe import CollectError, Prober
+from fleettop.probe.ssh import MAX_OUTPUT_BYTES
+from fleettop.sim import HOSTILE
 
 from fault_helpers import first_round_ok
 from queue_helpers import run_fleettop, service_for, wait_until
@@ -99,8 +99,8 @@ async def test_cli_output_of_hostile_hosts_is_inert(make_config, short_dir: Path
 async def test_the_dashboard_shows_hostile_names_and_errors_inert(make_config, short_dir: Path, fleet):
     """Mount names and an error carrying escapes and markup, on the dashboard and the
     detail screen: the markup is shown as text, no escape reaches the screen."""
-    from app.tui.app import FleetApp
-    from app.tui.screens.detail import DetailScreen
+    from fleettop.tui.app import FleetApp
+    from fleettop.tui.screens.detail import DetailScreen
 
     names = ["sim-0001", "sim-0002"]
     data = make_config(servers=names, interval=3600, worker={"retries": 1})

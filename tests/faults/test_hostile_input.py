@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import config
-from app.cli import main
-from app.tui.app import FleetApp
-from app.tui.screens.dashboard import DashboardScreen
-from app.tui.screens.form import ServerForm
+from fleettop import config
+from fleettop.cli import main
+from fleettop.tui.app import FleetApp
+from fleettop.tui.screens.dashboard import DashboardScreen
+from fleettop.tui.screens.form import ServerForm
 
 from queue_helpers import service_for, wait_until
 

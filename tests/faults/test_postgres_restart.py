@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from app.config import Settings
-from app.store.db import DatabaseError, open_database
+from fleettop.config import Settings
+from fleettop.store.db import DatabaseError, open_database
 
 from fault_helpers import first_round_ok
 from queue_helpers import service_for, wait_until

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from app.tui.app import FleetApp
-from app.tui.widgets.bars import HeaderBar
+from fleettop.tui.app import FleetApp
+from fleettop.tui.widgets.bars import HeaderBar
 
 from queue_helpers import Fleettop, service_for, wait_until
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from app.config import LoadedConfig, Settings
-from app.service import open_service
+from fleettop.config import LoadedConfig, Settings
+from fleettop.service import open_service
 
 from fault_helpers import PrivateRedis, free_port, redis_server_binaries, unavailable
 from queue_helpers import run_fleettop, service_for
@@ -43,7 +43,7 @@ async def test_a_password_run_at_debug_leaves_no_plaintext_anywhere(make_config,
     data = make_config(servers=[], interval=10)
     (short_dir / "config.yaml").chmod(0o600)
     caplog.set_level(logging.DEBUG)
-    for name in ("fleettop", "saq", "app"):
+    for name in ("fleettop", "saq"):
         logging.getLogger(name).setLevel(logging.DEBUG)
     good, bad = fleet.server_configs(auth="password")[:2]
     wrong = fleet.password + "-not-it"
@@ -234,7 +234,7 @@ async def test_collecting_named_servers_and_retrying_are_audited(make_config, sh
 
 
 async def test_a_malformed_database_url_is_refused_without_its_password(short_dir: Path):
-    from app.store.db import DatabaseError, open_database
+    from fleettop.store.db import DatabaseError, open_database
 
     for url in ("postgres:Hunter2pw@db:5432/x", "u:Hunter2pw@db/x", "mysql://u:Hunter2pw@db/x"):
         settings = Settings.model_validate({"data_dir": str(short_dir / "d"), "database": {"url": url}})

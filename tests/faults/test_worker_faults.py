@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from app.tui.app import FleetApp
-from app.tui.widgets.bars import QueueBar
+from fleettop.tui.app import FleetApp
+from fleettop.tui.widgets.bars import QueueBar
 
 from fault_helpers import first_round_ok
 from queue_helpers import Fleettop, run_fleettop, service_for, wait_until

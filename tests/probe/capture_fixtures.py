@@ -6,7 +6,7 @@ Run: python tests/probe/capture_fixtures.py
 import asyncio
 from pathlib import Path
 
-from app.probe.local import run_local
+from fleettop.probe.local import run_local
 
 DATA = Path(__file__).parent / "data"
 

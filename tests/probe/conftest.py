@@ -17,9 +17,9 @@ import pytest
 
 from probe_helpers import unavailable
 
-from app.domain import Server
-from app.probe import Prober
-from app.sim import SimFleet
+from fleettop.domain import Server
+from fleettop.probe import Prober
+from fleettop.sim import SimFleet
 
 SSHD = Path("/usr/sbin/sshd")
 SSHD_USER = "fleettop-test"

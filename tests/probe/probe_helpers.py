@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from app.domain import Server
-from app.sim import SimFleet
+from fleettop.domain import Server
+from fleettop.sim import SimFleet
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -8,12 +8,12 @@ import json
 
 import pytest
 
-from app.cmd_probe import cmd_servers_test, cmd_trust
-from app.config import LoadedConfig
-from app.errors import UsageError
-from app.probe import CollectError
-from app.store.db import open_database
-from app.store.repo import Repository
+from fleettop.cmd_probe import cmd_servers_test, cmd_trust
+from fleettop.config import LoadedConfig
+from fleettop.errors import UsageError
+from fleettop.probe import CollectError
+from fleettop.store.db import open_database
+from fleettop.store.repo import Repository
 
 
 def loaded_for(fleet, make_settings, tmp_path, known_hosts) -> LoadedConfig:

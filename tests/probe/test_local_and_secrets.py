@@ -7,10 +7,10 @@ import stat
 
 import pytest
 
-from app.domain import Server
-from app.errors import FleettopError
-from app.probe import CollectError, Prober
-from app.secrets import KEY_ENV, SecretBox
+from fleettop.domain import Server
+from fleettop.errors import FleettopError
+from fleettop.probe import CollectError, Prober
+from fleettop.secrets import KEY_ENV, SecretBox
 
 LOCAL = Server(id=1, name="localhost", host="localhost", transport="local")
 

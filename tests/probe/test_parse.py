@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.domain import Counters
-from app.probe.parse import BEGIN_MARKER, END_MARKER, ParseError, compute, parse
+from fleettop.domain import Counters
+from fleettop.probe.parse import BEGIN_MARKER, END_MARKER, ParseError, compute, parse
 
 DATA = Path(__file__).parent / "data"
 AT = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from app.probe.parse import parse
-from app.probe.script import PROBE_SCRIPT
+from fleettop.probe.parse import parse
+from fleettop.probe.script import PROBE_SCRIPT
 
 from probe_helpers import unavailable
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from app.probe.parse import compute, parse
-from app.sim import ProcCounters, ProcSnapshot, SimMachine, SimMount, render_probe_output
+from fleettop.probe.parse import compute, parse
+from fleettop.sim import ProcCounters, ProcSnapshot, SimMachine, SimMount, render_probe_output
 
 
 def snapshot(**changes) -> ProcSnapshot:

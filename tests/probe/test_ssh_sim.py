@@ -11,9 +11,9 @@ import time
 import asyncssh
 import pytest
 
-from app.probe import CollectError, Prober, append_known_host
-from app.secrets import SecretBox
-from app.sim import SimFleet
+from fleettop.probe import CollectError, Prober, append_known_host
+from fleettop.secrets import SecretBox
+from fleettop.sim import SimFleet
 
 from probe_helpers import sim_server, unavailable
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from app.probe import CollectError, Prober
-from app.probe.parse import PSEUDO_FILESYSTEMS
-from app.probe.ssh import SSHPool, SSHTarget
+from fleettop.probe import CollectError, Prober
+from fleettop.probe.parse import PSEUDO_FILESYSTEMS
+from fleettop.probe.ssh import SSHPool, SSHTarget
 
 pytestmark = pytest.mark.sshd
 

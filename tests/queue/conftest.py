@@ -1,6 +1,6 @@
 """The queue's tests run against the real Redis (each test under its own key prefix,
 cleaned afterwards, never FLUSHDB), real SQLite or PostgreSQL, and simulated SSH
-hosts from app.sim. Worker processes are real `fleettop --headless` processes."""
+hosts from fleettop.sim. Worker processes are real `fleettop --headless` processes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 import redis
 import yaml
 
-from app.sim import SimFleet
+from fleettop.sim import SimFleet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "store"))  # store_helpers
 

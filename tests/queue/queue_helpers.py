@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from app.config import LoadedConfig, Settings
-from app.service import FleetService, open_service
+from fleettop.config import LoadedConfig, Settings
+from fleettop.service import FleetService, open_service
 
 
 def loaded(data: dict[str, Any], path: Path | None = None) -> LoadedConfig:
@@ -55,7 +55,7 @@ class Fleettop:
     async def start(cls, config: Path, *args: str, name: str = "fleettop", env: dict[str, str] | None = None) -> Fleettop:
         output = config.parent / f"{name}-{uuid.uuid4().hex[:6]}.log"
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app", "--config", str(config), *args,
+            sys.executable, "-m", "fleettop", "--config", str(config), *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=output.open("wb"),
             stderr=asyncio.subprocess.STDOUT,
@@ -76,7 +76,7 @@ class Fleettop:
 async def run_fleettop(config: Path, *args: str, timeout: float = 60) -> tuple[int, str, str]:
     """Run a fleettop command to the end: (exit code, stdout, stderr)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app", "--config", str(config), *args,
+        sys.executable, "-m", "fleettop", "--config", str(config), *args,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         cwd=config.parent,
     )

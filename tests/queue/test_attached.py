@@ -16,10 +16,10 @@ import pytest
 import yaml
 from redis.asyncio import Redis
 
-from app import cmd_queue
-from app.cache import AuditRequest
-from app.config import Settings, servers_fingerprint
-from app.domain import actor
+from fleettop import cmd_queue
+from fleettop.cache import AuditRequest
+from fleettop.config import Settings, servers_fingerprint
+from fleettop.domain import actor
 
 from queue_helpers import Fleettop, service_for, wait_until
 
@@ -30,7 +30,7 @@ HEAVY = ("sqlalchemy", "alembic", "asyncssh", "textual", "cryptography.hazmat")
 _CLI = textwrap.dedent(
     """
     import json, sys
-    from app.cli import main
+    from fleettop.cli import main
     try:
         code = main(sys.argv[1:])
     finally:

@@ -9,11 +9,11 @@ from datetime import datetime, timezone
 import pytest
 from saq.job import Job
 
-from app.config import LoadedConfig, Settings
-from app.queue import control
-from app.queue.jobs import collect, next_due
-from app.service import open_service
-from app.store.db import open_database
+from fleettop.config import LoadedConfig, Settings
+from fleettop.queue import control
+from fleettop.queue.jobs import collect, next_due
+from fleettop.service import open_service
+from fleettop.store.db import open_database
 from queue_helpers import service_for, wait_until
 from store_helpers import allow_samples, refuse_samples_of
 

@@ -30,7 +30,7 @@ async def test_a_collection_queued_elsewhere_starts_without_waiting_for_the_poll
     """An idle worker looks at its queue every DEQUEUE_POLL_S; a "queue" event (another
     process queued jobs) makes it look at once. With the poll stretched to a minute, the
     collection still finishes in seconds."""
-    from app.queue import worker
+    from fleettop.queue import worker
 
     monkeypatch.setattr(worker, "DEQUEUE_POLL_S", 60.0)
     data = make_config(servers=["sim-0001"])

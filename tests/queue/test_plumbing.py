@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from app.cache import Cache
-from app.config import Settings
-from app.queue.jobs import AttemptFailed
-from app.queue.logs import AttemptFailedFilter, LogfmtFormatter
-from app.redis_server import RedisTarget, redis_server_binary
+from fleettop.cache import Cache
+from fleettop.config import Settings
+from fleettop.queue.jobs import AttemptFailed
+from fleettop.queue.logs import AttemptFailedFilter, LogfmtFormatter
+from fleettop.redis_server import RedisTarget, redis_server_binary
 
 
 def test_a_redis_url_is_described_without_its_password():

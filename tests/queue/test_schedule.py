@@ -7,12 +7,12 @@ import os
 import time
 from pathlib import Path
 
-from app.cache import ServerList
-from app.config import ServerConfig, servers_fingerprint
-from app.queue.jobs import enqueue_link
-from app.queue import scheduler
-from app.queue.scheduler import reconcile
-from app.redis_server import EmbeddedRedis
+from fleettop.cache import ServerList
+from fleettop.config import ServerConfig, servers_fingerprint
+from fleettop.queue.jobs import enqueue_link
+from fleettop.queue import scheduler
+from fleettop.queue.scheduler import reconcile
+from fleettop.redis_server import EmbeddedRedis
 
 from queue_helpers import service_for, wait_until
 

@@ -11,10 +11,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.config import Settings
-from app.redis_server import redis_server_binary
-from app.store.db import open_database
-from app.store.repo import Repository
+from fleettop.config import Settings
+from fleettop.redis_server import redis_server_binary
+from fleettop.store.db import open_database
+from fleettop.store.repo import Repository
 
 from queue_helpers import Fleettop, service_for, wait_until
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from app.config import Settings
-from app.store.db import Database, open_database
-from app.store.repo import Repository
+from fleettop.config import Settings
+from fleettop.store.db import Database, open_database
+from fleettop.store.repo import Repository
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 

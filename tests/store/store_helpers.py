@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
-from app.config import DefaultsConfig, ServerConfig
-from app.domain import DiskUsage, Metrics
-from app.store.db import Database
-from app.store.repo import Repository
+from fleettop.config import DefaultsConfig, ServerConfig
+from fleettop.domain import DiskUsage, Metrics
+from fleettop.store.db import Database
+from fleettop.store.repo import Repository
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event
 
-from app.domain import Counters
-from app.errors import FleettopError
+from fleettop.domain import Counters
+from fleettop.errors import FleettopError
 from store_helpers import T0, add_server, metrics, refuse_samples_of
 
 

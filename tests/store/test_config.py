@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from app import config
-from app.cli import main
+from fleettop import config
+from fleettop.cli import main
 
 GOOD_SERVER = "  - name: web1\n    host: 10.0.0.1\n"
 

@@ -1,4 +1,4 @@
-"""`fleettop servers`, `export` and `db`, end to end through app.cli.main on SQLite and Postgres."""
+"""`fleettop servers`, `export` and `db`, end to end through fleettop.cli.main on SQLite and Postgres."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from app import config
-from app.cli import main
-from app.secrets import SecretBox
-from app.store.db import open_database
-from app.store.repo import Repository
+from fleettop import config
+from fleettop.cli import main
+from fleettop.secrets import SecretBox
+from fleettop.store.db import open_database
+from fleettop.store.repo import Repository
 from store_helpers import T0, metrics
 
 

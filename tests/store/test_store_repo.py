@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import inspect, text
 
-from app.config import DefaultsConfig, ServerConfig
-from app.domain import Counters, Thresholds
-from app.errors import FleettopError
-from app.store.db import head_revision, migrate, open_database
-from app.store.repo import KEEP, Repository
+from fleettop.config import DefaultsConfig, ServerConfig
+from fleettop.domain import Counters, Thresholds
+from fleettop.errors import FleettopError
+from fleettop.store.db import head_revision, migrate, open_database
+from fleettop.store.repo import KEEP, Repository
 from store_helpers import T0, add_server, metrics
 
 DEFAULTS = DefaultsConfig()
@@ -37,7 +37,7 @@ async def test_migrations_match_the_orm_tables(database):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from app.store.tables import Base
+    from fleettop.store.tables import Base
 
     async with database.engine.connect() as conn:
         diff = await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
@@ -306,7 +306,7 @@ async def test_iter_samples_filters_and_orders(repo):
 
 async def insert_samples(database, server_id: int, count: int) -> None:
     """Many samples at once, one second apart from T0 (bulk insert, for size tests)."""
-    from app.store.tables import SampleRow
+    from fleettop.store.tables import SampleRow
 
     template = metrics(T0).model_dump(exclude={"disks", "collected_at"})
     disks = [d.model_dump() for d in metrics(T0).disks]
@@ -377,7 +377,7 @@ async def test_runs_lifecycle(repo):
 
 
 async def _finished_run(database, sid: int, status: str, finished_at: datetime) -> None:
-    from app.store.tables import RunRow
+    from fleettop.store.tables import RunRow
 
     async with database.sessions.begin() as session:
         session.add(RunRow(server_id=sid, job_key=f"k{finished_at.timestamp()}", trigger="scheduled", attempt=1,
@@ -417,7 +417,7 @@ async def test_audit_records_who_did_what(repo):
 
 
 async def test_a_database_failure_mid_command_is_one_line(database, repo):
-    from app.store.db import reporting_errors
+    from fleettop.store.db import reporting_errors
 
     async with database.engine.begin() as conn:
         await conn.execute(text("DROP TABLE audit"))

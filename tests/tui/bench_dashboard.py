@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fixed_fleet import NOW, FixedFleet  # noqa: E402
 
-from app.tui.app import FleetApp  # noqa: E402
+from fleettop.tui.app import FleetApp  # noqa: E402
 
 
 def big_fleet(count: int) -> FixedFleet:

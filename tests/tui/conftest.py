@@ -9,9 +9,9 @@ import pytest
 import redis.asyncio as aioredis
 from tui_live import HOSTS, LiveFleet, live_settings, settled
 
-from app.config import LoadedConfig
-from app.service import open_service
-from app.sim import SimFleet
+from fleettop.config import LoadedConfig
+from fleettop.service import open_service
+from fleettop.sim import SimFleet
 
 
 @pytest.fixture

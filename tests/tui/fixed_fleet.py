@@ -13,9 +13,9 @@ import asyncio
 import math
 from datetime import datetime, timedelta, timezone
 
-from app.domain import DiskUsage, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Thresholds, classify
-from app.service import ServerDetail, ServerRow
-from app.store.repo import HistoryPoint
+from fleettop.domain import DiskUsage, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Thresholds, classify
+from fleettop.service import ServerDetail, ServerRow
+from fleettop.store.repo import HistoryPoint
 
 NOW = datetime(2026, 3, 14, 9, 26, 53, tzinfo=timezone.utc)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from fixed_fleet import NOW, FixedFleet
 
-from app.tui.app import FleetApp
+from fleettop.tui.app import FleetApp
 
 
 @dataclass(frozen=True)

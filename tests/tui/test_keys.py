@@ -9,20 +9,20 @@ import contextlib
 from textual import events
 from tui_live import HOSTS, LiveFleet, live_settings, settled, until
 
-from app import config
-from app.config import LoadedConfig, ServerConfig
-from app.domain import severity
-from app.service import open_service
-from app.sim import SimFleet
-from app.tui.app import FleetApp, dashboard_app
-from app.tui.screens.confirm import ConfirmScreen
-from app.tui.screens.dashboard import DashboardScreen
-from app.tui.screens.detail import DetailScreen
-from app.tui.screens.form import ServerForm
-from app.tui.screens.help import HelpScreen
-from app.tui.screens.queue import QueueScreen
-from app.tui.widgets.bars import HeaderBar, QueueBar
-from app.tui.widgets.server_table import COLUMNS, ServerTable
+from fleettop import config
+from fleettop.config import LoadedConfig, ServerConfig
+from fleettop.domain import severity
+from fleettop.service import open_service
+from fleettop.sim import SimFleet
+from fleettop.tui.app import FleetApp, dashboard_app
+from fleettop.tui.screens.confirm import ConfirmScreen
+from fleettop.tui.screens.dashboard import DashboardScreen
+from fleettop.tui.screens.detail import DetailScreen
+from fleettop.tui.screens.form import ServerForm
+from fleettop.tui.screens.help import HelpScreen
+from fleettop.tui.screens.queue import QueueScreen
+from fleettop.tui.widgets.bars import HeaderBar, QueueBar
+from fleettop.tui.widgets.server_table import COLUMNS, ServerTable
 
 SIZE = (160, 40)
 
@@ -428,7 +428,7 @@ async def test_app_opens_and_closes_its_own_service(tmp_path, redis_url, redis_p
             assert isinstance(app.screen, DashboardScreen)
             await pilot.press("q")
         assert app.return_code == 0
-        assert app.service is None  # the service (and its embedded worker) was closed on quit
+        assert fleettop.service is None  # the service (and its embedded worker) was closed on quit
 
 
 async def test_header_says_when_no_worker_is_attached(tmp_path, redis_url, redis_prefix) -> None:

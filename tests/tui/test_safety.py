@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from fixed_fleet import NOW, FixedFleet
 
-from app.tui import format as fmt
-from app.tui.app import FleetApp
-from app.tui.screens.detail import DetailScreen
+from fleettop.tui import format as fmt
+from fleettop.tui.app import FleetApp
+from fleettop.tui.screens.detail import DetailScreen
 
 HOSTILE = "[bold red]pwned[/] \x1b[2J\x1b]0;title\x07 done\r\nsecond line\x9b31m"
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 from bench_dashboard import big_fleet
 from fixed_fleet import NOW
 
-from app.tui import format as fmt
-from app.tui.app import FleetApp
+from fleettop.tui import format as fmt
+from fleettop.tui.app import FleetApp
 
 SIZE = (160, 30)
 
@@ -27,7 +27,7 @@ async def test_tick_advances_the_visible_lines_and_the_rest_when_shown() -> None
 
         now[0] = NOW + timedelta(minutes=7)
         calls = []
-        import app.tui.widgets.server_table as module
+        import fleettop.tui.widgets.server_table as module
 
         original = module.cells_of
         module.cells_of = lambda row, at: calls.append(row.server.id) or original(row, at)
@@ -54,7 +54,7 @@ async def test_tick_advances_the_visible_lines_and_the_rest_when_shown() -> None
 async def test_the_count_refresh_rests_while_nothing_happens() -> None:
     import time
 
-    import app.tui.app as module
+    import fleettop.tui.app as module
 
     fleet = big_fleet(50)
     app = FleetApp(fleet, clock=lambda: NOW, live=False)

@@ -1,6 +1,6 @@
 """Helpers of the TUI tests against the real thing: a FleetService on the shared
 Redis (under a prefix of its own, removed afterwards -- never FLUSHDB) and a
-private SQLite, monitoring simulated SSH hosts from app.sim."""
+private SQLite, monitoring simulated SSH hosts from fleettop.sim."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from app.config import LoadedConfig, Settings
-from app.service import FleetService
-from app.sim import SimFleet
-from app.tui.app import FleetApp
+from fleettop.config import LoadedConfig, Settings
+from fleettop.service import FleetService
+from fleettop.sim import SimFleet
+from fleettop.tui.app import FleetApp
 
 HOSTS = 3
 

@@ -1,6 +1,6 @@
-"""Alembic environment: run only from app.store.db, on the connection it shares.
+"""Alembic environment: run only from fleettop.store.db, on the connection it shares.
 
-app.store.db opens an async connection and runs `command.upgrade` inside
+fleettop.store.db opens an async connection and runs `command.upgrade` inside
 `run_sync`, passing the sync connection in `config.attributes["connection"]`.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from app.store.tables import Base
+from fleettop.store.tables import Base
 
 
 def run_migrations() -> None:

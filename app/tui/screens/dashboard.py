@@ -13,10 +13,10 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from app.tui import FAILED
-from app.tui import format as fmt
-from app.tui.widgets.bars import HeaderBar, QueueBar, SummaryBar
-from app.tui.widgets.server_table import ServerTable
+from fleettop.tui import FAILED
+from fleettop.tui import format as fmt
+from fleettop.tui.widgets.bars import HeaderBar, QueueBar, SummaryBar
+from fleettop.tui.widgets.server_table import ServerTable
 
 
 Update = TypeVar("Update", bound=Callable[..., None])

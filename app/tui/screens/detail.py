@@ -12,10 +12,10 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
-from app.domain import severity
-from app.tui import FAILED
-from app.tui import format as fmt
-from app.tui.widgets.spark import Spark
+from fleettop.domain import severity
+from fleettop.tui import FAILED
+from fleettop.tui import format as fmt
+from fleettop.tui.widgets.spark import Spark
 
 # (label, attribute of a history point, unit): the series drawn as sparklines.
 SERIES = (("cpu", "cpu", "%"), ("ram", "ram", "%"), ("disk", "disk", "%"), ("load", "load1", ""))

@@ -12,9 +12,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, RadioButton, RadioSet, Static
 
-from app.config import ConfigError, ServerConfig, validate_server
-from app.tui import FAILED
-from app.tui import format as fmt
+from fleettop.config import ConfigError, ServerConfig, validate_server
+from fleettop.tui import FAILED
+from fleettop.tui import format as fmt
 
 AUTH_METHODS = ("agent", "key", "password")
 # Form field id -> the config key its errors are reported under.

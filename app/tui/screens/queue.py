@@ -11,11 +11,11 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from app.tui import FAILED
-from app.tui import format as fmt
+from fleettop.tui import FAILED
+from fleettop.tui import format as fmt
 
 RELOAD_INTERVAL = 2.0  # the failed runs and the schedule, while this screen is open
-from app.tui.widgets.bars import QueueBar
+from fleettop.tui.widgets.bars import QueueBar
 
 
 class QueueScreen(Screen):

@@ -12,7 +12,7 @@ from typing import Any
 from textual.content import Content
 from textual.widgets import Static
 
-from app.tui import format as fmt
+from fleettop.tui import format as fmt
 
 WORKER_LABELS = {
     "running": "[$success]●[/] worker running",

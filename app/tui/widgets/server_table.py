@@ -28,7 +28,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from app.tui import format as fmt
+from fleettop.tui import format as fmt
 
 
 @dataclass(frozen=True)
