@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         loaded = config.load(args.config)
+        if not args.demo:  # a demo runs in a throwaway data_dir
+            config.make_data_dir(loaded)
     except config.ConfigError as exc:
         for line in exc.problems:
             print(f"fleettop: {line}", file=sys.stderr)

@@ -16,7 +16,7 @@ import sys
 from urllib.parse import parse_qs, urlsplit
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -143,6 +143,21 @@ class ServerConfig(_Section):
         return None if value is None else check_path(value)
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def check_url_scheme(url: str | None, schemes: tuple[str, ...]) -> str | None:
+    """A URL with one of `schemes`; the message names the scheme only, never the URL (it may hold a password)."""
+    if url is None:
+        return None
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if scheme.lower() not in schemes:
+        expected = ", ".join(f"{name}://" for name in schemes)
+        got = f"got {scheme}://" if scheme else "got no scheme"
+        raise ValueError(f"must start with {expected} ({got})")
+    return url
+
+
 class DatabaseConfig(_Section):
     url: str | None = None  # None: SQLite file in data_dir
 
@@ -150,6 +165,11 @@ class DatabaseConfig(_Section):
 class RedisConfig(_Section):
     url: str | None = None  # None: an embedded Redis on a unix socket in data_dir
     prefix: str = "fleettop:"
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        return check_url_scheme(value, REDIS_SCHEMES)
 
 
 class WorkerConfig(_Section):
@@ -244,11 +264,18 @@ def servers_fingerprint(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
+def _nowhere(loc: list[Any]) -> str:
+    return ""
+
+
 @dataclass(frozen=True)
 class LoadedConfig:
     settings: Settings
     path: Path  # where the config was read from, or would be
     exists: bool
+    # Where a key was set, as an error message starts: "file:line: ", "environment FLEETTOP_X: "
+    # or "" (a default): for problems found after loading.
+    where: Callable[[list[Any]], str] = _nowhere
 
     @property
     def missing_note(self) -> str | None:
@@ -260,8 +287,9 @@ def missing_config_note(path: Path) -> str:
     return f"no config file: defaults in use; create {path} to change them (see config.example.yaml)"
 
 
-def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
-    raw = explicit or os.environ.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG_PATH
+def config_path(explicit: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    raw = explicit or environ.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG_PATH
     try:
         return expand_user(Path(raw))
     except ValueError as exc:
@@ -270,13 +298,17 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 def load(explicit: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> LoadedConfig:
     """Read the config file (if any) and the environment overrides, or raise ConfigError."""
-    path = config_path(explicit)
     environ = os.environ if environ is None else environ
+    path = config_path(explicit, environ)
     data: Any = {}
     text: str | None = None
     exists = path.is_file()
     if path.exists() and not exists:
         raise ConfigError([f"{path}: is not a regular file"])
+    named_by = "--config" if explicit else ENV_PREFIX + "CONFIG" if environ.get(ENV_PREFIX + "CONFIG") else None
+    if not exists and named_by:
+        # Only the default file may be missing: a mistyped path must not mean "monitor nothing".
+        raise ConfigError([f"{path}: no such config file (named by {named_by})"])
     if exists:
         try:
             text = path.read_text(encoding="utf-8")
@@ -310,7 +342,33 @@ def load(explicit: str | os.PathLike[str] | None = None, environ: dict[str, str]
     warning = readable_secrets_warning(path) if exists and file_secret else None
     if warning:
         print(f"fleettop: warning: {warning}", file=sys.stderr)
-    return LoadedConfig(settings=settings, path=path, exists=exists)
+    return LoadedConfig(
+        settings=settings, path=path, exists=exists, where=lambda loc: _where(path if _has_key(data, loc) else None, root(), loc, from_env)
+    )
+
+
+def _has_key(data: Any, loc: list[Any]) -> bool:
+    for part in loc:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def make_data_dir(loaded: LoadedConfig) -> None:
+    """Create data_dir (mode 0700) when it is missing; ConfigError, naming where it was set,
+    when it cannot be a directory (a file, /proc/..., no permission)."""
+    data_dir = loaded.settings.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if data_dir.is_dir():
+            return
+        problem = "is not a directory"
+    except FileExistsError:
+        problem = "is not a directory"
+    except OSError as exc:
+        problem = f"cannot be created: {exc.strerror or exc}"
+    raise ConfigError([f"{loaded.where(['data_dir'])}data_dir: {data_dir} {problem}"])
 
 
 def _parse(path: Path, text: str) -> Any:
@@ -429,12 +487,7 @@ def _describe(
 ) -> str:
     loc = [part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
     key = _dotted(loc) or "(top level)"
-    variable = next((name for parts, name in (from_env or {}).items() if tuple(loc[: len(parts)]) == parts), None)
-    line = None if variable else _line_of(root, loc)
-    if variable:
-        where = f"environment {variable}: "
-    else:
-        where = f"{path}:{line}: " if path and line else f"{path}: " if path else ""
+    where = _where(path, root, loc, from_env)
     kind = error["type"]
     ctx = error.get("ctx") or {}
     value = error.get("input")
@@ -451,6 +504,15 @@ def _describe(
         if value is not None and not isinstance(value, (dict, list)):
             message += f" (got {value!r})"
     return f"{where}{key}: {message}"
+
+
+def _where(path: Path | None, root: yaml.Node | None, loc: list[Any], from_env: dict[tuple[str, ...], str] | None) -> str:
+    """How a message about the key at `loc` starts: "file:line: ", "environment FLEETTOP_X: " or ""."""
+    variable = next((name for parts, name in (from_env or {}).items() if tuple(loc[: len(parts)]) == parts), None)
+    if variable:
+        return f"environment {variable}: "
+    line = _line_of(root, loc)
+    return f"{path}:{line}: " if path and line else f"{path}: " if path else ""
 
 
 def _range_message(loc: list[Any], kind: str, ctx: dict[str, Any], value: Any) -> str:

@@ -72,7 +72,8 @@ def test_environment_values_read_as_a_user_means_them(tmp_path):
     """A prefix ends in a colon like the default `fleettop:` (not a YAML mapping); a
     mapping is written in braces."""
     environ = {"FLEETTOP_REDIS__PREFIX": "team1:", "FLEETTOP_DEFAULTS__THRESHOLDS": "{cpu: 80}"}
-    settings = config.load(tmp_path / "none.yaml", environ=environ).settings
+    (tmp_path / "empty.yaml").write_text("")
+    settings = config.load(tmp_path / "empty.yaml", environ=environ).settings
     assert settings.redis.prefix == "team1:"
     assert settings.defaults.thresholds.cpu == 80
 
@@ -80,7 +81,8 @@ def test_environment_values_read_as_a_user_means_them(tmp_path):
 def test_bad_environment_value_is_one_line_naming_the_key(tmp_path, capsys):
     import os
 
-    env = dict(os.environ, FLEETTOP_WORKER__CONCURRENCY="lots", FLEETTOP_CONFIG=str(tmp_path / "none.yaml"))
+    (tmp_path / "empty.yaml").write_text("")
+    env = dict(os.environ, FLEETTOP_WORKER__CONCURRENCY="lots", FLEETTOP_CONFIG=str(tmp_path / "empty.yaml"))
     proc = subprocess.run([sys.executable, "-m", "fleettop", "queue", "stats"], env=env, capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [

@@ -90,3 +90,47 @@ def test_the_cli_refuses_a_bad_config_with_exit_2_and_one_line(tmp_path, capsys)
     assert main(["--config", str(path), "servers", "list"]) == 2
     err = capsys.readouterr().err
     assert err == f"fleettop: {path}:4: servers[0].port: must be between 1 and 65535 (got 99999)\n"
+
+
+# -- issue 12: D6, D15 ---------------------------------------------------------------
+
+
+def test_a_named_config_file_that_does_not_exist_is_an_error(tmp_path, monkeypatch, capsys):
+    missing = tmp_path / "nonexistent.yaml"
+    assert main(["--config", str(missing), "servers", "list"]) == 2
+    assert capsys.readouterr().err == f"fleettop: {missing}: no such config file (named by --config)\n"
+    monkeypatch.setenv("FLEETTOP_CONFIG", str(missing))
+    assert main(["queue", "stats"]) == 2
+    assert capsys.readouterr().err == f"fleettop: {missing}: no such config file (named by FLEETTOP_CONFIG)\n"
+
+
+def test_only_the_default_config_file_may_be_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", tmp_path / "absent.yaml")
+    loaded = config.load(environ={})
+    assert not loaded.exists
+
+
+def test_a_redis_url_of_another_scheme_is_a_config_error_without_the_url(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text(f"data_dir: {tmp_path / 'data'}\nredis:\n  url: http://user:s3cret@x\n")
+    assert main(["--config", str(path), "queue", "stats"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"fleettop: {path}:3: redis.url: must start with redis://, rediss://, unix:// (got http://)\n"
+
+
+@pytest.mark.parametrize("data_dir", ["/proc/nope", "/etc/passwd", "/etc/passwd/sub"])
+def test_a_data_dir_that_cannot_be_made_is_a_config_error(tmp_path, capsys, data_dir):
+    path = tmp_path / "config.yaml"
+    path.write_text(f"worker:\n  concurrency: 2\ndata_dir: {data_dir}\n")
+    assert main(["--config", str(path), "servers", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fleettop: {path}:3: data_dir: {data_dir} "), err
+    assert err.count("\n") == 1 and "unexpected" not in err
+
+
+def test_a_data_dir_from_the_environment_names_the_variable(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text("worker:\n  concurrency: 2\n")
+    monkeypatch.setenv("FLEETTOP_DATA_DIR", "/proc/nope")
+    assert main(["--config", str(path), "servers", "list"]) == 2
+    assert capsys.readouterr().err.startswith("fleettop: environment FLEETTOP_DATA_DIR: data_dir: /proc/nope cannot be created")
