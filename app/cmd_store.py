@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from fleettop.config import LoadedConfig, validate_server
 from fleettop.domain import Sample, Server
 from fleettop.errors import FleettopError, UsageError
-from fleettop.servers import THRESHOLDS, ServerAdmin, describe, fields_of
+from fleettop.servers import THRESHOLDS, ServerAdmin, add_first_run_localhost, describe, fields_of
 from fleettop.store.db import Database, migrate, open_database, reporting_errors
 from fleettop.store.repo import Repository
 from fleettop.text import clean
@@ -41,9 +41,10 @@ async def open_repository(loaded: LoadedConfig) -> AsyncIterator[Repository]:
     database = await open_database(loaded.settings)
     try:
         async with reporting_errors(database):
-            repo = Repository(database)
-            for note in await repo.sync_config_servers(loaded.settings.servers, loaded.settings.defaults):
+            repo = Repository(database, loaded.settings.defaults)
+            for note in await repo.sync_config_servers(loaded.settings.servers):
                 print(f"fleettop: {note}", file=sys.stderr)
+            await add_first_run_localhost(repo, loaded)
             yield repo
     finally:
         await database.close()

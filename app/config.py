@@ -216,8 +216,15 @@ class RetentionConfig(_Section):
 
 
 class DefaultsConfig(_Section):
+    """What a server that sets no interval or threshold of its own takes, at every start."""
+
     interval: int = Field(900, ge=MIN_INTERVAL)
+    # transport: local (this machine, localhost on a first run) costs no SSH: collected often.
+    local_interval: int = Field(15, ge=MIN_INTERVAL)
     thresholds: Thresholds = Field(default_factory=Thresholds)
+
+    def interval_for(self, transport: str) -> int:
+        return self.local_interval if transport == "local" else self.interval
 
 
 class Settings(_Section):

@@ -126,6 +126,9 @@ class Server(BaseModel):
     enabled: bool = True
     interval: int = 900
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    # Which of interval, cpu, ram, disk the server does not set: taken from `defaults:` (the
+    # values above are the resolved ones).
+    inherited: tuple[str, ...] = ()
     source: str = "db"  # config | db: servers from the config file are edited there
     created_at: datetime | None = None
     updated_at: datetime | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fleettop.config import ServerConfig, Settings
+from fleettop.config import LoadedConfig, ServerConfig, Settings
 from fleettop.domain import Server
 from fleettop.errors import FleettopError, UsageError
 from fleettop.store.repo import KEEP, Repository
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from fleettop.secrets import SecretBox
 
 THRESHOLDS = ("cpu", "ram", "disk")
+LOCALHOST = ServerConfig(name="localhost", host="localhost", transport="local")
 
 
 class ServerAdmin:
@@ -61,7 +62,7 @@ class ServerAdmin:
         await self.check_new(cfg.name)
         blob = self._secrets.encrypt(secret) if secret else None
         try:
-            server = await self.repo.add_server(cfg, defaults=self.settings.defaults, secret=blob)
+            server = await self.repo.add_server(cfg, secret=blob)
         except FleettopError as exc:  # a race with another process adding the same name
             raise UsageError(str(exc)) from None
         await self.repo.audit("server.add", server.name, describe(server))
@@ -82,7 +83,7 @@ class ServerAdmin:
         elif cfg.auth == "agent" and current.has_secret:
             stored = None  # nothing to decrypt any more: no password left lying around
         try:
-            updated = await self.repo.update_server(name, cfg, defaults=self.settings.defaults, secret=stored)
+            updated = await self.repo.update_server(name, cfg, secret=stored)
         except FleettopError as exc:
             raise UsageError(str(exc)) from None
         changes = differences(current, updated)
@@ -102,12 +103,27 @@ class ServerAdmin:
         await self.repo.audit("server.remove", server.name, f"removed with {samples} samples")
 
 
+async def add_first_run_localhost(repo: Repository, loaded: LoadedConfig) -> None:
+    """On a first run (no config file, a database that never had a server) watch this machine.
+    Every command that opens the database does it, so `servers list` shows what `collect --all`
+    collects; once removed it stays removed (the audit log remembers there were servers)."""
+    if loaded.exists or await repo.had_servers():
+        return
+    try:
+        server = await repo.add_server(LOCALHOST)
+    except FleettopError:  # another fleettop process, starting at the same moment, added it
+        return
+    await repo.audit("server.add", server.name, f"added on the first run ({describe(server)})")
+
+
 def fields_of(server: Server) -> dict[str, Any]:
-    """A stored server's settings as ServerConfig fields (its thresholds resolved)."""
+    """A stored server's settings as ServerConfig fields: what it inherits left unset."""
+    thresholds = {key: getattr(server.thresholds, key) for key in THRESHOLDS if key not in server.inherited}
     return {
         "name": server.name, "host": server.host, "port": server.port, "username": server.username,
         "transport": server.transport, "auth": server.auth, "key_file": server.key_file,
-        "interval": server.interval, "enabled": server.enabled, "thresholds": server.thresholds.model_dump(),
+        "interval": None if "interval" in server.inherited else server.interval, "enabled": server.enabled,
+        "thresholds": thresholds,
     }
 
 

@@ -31,7 +31,7 @@ from fleettop.queue.worker import Lanes
 from fleettop.redis_server import RedisTarget, RedisUnavailable, redis_target
 from fleettop.runtime import Runtime
 from fleettop.secrets import SecretBox
-from fleettop.servers import ServerAdmin
+from fleettop.servers import ServerAdmin, add_first_run_localhost
 from fleettop.store.db import open_database
 from fleettop.store.repo import HistoryPoint, Repository
 from fleettop.tasks import cancel_and_wait
@@ -153,11 +153,12 @@ class FleetService:
 
     async def test_connection(self, cfg: ServerConfig, secret: str | None = None) -> Metrics:
         """Probe a server once with these settings, storing nothing. Raises CollectError."""
-        thresholds = cfg.thresholds.resolve(self.settings.defaults.thresholds)
+        defaults = self.settings.defaults
+        thresholds = cfg.thresholds.resolve(defaults.thresholds)
         server = Server(
             id=0, name=cfg.name, host=cfg.host, port=cfg.port, username=cfg.username, transport=cfg.transport,
             auth=cfg.auth, key_file=str(cfg.key_file) if cfg.key_file else None,
-            interval=cfg.interval or self.settings.defaults.interval, thresholds=thresholds,
+            interval=cfg.interval or defaults.interval_for(cfg.transport), thresholds=thresholds,
         )
         blob = self._secrets.encrypt(secret) if secret else None
         if blob is None and cfg.auth != "agent":
@@ -359,9 +360,6 @@ def _status(server: Server, sample: Sample | None, last: RunOutcome | None, now:
     return "up"
 
 
-LOCALHOST = ServerConfig(name="localhost", host="localhost", transport="local")
-
-
 @contextlib.asynccontextmanager
 async def open_service(loaded: LoadedConfig, *, worker: bool, demo: int | None = None) -> AsyncIterator[FleetService]:
     """The service for this config, open for the duration of the context."""
@@ -374,8 +372,8 @@ async def open_service(loaded: LoadedConfig, *, worker: bool, demo: int | None =
         redis = await stack.enter_async_context(redis_target(settings))
         database = await open_database(settings)
         stack.push_async_callback(database.close)
-        repo = Repository(database)
-        await repo.sync_config_servers(settings.servers, settings.defaults)
+        repo = Repository(database, settings.defaults)
+        await repo.sync_config_servers(settings.servers)
 
         connections = max(100, settings.worker.concurrency * 4)
         cache = Cache(redis.client(connections), settings)
@@ -393,9 +391,9 @@ async def open_service(loaded: LoadedConfig, *, worker: bool, demo: int | None =
 
         service = FleetService(CollectContext(settings, repo, cache, prober, lanes), secrets, redis, loaded.path)
         for cfg in demo_servers:
-            await repo.add_server(cfg, defaults=settings.defaults, source="db")
-        if not demo and not loaded.exists and not await repo.list_servers():
-            await repo.add_server(LOCALHOST, defaults=settings.defaults, source="db")
+            await repo.add_server(cfg, source="db")
+        if not demo:
+            await add_first_run_localhost(repo, loaded)
         await service.cache_server_list()
         await service.record_audit_requests()
         stack.push_async_callback(service.stop_worker)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from fleettop.config import DefaultsConfig, ServerConfig
-from fleettop.domain import Counters, DiskUsage, FleetAggregate, Metrics, Run, Sample, Server, Thresholds, actor, is_alerting
+from fleettop.domain import Counters, DiskUsage, FleetAggregate, Metrics, Run, Sample, Server, actor, is_alerting
 from fleettop.errors import FleettopError
 from fleettop.store.db import Database, describe_error
 from fleettop.store.tables import AuditRow, RunRow, SampleRow, ServerRow
@@ -80,9 +80,12 @@ def utcnow() -> datetime:
 
 
 class Repository:
-    def __init__(self, database: Database):
+    def __init__(self, database: Database, defaults: DefaultsConfig | None = None):
+        """`defaults`: the config's `defaults:`, which a server's unset interval and thresholds
+        (NULL in the table) take each time it is read."""
         self._database = database
         self._sessions = database.sessions
+        self.defaults = defaults or DefaultsConfig()
         self._writer: _GroupCommit | None = None
 
     # -- servers -----------------------------------------------------------------
@@ -92,29 +95,28 @@ class Repository:
         if enabled_only:
             query = query.where(ServerRow.enabled.is_(True))
         async with self._sessions() as session:
-            return [_server(row) for row in await session.scalars(query)]
+            return [_server(row, self.defaults) for row in await session.scalars(query)]
 
     async def get_server(self, name: str) -> Server | None:
         async with self._sessions() as session:
             row = await session.scalar(select(ServerRow).where(ServerRow.name == name))
-            return _server(row) if row else None
+            return _server(row, self.defaults) if row else None
 
     async def get_server_by_id(self, server_id: int) -> Server | None:
         async with self._sessions() as session:
             row = await session.get(ServerRow, server_id)
-            return _server(row) if row else None
+            return _server(row, self.defaults) if row else None
 
     async def add_server(
         self,
         cfg: ServerConfig,
         *,
-        defaults: DefaultsConfig,
         source: str = "db",
         secret: bytes | None = None,
     ) -> Server:
         now = utcnow()
         row = ServerRow(name=cfg.name, source=source, secret=secret, created_at=now, updated_at=now)
-        _apply(row, cfg, defaults)
+        _apply(row, cfg)
         try:
             async with self._sessions.begin() as session:
                 if await session.scalar(select(ServerRow.id).where(ServerRow.name == cfg.name)) is not None:
@@ -122,14 +124,13 @@ class Repository:
                 session.add(row)
         except IntegrityError:
             raise FleettopError(f"server {cfg.name!r} already exists") from None
-        return _server(row)
+        return _server(row, self.defaults)
 
     async def update_server(
         self,
         name: str,
         cfg: ServerConfig,
         *,
-        defaults: DefaultsConfig,
         secret: bytes | None | _Keep = KEEP,
     ) -> Server:
         """Replace a server's settings with `cfg` (which may carry a new name)."""
@@ -141,13 +142,13 @@ class Repository:
                 if cfg.name != name and await session.scalar(select(ServerRow.id).where(ServerRow.name == cfg.name)):
                     raise FleettopError(f"server {cfg.name!r} already exists")
                 row.name = cfg.name
-                _apply(row, cfg, defaults)
+                _apply(row, cfg)
                 if not isinstance(secret, _Keep):
                     row.secret = secret
                 row.updated_at = utcnow()
         except IntegrityError:
             raise FleettopError(f"server {cfg.name!r} already exists") from None
-        return _server(row)
+        return _server(row, self.defaults)
 
     async def remove_server(self, name: str) -> bool:
         """Delete a server; its samples and runs go with it (ON DELETE CASCADE)."""
@@ -155,11 +156,18 @@ class Repository:
             result = await session.execute(delete(ServerRow).where(ServerRow.name == name))
             return result.rowcount > 0
 
+    async def had_servers(self) -> bool:
+        """Whether this database has a server, or its audit log shows it ever had one."""
+        async with self._sessions() as session:
+            if await session.scalar(select(ServerRow.id).limit(1)) is not None:
+                return True
+            return await session.scalar(select(AuditRow.id).where(AuditRow.action.like("server.%")).limit(1)) is not None
+
     async def get_secret(self, server_id: int) -> bytes | None:
         async with self._sessions() as session:
             return await session.scalar(select(ServerRow.secret).where(ServerRow.id == server_id))
 
-    async def sync_config_servers(self, servers: Sequence[ServerConfig], defaults: DefaultsConfig) -> list[str]:
+    async def sync_config_servers(self, servers: Sequence[ServerConfig]) -> list[str]:
         """Make the database agree with the config file's `servers:`; returns one line per change.
 
         Each listed server is created or overwritten and marked source="config" (a
@@ -168,12 +176,12 @@ class Repository:
         deleted. Stored secrets are never touched.
         """
         try:
-            return await self._sync_config_servers(servers, defaults)
+            return await self._sync_config_servers(servers)
         except IntegrityError:
             # Another fleettop process synced the same config at the same moment.
-            return await self._sync_config_servers(servers, defaults)
+            return await self._sync_config_servers(servers)
 
-    async def _sync_config_servers(self, servers: Sequence[ServerConfig], defaults: DefaultsConfig) -> list[str]:
+    async def _sync_config_servers(self, servers: Sequence[ServerConfig]) -> list[str]:
         changes: list[tuple[str, str, str]] = []
         now = utcnow()
         async with self._sessions.begin() as session:
@@ -182,12 +190,12 @@ class Repository:
                 row = rows.get(cfg.name)
                 if row is None:
                     row = ServerRow(name=cfg.name, source="config", created_at=now, updated_at=now)
-                    _apply(row, cfg, defaults)
+                    _apply(row, cfg)
                     session.add(row)
                     changes.append(("server.add", cfg.name, "added from the config file"))
                     continue
                 before = _settings_of(row)
-                _apply(row, cfg, defaults)
+                _apply(row, cfg)
                 if row.source != "config":
                     row.source = "config"
                     changes.append(("server.adopt", cfg.name, "now defined by the config file (history kept)"))
@@ -241,7 +249,7 @@ class Repository:
     def _group_commit(self) -> _GroupCommit:
         loop = asyncio.get_running_loop()
         if self._writer is None or self._writer.loop is not loop:
-            self._writer = _GroupCommit(self._database, loop)
+            self._writer = _GroupCommit(self._database, self.defaults, loop)
         return self._writer
 
     async def latest_sample(self, server_id: int) -> Sample | None:
@@ -559,8 +567,8 @@ class Repository:
 # -- row <-> domain ----------------------------------------------------------------
 
 
-def _apply(row: ServerRow, cfg: ServerConfig, defaults: DefaultsConfig) -> None:
-    thresholds = cfg.thresholds.resolve(defaults.thresholds)
+def _apply(row: ServerRow, cfg: ServerConfig) -> None:
+    """The server's own settings; what it leaves unset is stored NULL, to take `defaults:`."""
     row.host = cfg.host
     row.port = cfg.port
     row.username = cfg.username
@@ -568,10 +576,10 @@ def _apply(row: ServerRow, cfg: ServerConfig, defaults: DefaultsConfig) -> None:
     row.auth = cfg.auth
     row.key_file = str(cfg.key_file) if cfg.key_file else None
     row.enabled = cfg.enabled
-    row.interval = cfg.interval or defaults.interval
-    row.cpu_threshold = thresholds.cpu
-    row.ram_threshold = thresholds.ram
-    row.disk_threshold = thresholds.disk
+    row.interval = cfg.interval
+    row.cpu_threshold = cfg.thresholds.cpu
+    row.ram_threshold = cfg.thresholds.ram
+    row.disk_threshold = cfg.thresholds.disk
 
 
 def _settings_of(row: ServerRow) -> tuple[Any, ...]:
@@ -622,9 +630,10 @@ class _GroupCommit:
     its requests is tried again alone, so one bad request (its server just removed) fails
     only its own job; a database that is away fails them all, and SAQ retries them."""
 
-    def __init__(self, database: Database, loop: asyncio.AbstractEventLoop):
+    def __init__(self, database: Database, defaults: DefaultsConfig, loop: asyncio.AbstractEventLoop):
         self.loop = loop
         self._database = database
+        self._defaults = defaults
         self._pending: list[tuple[_Begin | _Finish, asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -716,7 +725,7 @@ class _GroupCommit:
             if starts:
                 starting.append(request)
             answers[id(request)] = CollectInputs(
-                server=_server(row),
+                server=_server(row, self._defaults),
                 secret=row.secret,
                 done=request.job_key in done,
                 counters=Counters.model_validate(row.newest_counters) if row.newest_counters else None,
@@ -761,7 +770,9 @@ def _one_request_error(exc: Exception) -> Exception:
     return exc
 
 
-def _server(row: ServerRow) -> Server:
+def _server(row: ServerRow, defaults: DefaultsConfig) -> Server:
+    own = {"interval": row.interval, "cpu": row.cpu_threshold, "ram": row.ram_threshold, "disk": row.disk_threshold}
+    thresholds = {key: value for key, value in own.items() if key != "interval" and value is not None}
     return Server(
         id=row.id,
         name=row.name,
@@ -773,8 +784,9 @@ def _server(row: ServerRow) -> Server:
         key_file=row.key_file,
         has_secret=row.secret is not None,
         enabled=row.enabled,
-        interval=row.interval,
-        thresholds=Thresholds(cpu=row.cpu_threshold, ram=row.ram_threshold, disk=row.disk_threshold),
+        interval=defaults.interval_for(row.transport) if row.interval is None else row.interval,
+        thresholds=defaults.thresholds.model_copy(update=thresholds),
+        inherited=tuple(key for key, value in own.items() if value is None),
         source=row.source,
         created_at=row.created_at,
         updated_at=row.updated_at,

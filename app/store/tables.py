@@ -70,10 +70,11 @@ class ServerRow(Base):
     key_file: Mapped[str | None] = mapped_column(Text)
     secret: Mapped[bytes | None] = mapped_column(LargeBinary)  # encrypted by fleettop.secrets
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    interval: Mapped[int] = mapped_column(Integer)
-    cpu_threshold: Mapped[float] = mapped_column(Float)
-    ram_threshold: Mapped[float] = mapped_column(Float)
-    disk_threshold: Mapped[float] = mapped_column(Float)
+    # NULL: the server takes `defaults:` of the config in use (see Repository).
+    interval: Mapped[int | None] = mapped_column(Integer)
+    cpu_threshold: Mapped[float | None] = mapped_column(Float)
+    ram_threshold: Mapped[float | None] = mapped_column(Float)
+    disk_threshold: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(16), default="db")  # config | db
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

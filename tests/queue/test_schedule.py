@@ -74,7 +74,7 @@ async def test_reconcile_drops_a_server_list_left_stale_by_a_change_redis_did_no
         # Added while Redis was away: the database has the server, and nobody could drop the
         # list that commands beside a worker read (so `collect --all` there would skip it).
         extra = ServerConfig(name="extra", host="127.0.0.1", port=fleet.hosts[2][1], username=fleet.username)
-        await service.repo.add_server(extra, defaults=service.settings.defaults, source="db")
+        await service.repo.add_server(extra, source="db")
         assert names(await service.cache.server_list(fingerprint)) == ["sim-0001", "sim-0002"]
         assert (await reconcile(deps)).stale_list_dropped
         assert await service.cache.server_list(fingerprint) is None

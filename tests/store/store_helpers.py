@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
-from fleettop.config import DefaultsConfig, ServerConfig
+from fleettop.config import ServerConfig
 from fleettop.domain import DiskUsage, Metrics
 from fleettop.store.db import Database
 from fleettop.store.repo import Repository
@@ -35,7 +35,7 @@ def metrics(at: datetime, cpu: float | None = 10.0, ram: float = 20.0, disk: flo
 
 
 async def add_server(repo: Repository, name: str = "web1", **fields) -> int:
-    server = await repo.add_server(ServerConfig(name=name, host=fields.pop("host", "10.0.0.1"), **fields), defaults=DefaultsConfig())
+    server = await repo.add_server(ServerConfig(name=name, host=fields.pop("host", "10.0.0.1"), **fields))
     return server.id
 
 

@@ -330,8 +330,8 @@ def test_export_of_20k_samples_streams(fleettop, config_path, tmp_path):
 
 def test_db_upgrade_and_purge(fleettop, config_path):
     code, out, _ = fleettop("db", "upgrade")
-    assert code == 0 and out.endswith("upgraded from revision none to 0001\n")
-    assert fleettop("db", "upgrade")[1].endswith("is up to date (revision 0001)\n")
+    assert code == 0 and out.endswith("upgraded from revision none to 0002\n")
+    assert fleettop("db", "upgrade")[1].endswith("is up to date (revision 0002)\n")
     fleettop("servers", "add", "web1", "--host", "h1")
     now = datetime.now(UTC)
     _store_samples(config_path, "web1", [now - timedelta(days=40), now - timedelta(days=31), now - timedelta(days=29)])

@@ -18,14 +18,13 @@ from fleettop.store.db import head_revision, migrate, open_database
 from fleettop.store.repo import KEEP, Repository
 from store_helpers import T0, add_server, metrics
 
-DEFAULTS = DefaultsConfig()
 
 
 # -- migrations ----------------------------------------------------------------------
 
 
 async def test_migrations_create_every_table_at_head(database):
-    assert await database.revision() == head_revision() == "0001"
+    assert await database.revision() == head_revision() == "0002"
     async with database.engine.connect() as conn:
         tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
         indexes = await conn.run_sync(lambda sync: {i["name"] for i in inspect(sync).get_indexes("runs")})
@@ -42,6 +41,48 @@ async def test_migrations_match_the_orm_tables(database):
     async with database.engine.connect() as conn:
         diff = await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
     assert diff == []
+
+
+async def test_0002_makes_the_stored_built_in_defaults_inherited_and_keeps_other_values(settings):
+    """A database at 0001 (values stored, never NULL) upgrades in place: a value equal to the
+    built-in default then follows `defaults:`, any other stays the server's own."""
+    from alembic import command
+    from sqlalchemy import insert, select
+
+    from fleettop.store import db as store_db
+    from fleettop.store.tables import ServerRow
+
+    def upgrade_to_0001(sync) -> None:
+        alembic_config = store_db._alembic_config()
+        alembic_config.attributes["connection"] = sync
+        command.upgrade(alembic_config, "0001")
+
+    database = await open_database(settings, migrate_to_head=False)
+    try:
+        now = datetime.now(UTC)
+        row = {"port": 22, "transport": "ssh", "auth": "agent", "enabled": True, "source": "db", "created_at": now, "updated_at": now}
+        async with database.engine.begin() as conn:
+            await conn.run_sync(upgrade_to_0001)
+            await conn.execute(insert(ServerRow.__table__), [
+                {**row, "name": "web1", "host": "h1", "interval": 900, "cpu_threshold": 90.0, "ram_threshold": 95.0, "disk_threshold": 90.0},
+                {**row, "name": "web2", "host": "h2", "interval": 60, "cpu_threshold": 80.0, "ram_threshold": 95.0, "disk_threshold": 75.0},
+                {**row, "name": "localhost", "host": "localhost", "transport": "local", "interval": 900,
+                 "cpu_threshold": 90.0, "ram_threshold": 95.0, "disk_threshold": 90.0},
+            ])
+        assert await database.revision() == "0001"
+        await migrate(database)
+        assert await database.revision() == "0002"
+        async with database.engine.connect() as conn:
+            stored = {r.name: tuple(r)[1:] for r in await conn.execute(select(
+                ServerRow.name, ServerRow.interval, ServerRow.cpu_threshold, ServerRow.ram_threshold, ServerRow.disk_threshold))}
+        assert stored == {"web1": (None, None, None, None), "web2": (60, 80.0, None, 75.0), "localhost": (None, None, None, None)}
+        repo = Repository(database, DefaultsConfig(interval=120, thresholds=Thresholds(ram=50)))
+        servers = {s.name: s for s in await repo.list_servers()}
+        assert (servers["web1"].interval, servers["web1"].thresholds) == (120, Thresholds(ram=50))
+        assert (servers["web2"].interval, servers["web2"].thresholds) == (60, Thresholds(cpu=80, ram=50, disk=75))
+        assert servers["localhost"].interval == 15  # a local server's default: defaults.local_interval
+    finally:
+        await database.close()
 
 
 async def test_reopening_and_migrating_again_is_a_no_op(settings, database, repo):
@@ -106,7 +147,7 @@ async def test_a_bad_database_url_is_one_line(make_settings):
 async def test_add_get_list_servers(repo):
     cfg = ServerConfig(name="db1", host="db1.example.com", port=2222, username="ops", auth="key",
                        key_file="/keys/id", interval=60, thresholds={"cpu": 70})
-    server = await repo.add_server(cfg, defaults=DEFAULTS, secret=b"blob")
+    server = await repo.add_server(cfg, secret=b"blob")
     assert server.id > 0 and server.source == "db" and server.has_secret
     assert server.thresholds == Thresholds(cpu=70, ram=95, disk=90)  # the rest from defaults
     assert server.created_at.tzinfo is not None
@@ -126,19 +167,18 @@ async def test_add_server_twice_is_refused(repo):
 
 
 async def test_update_server_renames_and_keeps_or_replaces_the_secret(repo):
-    await repo.add_server(ServerConfig(name="web1", host="10.0.0.1"), defaults=DEFAULTS, secret=b"one")
-    server = await repo.update_server("web1", ServerConfig(name="web2", host="10.0.0.2", interval=30),
-                                      defaults=DEFAULTS, secret=KEEP)
+    await repo.add_server(ServerConfig(name="web1", host="10.0.0.1"), secret=b"one")
+    server = await repo.update_server("web1", ServerConfig(name="web2", host="10.0.0.2", interval=30), secret=KEEP)
     assert (server.name, server.host, server.interval) == ("web2", "10.0.0.2", 30)
     assert await repo.get_secret(server.id) == b"one"
-    await repo.update_server("web2", ServerConfig(name="web2", host="h"), defaults=DEFAULTS, secret=None)
+    await repo.update_server("web2", ServerConfig(name="web2", host="h"), secret=None)
     assert await repo.get_secret(server.id) is None
     assert await repo.get_server("web1") is None
     with pytest.raises(FleettopError, match="server 'web9' not found"):
-        await repo.update_server("web9", ServerConfig(name="web9", host="h"), defaults=DEFAULTS)
+        await repo.update_server("web9", ServerConfig(name="web9", host="h"))
     await add_server(repo, "web3")
     with pytest.raises(FleettopError, match="server 'web3' already exists"):
-        await repo.update_server("web2", ServerConfig(name="web3", host="h"), defaults=DEFAULTS)
+        await repo.update_server("web2", ServerConfig(name="web3", host="h"))
 
 
 async def test_remove_server_takes_its_samples_and_runs(repo):
@@ -156,17 +196,17 @@ async def test_sync_config_servers_upserts_adopts_and_releases_but_never_deletes
     await add_server(repo, "cli1")  # added with the CLI
     await add_server(repo, "web1")  # added with the CLI, then written into the config file
     config_servers = [ServerConfig(name="web1", host="10.1.1.1"), ServerConfig(name="web2", host="10.1.1.2")]
-    notes = await repo.sync_config_servers(config_servers, DEFAULTS)
+    notes = await repo.sync_config_servers(config_servers)
     assert len(notes) == 2 and any("'web2': added" in n for n in notes) and any("'web1': now defined" in n for n in notes)
     by_name = {s.name: s for s in await repo.list_servers()}
     assert {n: s.source for n, s in by_name.items()} == {"cli1": "db", "web1": "config", "web2": "config"}
     assert by_name["web1"].host == "10.1.1.1"
 
-    assert await repo.sync_config_servers(config_servers, DEFAULTS) == []  # nothing changed
+    assert await repo.sync_config_servers(config_servers) == []  # nothing changed
 
     # web2 leaves the config file: kept, with its history, and now managed with the CLI.
     await repo.add_sample(by_name["web2"].id, metrics(T0))
-    notes = await repo.sync_config_servers(config_servers[:1], DEFAULTS)
+    notes = await repo.sync_config_servers(config_servers[:1])
     assert notes == ["server 'web2': no longer in the config file: kept, now managed with `fleettop servers`"]
     web2 = await repo.get_server("web2")
     assert web2.source == "db" and await repo.count_samples(web2.id) == 1
@@ -174,13 +214,21 @@ async def test_sync_config_servers_upserts_adopts_and_releases_but_never_deletes
     assert actions.count("server.add") == 1 and "server.adopt" in actions and "server.release" in actions
 
 
-async def test_sync_follows_the_config_defaults(repo):
-    servers = [ServerConfig(name="web1", host="h")]
-    await repo.sync_config_servers(servers, DEFAULTS)
-    changed = DefaultsConfig(interval=60, thresholds=Thresholds(cpu=50))
-    assert await repo.sync_config_servers(servers, changed) == ["server 'web1': updated from the config file"]
-    server = await repo.get_server("web1")
-    assert server.interval == 60 and server.thresholds.cpu == 50
+async def test_a_server_that_sets_nothing_takes_the_defaults_in_use_at_every_read(repo, database):
+    """D3: what a server leaves unset follows `defaults:` as it is now, not as it was when the
+    server was added; a local server's interval is defaults.local_interval."""
+    await repo.sync_config_servers([ServerConfig(name="web1", host="h")])
+    await repo.add_server(ServerConfig(name="cli1", host="h", thresholds={"ram": 70}))
+    await repo.add_server(ServerConfig(name="me", host="localhost", transport="local"))
+    before = {s.name: s for s in await repo.list_servers()}
+    assert (before["web1"].interval, before["me"].interval) == (900, 15)
+    changed = Repository(database, DefaultsConfig(interval=60, local_interval=20, thresholds=Thresholds(cpu=50)))
+    assert await changed.sync_config_servers([ServerConfig(name="web1", host="h")]) == []  # nothing stored changes
+    after = {s.name: s for s in await changed.list_servers()}
+    assert (after["web1"].interval, after["web1"].thresholds) == (60, Thresholds(cpu=50, ram=95, disk=90))
+    assert after["web1"].inherited == ("interval", "cpu", "ram", "disk")
+    assert (after["cli1"].thresholds, after["cli1"].inherited) == (Thresholds(cpu=50, ram=70, disk=90), ("interval", "cpu", "disk"))
+    assert after["me"].interval == 20
 
 
 # -- samples -------------------------------------------------------------------------
@@ -429,7 +477,7 @@ async def test_a_database_failure_mid_command_is_one_line(database, repo):
 
 
 async def test_close_stale_runs_closes_only_old_running_runs(repo):
-    server = await repo.add_server(ServerConfig(name="stale-1", host="127.0.0.1"), defaults=DefaultsConfig())
+    server = await repo.add_server(ServerConfig(name="stale-1", host="127.0.0.1"))
     old = await repo.start_run(server.id, job_key="a", trigger="manual")
     done = await repo.start_run(server.id, job_key="b", trigger="manual")
     await repo.finish_run(done, "ok")
