@@ -31,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--headless", action="store_true", help="run the worker and scheduler without a screen, logging to stdout")
     mode.add_argument("--no-worker", action="store_true", help="dashboard only, attached to workers running elsewhere")
-    parser.add_argument("--demo", type=_positive_int, metavar="N", help="monitor N simulated hosts (a first look; nothing is stored in your database)")
+    parser.add_argument(
+        "--demo", type=_demo_hosts, metavar="N",
+        help=f"monitor N simulated hosts, at most {MAX_DEMO_HOSTS} (a first look; nothing is stored in your database)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     collect = commands.add_parser("collect", help="collect metrics now")
@@ -58,10 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--transport", choices=["ssh", "local"])
         sub.add_argument("--auth", choices=["agent", "key", "password"])
         sub.add_argument("--key-file")
-        sub.add_argument("--interval", type=int, help="seconds between collections")
-        sub.add_argument("--cpu", type=float, help="CPU threshold, percent")
-        sub.add_argument("--ram", type=float, help="RAM threshold, percent")
-        sub.add_argument("--disk", type=float, help="disk threshold, percent")
+        sub.add_argument("--interval", type=_or_default(int, "a whole number of seconds"), metavar="SECONDS|default",
+                         help="seconds between collections; 'default' takes defaults.interval (defaults.local_interval for a local server)")
+        for key, what in (("cpu", "CPU"), ("ram", "RAM"), ("disk", "disk")):
+            sub.add_argument(f"--{key}", type=_or_default(float, "a percentage"), metavar="PERCENT|default",
+                             help=f"{what} threshold; 'default' takes defaults.thresholds.{key}")
         sub.add_argument("--password", action="store_true", help="prompt for a password or key passphrase (stored encrypted)")
         enabled = sub.add_mutually_exclusive_group()
         enabled.add_argument("--enable", dest="enabled", action="store_true", default=None)
@@ -108,11 +112,41 @@ def _config_epilog() -> str:
     return f"config file: {path}" if path.is_file() else config.missing_config_note(path)
 
 
+MAX_DEMO_HOSTS = 2000  # simulated hosts all run in this one process
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _demo_hosts(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of hosts, got {text!r}") from None
+    if not 1 <= value <= MAX_DEMO_HOSTS:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_DEMO_HOSTS} hosts, got {value}")
+    return value
+
+
+def _or_default(convert: Callable[[str], int | float], what: str) -> Callable[[str], int | float | str]:
+    """An argument type: a number, or the word 'default' (the server then follows `defaults:`)."""
+
+    def parse(text: str) -> int | float | str:
+        if text.strip().lower() == "default":
+            return "default"
+        try:
+            return convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} or 'default', got {text!r}") from None
+
+    return parse
 
 
 async def _not_available(args: argparse.Namespace, loaded: config.LoadedConfig) -> int:

@@ -17,10 +17,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from fleettop.config import LoadedConfig, validate_server
+from fleettop.config import LoadedConfig, expand_user, validate_server
 from fleettop.domain import Sample, Server
 from fleettop.errors import FleettopError, UsageError
-from fleettop.servers import THRESHOLDS, ServerAdmin, add_first_run_localhost, describe, fields_of
+from fleettop.servers import INHERITED_MARK, THRESHOLDS, ServerAdmin, add_first_run_localhost, describe, fields_of, shown
 from fleettop.store.db import Database, migrate, open_database, reporting_errors
 from fleettop.store.repo import Repository
 from fleettop.text import clean
@@ -80,15 +80,17 @@ async def _list(args: argparse.Namespace, repo: Repository) -> int:
     header = ("NAME", "HOST", "PORT", "USER", "TRANSPORT", "AUTH", "INTERVAL", "CPU/RAM/DISK %", "ENABLED", "SOURCE")
     rows = [
         (
-            s.name, s.host, str(s.port), s.username or "-", s.transport, s.auth + (" (secret)" if s.has_secret else ""),
-            f"{s.interval}s", f"{s.thresholds.cpu:g}/{s.thresholds.ram:g}/{s.thresholds.disk:g}",
-            "yes" if s.enabled else "no", s.source,
+            s.name, s.host, "-" if s.transport == "local" else str(s.port), s.username or "-", s.transport,
+            "local" if s.transport == "local" else s.auth + (" (secret)" if s.has_secret else ""),
+            shown(s, "interval"), "/".join(shown(s, key) for key in THRESHOLDS), shown(s, "enabled"), s.source,
         )
         for s in servers
     ]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    if any(s.inherited for s in servers):
+        print(f"{INHERITED_MARK} from defaults: in the config (set one with `fleettop servers edit NAME --interval N`, back with `default`)")
     return 0
 
 
@@ -151,11 +153,30 @@ async def _tell_running_workers(loaded: LoadedConfig) -> None:
 
 
 def _given_options(args: argparse.Namespace) -> dict[str, Any]:
-    fields = {key: getattr(args, key) for key in _OPTIONS if getattr(args, key, None) is not None}
-    thresholds = {key: getattr(args, key) for key in THRESHOLDS if getattr(args, key, None) is not None}
+    """The options given, as ServerConfig fields; `default` (for the interval and thresholds)
+    is None: the server then follows `defaults:`."""
+    fields = {key: _unless_default(getattr(args, key)) for key in _OPTIONS if getattr(args, key, None) is not None}
+    thresholds = {key: _unless_default(getattr(args, key)) for key in THRESHOLDS if getattr(args, key, None) is not None}
     if thresholds:
         fields["thresholds"] = thresholds
+    if args.key_file is not None:
+        _check_key_file(args.key_file)
     return fields
+
+
+def _unless_default(value: Any) -> Any:
+    return None if value == "default" else value
+
+
+def _check_key_file(key_file: str) -> None:
+    """A key file given on the command line must be there now (a typo would only show as an
+    authentication failure at the next collection)."""
+    try:
+        path = expand_user(Path(key_file))
+    except ValueError as exc:
+        raise UsageError(f"--key-file {clean(key_file)}: {exc}") from None
+    if not path.is_file():
+        raise UsageError(f"--key-file {clean(key_file)}: no such file")
 
 
 async def _ask_secret(name: str) -> str:

@@ -127,22 +127,43 @@ def fields_of(server: Server) -> dict[str, Any]:
     }
 
 
+INHERITED_MARK = "*"  # after a value the server takes from `defaults:`
+
+
+def shown(server: Server, key: str) -> str:
+    """One setting as a user writes it (`yes`, `60s`, `-` for none, not Python's reprs); a
+    value taken from `defaults:` marked with INHERITED_MARK."""
+    if key in THRESHOLDS:
+        text = f"{getattr(server.thresholds, key):g}"
+    elif key == "interval":
+        text = f"{server.interval}s"
+    elif key == "enabled":
+        return "yes" if server.enabled else "no"
+    else:
+        value = getattr(server, key)
+        return "-" if value is None else str(value)
+    return text + INHERITED_MARK if key in server.inherited else text
+
+
 def describe(server: Server) -> str:
-    user = f"{server.username}@" if server.username else ""
-    t = server.thresholds
+    if server.transport == "local":
+        where = f"local {server.host}"
+    else:
+        user = f"{server.username}@" if server.username else ""
+        where = f"ssh {user}{server.host}:{server.port}, auth {server.auth}"
+    legend = f" ({INHERITED_MARK} from defaults:)" if server.inherited else ""
     return (
-        f"{server.transport} {user}{server.host}:{server.port}, auth {server.auth}, every {server.interval}s, "
-        f"thresholds cpu {t.cpu:g} ram {t.ram:g} disk {t.disk:g}, {'enabled' if server.enabled else 'disabled'}"
+        f"{where}, every {shown(server, 'interval')}, thresholds cpu {shown(server, 'cpu')} ram {shown(server, 'ram')} "
+        f"disk {shown(server, 'disk')}{legend}, {'enabled' if server.enabled else 'disabled'}"
     )
 
 
 def differences(before: Server, after: Server) -> list[str]:
-    watched = ("name", "host", "port", "username", "transport", "auth", "key_file", "interval", "enabled")
-    changes = [
-        f"{key} {getattr(before, key)} -> {getattr(after, key)}" for key in watched if getattr(before, key) != getattr(after, key)
-    ]
-    for key in THRESHOLDS:
-        old, new = getattr(before.thresholds, key), getattr(after.thresholds, key)
+    watched = ("name", "host", "port", "username", "transport", "auth", "key_file", "interval", "enabled", *THRESHOLDS)
+    changes = []
+    for key in watched:
+        old, new = shown(before, key), shown(after, key)
         if old != new:
-            changes.append(f"{key} threshold {old:g} -> {new:g}")
+            label = f"{key} threshold" if key in THRESHOLDS else key
+            changes.append(f"{label} {old} -> {new}")
     return changes

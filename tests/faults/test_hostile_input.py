@@ -57,8 +57,10 @@ def test_cli_refuses_hostile_names_hosts_and_users(cli_config: Path, capsys, fie
     assert capsys.readouterr().out.strip() == "[]"  # nothing was added
 
 
-def test_a_key_file_path_is_kept_literally_and_never_run(cli_config: Path, capsys):
-    hostile = f"/tmp/$(touch {CANARY})`id`;[red]k[/]"
+def test_a_key_file_path_is_kept_literally_and_never_run(cli_config: Path, capsys, tmp_path: Path):
+    hostile = f"{tmp_path}/$(touch {CANARY})`id`;[red]k[/]"
+    Path(hostile).parent.mkdir(parents=True)
+    Path(hostile).write_text("")  # `servers add` refuses a key file that is not there
     assert main(["--config", str(cli_config), "servers", "add", "web1", "--host", "127.0.0.1", "--auth", "key", "--key-file", hostile]) == 0
     capsys.readouterr()
     assert main(["--config", str(cli_config), "servers", "list", "--json"]) == 0

@@ -83,8 +83,8 @@ def test_servers_add_list_and_json(fleettop):
     code, out, _ = fleettop("servers", "list")
     lines = out.splitlines()
     assert lines[0].split() == ["NAME", "HOST", "PORT", "USER", "TRANSPORT", "AUTH", "INTERVAL", "CPU/RAM/DISK", "%", "ENABLED", "SOURCE"]
-    assert lines[1].split() == ["db1", "db1.example.com", "22", "-", "ssh", "agent", "900s", "90/95/90", "no", "db"]
-    assert lines[2].split() == ["web1", "10.0.0.1", "2222", "ops", "ssh", "agent", "60s", "75/95/90", "yes", "db"]
+    assert lines[1].split() == ["db1", "db1.example.com", "22", "-", "ssh", "agent", "900s*", "90*/95*/90*", "no", "db"]
+    assert lines[2].split() == ["web1", "10.0.0.1", "2222", "ops", "ssh", "agent", "60s", "75/95*/90*", "yes", "db"]
     code, out, _ = fleettop("servers", "list", "--json")
     listed = json.loads(out)
     assert [s["name"] for s in listed] == ["db1", "web1"]
@@ -118,7 +118,7 @@ def test_servers_edit_and_audit(fleettop, config_path):
     fleettop("servers", "add", "web1", "--host", "10.0.0.1")
     code, out, _ = fleettop("servers", "edit", "web1", "--port", "2200", "--rename", "web2", "--ram", "80")
     assert code == 0
-    assert out == "edited server 'web2': name web1 -> web2, port 22 -> 2200, ram threshold 95 -> 80\n"
+    assert out == "edited server 'web2': name web1 -> web2, port 22 -> 2200, ram threshold 95* -> 80\n"
     server = json.loads(fleettop("servers", "list", "--json")[1])[0]
     assert (server["name"], server["port"], server["host"], server["thresholds"]["ram"]) == ("web2", 2200, "10.0.0.1", 80)
     assert fleettop("servers", "edit", "web9", "--port", "1") == (1, "", "fleettop: server 'web9' not found\n")
