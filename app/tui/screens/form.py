@@ -74,10 +74,13 @@ class ServerForm(Screen):
             with Horizontal(classes="form-row"):
                 yield Label("Enabled", classes="field-label")
                 yield Checkbox("collect this server", server.enabled if server else True, id="enabled", compact=True)
-            yield from self._field("interval", "Interval (s)", str(server.interval) if server else "", placeholder="default from the config")
+            # A setting the server takes from `defaults:` shows as an empty field whose placeholder
+            # is the value in force: left empty, it keeps following the config.
+            interval = str(server.interval) if server else ""
+            yield from self._field("interval", "Interval (s)", *self._own_or_default(server, "interval", interval))
             for key in ("cpu", "ram", "disk"):
                 value = f"{getattr(thresholds, key):g}" if thresholds else ""
-                yield from self._field(key, f"{key.upper()} alert %", value, placeholder="default from the config")
+                yield from self._field(key, f"{key.upper()} alert %", *self._own_or_default(server, key, value))
             yield Static("", id="form-error", classes="field-error")
             yield Static("", id="test-result")
             with Horizontal(id="form-buttons"):
@@ -85,6 +88,15 @@ class ServerForm(Screen):
                 yield Button("Test connection ^t", id="test", compact=True)
                 yield Button("Cancel esc", id="cancel", compact=True)
         yield Footer(compact=True, show_command_palette=False)
+
+    @staticmethod
+    def _own_or_default(server: Any | None, key: str, value: str) -> tuple[str, str]:
+        """(field value, placeholder) of a setting that may be taken from `defaults:`."""
+        if server is None:
+            return "", "default from the config"
+        if key in server.inherited:
+            return "", f"default: {value}"
+        return value, "empty: default from the config"
 
     def _field(self, key: str, label: str, value: str, placeholder: str = "") -> ComposeResult:
         with Horizontal(classes="form-row"):
