@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ KEEPALIVE_COUNT_MAX = 3
 # ssh.max_concurrent_connects): enough for a fleet of distinct hosts to open in parallel,
 # few enough that the handshakes' CPU and file descriptors stay bounded.
 MAX_CONNECTS_IN_FLIGHT = 64
+DEFAULT_KEYS = "~/.ssh/id_*"  # what asyncssh offers when given no key file, as ssh does
 # AES-GCM first: in asyncssh it costs a fifth of ChaCha20-Poly1305 per packet (8 against
 # 38 us, which builds two cipher objects per packet), and a collection is about a dozen
 # packets. Both are in OpenSSH's default set; the rest of asyncssh's defaults follow.
@@ -303,7 +305,7 @@ class SSHPool:
                 return slot.connection
             slot.drop()
             known_hosts = await self._trusted_hosts(target.where)
-            options = await self._auth_options(target)
+            options, offered = await self._auth_options(target)
             client = _Client()
             async with self._connect_turn(target):
                 try:
@@ -322,7 +324,7 @@ class SSHPool:
                         **options,
                     )
                 except Exception as exc:
-                    raise self._connect_error(target, exc, client) from None
+                    raise self._connect_error(target, exc, client, offered) from None
             slot.target, slot.connection, slot.client = target, connection, client
             return connection
 
@@ -402,15 +404,33 @@ class SSHPool:
                 marks.append(None)
         return tuple(marks)
 
-    async def _auth_options(self, target: SSHTarget) -> dict:
+    async def _auth_options(self, target: SSHTarget) -> tuple[dict, str]:
+        """asyncssh's options for the target's auth method, and what they offer the server (in
+        words, for an authentication failure)."""
         if target.auth == "password":
             if target.secret is None:
                 raise CollectError("auth_failed", target.where, "no password stored for password authentication")
-            return {"password": target.secret, "client_keys": None, "agent_path": None}
-        if target.auth == "key":
-            keys = [await self._client_key(target)] if target.key_file else ()  # () = ~/.ssh/id_* defaults
-            return {"client_keys": keys, "agent_path": None, "password": None}
-        return {"password": None}  # agent: $SSH_AUTH_SOCK, then the ~/.ssh/id_* defaults, as ssh does
+            return {"password": target.secret, "client_keys": None, "agent_path": None}, "offered: password"
+        if target.auth == "key":  # that key alone
+            if target.key_file is None:
+                return {"client_keys": (), "agent_path": None, "password": None}, f"offered: {DEFAULT_KEYS}"  # (): the defaults
+            return {"client_keys": [await self._client_key(target)], "agent_path": None, "password": None}, f"offered: {target.key_file}"
+        # agent: $SSH_AUTH_SOCK's keys and, as OpenSSH offers IdentityFile beside them, the key
+        # file (the server's or ssh.key_file), else the ~/.ssh/id_* defaults. A key file that
+        # cannot be used (its passphrase not stored here: the agent may hold that key) is left out.
+        options: dict = {"password": None}
+        offered = ["agent"] if os.environ.get("SSH_AUTH_SOCK") else []
+        notes = [] if offered else ["no ssh-agent: SSH_AUTH_SOCK is unset"]
+        if target.key_file is None:
+            offered.append(DEFAULT_KEYS)
+        else:
+            try:
+                options["client_keys"] = [await self._client_key(target)]
+                offered.append(str(target.key_file))
+            except CollectError as exc:
+                offered.append(DEFAULT_KEYS)
+                notes.append(f"not the {str(exc).removeprefix(f'{target.where}: ')}")  # "key file PATH: why"
+        return options, "; ".join([f"offered: {', '.join(offered)}", *notes])
 
     async def _client_key(self, target: SSHTarget) -> asyncssh.SSHKey:
         """The key file, read and decrypted once (a passphrase's KDF is slow), in a thread."""
@@ -426,7 +446,7 @@ class SSHPool:
                 raise CollectError("auth_failed", target.where, f"key file {target.key_file}: {exc}") from None
         return self._client_keys[cache_key]
 
-    def _connect_error(self, target: SSHTarget, exc: Exception, client: _Client | None) -> CollectError:
+    def _connect_error(self, target: SSHTarget, exc: Exception, client: _Client | None, offered: str = "") -> CollectError:
         where = target.where
         if isinstance(exc, asyncssh.HostKeyNotVerifiable):
             if client is None or client.presented is None:
@@ -446,7 +466,7 @@ class SSHPool:
                 f"host key unknown ({describe_key(key)}); check it and run: fleettop trust {target.name}",
             )
         if isinstance(exc, asyncssh.PermissionDenied):
-            return CollectError("auth_failed", where, f"authentication failed as {target.username} ({target.auth})")
+            return CollectError("auth_failed", where, f"authentication failed as {target.username} ({offered or target.auth})")
         if isinstance(exc, TimeoutError):
             return CollectError("unreachable", where, f"connection timed out after {self._ssh.connect_timeout:g} s")
         if isinstance(exc, socket.gaierror):

@@ -320,3 +320,32 @@ async def test_a_key_file_under_an_unknown_users_home_is_auth_failed(fleet, prob
     with pytest.raises(CollectError) as caught:
         await prober.collect(sim_server(fleet, key_file="~nosuchuser-fleettop/id_ed25519"), None)
     assert caught.value.kind == "auth_failed" and "no such user" in str(caught.value)
+
+
+async def test_under_auth_agent_a_locked_key_file_is_left_to_the_agent(fleet, fleet_settings, tmp_path, monkeypatch):
+    """ssh.key_file names a passphrase-protected key that the agent holds unlocked: the agent
+    logs in (the file, whose passphrase is not stored, is left out, not a failure)."""
+    ssh_agent = shutil.which("ssh-agent")
+    if ssh_agent is None:
+        unavailable("ssh-agent is missing (apt-get install openssh-client)")
+    locked = tmp_path / "locked_key"
+    fleet.client_key.write_private_key(str(locked), passphrase="open sesame", rounds=50)
+    socket_path = tmp_path / "agent.sock"
+    agent = await asyncio.create_subprocess_exec(ssh_agent, "-D", "-a", str(socket_path), stdout=asyncio.subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if socket_path.exists():
+                break
+            await asyncio.sleep(0.02)
+        async with asyncssh.connect_agent(str(socket_path)) as agent_client:
+            await agent_client.add_keys([fleet.client_key])
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket_path))
+        monkeypatch.setenv("HOME", str(tmp_path))
+        prober = Prober(fleet_settings(key_file=str(locked)))
+        try:
+            await prober.collect(sim_server(fleet, auth="agent"), None)
+        finally:
+            await prober.close()
+    finally:
+        agent.terminate()
+        await agent.wait()

@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from fleettop.probe import CollectError, Prober
@@ -185,3 +186,37 @@ async def user_processes(user: str) -> list[str]:
     process = await asyncio.create_subprocess_exec("ps", "-u", user, "-o", "args=", stdout=asyncio.subprocess.PIPE)
     output, _ = await process.communicate()
     return [line for line in output.decode().splitlines() if line.strip() and not line.startswith("sshd")]
+
+
+async def test_under_auth_agent_the_key_file_is_offered_beside_the_agent(real_sshd, make_settings, monkeypatch, tmp_path):
+    """As OpenSSH offers IdentityFile keys with the agent's: ssh.key_file (or the server's own
+    key_file) logs in under the default `auth: agent` with no agent running at all."""
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/id_* keys to fall back on
+    stranger = tmp_path / "id_stranger"
+    asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(stranger))
+    prober = Prober(make_settings(ssh={"known_hosts": str(real_sshd.known_hosts), "key_file": str(real_sshd.key_file)}))
+    try:
+        result = await prober.collect(real_sshd.server(auth="agent"), None)
+        assert result.metrics.mem_total_bytes > 0
+        with pytest.raises(CollectError) as caught:
+            await prober.collect(real_sshd.server(name="sshd-stranger", auth="agent", key_file=str(stranger)), None)
+    finally:
+        await prober.close()
+    assert caught.value.kind == "auth_failed"
+    assert str(caught.value).endswith(
+        f"authentication failed as {real_sshd.user} (offered: {stranger}; no ssh-agent: SSH_AUTH_SOCK is unset)"
+    )
+
+
+async def test_auth_key_offers_that_key_alone(real_sshd, make_settings, monkeypatch, tmp_path):
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "agent.sock"))  # named, but never asked under auth: key
+    stranger = tmp_path / "id_stranger"
+    asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(stranger))
+    prober = Prober(make_settings(ssh={"known_hosts": str(real_sshd.known_hosts), "key_file": str(stranger)}))
+    try:
+        with pytest.raises(CollectError) as caught:
+            await prober.collect(real_sshd.server(auth="key"), None)
+    finally:
+        await prober.close()
+    assert str(caught.value).endswith(f"authentication failed as {real_sshd.user} (offered: {stranger})")
