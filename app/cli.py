@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cache = commands.add_parser("cache", help="Redis cache maintenance")
     cache.add_argument("action", choices=["clear"])
+
+    config_command = commands.add_parser("config", help="print a commented config file with every key and its default")
+    config_command.add_argument("action", choices=["example"])
     return parser
 
 
@@ -196,6 +199,9 @@ def _settle_imports() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "config":  # needs no config: the way to write a first one, or mend a broken one
+        sys.stdout.write(config.example_text())
+        return 0
     try:
         loaded = config.load(args.config)
         if not args.demo:  # a demo runs in a throwaway data_dir

@@ -291,7 +291,14 @@ class LoadedConfig:
 
 
 def missing_config_note(path: Path) -> str:
-    return f"no config file: defaults in use; create {path} to change them (see config.example.yaml)"
+    return f"no config file: defaults in use; create {path} to change them (`fleettop config example` prints every key)"
+
+
+def example_text() -> str:
+    """config.example.yaml, as installed with the package: every key, its default, a comment."""
+    from importlib.resources import files
+
+    return files("fleettop").joinpath("config.example.yaml").read_text(encoding="utf-8")
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Path:
@@ -499,7 +506,7 @@ def _describe(
     ctx = error.get("ctx") or {}
     value = error.get("input")
     if kind == "extra_forbidden":
-        message = "unknown key (check the spelling; see config.example.yaml)"
+        message = "unknown key (check the spelling; `fleettop config example` prints every key)"
     elif kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
         message = _range_message(loc, kind, ctx, value)
     elif kind == "missing":

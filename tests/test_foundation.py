@@ -117,5 +117,5 @@ def test_help_ends_with_where_the_config_file_is(tmp_path, monkeypatch, capsys):
         with pytest.raises(SystemExit):
             main(["--help"])
         epilog = capsys.readouterr().out.rstrip("\n").split("\n\n")[-1].splitlines()
-        expected = f"config file: {path}" if present else f"no config file: defaults in use; create {path} to change them (see config.example.yaml)"
+        expected = f"config file: {path}" if present else f"no config file: defaults in use; create {path} to change them (`fleettop config example` prints every key)"
         assert epilog == [expected]

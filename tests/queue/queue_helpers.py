@@ -52,10 +52,14 @@ class Fleettop:
         self.output = output
 
     @classmethod
-    async def start(cls, config: Path, *args: str, name: str = "fleettop", env: dict[str, str] | None = None) -> Fleettop:
+    async def start(
+        cls, config: Path, *args: str, name: str = "fleettop", env: dict[str, str] | None = None, named: bool = True
+    ) -> Fleettop:
+        """named=False: no --config (`config` is then where the default path leads, by $HOME)."""
         output = config.parent / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        config_args = ["--config", str(config)] if named else []
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "fleettop", "--config", str(config), *args,
+            sys.executable, "-m", "fleettop", *config_args, *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=output.open("wb"),
             stderr=asyncio.subprocess.STDOUT,

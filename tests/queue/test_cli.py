@@ -160,13 +160,14 @@ async def _equals(value, expected) -> bool:
 async def test_headless_without_a_config_file_says_where_one_would_go(short_dir: Path, redis_url: str, prefix: str):
     """`fleettop --headless` with no file at the config path: defaults (and the environment)
     apply, and a start-up line names the file to create; with the file there, no such line."""
-    path = short_dir / "config.yaml"
+    path = short_dir / ".config" / "fleettop" / "config.yaml"  # the default path, with HOME=short_dir
+    path.parent.mkdir(parents=True)
     env = {"FLEETTOP_DATA_DIR": str(short_dir / "data"), "FLEETTOP_REDIS__URL": redis_url,
-           "FLEETTOP_REDIS__PREFIX": prefix}  # "name:" as it is, not a YAML mapping
+           "FLEETTOP_REDIS__PREFIX": prefix, "HOME": str(short_dir)}  # "name:" as it is, not a YAML mapping
     for present in (False, True):
         if present:
             path.write_text("worker:\n  concurrency: 2\n")
-        headless = await Fleettop.start(path, "--headless", env=env, name=f"headless-{present}")
+        headless = await Fleettop.start(path, "--headless", env=env, name=f"headless-{present}", named=False)
         try:
             await wait_until(lambda: "headless: redis at" in headless.text(), 30)
         finally:
@@ -175,4 +176,4 @@ async def test_headless_without_a_config_file_says_where_one_would_go(short_dir:
         if present:
             assert said == [], said
         else:
-            assert len(said) == 1 and f"create {path} to change them (see config.example.yaml)" in said[0], said
+            assert len(said) == 1 and f"create {path} to change them (`fleettop config example` prints every key)" in said[0], said

@@ -465,24 +465,25 @@ def toasts(app: FleetApp) -> list[str]:
     return [str(toast.render()) for toast in app.screen.query("Toast")]
 
 
-async def test_without_a_config_file_the_dashboard_says_where_one_would_go(tmp_path, redis_url, redis_prefix) -> None:
+async def test_without_a_config_file_the_dashboard_says_where_one_would_go(tmp_path, redis_url, redis_prefix, monkeypatch) -> None:
     """As `fleettop` starts: no file at the config path, the defaults (and the environment)
     apply, and a notification names the file to create; with the file there, none."""
     path = tmp_path / "conf" / "config.yaml"
+    monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", path)  # only the default path may be missing
     environ = {
         "FLEETTOP_DATA_DIR": str(tmp_path / "data"),
         "FLEETTOP_REDIS__URL": redis_url,
         "FLEETTOP_REDIS__PREFIX": redis_prefix,  # "name:" as it is, not a YAML mapping
     }
     args = argparse.Namespace(no_worker=True, demo=None)
-    loaded_config = config.load(path, environ=environ)
+    loaded_config = config.load(None, environ=environ)
     assert not loaded_config.exists
     app = dashboard_app(args, loaded_config)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await until(pilot, lambda: not table(app).loading, what="the server list")
         await until(pilot, lambda: toasts(app), what="a notification")
         [said] = toasts(app)
-        assert said == f"no config file: defaults in use; create {path} to change them (see config.example.yaml)"
+        assert said == f"no config file: defaults in use; create {path} to change them (`fleettop config example` prints every key)"
     path.parent.mkdir()
     path.write_text("worker:\n  concurrency: 2\n")
     app = dashboard_app(args, config.load(path, environ=environ))
