@@ -13,10 +13,11 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Mapping
 from urllib.parse import parse_qs, urlsplit
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -144,6 +145,7 @@ class ServerConfig(_Section):
 
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{0,31}$")
 
 
 def check_url_scheme(url: str | None, schemes: tuple[str, ...]) -> str | None:
@@ -153,7 +155,7 @@ def check_url_scheme(url: str | None, schemes: tuple[str, ...]) -> str | None:
     scheme = url.partition("://")[0] if "://" in url else ""
     if scheme.lower() not in schemes:
         expected = ", ".join(f"{name}://" for name in schemes)
-        got = f"got {scheme}://" if scheme else "got no scheme"
+        got = f"got {scheme}://" if _SCHEME_RE.match(scheme) else "got no scheme"
         raise ValueError(f"must start with {expected} ({got})")
     return url
 
