@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from fleettop.config import Settings, redact_url
 from fleettop.errors import FleettopError
@@ -207,10 +207,11 @@ async def migrate(database: Database) -> None:
         async with _sqlite_migration_lock(database.sqlite_path):
             if await _at_head(database):
                 return  # the usual case: no Alembic
-            async with database.engine.begin() as conn:
-                if database.dialect == "postgresql":
-                    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
-                await conn.run_sync(_upgrade)
+            async with database.engine.connect() as conn, _sqlite_foreign_keys_off(conn):
+                async with conn.begin():
+                    if database.dialect == "postgresql":
+                        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+                    await conn.run_sync(_upgrade)
             log.info("database schema upgraded to %s (%s)", known_head(), database.url)
     except (OSError, DBAPIError) as exc:
         raise DatabaseError(f"cannot open the database {database.url}: {describe_error(exc)}") from None
@@ -228,6 +229,23 @@ async def _at_head(database: Database) -> bool:
         except DBAPIError:  # no such table: a new database
             return False
     return rows == [head]
+
+
+@asynccontextmanager
+async def _sqlite_foreign_keys_off(conn: AsyncConnection) -> AsyncIterator[None]:
+    """SQLite alters a column by rebuilding its table (Alembic's batch mode): with foreign keys
+    on, dropping the old `servers` would cascade-delete every sample and run. The pragma is
+    ignored inside a transaction, so it is set before the migration's, and set back after."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    await conn.commit()
+    try:
+        yield
+    finally:
+        await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+        await conn.commit()
 
 
 @asynccontextmanager

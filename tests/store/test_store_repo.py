@@ -69,9 +69,16 @@ async def test_0002_makes_the_stored_built_in_defaults_inherited_and_keeps_other
                 {**row, "name": "localhost", "host": "localhost", "transport": "local", "interval": 900,
                  "cpu_threshold": 90.0, "ram_threshold": 95.0, "disk_threshold": 90.0},
             ])
+            web1 = await conn.scalar(select(ServerRow.id).where(ServerRow.name == "web1"))
+        await Repository(database).add_sample(web1, metrics(T0))  # history stays (SQLite rebuilds the table)
+        await Repository(database).start_run(web1, job_key="k", trigger="manual")
         assert await database.revision() == "0001"
         await migrate(database)
         assert await database.revision() == "0002"
+        assert await Repository(database).count_samples(web1) == 1 and len(await Repository(database).recent_runs(web1)) == 1
+        if database.dialect == "sqlite":  # turned off for the rebuild only
+            async with database.engine.connect() as conn:
+                assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
         async with database.engine.connect() as conn:
             stored = {r.name: tuple(r)[1:] for r in await conn.execute(select(
                 ServerRow.name, ServerRow.interval, ServerRow.cpu_threshold, ServerRow.ram_threshold, ServerRow.disk_threshold))}
