@@ -86,17 +86,18 @@ async def _find_server(loaded: LoadedConfig, repository: Repository, name: str) 
         if cfg.name == name:
             stored = await repository.get_server(name)
             secret = await repository.get_secret(stored.id) if stored else None
-            return _from_config(cfg), secret
+            return _from_config(cfg, stored.id if stored else 0), secret
     server = await repository.get_server(name)
     if server is None:
         raise UsageError(f"no server named {name!r} (see: fleettop servers list)")
     return server, await repository.get_secret(server.id) if server.has_secret else None
 
 
-def _from_config(cfg: ServerConfig) -> Server:
+def _from_config(cfg: ServerConfig, server_id: int) -> Server:
+    """The config entry as a server, under the id its stored secret (if any) is bound to."""
     fields = cfg.model_dump(exclude={"thresholds", "interval"})
     fields["key_file"] = str(cfg.key_file) if cfg.key_file else None
-    return Server(id=0, source="config", **fields)
+    return Server(id=server_id, source="config", **fields)
 
 
 def _where(server: Server) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleettop.config import ServerConfig, Settings
-from fleettop.domain import Server
+from fleettop.domain import Server, secret_binding_changes
 from fleettop.errors import FleettopError, UsageError
 from fleettop.store.repo import KEEP, Repository
 
@@ -59,9 +59,9 @@ class ServerAdmin:
     async def add(self, cfg: ServerConfig, secret: str | None = None) -> Server:
         """A new database server; `secret` (a password or key passphrase) is stored encrypted."""
         await self.check_new(cfg.name)
-        blob = self._secrets.encrypt(secret) if secret else None
+        seal = (lambda server_id: self._secrets.seal(secret, server_id, cfg)) if secret else None
         try:
-            server = await self.repo.add_server(cfg, defaults=self.settings.defaults, secret=blob)
+            server = await self.repo.add_server(cfg, defaults=self.settings.defaults, seal=seal)
         except FleettopError as exc:  # a race with another process adding the same name
             raise UsageError(str(exc)) from None
         await self.repo.audit("server.add", server.name, describe(server))
@@ -69,8 +69,9 @@ class ServerAdmin:
 
     async def edit(self, name: str, cfg: ServerConfig | None, secret: str | None = None) -> tuple[Server, str]:
         """Replace a server's settings (cfg=None: only its secret). secret=None keeps the
-        stored one, unless the server now authenticates by agent: then it is dropped.
-        Returns the server and what changed, in words."""
+        stored one, unless the server now authenticates by agent (nothing to decrypt any more),
+        or its host, port, user, transport or auth changed (a password goes only where it was
+        entered for): then it is dropped. Returns the server and what changed, in words."""
         current = await self.get(name)
         if cfg is None:
             cfg = ServerConfig.model_validate(fields_of(current))
@@ -78,9 +79,9 @@ class ServerAdmin:
             self.check_editable(current)
         stored: bytes | None | object = KEEP
         if secret:
-            stored = self._secrets.encrypt(secret)
-        elif cfg.auth == "agent" and current.has_secret:
-            stored = None  # nothing to decrypt any more: no password left lying around
+            stored = self._secrets.seal(secret, current.id, cfg)
+        elif current.has_secret and (cfg.auth == "agent" or secret_binding_changes(current, cfg)):
+            stored = None
         try:
             updated = await self.repo.update_server(name, cfg, defaults=self.settings.defaults, secret=stored)
         except FleettopError as exc:
@@ -88,8 +89,10 @@ class ServerAdmin:
         changes = differences(current, updated)
         if secret:
             changes.append("secret replaced")
-        elif stored is None:
+        elif stored is None and cfg.auth == "agent":
             changes.append("secret removed")
+        elif stored is None:
+            changes.append(f"secret removed: set it again with fleettop servers edit {cfg.name} --password")
         detail = ", ".join(changes) or "no change"
         await self.repo.audit("server.edit", updated.name, detail)
         return updated, detail

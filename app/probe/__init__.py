@@ -18,7 +18,7 @@ from fleettop.errors import FleettopError
 from fleettop.probe.errors import CollectError, CollectErrorKind
 from fleettop.probe.local import run_local
 from fleettop.probe.parse import ParseError, ProbeResult, compute, parse
-from fleettop.secrets import SecretBox
+from fleettop.secrets import SecretBox, SecretMismatch
 
 if TYPE_CHECKING:
     import asyncssh
@@ -66,7 +66,7 @@ class Prober:
     ) -> ProbeResult:
         """One collection. `previous`: the counters the last collection returned (None on first
         contact: the probe then samples twice). `secret`: the stored encrypted password or
-        passphrase. `keep=False` closes the connection afterwards (a one-off test).
+        passphrase, sealed for this server (fleettop.secrets). `keep=False` closes the connection afterwards (a one-off test).
         Raises CollectError."""
         first_contact = previous is None
         if server.transport == "local":
@@ -115,6 +115,8 @@ class Prober:
         if not secret:
             return target
         try:
-            return replace(target, secret=self._secrets.decrypt(secret))
+            return replace(target, secret=self._secrets.open(secret, server.id, server))
+        except SecretMismatch as exc:  # refused before connecting: nothing is sent
+            raise CollectError("auth_failed", target.where, f"{exc}: fleettop servers edit {server.name} --password") from None
         except FleettopError as exc:
             raise CollectError("auth_failed", target.where, str(exc)) from None

@@ -146,9 +146,10 @@ async def test_password_auth_works_and_no_password_reaches_any_log(fleet, fleet_
     caplog.set_level(logging.DEBUG)
     asyncssh.set_debug_level(3)
     try:
-        await prober.collect(server, None, box.encrypt(fleet.password))
+        await prober.collect(server, None, box.seal(fleet.password, server.id, server))
+        other = sim_server(fleet, 1, auth="password")
         with pytest.raises(CollectError) as caught:
-            await prober.collect(sim_server(fleet, 1, auth="password"), None, box.encrypt(fleet.password + "-wrong"))
+            await prober.collect(other, None, box.seal(fleet.password + "-wrong", other.id, other))
     finally:
         asyncssh.set_debug_level(1)
         await prober.close()
@@ -157,7 +158,7 @@ async def test_password_auth_works_and_no_password_reaches_any_log(fleet, fleet_
     # asyncssh's level-3 packet dumps show the password as hex (split across lines), not as text.
     assert fleet.password.encode() not in dumped_packet_bytes(caplog.text)
     assert fleet.password not in str(caught.value)
-    assert fleet.password not in repr(prober._target(server, box.encrypt(fleet.password)))
+    assert fleet.password not in repr(prober._target(server, box.seal(fleet.password, server.id, server)))
 
 
 def dumped_packet_bytes(log: str) -> bytes:
@@ -193,12 +194,13 @@ async def test_passphrase_protected_key_is_decrypted_once(fleet, fleet_settings,
     real_read = asyncssh.read_private_key
     monkeypatch.setattr(asyncssh, "read_private_key", lambda *args: reads.append(args[0]) or real_read(*args))
     prober = Prober(settings, box)
-    secret = box.encrypt("open sesame")
     try:
         for index in range(3):
-            await prober.collect(sim_server(fleet, index), None, secret)
+            server = sim_server(fleet, index)
+            await prober.collect(server, None, box.seal("open sesame", server.id, server))
+        other = sim_server(fleet, 0, name="other")
         with pytest.raises(CollectError) as caught:
-            await prober.collect(sim_server(fleet, 0, name="other"), None, box.encrypt("wrong"))
+            await prober.collect(other, None, box.seal("wrong", other.id, other))
     finally:
         await prober.close()
     assert reads == [locked, locked]  # once for the right passphrase, once for the wrong one

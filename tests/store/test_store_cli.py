@@ -167,7 +167,8 @@ def test_password_is_stored_encrypted(fleettop, config_path, monkeypatch, settin
     assert code == 0 and json.loads(out)["auth"] == "password" and json.loads(out)["has_secret"] is True
     blob = with_repo(config_path, lambda repo: _secret_of(repo, "web1"))
     assert b"s3cret" not in blob
-    assert SecretBox(settings.data_dir).decrypt(blob) == "s3cret pass"
+    server = with_repo(config_path, lambda repo: repo.get_server("web1"))
+    assert SecretBox(settings.data_dir).open(blob, server.id, server) == "s3cret pass"
     # Switching to the agent drops the stored password.
     assert fleettop("servers", "edit", "web1", "--auth", "agent")[1].endswith("auth password -> agent, secret removed\n")
     assert with_repo(config_path, lambda repo: _secret_of(repo, "web1")) is None
