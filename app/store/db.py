@@ -154,7 +154,8 @@ SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 
 def _asyncpg_tls(parsed: URL) -> tuple[URL, dict]:
     """libpq's TLS options in the URL (sslmode, sslrootcert, sslcert, sslkey), as asyncpg takes
-    them: asyncpg knows only `ssl` (a mode or an SSLContext) and fails on the others."""
+    them: asyncpg knows only `ssl` (a mode or an SSLContext) and fails on the others. The modes
+    mean what libpq says; certificate files without a mode mean verify-full."""
     query = dict(parsed.query)
     mode = query.pop("sslmode", None) or query.pop("ssl", None)
     files = {name: query.pop(name, None) for name in ("sslrootcert", "sslcert", "sslkey")}
@@ -179,7 +180,9 @@ def _asyncpg_tls(parsed: URL) -> tuple[URL, dict]:
         raise DatabaseError(f"database.url: cannot load the TLS files: {exc}") from None
     if mode != "verify-full":
         context.check_hostname = False
-    if mode in ("allow", "prefer", "require"):
+    # As libpq: `require` with a root certificate verifies the server's chain (verify-ca); a URL
+    # copied from a libpq setup keeps its server authentication.
+    if mode in ("allow", "prefer") or (mode == "require" and not files["sslrootcert"]):
         context.verify_mode = ssl.CERT_NONE
     return parsed, {"ssl": context if mode != "disable" else False}
 
