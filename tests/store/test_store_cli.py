@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+import stat
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 
@@ -263,6 +264,23 @@ def test_export_json_to_a_file(fleettop, exported_fleet, tmp_path):
     assert first["disks"] == [{"mount": "/", "percent": 30.0, "used_bytes": 30, "total_bytes": 100}]
     assert (first["load1"], first["procs"], first["uptime_s"], first["net_rx_bps"], first["net_tx_bps"]) == (0.5, 123, 86400.5, 1000.0, None)
     assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_export_never_follows_a_link_planted_beside_the_output(fleettop, exported_fleet, tmp_path):
+    """Security review finding 11: another user's symlink at the old draft path
+    (.out.csv.partial) is not followed; the export is a new file of the owner's, mode 0600."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / ".out.csv.partial").symlink_to(victim)
+    output = shared / "out.csv"
+    code, _, err = fleettop("export", "--output", str(output))
+    assert code == 0, err
+    assert victim.read_text() == "keep me\n"
+    assert not output.is_symlink() and output.read_text().startswith("server,collected_at,")
+    assert stat.S_IMODE(output.stat().st_mode) == 0o600
+    assert sorted(p.name for p in shared.iterdir()) == [".out.csv.partial", "out.csv"]  # the planted link, left alone
 
 
 def test_export_csv_to_stdout_with_filters(fleettop, exported_fleet):
