@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fleettop.config import ServerConfig, Settings
+from fleettop import private
+from fleettop.config import ServerConfig, Settings, expand_user
 from fleettop.domain import Server, secret_binding_changes
 from fleettop.errors import FleettopError, UsageError
 from fleettop.store.repo import KEEP, Repository
@@ -59,6 +60,7 @@ class ServerAdmin:
     async def add(self, cfg: ServerConfig, secret: str | None = None) -> Server:
         """A new database server; `secret` (a password or key passphrase) is stored encrypted."""
         await self.check_new(cfg.name)
+        check_key_file(cfg)
         seal = (lambda server_id: self._secrets.seal(secret, server_id, cfg)) if secret else None
         try:
             server = await self.repo.add_server(cfg, defaults=self.settings.defaults, seal=seal)
@@ -77,6 +79,7 @@ class ServerAdmin:
             cfg = ServerConfig.model_validate(fields_of(current))
         else:
             self.check_editable(current)
+            check_key_file(cfg)
         stored: bytes | None | object = KEEP
         if secret:
             stored = self._secrets.seal(secret, current.id, cfg)
@@ -103,6 +106,21 @@ class ServerAdmin:
         if not await self.repo.remove_server(server.name):
             raise FleettopError(f"server {server.name!r} not found")
         await self.repo.audit("server.remove", server.name, f"removed with {samples} samples")
+
+
+def check_key_file(cfg: ServerConfig) -> None:
+    """A UsageError for a key_file that is there but cannot be a key: a device, a FIFO, a link,
+    a directory, over 64 KiB (a missing one may exist on the machines that collect)."""
+    if cfg.key_file is None:
+        return
+    try:
+        private.check_key_file(expand_user(cfg.key_file))
+    except private.UnsafePath as exc:
+        raise UsageError(f"server {cfg.name!r}: key_file {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"server {cfg.name!r}: key_file {cfg.key_file}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"server {cfg.name!r}: key_file {cfg.key_file}: {exc}") from None
 
 
 def fields_of(server: Server) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import asyncssh
 from asyncssh.encryption import get_default_encryption_algs
 
 from fleettop.config import SSHConfig
+from fleettop.private import MAX_KEY_FILE_BYTES, UnsafePath, read_trusted_file
 from fleettop.probe.errors import CollectError
 from fleettop.probe.parse import END_MARKER
 from fleettop.probe.script import PROBE_SCRIPT, probe_command
@@ -417,9 +418,9 @@ class SSHPool:
         cache_key = (target.key_file, target.secret)
         if cache_key not in self._client_keys:
             try:
-                self._client_keys[cache_key] = await asyncio.to_thread(
-                    asyncssh.read_private_key, target.key_file, target.secret
-                )
+                self._client_keys[cache_key] = await asyncio.to_thread(_read_client_key, target.key_file, target.secret)
+            except UnsafePath as exc:  # /dev/zero, a FIFO, a link: refused before a byte is read
+                raise CollectError("auth_failed", target.where, f"key file {exc}") from None
             except OSError as exc:
                 raise CollectError("auth_failed", target.where, f"key file {target.key_file}: {exc.strerror or exc}") from None
             except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
@@ -456,6 +457,12 @@ class SSHPool:
         if isinstance(exc, (OSError, asyncssh.Error)):
             return CollectError("unreachable", where, f"cannot connect: {_reason(exc)}")
         return CollectError("unreachable", where, f"cannot connect: {type(exc).__name__}: {exc}")
+
+
+def _read_client_key(path: Path, passphrase: str | None) -> asyncssh.SSHKey:
+    """A private key from a regular file of at most MAX_KEY_FILE_BYTES, read without following a
+    link and with a bound (a key_file of /dev/zero must not fill memory, nor a FIFO hang a thread)."""
+    return asyncssh.import_private_key(read_trusted_file(path, follow_links=False, limit=MAX_KEY_FILE_BYTES), passphrase)
 
 
 def _reason(exc: BaseException) -> str:

@@ -191,8 +191,8 @@ async def test_passphrase_protected_key_is_decrypted_once(fleet, fleet_settings,
     settings = fleet_settings(key_file=str(locked))
     box = SecretBox(settings.data_dir)
     reads = []
-    real_read = asyncssh.read_private_key
-    monkeypatch.setattr(asyncssh, "read_private_key", lambda *args: reads.append(args[0]) or real_read(*args))
+    real_import = asyncssh.import_private_key
+    monkeypatch.setattr(asyncssh, "import_private_key", lambda *args: reads.append(args[1]) or real_import(*args))
     prober = Prober(settings, box)
     try:
         for index in range(3):
@@ -203,7 +203,7 @@ async def test_passphrase_protected_key_is_decrypted_once(fleet, fleet_settings,
             await prober.collect(other, None, box.seal("wrong", other.id, other))
     finally:
         await prober.close()
-    assert reads == [locked, locked]  # once for the right passphrase, once for the wrong one
+    assert reads == ["open sesame", "wrong"]  # once for the right passphrase, once for the wrong one
     assert caught.value.kind == "auth_failed" and "open sesame" not in str(caught.value)
 
 
