@@ -23,11 +23,15 @@ from fleettop.secrets import SecretBox, SecretMismatch
 if TYPE_CHECKING:
     import asyncssh
 
-    from fleettop.probe.ssh import SSHPool, SSHTarget, append_known_host, describe_key, host_pattern
+    from fleettop.probe.ssh import (
+        SSHPool, SSHTarget, describe_key, forget_known_host, host_pattern, other_keys_in, record_known_host,
+    )
 
 # fleettop.probe.ssh (and asyncssh, ~0.15 s to import) is loaded when a connection is first
 # needed: a CLI command with a worker attached elsewhere never opens one.
-_SSH_NAMES = {"append_known_host", "describe_key", "host_pattern", "SSHPool", "SSHTarget"}
+_SSH_NAMES = {
+    "describe_key", "forget_known_host", "host_pattern", "other_keys_in", "record_known_host", "SSHPool", "SSHTarget",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -38,7 +42,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
-    "CollectError", "CollectErrorKind", "ProbeResult", "Prober", "append_known_host", "describe_key", "host_pattern",
+    "CollectError", "CollectErrorKind", "ProbeResult", "Prober", "describe_key", "forget_known_host", "host_pattern",
+    "other_keys_in", "record_known_host",
 ]
 
 

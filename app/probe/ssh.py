@@ -22,7 +22,7 @@ import asyncssh
 from asyncssh.encryption import get_default_encryption_algs
 
 from fleettop.config import SSHConfig
-from fleettop.private import MAX_KEY_FILE_BYTES, UnsafePath, read_trusted_file
+from fleettop.private import MAX_KEY_FILE_BYTES, UnsafePath, private_dir, read_trusted_file, replace_own_file
 from fleettop.probe.errors import CollectError
 from fleettop.probe.parse import END_MARKER
 from fleettop.probe.script import PROBE_SCRIPT, probe_command
@@ -61,12 +61,56 @@ def describe_key(key: asyncssh.SSHKey) -> str:
     return f"{key.get_algorithm()} {key.get_fingerprint()}"
 
 
-def append_known_host(path: Path, host: str, port: int, key: asyncssh.SSHKey) -> None:
-    """Record a trusted host key in fleettop's own known_hosts file (blocking; run it in a thread)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def record_known_host(path: Path, host: str, port: int, key: asyncssh.SSHKey) -> int:
+    """Trust `key` for host:port in fleettop's own known_hosts, in place of any key trusted there
+    before (an old key, maybe leaked, must not stay accepted beside the new one). The file is
+    rewritten atomically, mode 0600. Returns how many earlier keys went. Blocking: run it in a thread."""
     public = key.export_public_key("openssh").decode().split()
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(f"{host_pattern(host, port)} {public[0]} {public[1]}\n")
+    private_dir(path.parent)
+    lines, removed = _known_hosts_without(path, host_pattern(host, port))
+    lines.append(f"{host_pattern(host, port)} {public[0]} {public[1]}\n")
+    replace_own_file(path, "".join(lines).encode())
+    return removed
+
+
+def forget_known_host(path: Path, host: str, port: int) -> int:
+    """Take host:port's keys out of fleettop's own known_hosts (`fleettop untrust`); how many
+    went. Blocking: run it in a thread."""
+    lines, removed = _known_hosts_without(path, host_pattern(host, port))
+    if removed:
+        replace_own_file(path, "".join(lines).encode())
+    return removed
+
+
+def other_keys_in(path: Path, host: str, port: int, key: asyncssh.SSHKey | None) -> int:
+    """How many keys other than `key` the user's known_hosts (ssh.known_hosts, which fleettop
+    reads but never writes) trusts for host:port. Blocking: run it in a thread."""
+    try:
+        text = read_trusted_file(path, follow_links=True).decode(errors="replace")
+    except FileNotFoundError:
+        return 0
+    trusted = asyncssh.import_known_hosts(text).match(host, host, port)[0]  # by name and by address: twice
+    return len({known.public_data for known in trusted} - ({key.public_data} if key else set()))
+
+
+def _known_hosts_without(path: Path, pattern: str) -> tuple[list[str], int]:
+    """The lines of fleettop's known_hosts with `pattern` taken out of each line's host list (a
+    line left with no host goes), and how many lines named it. Comments and @marker lines stay."""
+    try:
+        text = read_trusted_file(path, follow_links=False).decode(errors="replace")
+    except FileNotFoundError:
+        return [], 0
+    kept, removed = [], 0
+    for line in text.splitlines():
+        fields = line.split(maxsplit=1)
+        if len(fields) == 2 and not fields[0].startswith(("#", "@")) and pattern in fields[0].split(","):
+            removed += 1
+            others = [name for name in fields[0].split(",") if name != pattern]
+            if others:
+                kept.append(f"{','.join(others)} {fields[1]}\n")
+        else:
+            kept.append(f"{line}\n")
+    return kept, removed
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import time
 import asyncssh
 import pytest
 
-from fleettop.probe import CollectError, Prober, append_known_host
+from fleettop.probe import CollectError, Prober, record_known_host
 from fleettop.secrets import SecretBox
 from fleettop.sim import SimFleet
 
@@ -130,7 +130,7 @@ async def test_trusting_a_key_in_the_own_known_hosts_lets_the_next_collection_in
         fingerprint, key = await prober.host_key(server)
         assert fingerprint == fleet.host(server.name).host_key.get_fingerprint()
         assert await prober.trusted_state(server, key) == "unknown"
-        append_known_host(prober.own_known_hosts, server.host, server.port, key)
+        record_known_host(prober.own_known_hosts, server.host, server.port, key)
         assert await prober.trusted_state(server, key) == "trusted"
         await prober.collect(server, None)
     finally:
