@@ -40,6 +40,19 @@ def private_dir(path: Path, *, tighten: bool = True) -> Path:
     return path
 
 
+def tighten_own_file(path: Path) -> None:
+    """An existing file of fleettop's (the database and its -wal and -shm) made 0600; refused when
+    another user owns it. A missing one is fine."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return
+    if info.st_uid != os.geteuid():
+        _check_owner_and_mode(path, info, owners=(os.geteuid(),))
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(path, 0o600)
+
+
 def open_own_file(path: Path, flags: int, mode: int = 0o600) -> int:
     """A file descriptor of `path`, a regular file of this user's that no other user may write,
     opened without following a link (O_NOFOLLOW: a planted link is refused, not followed)."""

@@ -23,6 +23,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from fleettop.domain import SECRET_BINDING
 from fleettop.errors import FleettopError
+from fleettop.private import open_own_file, private_dir
 
 KEY_ENV = "FLEETTOP_SECRET_KEY"
 KEY_FILE_NAME = "secret.key"
@@ -79,12 +80,12 @@ class SecretBox:
 
     def _file_key(self) -> bytes:
         path = self.key_path
+        private_dir(path.parent)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Written aside, then linked into place: link() fails when another process won the
             # race, so every process ends up with the one key, never a half-written file.
             draft = path.with_name(f".{KEY_FILE_NAME}.{os.getpid()}")
-            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(Fernet.generate_key() + b"\n")
             try:
@@ -93,10 +94,11 @@ class SecretBox:
                 pass
             finally:
                 draft.unlink()
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise FleettopError(f"{path} is readable by other users (mode {mode:04o}): chmod 600 it")
-        return path.read_bytes().strip()
+        with os.fdopen(open_own_file(path, os.O_RDONLY), "rb") as handle:  # the user's, never a link's target
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+            if mode & 0o077:
+                raise FleettopError(f"{path} is readable by other users (mode {mode:04o}): chmod 600 it")
+            return handle.read(1024).strip()
 
 
 def _binding(server: Any) -> dict[str, Any]:

@@ -429,20 +429,31 @@ class SSHPool:
         async with self._known_hosts_lock:
             stamp = await asyncio.to_thread(self._stamp)
             if stamp != self._known_hosts_stamp:
-                existing = [str(path) for path, mark in zip(self._known_hosts_files, stamp) if mark]
                 try:
-                    self._known_hosts = await asyncio.to_thread(asyncssh.read_known_hosts, existing)
-                except (OSError, ValueError) as exc:
+                    self._known_hosts = await asyncio.to_thread(self._read_known_hosts)
+                except (OSError, ValueError, UnsafePath) as exc:
                     raise CollectError("hostkey_unknown", where, f"known_hosts cannot be read: {exc}") from None
                 self._known_hosts_stamp = stamp
             return self._known_hosts
+
+    def _read_known_hosts(self) -> asyncssh.SSHKnownHosts:
+        """Both files, each a regular file no other user may write (a planted or writable
+        known_hosts would trust an attacker's key); fleettop's own is never read through a link."""
+        known_hosts = asyncssh.SSHKnownHosts()
+        for path in self._known_hosts_files:
+            try:
+                data = read_trusted_file(path, follow_links=path != self.own_known_hosts)
+            except FileNotFoundError:
+                continue
+            known_hosts.load(data.decode(errors="replace"))
+        return known_hosts
 
     def _stamp(self) -> tuple:
         marks = []
         for path in self._known_hosts_files:
             try:
                 info = path.stat()
-                marks.append((info.st_mtime_ns, info.st_size, info.st_ino))
+                marks.append((info.st_mtime_ns, info.st_size, info.st_ino, info.st_mode, info.st_uid))  # a chmod too
             except OSError:
                 marks.append(None)
         return tuple(marks)
