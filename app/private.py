@@ -11,7 +11,9 @@ not own (ssh.known_hosts, key files) must be regular files no other user may wri
 from __future__ import annotations
 
 import errno
+import grp
 import os
+import pwd
 import stat
 import tempfile
 from pathlib import Path
@@ -140,8 +142,19 @@ def _check_owner_and_mode(path: Path, info: os.stat_result, owners: tuple[int, .
             f"your own here (chown it, or choose another path)"
         )
     mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o022:
+    if mode & 0o002 or (mode & 0o020 and not _private_group(info.st_gid)):
         raise UnsafePath(f"{path} can be written by other users (mode {mode:04o}): chmod go-w {path}")
+
+
+def _private_group(gid: int) -> bool:
+    """Whether `gid` is this user's private group (named as the user, no other member: the
+    default of Debian, Ubuntu and Fedora, whose umask 002 makes files group-writable): its
+    write bit lets no one else in."""
+    try:
+        group, user = grp.getgrgid(gid), pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return False
+    return gid == os.getegid() and group.gr_name == user and set(group.gr_mem) <= {user}
 
 
 def _refusal(path: Path, exc: OSError) -> UnsafePath | OSError:

@@ -114,6 +114,14 @@ async def test_a_fifo_as_key_file_does_not_hang_a_thread(tmp_path: Path, fifo: P
 # -- finding 3: data_dir, the SQLite directory, known_hosts, the log, secret.key ----------
 
 
+def _shared_with_nogroup(path: Path, mode: int) -> None:
+    """`path` in group nogroup, with `mode`: writable by a group other users are in."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a file to another group")
+    os.chown(path, -1, NOBODY)
+    path.chmod(mode)
+
+
 def _only_line(done: subprocess.CompletedProcess) -> str:
     assert done.stderr.count("\n") == 1, done.stderr
     return done.stderr
@@ -146,9 +154,11 @@ def test_a_data_dir_another_user_owns_is_refused_before_anything_in_it_is_used(t
 
 
 def test_a_group_writable_data_dir_is_refused_and_a_readable_one_tightened(tmp_path: Path):
+    """Writable by a group that others are in (here nogroup): refused. Only the user's private
+    group (umask 002 systems) may keep a write bit: nobody else is in it."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    data_dir.chmod(0o770)
+    _shared_with_nogroup(data_dir, 0o770)
     config = _config(tmp_path)
     done = _fleettop(config, "servers", "list")
     assert done.returncode == 1
@@ -157,6 +167,10 @@ def test_a_group_writable_data_dir_is_refused_and_a_readable_one_tightened(tmp_p
     done = _fleettop(config, "servers", "list")
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    data_dir.chmod(0o777)
+    done = _fleettop(config, "servers", "list")
+    assert done.returncode == 1
+    assert _only_line(done) == f"fleettop: {data_dir} can be written by other users (mode 0777): chmod go-w {data_dir}\n"
 
 
 def test_an_existing_database_file_is_tightened_and_its_directory_checked(tmp_path: Path):
@@ -168,7 +182,7 @@ def test_an_existing_database_file_is_tightened_and_its_directory_checked(tmp_pa
     assert stat.S_IMODE(database.stat().st_mode) == 0o600
     elsewhere = tmp_path / "team"
     elsewhere.mkdir()
-    elsewhere.chmod(0o775)
+    _shared_with_nogroup(elsewhere, 0o775)
     config = _config(tmp_path, database={"url": f"sqlite+aiosqlite:///{elsewhere / 'fleet.db'}"})
     done = _fleettop(config, "servers", "list")
     assert done.returncode == 1
@@ -181,7 +195,7 @@ def test_a_writable_or_linked_known_hosts_is_refused(tmp_path: Path):
     link: no connection is trusted through it."""
     user_known_hosts = tmp_path / "known_hosts"
     user_known_hosts.write_text("")
-    user_known_hosts.chmod(0o664)
+    _shared_with_nogroup(user_known_hosts, 0o664)
     config = _config(
         tmp_path, ssh={"known_hosts": str(user_known_hosts)}, servers=[{"name": "web", "host": "127.0.0.1", "port": 1}]
     )
@@ -230,3 +244,25 @@ async def test_the_local_probe_does_not_inherit_fleettops_secrets(monkeypatch):
     environment = await local.run_local("localhost (local)", False, 5)
     assert "Hunter2" not in environment and "FLEETTOP_" not in environment
     assert f"PATH={os.environ['PATH']}" in environment.splitlines()
+
+
+def test_the_users_private_group_may_keep_its_write_bit(tmp_path: Path):
+    """umask 002 systems (a group per user, nobody else in it) make files 0664: not refused."""
+    import grp
+    import pwd
+
+    from fleettop.private import private_dir, read_trusted_file
+
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    group = grp.getgrgid(os.getegid())
+    if group.gr_name != user or set(group.gr_mem) - {user}:
+        pytest.skip(f"the primary group {group.gr_name} is not {user}'s private group")
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    known_hosts.chmod(0o664)
+    assert read_trusted_file(known_hosts, follow_links=False) == b""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    data_dir.chmod(0o775)
+    private_dir(data_dir)
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
