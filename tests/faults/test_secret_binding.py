@@ -66,15 +66,17 @@ async def _collect(service, name: str):
 
 
 async def test_an_edit_to_another_trusted_host_drops_the_password(make_config, fleet, recorder):
-    """(a) `servers edit web --port <other trusted host>`: the stored password is dropped, not sent there."""
+    """(a) An edit of the port to another trusted host (the TUI form's call; `servers edit`
+    runs the same ServerAdmin.edit): the stored password is dropped, not sent there."""
     data = make_config(servers=[])
     cfg = fleet.server_configs(auth="password")[0]
     async with service_for(data, worker="manual") as service:
         await service.add_server(cfg, secret=fleet.password)
         assert (await _collect(service, cfg.name)).status == "ok"  # the password works where it was entered
-        server, detail = await service.admin.edit(cfg.name, cfg.model_copy(update={"port": recorder.port}))
+        server = await service.edit_server(cfg.name, cfg.model_copy(update={"port": recorder.port}))
         assert not server.has_secret
-        assert detail.endswith(f"secret removed: set it again with fleettop servers edit {cfg.name} --password"), detail
+        detail = (await service.repo.audit_entries(1))[0].detail
+        assert detail == f"port {cfg.port} -> {recorder.port}, secret removed: set it again with fleettop servers edit {cfg.name} --password"
         outcome = await _collect(service, cfg.name)
     assert outcome.status == "failed" and "no password stored" in outcome.error, outcome
     assert recorder.offered == []

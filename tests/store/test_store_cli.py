@@ -170,7 +170,13 @@ def test_password_is_stored_encrypted(fleettop, config_path, monkeypatch, settin
     assert b"s3cret" not in blob
     server = with_repo(config_path, lambda repo: repo.get_server("web1"))
     assert SecretBox(settings.data_dir).open(blob, server.id, server) == "s3cret pass"
-    # Switching to the agent drops the stored password.
+    # A new address drops it (it was entered for the old one), and so does switching to the agent.
+    assert fleettop("servers", "edit", "web1", "--port", "2222")[1].endswith(
+        "port 22 -> 2222, secret removed: set it again with fleettop servers edit web1 --password\n"
+    )
+    assert with_repo(config_path, lambda repo: _secret_of(repo, "web1")) is None
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret pass\n"))
+    assert fleettop("servers", "edit", "web1", "--password")[1].endswith("secret replaced\n")
     assert fleettop("servers", "edit", "web1", "--auth", "agent")[1].endswith("auth password -> agent, secret removed\n")
     assert with_repo(config_path, lambda repo: _secret_of(repo, "web1")) is None
 
