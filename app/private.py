@@ -50,7 +50,7 @@ def tighten_own_file(path: Path) -> None:
     except FileNotFoundError:
         return
     if info.st_uid != os.geteuid():
-        _check_owner_and_mode(path, info, owners=(os.geteuid(),))
+        raise UnsafePath(_foreign(path, info.st_uid))
     if stat.S_IMODE(info.st_mode) & 0o077:
         os.chmod(path, 0o600)
 
@@ -81,8 +81,6 @@ def read_trusted_file(path: Path, *, follow_links: bool, limit: int | None = Non
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise
     except OSError as exc:
         raise _refusal(path, exc) from None
     try:
@@ -137,13 +135,17 @@ def child_environment() -> dict[str, str]:
 
 def _check_owner_and_mode(path: Path, info: os.stat_result, owners: tuple[int, ...]) -> None:
     if info.st_uid not in owners:
-        raise UnsafePath(
-            f"{path} belongs to another user (uid {info.st_uid}): fleettop uses only files and directories of "
-            f"your own here (chown it, or choose another path)"
-        )
+        raise UnsafePath(_foreign(path, info.st_uid))
     mode = stat.S_IMODE(info.st_mode)
     if mode & 0o002 or (mode & 0o020 and not _private_group(info.st_gid)):
         raise UnsafePath(f"{path} can be written by other users (mode {mode:04o}): chmod go-w {path}")
+
+
+def _foreign(path: Path, uid: int) -> str:
+    return (
+        f"{path} belongs to another user (uid {uid}): fleettop uses only files and directories of "
+        "your own here (chown it, or choose another path)"
+    )
 
 
 def _private_group(gid: int) -> bool:
@@ -157,7 +159,8 @@ def _private_group(gid: int) -> bool:
     return gid == os.getegid() and group.gr_name == user and set(group.gr_mem) <= {user}
 
 
-def _refusal(path: Path, exc: OSError) -> UnsafePath | OSError:
+def _refusal(path: Path, exc: OSError) -> OSError | UnsafePath:
+    """A link met with O_NOFOLLOW as UnsafePath; any other failure (missing, no permission) as it is."""
     if exc.errno == errno.ELOOP:
         return UnsafePath(f"{path} is a symbolic link: fleettop does not follow one here (give the file itself)")
     return exc

@@ -71,7 +71,8 @@ class Prober:
     ) -> ProbeResult:
         """One collection. `previous`: the counters the last collection returned (None on first
         contact: the probe then samples twice). `secret`: the stored encrypted password or
-        passphrase, sealed for this server (fleettop.secrets). `keep=False` closes the connection afterwards (a one-off test).
+        passphrase, sealed for this server (fleettop.secrets): one sealed for another is refused
+        before connecting. `keep=False` closes the connection afterwards (a one-off test).
         Raises CollectError."""
         first_contact = previous is None
         if server.transport == "local":

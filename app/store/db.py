@@ -125,7 +125,7 @@ async def open_database(settings: Settings, *, migrate_to_head: bool = True) -> 
             # -wal and -shm files SQLite creates with its mode) is 0600, whatever the umask;
             # an existing one is tightened to 0600.
             try:
-                os.close(os.open(sqlite_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+                os.close(os.open(sqlite_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             except FileExistsError:
                 for path in (sqlite_path, Path(f"{sqlite_path}-wal"), Path(f"{sqlite_path}-shm")):
                     tighten_own_file(path)
