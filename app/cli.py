@@ -89,7 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     trust = commands.add_parser("trust", help="show a server's host key and record it as trusted")
     trust.add_argument("name")
-    trust.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    trust.add_argument("--yes", action="store_true", help="trust a new key without asking (never a changed one)")
+    trust.add_argument("--replace", action="store_true", help="trust this key in place of a different one trusted before")
+    untrust = commands.add_parser("untrust", help="forget the host keys fleettop trusts for a server")
+    untrust.add_argument("name")
 
     audit = commands.add_parser("audit", help="show the audit log: who changed or ran what, and when")
     audit.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="the newest N entries (default 50)")
@@ -164,6 +167,7 @@ _HANDLERS = {
     "db": "fleettop.cmd_store:cmd_db",
     "audit": "fleettop.cmd_store:cmd_audit",
     "trust": "fleettop.cmd_probe:cmd_trust",
+    "untrust": "fleettop.cmd_probe:cmd_untrust",
     "collect": "fleettop.cmd_queue:cmd_collect",
     "queue": "fleettop.cmd_queue:cmd_queue",
     "cache": "fleettop.cmd_queue:cmd_cache",

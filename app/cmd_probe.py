@@ -1,4 +1,4 @@
-"""`fleettop trust NAME` and `fleettop servers test NAME`."""
+"""`fleettop trust NAME`, `fleettop untrust NAME` and `fleettop servers test NAME`."""
 
 from __future__ import annotations
 
@@ -7,13 +7,18 @@ import asyncio
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from fleettop.config import LoadedConfig, ServerConfig
+from fleettop.config import LoadedConfig, ServerConfig, Settings
 from fleettop.domain import Metrics, Server
 from fleettop.errors import UsageError
-from fleettop.probe import CollectError, Prober, append_known_host, describe_key, host_pattern
+from fleettop.probe import CollectError, Prober, describe_key, host_pattern
+from fleettop.probe import forget_known_host, other_keys_in, record_known_host
 from fleettop.store.db import open_database
 from fleettop.store.repo import Repository
+
+if TYPE_CHECKING:
+    import asyncssh
 
 
 async def cmd_trust(args: argparse.Namespace, loaded: LoadedConfig) -> int:
@@ -40,16 +45,64 @@ async def cmd_trust(args: argparse.Namespace, loaded: LoadedConfig) -> int:
                 "WARNING: a DIFFERENT key is trusted for this host. Unless you know why it changed "
                 "(reinstalled, new host keys), someone may be intercepting the connection."
             )
-        if not args.yes and not await _confirm("Trust this key? [y/N] "):
+        # --yes accepts a new key only (as ssh's accept-new): a changed key, the one case a man
+        # in the middle shows, takes a person's answer or an explicit --replace.
+        if state == "changed" and not args.replace and (args.yes or not sys.stdin.isatty()):
+            raise UsageError(
+                f"not trusted: the host key of {server.name} CHANGED and --yes accepts only a new key; "
+                f"check the fingerprint, then run: fleettop trust {server.name} --replace"
+            )
+        question = "Replace the trusted key with this one? [y/N] " if state == "changed" else "Trust this key? [y/N] "
+        if not (args.replace or (args.yes and state == "unknown")) and not await _confirm(question):
             print("Not trusted.", file=sys.stderr)
             return 1
         path = prober.own_known_hosts
-        await asyncio.to_thread(append_known_host, path, server.host, server.port, key)
-        await repository.audit("trust", server.name, fingerprint)
-        print(f"Trusted: recorded in {path}")
+        replaced = await asyncio.to_thread(record_known_host, path, server.host, server.port, key)
+        await repository.audit("trust", server.name, fingerprint + (f", {replaced} earlier key(s) removed" if replaced else ""))
+        print(f"Trusted: recorded in {path}" + (f", in place of {replaced} earlier key(s)" if replaced else ""))
+        await _warn_user_known_hosts(settings, server, key)
         return 0
     finally:
         await database.close()
+
+
+async def cmd_untrust(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    """Take a server's keys out of data_dir/known_hosts: its next connection is refused until
+    `fleettop trust` records a key again."""
+    settings = loaded.settings
+    database = await open_database(settings)
+    try:
+        repository = Repository(database)
+        server, _ = await _find_server(loaded, repository, args.name)
+        if server.transport == "local":
+            raise UsageError(f"{server.name} uses the local transport: it has no host key")
+        prober = Prober(settings)
+        path = prober.own_known_hosts
+        removed = await asyncio.to_thread(forget_known_host, path, server.host, server.port)
+        where = host_pattern(server.host, server.port)
+        if removed:
+            await repository.audit("untrust", server.name, f"{removed} key(s) for {where} removed")
+            print(f"Untrusted: {removed} key(s) for {where} removed from {path}")
+        else:
+            print(f"No key for {where} in {path}.")
+        await _warn_user_known_hosts(settings, server, None)
+        return 0
+    finally:
+        await database.close()
+
+
+async def _warn_user_known_hosts(settings: Settings, server: Server, key: asyncssh.SSHKey | None) -> None:
+    """fleettop also trusts every key in ssh.known_hosts, which it never writes: say so when
+    that file still holds another key for this host."""
+    known_hosts = settings.ssh.known_hosts
+    others = await asyncio.to_thread(other_keys_in, known_hosts, server.host, server.port, key)
+    if others:
+        where = host_pattern(server.host, server.port)
+        print(
+            f"WARNING: {known_hosts} still trusts {others} other key(s) for {where}, and fleettop accepts them too "
+            f"(fleettop never writes that file): remove them with ssh-keygen -R '{where}' -f {known_hosts}",
+            file=sys.stderr,
+        )
 
 
 async def cmd_servers_test(args: argparse.Namespace, loaded: LoadedConfig) -> int:
@@ -86,17 +139,18 @@ async def _find_server(loaded: LoadedConfig, repository: Repository, name: str) 
         if cfg.name == name:
             stored = await repository.get_server(name)
             secret = await repository.get_secret(stored.id) if stored else None
-            return _from_config(cfg), secret
+            return _from_config(cfg, stored.id if stored else 0), secret
     server = await repository.get_server(name)
     if server is None:
         raise UsageError(f"no server named {name!r} (see: fleettop servers list)")
     return server, await repository.get_secret(server.id) if server.has_secret else None
 
 
-def _from_config(cfg: ServerConfig) -> Server:
+def _from_config(cfg: ServerConfig, server_id: int) -> Server:
+    """The config entry as a server, under the id its stored secret (if any) is bound to."""
     fields = cfg.model_dump(exclude={"thresholds", "interval"})
     fields["key_file"] = str(cfg.key_file) if cfg.key_file else None
-    return Server(id=0, source="config", **fields)
+    return Server(id=server_id, source="config", **fields)
 
 
 def _where(server: Server) -> str:

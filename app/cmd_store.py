@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -334,11 +335,16 @@ async def _write_stdout(fmt: _CsvFormat | _JsonFormat, samples: AsyncIterator[Sa
 
 async def _write_file(output: Path, fmt: _CsvFormat | _JsonFormat, samples: AsyncIterator[Sample], names: dict[int, str]) -> int:
     # Written aside and renamed at the end: a failed export never leaves a truncated file behind.
-    partial = output.with_name(f".{output.name}.partial")
+    # The draft is a new file of our own (O_EXCL, mode 0600, an unpredictable name): a link
+    # planted beside the output, in a shared directory, is never followed.
     try:
-        handle = await asyncio.to_thread(open, partial, "w", encoding="utf-8", newline="")
+        fd, name = await asyncio.to_thread(
+            tempfile.mkstemp, dir=output.parent, prefix=f".{output.name}.", suffix=".partial"
+        )
     except OSError as exc:
         raise FleettopError(f"--output {output}: {exc.strerror or exc}") from None
+    partial = Path(name)
+    handle = os.fdopen(fd, "w", encoding="utf-8", newline="")
     try:
         count = await _write_stream(handle, fmt, samples, names)
         await asyncio.to_thread(handle.close)

@@ -11,7 +11,7 @@ import getpass
 import os
 import socket
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -132,6 +132,16 @@ class Server(BaseModel):
     source: str = "db"  # config | db: servers from the config file are edited there
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+# What a stored password or passphrase is bound to, beside the server's id (fleettop.secrets):
+# a change of any of these drops it, and one that does not match is never used.
+SECRET_BINDING = ("host", "port", "username", "transport", "auth")
+
+
+def secret_binding_changes(before: Any, after: Any) -> list[str]:
+    """The SECRET_BINDING fields that differ between two servers (Server, ServerConfig or a row)."""
+    return [name for name in SECRET_BINDING if getattr(before, name) != getattr(after, name)]
 
 
 class Sample(Metrics):

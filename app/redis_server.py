@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from fleettop.config import Settings
 from fleettop.errors import FleettopError
+from fleettop.private import child_environment, private_dir
 
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
 START_TIMEOUT_S = 10.0
@@ -93,7 +94,7 @@ class EmbeddedRedis:
 
     async def acquire(self) -> None:
         """Reuse the live server on the socket or start one; take a lease on it."""
-        self.directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # data_dir, when created here
+        private_dir(self.directory.parent)  # data_dir: created 0700, or refused if another user may change it
         self.directory.mkdir(exist_ok=True, mode=0o700)
         os.chmod(self.directory, 0o700)
         self.leases.mkdir(exist_ok=True, mode=0o700)
@@ -151,6 +152,7 @@ class EmbeddedRedis:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            env=child_environment(),  # not FLEETTOP_SECRET_KEY, nor a database URL's password
         )
         _, stderr = await process.communicate()
         if process.returncode != 0:

@@ -3,20 +3,35 @@
 The key comes from FLEETTOP_SECRET_KEY when set (a Fernet key: 32 url-safe
 base64-encoded bytes), else from data_dir/secret.key, created with mode 0600
 on first use.
+
+Each secret is sealed together with the server it was entered for: its id, host,
+port, user, transport and auth (an envelope inside the Fernet token, which
+authenticates it). A token moved to another row, or a row whose host changed
+under it, is refused before anything is sent: a stored password only ever goes
+to the address it was typed for.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from fleettop.domain import SECRET_BINDING
 from fleettop.errors import FleettopError
+from fleettop.private import open_own_file, private_dir
 
 KEY_ENV = "FLEETTOP_SECRET_KEY"
 KEY_FILE_NAME = "secret.key"
+ENVELOPE_VERSION = 2  # 1 was the bare secret, bound to nothing
+
+
+class SecretMismatch(FleettopError):
+    """A stored secret that may not be used for this server: entered for another one, or unbound."""
 
 
 class SecretBox:
@@ -24,16 +39,30 @@ class SecretBox:
         self.key_path = Path(data_dir) / KEY_FILE_NAME
         self._fernet: Fernet | None = None
 
-    def encrypt(self, plain: str) -> bytes:
-        return self._cipher().encrypt(plain.encode("utf-8"))
+    def seal(self, plain: str, server_id: int, server: Any) -> bytes:
+        """`plain` encrypted with the binding of `server` (a Server or ServerConfig) under `server_id`."""
+        envelope = {"v": ENVELOPE_VERSION, "server_id": server_id, **_binding(server), "secret": plain}
+        return self._cipher().encrypt(json.dumps(envelope).encode("utf-8"))
 
-    def decrypt(self, token: bytes) -> str:
+    def open(self, token: bytes, server_id: int, server: Any) -> str:
+        """The secret sealed in `token`, if it was sealed for this server as it is now; else
+        SecretMismatch (a secret entered for another host is never handed out)."""
         try:
-            return self._cipher().decrypt(token).decode("utf-8")
+            plain = self._cipher().decrypt(token)
         except InvalidToken:
             raise FleettopError(
                 f"a stored password cannot be decrypted: the secret key ({self._key_source()}) is not the one it was stored with"
             ) from None
+        try:
+            envelope = json.loads(plain)
+        except ValueError:
+            envelope = None
+        if not isinstance(envelope, dict) or envelope.get("v") != ENVELOPE_VERSION:
+            # An older fleettop's token says nothing of its host: refused rather than trusted.
+            raise SecretMismatch("stored password was saved without the host it belongs to; enter it again")
+        if envelope.get("server_id") != server_id or {name: envelope.get(name) for name in SECRET_BINDING} != _binding(server):
+            raise SecretMismatch("stored password was entered for another host; enter it again")
+        return envelope["secret"]
 
     def _key_source(self) -> str:
         return f"${KEY_ENV}" if os.environ.get(KEY_ENV) else str(self.key_path)
@@ -51,12 +80,12 @@ class SecretBox:
 
     def _file_key(self) -> bytes:
         path = self.key_path
+        private_dir(path.parent)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Written aside, then linked into place: link() fails when another process won the
             # race, so every process ends up with the one key, never a half-written file.
             draft = path.with_name(f".{KEY_FILE_NAME}.{os.getpid()}")
-            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(Fernet.generate_key() + b"\n")
             try:
@@ -65,7 +94,12 @@ class SecretBox:
                 pass
             finally:
                 draft.unlink()
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise FleettopError(f"{path} is readable by other users (mode {mode:04o}): chmod 600 it")
-        return path.read_bytes().strip()
+        with os.fdopen(open_own_file(path, os.O_RDONLY), "rb") as handle:  # the user's, never a link's target
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+            if mode & 0o077:
+                raise FleettopError(f"{path} is readable by other users (mode {mode:04o}): chmod 600 it")
+            return handle.read(1024).strip()
+
+
+def _binding(server: Any) -> dict[str, Any]:
+    return {name: getattr(server, name) for name in SECRET_BINDING}

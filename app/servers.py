@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fleettop.config import LoadedConfig, ServerConfig, Settings
-from fleettop.domain import Server
+from fleettop import private
+from fleettop.config import LoadedConfig, ServerConfig, Settings, expand_user
+from fleettop.domain import Server, secret_binding_changes
 from fleettop.errors import FleettopError, UsageError
 from fleettop.store.repo import KEEP, Repository
 
@@ -60,9 +61,10 @@ class ServerAdmin:
     async def add(self, cfg: ServerConfig, secret: str | None = None) -> Server:
         """A new database server; `secret` (a password or key passphrase) is stored encrypted."""
         await self.check_new(cfg.name)
-        blob = self._secrets.encrypt(secret) if secret else None
+        check_key_file(cfg)
+        seal = (lambda server_id: self._secrets.seal(secret, server_id, cfg)) if secret else None
         try:
-            server = await self.repo.add_server(cfg, secret=blob)
+            server = await self.repo.add_server(cfg, seal=seal)
         except FleettopError as exc:  # a race with another process adding the same name
             raise UsageError(str(exc)) from None
         await self.repo.audit("server.add", server.name, describe(server))
@@ -70,18 +72,20 @@ class ServerAdmin:
 
     async def edit(self, name: str, cfg: ServerConfig | None, secret: str | None = None) -> tuple[Server, str]:
         """Replace a server's settings (cfg=None: only its secret). secret=None keeps the
-        stored one, unless the server now authenticates by agent: then it is dropped.
-        Returns the server and what changed, in words."""
+        stored one, unless the server now authenticates by agent (nothing to decrypt any more),
+        or its host, port, user, transport or auth changed (a password goes only where it was
+        entered for): then it is dropped. Returns the server and what changed, in words."""
         current = await self.get(name)
         if cfg is None:
             cfg = ServerConfig.model_validate(fields_of(current))
         else:
             self.check_editable(current)
+            check_key_file(cfg)
         stored: bytes | None | object = KEEP
         if secret:
-            stored = self._secrets.encrypt(secret)
-        elif cfg.auth == "agent" and current.has_secret:
-            stored = None  # nothing to decrypt any more: no password left lying around
+            stored = self._secrets.seal(secret, current.id, cfg)
+        elif current.has_secret and (cfg.auth == "agent" or secret_binding_changes(current, cfg)):
+            stored = None
         try:
             updated = await self.repo.update_server(name, cfg, secret=stored)
         except FleettopError as exc:
@@ -89,8 +93,10 @@ class ServerAdmin:
         changes = differences(current, updated)
         if secret:
             changes.append("secret replaced")
-        elif stored is None:
+        elif stored is None and cfg.auth == "agent":
             changes.append("secret removed")
+        elif stored is None:
+            changes.append(f"secret removed: set it again with fleettop servers edit {cfg.name} --password")
         detail = ", ".join(changes) or "no change"
         await self.repo.audit("server.edit", updated.name, detail)
         return updated, detail
@@ -114,6 +120,21 @@ async def add_first_run_localhost(repo: Repository, loaded: LoadedConfig) -> Non
     except FleettopError:  # another fleettop process, starting at the same moment, added it
         return
     await repo.audit("server.add", server.name, f"added on the first run ({describe(server)})")
+
+
+def check_key_file(cfg: ServerConfig) -> None:
+    """A UsageError for a key_file that is there but cannot be a key: a device, a FIFO, a link,
+    a directory, over 64 KiB (a missing one may exist on the machines that collect)."""
+    if cfg.key_file is None:
+        return
+    try:
+        private.check_key_file(expand_user(cfg.key_file))
+    except private.UnsafePath as exc:
+        raise UsageError(f"server {cfg.name!r}: key_file {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"server {cfg.name!r}: key_file {cfg.key_file}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"server {cfg.name!r}: key_file {cfg.key_file}: {exc}") from None
 
 
 def fields_of(server: Server) -> dict[str, Any]:

@@ -22,9 +22,11 @@ from redis.exceptions import RedisError
 
 from fleettop.cache import Cache, Event, RunOutcome, ServerList
 from fleettop.config import LoadedConfig, ServerConfig, Settings
-from fleettop.domain import CollectOutcome, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, classify
+from fleettop.domain import (
+    CollectOutcome, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, classify, secret_binding_changes,
+)
 from fleettop.errors import FleettopError, UsageError
-from fleettop.probe import Prober
+from fleettop.probe import CollectError, Prober
 from fleettop.queue import control, logs
 from fleettop.queue.jobs import CollectContext
 from fleettop.queue.worker import Lanes
@@ -152,18 +154,27 @@ class FleetService:
         await self._servers_changed()
 
     async def test_connection(self, cfg: ServerConfig, secret: str | None = None) -> Metrics:
-        """Probe a server once with these settings, storing nothing. Raises CollectError."""
+        """Probe a server once with these settings, storing nothing. Raises CollectError.
+        Without a typed secret, the server's stored one is used only for the host, port, user,
+        transport and auth it was entered for: a form pointing elsewhere must type it again."""
         defaults = self.settings.defaults
         thresholds = cfg.thresholds.resolve(defaults.thresholds)
+        existing = await self.repo.get_server(cfg.name)
         server = Server(
-            id=0, name=cfg.name, host=cfg.host, port=cfg.port, username=cfg.username, transport=cfg.transport,
-            auth=cfg.auth, key_file=str(cfg.key_file) if cfg.key_file else None,
+            id=existing.id if existing else 0, name=cfg.name, host=cfg.host, port=cfg.port, username=cfg.username,
+            transport=cfg.transport, auth=cfg.auth, key_file=str(cfg.key_file) if cfg.key_file else None,
             interval=cfg.interval or defaults.interval_for(cfg.transport), thresholds=thresholds,
         )
-        blob = self._secrets.encrypt(secret) if secret else None
-        if blob is None and cfg.auth != "agent":
-            existing = await self.repo.get_server(cfg.name)
-            blob = await self.repo.get_secret(existing.id) if existing else None
+        blob = None
+        if secret:
+            blob = self._secrets.seal(secret, server.id, server)
+        elif cfg.auth != "agent" and existing is not None and existing.has_secret:
+            if secret_binding_changes(existing, cfg):
+                raise CollectError(
+                    "auth_failed", cfg.name,
+                    f"the stored password is for {existing.username or '-'}@{existing.host}:{existing.port}; type it to test these settings",
+                )
+            blob = await self.repo.get_secret(existing.id)
         result = await self.context.prober.collect(server, None, blob, keep=False)
         return result.metrics
 

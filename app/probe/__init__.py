@@ -18,16 +18,20 @@ from fleettop.errors import FleettopError
 from fleettop.probe.errors import CollectError, CollectErrorKind
 from fleettop.probe.local import run_local
 from fleettop.probe.parse import ParseError, ProbeResult, compute, parse
-from fleettop.secrets import SecretBox
+from fleettop.secrets import SecretBox, SecretMismatch
 
 if TYPE_CHECKING:
     import asyncssh
 
-    from fleettop.probe.ssh import SSHPool, SSHTarget, append_known_host, describe_key, host_pattern
+    from fleettop.probe.ssh import (
+        SSHPool, SSHTarget, describe_key, forget_known_host, host_pattern, other_keys_in, record_known_host,
+    )
 
 # fleettop.probe.ssh (and asyncssh, ~0.15 s to import) is loaded when a connection is first
 # needed: a CLI command with a worker attached elsewhere never opens one.
-_SSH_NAMES = {"append_known_host", "describe_key", "host_pattern", "SSHPool", "SSHTarget"}
+_SSH_NAMES = {
+    "describe_key", "forget_known_host", "host_pattern", "other_keys_in", "record_known_host", "SSHPool", "SSHTarget",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -38,7 +42,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
-    "CollectError", "CollectErrorKind", "ProbeResult", "Prober", "append_known_host", "describe_key", "host_pattern",
+    "CollectError", "CollectErrorKind", "ProbeResult", "Prober", "describe_key", "forget_known_host", "host_pattern",
+    "other_keys_in", "record_known_host",
 ]
 
 
@@ -66,7 +71,8 @@ class Prober:
     ) -> ProbeResult:
         """One collection. `previous`: the counters the last collection returned (None on first
         contact: the probe then samples twice). `secret`: the stored encrypted password or
-        passphrase. `keep=False` closes the connection afterwards (a one-off test).
+        passphrase, sealed for this server (fleettop.secrets): one sealed for another is refused
+        before connecting. `keep=False` closes the connection afterwards (a one-off test).
         Raises CollectError."""
         first_contact = previous is None
         if server.transport == "local":
@@ -115,6 +121,8 @@ class Prober:
         if not secret:
             return target
         try:
-            return replace(target, secret=self._secrets.decrypt(secret))
+            return replace(target, secret=self._secrets.open(secret, server.id, server))
+        except SecretMismatch as exc:  # refused before connecting: nothing is sent
+            raise CollectError("auth_failed", target.where, f"{exc}: fleettop servers edit {server.name} --password") from None
         except FleettopError as exc:
             raise CollectError("auth_failed", target.where, str(exc)) from None

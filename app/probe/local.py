@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 
+from fleettop.private import child_environment
 from fleettop.probe.errors import CollectError
 from fleettop.probe.script import PROBE_SCRIPT
 
@@ -20,6 +21,7 @@ async def run_local(where: str, first_contact: bool, timeout: float) -> str:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own process group, so a timeout kills df as well
+            env=child_environment(),  # not FLEETTOP_SECRET_KEY, nor a database URL's password
         )
     except OSError as exc:
         raise CollectError("command_failed", where, f"cannot run /bin/sh: {exc.strerror or exc}") from None

@@ -23,6 +23,7 @@ import asyncssh
 from asyncssh.encryption import get_default_encryption_algs
 
 from fleettop.config import SSHConfig
+from fleettop.private import MAX_KEY_FILE_BYTES, UnsafePath, private_dir, read_trusted_file, replace_own_file
 from fleettop.probe.errors import CollectError
 from fleettop.probe.parse import END_MARKER
 from fleettop.probe.script import PROBE_SCRIPT, probe_command
@@ -62,12 +63,56 @@ def describe_key(key: asyncssh.SSHKey) -> str:
     return f"{key.get_algorithm()} {key.get_fingerprint()}"
 
 
-def append_known_host(path: Path, host: str, port: int, key: asyncssh.SSHKey) -> None:
-    """Record a trusted host key in fleettop's own known_hosts file (blocking; run it in a thread)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def record_known_host(path: Path, host: str, port: int, key: asyncssh.SSHKey) -> int:
+    """Trust `key` for host:port in fleettop's own known_hosts, in place of any key trusted there
+    before (an old key, maybe leaked, must not stay accepted beside the new one). The file is
+    rewritten atomically, mode 0600. Returns how many earlier keys went. Blocking: run it in a thread."""
     public = key.export_public_key("openssh").decode().split()
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(f"{host_pattern(host, port)} {public[0]} {public[1]}\n")
+    private_dir(path.parent)
+    lines, removed = _known_hosts_without(path, host_pattern(host, port))
+    lines.append(f"{host_pattern(host, port)} {public[0]} {public[1]}\n")
+    replace_own_file(path, "".join(lines).encode())
+    return removed
+
+
+def forget_known_host(path: Path, host: str, port: int) -> int:
+    """Take host:port's keys out of fleettop's own known_hosts (`fleettop untrust`); how many
+    went. Blocking: run it in a thread."""
+    lines, removed = _known_hosts_without(path, host_pattern(host, port))
+    if removed:
+        replace_own_file(path, "".join(lines).encode())
+    return removed
+
+
+def other_keys_in(path: Path, host: str, port: int, key: asyncssh.SSHKey | None) -> int:
+    """How many keys other than `key` the user's known_hosts (ssh.known_hosts, which fleettop
+    reads but never writes) trusts for host:port. Blocking: run it in a thread."""
+    try:
+        text = read_trusted_file(path, follow_links=True).decode(errors="replace")
+    except FileNotFoundError:
+        return 0
+    trusted = asyncssh.import_known_hosts(text).match(host, host, port)[0]  # by name and by address: twice
+    return len({known.public_data for known in trusted} - ({key.public_data} if key else set()))
+
+
+def _known_hosts_without(path: Path, pattern: str) -> tuple[list[str], int]:
+    """The lines of fleettop's known_hosts with `pattern` taken out of each line's host list (a
+    line left with no host goes), and how many lines named it. Comments and @marker lines stay."""
+    try:
+        text = read_trusted_file(path, follow_links=False).decode(errors="replace")
+    except FileNotFoundError:
+        return [], 0
+    kept, removed = [], 0
+    for line in text.splitlines():
+        fields = line.split(maxsplit=1)
+        if len(fields) == 2 and not fields[0].startswith(("#", "@")) and pattern in fields[0].split(","):
+            removed += 1
+            others = [name for name in fields[0].split(",") if name != pattern]
+            if others:
+                kept.append(f"{','.join(others)} {fields[1]}\n")
+        else:
+            kept.append(f"{line}\n")
+    return kept, removed
 
 
 @dataclass(frozen=True)
@@ -386,20 +431,31 @@ class SSHPool:
         async with self._known_hosts_lock:
             stamp = await asyncio.to_thread(self._stamp)
             if stamp != self._known_hosts_stamp:
-                existing = [str(path) for path, mark in zip(self._known_hosts_files, stamp) if mark]
                 try:
-                    self._known_hosts = await asyncio.to_thread(asyncssh.read_known_hosts, existing)
-                except (OSError, ValueError) as exc:
+                    self._known_hosts = await asyncio.to_thread(self._read_known_hosts)
+                except (OSError, ValueError, UnsafePath) as exc:
                     raise CollectError("hostkey_unknown", where, f"known_hosts cannot be read: {exc}") from None
                 self._known_hosts_stamp = stamp
             return self._known_hosts
+
+    def _read_known_hosts(self) -> asyncssh.SSHKnownHosts:
+        """Both files, each a regular file no other user may write (a planted or writable
+        known_hosts would trust an attacker's key); fleettop's own is never read through a link."""
+        known_hosts = asyncssh.SSHKnownHosts()
+        for path in self._known_hosts_files:
+            try:
+                data = read_trusted_file(path, follow_links=path != self.own_known_hosts)
+            except FileNotFoundError:
+                continue
+            known_hosts.load(data.decode(errors="replace"))
+        return known_hosts
 
     def _stamp(self) -> tuple:
         marks = []
         for path in self._known_hosts_files:
             try:
                 info = path.stat()
-                marks.append((info.st_mtime_ns, info.st_size, info.st_ino))
+                marks.append((info.st_mtime_ns, info.st_size, info.st_ino, info.st_mode, info.st_uid))  # a chmod too
             except OSError:
                 marks.append(None)
         return tuple(marks)
@@ -437,9 +493,9 @@ class SSHPool:
         cache_key = (target.key_file, target.secret)
         if cache_key not in self._client_keys:
             try:
-                self._client_keys[cache_key] = await asyncio.to_thread(
-                    asyncssh.read_private_key, target.key_file, target.secret
-                )
+                self._client_keys[cache_key] = await asyncio.to_thread(_read_client_key, target.key_file, target.secret)
+            except UnsafePath as exc:  # /dev/zero, a FIFO, a link: refused before a byte is read
+                raise CollectError("auth_failed", target.where, f"key file {exc}") from None
             except OSError as exc:
                 raise CollectError("auth_failed", target.where, f"key file {target.key_file}: {exc.strerror or exc}") from None
             except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
@@ -476,6 +532,12 @@ class SSHPool:
         if isinstance(exc, (OSError, asyncssh.Error)):
             return CollectError("unreachable", where, f"cannot connect: {_reason(exc)}")
         return CollectError("unreachable", where, f"cannot connect: {type(exc).__name__}: {exc}")
+
+
+def _read_client_key(path: Path, passphrase: str | None) -> asyncssh.SSHKey:
+    """A private key from a regular file of at most MAX_KEY_FILE_BYTES, read without following a
+    link and with a bound (a key_file of /dev/zero must not fill memory, nor a FIFO hang a thread)."""
+    return asyncssh.import_private_key(read_trusted_file(path, follow_links=False, limit=MAX_KEY_FILE_BYTES), passphrase)
 
 
 def _reason(exc: BaseException) -> str:

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
+from fleettop.private import open_own_file, private_dir
 from fleettop.queue.jobs import AttemptFailed
 
 REPEAT_WINDOW_S = 30.0
@@ -102,6 +103,6 @@ def configure_file_if_unset(path: Path) -> None:
     data_dir: Python's fallback, stderr, would tear a full-screen UI."""
     if logging.getLogger().handlers:
         return
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # data_dir, when created here
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # host names and errors: the owner's
+    private_dir(path.parent)  # data_dir
+    fd = open_own_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # host names and errors: the owner's, never a link's target
     configure(os.fdopen(fd, "a", encoding="utf-8"))

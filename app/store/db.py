@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from fleettop.config import Settings, redact_url
 from fleettop.errors import FleettopError
+from fleettop.private import private_dir, tighten_own_file
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -115,14 +116,19 @@ async def open_database(settings: Settings, *, migrate_to_head: bool = True) -> 
         raise DatabaseError(f"database.url {redact_url(url)!r} is not a database URL") from None
     sqlite_path = None
     if parsed.get_backend_name() == "sqlite":
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # when created here: the owner's only
+        private_dir(settings.data_dir)
         if parsed.database and parsed.database != ":memory:":
             sqlite_path = Path(parsed.database).expanduser()
-            sqlite_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Whoever may write its directory may swap the database (servers, secrets): refused.
+            private_dir(sqlite_path.parent, tighten=sqlite_path.parent == settings.data_dir)
             # The fleet's inventory and history are the owner's: a new database file (and the
-            # -wal and -shm files SQLite creates with its mode) is 0600, whatever the umask.
-            with contextlib.suppress(FileExistsError):
+            # -wal and -shm files SQLite creates with its mode) is 0600, whatever the umask;
+            # an existing one is tightened to 0600.
+            try:
                 os.close(os.open(sqlite_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                for path in (sqlite_path, Path(f"{sqlite_path}-wal"), Path(f"{sqlite_path}-shm")):
+                    tighten_own_file(path)
         engine = _sqlite_engine(url)
     elif parsed.drivername == "postgresql+asyncpg":
         parsed, connect_args = _asyncpg_tls(parsed)
@@ -154,7 +160,8 @@ SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 
 def _asyncpg_tls(parsed: URL) -> tuple[URL, dict]:
     """libpq's TLS options in the URL (sslmode, sslrootcert, sslcert, sslkey), as asyncpg takes
-    them: asyncpg knows only `ssl` (a mode or an SSLContext) and fails on the others."""
+    them: asyncpg knows only `ssl` (a mode or an SSLContext) and fails on the others. The modes
+    mean what libpq says; certificate files without a mode mean verify-full."""
     query = dict(parsed.query)
     mode = query.pop("sslmode", None) or query.pop("ssl", None)
     files = {name: query.pop(name, None) for name in ("sslrootcert", "sslcert", "sslkey")}
@@ -179,7 +186,9 @@ def _asyncpg_tls(parsed: URL) -> tuple[URL, dict]:
         raise DatabaseError(f"database.url: cannot load the TLS files: {exc}") from None
     if mode != "verify-full":
         context.check_hostname = False
-    if mode in ("allow", "prefer", "require"):
+    # As libpq: `require` with a root certificate verifies the server's chain (verify-ca); a URL
+    # copied from a libpq setup keeps its server authentication.
+    if mode in ("allow", "prefer") or (mode == "require" and not files["sslrootcert"]):
         context.verify_mode = ssl.CERT_NONE
     return parsed, {"ssl": context if mode != "disable" else False}
 

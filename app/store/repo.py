@@ -8,7 +8,7 @@ collections of the process (_GroupCommit). Nothing SQLAlchemy-typed leaves this 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -20,7 +20,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from fleettop.config import DefaultsConfig, ServerConfig
-from fleettop.domain import Counters, DiskUsage, FleetAggregate, Metrics, Run, Sample, Server, actor, is_alerting
+from fleettop.domain import (
+    Counters, DiskUsage, FleetAggregate, Metrics, Run, Sample, Server, actor, is_alerting, secret_binding_changes,
+)
 from fleettop.errors import FleettopError
 from fleettop.store.db import Database, describe_error
 from fleettop.store.tables import AuditRow, RunRow, SampleRow, ServerRow
@@ -112,16 +114,20 @@ class Repository:
         cfg: ServerConfig,
         *,
         source: str = "db",
-        secret: bytes | None = None,
+        seal: Callable[[int], bytes] | None = None,
     ) -> Server:
+        """`seal`: the server's encrypted secret, made from its new id (a secret is bound to it)."""
         now = utcnow()
-        row = ServerRow(name=cfg.name, source=source, secret=secret, created_at=now, updated_at=now)
+        row = ServerRow(name=cfg.name, source=source, created_at=now, updated_at=now)
         _apply(row, cfg)
         try:
             async with self._sessions.begin() as session:
                 if await session.scalar(select(ServerRow.id).where(ServerRow.name == cfg.name)) is not None:
                     raise FleettopError(f"server {cfg.name!r} already exists")
                 session.add(row)
+                if seal is not None:
+                    await session.flush()  # the id
+                    row.secret = seal(row.id)
         except IntegrityError:
             raise FleettopError(f"server {cfg.name!r} already exists") from None
         return _server(row, self.defaults)
@@ -173,7 +179,8 @@ class Repository:
         Each listed server is created or overwritten and marked source="config" (a
         same-named server added with the CLI is adopted, history kept). A config
         server no longer listed is kept, with its history, as source="db". Nothing is
-        deleted. Stored secrets are never touched.
+        deleted. A stored secret is kept unless the entry changes its host, port, user,
+        transport or auth (SECRET_BINDING): a password goes only where it was entered for.
         """
         try:
             return await self._sync_config_servers(servers)
@@ -195,7 +202,10 @@ class Repository:
                     changes.append(("server.add", cfg.name, "added from the config file"))
                     continue
                 before = _settings_of(row)
+                rebound = secret_binding_changes(row, cfg) if row.secret is not None else []
                 _apply(row, cfg)
+                if rebound:
+                    row.secret = None
                 if row.source != "config":
                     row.source = "config"
                     changes.append(("server.adopt", cfg.name, "now defined by the config file (history kept)"))
@@ -203,6 +213,12 @@ class Repository:
                     changes.append(("server.edit", cfg.name, "updated from the config file"))
                 else:
                     continue
+                if rebound:
+                    changes.append((
+                        "server.edit", cfg.name,
+                        f"stored password dropped ({', '.join(rebound)} changed): set it again with "
+                        f"fleettop servers edit {cfg.name} --password",
+                    ))
                 row.updated_at = now
             listed = {cfg.name for cfg in servers}
             for row in rows.values():

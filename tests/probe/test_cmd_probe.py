@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from fleettop.cmd_probe import cmd_servers_test, cmd_trust
+from fleettop.cmd_probe import cmd_servers_test, cmd_trust, cmd_untrust
 from fleettop.config import LoadedConfig
 from fleettop.errors import UsageError
 from fleettop.probe import CollectError
@@ -73,13 +73,13 @@ async def test_trust_records_the_key_in_the_own_known_hosts(fleet, make_settings
     loaded = loaded_for(fleet, make_settings, tmp_path, empty)
     name, port = fleet.hosts[0]
     fingerprint = fleet.host(name).host_key.get_fingerprint()
-    assert await cmd_trust(argparse.Namespace(name=name, yes=True), loaded) == 0
+    assert await cmd_trust(argparse.Namespace(name=name, yes=True, replace=False), loaded) == 0
     out = capsys.readouterr().out
     assert fingerprint in out and "Trusted" in out
     own = loaded.settings.data_dir / "known_hosts"
     assert own.read_text().startswith(f"[127.0.0.1]:{port} ssh-ed25519 ")
     assert empty.read_text() == ""
-    assert await cmd_trust(argparse.Namespace(name=name, yes=True), loaded) == 0
+    assert await cmd_trust(argparse.Namespace(name=name, yes=True, replace=False), loaded) == 0
     assert "already trusted" in capsys.readouterr().out
     assert len(own.read_text().splitlines()) == 1
     assert await cmd_servers_test(argparse.Namespace(name=name, json=True), loaded) == 0
@@ -91,18 +91,104 @@ async def test_trust_records_the_key_in_the_own_known_hosts(fleet, make_settings
     assert [(e.action, e.target, e.detail) for e in entries] == [("trust", name, fingerprint)]
 
 
-async def test_trust_after_a_key_change_warns(fleet, make_settings, tmp_path, capsys):
+def trust_args(name: str, *, yes: bool = False, replace: bool = False) -> argparse.Namespace:
+    return argparse.Namespace(name=name, yes=yes, replace=replace)
+
+
+async def test_trust_yes_refuses_a_changed_key(fleet, make_settings, tmp_path, capsys):
+    """Security review finding 6: --yes accepts a new key only; a changed one (what a man in
+    the middle shows) takes an answer at the terminal or --replace."""
     loaded = loaded_for(fleet, make_settings, tmp_path, fleet.known_hosts_path)
     name = fleet.hosts[0][0]
     new_key = await fleet.change_key(name)
-    assert await cmd_trust(argparse.Namespace(name=name, yes=True), loaded) == 0
+    with pytest.raises(UsageError) as refused:
+        await cmd_trust(trust_args(name, yes=True), loaded)
+    assert str(refused.value) == (
+        f"not trusted: the host key of {name} CHANGED and --yes accepts only a new key; "
+        f"check the fingerprint, then run: fleettop trust {name} --replace"
+    )
     out = capsys.readouterr().out
     assert "DIFFERENT key" in out and new_key.get_fingerprint() in out
+    assert not (loaded.settings.data_dir / "known_hosts").exists()
+    with pytest.raises(CollectError) as caught:
+        await cmd_servers_test(argparse.Namespace(name=name, json=False), loaded)
+    assert caught.value.kind == "hostkey_changed"
+
+
+async def test_trust_replace_takes_the_old_key_out_and_warns_of_the_users_known_hosts(fleet, make_settings, tmp_path, capsys):
+    """--replace records the new key in place of the old one (atomically, mode 0600): a host
+    showing the old key again is refused. A key left in ssh.known_hosts, which fleettop never
+    writes, is named in a warning."""
+    user_known_hosts = tmp_path / "user_known_hosts"
+    user_known_hosts.write_text("")
+    loaded = loaded_for(fleet, make_settings, tmp_path, user_known_hosts)
+    name, port = fleet.hosts[0]
+    own = loaded.settings.data_dir / "known_hosts"
+    old_key = fleet.host(name).host_key
+    assert await cmd_trust(trust_args(name, yes=True), loaded) == 0
+    own.write_text(own.read_text() + f"# a comment\nother.example,[127.0.0.1]:{port} {own.read_text().split(maxsplit=1)[1]}")
+    new_key = await fleet.change_key(name)
+    assert await cmd_trust(trust_args(name, replace=True), loaded) == 0
+    out, err = capsys.readouterr()
+    assert "Trusted: recorded in" in out and "in place of 2 earlier key(s)" in out and err == ""
+    lines = own.read_text().splitlines()
+    assert lines[0] == "# a comment" and lines[1].startswith("other.example ssh-ed25519 ")  # others kept
+    assert lines[2:] == [f"[127.0.0.1]:{port} {new_key.export_public_key('openssh').decode().split()[0]} "
+                         f"{new_key.export_public_key('openssh').decode().split()[1]}"]
+    assert oct(own.stat().st_mode & 0o777) == "0o600"
+    assert await cmd_servers_test(argparse.Namespace(name=name, json=True), loaded) == 0
+    fleet.host(name).host_key = old_key  # the old key again (leaked, say): refused now
+    await fleet.restart(name)
+    with pytest.raises(CollectError) as caught:
+        await cmd_servers_test(argparse.Namespace(name=name, json=False), loaded)
+    assert caught.value.kind == "hostkey_changed"
+    # The old key in the user's own known_hosts: fleettop would accept it, and says so.
+    user_known_hosts.write_text(f"[127.0.0.1]:{port} {' '.join(old_key.export_public_key('openssh').decode().split()[:2])}\n")
+    await fleet.change_key(name)
+    assert await cmd_trust(trust_args(name, replace=True), loaded) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        f"WARNING: {user_known_hosts} still trusts 1 other key(s) for [127.0.0.1]:{port}, and fleettop accepts them too "
+        f"(fleettop never writes that file): remove them with ssh-keygen -R '[127.0.0.1]:{port}' -f {user_known_hosts}\n"
+    )
+    database = await open_database(loaded.settings)
+    try:
+        entries = await Repository(database).audit_entries()
+    finally:
+        await database.close()
+    assert [(e.action, e.detail.split(", ", 1)[-1]) for e in reversed(entries)] == [
+        ("trust", old_key.get_fingerprint()), ("trust", "2 earlier key(s) removed"), ("trust", "1 earlier key(s) removed"),
+    ]
+
+
+async def test_untrust_forgets_the_servers_keys(fleet, make_settings, tmp_path, capsys):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    loaded = loaded_for(fleet, make_settings, tmp_path, empty)
+    name, port = fleet.hosts[0]
+    assert await cmd_trust(trust_args(name, yes=True), loaded) == 0
+    assert await cmd_servers_test(argparse.Namespace(name=name, json=True), loaded) == 0
+    capsys.readouterr()
+    own = loaded.settings.data_dir / "known_hosts"
+    assert await cmd_untrust(argparse.Namespace(name=name), loaded) == 0
+    assert capsys.readouterr().out == f"Untrusted: 1 key(s) for [127.0.0.1]:{port} removed from {own}\n"
+    assert own.read_text() == ""
+    with pytest.raises(CollectError) as caught:
+        await cmd_servers_test(argparse.Namespace(name=name, json=False), loaded)
+    assert caught.value.kind == "hostkey_unknown"
+    assert await cmd_untrust(argparse.Namespace(name=name), loaded) == 0
+    assert capsys.readouterr().out == f"No key for [127.0.0.1]:{port} in {own}.\n"
+    database = await open_database(loaded.settings)
+    try:
+        entries = await Repository(database).audit_entries()
+    finally:
+        await database.close()
+    assert [(e.action, e.detail) for e in entries][0] == ("untrust", f"1 key(s) for [127.0.0.1]:{port} removed")
 
 
 async def test_trust_without_yes_needs_a_terminal(fleet, make_settings, tmp_path, monkeypatch):
     loaded = loaded_for(fleet, make_settings, tmp_path, tmp_path / "missing")
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     with pytest.raises(UsageError, match="--yes"):
-        await cmd_trust(argparse.Namespace(name=fleet.hosts[0][0], yes=False), loaded)
+        await cmd_trust(argparse.Namespace(name=fleet.hosts[0][0], yes=False, replace=False), loaded)
     assert not (loaded.settings.data_dir / "known_hosts").exists()

@@ -11,7 +11,7 @@ import time
 import asyncssh
 import pytest
 
-from fleettop.probe import CollectError, Prober, append_known_host
+from fleettop.probe import CollectError, Prober, record_known_host
 from fleettop.secrets import SecretBox
 from fleettop.sim import SimFleet
 
@@ -130,7 +130,7 @@ async def test_trusting_a_key_in_the_own_known_hosts_lets_the_next_collection_in
         fingerprint, key = await prober.host_key(server)
         assert fingerprint == fleet.host(server.name).host_key.get_fingerprint()
         assert await prober.trusted_state(server, key) == "unknown"
-        append_known_host(prober.own_known_hosts, server.host, server.port, key)
+        record_known_host(prober.own_known_hosts, server.host, server.port, key)
         assert await prober.trusted_state(server, key) == "trusted"
         await prober.collect(server, None)
     finally:
@@ -146,9 +146,10 @@ async def test_password_auth_works_and_no_password_reaches_any_log(fleet, fleet_
     caplog.set_level(logging.DEBUG)
     asyncssh.set_debug_level(3)
     try:
-        await prober.collect(server, None, box.encrypt(fleet.password))
+        await prober.collect(server, None, box.seal(fleet.password, server.id, server))
+        other = sim_server(fleet, 1, auth="password")
         with pytest.raises(CollectError) as caught:
-            await prober.collect(sim_server(fleet, 1, auth="password"), None, box.encrypt(fleet.password + "-wrong"))
+            await prober.collect(other, None, box.seal(fleet.password + "-wrong", other.id, other))
     finally:
         asyncssh.set_debug_level(1)
         await prober.close()
@@ -157,7 +158,7 @@ async def test_password_auth_works_and_no_password_reaches_any_log(fleet, fleet_
     # asyncssh's level-3 packet dumps show the password as hex (split across lines), not as text.
     assert fleet.password.encode() not in dumped_packet_bytes(caplog.text)
     assert fleet.password not in str(caught.value)
-    assert fleet.password not in repr(prober._target(server, box.encrypt(fleet.password)))
+    assert fleet.password not in repr(prober._target(server, box.seal(fleet.password, server.id, server)))
 
 
 def dumped_packet_bytes(log: str) -> bytes:
@@ -190,18 +191,19 @@ async def test_passphrase_protected_key_is_decrypted_once(fleet, fleet_settings,
     settings = fleet_settings(key_file=str(locked))
     box = SecretBox(settings.data_dir)
     reads = []
-    real_read = asyncssh.read_private_key
-    monkeypatch.setattr(asyncssh, "read_private_key", lambda *args: reads.append(args[0]) or real_read(*args))
+    real_import = asyncssh.import_private_key
+    monkeypatch.setattr(asyncssh, "import_private_key", lambda *args: reads.append(args[1]) or real_import(*args))
     prober = Prober(settings, box)
-    secret = box.encrypt("open sesame")
     try:
         for index in range(3):
-            await prober.collect(sim_server(fleet, index), None, secret)
+            server = sim_server(fleet, index)
+            await prober.collect(server, None, box.seal("open sesame", server.id, server))
+        other = sim_server(fleet, 0, name="other")
         with pytest.raises(CollectError) as caught:
-            await prober.collect(sim_server(fleet, 0, name="other"), None, box.encrypt("wrong"))
+            await prober.collect(other, None, box.seal("wrong", other.id, other))
     finally:
         await prober.close()
-    assert reads == [locked, locked]  # once for the right passphrase, once for the wrong one
+    assert reads == ["open sesame", "wrong"]  # once for the right passphrase, once for the wrong one
     assert caught.value.kind == "auth_failed" and "open sesame" not in str(caught.value)
 
 

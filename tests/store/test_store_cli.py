@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+import stat
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 
@@ -167,8 +168,15 @@ def test_password_is_stored_encrypted(fleettop, config_path, monkeypatch, settin
     assert code == 0 and json.loads(out)["auth"] == "password" and json.loads(out)["has_secret"] is True
     blob = with_repo(config_path, lambda repo: _secret_of(repo, "web1"))
     assert b"s3cret" not in blob
-    assert SecretBox(settings.data_dir).decrypt(blob) == "s3cret pass"
-    # Switching to the agent drops the stored password.
+    server = with_repo(config_path, lambda repo: repo.get_server("web1"))
+    assert SecretBox(settings.data_dir).open(blob, server.id, server) == "s3cret pass"
+    # A new address drops it (it was entered for the old one), and so does switching to the agent.
+    assert fleettop("servers", "edit", "web1", "--port", "2222")[1].endswith(
+        "port 22 -> 2222, secret removed: set it again with fleettop servers edit web1 --password\n"
+    )
+    assert with_repo(config_path, lambda repo: _secret_of(repo, "web1")) is None
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret pass\n"))
+    assert fleettop("servers", "edit", "web1", "--password")[1].endswith("secret replaced\n")
     assert fleettop("servers", "edit", "web1", "--auth", "agent")[1].endswith("auth password -> agent, secret removed\n")
     assert with_repo(config_path, lambda repo: _secret_of(repo, "web1")) is None
 
@@ -262,6 +270,23 @@ def test_export_json_to_a_file(fleettop, exported_fleet, tmp_path):
     assert first["disks"] == [{"mount": "/", "percent": 30.0, "used_bytes": 30, "total_bytes": 100}]
     assert (first["load1"], first["procs"], first["uptime_s"], first["net_rx_bps"], first["net_tx_bps"]) == (0.5, 123, 86400.5, 1000.0, None)
     assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_export_never_follows_a_link_planted_beside_the_output(fleettop, exported_fleet, tmp_path):
+    """Security review finding 11: another user's symlink at the old draft path
+    (.out.csv.partial) is not followed; the export is a new file of the owner's, mode 0600."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / ".out.csv.partial").symlink_to(victim)
+    output = shared / "out.csv"
+    code, _, err = fleettop("export", "--output", str(output))
+    assert code == 0, err
+    assert victim.read_text() == "keep me\n"
+    assert not output.is_symlink() and output.read_text().startswith("server,collected_at,")
+    assert stat.S_IMODE(output.stat().st_mode) == 0o600
+    assert sorted(p.name for p in shared.iterdir()) == [".out.csv.partial", "out.csv"]  # the planted link, left alone
 
 
 def test_export_csv_to_stdout_with_filters(fleettop, exported_fleet):

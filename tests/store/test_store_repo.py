@@ -154,13 +154,13 @@ async def test_a_bad_database_url_is_one_line(make_settings):
 async def test_add_get_list_servers(repo):
     cfg = ServerConfig(name="db1", host="db1.example.com", port=2222, username="ops", auth="key",
                        key_file="/keys/id", interval=60, thresholds={"cpu": 70})
-    server = await repo.add_server(cfg, secret=b"blob")
+    server = await repo.add_server(cfg, seal=lambda server_id: b"blob %d" % server_id)
     assert server.id > 0 and server.source == "db" and server.has_secret
     assert server.thresholds == Thresholds(cpu=70, ram=95, disk=90)  # the rest from defaults
     assert server.created_at.tzinfo is not None
     assert await repo.get_server("db1") == server
     assert await repo.get_server_by_id(server.id) == server
-    assert await repo.get_secret(server.id) == b"blob"
+    assert await repo.get_secret(server.id) == b"blob %d" % server.id  # sealed with its own id
     await add_server(repo, "app1", enabled=False)
     assert [s.name for s in await repo.list_servers()] == ["app1", "db1"]
     assert [s.name for s in await repo.list_servers(enabled_only=True)] == ["db1"]
@@ -174,7 +174,7 @@ async def test_add_server_twice_is_refused(repo):
 
 
 async def test_update_server_renames_and_keeps_or_replaces_the_secret(repo):
-    await repo.add_server(ServerConfig(name="web1", host="10.0.0.1"), secret=b"one")
+    await repo.add_server(ServerConfig(name="web1", host="10.0.0.1"), seal=lambda _: b"one")
     server = await repo.update_server("web1", ServerConfig(name="web2", host="10.0.0.2", interval=30), secret=KEEP)
     assert (server.name, server.host, server.interval) == ("web2", "10.0.0.2", 30)
     assert await repo.get_secret(server.id) == b"one"
