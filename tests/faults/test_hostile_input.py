@@ -27,7 +27,7 @@ from queue_helpers import service_for, wait_until
 CANARY = Path(tempfile.gettempdir()) / f"fleettop-pwned-{os.getpid()}"
 SHELL = [f"$(touch {CANARY})", f"`touch {CANARY}`", f"x;touch {CANARY}", f"x|touch {CANARY}", f"x&&touch {CANARY}", f"x\ntouch {CANARY}"]
 MARKUP = ["[bold red]boom[/]", "[link=file:///etc/passwd]x[/link]", "\x1b[2J\x1b]0;pwned\x07", "x\x00y"]
-ODD = ["名前", "ünïcode.example", "a" * 64, "a" * 10_000, "-oProxyCommand=touch", "../../etc/passwd", "a b", "", " ", "."]
+ODD = ["nl1\n", "127.0.0.1\n", "名前", "ünïcode.example", "a" * 64, "a" * 10_000, "-oProxyCommand=touch", "../../etc/passwd", "a b", "", " ", "."]
 HOSTILE = SHELL + MARKUP + ODD
 ALLOWED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
