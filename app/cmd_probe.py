@@ -14,6 +14,7 @@ from fleettop.errors import UsageError
 from fleettop.probe import CollectError, Prober, append_known_host, describe_key, host_pattern
 from fleettop.store.db import open_database
 from fleettop.store.repo import Repository
+from fleettop.text import clean
 
 
 async def cmd_trust(args: argparse.Namespace, loaded: LoadedConfig) -> int:
@@ -126,9 +127,13 @@ def format_metrics(metrics: Metrics) -> str:
         + (f"{_size(metrics.swap_used_bytes)} of {_size(metrics.swap_total_bytes)}" if metrics.swap_total_bytes else "none"),
         f"  disk     {percent(metrics.disk_percent)}  (the fullest mount)",
     ]
-    width = max((len(disk.mount) for disk in metrics.disks), default=0)
-    for disk in metrics.disks:
-        lines.append(f"    {disk.mount:<{width}}  {disk.percent:5.1f} %  {_size(disk.used_bytes)} of {_size(disk.total_bytes)}  {disk.device} {disk.fstype}")
+    # Every name here came from the host: cleaned again, whatever the parser let through.
+    mounts = [clean(disk.mount) for disk in metrics.disks]
+    width = max((len(mount) for mount in mounts), default=0)
+    for mount, disk in zip(mounts, metrics.disks):
+        lines.append(
+            f"    {mount:<{width}}  {disk.percent:5.1f} %  {_size(disk.used_bytes)} of {_size(disk.total_bytes)}  {clean(disk.device)} {clean(disk.fstype)}"
+        )
     lines += [
         f"  load     {metrics.load1:.2f} {metrics.load5:.2f} {metrics.load15:.2f}",
         f"  procs    {metrics.procs}",

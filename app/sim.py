@@ -404,8 +404,8 @@ class SimFleet:
     def misbehave(self, name: str, how: str | None) -> None:
         """Make a host hostile (None: behave again). `how`, one of HOSTILE:
         "huge": a valid answer padded to 8 MiB; "endless": output that never ends;
-        "garbage": random bytes (not UTF-8); "escapes": a valid answer whose mount
-        names carry terminal escapes and Rich markup; "stderr-escapes": exit 1 with
+        "garbage": random bytes (not UTF-8); "escapes": a valid answer whose mount,
+        device and fstype names carry terminal escapes and Rich markup; "stderr-escapes": exit 1 with
         escapes and markup on stderr; "drip": a byte every half second."""
         if how is not None and how not in HOSTILE:
             raise ValueError(f"unknown hostile behaviour {how!r}")
@@ -469,7 +469,10 @@ class SimFleet:
         elif how == "escapes":
             evil = "/mnt/\x1b]0;pwned\x07\x1b[2J[bold red]boom[/]\x1b[31m"
             row = f"/dev/vdz\x1b[5m 1048576 524288 524288 50% {evil}\n"  # a disk of its own, listed by df
-            text = text.replace(END_MARKER, row + END_MARKER)
+            # ...and in /proc/mounts, with a title change, an OSC 52 clipboard write and a colour as its fstype
+            fstype = "\x1b]0;PWNED\x07\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[31mRED"
+            mount = f"/dev/vdz {evil.replace(' ', chr(92) + '040')} {fstype} rw 0 0\n"
+            text = text.replace("@df\n", mount + "@df\n").replace(END_MARKER, row + END_MARKER)
             out.write(text.encode())
             return True
         elif how == "stderr-escapes":

@@ -34,6 +34,8 @@ _UNSIGNED = re.compile(r"\d{1,30}")
 _DECIMAL = re.compile(r"\d{1,30}(?:\.\d{1,30})?")
 _DF_ROW = re.compile(r"(\S+)?\s+(\d{1,30})\s+(\d{1,30})\s+(\d{1,30})\s+(?:\d{1,3}%|-)\s+(/.*)")
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+# A filesystem type as the kernel names them (ext4, fuse.sshfs, nfs4): anything else is "?".
+_FSTYPE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 NAME_MAX = 512
 
 
@@ -289,7 +291,7 @@ def _mount_types(lines: list[str]) -> dict[str, str]:
     for line in lines:
         fields = line.split()
         if len(fields) >= 3:
-            types[_unescape(fields[1])] = fields[2]
+            types[_unescape(fields[1])] = fields[2] if _FSTYPE.fullmatch(fields[2]) else "?"
     return types
 
 

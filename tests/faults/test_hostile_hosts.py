@@ -53,7 +53,7 @@ async def test_hostile_answers_are_bounded_and_refused(fleet, short_dir: Path):
             started = time.monotonic()
             if kind is None:
                 result = await prober.collect(server, None)
-                names = [text for disk in result.metrics.disks for text in (disk.mount, disk.device)]
+                names = [text for disk in result.metrics.disks for text in (disk.mount, disk.device, disk.fstype)]
                 assert any("[bold red]boom[/]" in text for text in names)  # kept, literally
                 assert not any(ch < " " or "\x7f" <= ch <= "\x9f" for text in names for ch in text), names
             else:
@@ -94,6 +94,12 @@ async def test_cli_output_of_hostile_hosts_is_inert(make_config, short_dir: Path
     assert results["sim-0001"]["status"] == "failed"
     mounts = [disk["mount"] for disk in results["sim-0002"]["disks"]]
     assert any("[bold red]boom[/]" in mount for mount in mounts), mounts
+    # `servers test` prints every disk with its device and fstype: the fstype's OSC title
+    # change, OSC 52 clipboard write and CSI colour reach the terminal as nothing but "?"
+    code, out, err = await run_fleettop(config, "servers", "test", "sim-0002")
+    assert code == 0, (out, err)
+    assert ESC not in out + err and "\x07" not in out + err, out
+    assert "PWNED" not in out and "/dev/vdz?[5m ?" in out, out
 
 
 async def test_the_dashboard_shows_hostile_names_and_errors_inert(make_config, short_dir: Path, fleet):
