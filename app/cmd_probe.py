@@ -76,7 +76,7 @@ async def cmd_servers_test(args: argparse.Namespace, loaded: LoadedConfig) -> in
     if args.json:
         print(json.dumps({"server": server.name, "status": "ok", "error": None, **result.metrics.model_dump(mode="json")}))
     else:
-        print(f"{server.name} ({_where(server)}): ok in {elapsed:.2f} s")
+        print(clean(f"{server.name} ({_where(server)}): ok in {elapsed:.2f} s"))
         print(format_metrics(result.metrics))
     return 0
 

@@ -78,11 +78,11 @@ async def _list(args: argparse.Namespace, repo: Repository) -> int:
         return 0
     header = ("NAME", "HOST", "PORT", "USER", "TRANSPORT", "AUTH", "INTERVAL", "CPU/RAM/DISK %", "ENABLED", "SOURCE")
     rows = [
-        (
+        tuple(clean(cell) for cell in (  # a row written straight into the database is validated by nobody
             s.name, s.host, str(s.port), s.username or "-", s.transport, s.auth + (" (secret)" if s.has_secret else ""),
             f"{s.interval}s", f"{s.thresholds.cpu:g}/{s.thresholds.ram:g}/{s.thresholds.disk:g}",
             "yes" if s.enabled else "no", s.source,
-        )
+        ))
         for s in servers
     ]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
