@@ -224,13 +224,15 @@ class Settings(_Section):
         return self.database.url or f"sqlite+aiosqlite:///{self.data_dir / 'fleettop.db'}"
 
 
-# the password of user:password@ in a URL, with or without its scheme
+# everything between a URL's :// and its last @ (a password may hold ':', '/' and '@')
+_URL_CREDENTIALS_RE = re.compile(r"(?<=://)\S*@")
+# the password of a schemeless user:password@host
 _URL_PASSWORD_RE = re.compile(r"(?<=:)[^:@/\s]*(?=@)")
 
 
 def redact_url(text: str) -> str:
-    """`text` with the password of any URL in it shown as ***: for messages and digests."""
-    return _URL_PASSWORD_RE.sub("***", text)
+    """`text` with the credentials of any URL in it shown as ***: for messages and digests."""
+    return _URL_PASSWORD_RE.sub("***", _URL_CREDENTIALS_RE.sub("***@", text))
 
 
 def servers_fingerprint(settings: Settings) -> str:
