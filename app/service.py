@@ -66,6 +66,15 @@ class ServerDetail(BaseModel):
     runs: list[Run]
 
 
+def refuse_disabled(servers: list[Server]) -> None:
+    """A UsageError naming the disabled ones among these servers: never collected, whatever asks."""
+    disabled = [server.name for server in servers if not server.enabled]
+    if disabled:
+        names = ", ".join(disabled)
+        raise UsageError(f"{names} {'is' if len(disabled) == 1 else 'are'} disabled: not collected "
+                         f"(enable with: fleettop servers edit NAME --enable)")
+
+
 class FleetService:
     def __init__(self, deps: CollectContext, secrets: SecretBox, redis: RedisTarget, config_path: Path):
         self.context = deps  # what the jobs run with: repo, cache, prober, queues
@@ -176,6 +185,7 @@ class FleetService:
 
     async def collect_servers(self, servers: list[Server], *, everything: bool) -> int:
         """collect_now of servers already looked up (everything: all the enabled ones)."""
+        refuse_disabled(servers)
         await self.repo.audit(*control.collect_audit([server.name for server in servers], everything=everything))
         return await control.collect_now(self.context, [server.id for server in servers])
 
@@ -243,6 +253,8 @@ class FleetService:
         run = await self.repo.get_run(run_id)
         if run is None:
             raise FleettopError(f"run {run_id} not found (cleaned, or its server removed)")
+        server = await self.repo.get_server_by_id(run.server_id)
+        refuse_disabled([server] if server else [])
         await self.repo.audit("collect.retry", run.server_name, f"run {run_id}")
         return await control.collect_now(self.context, [run.server_id])
 
