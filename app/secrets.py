@@ -7,6 +7,8 @@ on first use.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import stat
 from pathlib import Path
@@ -23,6 +25,7 @@ class SecretBox:
     def __init__(self, data_dir: Path):
         self.key_path = Path(data_dir) / KEY_FILE_NAME
         self._fernet: Fernet | None = None
+        self._key = b""
 
     def encrypt(self, plain: str) -> bytes:
         return self._cipher().encrypt(plain.encode("utf-8"))
@@ -35,6 +38,12 @@ class SecretBox:
                 f"a stored password cannot be decrypted: the secret key ({self._key_source()}) is not the one it was stored with"
             ) from None
 
+    def relay_key(self) -> bytes:
+        """The key that authenticates audit entries relayed through Redis: derived from the
+        secret key (HMAC with a label of its own), so it reveals nothing of it."""
+        self._cipher()
+        return hmac.new(self._key, b"fleettop audit relay v1", hashlib.sha256).digest()
+
     def _key_source(self) -> str:
         return f"${KEY_ENV}" if os.environ.get(KEY_ENV) else str(self.key_path)
 
@@ -45,6 +54,7 @@ class SecretBox:
             key = from_env.encode() if from_env else self._file_key()
             try:
                 self._fernet = Fernet(key)
+                self._key = key
             except ValueError:
                 raise FleettopError(f"{self._key_source()} is not a valid secret key (a Fernet key is expected)") from None
         return self._fernet

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import tempfile
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -22,7 +23,7 @@ from redis.exceptions import RedisError
 
 from fleettop.cache import Cache, Event, RunOutcome, ServerList
 from fleettop.config import LoadedConfig, ServerConfig, Settings
-from fleettop.domain import CollectOutcome, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, classify
+from fleettop.domain import CollectOutcome, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, actor, classify
 from fleettop.errors import FleettopError, UsageError
 from fleettop.probe import Prober
 from fleettop.queue import control, logs
@@ -269,7 +270,7 @@ class FleetService:
     async def health(self) -> dict[str, object]:
         """Redis, the database and the workers, each answered within HEALTH_TIMEOUT_S: a frozen
         server (SIGSTOP, a partition without resets) is "down", not a call that never returns."""
-        redis_ok = database_ok = True
+        redis_ok = True
         worker: Literal["running", "paused", "none"] = "none"
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT_S):
@@ -278,12 +279,7 @@ class FleetService:
                     worker = "paused" if await self.cache.is_paused() else "running"
         except (RedisError, OSError, TimeoutError):
             redis_ok = False
-        try:
-            async with asyncio.timeout(HEALTH_TIMEOUT_S):
-                await self.repo.get_server_by_id(0)
-        except Exception:  # any driver error (or no answer in time) means the database cannot answer
-            database_ok = False
-        return {"redis": redis_ok, "database": database_ok, "worker": worker}
+        return {"redis": redis_ok, "database": await self._database_answers(), "worker": worker}
 
     async def events(self) -> AsyncIterator[Event]:
         async for event in self.cache.events():
@@ -301,15 +297,31 @@ class FleetService:
 
     async def record_audit_requests(self) -> int:
         """Record the audit entries that commands without a database (fleettop.attached) left in
-        Redis, each with its own actor and time; returns how many."""
+        Redis (take_audit checked them), each with its own actor and time, and which processes
+        relayed it; returns how many. One the database refuses while it answers is dead-lettered."""
         entries = await self.cache.take_audit()
+        recorded = 0
         for done, entry in enumerate(entries):
+            relayed = f"relayed through Redis by pid {entry.pid}, recorded by {actor()} pid {os.getpid()}"
             try:
-                await self.repo.audit(entry.action, entry.target, entry.detail, who=entry.actor, at=entry.at)
-            except Exception:
-                await self.cache.put_back(entries[done:])
-                raise
-        return len(entries)
+                await self.repo.audit(entry.action, entry.target, f"{entry.detail}; {relayed}" if entry.detail else relayed,
+                                      who=entry.actor, at=entry.at)
+            except Exception as exc:
+                if not await self._database_answers():  # the entries wait in Redis for it
+                    await self.cache.put_back(entries[done:])
+                    raise
+                await self.cache.dead_letter(entry, f"refused by the database: {type(exc).__name__}")
+                continue
+            recorded += 1
+        return recorded
+
+    async def _database_answers(self) -> bool:
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                await self.repo.get_server_by_id(0)
+        except Exception:  # any driver error (or no answer in time) means the database cannot answer
+            return False
+        return True
 
     async def _record_audit_requests(self) -> None:
         while True:
@@ -409,7 +421,10 @@ async def open_service(loaded: LoadedConfig, *, worker: bool, demo: int | None =
         if not demo and not loaded.exists and not await repo.list_servers():
             await repo.add_server(LOCALHOST, defaults=settings.defaults, source="db")
         await service.cache_server_list()
-        await service.record_audit_requests()
+        try:
+            await service.record_audit_requests()
+        except Exception as exc:  # never a reason not to start: a worker's recorder tries again every second
+            log.warning("cannot record the audit entries of attached commands yet: %s", exc)
         stack.push_async_callback(service.stop_worker)
         if worker:
             await service.start_worker()
