@@ -6,6 +6,7 @@ and the service call.
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 # fleettop.probe.ssh (and asyncssh, ~0.15 s to import) is loaded when a connection is first
 # needed: a CLI command with a worker attached elsewhere never opens one.
 _SSH_NAMES = {"append_known_host", "describe_key", "host_pattern", "SSHPool", "SSHTarget"}
+# An answer up to this size is parsed on the event loop (at most ~10 ms, however hostile);
+# a bigger one, in a thread.
+PARSE_INLINE_MAX = 64 * 1024
 
 
 def __getattr__(name: str) -> Any:
@@ -78,7 +82,10 @@ class Prober:
             text = await self._pool.probe(target, first_contact, keep=keep)
         collected_at = datetime.now(timezone.utc)
         try:
-            return compute(parse(text), previous, collected_at=collected_at)
+            if len(text) <= PARSE_INLINE_MAX:
+                return compute(parse(text), previous, collected_at=collected_at)
+            # ~25 ms per 100 KiB of mounts: in a thread, so other collections and the dashboard go on
+            return await asyncio.to_thread(lambda: compute(parse(text), previous, collected_at=collected_at))
         except ParseError as exc:
             raise CollectError("unparsable", where, f"probe output unparsable: {exc}") from None
 
