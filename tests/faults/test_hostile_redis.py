@@ -79,9 +79,18 @@ async def test_collecting_a_disabled_server_by_name_is_refused(make_config, shor
     async with service_for(data, worker=False) as service:
         await service.add_server(first)
         await service.add_server(second.model_copy(update={"enabled": False}))
-    code, out, err = await run_fleettop(short_dir / "config.yaml", "collect", second.name, "--wait")
-    assert code == 2, (code, out, err)
-    assert err == f"fleettop: {second.name} is disabled: not collected (enable with: fleettop servers edit NAME --enable)\n"
+    config = short_dir / "config.yaml"
+    refusal = f"fleettop: {second.name} is disabled: not collected (enable with: fleettop servers edit NAME --enable)\n"
+    code, out, err = await run_fleettop(config, "collect", second.name, "--wait")
+    assert (code, err) == (2, refusal), (code, out, err)
+    headless = await Fleettop.start(config, "--headless", name="headless")  # then `collect` is attached to it
+    try:
+        async with service_for(data, worker=False) as service:
+            await wait_until(service.workers_alive, 30)
+        code, out, err = await run_fleettop(config, "collect", second.name)
+        assert (code, err) == (2, refusal), (code, out, err)
+    finally:
+        assert await headless.stop() == 0, headless.text()[-2000:]
     assert fleet.host(second.name).connections_made == 0
 
 
