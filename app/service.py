@@ -304,6 +304,9 @@ class FleetService:
         for done, entry in enumerate(entries):
             relayed = f"relayed through Redis by pid {entry.pid}, recorded by {actor()} pid {os.getpid()}"
             try:
+                if await self.repo.audit_recorded(entry.actor, entry.action, entry.at):
+                    await self.cache.dead_letter(entry, "recorded already (a copy pushed again)")
+                    continue
                 await self.repo.audit(entry.action, entry.target, f"{entry.detail}; {relayed}" if entry.detail else relayed,
                                       who=entry.actor, at=entry.at)
             except Exception as exc:

@@ -8,6 +8,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 from saq.job import Status
 from saq.queue.redis import RedisQueue
@@ -97,6 +98,12 @@ async def test_collecting_a_disabled_server_by_name_is_refused(make_config, shor
 # -- audit entries relayed through Redis (finding 4) ------------------------------------
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request) -> str | None:
+    """None (SQLite in data_dir) or a fresh PostgreSQL database (which refuses a NUL in text)."""
+    return request.getfixturevalue("pg_database_url") if request.param == "postgres" else None
+
+
 def _entry(when: datetime, **fields) -> dict:
     return {"action": "server.remove", "target": "db-primary", "detail": "removed with 0 samples",
             "actor": "alice@admin-laptop", "at": when.isoformat(), **fields}
@@ -110,8 +117,8 @@ async def _dead(service) -> list[dict]:
     return [json.loads(item) for item in await service.cache.redis.lrange(service.cache.prefix + "audit:dead", 0, -1)]
 
 
-async def test_forged_and_malformed_audit_entries_are_dead_lettered_not_recorded(make_config):
-    data = make_config(servers=["sim-0001"])
+async def test_forged_and_malformed_audit_entries_are_dead_lettered_not_recorded(make_config, database_url):
+    data = make_config(servers=["sim-0001"], **({"database": {"url": database_url}} if database_url else {}))
     async with service_for(data, worker=False) as service:
         now = datetime.now(timezone.utc)
         other_key = AuditRequest(**_entry(now))
@@ -131,12 +138,14 @@ async def test_forged_and_malformed_audit_entries_are_dead_lettered_not_recorded
             json.loads(with_nul.model_dump_json()),
         )
         assert await service.record_audit_requests() == 1
+        await _push(service, json.loads(with_nul.model_dump_json()))  # a genuine entry, pushed again
+        assert await service.record_audit_requests() == 0
         recorded = await service.repo.audit_entries(50)
         dead = await _dead(service)
     assert [(entry.actor, entry.target) for entry in recorded if entry.action == "server.remove"] == [("bob@x", "ab")]
     assert not any("alice" in entry.actor for entry in recorded)
     reasons = [item["reason"] for item in dead]
-    assert len(reasons) == 6, reasons
+    assert len(reasons) == 7 and reasons[-1] == "recorded already (a copy pushed again)", reasons
     assert sum("bad or missing signature" in reason for reason in reasons) == 3, reasons
     assert sum("too far from now" in reason for reason in reasons) == 1, reasons
     assert sum(reason.startswith("malformed") for reason in reasons) == 2, reasons
