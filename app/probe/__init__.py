@@ -84,7 +84,7 @@ class Prober:
         try:
             if len(text) <= PARSE_INLINE_MAX:
                 return compute(parse(text), previous, collected_at=collected_at)
-            # ~25 ms per 100 KiB of mounts: in a thread, so other collections and the dashboard go on
+            # ~170 ms per MiB of hostile mounts: in a thread, so other collections and the dashboard go on
             return await asyncio.to_thread(lambda: compute(parse(text), previous, collected_at=collected_at))
         except ParseError as exc:
             raise CollectError("unparsable", where, f"probe output unparsable: {exc}") from None
