@@ -47,9 +47,9 @@ class Attached:
             return None
         if names is None:
             return [(server_id, name) for server_id, name, enabled in listed.servers if enabled]
-        by_name = {name: server_id for server_id, name, _ in listed.servers}
+        by_name = {name: server_id for server_id, name, enabled in listed.servers if enabled}
         if not all(name in by_name for name in names):
-            return None  # the full path names the unknown ones
+            return None  # the full path names the unknown ones, and refuses the disabled ones
         return [(by_name[name], name) for name in names]
 
     async def is_paused(self) -> bool:

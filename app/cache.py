@@ -16,7 +16,10 @@ test runs) can share one Redis:
                                       names and enabled flags (no secrets, no addresses), with
                                       the fingerprint of the config it was synced from (TTL cache.latest_ttl)
   <prefix>audit                       list of audit entries (AuditRequest JSON) made where no
-                                      database was open, for a process holding one to record
+                                      database was open, for a process holding one to record;
+                                      each signed with a key derived from the secret key
+  <prefix>audit:dead                  list of the entries refused there (forged, malformed, or
+                                      refused by the database), each with why (the newest 1,000)
   <prefix>events                      pub/sub channel of Event JSON: a server's run or sample
   <prefix>control                     pub/sub channel of Event JSON: the server list or the queue
                                       changed (what workers listen for; they skip the per-server stream)
@@ -27,19 +30,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError, field_validator
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from fleettop.config import Settings, servers_fingerprint
-from fleettop.domain import FleetAggregate, Sample, Server, actor
+from fleettop.domain import AUDIT_ACTIONS, FleetAggregate, Sample, Server, actor
 
 log = logging.getLogger("fleettop.cache")
 
@@ -76,14 +83,49 @@ class ServerList(BaseModel):
         return cls(fingerprint=servers_fingerprint(settings), servers=[(s.id, s.name, s.enabled) for s in servers])
 
 
-class AuditRequest(BaseModel):
-    """An audit entry made by a process with no database open, recorded later by one with it."""
+AUDIT_TEXT_MAX = 65536  # a target or detail: a collection of every server by name fits
+AUDIT_FUTURE_S = 300  # clocks of two hosts differ: an entry dated this far ahead is still now
+AUDIT_MAX_AGE = timedelta(hours=24)  # waiting longer (no process opened the database): dead-lettered, kept
+AUDIT_DEAD_MAX = 1000
 
-    action: str
-    target: str
-    detail: str = ""
-    actor: str
-    at: datetime
+
+class AuditRequest(BaseModel):
+    """An audit entry made by a process with no database open, recorded later by one with it.
+
+    Redis is not trusted: the entry carries an HMAC of its fields, and who reads it checks
+    that, the action and the time before recording it."""
+
+    action: str = Field(max_length=64)
+    target: str = Field(max_length=AUDIT_TEXT_MAX)
+    detail: str = Field("", max_length=AUDIT_TEXT_MAX)
+    actor: str = Field(max_length=255)
+    at: AwareDatetime
+    pid: int = 0  # of the process that made it
+    mac: str = ""
+
+    @field_validator("action")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in AUDIT_ACTIONS:
+            raise ValueError("not an action fleettop records")
+        return value
+
+    @field_validator("target", "detail", "actor")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        return value.replace("\x00", "")  # PostgreSQL refuses it in text
+
+    def digest(self, key: bytes) -> str:
+        fields = [self.action, self.target, self.detail, self.actor, self.at.isoformat(), self.pid]
+        return hmac.new(key, json.dumps(fields).encode(), hashlib.sha256).hexdigest()
+
+    def refusal(self, key: bytes, now: datetime) -> str | None:
+        """Why this entry must not be recorded, or None."""
+        if not hmac.compare_digest(self.mac, self.digest(key)):
+            return "bad or missing signature (not made by a fleettop process with this secret key)"
+        if not now - AUDIT_MAX_AGE <= self.at <= now + timedelta(seconds=AUDIT_FUTURE_S):
+            return f"dated {self.at.isoformat()}, too far from now"
+        return None
 
 
 class Cache:
@@ -100,6 +142,8 @@ class Cache:
         self._servers_key = self.prefix + "servers"
         self._counts_key = self.prefix + "runs:counts"
         self._audit_key = self.prefix + "audit"
+        self._dead_audit_key = self.prefix + "audit:dead"
+        self._relay_key = b""
 
     # -- names SAQ uses (queues and job keys carry the prefix too) -----------------
 
@@ -337,24 +381,55 @@ class Cache:
 
     # -- audit entries waiting for a database ----------------------------------------
 
+    def relay_key(self) -> bytes:
+        """The key audit entries relayed here are signed with (fleettop.secrets.SecretBox.relay_key)."""
+        if not self._relay_key:
+            from fleettop.secrets import SecretBox  # cryptography: only for commands that relay or record
+
+            self._relay_key = SecretBox(self.settings.data_dir).relay_key()
+        return self._relay_key
+
     def request_audit(self, pipe: Pipeline, action: str, target: str, detail: str = "") -> None:
-        """Queue an audit entry (on a pipeline the caller executes) for take_audit()."""
-        entry = AuditRequest(action=action, target=target, detail=detail, actor=actor(), at=datetime.now(timezone.utc))
+        """Queue a signed audit entry (on a pipeline the caller executes) for take_audit()."""
+        entry = AuditRequest(action=action, target=target, detail=detail, actor=actor(), at=datetime.now(timezone.utc), pid=os.getpid())
+        entry.mac = entry.digest(self.relay_key())
         pipe.rpush(self._audit_key, entry.model_dump_json())
 
     async def take_audit(self, limit: int = 100) -> list[AuditRequest]:
         """Up to `limit` waiting audit entries, oldest first, taken off the list (put_back()
-        them if they cannot be recorded)."""
+        them if they cannot be recorded). An entry that is malformed, unsigned, badly
+        signed or dated too far from now goes to the dead-letter list instead."""
+        key = self.relay_key()  # before taking: without it, the entries stay where they are
         raw = await self.redis.lpop(self._audit_key, limit) or []
         entries = []
+        now = datetime.now(timezone.utc)
         for item in raw:
-            with contextlib.suppress(ValidationError):
-                entries.append(AuditRequest.model_validate_json(item))
+            try:
+                entry = AuditRequest.model_validate_json(item)
+            except ValidationError as exc:
+                await self.dead_letter(item, f"malformed: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}")
+                continue
+            refusal = entry.refusal(key, now)
+            if refusal is not None:
+                await self.dead_letter(item, refusal)
+                continue
+            entries.append(entry)
         return entries
 
     async def put_back(self, entries: list[AuditRequest]) -> None:
         if entries:
             await self.redis.lpush(self._audit_key, *(entry.model_dump_json() for entry in reversed(entries)))
+
+    async def dead_letter(self, entry: bytes | str | AuditRequest, reason: str) -> None:
+        """Keep an audit entry that will not be recorded, with why, for a human to look at."""
+        raw = entry.model_dump_json() if isinstance(entry, AuditRequest) else entry
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+        log.warning("audit entry relayed through Redis refused (%s): kept in %s", reason, self._dead_audit_key)
+        record = json.dumps({"reason": reason, "refused_at": datetime.now(timezone.utc).isoformat(), "entry": text[:AUDIT_TEXT_MAX]})
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(self._dead_audit_key, record)
+            pipe.ltrim(self._dead_audit_key, -AUDIT_DEAD_MAX, -1)
+            await pipe.execute()
 
     async def events(self, on_subscribed: Callable[[], None] | None = None, *, control_only: bool = False) -> AsyncIterator[Event]:
         """Events from every process on this Redis, until cancelled; with `control_only`, only

@@ -16,6 +16,7 @@ from fleettop.probe import CollectError, Prober, describe_key, host_pattern
 from fleettop.probe import forget_known_host, other_keys_in, record_known_host
 from fleettop.store.db import open_database
 from fleettop.store.repo import Repository
+from fleettop.text import clean
 
 if TYPE_CHECKING:
     import asyncssh
@@ -128,7 +129,7 @@ async def cmd_servers_test(args: argparse.Namespace, loaded: LoadedConfig) -> in
     if args.json:
         print(json.dumps({"server": server.name, "status": "ok", "error": None, **result.metrics.model_dump(mode="json")}))
     else:
-        print(f"{server.name} ({_where(server)}): ok in {elapsed:.2f} s")
+        print(clean(f"{server.name} ({_where(server)}): ok in {elapsed:.2f} s"))
         print(format_metrics(result.metrics))
     return 0
 
@@ -180,9 +181,13 @@ def format_metrics(metrics: Metrics) -> str:
         + (f"{_size(metrics.swap_used_bytes)} of {_size(metrics.swap_total_bytes)}" if metrics.swap_total_bytes else "none"),
         f"  disk     {percent(metrics.disk_percent)}  (the fullest mount)",
     ]
-    width = max((len(disk.mount) for disk in metrics.disks), default=0)
-    for disk in metrics.disks:
-        lines.append(f"    {disk.mount:<{width}}  {disk.percent:5.1f} %  {_size(disk.used_bytes)} of {_size(disk.total_bytes)}  {disk.device} {disk.fstype}")
+    # Every name here came from the host: cleaned again, whatever the parser let through.
+    mounts = [clean(disk.mount) for disk in metrics.disks]
+    width = max((len(mount) for mount in mounts), default=0)
+    for mount, disk in zip(mounts, metrics.disks):
+        lines.append(
+            f"    {mount:<{width}}  {disk.percent:5.1f} %  {_size(disk.used_bytes)} of {_size(disk.total_bytes)}  {clean(disk.device)} {clean(disk.fstype)}"
+        )
     lines += [
         f"  load     {metrics.load1:.2f} {metrics.load5:.2f} {metrics.load15:.2f}",
         f"  procs    {metrics.procs}",

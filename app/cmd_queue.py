@@ -22,6 +22,7 @@ from fleettop.config import LoadedConfig
 from fleettop.domain import CollectOutcome, QueueStats
 from fleettop.errors import FleettopError, UsageError
 from fleettop.queue.control import job_timeout
+from fleettop.text import clean
 
 if TYPE_CHECKING:
     from fleettop.attached import Attached
@@ -171,7 +172,7 @@ def _report(args: argparse.Namespace, names: list[str], outcomes: list[CollectOu
         print(json.dumps(results, indent=2))
     else:
         for result in results:
-            print(_line(result))
+            print(clean(_line(result)))  # server names and errors come from the database or Redis
     return 0 if all(result["status"] == "ok" for result in results) else 1
 
 

@@ -80,11 +80,11 @@ async def _list(args: argparse.Namespace, repo: Repository) -> int:
         return 0
     header = ("NAME", "HOST", "PORT", "USER", "TRANSPORT", "AUTH", "INTERVAL", "CPU/RAM/DISK %", "ENABLED", "SOURCE")
     rows = [
-        (
+        tuple(clean(cell) for cell in (  # a row written straight into the database is validated by nobody
             s.name, s.host, "-" if s.transport == "local" else str(s.port), s.username or "-", s.transport,
             "local" if s.transport == "local" else s.auth + (" (secret)" if s.has_secret else ""),
             shown(s, "interval"), "/".join(shown(s, key) for key in THRESHOLDS), shown(s, "enabled"), s.source,
-        )
+        ))
         for s in servers
     ]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]

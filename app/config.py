@@ -29,9 +29,10 @@ DEFAULT_CONFIG_PATH = Path("~/.config/fleettop/config.yaml")
 DEFAULT_DATA_DIR = Path("~/.local/share/fleettop")
 MIN_INTERVAL = 10
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
-_HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+# Used with fullmatch: `$` would also accept a trailing newline.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_USER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
+_HOST_LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 # libyaml's loader (a C extension) parses ~10x faster than the pure-Python one; a
 # PyYAML built without libyaml has only the latter.
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -63,7 +64,7 @@ def expand_user(path: Path) -> Path:
 
 
 def check_name(value: str) -> str:
-    if not _NAME_RE.match(value):
+    if not _NAME_RE.fullmatch(value):
         raise ValueError(
             "must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
@@ -79,13 +80,13 @@ def check_host(value: str) -> str:
     except ValueError:
         pass
     name = value[:-1] if value.endswith(".") else value
-    if len(name) > 253 or not name or not all(_HOST_LABEL_RE.match(label) for label in name.split(".")):
+    if len(name) > 253 or not name or not all(_HOST_LABEL_RE.fullmatch(label) for label in name.split(".")):
         raise ValueError("is not a valid host name or IP address")
     return value
 
 
 def check_username(value: str) -> str:
-    if not _USER_RE.match(value):
+    if not _USER_RE.fullmatch(value):
         raise ValueError("is not a valid user name")
     return value
 
@@ -252,13 +253,15 @@ class Settings(_Section):
         return self.database.url or f"sqlite+aiosqlite:///{self.data_dir / 'fleettop.db'}"
 
 
-# the password of user:password@ in a URL, with or without its scheme
+# everything between a URL's :// and its last @ (a password may hold ':', '/' and '@')
+_URL_CREDENTIALS_RE = re.compile(r"(?<=://)\S*@")
+# the password of a schemeless user:password@host
 _URL_PASSWORD_RE = re.compile(r"(?<=:)[^:@/\s]*(?=@)")
 
 
 def redact_url(text: str) -> str:
-    """`text` with the password of any URL in it shown as ***: for messages and digests."""
-    return _URL_PASSWORD_RE.sub("***", text)
+    """`text` with the credentials of any URL in it shown as ***: for messages and digests."""
+    return _URL_PASSWORD_RE.sub("***", _URL_CREDENTIALS_RE.sub("***@", text))
 
 
 def servers_fingerprint(settings: Settings) -> str:

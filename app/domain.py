@@ -90,6 +90,15 @@ def is_alerting(metrics: Metrics, thresholds: Thresholds) -> bool:
     return Severity.CRITICAL in classify(metrics, thresholds).values()
 
 
+# Every action the audit log records; an entry relayed through Redis must name one of them.
+AUDIT_ACTIONS = frozenset(
+    {
+        "server.add", "server.edit", "server.remove", "trust", "collect", "collect.all", "collect.retry",
+        "queue.pause", "queue.resume", "queue.clean", "cache.clear", "db.upgrade", "db.purge",
+    }
+)
+
+
 def actor() -> str:
     """Who is acting, as OS user@host: what the audit log records."""
     try:

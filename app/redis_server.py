@@ -28,7 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from fleettop.config import Settings
+from fleettop.config import ConfigError, Settings
 from fleettop.errors import FleettopError
 from fleettop.private import child_environment, private_dir
 
@@ -57,7 +57,11 @@ class RedisTarget:
         options = {"max_connections": max_connections, "socket_connect_timeout": 5, "health_check_interval": 30, **NO_SETINFO}
         if self.unix_socket is not None:
             return Redis(unix_socket_path=str(self.unix_socket), **options)
-        return Redis.from_url(self.url, **options)
+        try:
+            return Redis.from_url(self.url, **options)
+        except ValueError:  # its message may quote a piece of the password (a port that is not a number)
+            raise ConfigError(["redis.url is not a Redis URL (redis://[:password@]host[:port][/db]; percent-encode "
+                               "any '/', ':' or '@' in the password)"]) from None
 
     def describe(self) -> str:
         if self.unix_socket is not None:

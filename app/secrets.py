@@ -13,6 +13,8 @@ to the address it was typed for.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import stat
@@ -38,6 +40,7 @@ class SecretBox:
     def __init__(self, data_dir: Path):
         self.key_path = Path(data_dir) / KEY_FILE_NAME
         self._fernet: Fernet | None = None
+        self._key = b""
 
     def seal(self, plain: str, server_id: int, server: Any) -> bytes:
         """`plain` encrypted with the binding of `server` (a Server or ServerConfig) under `server_id`."""
@@ -64,6 +67,12 @@ class SecretBox:
             raise SecretMismatch("stored password was entered for another host; enter it again")
         return envelope["secret"]
 
+    def relay_key(self) -> bytes:
+        """The key that authenticates audit entries relayed through Redis: derived from the
+        secret key (HMAC with a label of its own), so it reveals nothing of it."""
+        self._cipher()
+        return hmac.new(self._key, b"fleettop audit relay v1", hashlib.sha256).digest()
+
     def _key_source(self) -> str:
         return f"${KEY_ENV}" if os.environ.get(KEY_ENV) else str(self.key_path)
 
@@ -74,6 +83,7 @@ class SecretBox:
             key = from_env.encode() if from_env else self._file_key()
             try:
                 self._fernet = Fernet(key)
+                self._key = key
             except ValueError:
                 raise FleettopError(f"{self._key_source()} is not a valid secret key (a Fernet key is expected)") from None
         return self._fernet

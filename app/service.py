@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import tempfile
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -23,7 +24,8 @@ from redis.exceptions import RedisError
 from fleettop.cache import Cache, Event, RunOutcome, ServerList
 from fleettop.config import LoadedConfig, ServerConfig, Settings
 from fleettop.domain import (
-    CollectOutcome, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, classify, secret_binding_changes,
+    CollectOutcome, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, actor, classify,
+    secret_binding_changes,
 )
 from fleettop.errors import FleettopError, UsageError
 from fleettop.probe import CollectError, Prober
@@ -66,6 +68,15 @@ class ServerDetail(BaseModel):
     history_1h: list[HistoryPoint]
     history_24h: list[HistoryPoint]
     runs: list[Run]
+
+
+def refuse_disabled(servers: list[Server]) -> None:
+    """A UsageError naming the disabled ones among these servers: never collected, whatever asks."""
+    disabled = [server.name for server in servers if not server.enabled]
+    if disabled:
+        names = ", ".join(disabled)
+        raise UsageError(f"{names} {'is' if len(disabled) == 1 else 'are'} disabled: not collected "
+                         f"(enable with: fleettop servers edit NAME --enable)")
 
 
 class FleetService:
@@ -188,6 +199,7 @@ class FleetService:
 
     async def collect_servers(self, servers: list[Server], *, everything: bool) -> int:
         """collect_now of servers already looked up (everything: all the enabled ones)."""
+        refuse_disabled(servers)
         await self.repo.audit(*control.collect_audit([server.name for server in servers], everything=everything))
         return await control.collect_now(self.context, [server.id for server in servers])
 
@@ -255,6 +267,8 @@ class FleetService:
         run = await self.repo.get_run(run_id)
         if run is None:
             raise FleettopError(f"run {run_id} not found (cleaned, or its server removed)")
+        server = await self.repo.get_server_by_id(run.server_id)
+        refuse_disabled([server] if server else [])
         await self.repo.audit("collect.retry", run.server_name, f"run {run_id}")
         return await control.collect_now(self.context, [run.server_id])
 
@@ -269,7 +283,7 @@ class FleetService:
     async def health(self) -> dict[str, object]:
         """Redis, the database and the workers, each answered within HEALTH_TIMEOUT_S: a frozen
         server (SIGSTOP, a partition without resets) is "down", not a call that never returns."""
-        redis_ok = database_ok = True
+        redis_ok = True
         worker: Literal["running", "paused", "none"] = "none"
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT_S):
@@ -278,12 +292,7 @@ class FleetService:
                     worker = "paused" if await self.cache.is_paused() else "running"
         except (RedisError, OSError, TimeoutError):
             redis_ok = False
-        try:
-            async with asyncio.timeout(HEALTH_TIMEOUT_S):
-                await self.repo.get_server_by_id(0)
-        except Exception:  # any driver error (or no answer in time) means the database cannot answer
-            database_ok = False
-        return {"redis": redis_ok, "database": database_ok, "worker": worker}
+        return {"redis": redis_ok, "database": await self._database_answers(), "worker": worker}
 
     async def events(self) -> AsyncIterator[Event]:
         async for event in self.cache.events():
@@ -301,15 +310,34 @@ class FleetService:
 
     async def record_audit_requests(self) -> int:
         """Record the audit entries that commands without a database (fleettop.attached) left in
-        Redis, each with its own actor and time; returns how many."""
+        Redis (take_audit checked them), each with its own actor and time, and which processes
+        relayed it; returns how many. One the database refuses while it answers is dead-lettered."""
         entries = await self.cache.take_audit()
+        recorded = 0
         for done, entry in enumerate(entries):
+            relayed = f"relayed through Redis by pid {entry.pid}, recorded by {actor()} pid {os.getpid()}"
             try:
-                await self.repo.audit(entry.action, entry.target, entry.detail, who=entry.actor, at=entry.at)
-            except Exception:
-                await self.cache.put_back(entries[done:])
-                raise
-        return len(entries)
+                if await self.repo.audit_recorded(entry.actor, entry.action, entry.at):
+                    await self.cache.dead_letter(entry, "recorded already (a copy pushed again)")
+                    continue
+                await self.repo.audit(entry.action, entry.target, f"{entry.detail}; {relayed}" if entry.detail else relayed,
+                                      who=entry.actor, at=entry.at)
+            except Exception as exc:
+                if not await self._database_answers():  # the entries wait in Redis for it
+                    await self.cache.put_back(entries[done:])
+                    raise
+                await self.cache.dead_letter(entry, f"refused by the database: {type(exc).__name__}")
+                continue
+            recorded += 1
+        return recorded
+
+    async def _database_answers(self) -> bool:
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                await self.repo.get_server_by_id(0)
+        except Exception:  # any driver error (or no answer in time) means the database cannot answer
+            return False
+        return True
 
     async def _record_audit_requests(self) -> None:
         while True:
@@ -406,7 +434,10 @@ async def open_service(loaded: LoadedConfig, *, worker: bool, demo: int | None =
         if not demo:
             await add_first_run_localhost(repo, loaded)
         await service.cache_server_list()
-        await service.record_audit_requests()
+        try:
+            await service.record_audit_requests()
+        except Exception as exc:  # never a reason not to start: a worker's recorder tries again every second
+            log.warning("cannot record the audit entries of attached commands yet: %s", exc)
         stack.push_async_callback(service.stop_worker)
         if worker:
             await service.start_worker()

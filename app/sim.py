@@ -228,7 +228,7 @@ class SimMachine:
 # The SSH side.
 
 FIRST_CONTACT_SLEEP = 0.25  # the script's pause between its two samples
-HOSTILE = ("huge", "endless", "garbage", "escapes", "stderr-escapes", "drip")
+HOSTILE = ("huge", "endless", "garbage", "escapes", "stderr-escapes", "drip", "many-disks")
 
 
 @dataclass
@@ -404,9 +404,10 @@ class SimFleet:
     def misbehave(self, name: str, how: str | None) -> None:
         """Make a host hostile (None: behave again). `how`, one of HOSTILE:
         "huge": a valid answer padded to 8 MiB; "endless": output that never ends;
-        "garbage": random bytes (not UTF-8); "escapes": a valid answer whose mount
-        names carry terminal escapes and Rich markup; "stderr-escapes": exit 1 with
-        escapes and markup on stderr; "drip": a byte every half second."""
+        "garbage": random bytes (not UTF-8); "escapes": a valid answer whose mount,
+        device and fstype names carry terminal escapes and Rich markup; "stderr-escapes": exit 1 with
+        escapes and markup on stderr; "drip": a byte every half second; "many-disks": a
+        valid answer under the size cap listing 1,200 disks, each mounted at a 300-character path."""
         if how is not None and how not in HOSTILE:
             raise ValueError(f"unknown hostile behaviour {how!r}")
         self._hosts[name].hostile = how
@@ -469,7 +470,17 @@ class SimFleet:
         elif how == "escapes":
             evil = "/mnt/\x1b]0;pwned\x07\x1b[2J[bold red]boom[/]\x1b[31m"
             row = f"/dev/vdz\x1b[5m 1048576 524288 524288 50% {evil}\n"  # a disk of its own, listed by df
-            text = text.replace(END_MARKER, row + END_MARKER)
+            # ...and in /proc/mounts, with a title change, an OSC 52 clipboard write and a colour as its fstype
+            fstype = "\x1b]0;PWNED\x07\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[31mRED"
+            mount = f"/dev/vdz {evil.replace(' ', chr(92) + '040')} {fstype} rw 0 0\n"
+            text = text.replace("@df\n", mount + "@df\n").replace(END_MARKER, row + END_MARKER)
+            out.write(text.encode())
+            return True
+        elif how == "many-disks":
+            paths = [f"/m{i:05d}{'m' * 293}" for i in range(1200)]
+            mounts = "".join(f"/dev/x{i} {path} ext4 rw 0 0\n" for i, path in enumerate(paths))
+            rows = "".join(f"/dev/x{i} 1000 {i % 1000} {1000 - i % 1000} 1% {path}\n" for i, path in enumerate(paths))
+            text = text.replace("@df\n", mounts + "@df\n").replace(END_MARKER, rows + END_MARKER)
             out.write(text.encode())
             return True
         elif how == "stderr-escapes":

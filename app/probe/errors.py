@@ -23,5 +23,5 @@ class CollectError(FleettopError):
         detail = " ".join(clean(detail).split()) or kind.replace("_", " ")
         if len(detail) > DETAIL_MAX:
             detail = detail[: DETAIL_MAX - 1] + "…"
-        super().__init__(f"{where}: {detail}")
+        super().__init__(clean(f"{where}: {detail}"))  # `where` holds a name and host read from the database
         self.kind = kind

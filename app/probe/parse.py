@@ -7,6 +7,7 @@ counters into Metrics and the counters to keep for next time.
 
 from __future__ import annotations
 
+import heapq
 import re
 from datetime import datetime, timezone
 
@@ -34,7 +35,12 @@ _UNSIGNED = re.compile(r"\d{1,30}")
 _DECIMAL = re.compile(r"\d{1,30}(?:\.\d{1,30})?")
 _DF_ROW = re.compile(r"(\S+)?\s+(\d{1,30})\s+(\d{1,30})\s+(\d{1,30})\s+(?:\d{1,3}%|-)\s+(/.*)")
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
-NAME_MAX = 512
+# A filesystem type as the kernel names them (ext4, fuse.sshfs, nfs4): anything else is "?".
+_FSTYPE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+NAME_MAX = 256  # a mount or device name is cut here
+# Disks kept per sample, the fullest first: a host cannot make a sample (stored in SQL and
+# cached in Redis) grow past ~160 KiB however many mounts it lists.
+MAX_DISKS = 256
 
 
 class ParseError(ValueError):
@@ -140,9 +146,10 @@ def real_disks(df_lines: list[str], mount_types: dict[str, str]) -> list[DiskUsa
 
     A device mounted at several places (bind mounts) is counted once, under its
     shortest mount point. Percent is used / (used + available), as df computes it.
+    At most MAX_DISKS, the fullest.
     """
     unit = 1024
-    by_device: dict[str, DiskUsage] = {}
+    by_device: dict[str, tuple[str, str, str, int, int, float]] = {}  # models made only for the ones kept
     pending_device = ""
     for line in df_lines:
         header = re.match(r"Filesystem\s+(\d+)-blocks", line)
@@ -163,18 +170,14 @@ def real_disks(df_lines: list[str], mount_types: dict[str, str]) -> list[DiskUsa
         mount, device = _printable(mount), _printable(device)
         if not device or fstype in PSEUDO_FILESYSTEMS or used + available == 0:
             continue
-        disk = DiskUsage(
-            mount=mount,
-            device=device,
-            fstype=fstype,
-            used_bytes=used,
-            total_bytes=total,
-            percent=100.0 * used / (used + available),
-        )
         known = by_device.get(device)
-        if known is None or len(mount) < len(known.mount):
-            by_device[device] = disk
-    return sorted(by_device.values(), key=lambda disk: disk.mount)
+        if known is None or len(mount) < len(known[0]):
+            by_device[device] = (mount, device, fstype, used, total, 100.0 * used / (used + available))
+    kept = heapq.nlargest(MAX_DISKS, by_device.values(), key=lambda disk: disk[5])
+    return [
+        DiskUsage(mount=mount, device=device, fstype=fstype, used_bytes=used, total_bytes=total, percent=percent)
+        for mount, device, fstype, used, total, percent in sorted(kept)
+    ]
 
 
 def _percent(used: int, total: int) -> float:
@@ -289,7 +292,7 @@ def _mount_types(lines: list[str]) -> dict[str, str]:
     for line in lines:
         fields = line.split()
         if len(fields) >= 3:
-            types[_unescape(fields[1])] = fields[2]
+            types[_unescape(fields[1])] = fields[2] if _FSTYPE.fullmatch(fields[2]) else "?"
     return types
 
 

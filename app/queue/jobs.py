@@ -42,10 +42,15 @@ log = logging.getLogger("fleettop.jobs")
 
 HEARTBEAT_EVERY_S = 2
 SWEEP_EVERY_S = 5
+TRIGGERS = frozenset({"scheduled", "manual"})  # what fleettop itself enqueues ("retry" is recorded, never enqueued)
 
 
 class AttemptFailed(Exception):
     """One attempt failed; SAQ retries the job or marks it failed."""
+
+
+class RefusedJob(Exception):
+    """A job whose fields fleettop never enqueues (written into Redis by someone else)."""
 
 
 @dataclass
@@ -85,6 +90,9 @@ def run_key(job: Job) -> str:
 async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dict[str, t.Any]:
     job: Job = ctx["job"]
     deps: CollectContext = ctx["collect"]
+    if type(server_id) is not int or trigger not in TRIGGERS:  # Redis is not trusted: nothing is collected
+        job.retries = job.attempts  # failed for good: a retry would be refused again
+        raise RefusedJob(f"job refused: server_id {str(server_id)[:40]!r} and trigger {str(trigger)[:40]!r} are not what fleettop enqueues")
     if job.attempts > 1:  # only a retry was marked (the "delayed" figure)
         with contextlib.suppress(RedisError, OSError):
             await deps.cache.unmark_retrying(job.id)
@@ -92,13 +100,13 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
     attempt = job.attempts
     # One group-committed step: what the collection needs from SQL, and its run started.
     inputs = await deps.repo.begin_collection(
-        server_id, key, trigger="retry" if attempt > 1 else trigger, attempt=attempt, skip_disabled=trigger == "scheduled"
+        server_id, key, trigger="retry" if attempt > 1 else trigger, attempt=attempt, skip_disabled=True
     )
     if inputs is None:
         return GONE
     server = inputs.server
     ctx["interval"] = server.interval if server.enabled else None  # read by rechain()
-    if trigger == "scheduled" and not server.enabled:
+    if not server.enabled:  # whatever the trigger: a disabled server may be one suspected compromised
         return {"status": "disabled"}
     if inputs.done or inputs.run is None:
         return {"status": "ok", "duplicate": True}

@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from fleettop.config import Settings, redact_url
+from fleettop.config import Settings
 from fleettop.errors import FleettopError
 from fleettop.private import private_dir, tighten_own_file
 
@@ -112,7 +112,8 @@ async def open_database(settings: Settings, *, migrate_to_head: bool = True) -> 
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise DatabaseError(f"database.url {redact_url(url)!r} is not a database URL") from None
+        # not echoed: where a URL that does not parse holds its password is anyone's guess
+        raise DatabaseError("database.url is not a database URL (dialect+driver://user:password@host/database)") from None
     sqlite_path = None
     if parsed.get_backend_name() == "sqlite":
         private_dir(settings.data_dir)

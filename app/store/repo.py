@@ -571,6 +571,13 @@ class Repository:
         async with self._sessions.begin() as session:
             session.add(AuditRow(at=at or utcnow(), actor=(who or actor())[:AUDIT_TARGET_MAX], action=action[:64], target=target, detail=detail))
 
+    async def audit_recorded(self, who: str, action: str, at: datetime) -> bool:
+        """Whether an entry by `who` of `action` at this very time (to the microsecond) is
+        recorded already: a relayed entry seen twice is a replay."""
+        query = select(AuditRow.id).where(AuditRow.actor == who[:AUDIT_TARGET_MAX], AuditRow.action == action, AuditRow.at == at)
+        async with self._sessions() as session:
+            return (await session.scalars(query.limit(1))).first() is not None
+
     async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
         query = select(AuditRow).order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit)
         async with self._sessions() as session:

@@ -14,6 +14,7 @@ import pytest
 from fleettop.config import Settings
 from fleettop.domain import Server
 from fleettop.probe import CollectError, Prober
+from fleettop.probe.parse import MAX_DISKS, NAME_MAX
 from fleettop.probe.ssh import MAX_OUTPUT_BYTES
 from fleettop.sim import HOSTILE
 
@@ -30,6 +31,7 @@ EXPECTED = {
     "escapes": None,
     "stderr-escapes": "command_failed",
     "drip": "timeout",
+    "many-disks": None,
 }
 
 
@@ -51,9 +53,13 @@ async def test_hostile_answers_are_bounded_and_refused(fleet, short_dir: Path):
         for how, kind in EXPECTED.items():
             fleet.misbehave(name, how)
             started = time.monotonic()
-            if kind is None:
+            if how == "many-disks":  # 1,200 disks at 300-character paths: the fullest 256, names cut at 256
+                disks = (await prober.collect(server, None)).metrics.disks
+                assert len(disks) == MAX_DISKS and {len(disk.mount) for disk in disks} == {NAME_MAX}
+                assert min(disk.used_bytes for disk in disks) == (999 - MAX_DISKS + 1) * 1024
+            elif kind is None:
                 result = await prober.collect(server, None)
-                names = [text for disk in result.metrics.disks for text in (disk.mount, disk.device)]
+                names = [text for disk in result.metrics.disks for text in (disk.mount, disk.device, disk.fstype)]
                 assert any("[bold red]boom[/]" in text for text in names)  # kept, literally
                 assert not any(ch < " " or "\x7f" <= ch <= "\x9f" for text in names for ch in text), names
             else:
@@ -72,7 +78,7 @@ async def test_hostile_answers_are_bounded_and_refused(fleet, short_dir: Path):
         await prober.collect(server, None)  # the host behaves again: collected again
     finally:
         await prober.close()
-    assert MAX_OUTPUT_BYTES <= 4 * 1024 * 1024
+    assert MAX_OUTPUT_BYTES <= 1024 * 1024
     print(f"hostile answers, seconds to the verdict: {timings}")
 
 
@@ -94,6 +100,12 @@ async def test_cli_output_of_hostile_hosts_is_inert(make_config, short_dir: Path
     assert results["sim-0001"]["status"] == "failed"
     mounts = [disk["mount"] for disk in results["sim-0002"]["disks"]]
     assert any("[bold red]boom[/]" in mount for mount in mounts), mounts
+    # `servers test` prints every disk with its device and fstype: the fstype's OSC title
+    # change, OSC 52 clipboard write and CSI colour reach the terminal as nothing but "?"
+    code, out, err = await run_fleettop(config, "servers", "test", "sim-0002")
+    assert code == 0, (out, err)
+    assert ESC not in out + err and "\x07" not in out + err, out
+    assert "PWNED" not in out and "/dev/vdz?[5m ?" in out, out
 
 
 async def test_the_dashboard_shows_hostile_names_and_errors_inert(make_config, short_dir: Path, fleet):

@@ -29,6 +29,8 @@ SHELL = [f"$(touch {CANARY})", f"`touch {CANARY}`", f"x;touch {CANARY}", f"x|tou
 MARKUP = ["[bold red]boom[/]", "[link=file:///etc/passwd]x[/link]", "\x1b[2J\x1b]0;pwned\x07", "x\x00y"]
 ODD = ["名前", "ünïcode.example", "a" * 64, "a" * 10_000, "-oProxyCommand=touch", "../../etc/passwd", "a b", "", " ", "."]
 HOSTILE = SHELL + MARKUP + ODD
+# `$` matches before a final newline; the CLI must refuse these (the form strips its fields)
+TRAILING_NEWLINE = ["nl1\n", "127.0.0.1\n", "deploy\n"]
 ALLOWED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
@@ -42,7 +44,7 @@ def cli_config(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("field", ["name", "host", "username"])
 def test_cli_refuses_hostile_names_hosts_and_users(cli_config: Path, capsys, field: str):
     refused = 0
-    for value in HOSTILE:
+    for value in HOSTILE + TRAILING_NEWLINE:
         args = {"name": "ok-name", "host": "127.0.0.1", "username": "deploy"}
         args[field] = value
         code = main(["--config", str(cli_config), "servers", "add", f"--host={args['host']}", f"--user={args['username']}", "--", args["name"]])
@@ -51,7 +53,7 @@ def test_cli_refuses_hostile_names_hosts_and_users(cli_config: Path, capsys, fie
         assert "\x1b" not in err and "\x07" not in err and "\x00" not in err, err
         assert all(line.startswith("fleettop: ") for line in err.splitlines()), err
         refused += 1
-    assert refused == len(HOSTILE)
+    assert refused == len(HOSTILE + TRAILING_NEWLINE)
     assert not CANARY.exists()
     assert main(["--config", str(cli_config), "servers", "list", "--json"]) == 0
     assert capsys.readouterr().out.strip() == "[]"  # nothing was added

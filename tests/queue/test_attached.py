@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import textwrap
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,10 @@ from fleettop.domain import actor
 
 from queue_helpers import Fleettop, service_for, wait_until
 
-HEAVY = ("sqlalchemy", "alembic", "asyncssh", "textual", "cryptography.hazmat")
+# cryptography is not among them: an attached `collect` signs its audit entry with a key
+# derived from the secret key (fleettop.secrets, ~4 ms of imports); test_startup checks
+# that nothing imports it before a command needs it.
+HEAVY = ("sqlalchemy", "alembic", "asyncssh", "textual")
 
 # Runs the CLI in a subprocess as `fleettop` does, then reports on stderr's last line
 # which heavy modules that process imported.
@@ -105,7 +109,7 @@ async def _answers_from_redis(data: dict, config: Path) -> None:
 
         await wait_until(audited, 10)
         entry = next(entry for entry in await service.repo.audit_entries(5) if entry.action == "collect.all")
-        assert (entry.target, entry.detail) == ("*", "3 servers")
+        assert entry.target == "*" and entry.detail.startswith("3 servers; relayed through Redis by pid "), entry
 
     code, stdout, stderr, heavy = await cli(config, "collect", "sim-0002", "--wait")
     assert code == 0 and heavy == [] and stdout.startswith("sim-0002  ok  cpu "), (stdout, stderr)
@@ -208,8 +212,9 @@ async def test_audit_entries_left_in_redis_are_recorded_once_with_who_asked_and_
     data = make_config(servers=["sim-0001"])
     async with service_for(data, worker=False) as service:
         cache = service.cache
-        asked = datetime(2026, 11, 29, 3, 0, tzinfo=timezone.utc)
-        elsewhere = AuditRequest(action="collect", target="sim-0001", actor="alice@bastion", at=asked)
+        asked = datetime.now(timezone.utc) - timedelta(minutes=5)
+        elsewhere = AuditRequest(action="collect", target="sim-0001", actor="alice@bastion", at=asked, pid=4242)
+        elsewhere.mac = elsewhere.digest(cache.relay_key())  # an attached command on another host, same secret key
         async with cache.redis.pipeline(transaction=False) as pipe:
             cache.request_audit(pipe, "collect.all", "*", "1 servers")
             pipe.rpush(cache.prefix + "audit", elsewhere.model_dump_json())
@@ -219,8 +224,9 @@ async def test_audit_entries_left_in_redis_are_recorded_once_with_who_asked_and_
         assert await service.record_audit_requests() == 0  # taken off the list
         recorded = await service.repo.audit_entries(10)
     entries = [entry for entry in reversed(recorded) if entry.action.startswith("collect")]  # oldest first
+    recorder = f"recorded by {actor()} pid {os.getpid()}"
     assert [(entry.actor, entry.action, entry.target, entry.detail) for entry in entries] == [
-        ("alice@bastion", "collect", "sim-0001", ""),
-        (actor(), "collect.all", "*", "1 servers"),
+        ("alice@bastion", "collect", "sim-0001", f"relayed through Redis by pid 4242, {recorder}"),
+        (actor(), "collect.all", "*", f"1 servers; relayed through Redis by pid {os.getpid()}, {recorder}"),
     ]
     assert entries[0].at == asked and entries[1].at > asked
