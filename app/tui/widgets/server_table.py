@@ -185,6 +185,7 @@ class ServerTable(ScrollView, can_focus=True):
         self.filter_text = ""
         self.sort_mode = "name"
         self.sort_reverse = False
+        self._counts: Counter[str] | None = None  # status_counts(), until a row changes
         self._order_dirty = False
         # The clock columns are advanced on the visible lines only, each tick; any other
         # line catches up when it is next read or drawn (its generation is behind).
@@ -200,6 +201,7 @@ class ServerTable(ScrollView, can_focus=True):
         first_load = not self.rows_by_id
         gone = [server_id for server_id in self.rows_by_id if server_id not in fresh]
         for server_id in gone:
+            self._counts = None
             self.rows_by_id.pop(server_id)
             self._cells.pop(server_id)
             self._cells_generation.pop(server_id, None)
@@ -219,6 +221,7 @@ class ServerTable(ScrollView, can_focus=True):
 
     def remove_server(self, server_id: int) -> None:
         self.rows_by_id.pop(server_id, None)
+        self._counts = None
         self._cells.pop(server_id, None)
         self._cells_generation.pop(server_id, None)
         if server_id in self._position:
@@ -230,6 +233,7 @@ class ServerTable(ScrollView, can_focus=True):
         now = self._clock()
         row = row.at(now)  # the status as of the dashboard's clock, as each tick re-derives it
         self.rows_by_id[server_id] = row
+        self._counts = None
         cells = cells_of(row, now)
         self._cells_generation[server_id] = self._tick_generation
         shown, wanted = server_id in self._position, self._matches(row)
@@ -358,14 +362,15 @@ class ServerTable(ScrollView, can_focus=True):
 
     def status_counts(self) -> Counter[str]:
         """How many servers (filtered out or not) have each status, and how many are "alerting":
-        up, with a figure at or past its threshold (drawn red)."""
-        counts = Counter(row.status for row in self.rows_by_id.values())
-        counts["alerting"] = sum(
-            1
-            for row in self.rows_by_id.values()
-            if row.status == "up" and any(getattr(level, "value", level) == "critical" for level in row.severities.values())
-        )
-        return counts
+        up, with a figure at or past its threshold (drawn red). Counted again only after a change."""
+        if self._counts is None:
+            self._counts = Counter(row.status for row in self.rows_by_id.values())
+            self._counts["alerting"] = sum(
+                1
+                for row in self.rows_by_id.values()
+                if row.status == "up" and any(getattr(level, "value", level) == "critical" for level in row.severities.values())
+            )
+        return self._counts
 
     @property
     def shown_ids(self) -> list[int]:
