@@ -99,20 +99,36 @@ class SummaryBar(_Bar):
             self.aggregate = aggregate
         if self.counts is None:
             return
+        self._refresh_content()
+
+    def _refresh_content(self) -> None:
         c, a = self.counts, self.aggregate
+        if c is None:
+            return
         total = c.total() - c["alerting"]
         off = f" [$text-muted]({c['disabled']} off)[/]" if c["disabled"] else ""
-        stale = f"  [b $warning]◌ {c['stale']} stale[/]" if c["stale"] else ""
-        new = f"  [$text-muted]? {c['unknown']} new[/]" if c["unknown"] else ""
-        down = f"[b $error]✖ {c['down']} down[/]" if c["down"] else "[$text-muted]0 down[/]"
-        alerting = f"[b $error]! {c['alerting']} alerting[/]" if c["alerting"] else "[$text-muted]0 alerting[/]"
-        markup = f"[b]{total}[/] server{'' if total == 1 else 's'}{off}  [$success]● {c['up']} up[/]{stale}{new}  {down}  {alerting}"
+        parts = [f"[b]{total}[/] server{'' if total == 1 else 's'}{off}", f"[$success]● {c['up']} up[/]"]
+        if c["stale"]:
+            parts.append(f"[b $warning]◌ {c['stale']} stale[/]")
+        if c["unknown"]:
+            parts.append(f"[$text-muted]? {c['unknown']} new[/]")
+        zeros = []  # shown while there is room: "nothing down" is news too
+        for key, label, mark in (("down", "down", "✖"), ("alerting", "alerting", "!")):
+            if c[key]:
+                parts.append(f"[b $error]{mark} {c[key]} {label}[/]")
+            else:
+                zeros.append(f"[$text-muted]0 {label}[/]")
+        averages = []
         if a is not None:
-            markup += (
-                f"  [$text-muted]│[/] avg cpu [b]{fmt.percent(a.avg_cpu)}[/]"
-                f"  ram [b]{fmt.percent(a.avg_ram)}[/]  disk [b]{fmt.percent(a.avg_disk)}[/]"
-            )
+            averages = [f"cpu [b]{fmt.percent(a.avg_cpu)}[/]", f"ram [b]{fmt.percent(a.avg_ram)}[/]", f"disk [b]{fmt.percent(a.avg_disk)}[/]"]
+        wide = "  ".join(parts + zeros) + ("  [$text-muted]│[/] avg " + "  ".join(averages) if averages else "")
+        markup = wide
+        if Content.from_markup(wide).cell_length > self.size.width - 2:  # narrow: no zeros, tighter
+            markup = " ".join(parts) + (" [$text-muted]│[/] " + " ".join(averages) if averages else "")
         self._put(markup, lambda: Content.from_markup(markup))
+
+    def on_resize(self) -> None:
+        self._refresh_content()
 
 
 class QueueBar(_Bar):
