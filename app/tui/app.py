@@ -306,7 +306,8 @@ class FleetApp(App):
         """The screen's keys, in the command palette too."""
         yield from super().get_system_commands(screen)
         for binding in screen.BINDINGS:
-            if isinstance(binding, Binding) and binding.description:
+            # check_action: only the one of Pause / Resume that applies now
+            if isinstance(binding, Binding) and binding.description and screen.check_action(binding.action, ()) is not False:
                 yield SystemCommand(
                     binding.description,
                     f"key {binding.key_display or binding.key}",

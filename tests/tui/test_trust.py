@@ -186,6 +186,8 @@ async def test_80x24_footer_shows_help_and_quit_and_the_whole_error_wraps() -> N
         await pilot.pause()
         keys = footer_keys(app)
         assert keys.get("?") == "Help" and keys.get("q") == "Quit", keys
+        summary = text(app.dashboard.query_one(SummaryBar))
+        assert len(summary) <= 78 and summary.endswith("disk 58%"), summary  # whole, inside its padding
         table = app.dashboard.table
         table.move_cursor(row=table.shown_ids.index(7))  # edge-1, down
         await pilot.pause()
@@ -220,6 +222,8 @@ async def test_pause_key_says_resume_while_paused_and_collect_says_nothing_runs(
         assert footer_keys(app).get("p") == "Pause"
         await pilot.press("p")
         await until(pilot, lambda: footer_keys(app).get("p") == "Resume", what="the footer to say Resume")
+        palette = [command.title for command in app.get_system_commands(app.screen)]
+        assert "Resume" in palette and "Pause" not in palette
         await pilot.press("c")
         await until(pilot, lambda: any("nothing runs until you resume" in said for said in toasts(app)), what="the hint")
         app.clear_notifications()
