@@ -66,7 +66,7 @@ async def assert_turns_stale(pilot, app: FleetApp, now: list[datetime]) -> None:
         assert table.cell_class(server_id, "cpu") == "muted"  # old figures, not current ones
         assert table.cell_text(server_id, "problem").startswith("no sample for 2h")
     await until(pilot, lambda: f"◌ {count} stale" in text(summary), what="stale counted in the summary")
-    assert "● 0 up" in text(summary)
+    assert f"● 0 up  ◌ {count} stale  0 down  0 alerting" in text(summary)  # stale figures alert no one
 
 
 async def test_a_paused_fleet_turns_stale_by_itself(live: LiveFleet) -> None:

@@ -107,24 +107,24 @@ class SummaryBar(_Bar):
             return
         total = c.total() - c["alerting"]
         off = f" [$text-muted]({c['disabled']} off)[/]" if c["disabled"] else ""
-        parts = [f"[b]{total}[/] server{'' if total == 1 else 's'}{off}", f"[$success]● {c['up']} up[/]"]
+        # (markup, shown on a narrow screen too): "0 down" is news while there is room for it
+        parts = [(f"[b]{total}[/] server{'' if total == 1 else 's'}{off}", True), (f"[$success]● {c['up']} up[/]", True)]
         if c["stale"]:
-            parts.append(f"[b $warning]◌ {c['stale']} stale[/]")
+            parts.append((f"[b $warning]◌ {c['stale']} stale[/]", True))
         if c["unknown"]:
-            parts.append(f"[$text-muted]? {c['unknown']} new[/]")
-        zeros = []  # shown while there is room: "nothing down" is news too
-        for key, label, mark in (("down", "down", "✖"), ("alerting", "alerting", "!")):
+            parts.append((f"[$text-muted]? {c['unknown']} new[/]", True))
+        for key, mark in (("down", "✖"), ("alerting", "!")):
             if c[key]:
-                parts.append(f"[b $error]{mark} {c[key]} {label}[/]")
+                parts.append((f"[b $error]{mark} {c[key]} {key}[/]", True))
             else:
-                zeros.append(f"[$text-muted]0 {label}[/]")
+                parts.append((f"[$text-muted]0 {key}[/]", False))
         averages = []
         if a is not None:
             averages = [f"cpu [b]{fmt.percent(a.avg_cpu)}[/]", f"ram [b]{fmt.percent(a.avg_ram)}[/]", f"disk [b]{fmt.percent(a.avg_disk)}[/]"]
-        wide = "  ".join(parts + zeros) + ("  [$text-muted]│[/] avg " + "  ".join(averages) if averages else "")
+        wide = "  ".join(part for part, _ in parts) + ("  [$text-muted]│[/] avg " + "  ".join(averages) if averages else "")
         markup = wide
         if Content.from_markup(wide).cell_length > self.size.width - 2:  # narrow: no zeros, tighter
-            markup = " ".join(parts) + (" [$text-muted]│[/] " + " ".join(averages) if averages else "")
+            markup = " ".join(part for part, narrow in parts if narrow) + (" [$text-muted]│[/] " + " ".join(averages) if averages else "")
         self._put(markup, lambda: Content.from_markup(markup))
 
     def on_resize(self) -> None:
