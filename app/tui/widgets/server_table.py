@@ -76,7 +76,7 @@ SORTS = ("name", "status", "cpu", "ram", "disk", "load", "age")
 # The value each sort orders by; None (no figure yet) always goes last.
 SORT_VALUES: dict[str, Callable[[Any], Any]] = {
     "name": lambda row: row.server.name.lower(),
-    "status": lambda row: STATUS_RANK.get(row.status, 5),
+    "status": lambda row: STATUS_RANK.get(row.status, -1),
     "cpu": lambda row: row.latest.cpu_percent if row.latest else None,
     "ram": lambda row: row.latest.mem_percent if row.latest else None,
     "disk": lambda row: row.latest.disk_percent if row.latest else None,
@@ -105,11 +105,12 @@ def sorted_ids(rows: dict[int, Any], mode: str, reverse: bool) -> list[int]:
     """Server ids in `mode`'s order (reversed on request), ties by name, servers without
     the figure last either way."""
     value = SORT_VALUES[mode]
+    values = {server_id: value(row) for server_id, row in rows.items()}
     by_name = sorted(rows, key=lambda i: rows[i].server.name.lower())
-    known = [i for i in by_name if value(rows[i]) is not None]
-    missing = [i for i in by_name if value(rows[i]) is None]
+    known = [i for i in by_name if values[i] is not None]
+    missing = [i for i in by_name if values[i] is None]
     descending = (mode not in ASCENDING) != reverse
-    known.sort(key=lambda i: value(rows[i]), reverse=descending)  # stable: ties stay by name
+    known.sort(key=values.__getitem__, reverse=descending)  # stable: ties stay by name
     return known + missing
 
 
