@@ -41,7 +41,7 @@ FLUSH_INTERVAL = 0.25  # events are coalesced and repainted at most this often
 # Past this many changed servers, one list_servers() beats N server_row() calls
 # (measured with 1,000 servers on SQLite: ~1.2 s against ~4 ms each).
 BULK_RELOAD = 200
-CONFIG_NOTE_S = 5  # the first-run "no config file" note: read once, then out of the way
+CONFIG_NOTE_S = 6  # the first-run "no config file" note: read once, then out of the way
 
 
 def stylesheet() -> Path:
@@ -107,8 +107,6 @@ class FleetApp(App):
 
     async def on_mount(self) -> None:
         await self.push_screen(DashboardScreen())
-        if self.config_note:
-            self.notify(self.config_note, timeout=CONFIG_NOTE_S, markup=False)
         if self.service is not None:
             self.run_worker(self._service_ready(), name="load", exclusive=False)
         else:
@@ -134,6 +132,9 @@ class FleetApp(App):
         if self.live:  # listen before the first load, so no change falls in between
             self.run_worker(self._follow_events(), name="events")
         await self.reload_servers()
+        if self.config_note:  # once, beside the list it is about, not over a loading screen
+            self.notify(self.config_note, timeout=CONFIG_NOTE_S, markup=False)
+            self.config_note = None
         await self.refresh_counts()
         self.dashboard.tick()
         if self.live:

@@ -275,7 +275,7 @@ async def test_the_first_run_note_leaves_the_bottom_lines_readable() -> None:
         await pilot.pause(0.3)
         info = app.dashboard.query_one("#info")
         assert toast.region.bottom <= info.region.y  # above the line under the list
-        assert app._notifications and all(n.timeout <= 5 for n in app._notifications)
+        assert app._notifications and all(n.timeout <= 6 for n in app._notifications)
 
 
 # ------------------------------------------------------------------ keys of htop and k9s
