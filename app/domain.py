@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import getpass
+import math
 import os
 import socket
 from datetime import datetime
@@ -66,13 +67,21 @@ class Metrics(BaseModel):
     net_tx_bps: float | None = None
 
 
+def shown_percent(value: float) -> int:
+    """The whole percent a figure is shown as, halves rounded up (89.5 -> 90)."""
+    return math.floor(value + 0.5)
+
+
 def severity(value: float | None, threshold: float) -> Severity:
-    """Normal below 80 % of the threshold, warning from there, critical at or past it."""
+    """Normal below 80 % of the threshold, warning from there, critical at or past it --
+    judged on the figure as shown (`shown_percent`), so the colour always agrees with it:
+    89.6 shows as "90%", and is critical at a threshold of 90."""
     if value is None:
         return Severity.NORMAL
-    if value >= threshold:
+    shown = shown_percent(value)
+    if shown >= threshold:
         return Severity.CRITICAL
-    if value >= threshold * WARNING_FRACTION:
+    if shown >= threshold * WARNING_FRACTION:
         return Severity.WARNING
     return Severity.NORMAL
 

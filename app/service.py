@@ -62,6 +62,15 @@ class ServerRow(BaseModel):
     last_collected_at: datetime | None = None
     next_run_at: datetime | None = None
 
+    def at(self, now: datetime) -> ServerRow:
+        """This row as it stands at `now`. Time alone turns a server whose last run succeeded
+        stale once its newest sample is too old -- a paused queue, a dead worker: exactly the
+        cases where no new event comes to say so. Pure: no I/O, cheap enough for every tick."""
+        if self.status not in ("up", "stale"):  # down, new and off do not change with time
+            return self
+        status = _freshness(self.server, self.latest, now)
+        return self if status == self.status else self.model_copy(update={"status": status})
+
 
 class ServerDetail(BaseModel):
     row: ServerRow
@@ -393,6 +402,11 @@ def _status(server: Server, sample: Sample | None, last: RunOutcome | None, now:
         return "unknown"
     if last.status == "failed":
         return "down"
+    return _freshness(server, sample, now)
+
+
+def _freshness(server: Server, sample: Sample | None, now: datetime) -> Status:
+    """Up while the newest sample is younger than STALE_INTERVALS intervals plus a minute, then stale."""
     fresh_for = timedelta(seconds=server.interval * STALE_INTERVALS + 60)
     if sample is None or now - sample.collected_at > fresh_for:
         return "stale"

@@ -7,16 +7,20 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleettop.domain import Metrics, Severity, Thresholds, classify, is_alerting, severity
+from fleettop.domain import Metrics, Severity, Thresholds, classify, is_alerting, severity, shown_percent
 
 percent = st.floats(min_value=0, max_value=100, allow_nan=False)
 
 
 def test_boundaries_of_the_default_cpu_threshold():
-    assert severity(71.9, 90) is Severity.NORMAL
-    assert severity(72.0, 90) is Severity.WARNING  # 80 % of the threshold
-    assert severity(89.99, 90) is Severity.WARNING
-    assert severity(90.0, 90) is Severity.CRITICAL  # at the threshold
+    """Judged on the whole percent shown: 71.4 shows as 71%, 71.6 as 72%, 89.6 as 90%."""
+    assert severity(71.4, 90) is Severity.NORMAL
+    assert severity(71.6, 90) is Severity.WARNING  # "72%": 80 % of the threshold
+    assert severity(72.0, 90) is Severity.WARNING
+    assert severity(89.4, 90) is Severity.WARNING
+    assert severity(89.6, 90) is Severity.CRITICAL  # "90%": at the threshold
+    assert severity(90.0, 90) is Severity.CRITICAL
+    assert severity(94.6, 95) is Severity.CRITICAL  # "95%"
     assert severity(None, 90) is Severity.NORMAL  # not measured yet
 
 
@@ -26,7 +30,15 @@ def test_severity_is_monotonic_in_the_value(value, threshold):
     lower = severity(value, threshold)
     higher = severity(min(100.0, value + 1), threshold)
     assert order.index(higher) >= order.index(lower)
-    assert (lower is Severity.CRITICAL) == (value >= threshold)
+    assert (lower is Severity.CRITICAL) == (shown_percent(value) >= threshold)
+
+
+@given(value=percent, threshold=percent)
+def test_the_colour_follows_the_figure_as_shown(value, threshold):
+    """Two figures shown alike are coloured alike (D12: "90%" at a threshold of 90 is red)."""
+    shown = float(shown_percent(value))
+    assert f"{shown:.0f}" == str(shown_percent(value))
+    assert severity(value, threshold) is severity(shown, threshold)
 
 
 def _metrics(cpu: float, ram: float, disk: float | None) -> Metrics:

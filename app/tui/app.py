@@ -41,6 +41,7 @@ FLUSH_INTERVAL = 0.25  # events are coalesced and repainted at most this often
 # Past this many changed servers, one list_servers() beats N server_row() calls
 # (measured with 1,000 servers on SQLite: ~1.2 s against ~4 ms each).
 BULK_RELOAD = 200
+CONFIG_NOTE_S = 6  # the first-run "no config file" note: read once, then out of the way
 
 
 def stylesheet() -> Path:
@@ -58,6 +59,10 @@ class FleetApp(App):
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
+        # As in htop and k9s: ctrl+c quits from anywhere (Textual's own ctrl+c only says how to quit).
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("f1", "help", "Help", show=False),
+        Binding("f10", "quit", "Quit", show=False),
     ]
 
     def __init__(
@@ -69,12 +74,14 @@ class FleetApp(App):
         config_note: str | None = None,
         clock: Callable[[], datetime] = utc_now,
         live: bool = True,
+        demo: bool = False,
     ) -> None:
         """Pass a ready `service`, or `open_service` to open one in the app's loop.
 
         `config_note`: said once at start (there is no config file: LoadedConfig.missing_note).
         `clock` drives every displayed time (fixed in snapshot tests); `live=False` skips the
-        periodic timers and the event stream, for still pictures.
+        periodic timers and the event stream, for still pictures. `demo`: the header says
+        that nothing done here is kept (--demo runs on a throwaway data dir).
         """
         super().__init__()
         self.service = service
@@ -83,6 +90,7 @@ class FleetApp(App):
         self.config_note = config_note
         self.clock = clock
         self.live = live
+        self.demo = demo
         self._stop_service = asyncio.Event()
         # A plain task, not a Textual worker: Textual cancels its workers at shutdown
         # without waiting, and the service must close (worker stopped, jobs re-queued).
@@ -99,8 +107,6 @@ class FleetApp(App):
 
     async def on_mount(self) -> None:
         await self.push_screen(DashboardScreen())
-        if self.config_note:
-            self.notify(self.config_note, timeout=10, markup=False)
         if self.service is not None:
             self.run_worker(self._service_ready(), name="load", exclusive=False)
         else:
@@ -126,6 +132,9 @@ class FleetApp(App):
         if self.live:  # listen before the first load, so no change falls in between
             self.run_worker(self._follow_events(), name="events")
         await self.reload_servers()
+        if self.config_note:  # once, beside the list it is about, not over a loading screen
+            self.notify(self.config_note, timeout=CONFIG_NOTE_S, markup=False)
+            self.config_note = None
         await self.refresh_counts()
         self.dashboard.tick()
         if self.live:
@@ -198,6 +207,7 @@ class FleetApp(App):
                     else:
                         self.dashboard.show_row(row)
             if changed:
+                self.dashboard.show_summary()
                 self._notify_screen("server_changed", changed)
             if self._counts_due:
                 self._counts_due = False
@@ -297,7 +307,8 @@ class FleetApp(App):
         """The screen's keys, in the command palette too."""
         yield from super().get_system_commands(screen)
         for binding in screen.BINDINGS:
-            if isinstance(binding, Binding) and binding.description:
+            # check_action: only the one of Pause / Resume that applies now
+            if isinstance(binding, Binding) and binding.description and screen.check_action(binding.action, ()) is not False:
                 yield SystemCommand(
                     binding.description,
                     f"key {binding.key_display or binding.key}",
@@ -312,6 +323,7 @@ def dashboard_app(args: argparse.Namespace, loaded: LoadedConfig) -> FleetApp:
         open_service=lambda: open_service(loaded, worker=not args.no_worker, demo=args.demo),
         config_path=loaded.path,
         config_note=loaded.missing_note,
+        demo=bool(args.demo),
     )
 
 

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from rich.text import Text
 
+from fleettop.domain import shown_percent
 from fleettop.text import clean
 
 DASH = "–"
@@ -21,7 +22,8 @@ def safe(value: object, style: str = "") -> Text:
 
 
 def percent(value: float | None) -> str:
-    return DASH if value is None else f"{value:.0f}%"
+    """Rounded as the thresholds judge it (domain.shown_percent), so colour and figure agree."""
+    return DASH if value is None else f"{shown_percent(value)}%"
 
 
 def load(value: float | None) -> str:

@@ -293,6 +293,14 @@ async def test_s_cycles_the_sort(live: LiveFleet) -> None:
         await pilot.press("s", "s")
         assert grid.sort_mode == "disk"
         await pilot.press("s")
+        assert grid.sort_mode == "load"
+        loads = [grid.rows_by_id[i].latest.load1 for i in grid.shown_ids]
+        assert loads == sorted(loads, reverse=True)
+        await pilot.press("s")
+        assert grid.sort_mode == "age"
+        taken = [grid.rows_by_id[i].last_collected_at for i in grid.shown_ids]
+        assert taken == sorted(taken)  # the oldest sample first
+        await pilot.press("s")
         assert grid.sort_mode == "name" and grid.shown_ids == by_name
 
 
@@ -428,7 +436,7 @@ async def test_app_opens_and_closes_its_own_service(tmp_path, redis_url, redis_p
             assert isinstance(app.screen, DashboardScreen)
             await pilot.press("q")
         assert app.return_code == 0
-        assert fleettop.service is None  # the service (and its embedded worker) was closed on quit
+        assert app.service is None  # the service (and its embedded worker) was closed on quit
 
 
 async def test_header_says_when_no_worker_is_attached(tmp_path, redis_url, redis_prefix) -> None:

@@ -25,7 +25,7 @@ async def test_tick_advances_the_visible_lines_and_the_rest_when_shown() -> None
         rows = table.rows_by_id
         before = {server_id: table._cells[server_id]["age"] for server_id in (top, bottom)}
 
-        now[0] = NOW + timedelta(minutes=7)
+        now[0] = NOW + timedelta(minutes=2)  # less than the stale rule: no status changes
         calls = []
         import fleettop.tui.widgets.server_table as module
 

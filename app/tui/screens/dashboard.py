@@ -38,21 +38,31 @@ def _while_running(update: Update) -> Update:
 
 
 class DashboardScreen(Screen):
+    # The footer shows the keys used most, short enough for 80 columns with ? and q; `?`
+    # lists every one (show=False ones too).
     BINDINGS = [
         Binding("c", "collect_all", "Collect all", tooltip="collect every enabled server now"),
-        Binding("p", "toggle_pause", "Pause", tooltip="stop or restart collection, for every worker"),
-        Binding("r", "collect_selected", "Collect one", tooltip="collect the selected server now"),
+        Binding("p", "pause", "Pause", tooltip="stop collection, for every worker"),
+        Binding("p", "resume", "Resume", tooltip="restart collection, for every worker"),
+        Binding("r", "collect_selected", "Collect one", show=False, tooltip="collect the selected server now"),
         Binding("enter", "details", "Details", tooltip="metrics, mounts, history, runs"),
-        Binding("a", "add", "Add", tooltip="add a server"),
-        Binding("e", "edit", "Edit", tooltip="edit the selected server"),
-        Binding("d", "delete", "Delete", tooltip="delete the selected server (asks first)"),
+        Binding("a", "add", "Add", show=False, tooltip="add a server"),
+        Binding("e", "edit", "Edit", show=False, tooltip="edit the selected server"),
+        Binding("d", "delete", "Delete", show=False, tooltip="delete the selected server (asks first)"),
         Binding("slash", "filter", "Filter", key_display="/", tooltip="filter by name or host; esc clears"),
-        Binding("s", "sort", "Sort", tooltip="cycle the sort: name, status, CPU, RAM, disk"),
+        Binding("s", "sort", "Sort", tooltip="cycle the sort: name, status, CPU, RAM, disk, load, age"),
+        Binding("S", "reverse_sort", "Reverse", show=False, tooltip="reverse the sort (or click its heading again)"),
         Binding("j", "queue", "Queue", tooltip="counts, failed runs, the schedule"),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = False  # collection paused, as the last count refresh said
+        self.worker: str | None = None  # running | paused | none, as the last health read said
+        self._info_shown: Content | None = None
+
     def compose(self) -> ComposeResult:
-        yield HeaderBar(id="header")
+        yield HeaderBar(demo=self.app.demo, id="header")
         yield SummaryBar("", id="summary")
         yield QueueBar("", id="queue")
         yield ServerTable(clock=self.app.clock, id="servers")
@@ -76,6 +86,7 @@ class DashboardScreen(Screen):
         self.table.loading = False
         self.table.set_rows(rows)
         self.show_info()
+        self.show_summary()
 
     @_while_running
     def show_row(self, row: Any) -> None:
@@ -86,66 +97,124 @@ class DashboardScreen(Screen):
     @_while_running
     def show_counts(self, *, stats: Any, aggregate: Any, health: dict[str, Any]) -> None:
         self.query_one(QueueBar).show(stats)
-        self.query_one(SummaryBar).show(aggregate)
-        self.query_one(HeaderBar).show(health=health)
+        self.query_one(SummaryBar).show(aggregate=aggregate)
+        self.show_health(health)
+        if stats.paused != self.paused:
+            self.paused = stats.paused
+            self.refresh_bindings()  # the footer's p: Pause or Resume
 
     @_while_running
     def show_health(self, health: dict[str, Any]) -> None:
+        self.worker = health.get("worker")
         self.query_one(HeaderBar).show(health=health)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "pause":
+            return not self.paused
+        if action == "resume":
+            return self.paused
+        return True
+
+    @_while_running
+    def show_summary(self) -> None:
+        """Recount the servers by status (after a batch of changes: one count, not one per row)."""
+        if not self.table.loading:
+            self.query_one(SummaryBar).show(counts=self.table.status_counts())
 
     @_while_running
     def remove_row(self, server_id: int) -> None:
         self.table.remove_server(server_id)
         self.show_info()
+        self.show_summary()
 
     @_while_running
     def tick(self) -> None:
         self.query_one(HeaderBar).show(now=self.app.clock())
         self.table.tick()
+        self.show_summary()  # a server that just turned stale is counted so
+        if self.table.selected is not None:
+            self.show_info()
 
     @on(ServerTable.Highlighted)
     def _highlighted(self) -> None:
         self.show_info()
 
     def show_info(self) -> None:
-        """One line under the list: the selected server's state and error, the sort and filter."""
+        """The line under the list: the selected server's state and its whole error (wrapped
+        onto more lines when long, whatever the width), the sort and the filter."""
         table = self.table
         row = table.selected
         left: list[Any] = []
         if not table.rows_by_id and not table.loading:
             left = ["no servers yet: press ", ("a", "bold $accent"), " to add one"]
+        elif table.filter_text and not table.row_count:
+            left = [("no server matches the filter", "bold $warning"), " — esc clears it"]
         elif row is not None:
             state = {"down": "bold $error", "stale": "bold $warning"}.get(row.status, "$text-muted")
             left += [(fmt.clean(row.server.name), "bold"), " ", (row.status, state)]
             if row.error and row.status in ("down", "stale"):
                 left += [" — ", fmt.clean(row.error)]
-        right: list[Any] = ["sort ", (table.sort_mode, "bold")]
+        right: list[Any] = ["sort ", (f"{table.sort_mode} {table.sort_arrow}", "bold")]
         if table.filter_text:
-            right += ["  filter ", (table.filter_text, "bold"), f" ({table.row_count}/{len(table.rows_by_id)})"]
+            right += ["  filter ", (fmt.clean(table.filter_text), "bold"), f" ({table.row_count}/{len(table.rows_by_id)})"]
         left_content, right_content = Content.assemble(*left), Content.assemble(*right)
-        gap = max(2, self.size.width - left_content.cell_length - right_content.cell_length - 2)
-        self.query_one("#info", Static).update(Content.assemble(left_content, " " * gap, right_content))
+        gap = self.size.width - left_content.cell_length - right_content.cell_length - 2
+        # Too long for one line: the sort and filter follow the error, and the text wraps.
+        content = Content.assemble(left_content, " " * max(2, gap), right_content)
+        if content != self._info_shown:
+            self._info_shown = content
+            self.query_one("#info", Static).update(content)
+
+    def _selected_or_say_why(self) -> Any | None:
+        """The selected server; with none, a word on why the key does nothing."""
+        row = self.table.selected
+        if row is None:
+            if self.table.loading:
+                why = "the server list is still loading"
+            elif not self.table.rows_by_id:
+                why = "no servers yet: press a to add one"
+            else:
+                why = f"no server matches the filter “{fmt.clean(self.table.filter_text)}”: esc clears it"
+            self.notify(why, severity="warning", markup=False)
+        return row
+
+    def _nothing_runs(self) -> str:
+        """Why a queued collection will not run yet, or ""."""
+        if self.worker == "none":
+            return "; no worker is running: nothing is collected until one runs (fleettop, or fleettop --headless)"
+        if self.paused:
+            return "; collection is paused: nothing runs until you resume it (p)"
+        return ""
 
     # ------------------------------------------------------------ actions
 
     async def action_collect_all(self) -> None:
         count = await self.app.call_service("collect_now", None)
         if count is not FAILED:
-            self.notify(f"queued {count} collection{'s' if count != 1 else ''}", title="collect all")
+            waiting = self._nothing_runs()
+            self.notify(
+                f"queued {count} collection{'s' if count != 1 else ''}{waiting}",
+                title="collect all", severity="warning" if waiting else "information",
+            )
 
     async def action_collect_selected(self) -> None:
-        row = self.table.selected
+        row = self._selected_or_say_why()
         if row is None:
             return
         count = await self.app.call_service("collect_now", [row.server.name])
         if count is not FAILED:
-            self.notify(f"queued {fmt.clean(row.server.name)}" if count else "already queued", markup=False)
+            waiting = self._nothing_runs()
+            said = f"queued {fmt.clean(row.server.name)}" if count else "already queued"
+            self.notify(said + waiting, markup=False, severity="warning" if waiting else "information")
 
-    async def action_toggle_pause(self) -> None:
+    async def action_pause(self) -> None:
+        await self.app.toggle_pause()
+
+    async def action_resume(self) -> None:
         await self.app.toggle_pause()
 
     def action_details(self) -> None:
-        row = self.table.selected
+        row = self._selected_or_say_why()
         if row is not None:
             self.app.show_details(row.server.name)
 
@@ -157,17 +226,21 @@ class DashboardScreen(Screen):
         self.app.show_form(None)
 
     def action_edit(self) -> None:
-        row = self.table.selected
+        row = self._selected_or_say_why()
         if row is not None:
             self.app.show_form(row.server)
 
     def action_delete(self) -> None:
-        row = self.table.selected
+        row = self._selected_or_say_why()
         if row is not None:
             self.app.confirm_delete(row.server)
 
     def action_sort(self) -> None:
         self.table.cycle_sort()
+        self.show_info()
+
+    def action_reverse_sort(self) -> None:
+        self.table.reverse_sort()
         self.show_info()
 
     def action_queue(self) -> None:

@@ -10,7 +10,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
 MOUSE_HELP = "Mouse: click a row to select, again to open; click a\nheading to sort by it; the wheel scrolls; footer keys click."
-GLOBAL_KEYS = [("?", "Help", "this list"), ("ctrl+p", "Palette", "every action, and the theme"), ("esc", "Back", ""), ("q", "Quit", "")]
+GLOBAL_KEYS = [("?", "Help", "this list (also F1)"), ("ctrl+p", "Palette", "every action, and the theme"), ("esc", "Back", ""), ("q", "Quit", "also ctrl+c, F10")]
 
 
 class HelpScreen(ModalScreen[None]):

@@ -6,6 +6,7 @@ use Content markup with theme variables, so they follow dark and light themes.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,9 @@ WORKER_LABELS = {
     "paused": "[$warning]‖[/] [b $warning]worker paused[/]",
     "none": "[$text-muted]○ no worker[/]",
 }
+
+DEMO_MARK = "[b reverse $warning] DEMO [/]"
+DEMO_SAID = DEMO_MARK + " [$warning]changes are thrown away[/]"
 
 
 def _ok(flag: bool | None) -> str:
@@ -43,10 +47,11 @@ class _Bar(Static):
 class HeaderBar(_Bar):
     """fleettop · worker state · Redis and database health · the clock."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, demo: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.health: dict[str, Any] | None = None
         self.now: datetime | None = None
+        self.demo = demo  # --demo: nothing done here is kept, and the header says so
 
     def show(self, *, health: dict[str, Any] | None = None, now: datetime | None = None) -> None:
         if health is not None:
@@ -64,9 +69,13 @@ class HeaderBar(_Bar):
         health = self.health or {}
         worker = WORKER_LABELS.get(health.get("worker", ""), "[$text-muted]worker …[/]")
         clock = self.now.strftime("%Y-%m-%d %H:%M:%S") if self.now else ""
-        left = Content.from_markup(
-            f"[b]fleettop[/]  {worker}   redis {_ok(health.get('redis'))}  db {_ok(health.get('database'))}"
-        )
+        status = f"{worker}   redis {_ok(health.get('redis'))}  db {_ok(health.get('database'))}"
+        left = Content.from_markup(f"[b]fleettop[/]  {status}")
+        if self.demo:  # the whole warning where it fits beside the clock, else the marker only
+            for mark in (DEMO_SAID, DEMO_MARK):
+                left = Content.from_markup(f"[b]fleettop[/]  {mark}  {status}")
+                if left.cell_length + len(clock) + 3 <= self.size.width:
+                    break
         return Content.assemble(left, " " * max(1, self.size.width - left.cell_length - len(clock) - 2), clock)
 
     def on_resize(self) -> None:
@@ -74,18 +83,52 @@ class HeaderBar(_Bar):
 
 
 class SummaryBar(_Bar):
-    """Servers total, up, down, alerting, and the fleet's average CPU, RAM and disk."""
+    """Servers in all (and how many are off), how many up, stale, new, down and alerting --
+    counted from the rows on screen, so they always agree with the list -- and the fleet's
+    average CPU, RAM and disk."""
 
-    def show(self, aggregate: Any) -> None:
-        a = aggregate
-        down = f"[b $error]✖ {a.down} down[/]" if a.down else "[$text-muted]0 down[/]"
-        alerting = f"[b $error]! {a.alerting} alerting[/]" if a.alerting else "[$text-muted]0 alerting[/]"
-        markup = (
-            f"[b]{a.total}[/] server{'' if a.total == 1 else 's'}  [$success]● {a.up} up[/]  {down}  {alerting}"
-            f"  [$text-muted]│[/] avg cpu [b]{fmt.percent(a.avg_cpu)}[/]"
-            f"  ram [b]{fmt.percent(a.avg_ram)}[/]  disk [b]{fmt.percent(a.avg_disk)}[/]"
-        )
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.counts: Counter[str] | None = None
+        self.aggregate: Any = None
+
+    def show(self, *, counts: Counter[str] | None = None, aggregate: Any = None) -> None:
+        if counts is not None:
+            self.counts = counts
+        if aggregate is not None:
+            self.aggregate = aggregate
+        if self.counts is None:
+            return
+        self._refresh_content()
+
+    def _refresh_content(self) -> None:
+        c, a = self.counts, self.aggregate
+        if c is None:
+            return
+        total = c.total() - c["alerting"]
+        off = f" [$text-muted]({c['disabled']} off)[/]" if c["disabled"] else ""
+        # (markup, shown on a narrow screen too): "0 down" is news while there is room for it
+        parts = [(f"[b]{total}[/] server{'' if total == 1 else 's'}{off}", True), (f"[$success]● {c['up']} up[/]", True)]
+        if c["stale"]:
+            parts.append((f"[b $warning]◌ {c['stale']} stale[/]", True))
+        if c["unknown"]:
+            parts.append((f"[$text-muted]? {c['unknown']} new[/]", True))
+        for key, mark in (("down", "✖"), ("alerting", "!")):
+            if c[key]:
+                parts.append((f"[b $error]{mark} {c[key]} {key}[/]", True))
+            else:
+                parts.append((f"[$text-muted]0 {key}[/]", False))
+        averages = []
+        if a is not None:
+            averages = [f"cpu [b]{fmt.percent(a.avg_cpu)}[/]", f"ram [b]{fmt.percent(a.avg_ram)}[/]", f"disk [b]{fmt.percent(a.avg_disk)}[/]"]
+        wide = "  ".join(part for part, _ in parts) + ("  [$text-muted]│[/] avg " + "  ".join(averages) if averages else "")
+        markup = wide
+        if Content.from_markup(wide).cell_length > self.size.width - 2:  # narrow: no zeros, tighter
+            markup = " ".join(part for part, narrow in parts if narrow) + (" [$text-muted]│[/] " + " ".join(averages) if averages else "")
         self._put(markup, lambda: Content.from_markup(markup))
+
+    def on_resize(self) -> None:
+        self._refresh_content()
 
 
 class QueueBar(_Bar):

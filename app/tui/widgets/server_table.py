@@ -14,6 +14,7 @@ it, which is what the tests assert.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,15 +47,18 @@ COLUMNS = (
     Column("cpu", "cpu", 4),
     Column("ram", "ram", 4),
     Column("swap", "swap", 4),
-    Column("disk", "disk", 4),
+    Column("disk", "disk", 5),  # room for the sort arrow
     Column("load", "load", 5),
     Column("rx", "net in", 7),
     Column("tx", "net out", 7),
     Column("uptime", "uptime", 7),
     Column("age", "age", 5),
     Column("next", "next", 5),
-    Column("problem", "problem", 24, right=False),  # widened to fill the screen
+    Column("problem", "problem", 0, right=False),  # the width the others leave, or none
 )
+# Narrower than this, the problem column is left out rather than cut to a stub: the full
+# error of the selected server is on the lines under the list at any width.
+PROBLEM_MIN = 20
 FIXED = 2  # status and name stay put when the rest scrolls sideways
 PADDING = 1  # blank cells each side of a value
 TICKING = ("age", "next")  # the columns that change with the clock alone
@@ -67,8 +71,20 @@ STATUS_LABELS = {
     "disabled": "– off",
 }
 # Worst first: the status sort brings trouble to the top.
-STATUS_ORDER = {"down": 0, "stale": 1, "unknown": 2, "up": 3, "disabled": 4}
-SORTS = ("name", "status", "cpu", "ram", "disk")
+STATUS_RANK = {"down": 4, "stale": 3, "unknown": 2, "up": 1, "disabled": 0}
+SORTS = ("name", "status", "cpu", "ram", "disk", "load", "age")
+# The value each sort orders by; None (no figure yet) always goes last.
+SORT_VALUES: dict[str, Callable[[Any], Any]] = {
+    "name": lambda row: row.server.name.lower(),
+    "status": lambda row: STATUS_RANK.get(row.status, -1),
+    "cpu": lambda row: row.latest.cpu_percent if row.latest else None,
+    "ram": lambda row: row.latest.mem_percent if row.latest else None,
+    "disk": lambda row: row.latest.disk_percent if row.latest else None,
+    "load": lambda row: row.latest.load1 if row.latest else None,
+    # the oldest sample first: by when it was taken, so the order never moves with the clock
+    "age": lambda row: -fmt.aware(row.last_collected_at).timestamp() if row.last_collected_at else None,
+}
+ASCENDING = {"name"}  # names A to Z; every other sort puts the highest (worst, busiest, oldest) first
 
 # Cell class -> component class (fleettop.tcss styles them).
 COMPONENT_FOR = {
@@ -85,16 +101,17 @@ COMPONENT_FOR = {
 Cell = tuple[str, str]  # (text, class)
 
 
-def _sort_key(mode: str) -> Callable[[Any], tuple]:
-    def highest_first(value: float | None) -> float:
-        return -value if value is not None else float("inf")
-
-    if mode == "status":
-        return lambda row: (STATUS_ORDER.get(row.status, 9), row.server.name)
-    if mode in ("cpu", "ram", "disk"):
-        attribute = {"cpu": "cpu_percent", "ram": "mem_percent", "disk": "disk_percent"}[mode]
-        return lambda row: (highest_first(getattr(row.latest, attribute, None)), row.server.name)
-    return lambda row: (row.server.name.lower(),)
+def sorted_ids(rows: dict[int, Any], mode: str, reverse: bool) -> list[int]:
+    """Server ids in `mode`'s order (reversed on request), ties by name, servers without
+    the figure last either way."""
+    value = SORT_VALUES[mode]
+    values = {server_id: value(row) for server_id, row in rows.items()}
+    by_name = sorted(rows, key=lambda i: rows[i].server.name.lower())
+    known = [i for i in by_name if values[i] is not None]
+    missing = [i for i in by_name if values[i] is None]
+    descending = (mode not in ASCENDING) != reverse
+    known.sort(key=values.__getitem__, reverse=descending)  # stable: ties stay by name
+    return known + missing
 
 
 def cells_of(row: Any, now: datetime) -> dict[str, Cell]:
@@ -168,6 +185,8 @@ class ServerTable(ScrollView, can_focus=True):
         self.cursor = 0
         self.filter_text = ""
         self.sort_mode = "name"
+        self.sort_reverse = False
+        self._counts: Counter[str] | None = None  # status_counts(), until a row changes
         self._order_dirty = False
         # The clock columns are advanced on the visible lines only, each tick; any other
         # line catches up when it is next read or drawn (its generation is behind).
@@ -183,6 +202,7 @@ class ServerTable(ScrollView, can_focus=True):
         first_load = not self.rows_by_id
         gone = [server_id for server_id in self.rows_by_id if server_id not in fresh]
         for server_id in gone:
+            self._counts = None
             self.rows_by_id.pop(server_id)
             self._cells.pop(server_id)
             self._cells_generation.pop(server_id, None)
@@ -202,6 +222,7 @@ class ServerTable(ScrollView, can_focus=True):
 
     def remove_server(self, server_id: int) -> None:
         self.rows_by_id.pop(server_id, None)
+        self._counts = None
         self._cells.pop(server_id, None)
         self._cells_generation.pop(server_id, None)
         if server_id in self._position:
@@ -210,8 +231,11 @@ class ServerTable(ScrollView, can_focus=True):
     def _put(self, row: Any) -> bool:
         """Take a server's new state and repaint its line; True when it joins or leaves the list."""
         server_id = row.server.id
+        now = self._clock()
+        row = row.at(now)  # the status as of the dashboard's clock, as each tick re-derives it
         self.rows_by_id[server_id] = row
-        cells = cells_of(row, self._clock())
+        self._counts = None
+        cells = cells_of(row, now)
         self._cells_generation[server_id] = self._tick_generation
         shown, wanted = server_id in self._position, self._matches(row)
         if shown != wanted:
@@ -225,11 +249,16 @@ class ServerTable(ScrollView, can_focus=True):
         return False
 
     def tick(self) -> None:
-        """Advance the clock-driven columns (age, next run, a stale server's problem) of the
-        visible lines; the others catch up when shown or read (`_current`). No sort key
-        depends on the clock, so the order stays."""
+        """Turn every server whose newest sample got too old stale (`ServerRow.at`: from the
+        rows in memory, no query), and advance the clock-driven columns (age, next run, a
+        stale server's problem) of the visible lines; the others catch up when shown or read
+        (`_current`). Only a status change can move a row: no sort key reads the clock."""
         self._tick_now = self._clock()
         self._tick_generation += 1
+        for row in list(self.rows_by_id.values()):
+            aged = row.at(self._tick_now)
+            if aged is not row:
+                self._put(aged)
         top = max(0, round(self.scroll_y))
         visible = max(1, self.scrollable_content_region.height - 1)  # under the header line
         for server_id in self._order[top : top + visible]:
@@ -266,12 +295,28 @@ class ServerTable(ScrollView, can_focus=True):
     def cycle_sort(self) -> str:
         return self.sort_by(SORTS[(SORTS.index(self.sort_mode) + 1) % len(SORTS)])
 
-    def sort_by(self, mode: str) -> str:
-        self.sort_mode = mode
+    def sort_by(self, mode: str, *, reverse: bool = False) -> str:
+        """Sort, and show the top of the sorted list: the busiest servers, not the old cursor's place."""
+        self.sort_mode, self.sort_reverse = mode, reverse
         self._reindex()
-        self._scroll_to_cursor()
+        self.move_cursor(row=0)
+        self.scroll_to(y=0, animate=False)
+        self.refresh()  # the heading marks the sort column
         self.post_message(self.Highlighted())
         return mode
+
+    def reverse_sort(self) -> None:
+        self.sort_by(self.sort_mode, reverse=not self.sort_reverse)
+
+    @property
+    def sort_arrow(self) -> str:
+        """▲: lowest (or A) at the top; ▼: highest at the top."""
+        return "▼" if (self.sort_mode not in ASCENDING) != self.sort_reverse else "▲"
+
+    def heading(self, column: Column) -> str:
+        if column.key != self.sort_mode:  # each sort is named after its column
+            return column.label
+        return f"{column.label or column.key}{self.sort_arrow}"
 
     def resort_if_needed(self) -> None:
         """After figures changed under a figure sort: reorder if the order moved."""
@@ -281,8 +326,8 @@ class ServerTable(ScrollView, can_focus=True):
     def _reindex(self) -> None:
         """Rebuild the shown list (filter, sort) and keep the cursor on the same server."""
         keep = self.selected_id
-        key = _sort_key(self.sort_mode)
-        order = sorted((i for i, row in self.rows_by_id.items() if self._matches(row)), key=lambda i: key(self.rows_by_id[i]))
+        shown = {i: row for i, row in self.rows_by_id.items() if self._matches(row)}
+        order = sorted_ids(shown, self.sort_mode, self.sort_reverse)
         self._order_dirty = False
         if order == self._order:
             return
@@ -315,6 +360,18 @@ class ServerTable(ScrollView, can_focus=True):
     def selected(self) -> Any | None:
         server_id = self.selected_id
         return None if server_id is None else self.rows_by_id.get(server_id)
+
+    def status_counts(self) -> Counter[str]:
+        """How many servers (filtered out or not) have each status, and how many are "alerting":
+        up, with a figure at or past its threshold (drawn red). Counted again only after a change."""
+        if self._counts is None:
+            self._counts = Counter(row.status for row in self.rows_by_id.values())
+            self._counts["alerting"] = sum(
+                1
+                for row in self.rows_by_id.values()
+                if row.status == "up" and any(getattr(level, "value", level) == "critical" for level in row.severities.values())
+            )
+        return self._counts
 
     @property
     def shown_ids(self) -> list[int]:
@@ -377,8 +434,7 @@ class ServerTable(ScrollView, can_focus=True):
         self.move_cursor(row=len(self._order) - 1)
 
     def key_enter(self) -> None:
-        if self.selected_id is not None:
-            self.post_message(self.Selected())
+        self.post_message(self.Selected())  # with nothing selected, the screen says why
 
     def column_at(self, x: int) -> str:
         """The key of the column under screen column x (fixed columns first, then scrolled)."""
@@ -386,6 +442,8 @@ class ServerTable(ScrollView, can_focus=True):
         virtual_x = x if x < fixed_width else x + round(self.scroll_x)
         edge = 0
         for column, width in zip(COLUMNS, self._widths):
+            if not width:
+                continue
             edge += width + 2 * PADDING
             if virtual_x < edge:
                 return column.key
@@ -393,9 +451,11 @@ class ServerTable(ScrollView, can_focus=True):
 
     def on_click(self, event: events.Click) -> None:
         if event.y < 1:  # a click on a header sorts by that column, where it can
-            column = {"status": "status", "name": "name", "cpu": "cpu", "ram": "ram", "disk": "disk"}.get(self.column_at(event.x))
-            if column is not None:
-                self.sort_by(column)
+            clicked = self.column_at(event.x)
+            if clicked == self.sort_mode:  # the same heading again: the other way round
+                self.reverse_sort()
+            elif clicked in SORT_VALUES:
+                self.sort_by(clicked)
             return
         index = round(self.scroll_y) + event.y - 1
         if index >= len(self._order):
@@ -409,12 +469,13 @@ class ServerTable(ScrollView, can_focus=True):
 
     @property
     def _total_width(self) -> int:
-        return sum(width + 2 * PADDING for width in self._widths)
+        return sum(width + 2 * PADDING for width in self._widths if width)
 
     def on_resize(self) -> None:
-        """Give the problem column whatever width the others leave."""
+        """Give the problem column whatever width the others leave, if that is enough to read."""
         others = sum(width + 2 * PADDING for width in self._widths[:-1])
-        width = max(COLUMNS[-1].width, self.scrollable_content_region.width - others - 2 * PADDING)
+        width = self.scrollable_content_region.width - others - 2 * PADDING
+        width = width if width >= PROBLEM_MIN else 0
         if width != self._widths[-1]:
             self._widths[-1] = width
             self._strips.clear()
@@ -450,6 +511,8 @@ class ServerTable(ScrollView, can_focus=True):
     def _line(self, cells: list[Cell], base: Style, *, under_cursor: bool = False) -> Strip:
         segments = []
         for index, (column, (text, css_class)) in enumerate(zip(COLUMNS, cells)):
+            if not self._widths[index]:  # left out (the problem column, on a narrow screen)
+                continue
             style = base
             if css_class != "normal":
                 cell_style = self._style(css_class)
@@ -479,9 +542,12 @@ class ServerTable(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         if y == 0:
             header = self._style("base") + self._style("servertable--header")
-            strip = self._line([(column.label, "normal") for column in COLUMNS], header)
+            strip = self._line([(self.heading(column), "normal") for column in COLUMNS], header)
         else:
             index = round(self.scroll_y) + y - 1
+            if index == 0 and not self._order and self.filter_text and self.rows_by_id:
+                message = f" no server matches “{fmt.clean(self.filter_text)}” — esc clears the filter"
+                return Strip([Segment(message, self._style("base") + self._style("muted"))]).crop_extend(0, width, self._style("base"))
             if index >= len(self._order):
                 return Strip.blank(width, self._style("base"))
             strip = self._row_strip(self._order[index])
