@@ -17,14 +17,16 @@ from fleettop.tui import FAILED
 from fleettop.tui import format as fmt
 from fleettop.tui.widgets.spark import Spark
 
-# (label, attribute of a history point, unit): the series drawn as sparklines.
+# (label, attribute of a history point, unit): the series drawn as sparklines. The 24-hour
+# points are 10-minute buckets: each is drawn (and its peak read) from the bucket's maximum,
+# the `*_max` field, so a short spike is neither averaged away nor below the last hour's peak.
 SERIES = (("cpu", "cpu", "%"), ("ram", "ram", "%"), ("disk", "disk", "%"), ("load", "load1", ""))
 SEVERITY_STYLE = {"warning": "bold $warning", "critical": "bold $error"}
 STATUS_STYLE = {"up": "bold $success", "down": "bold $error", "stale": "bold $warning"}
 
 
-def _values(points: list[Any], attribute: str) -> list[float]:
-    return [value for point in points if (value := getattr(point, attribute, None)) is not None]
+def _peaks(points: list[Any], attribute: str) -> list[float]:
+    return [value for point in points if (value := getattr(point, f"{attribute}_max")) is not None]
 
 
 class DetailScreen(Screen):
@@ -140,7 +142,7 @@ class DetailScreen(Screen):
 
         for _, attribute, unit in SERIES:
             for span, points in (("h1", detail.history_1h), ("h24", detail.history_24h)):
-                values = _values(points, attribute)
+                values = _peaks(points, attribute)
                 self.query_one(f"#{span}-{attribute}", Spark).values = tuple(values)
                 peak = f"{max(values):.0f}{unit}" if unit and values else f"{max(values):.2f}" if values else "no data"
                 self.query_one(f"#{span}-{attribute}-peak", Label).update(peak)
@@ -159,7 +161,7 @@ class DetailScreen(Screen):
         runs.clear()
         for run in detail.runs:
             runs.add_row(
-                Text(fmt.timestamp(run.started_at)), Text(run.trigger), Text(str(run.attempt), justify="right"),
+                Text(fmt.timestamp(run.started_at)), fmt.safe(run.trigger), Text(str(run.attempt), justify="right"),
                 Text(run.status, style="bold red" if run.status == "failed" else ""),
                 Text(f"{run.duration_s:.1f}s" if run.duration_s is not None else fmt.DASH, justify="right"),
                 fmt.safe(run.error or "", "red"),
