@@ -38,6 +38,7 @@ def _while_running(update: Update) -> Update:
 
 
 class DashboardScreen(Screen):
+    MOUSE_HELP = "Mouse: click a row to select, again to open; click a\nheading to sort by it; the wheel scrolls; footer keys click."
     BINDINGS = [
         Binding("c", "collect_all", "Collect all", tooltip="collect every enabled server now"),
         Binding("p", "toggle_pause", "Pause", tooltip="stop or restart collection, for every worker"),
