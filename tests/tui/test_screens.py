@@ -18,6 +18,7 @@ from fleettop.sim import SimFleet
 from fleettop.tui.app import FleetApp
 from fleettop.tui.screens.confirm import ConfirmScreen, NoticeScreen
 from fleettop.tui.screens.detail import DetailScreen
+from fleettop.tui.screens.form import ServerForm
 from fleettop.tui.screens.help import HelpScreen
 from fleettop.tui.screens.queue import QueueScreen
 from fleettop.tui.widgets.bars import HeaderBar
@@ -212,7 +213,7 @@ async def test_queue_screen_has_its_header_help_and_full_errors() -> None:
     app = FleetApp(fleet, clock=lambda: NOW, live=False)
     async with app.run_test(size=(80, 24)) as pilot:
         app.show_queue()
-        await until(pilot, lambda: isinstance(app.screen, QueueScreen) and app.screen.query_one("#failed").row_count, what="the failed run")
+        await until(pilot, lambda: isinstance(app.screen, QueueScreen) and any(t.row_count for t in app.screen.query("#failed")), what="the failed run")
         screen = app.screen
         await pilot.pause()
         header = text_of(screen.query_one(HeaderBar))
@@ -243,3 +244,51 @@ async def test_queue_screen_says_when_nothing_failed() -> None:
         await pilot.press("t")
         await until(pilot, lambda: toasts(app), what="an answer to t")
         assert toasts(app) == ["no failed run to retry"]
+
+
+async def open_form(pilot, app: FleetApp) -> ServerForm:
+    await until(pilot, lambda: app.dashboard.table.row_count, what="the server list")
+    await pilot.press("a")
+    await until(pilot, lambda: isinstance(app.screen, ServerForm), what="the form")
+    return app.screen
+
+
+async def test_form_toggles_read_without_colour_and_a_password_means_password_auth() -> None:
+    """D25: "[x]"/"[ ]" and "(•)"/"( )", and typing a password for an agent server picks password."""
+    app = FleetApp(FixedFleet(), clock=lambda: NOW, live=False)
+    async with app.run_test(size=(90, 30)) as pilot:
+        form = await open_form(pilot, app)
+        enabled = form.query_one("#enabled")
+        assert text_of(enabled).startswith("[x] ")
+        enabled.value = False
+        await pilot.pause()
+        assert text_of(enabled).startswith("[ ] ")
+        radios = {method: text_of(form.query_one(f"#auth-{method}")) for method in ("agent", "key", "password")}
+        assert radios == {"agent": "(•) agent ", "key": "( ) key ", "password": "( ) password "}
+        form.query_one("#secret").focus()
+        await pilot.press(*"s3cret")
+        assert form.query_one("#auth-password").value and form.fields()["auth"] == "password"
+        assert text_of(form.query_one("#auth-password")).startswith("(•)")
+        # With key auth the field holds the key's passphrase: it stays key auth.
+        form.query_one("#auth-key").value = True
+        form.query_one("#secret").value = ""
+        await pilot.press(*"phrase")
+        assert form.fields()["auth"] == "key"
+
+
+async def test_form_messages_are_in_one_style() -> None:
+    """D22: no raw pydantic text, and an empty host is "required"."""
+    app = FleetApp(FixedFleet(), clock=lambda: NOW, live=False)
+    async with app.run_test(size=(90, 30)) as pilot:
+        form = await open_form(pilot, app)
+        form.query_one("#port").value = "abc"
+        form.query_one("#cpu").value = "lots"
+        form.query_one("#host").value = "x"
+        await pilot.pause()
+        form.query_one("#host").value = ""
+        await pilot.pause()
+        assert text_of(form.query_one("#port-error")) == "must be a whole number (got 'abc')"
+        assert text_of(form.query_one("#cpu-error")) == "must be a number (got 'lots')"
+        assert text_of(form.query_one("#host-error")) == "is required"
+        await pilot.press("ctrl+s")
+        assert text_of(form.query_one("#name-error")) == "is required"
