@@ -3,7 +3,10 @@ the real service (SQLite, Redis, simulated SSH hosts) or the fixed fleet of the 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
+import stat
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -15,7 +18,7 @@ from fleettop.domain import Metrics
 from fleettop.errors import FleettopError
 from fleettop.service import open_service
 from fleettop.sim import SimFleet
-from fleettop.tui.app import FleetApp
+from fleettop.tui.app import FleetApp, dashboard_app
 from fleettop.tui.screens.confirm import ConfirmScreen, NoticeScreen
 from fleettop.tui.screens.detail import DetailScreen
 from fleettop.tui.screens.form import ServerForm
@@ -292,3 +295,45 @@ async def test_form_messages_are_in_one_style() -> None:
         assert text_of(form.query_one("#host-error")) == "is required"
         await pilot.press("ctrl+s")
         assert text_of(form.query_one("#name-error")) == "is required"
+
+
+async def test_the_chosen_theme_is_saved_and_restored(tmp_path, make_settings) -> None:
+    """D28: the palette's theme comes back at the next start, from data_dir/tui.json (0600)."""
+    path = tmp_path / "data" / "tui.json"
+    app = FleetApp(FixedFleet(), clock=lambda: NOW, live=False, prefs_path=path)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.theme == "textual-dark"
+        app.theme = "textual-light"
+        await until(pilot, path.exists, what="the theme to be saved")
+    assert json.loads(path.read_text()) == {"theme": "textual-light"}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = FleetApp(FixedFleet(), clock=lambda: NOW, live=False, prefs_path=path)
+    async with again.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert again.theme == "textual-light"
+    loaded = LoadedConfig(settings=make_settings(), path=tmp_path / "config.yaml", exists=False)
+    assert dashboard_app(argparse.Namespace(no_worker=True, demo=None), loaded).prefs_path == tmp_path / "data" / "tui.json"
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG's contrast ratio of two #rrggbb colours."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(colour.lstrip("#")[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+        r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    light, dark = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+async def test_warnings_read_well_in_the_light_theme() -> None:
+    """D28: amber text (warning cells, stale, paused) against the light theme's background and panel."""
+    app = FleetApp(FixedFleet(), clock=lambda: NOW, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.theme = "textual-light"
+        await pilot.pause()
+        colours = app.theme_variables
+        assert contrast(colours["warning"], colours["background"]) >= 4.5
+        assert contrast(colours["warning"], colours["panel"]) >= 4
+        assert contrast(colours["text-warning"], colours["warning-muted"][:7]) >= 4.5
