@@ -428,7 +428,7 @@ async def test_app_opens_and_closes_its_own_service(tmp_path, redis_url, redis_p
             assert isinstance(app.screen, DashboardScreen)
             await pilot.press("q")
         assert app.return_code == 0
-        assert fleettop.service is None  # the service (and its embedded worker) was closed on quit
+        assert app.service is None  # the service (and its embedded worker) was closed on quit
 
 
 async def test_header_says_when_no_worker_is_attached(tmp_path, redis_url, redis_prefix) -> None:
