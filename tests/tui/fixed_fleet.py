@@ -64,7 +64,7 @@ def _history(row: ServerRow, count: int, step_s: int, bucketed: bool = False) ->
             "cpu": cpu, "ram": min(100.0, latest.mem_percent * (1 + wave / 5)),
             "disk": (latest.disk_percent or 0) - (count - index) * 0.02, "load1": latest.load1 * (1 + wave),
         }
-        spike = 1.2 if bucketed and index % 9 == 0 else 1.0
+        spike = 1.1 if bucketed and index % 9 == 0 else 1.0
         maxima = {f"{key}_max": value * spike if key == "load1" else min(100.0, value * spike) for key, value in figures.items()}
         points.append(HistoryPoint(at=NOW - timedelta(seconds=step_s * (count - index)), **figures, **maxima))
     return points

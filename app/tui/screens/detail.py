@@ -132,7 +132,7 @@ class DetailScreen(Screen):
         if row.error and row.status in ("down", "stale"):
             # The whole error, wrapped: its end is the fix ("...; check it and run: ...").
             title += ["  ", (fmt.clean(row.error), "$error" if row.status == "down" else "$warning")]
-            hint = next((hint for words, hint in HOSTKEY_HINTS.items() if words in row.error), None)
+            hint = self._hostkey_hint()
             if hint:
                 title += ["\n", (hint, "bold $accent")]
         self.query_one("#title", Static).update(Content.assemble(*title))
@@ -230,9 +230,16 @@ class DetailScreen(Screen):
         if count is not FAILED:
             self.notify(f"queued {fmt.clean(self.server_name)}", markup=False)
 
+    def _hostkey_hint(self) -> str | None:
+        """What `t` offers, when the server's last error is about its host key."""
+        row = self.detail.row if self.detail is not None else None
+        if row is None or not row.error or row.status not in ("down", "stale"):
+            return None
+        return next((hint for words, hint in HOSTKEY_HINTS.items() if words in row.error), None)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "trust":  # a local server has no host key
-            return self.detail is not None and self.detail.row.server.transport != "local"
+        if action == "trust":  # offered while a host key is what stops the collection
+            return self._hostkey_hint() is not None
         return True
 
     async def action_trust(self) -> None:

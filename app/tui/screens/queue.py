@@ -108,7 +108,8 @@ class QueueScreen(Screen):
         line = self.query_one("#failed-error", Static)
         line.display = bool(run and run.error)
         if run and run.error:
-            line.update(Content.assemble((f"{fmt.clean(run.server_name)}  ", "bold"), (fmt.clean(run.error), "$text-error")))
+            finished = fmt.timestamp(run.finished_at or run.started_at)
+            line.update(Content.assemble((f"{finished}  ", "$text-muted"), (fmt.clean(run.error), "$text-error")))
 
     def _show_schedule(self, schedule: list[Any]) -> None:
         table = self.query_one("#schedule", DataTable)
