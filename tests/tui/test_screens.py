@@ -146,6 +146,9 @@ async def test_t_trusts_an_unknown_host_key_from_the_detail_screen(tmp_path, red
             await until(pilot, lambda: screen.detail.row.status == "up", what="the server to be collected, now trusted")
             assert own_known_hosts.read_text().startswith(f"[127.0.0.1]:{sim.hosts[0][1]} ssh-ed25519 ")
             assert "host key" not in text_of(screen.query_one("#title"))
+            await pilot.press("question_mark")  # nothing to trust now: t is neither in the footer nor in the help
+            assert isinstance(app.screen, HelpScreen) and "Trust host key" not in text_of(app.screen.query_one("#help"))
+            assert not screen.check_action("trust", ())
 
 
 async def test_t_never_accepts_a_changed_host_key(tmp_path, redis_url, redis_prefix) -> None:

@@ -69,7 +69,7 @@ class DetailScreen(Screen):
     BINDINGS = [
         Binding("r", "collect", "Collect now"),
         Binding("e", "edit", "Edit"),
-        Binding("t", "trust", "Trust host key", tooltip="check the key the host presents; trust it if it is new"),
+        Binding("t", "trust", "Trust host key", tooltip="show the host's key; trust it (asks first)"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
 

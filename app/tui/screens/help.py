@@ -26,6 +26,8 @@ class HelpScreen(ModalScreen[None]):
             (binding.key_display or binding.key, binding.description, binding.tooltip)
             for binding in self.underneath.BINDINGS
             if isinstance(binding, Binding) and binding.description and binding.key != "escape"
+            # and not hidden right now (the detail screen's t, say, without a host-key error)
+            and self.underneath.check_action(binding.action.partition("(")[0], ()) is not False
         ] + GLOBAL_KEYS
         key_width = max(len(key) for key, _, _ in keys)
         name_width = max(len(name) for _, name, _ in keys)

@@ -23,9 +23,9 @@ RELOAD_INTERVAL = 2.0  # health, the failed runs and the schedule, while this sc
 class QueueScreen(Screen):
     MOUSE_HELP = "Mouse: click a failed run to read its error in full (under the\nlist); the wheel scrolls; footer keys click."
     BINDINGS = [
-        Binding("p", "toggle_pause", "Pause/resume", tooltip="stop or restart collection, for every worker"),
-        Binding("x", "clean", "Clean", tooltip="remove finished runs past the queue's keep limits"),
-        Binding("t", "retry", "Retry failed run", tooltip="collect the selected failed run's server again, now"),
+        Binding("p", "toggle_pause", "Pause/resume", tooltip="stop or restart collection, all workers"),
+        Binding("x", "clean", "Clean", tooltip="remove old finished runs"),
+        Binding("t", "retry", "Retry failed run", tooltip="collect the selected run's server now"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
 
