@@ -74,6 +74,7 @@ class HostKeyCheck(BaseModel):
     key: str  # "<algorithm> SHA256:<fingerprint>"
     fingerprint: str  # "SHA256:<fingerprint>"
     state: Literal["trusted", "changed", "unknown"]
+    record_in: Path  # the file trust_host_key writes: data_dir/known_hosts, read by this machine's workers
 
 
 class FleetService:
@@ -186,7 +187,7 @@ class FleetService:
         fingerprint, key = await prober.host_key(server)
         return HostKeyCheck(
             server=server.name, where=probe.host_pattern(server.host, server.port), key=probe.describe_key(key),
-            fingerprint=fingerprint, state=await prober.trusted_state(server, key),
+            fingerprint=fingerprint, state=await prober.trusted_state(server, key), record_in=prober.own_known_hosts,
         )
 
     async def trust_host_key(self, name: str, fingerprint: str) -> Path:

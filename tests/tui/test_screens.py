@@ -136,7 +136,7 @@ async def test_t_trusts_an_unknown_host_key_from_the_detail_screen(tmp_path, red
             await pilot.press("t")
             await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
             question = app.screen.question
-            assert fingerprint in question and "Trust it" in question
+            assert fingerprint in question and f"Trust it, recording it in {own_known_hosts}" in question
             assert app.screen.focused.id == "no"  # Cancel first: enter alone trusts nothing
             await pilot.press("enter")
             assert app.screen is screen and not own_known_hosts.exists()

@@ -275,7 +275,7 @@ class DetailScreen(Screen):
             self.app.push_screen(
                 ConfirmScreen(
                     presented + "\nCompare it with the server's own (ssh-keygen -lf on its /etc/ssh/ssh_host_*_key.pub).\n"
-                    "Trust it, recording it in fleettop's known_hosts?",
+                    f"Trust it, recording it in {fmt.clean(check.record_in)}\n(read by the workers on this machine)?",
                     confirm="Trust",
                 ),
                 trust,
