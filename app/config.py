@@ -501,6 +501,20 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str], problems: list[str
     return overridden
 
 
+# pydantic's type errors, in the words of the other messages ("must be ... (got ...)").
+TYPE_MESSAGES = {
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "int_type": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "finite_number": "must be a number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be text",
+}
+
+
 def _describe(
     path: Path | None, root: yaml.Node | None, error: dict[str, Any], from_env: dict[tuple[str, ...], str] | None = None
 ) -> str:
@@ -518,6 +532,8 @@ def _describe(
         message = "is required"
     elif kind == "value_error":
         message = str(ctx.get("error", error["msg"]))
+    elif kind in TYPE_MESSAGES:
+        message = TYPE_MESSAGES[kind] + (f" (got {value!r})" if value is not None else "")
     else:
         message = error["msg"][0].lower() + error["msg"][1:]
         if value is not None and not isinstance(value, (dict, list)):

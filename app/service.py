@@ -40,7 +40,7 @@ from fleettop.store.db import open_database
 from fleettop.store.repo import HistoryPoint, Repository
 from fleettop.tasks import cancel_and_wait
 
-__all__ = ["Event", "FleetService", "ServerDetail", "ServerRow", "open_service"]
+__all__ = ["Event", "FleetService", "HostKeyCheck", "ServerDetail", "ServerRow", "open_service"]
 
 log = logging.getLogger("fleettop.service")
 
@@ -86,6 +86,17 @@ def refuse_disabled(servers: list[Server]) -> None:
         names = ", ".join(disabled)
         raise UsageError(f"{names} {'is' if len(disabled) == 1 else 'are'} disabled: not collected "
                          f"(enable with: fleettop servers edit NAME --enable)")
+
+
+class HostKeyCheck(BaseModel):
+    """The host key a server presents now, and what fleettop's known_hosts files say of it."""
+
+    server: str
+    where: str  # as known_hosts names the host: name, or [name]:port
+    key: str  # "<algorithm> SHA256:<fingerprint>"
+    fingerprint: str  # "SHA256:<fingerprint>"
+    state: Literal["trusted", "changed", "unknown"]
+    record_in: Path  # the file trust_host_key writes: data_dir/known_hosts, read by this machine's workers
 
 
 class FleetService:
@@ -197,6 +208,49 @@ class FleetService:
             blob = await self.repo.get_secret(existing.id)
         result = await self.context.prober.collect(server, None, blob, keep=False)
         return result.metrics
+
+    async def check_host_key(self, name: str) -> HostKeyCheck:
+        """Fetch the host key a server presents (without logging in) and compare it with the
+        known_hosts files, as `fleettop trust` does. Raises CollectError when it cannot be had."""
+        from fleettop import probe  # its SSH half loads asyncssh: only when a key is asked for
+
+        server = await self._ssh_server(name)
+        prober = self.context.prober
+        fingerprint, key = await prober.host_key(server)
+        return HostKeyCheck(
+            server=server.name, where=probe.host_pattern(server.host, server.port), key=probe.describe_key(key),
+            fingerprint=fingerprint, state=await prober.trusted_state(server, key), record_in=prober.own_known_hosts,
+        )
+
+    async def trust_host_key(self, name: str, fingerprint: str) -> Path:
+        """Record the server's host key in data_dir/known_hosts, as `fleettop trust` does, if it
+        is still the key with this fingerprint (the one the user was shown) and no other key is
+        trusted for the host: a changed key is replaced only with the CLI, on purpose. Returns
+        the file written."""
+        from fleettop import probe
+
+        server = await self._ssh_server(name)
+        prober = self.context.prober
+        presented, key = await prober.host_key(server)
+        if presented != fingerprint:
+            raise FleettopError(f"{server.name} now presents a different host key ({presented}): not trusted")
+        state = await prober.trusted_state(server, key)
+        if state == "changed":
+            raise FleettopError(
+                f"{server.name}: a DIFFERENT host key is trusted for this host; not replaced from the dashboard "
+                f"(check why it changed, then run: fleettop trust {server.name} --replace)"
+            )
+        path = prober.own_known_hosts
+        if state == "unknown":
+            await asyncio.to_thread(probe.append_known_host, path, server.host, server.port, key)
+            await self.repo.audit("trust", server.name, fingerprint)
+        return path
+
+    async def _ssh_server(self, name: str) -> Server:
+        server = await self.admin.get(name)
+        if server.transport == "local":
+            raise UsageError(f"{server.name} uses the local transport: it has no host key")
+        return server
 
     # -- queue -----------------------------------------------------------------------
 

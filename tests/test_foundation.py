@@ -86,7 +86,7 @@ def test_bad_environment_value_is_one_line_naming_the_key(tmp_path, capsys):
     proc = subprocess.run([sys.executable, "-m", "fleettop", "queue", "stats"], env=env, capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "fleettop: environment FLEETTOP_WORKER__CONCURRENCY: worker.concurrency: input should be a valid integer, unable to parse string as an integer (got 'lots')"
+        "fleettop: environment FLEETTOP_WORKER__CONCURRENCY: worker.concurrency: must be a whole number (got 'lots')"
     ]
 
 

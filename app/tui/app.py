@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
@@ -21,10 +22,12 @@ from typing import Any
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.theme import BUILTIN_THEMES
 
 from fleettop.config import LoadedConfig
 from fleettop.tui import FAILED
 from fleettop.tui import format as fmt
+from fleettop.tui import prefs
 from fleettop.tui.screens.confirm import ConfirmScreen
 from fleettop.tui.screens.dashboard import DashboardScreen
 from fleettop.tui.screens.detail import DetailScreen
@@ -42,6 +45,11 @@ FLUSH_INTERVAL = 0.25  # events are coalesced and repainted at most this often
 # (measured with 1,000 servers on SQLite: ~1.2 s against ~4 ms each).
 BULK_RELOAD = 200
 CONFIG_NOTE_S = 6  # the first-run "no config file" note: read once, then out of the way
+
+
+# textual-light draws warnings (and its accent, the same amber) in #ffa62b: 1.5:1 against its
+# #E0E0E0 background. This darker amber reads at 4.8:1 (WCAG AA), 4.1:1 on the header's panel.
+LIGHT_THEME = dataclasses.replace(BUILTIN_THEMES["textual-light"], warning="#8a5300", accent="#8a5300")
 
 
 def stylesheet() -> Path:
@@ -75,15 +83,18 @@ class FleetApp(App):
         clock: Callable[[], datetime] = utc_now,
         live: bool = True,
         demo: bool = False,
+        prefs_path: Path | None = None,
     ) -> None:
         """Pass a ready `service`, or `open_service` to open one in the app's loop.
 
         `config_note`: said once at start (there is no config file: LoadedConfig.missing_note).
         `clock` drives every displayed time (fixed in snapshot tests); `live=False` skips the
         periodic timers and the event stream, for still pictures. `demo`: the header says
-        that nothing done here is kept (--demo runs on a throwaway data dir).
+        that nothing done here is kept (--demo runs on a throwaway data dir). `prefs_path`: where the
+        theme is remembered (fleettop.tui.prefs; None: not remembered).
         """
         super().__init__()
+        self.register_theme(LIGHT_THEME)  # in place of Textual's own, under its name
         self.service = service
         self._open_service = open_service
         self.config_path = config_path
@@ -91,6 +102,7 @@ class FleetApp(App):
         self.clock = clock
         self.live = live
         self.demo = demo
+        self.prefs_path = prefs_path
         self._stop_service = asyncio.Event()
         # A plain task, not a Textual worker: Textual cancels its workers at shutdown
         # without waiting, and the service must close (worker stopped, jobs re-queued).
@@ -106,6 +118,7 @@ class FleetApp(App):
     # ------------------------------------------------------------ lifecycle
 
     async def on_mount(self) -> None:
+        await self._restore_theme()
         await self.push_screen(DashboardScreen())
         if self.service is not None:
             self.run_worker(self._service_ready(), name="load", exclusive=False)
@@ -122,6 +135,27 @@ class FleetApp(App):
             self.exit(return_code=1, message=f"fleettop: cannot start: {fmt.clean(exc)}")
         finally:
             self.service = None
+
+    async def _restore_theme(self) -> None:
+        """The theme saved last time, then every change saved (a theme no longer there is skipped)."""
+        if self.prefs_path is None:
+            return
+        saved = await asyncio.to_thread(prefs.load_theme, self.prefs_path)
+        if saved in self.available_themes:
+            self.theme = saved
+        self._saved_theme = self.theme
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, theme: Any) -> None:
+        if theme.name != self._saved_theme:
+            self._saved_theme = theme.name
+            self.run_worker(self._save_theme(theme.name), group="prefs")
+
+    async def _save_theme(self, name: str) -> None:
+        try:
+            await asyncio.to_thread(prefs.save_theme, self.prefs_path, name)
+        except OSError as exc:  # a read-only data_dir: the theme applies, only until the next start
+            self.notify(f"theme not saved: {fmt.clean(exc)}", severity="warning", markup=False)
 
     async def on_unmount(self) -> None:
         self._stop_service.set()
@@ -324,6 +358,7 @@ def dashboard_app(args: argparse.Namespace, loaded: LoadedConfig) -> FleetApp:
         config_path=loaded.path,
         config_note=loaded.missing_note,
         demo=bool(args.demo),
+        prefs_path=loaded.settings.data_dir / prefs.PREFS_FILE,
     )
 
 

@@ -24,7 +24,7 @@ def problems_of(tmp_path, text: str) -> list[str]:
     ("text", "line", "key", "message"),
     [
         ("servers:\n  - name: a\n    host: [x\n", 4, "", "malformed YAML"),
-        ("data_dir: /tmp\nworker:\n  concurrency: lots\n", 3, "worker.concurrency", "valid integer"),
+        ("data_dir: /tmp\nworker:\n  concurrency: lots\n", 3, "worker.concurrency", "must be a whole number (got 'lots')"),
         ("servers:\n  - name: web1\n    host: h1\n    port: 70000\n", 4, "servers[0].port", "between 1 and 65535 (got 70000)"),
         ("servers:\n  - name: web1\n    host: h1\n    port: 0\n", 4, "servers[0].port", "between 1 and 65535 (got 0)"),
         (

@@ -49,8 +49,10 @@ def _metrics(cpu, ram, swap, disk, load1, rx, tx, days, at=NOW) -> Metrics:
     )
 
 
-def _history(row: ServerRow, count: int, step_s: int) -> list[HistoryPoint]:
-    """A smooth, repeatable curve around the server's latest figures."""
+def _history(row: ServerRow, count: int, step_s: int, bucketed: bool = False) -> list[HistoryPoint]:
+    """A smooth, repeatable curve around the server's latest figures. Bucketed points (as the
+    repository's 24-hour history) have maxima above their averages now and then; single
+    samples are their own maxima."""
     latest = row.latest
     if latest is None:
         return []
@@ -58,13 +60,13 @@ def _history(row: ServerRow, count: int, step_s: int) -> list[HistoryPoint]:
     for index in range(count):
         wave = math.sin(index / 7) * 0.25 + math.sin(index / 2.3) * 0.08
         cpu = min(100.0, max(0.0, (latest.cpu_percent or 0) * (1 + wave)))
-        points.append(
-            HistoryPoint(
-                at=NOW - timedelta(seconds=step_s * (count - index)),
-                cpu=cpu, ram=min(100.0, latest.mem_percent * (1 + wave / 5)),
-                disk=(latest.disk_percent or 0) - (count - index) * 0.02, load1=latest.load1 * (1 + wave),
-            )
-        )
+        figures = {
+            "cpu": cpu, "ram": min(100.0, latest.mem_percent * (1 + wave / 5)),
+            "disk": (latest.disk_percent or 0) - (count - index) * 0.02, "load1": latest.load1 * (1 + wave),
+        }
+        spike = 1.1 if bucketed and index % 9 == 0 else 1.0
+        maxima = {f"{key}_max": value * spike if key == "load1" else min(100.0, value * spike) for key, value in figures.items()}
+        points.append(HistoryPoint(at=NOW - timedelta(seconds=step_s * (count - index)), **figures, **maxima))
     return points
 
 
@@ -110,7 +112,7 @@ class FixedFleet:
 
     async def server_detail(self, name):
         row = next(row for row in self.rows if row.server.name == name)
-        return ServerDetail(row=row, history_1h=_history(row, 60, 60), history_24h=_history(row, 144, 600), runs=self._runs(row))
+        return ServerDetail(row=row, history_1h=_history(row, 60, 60), history_24h=_history(row, 144, 600, bucketed=True), runs=self._runs(row))
 
     def _runs(self, row: ServerRow) -> list[Run]:
         runs = []

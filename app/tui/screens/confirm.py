@@ -39,3 +39,28 @@ class ConfirmScreen(ModalScreen[bool]):
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
+
+
+class NoticeScreen(ModalScreen[None]):
+    """Something to read over the current screen, with nothing to accept: one Close button."""
+
+    BINDINGS = [Binding("escape,enter", "dismiss", "Close")]
+
+    def __init__(self, text: str, *, title: str) -> None:
+        super().__init__(classes="dialog")
+        self.text = text
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(self.title_text, id="notice-title", markup=False)
+            yield Static(self.text, id="question", markup=False)
+            with Horizontal(id="buttons"):
+                yield Button("Close (esc)", id="close")
+
+    def on_mount(self) -> None:
+        self.query_one("#close", Button).focus()
+
+    @on(Button.Pressed, "#close")
+    def _close(self) -> None:
+        self.dismiss()

@@ -38,6 +38,7 @@ def _while_running(update: Update) -> Update:
 
 
 class DashboardScreen(Screen):
+    MOUSE_HELP = "Mouse: click a row to select, again to open; click a\nheading to sort by it; the wheel scrolls; footer keys click."
     # The footer shows the keys used most, short enough for 80 columns with ? and q; `?`
     # lists every one (show=False ones too).
     BINDINGS = [

@@ -5,32 +5,71 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.content import Content
+from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Label, Static
 
 from fleettop.domain import severity
 from fleettop.tui import FAILED
 from fleettop.tui import format as fmt
+from fleettop.tui.screens.confirm import ConfirmScreen, NoticeScreen
 from fleettop.tui.widgets.spark import Spark
 
-# (label, attribute of a history point, unit): the series drawn as sparklines.
+# (label, attribute of a history point, unit): the series drawn as sparklines. The 24-hour
+# points are 10-minute buckets: each is drawn (and its peak read) from the bucket's maximum,
+# the `*_max` field, so a short spike is neither averaged away nor below the last hour's peak.
 SERIES = (("cpu", "cpu", "%"), ("ram", "ram", "%"), ("disk", "disk", "%"), ("load", "load1", ""))
 SEVERITY_STYLE = {"warning": "bold $warning", "critical": "bold $error"}
 STATUS_STYLE = {"up": "bold $success", "down": "bold $error", "stale": "bold $warning"}
+# What `t` offers under a host-key error (the probe's wording: fleettop.probe.ssh._connect_error).
+HOSTKEY_HINTS = {
+    "host key unknown": "t: check the key this host presents and trust it",
+    "host key CHANGED": "t: see the key this host presents now",
+}
+SETTINGS_LABEL = 10  # "interval  "
 
 
-def _values(points: list[Any], attribute: str) -> list[float]:
-    return [value for point in points if (value := getattr(point, attribute, None)) is not None]
+def _fit(value: str, width: int, *, keep_end: bool = False) -> str:
+    """`value` cut to `width` cells with "…" (from the left with keep_end: a path's file name
+    is the part that tells keys apart)."""
+    if len(value) <= width or width < 2:
+        return value
+    return "…" + value[-(width - 1):] if keep_end else value[: width - 1] + "…"
+
+
+class SettingsPanel(Widget):
+    """The server's settings, one per line, each value cut to the panel's width: a long key
+    file path never wraps under the labels (it keeps its end, "…/id_ed25519")."""
+
+    DEFAULT_CSS = "SettingsPanel { height: auto; }"
+
+    # (label, value, keep the end when cut)
+    lines: reactive[tuple[tuple[str, str, bool], ...]] = reactive(tuple, layout=True)
+
+    def render(self) -> Content:
+        width = max(1, self.content_size.width - SETTINGS_LABEL)
+        return Content("\n").join(
+            Content.assemble(label.ljust(SETTINGS_LABEL), _fit(value, width, keep_end=keep_end))
+            for label, value, keep_end in self.lines
+        )
+
+
+def _peaks(points: list[Any], attribute: str) -> list[float]:
+    return [value for point in points if (value := getattr(point, f"{attribute}_max")) is not None]
 
 
 class DetailScreen(Screen):
+    MOUSE_HELP = "Mouse: click a run to read its error in full (under the list);\nthe wheel scrolls; footer keys click."
     BINDINGS = [
         Binding("r", "collect", "Collect now"),
         Binding("e", "edit", "Edit"),
+        Binding("t", "trust", "Trust host key", tooltip="show the host's key; trust it (asks first)"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
 
@@ -45,7 +84,7 @@ class DetailScreen(Screen):
             yield Static(id="title")
             with Horizontal(id="top"):
                 yield Static(id="metrics", classes="panel")
-                yield Static(id="settings", classes="panel")
+                yield SettingsPanel(id="settings", classes="panel")
             with Grid(id="history", classes="panel"):
                 yield Label("")
                 yield Label("last hour", classes="history-head")
@@ -61,6 +100,7 @@ class DetailScreen(Screen):
             yield DataTable(id="mounts", cursor_type="none", zebra_stripes=True)
             yield Static("Recent runs", classes="section")
             yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+            yield Static(id="run-error")  # the selected run's error in full, wrapped
         yield Footer(compact=True, show_command_palette=False)
 
     async def on_mount(self) -> None:
@@ -90,8 +130,13 @@ class DetailScreen(Screen):
         now = self.app.clock()
         title: list[Any] = [(fmt.clean(server.name), "bold"), "  ", (row.status, STATUS_STYLE.get(row.status, "$text-muted"))]
         if row.error and row.status in ("down", "stale"):
+            # The whole error, wrapped: its end is the fix ("...; check it and run: ...").
             title += ["  ", (fmt.clean(row.error), "$error" if row.status == "down" else "$warning")]
+            hint = self._hostkey_hint()
+            if hint:
+                title += ["\n", (hint, "bold $accent")]
         self.query_one("#title", Static).update(Content.assemble(*title))
+        self.refresh_bindings()
 
         severities = {key: getattr(value, "value", value) for key, value in (row.severities or {}).items()}
 
@@ -126,21 +171,21 @@ class DetailScreen(Screen):
         self.query_one("#metrics", Static).update(Content("\n").join(lines))
 
         thresholds = server.thresholds
-        auth = server.auth + (f" {fmt.clean(server.key_file)}" if server.key_file else "")
         where = f"{server.host} (local)" if server.transport == "local" else f"{server.host}:{server.port}"
         settings = [
-            Content.assemble("host      ", fmt.clean(f"{server.username + '@' if server.username else ''}{where}")),
-            Content.assemble("auth      ", auth),
-            Content.assemble("interval  ", fmt.duration(server.interval), "" if server.enabled else "  (disabled)"),
-            Content.assemble("next run  ", fmt.until(row.next_run_at, now) if server.enabled else fmt.DASH),
-            Content.assemble("alert %   ", f"cpu {thresholds.cpu:g}  ram {thresholds.ram:g}  disk {thresholds.disk:g}"),
-            Content.assemble("source    ", "config file" if server.source == "config" else "added here"),
+            ("host", fmt.clean(f"{server.username + '@' if server.username else ''}{where}"), False),
+            ("auth", server.auth, False),
+            *([("key file", fmt.clean(server.key_file), True)] if server.key_file else []),
+            ("interval", fmt.duration(server.interval) + ("" if server.enabled else "  (disabled)"), False),
+            ("next run", fmt.until(row.next_run_at, now) if server.enabled else fmt.DASH, False),
+            ("alert %", f"cpu {thresholds.cpu:g}  ram {thresholds.ram:g}  disk {thresholds.disk:g}", False),
+            ("source", "config file" if server.source == "config" else "added here", False),
         ]
-        self.query_one("#settings", Static).update(Content("\n").join(settings))
+        self.query_one(SettingsPanel).lines = tuple(settings)
 
         for _, attribute, unit in SERIES:
             for span, points in (("h1", detail.history_1h), ("h24", detail.history_24h)):
-                values = _values(points, attribute)
+                values = _peaks(points, attribute)
                 self.query_one(f"#{span}-{attribute}", Spark).values = tuple(values)
                 peak = f"{max(values):.0f}{unit}" if unit and values else f"{max(values):.2f}" if values else "no data"
                 self.query_one(f"#{span}-{attribute}-peak", Label).update(peak)
@@ -156,19 +201,85 @@ class DetailScreen(Screen):
             )
 
         runs = self.query_one("#runs", DataTable)
+        selected = runs.cursor_row
         runs.clear()
         for run in detail.runs:
             runs.add_row(
-                Text(fmt.timestamp(run.started_at)), Text(run.trigger), Text(str(run.attempt), justify="right"),
+                Text(fmt.timestamp(run.started_at)), fmt.safe(run.trigger), Text(str(run.attempt), justify="right"),
                 Text(run.status, style="bold red" if run.status == "failed" else ""),
                 Text(f"{run.duration_s:.1f}s" if run.duration_s is not None else fmt.DASH, justify="right"),
                 fmt.safe(run.error or "", "red"),
             )
+        if detail.runs:
+            runs.move_cursor(row=min(selected, len(detail.runs) - 1), scroll=False)
+        self._show_run_error()
+
+    @on(DataTable.RowHighlighted, "#runs")
+    def _show_run_error(self) -> None:
+        """Under the runs, the selected run's error in full (the column shows its start)."""
+        runs = self.detail.runs if self.detail is not None else []
+        index = self.query_one("#runs", DataTable).cursor_row
+        run = runs[index] if 0 <= index < len(runs) else None
+        line = self.query_one("#run-error", Static)
+        line.display = bool(run and run.error)
+        if run and run.error:
+            line.update(Content.assemble((f"{fmt.timestamp(run.started_at)}  ", "$text-muted"), (fmt.clean(run.error), "$text-error")))
 
     async def action_collect(self) -> None:
         count = await self.app.call_service("collect_now", [self.server_name])
         if count is not FAILED:
             self.notify(f"queued {fmt.clean(self.server_name)}", markup=False)
+
+    def _hostkey_hint(self) -> str | None:
+        """What `t` offers, when the server's last error is about its host key."""
+        row = self.detail.row if self.detail is not None else None
+        if row is None or not row.error or row.status not in ("down", "stale"):
+            return None
+        return next((hint for words, hint in HOSTKEY_HINTS.items() if words in row.error), None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "trust":  # offered while a host key is what stops the collection
+            return self._hostkey_hint() is not None
+        return True
+
+    async def action_trust(self) -> None:
+        """Show the key the host presents; a new key is trusted once confirmed (Cancel first),
+        a changed one only ever from the CLI."""
+        if self.detail is None:
+            return
+        name = self.detail.row.server.name
+        self.notify(f"fetching the host key of {fmt.clean(name)}…", markup=False, timeout=3)
+        check = await self.app.call_service("check_host_key", name)
+        if check is FAILED:
+            return
+        presented = f"{fmt.clean(check.server)} ({fmt.clean(check.where)}) presents the host key\n\n    {fmt.clean(check.key)}\n"
+        if check.state == "trusted":
+            self.notify(f"{fmt.clean(check.server)}: this key is already trusted ({check.fingerprint})", markup=False)
+        elif check.state == "changed":
+            self.app.push_screen(NoticeScreen(
+                presented + "\nWARNING: a DIFFERENT key is trusted for this host. Unless you know why it changed "
+                "(reinstalled, new host keys), someone may be intercepting the connection.\n\n"
+                f"A changed key is not replaced from here. Check it, then run:\n    fleettop trust {fmt.clean(name)} --replace",
+                title="Host key CHANGED",
+            ))
+        else:
+            async def trust(confirmed: bool | None) -> None:
+                if not confirmed:
+                    return
+                path = await self.app.call_service("trust_host_key", name, check.fingerprint)
+                if path is FAILED:
+                    return
+                self.notify(f"trusted: recorded in {fmt.clean(path)}; collecting {fmt.clean(name)}", markup=False)
+                await self.app.call_service("collect_now", [name])
+
+            self.app.push_screen(
+                ConfirmScreen(
+                    presented + "\nCompare it with the server's own (ssh-keygen -lf on its /etc/ssh/ssh_host_*_key.pub).\n"
+                    f"Trust it, recording it in {fmt.clean(check.record_in)}\n(read by the workers on this machine)?",
+                    confirm="Trust",
+                ),
+                trust,
+            )
 
     def action_edit(self) -> None:
         if self.detail is not None:

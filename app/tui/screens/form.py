@@ -9,6 +9,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, RadioButton, RadioSet, Static
 
@@ -29,6 +30,28 @@ TEXT_FIELDS = {
     "ram": "thresholds.ram",
     "disk": "thresholds.disk",
 }
+
+
+class _StateInText:
+    """A toggle whose state reads in text too, not only in colour: Textual draws the same
+    glyph on and off ("▐X▌", "●"), which a colour-blind user or a monochrome terminal
+    cannot tell apart."""
+
+    ON: str
+    OFF: str
+    value: bool
+
+    @property
+    def _button(self) -> Content:
+        return Content.styled(self.ON if self.value else self.OFF, self.get_visual_style("toggle--button"))  # type: ignore[attr-defined]
+
+
+class StateCheckbox(_StateInText, Checkbox):
+    ON, OFF = "[x]", "[ ]"
+
+
+class StateRadioButton(_StateInText, RadioButton):
+    ON, OFF = "(•)", "( )"
 
 
 class ServerForm(Screen):
@@ -62,7 +85,7 @@ class ServerForm(Screen):
                 current = server.auth if server else "agent"
                 with RadioSet(id="auth", compact=True):
                     for method in AUTH_METHODS:
-                        yield RadioButton(method, value=method == current, id=f"auth-{method}")
+                        yield StateRadioButton(method, value=method == current, id=f"auth-{method}")
             yield from self._field("key_file", "Key file", str(server.key_file or "") if server else "", placeholder="~/.ssh/id_ed25519")
             with Horizontal(classes="form-row"):
                 yield Label("Password", classes="field-label")
@@ -73,7 +96,7 @@ class ServerForm(Screen):
                 )
             with Horizontal(classes="form-row"):
                 yield Label("Enabled", classes="field-label")
-                yield Checkbox("collect this server", server.enabled if server else True, id="enabled", compact=True)
+                yield StateCheckbox("collect this server", server.enabled if server else True, id="enabled", compact=True)
             # A setting the server takes from `defaults:` shows as an empty field whose placeholder
             # is the value in force: left empty, it keeps following the config.
             interval = str(server.interval) if server else ""
@@ -113,24 +136,26 @@ class ServerForm(Screen):
     # -------------------------------------------------------------- values
 
     def fields(self) -> dict[str, Any]:
-        """The form as the config file would spell it; empty optional fields are left out."""
+        """The form as the config file would spell it; empty fields are left out (an empty name
+        or host is then "required", as in the config file)."""
         value = {key: self.query_one(f"#{key}", Input).value.strip() for key in TEXT_FIELDS}
-        pressed = self.query_one("#auth", RadioSet).pressed_button
         fields: dict[str, Any] = {
-            "name": value["name"],
-            "host": value["host"],
-            "auth": pressed.id.removeprefix("auth-") if pressed and pressed.id else "agent",
+            "auth": self._auth(),
             "enabled": self.query_one("#enabled", Checkbox).value,
         }
         if self.server is not None:
             fields["transport"] = self.server.transport
-        for key in ("port", "username", "key_file", "interval"):
+        for key in ("name", "host", "port", "username", "key_file", "interval"):
             if value[key]:
                 fields[key] = value[key]
         thresholds = {key: value[key] for key in ("cpu", "ram", "disk") if value[key]}
         if thresholds:
             fields["thresholds"] = thresholds
         return fields
+
+    def _auth(self) -> str:
+        pressed = self.query_one("#auth", RadioSet).pressed_button
+        return pressed.id.removeprefix("auth-") if pressed and pressed.id else "agent"
 
     def validate_form(self, *, all_fields: bool = False) -> ServerConfig | None:
         """Run the config's rules and show each problem under its field."""
@@ -166,6 +191,10 @@ class ServerForm(Screen):
     def _changed(self, event: Input.Changed | RadioSet.Changed) -> None:
         if isinstance(event, Input.Changed) and event.input.id:
             self.touched.add(event.input.id)
+            if event.input.id == "secret" and event.value and self._auth() == "agent":
+                # A password typed for a server set to the agent (which uses none) means password auth;
+                # with key auth it is the key's passphrase.
+                self.query_one("#auth-password", RadioButton).value = True
         if self.is_mounted and not self.read_only:
             self.validate_form()
 

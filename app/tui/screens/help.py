@@ -1,4 +1,5 @@
-"""`?`: the keys of the screen underneath, generated from its bindings so it never drifts."""
+"""`?`: the keys of the screen underneath, generated from its bindings so it never drifts,
+and what the mouse does there (the screen's MOUSE_HELP)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-MOUSE_HELP = "Mouse: click a row to select, again to open; click a\nheading to sort by it; the wheel scrolls; footer keys click."
+MOUSE_HELP = "Mouse: the wheel scrolls; footer keys click."  # for a screen that says nothing of its own
 GLOBAL_KEYS = [("?", "Help", "this list (also F1)"), ("ctrl+p", "Palette", "every action, and the theme"), ("esc", "Back", ""), ("q", "Quit", "also ctrl+c, F10")]
 
 
@@ -25,6 +26,8 @@ class HelpScreen(ModalScreen[None]):
             (binding.key_display or binding.key, binding.description, binding.tooltip)
             for binding in self.underneath.BINDINGS
             if isinstance(binding, Binding) and binding.description and binding.key != "escape"
+            # and not hidden right now (the detail screen's t, say, without a host-key error)
+            and self.underneath.check_action(binding.action.partition("(")[0], ()) is not False
         ] + GLOBAL_KEYS
         key_width = max(len(key) for key, _, _ in keys)
         name_width = max(len(name) for _, name, _ in keys)
@@ -33,6 +36,6 @@ class HelpScreen(ModalScreen[None]):
             Content.assemble((key.rjust(key_width), "bold $accent"), "  ", (name.ljust(name_width), "bold"), "  ", (more, "$text-muted"))
             for key, name, more in keys
         ]
-        lines += [Content(""), Content.styled(MOUSE_HELP, "$text-muted")]
+        lines += [Content(""), Content.styled(getattr(self.underneath, "MOUSE_HELP", MOUSE_HELP), "$text-muted")]
         with VerticalScroll(id="dialog"):
             yield Static(Content("\n").join(lines), id="help")

@@ -1,38 +1,49 @@
-"""The queue: counts, pause state, clean, failed runs (with retry) and the schedule."""
+"""The queue: health, counts, pause state, clean, failed runs (with retry) and the schedule."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from fleettop.tui import FAILED
 from fleettop.tui import format as fmt
+from fleettop.tui.widgets.bars import HeaderBar, QueueBar
 
-RELOAD_INTERVAL = 2.0  # the failed runs and the schedule, while this screen is open
-from fleettop.tui.widgets.bars import QueueBar
+RELOAD_INTERVAL = 2.0  # health, the failed runs and the schedule, while this screen is open
 
 
 class QueueScreen(Screen):
+    MOUSE_HELP = "Mouse: click a failed run to read its error in full (under the\nlist); the wheel scrolls; footer keys click."
     BINDINGS = [
-        Binding("p", "toggle_pause", "Pause/resume"),
-        Binding("x", "clean", "Clean"),
-        Binding("t", "retry", "Retry failed run"),
+        Binding("p", "toggle_pause", "Pause/resume", tooltip="stop or restart collection, all workers"),
+        Binding("x", "clean", "Clean", tooltip="remove old finished runs"),
+        Binding("t", "retry", "Retry failed run", tooltip="collect the selected run's server now"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed_runs: list[Any] = []  # as shown, in the order of the table's rows
+
     def compose(self) -> ComposeResult:
+        yield HeaderBar(id="header")
         yield Static("Queue", id="queue-title")
         yield QueueBar("", id="queue")
         with Vertical(id="queue-body"):
             yield Static("Failed runs — t retries the selected one", classes="section")
+            yield Static("none", id="failed-none", classes="empty")
             yield DataTable(id="failed", cursor_type="row", zebra_stripes=True)
+            yield Static(id="failed-error")  # the selected run's error in full, wrapped
             yield Static("Schedule", classes="section")
+            yield Static("no enabled server", id="schedule-none", classes="empty")
             yield DataTable(id="schedule", cursor_type="row", zebra_stripes=True)
         yield Footer(compact=True, show_command_palette=False)
 
@@ -44,17 +55,25 @@ class QueueScreen(Screen):
         for label, width in (("server", 16), ("every", 6), ("next run", 19), ("in", 6)):
             schedule.add_column(label, key=label, width=width)
         failed.focus()
+        self._tick()
         await self.reload()
         if self.app.live:  # type: ignore[attr-defined]
+            self.set_interval(1.0, self._tick)
             self.set_interval(RELOAD_INTERVAL, self.reload)
+
+    def _tick(self) -> None:
+        self.query_one(HeaderBar).show(now=self.app.clock())  # type: ignore[attr-defined]
 
     async def reload(self) -> None:
         app: Any = self.app
-        stats, failed_runs, schedule = (
+        health, stats, failed_runs, schedule = (
+            await app.call_service("health"),
             await app.call_service("stats"),
             await app.call_service("failed_runs", 50),
             await app.call_service("schedule"),
         )
+        if health is not FAILED:
+            self.query_one(HeaderBar).show(health=health)
         if stats is not FAILED:
             self.counts_changed(stats)
         if failed_runs is not FAILED:
@@ -66,6 +85,7 @@ class QueueScreen(Screen):
         self.query_one(QueueBar).show(stats)
 
     def _show_failed(self, runs: list[Any]) -> None:
+        self.failed_runs = runs
         table = self.query_one("#failed", DataTable)
         selected = table.cursor_row
         table.clear()
@@ -76,6 +96,20 @@ class QueueScreen(Screen):
             )
         if runs:
             table.move_cursor(row=min(selected, len(runs) - 1), scroll=False)
+        table.display = bool(runs)
+        self.query_one("#failed-none").display = not runs
+        self._show_failed_error()
+
+    @on(DataTable.RowHighlighted, "#failed")
+    def _show_failed_error(self) -> None:
+        """Under the failed runs, the selected one's error in full (the column shows its start)."""
+        index = self.query_one("#failed", DataTable).cursor_row
+        run = self.failed_runs[index] if 0 <= index < len(self.failed_runs) else None
+        line = self.query_one("#failed-error", Static)
+        line.display = bool(run and run.error)
+        if run and run.error:
+            finished = fmt.timestamp(run.finished_at or run.started_at)
+            line.update(Content.assemble((f"{finished}  ", "$text-muted"), (fmt.clean(run.error), "$text-error")))
 
     def _show_schedule(self, schedule: list[Any]) -> None:
         table = self.query_one("#schedule", DataTable)
@@ -86,6 +120,8 @@ class QueueScreen(Screen):
                 fmt.safe(name), Text(fmt.duration(interval), justify="right"),
                 Text(fmt.timestamp(next_run_at)), Text(fmt.until(next_run_at, now), justify="right"),
             )
+        table.display = bool(schedule)
+        self.query_one("#schedule-none").display = not schedule
 
     async def action_toggle_pause(self) -> None:
         await self.app.toggle_pause()  # type: ignore[attr-defined]
@@ -99,7 +135,8 @@ class QueueScreen(Screen):
 
     async def action_retry(self) -> None:
         table = self.query_one("#failed", DataTable)
-        if not table.row_count:
+        if not self.failed_runs:
+            self.notify("no failed run to retry")
             return
         row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
         if await self.app.call_service("retry", int(row_key.value)) is not FAILED:  # type: ignore[attr-defined]

@@ -2,8 +2,9 @@
 
 Textual's Sparkline stretches the data between its own minimum and maximum, so
 a disk steady at 93 % looks like a cliff. Percentages are drawn here against
-0-100 (load against its own peak), each cell showing the highest value of its
-time slice, so short spikes survive the squeeze.
+0-100, each cell showing the highest value of its time slice, so short spikes
+survive the squeeze. Load has no fixed top: it is drawn against its peak but
+never against less than `floor` (1.0, one busy CPU), so a steady 0.25 stays low.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from textual.widget import Widget
 BARS = " ▁▂▃▄▅▆▇█"
 
 
-def spark(values: Sequence[float], width: int, ceiling: float | None) -> str:
+def spark(values: Sequence[float], width: int, ceiling: float | None, floor: float = 1.0) -> str:
+    """`ceiling`: the value drawn full height; None scales to max(peak, floor)."""
     if not values or width <= 0:
         return ""
-    top = ceiling if ceiling else max(values) or 1.0
+    top = ceiling if ceiling else max(max(values), floor)
     cells = min(width, len(values))
     line = []
     for cell in range(cells):
