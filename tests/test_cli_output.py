@@ -1,0 +1,48 @@
+"""What the CLI prints, as a user sees it in a terminal: no library noise, one wording per error."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (connection refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def write_config(tmp_path: Path, **extra) -> Path:
+    data = {"data_dir": str(tmp_path / "data"), **extra}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def fleettop(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(config.parent)}
+    env.pop("PYTHONWARNINGS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "fleettop", "--config", str(config), *args],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=config.parent, stdin=subprocess.DEVNULL,
+    )
+
+
+def test_a_command_that_loads_asyncssh_prints_nothing_on_stderr(tmp_path):
+    """cryptography 51 deprecates DSA, which asyncssh names at import: ten warning lines (D4)."""
+    port = closed_port()
+    config = write_config(tmp_path, servers=[{"name": "web1", "host": "127.0.0.1", "port": port}])
+
+    tested = fleettop(config, "servers", "test", "web1", "--json")
+
+    assert tested.returncode == 1 and json.loads(tested.stdout)["status"] == "failed"
+    assert tested.stderr == ""
+    missing = fleettop(config, "trust", "nosuch")
+    assert missing.stderr.splitlines() == ["fleettop: no server named 'nosuch' (see: fleettop servers list)"]
