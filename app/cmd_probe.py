@@ -11,7 +11,7 @@ import time
 from fleettop.config import LoadedConfig, ServerConfig
 from fleettop.domain import Metrics, Server
 from fleettop.errors import UsageError
-from fleettop.probe import CollectError, Prober, append_known_host, describe_key, host_pattern
+from fleettop.probe import CollectError, Prober, append_known_host, describe_key, host_port
 from fleettop.store.db import open_database
 from fleettop.store.repo import Repository
 
@@ -31,7 +31,7 @@ async def cmd_trust(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             state = await prober.trusted_state(server, key)
         finally:
             await prober.close()
-        print(f"{server.name} ({host_pattern(server.host, server.port)}) presents the host key {describe_key(key)}")
+        print(f"{server.name} ({host_port(server.host, server.port)}) presents the host key {describe_key(key)}")
         if state == "trusted":
             print("This key is already trusted.")
             return 0
@@ -100,7 +100,7 @@ def _from_config(cfg: ServerConfig) -> Server:
 
 
 def _where(server: Server) -> str:
-    return "local" if server.transport == "local" else host_pattern(server.host, server.port)
+    return "local" if server.transport == "local" else host_port(server.host, server.port)
 
 
 async def _confirm(prompt: str) -> bool:

@@ -46,3 +46,28 @@ def test_a_command_that_loads_asyncssh_prints_nothing_on_stderr(tmp_path):
     assert tested.stderr == ""
     missing = fleettop(config, "trust", "nosuch")
     assert missing.stderr.splitlines() == ["fleettop: no server named 'nosuch' (see: fleettop servers list)"]
+
+
+def test_errors_name_a_server_by_host_and_port_in_one_form(tmp_path):
+    """Port 22 shown, no IPv6 brackets around an IPv4 address or a name (D17)."""
+    port = closed_port()
+    config = write_config(tmp_path, servers=[
+        {"name": "web1", "host": "127.0.0.1", "port": port},
+        {"name": "web6", "host": "::1", "port": port},
+        {"name": "ssh22", "host": "127.0.0.1", "port": 22 if not _listening(22) else port},
+    ])
+
+    errors = {}
+    for name in ("web1", "web6", "ssh22"):
+        result = fleettop(config, "servers", "test", name, "--json")
+        errors[name] = json.loads(result.stdout)["error"]
+
+    assert errors["web1"] == f"web1 (127.0.0.1:{port}): connection refused"
+    assert errors["web6"].startswith(f"web6 ([::1]:{port}): ")
+    if not _listening(22):
+        assert errors["ssh22"] == "ssh22 (127.0.0.1:22): connection refused"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0

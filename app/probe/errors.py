@@ -14,6 +14,12 @@ CollectErrorKind = Literal[
 DETAIL_MAX = 300
 
 
+def host_port(host: str, port: int) -> str:
+    """A server's address as messages show it: host:port, the port always there, brackets
+    only around an IPv6 address (whose colons would run into the port's)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class CollectError(FleettopError):
     """A collection that failed; str() is one line naming the host, `.kind` says why."""
 

@@ -22,7 +22,7 @@ import asyncssh
 from asyncssh.encryption import get_default_encryption_algs
 
 from fleettop.config import SSHConfig
-from fleettop.probe.errors import CollectError
+from fleettop.probe.errors import CollectError, host_port
 from fleettop.probe.parse import END_MARKER
 from fleettop.probe.script import PROBE_SCRIPT, probe_command
 
@@ -82,7 +82,7 @@ class SSHTarget:
 
     @property
     def where(self) -> str:
-        return f"{self.name} ({host_pattern(self.host, self.port)})"
+        return f"{self.name} ({host_port(self.host, self.port)})"
 
 
 class _Client(asyncssh.SSHClient):
