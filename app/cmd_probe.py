@@ -10,7 +10,7 @@ import time
 
 from fleettop.config import LoadedConfig, ServerConfig
 from fleettop.domain import Metrics, Server
-from fleettop.errors import UsageError
+from fleettop.errors import UnknownServer, UsageError
 from fleettop.probe import CollectError, Prober, append_known_host, describe_key, host_port
 from fleettop.store.db import open_database
 from fleettop.store.repo import Repository
@@ -89,7 +89,7 @@ async def _find_server(loaded: LoadedConfig, repository: Repository, name: str) 
             return _from_config(cfg), secret
     server = await repository.get_server(name)
     if server is None:
-        raise UsageError(f"no server named {name!r} (see: fleettop servers list)")
+        raise UnknownServer(name)
     return server, await repository.get_secret(server.id) if server.has_secret else None
 
 

@@ -91,7 +91,9 @@ async def cmd_headless(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 
 @_one_line_errors
 async def cmd_collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    if bool(args.names) == bool(args.all):
+    if args.names and args.all:
+        raise UsageError("server names and --all cannot be combined: give one or the other")
+    if not args.names and not args.all:
         raise UsageError("name the servers to collect, or give --all")
     from fleettop.attached import attach
 

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from fleettop.cache import Cache, Event, RunOutcome, ServerList
 from fleettop.config import LoadedConfig, ServerConfig, Settings
 from fleettop.domain import CollectOutcome, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, classify
-from fleettop.errors import FleettopError, UsageError
+from fleettop.errors import FleettopError, UnknownServer, UsageError
 from fleettop.probe import Prober
 from fleettop.queue import control, logs
 from fleettop.queue.jobs import CollectContext
@@ -127,7 +127,7 @@ class FleetService:
         found = [await self.repo.get_server(name) for name in names]
         unknown = [name for name, server in zip(names, found) if server is None]
         if unknown:
-            raise UsageError(f"unknown server{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}")
+            raise UnknownServer(*unknown)
         return [server for server in found if server is not None]
 
     async def add_server(self, cfg: ServerConfig, secret: str | None = None) -> Server:

@@ -71,3 +71,30 @@ def test_errors_name_a_server_by_host_and_port_in_one_form(tmp_path):
 def _listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+NO_SUCH = "fleettop: no server named 'nosuch' (see: fleettop servers list)"
+
+
+def test_every_command_says_no_such_server_the_same_way_with_exit_2(tmp_path):
+    """One wording and one exit code wherever a name matches no server (D16)."""
+    config = write_config(tmp_path)
+    commands = [
+        ("collect", "nosuch"),
+        ("export", "--server", "nosuch"),
+        ("servers", "edit", "nosuch", "--port", "2222"),
+        ("servers", "remove", "nosuch", "--yes"),
+        ("servers", "test", "nosuch"),
+        ("trust", "nosuch"),
+    ]
+    answers = {command: fleettop(config, *command) for command in commands}
+    assert {command: (result.returncode, result.stdout, result.stderr) for command, result in answers.items()} == {
+        command: (2, "", NO_SUCH + "\n") for command in commands
+    }
+
+
+def test_collect_says_names_and_all_cannot_be_combined(tmp_path):
+    result = fleettop(write_config(tmp_path), "collect", "--all", "web2")
+    assert (result.returncode, result.stderr) == (
+        2, "fleettop: server names and --all cannot be combined: give one or the other\n"
+    )

@@ -21,7 +21,7 @@ from sqlalchemy.orm import aliased
 
 from fleettop.config import DefaultsConfig, ServerConfig
 from fleettop.domain import Counters, DiskUsage, FleetAggregate, Metrics, Run, Sample, Server, Thresholds, actor, is_alerting
-from fleettop.errors import FleettopError
+from fleettop.errors import FleettopError, UnknownServer
 from fleettop.store.db import Database, describe_error
 from fleettop.store.tables import AuditRow, RunRow, SampleRow, ServerRow
 
@@ -137,7 +137,7 @@ class Repository:
             async with self._sessions.begin() as session:
                 row = await session.scalar(select(ServerRow).where(ServerRow.name == name))
                 if row is None:
-                    raise FleettopError(f"server {name!r} not found")
+                    raise UnknownServer(name)
                 if cfg.name != name and await session.scalar(select(ServerRow.id).where(ServerRow.name == cfg.name)):
                     raise FleettopError(f"server {cfg.name!r} already exists")
                 row.name = cfg.name
@@ -386,7 +386,7 @@ class Repository:
         if server is not None:
             found = await self.get_server(server)
             if found is None:
-                raise FleettopError(f"server {server!r} not found")
+                raise UnknownServer(server)
             query = query.where(SAMPLE_COLUMNS.server_id == found.id)
         if since is not None:
             query = query.where(SAMPLE_COLUMNS.collected_at >= since)

@@ -90,7 +90,7 @@ async def test_unknown_names_are_one_line_and_exit_2(make_config, short_dir: Pat
     make_config(servers=["sim-0001"])
     code, stdout, stderr = await run_fleettop(short_dir / "config.yaml", "collect", "sim-0001", "nope", "--wait")
     assert code == 2
-    assert stderr.strip() == "fleettop: unknown server: nope"
+    assert stderr.strip() == "fleettop: no server named 'nope' (see: fleettop servers list)"
     code, _, stderr = await run_fleettop(short_dir / "config.yaml", "collect")
     assert code == 2 and len(stderr.strip().splitlines()) == 1
 
