@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 
@@ -104,12 +105,27 @@ def _where(server: Server) -> str:
 
 
 async def _confirm(prompt: str) -> bool:
+    """Asked on the terminal itself (/dev/tty), as ssh asks: the question shows whatever
+    stdout or stderr are redirected to (`2>/dev/null`). The answer is awaited on the event
+    loop, not in a thread, so Ctrl-C ends the command at once."""
     if not sys.stdin.isatty():
         raise UsageError("confirmation needed but stdin is not a terminal: pass --yes")
     try:
-        answer = await asyncio.to_thread(input, prompt)
-    except EOFError:
-        return False
+        tty = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        raise UsageError("confirmation needed but there is no terminal: pass --yes") from None
+    loop = asyncio.get_running_loop()
+    try:
+        os.write(tty, prompt.encode())
+        readable = loop.create_future()
+        loop.add_reader(tty, lambda: readable.done() or readable.set_result(None))
+        try:
+            await readable
+        finally:
+            loop.remove_reader(tty)
+        answer = os.read(tty, 1024).decode(errors="replace")  # a whole line: the terminal is in line mode
+    finally:
+        os.close(tty)
     return answer.strip().lower() in {"y", "yes"}
 
 
