@@ -11,6 +11,7 @@ import time
 
 from fleettop.config import LoadedConfig, ServerConfig
 from fleettop.domain import Metrics, Server
+from fleettop.figures import duration, size
 from fleettop.errors import UnknownServer, UsageError
 from fleettop.probe import CollectError, Prober, append_known_host, describe_key, host_port
 from fleettop.store.db import open_database
@@ -137,34 +138,22 @@ def format_metrics(metrics: Metrics) -> str:
 
     lines = [
         f"  cpu      {percent(metrics.cpu_percent)}",
-        f"  memory   {percent(metrics.mem_percent)}  {_size(metrics.mem_used_bytes)} of {_size(metrics.mem_total_bytes)}",
+        f"  memory   {percent(metrics.mem_percent)}  {size(metrics.mem_used_bytes)} of {size(metrics.mem_total_bytes)}",
         f"  swap     {percent(metrics.swap_percent)}  "
-        + (f"{_size(metrics.swap_used_bytes)} of {_size(metrics.swap_total_bytes)}" if metrics.swap_total_bytes else "none"),
+        + (f"{size(metrics.swap_used_bytes)} of {size(metrics.swap_total_bytes)}" if metrics.swap_total_bytes else "none"),
         f"  disk     {percent(metrics.disk_percent)}  (the fullest mount)",
     ]
     width = max((len(disk.mount) for disk in metrics.disks), default=0)
     for disk in metrics.disks:
-        lines.append(f"    {disk.mount:<{width}}  {disk.percent:5.1f} %  {_size(disk.used_bytes)} of {_size(disk.total_bytes)}  {disk.device} {disk.fstype}")
+        avail = "" if disk.avail_bytes is None else f", {size(disk.avail_bytes)} free"
+        lines.append(
+            f"    {disk.mount:<{width}}  {disk.percent:5.1f} %  {size(disk.used_bytes)} of {size(disk.total_bytes)}{avail}  {disk.device} {disk.fstype}"
+        )
     lines += [
         f"  load     {metrics.load1:.2f} {metrics.load5:.2f} {metrics.load15:.2f}",
         f"  procs    {metrics.procs}",
-        f"  uptime   {_duration(metrics.uptime_s)}",
+        f"  uptime   {duration(metrics.uptime_s)}",
     ]
     if metrics.net_rx_bps is not None and metrics.net_tx_bps is not None:
-        lines.append(f"  network  in {_size(metrics.net_rx_bps)}/s  out {_size(metrics.net_tx_bps)}/s")
+        lines.append(f"  network  in {size(metrics.net_rx_bps)}/s  out {size(metrics.net_tx_bps)}/s")
     return "\n".join(lines)
-
-
-def _size(count: float) -> str:
-    units = ("B", "KiB", "MiB", "GiB", "TiB")
-    index = 0
-    while abs(count) >= 1024 and index < len(units) - 1:
-        count /= 1024
-        index += 1
-    return f"{count:.0f} B" if index == 0 else f"{count:.1f} {units[index]}"
-
-
-def _duration(seconds: float) -> str:
-    days, rest = divmod(int(seconds), 86400)
-    hours, rest = divmod(rest, 3600)
-    return f"{days} d {hours} h" if days else f"{hours} h {rest // 60} min"

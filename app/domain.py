@@ -42,6 +42,9 @@ class DiskUsage(BaseModel):
     used_bytes: int
     total_bytes: int
     percent: float
+    # What df calls Avail: free to unprivileged users. used + avail is less than the size by
+    # the reserved blocks, which is why percent (used / (used + avail)) is not used / size.
+    avail_bytes: int | None = None  # None in samples stored before it was recorded
 
 
 class Metrics(BaseModel):

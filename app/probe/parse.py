@@ -169,6 +169,7 @@ def real_disks(df_lines: list[str], mount_types: dict[str, str]) -> list[DiskUsa
             fstype=fstype,
             used_bytes=used,
             total_bytes=total,
+            avail_bytes=available,
             percent=100.0 * used / (used + available),
         )
         known = by_device.get(device)
