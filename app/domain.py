@@ -156,7 +156,7 @@ class Run(BaseModel):
     job_key: str = ""
     trigger: str  # scheduled | manual | retry
     attempt: int = 1
-    status: str  # running | ok | failed
+    status: str  # running | ok | failed | retried (this attempt failed and another followed)
     error: str | None = None
     started_at: datetime
     finished_at: datetime | None = None

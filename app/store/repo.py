@@ -365,7 +365,7 @@ class Repository:
         return FleetAggregate(
             total=len(servers),
             up=sum(1 for status in last_status.values() if status == "ok"),
-            down=sum(1 for status in last_status.values() if status == "failed"),
+            down=sum(1 for status in last_status.values() if status in ("failed", "retried")),
             alerting=sum(1 for sid, sample in latest.items() if is_alerting(sample, servers[sid].thresholds)),
             avg_cpu=average([s.cpu_percent for s in samples]),
             avg_ram=average([s.mem_percent for s in samples]),
@@ -413,8 +413,8 @@ class Repository:
             raise FleettopError(f"server id {server_id} does not exist (removed?)") from None
 
     async def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
-        if status not in {"ok", "failed"}:
-            raise ValueError(f"a run finishes as 'ok' or 'failed', not {status!r}")
+        if status not in {"ok", "failed", "retried"}:
+            raise ValueError(f"a run finishes as 'ok', 'failed' or 'retried', not {status!r}")
         finished = utcnow()
         async with self._sessions.begin() as session:
             row = await session.get(RunRow, run_id)
@@ -527,7 +527,9 @@ class Repository:
 
         victims = select(ranked.c.id).where(
             ranked.c.rank_in_server > 1,
-            doomed("ok", completed_max_age, completed_keep) | doomed("failed", failed_max_age, failed_keep),
+            doomed("ok", completed_max_age, completed_keep)
+            | doomed("failed", failed_max_age, failed_keep)
+            | doomed("retried", failed_max_age, failed_keep),
         )
         async with self._sessions.begin() as session:
             result = await session.execute(

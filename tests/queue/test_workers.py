@@ -110,7 +110,7 @@ async def test_headless_exits_0_on_sigterm_and_returns_unfinished_jobs_to_the_qu
         stuck = servers[2]
         job = await service.context.lanes.scheduled.job(service.cache.job_key("scheduled", stuck.id))
         assert job is not None and job.status == "queued"  # back in the queue, to run again
-        assert (await service.repo.last_runs([stuck.id]))[stuck.id].status == "failed"  # the interrupted attempt, recorded
+        assert (await service.repo.last_runs([stuck.id]))[stuck.id].status == "retried"  # the interrupted attempt, recorded
     fleet.freeze("sim-0003", False)
 
 
