@@ -98,3 +98,25 @@ def test_collect_says_names_and_all_cannot_be_combined(tmp_path):
     assert (result.returncode, result.stderr) == (
         2, "fleettop: server names and --all cannot be combined: give one or the other\n"
     )
+
+
+def test_every_json_output_ends_with_a_newline(tmp_path):
+    """The next prompt starts on a line of its own (D18)."""
+    config = write_config(tmp_path, servers=[{"name": "web1", "host": "127.0.0.1", "port": closed_port()}])
+    commands = [
+        ("servers", "list", "--json"),
+        ("servers", "add", "web2", "--host", "127.0.0.1", "--json"),
+        ("servers", "edit", "web2", "--port", "2222", "--json"),
+        ("servers", "test", "web1", "--json"),
+        ("audit", "--json"),
+        ("export", "--format", "json"),
+        ("queue", "stats", "--json"),
+        ("queue", "pause", "--json"),
+        ("queue", "resume", "--json"),
+        ("queue", "clean", "--json"),
+        ("collect", "web1", "--wait", "--json"),
+    ]
+    config.write_text(config.read_text() + "worker: {retries: 1}\n")
+    for command in commands:
+        result = fleettop(config, *command)
+        assert result.stdout.endswith("\n") and json.loads(result.stdout) is not None, (command, result.stdout, result.stderr)
