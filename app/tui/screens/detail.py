@@ -65,7 +65,7 @@ class DetailScreen(Screen):
 
     async def on_mount(self) -> None:
         mounts = self.query_one("#mounts", DataTable)
-        for label, width in (("mount", 18), ("device", 18), ("fs", 6), ("used", 7), ("avail", 7), ("size", 7), ("use", 5)):
+        for label, width in (("mount", 15), ("device", 14), ("fs", 6), ("used", 7), ("avail", 7), ("size", 7), ("use", 5)):
             mounts.add_column(label, key=label, width=width)
         runs = self.query_one("#runs", DataTable)
         for label, width in (("started", 19), ("trigger", 9), ("try", 3), ("status", 7), ("took", 6), ("error", 48)):
