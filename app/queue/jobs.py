@@ -106,9 +106,6 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
     if inputs.done or inputs.run is None:
         return {"status": "ok", "duplicate": True}
     run_id = inputs.run.id
-    if inputs.closed_lost:
-        with contextlib.suppress(RedisError, OSError):
-            await deps.cache.drop_run_counts()  # a failed run the cached counts did not see
     await deps.cache.publish(Event(kind="run", server_id=server_id))
     started = time.monotonic()
     heartbeat = asyncio.create_task(_heartbeat(job))

@@ -226,7 +226,7 @@ class Repository:
         """What a collection needs before it starts, and its run started ('running'): the
         server, its stored secret, the counters of its newest sample, whether a run with
         this job key already finished ok. A run with this key still 'running' (an attempt
-        whose worker died) is marked failed, lost. No run is started when the key is done,
+        whose worker died) is marked retried, lost. No run is started when the key is done,
         or the server is disabled and `skip_disabled`. None when the server is gone.
 
         Group-committed with the other collections of this process (see _GroupCommit);
@@ -596,7 +596,6 @@ class CollectInputs:
     done: bool  # a run with the job's key already finished ok
     counters: Counters | None  # of the newest sample: None on first contact
     run: StartedRun | None  # None when done, or disabled and skipped
-    closed_lost: bool = False  # an earlier attempt of this key, left 'running', was closed failed now
 
 
 @dataclass
@@ -727,11 +726,12 @@ class _GroupCommit:
         if not starting:
             return answers
         # An attempt of one of these run keys still 'running': its worker died (the job was
-        # swept and re-delivered). Found by its key, so no job record update per run.
+        # swept and re-delivered). Found by its key, so no job record update per run; it ends
+        # 'retried', as the attempt starting now follows it (not a failed run of its own).
         keys = {request.job_key for request in starting}
         if dead := [run for run in runs if run.status == "running" and run.job_key in keys]:
             await conn.execute(_FINISH_RUN, [
-                _run_end(run.id, run.started_at, "failed", "lost: the worker running it stopped", now) for run in dead
+                _run_end(run.id, run.started_at, "retried", "lost: the worker running it stopped", now) for run in dead
             ])
         ids = (
             await conn.execute(
@@ -743,10 +743,8 @@ class _GroupCommit:
                 ],
             )
         ).scalars().all()
-        lost_keys = {run.job_key for run in dead}
         for request, run_id in zip(starting, ids):
-            inputs = answers[id(request)]
-            answers[id(request)] = replace(inputs, run=StartedRun(run_id, now), closed_lost=request.job_key in lost_keys)
+            answers[id(request)] = replace(answers[id(request)], run=StartedRun(run_id, now))
         return answers
 
 
