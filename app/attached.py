@@ -12,10 +12,10 @@ is a None, and the command takes its full path (fleettop.service.open_service).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from redis.exceptions import RedisError
-from saq.job import Status
+from saq.job import Job, Status
 
 from fleettop.cache import Cache
 from fleettop.config import Settings, servers_fingerprint
@@ -60,12 +60,14 @@ class Attached:
         audit = control.collect_audit([name for _, name in servers], everything=everything)
         return await control.enqueue_manual(self.manual, self.cache, [server_id for server_id, _ in servers], audit=audit)
 
-    async def wait_outcomes(self, server_ids: list[int], timeout: float) -> list[CollectOutcome] | None:
+    async def wait_outcomes(
+        self, server_ids: list[int], timeout: float, on_retry: Callable[[Job], None] | None = None
+    ) -> list[CollectOutcome] | None:
         """Until each server's manual job finished; then how each ended, when Redis holds
         that: every job completed a fresh collection whose sample is cached. None (the
         answer is in SQL: FleetService.manual_outcomes) for a failed, duplicate or lost
         job, or a sample not cached by that very run."""
-        jobs = await control.wait_manual(self.manual, self.cache, server_ids, timeout)
+        jobs = await control.wait_manual(self.manual, self.cache, server_ids, timeout, on_retry)
         samples = await self.cache.cached_latest(server_ids)
         outcomes = []
         for server_id, job in zip(server_ids, jobs):

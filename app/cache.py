@@ -217,11 +217,12 @@ class Cache:
     def _outcome_key(self, server_id: int) -> str:
         return f"{self.prefix}runs:last:{server_id}"
 
-    async def set_outcome(self, server_id: int, outcome: RunOutcome) -> None:
-        """A run just ended so (jobs.collect): its outcome, and a failed one counted."""
+    async def set_outcome(self, server_id: int, outcome: RunOutcome, *, final: bool = True) -> None:
+        """An attempt just ended so (jobs.collect): its outcome, and a failed run counted when
+        it was the last attempt (a retried one is not a failed run yet)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(self._outcome_key(server_id), outcome.model_dump_json(), ex=self.settings.cache.latest_ttl)
-            if outcome.status == "failed":
+            if outcome.status == "failed" and final:
                 pipe.hincrby(self._counts_key, "failed", 1)
             await pipe.execute()
 

@@ -11,6 +11,7 @@ import asyncio
 import gc
 import importlib
 import sys
+import warnings
 from collections.abc import Awaitable, Callable
 
 from fleettop import __version__, config
@@ -201,7 +202,16 @@ def _settle_imports() -> None:
     gc.enable()
 
 
+def quiet_library_warnings() -> None:
+    """Before asyncssh is imported: cryptography 51 deprecates DSA, and asyncssh 2.24 names
+    its DSA classes at import time, so every command that loads asyncssh would print ten
+    lines of CryptographyDeprecationWarning (a UserWarning, which -W ignore::DeprecationWarning
+    does not hide). Only those, and only from asyncssh: any other warning still shows."""
+    warnings.filterwarnings("ignore", message="DSA is deprecated", category=UserWarning, module=r"asyncssh(\.|$)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_library_warnings()
     args = build_parser().parse_args(argv)
     if args.command == "config":  # needs no config: the way to write a first one, or mend a broken one
         sys.stdout.write(config.example_text())

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from typing import TYPE_CHECKING
 
 from fleettop.config import LoadedConfig, ServerConfig, Settings
 from fleettop.domain import Metrics, Server
-from fleettop.errors import UsageError
-from fleettop.probe import CollectError, Prober, describe_key, host_pattern
+from fleettop.errors import UnknownServer, UsageError
+from fleettop.figures import duration, size
+from fleettop.probe import CollectError, Prober, describe_key, host_pattern, host_port
 from fleettop.probe import forget_known_host, other_keys_in, record_known_host
 from fleettop.store.db import open_database
 from fleettop.store.repo import Repository
@@ -37,7 +39,7 @@ async def cmd_trust(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             state = await prober.trusted_state(server, key)
         finally:
             await prober.close()
-        print(f"{server.name} ({host_pattern(server.host, server.port)}) presents the host key {describe_key(key)}")
+        print(f"{server.name} ({host_port(server.host, server.port)}) presents the host key {describe_key(key)}")
         if state == "trusted":
             print("This key is already trusted.")
             return 0
@@ -143,7 +145,7 @@ async def _find_server(loaded: LoadedConfig, repository: Repository, name: str) 
             return _from_config(cfg, stored.id if stored else 0), secret
     server = await repository.get_server(name)
     if server is None:
-        raise UsageError(f"no server named {name!r} (see: fleettop servers list)")
+        raise UnknownServer(name)
     return server, await repository.get_secret(server.id) if server.has_secret else None
 
 
@@ -155,16 +157,31 @@ def _from_config(cfg: ServerConfig, server_id: int) -> Server:
 
 
 def _where(server: Server) -> str:
-    return "local" if server.transport == "local" else host_pattern(server.host, server.port)
+    return "local" if server.transport == "local" else host_port(server.host, server.port)
 
 
 async def _confirm(prompt: str) -> bool:
+    """Asked on the terminal itself (/dev/tty), as ssh asks: the question shows whatever
+    stdout or stderr are redirected to (`2>/dev/null`). The answer is awaited on the event
+    loop, not in a thread, so Ctrl-C ends the command at once."""
     if not sys.stdin.isatty():
         raise UsageError("confirmation needed but stdin is not a terminal: pass --yes")
     try:
-        answer = await asyncio.to_thread(input, prompt)
-    except EOFError:
-        return False
+        tty = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        raise UsageError("confirmation needed but there is no terminal: pass --yes") from None
+    loop = asyncio.get_running_loop()
+    try:
+        os.write(tty, prompt.encode())
+        readable = loop.create_future()
+        loop.add_reader(tty, lambda: readable.done() or readable.set_result(None))
+        try:
+            await readable
+        finally:
+            loop.remove_reader(tty)
+        answer = os.read(tty, 1024).decode(errors="replace")  # a whole line: the terminal is in line mode
+    finally:
+        os.close(tty)
     return answer.strip().lower() in {"y", "yes"}
 
 
@@ -176,38 +193,24 @@ def format_metrics(metrics: Metrics) -> str:
 
     lines = [
         f"  cpu      {percent(metrics.cpu_percent)}",
-        f"  memory   {percent(metrics.mem_percent)}  {_size(metrics.mem_used_bytes)} of {_size(metrics.mem_total_bytes)}",
+        f"  memory   {percent(metrics.mem_percent)}  {size(metrics.mem_used_bytes)} of {size(metrics.mem_total_bytes)}",
         f"  swap     {percent(metrics.swap_percent)}  "
-        + (f"{_size(metrics.swap_used_bytes)} of {_size(metrics.swap_total_bytes)}" if metrics.swap_total_bytes else "none"),
+        + (f"{size(metrics.swap_used_bytes)} of {size(metrics.swap_total_bytes)}" if metrics.swap_total_bytes else "none"),
         f"  disk     {percent(metrics.disk_percent)}  (the fullest mount)",
     ]
     # Every name here came from the host: cleaned again, whatever the parser let through.
     mounts = [clean(disk.mount) for disk in metrics.disks]
     width = max((len(mount) for mount in mounts), default=0)
     for mount, disk in zip(mounts, metrics.disks):
+        avail = "" if disk.avail_bytes is None else f", {size(disk.avail_bytes)} free"
         lines.append(
-            f"    {mount:<{width}}  {disk.percent:5.1f} %  {_size(disk.used_bytes)} of {_size(disk.total_bytes)}  {clean(disk.device)} {clean(disk.fstype)}"
+            f"    {mount:<{width}}  {disk.percent:5.1f} %  {size(disk.used_bytes)} of {size(disk.total_bytes)}{avail}  {clean(disk.device)} {clean(disk.fstype)}"
         )
     lines += [
         f"  load     {metrics.load1:.2f} {metrics.load5:.2f} {metrics.load15:.2f}",
         f"  procs    {metrics.procs}",
-        f"  uptime   {_duration(metrics.uptime_s)}",
+        f"  uptime   {duration(metrics.uptime_s)}",
     ]
     if metrics.net_rx_bps is not None and metrics.net_tx_bps is not None:
-        lines.append(f"  network  in {_size(metrics.net_rx_bps)}/s  out {_size(metrics.net_tx_bps)}/s")
+        lines.append(f"  network  in {size(metrics.net_rx_bps)}/s  out {size(metrics.net_tx_bps)}/s")
     return "\n".join(lines)
-
-
-def _size(count: float) -> str:
-    units = ("B", "KiB", "MiB", "GiB", "TiB")
-    index = 0
-    while abs(count) >= 1024 and index < len(units) - 1:
-        count /= 1024
-        index += 1
-    return f"{count:.0f} B" if index == 0 else f"{count:.1f} {units[index]}"
-
-
-def _duration(seconds: float) -> str:
-    days, rest = divmod(int(seconds), 86400)
-    hours, rest = divmod(rest, 3600)
-    return f"{days} d {hours} h" if days else f"{hours} h {rest // 60} min"

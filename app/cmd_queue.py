@@ -25,6 +25,8 @@ from fleettop.queue.control import job_timeout
 from fleettop.text import clean
 
 if TYPE_CHECKING:
+    from saq.job import Job
+
     from fleettop.attached import Attached
 
 log = logging.getLogger("fleettop.headless")
@@ -92,7 +94,9 @@ async def cmd_headless(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 
 @_one_line_errors
 async def cmd_collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    if bool(args.names) == bool(args.all):
+    if args.names and args.all:
+        raise UsageError("server names and --all cannot be combined: give one or the other")
+    if not args.names and not args.all:
         raise UsageError("name the servers to collect, or give --all")
     from fleettop.attached import attach
 
@@ -116,7 +120,7 @@ async def _collect_attached(args: argparse.Namespace, loaded: LoadedConfig, atta
         print(_queued(queued, len(servers)))
         return 0
     try:
-        outcomes = await attached.wait_outcomes(ids, timeout=_patience(loaded))
+        outcomes = await attached.wait_outcomes(ids, timeout=_patience(loaded), on_retry=_retrying(dict(servers)))
     except asyncio.TimeoutError:
         raise FleettopError(_TIMED_OUT) from None
     if outcomes is None:  # a failure (or a sample Redis lacks): the run history answers
@@ -151,7 +155,7 @@ async def _collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         if not await service.workers_alive():
             await service.start_worker(schedule=False)
         try:
-            await service.wait_collected(servers, timeout=_patience(loaded))
+            await service.wait_collected(servers, timeout=_patience(loaded), on_retry=_retrying({s.id: s.name for s in servers}))
         except asyncio.TimeoutError:
             raise FleettopError(_TIMED_OUT) from None
         outcomes = await service.manual_outcomes([server.id for server in servers])
@@ -160,6 +164,20 @@ async def _collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 
 
 _TIMED_OUT = "timed out waiting for the collections (is a worker stuck?)"
+
+
+def _retrying(names: dict[int, str]) -> Callable[[Job], None]:
+    """Tell, on stderr as it happens, of each failed attempt of a collection being waited for
+    that will be retried: the wait is not silent for its backoffs."""
+
+    def tell(job: Job) -> None:
+        failure = clean(job.meta["failure"])
+        name = names.get((job.kwargs or {}).get("server_id", -1), "")
+        if name and not failure.startswith(name):
+            failure = f"{name}: {failure}"
+        print(f"attempt {job.attempts} of {job.retries} failed: {failure}, retrying in {job.retry_delay:g} s", file=sys.stderr, flush=True)
+
+    return tell
 
 
 def _queued(queued: int, count: int) -> str:

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from fleettop.config import LoadedConfig, expand_user, validate_server
 from fleettop.domain import Sample, Server
-from fleettop.errors import FleettopError, UsageError
+from fleettop.errors import FleettopError, UnknownServer, UsageError
 from fleettop.servers import INHERITED_MARK, THRESHOLDS, ServerAdmin, add_first_run_localhost, describe, fields_of, shown
 from fleettop.store.db import Database, migrate, open_database, reporting_errors
 from fleettop.store.repo import Repository
@@ -300,7 +300,7 @@ async def cmd_export(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     async with open_repository(loaded) as repo:
         names = {server.id: server.name for server in await repo.list_servers()}
         if args.server and args.server not in names.values():
-            raise FleettopError(f"server {args.server!r} not found")
+            raise UnknownServer(args.server)
         fmt = _CsvFormat() if args.format == "csv" else _JsonFormat()
         samples = repo.iter_samples(args.server, since, until)
         if output is None:

@@ -11,6 +11,7 @@ import getpass
 import math
 import os
 import socket
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -43,6 +44,9 @@ class DiskUsage(BaseModel):
     used_bytes: int
     total_bytes: int
     percent: float
+    # What df calls Avail: free to unprivileged users. used + avail is less than the size by
+    # the reserved blocks, which is why percent (used / (used + avail)) is not used / size.
+    avail_bytes: int | None = None  # None in samples stored before it was recorded
 
 
 class Metrics(BaseModel):
@@ -72,13 +76,20 @@ def shown_percent(value: float) -> int:
     return math.floor(value + 0.5)
 
 
-def severity(value: float | None, threshold: float) -> Severity:
+def shown_disk_percent(value: float) -> int:
+    """The whole percent a disk is shown as: rounded up, as df does (90.1 -> 91). Rounded to
+    9 places first, so an exact percent plus float noise stays exact."""
+    return math.ceil(round(value, 9))
+
+
+def severity(value: float | None, threshold: float, shown_as: Callable[[float], int] = shown_percent) -> Severity:
     """Normal below 80 % of the threshold, warning from there, critical at or past it --
-    judged on the figure as shown (`shown_percent`), so the colour always agrees with it:
-    89.6 shows as "90%", and is critical at a threshold of 90."""
+    judged on the figure as shown (`shown_as`: shown_percent, or shown_disk_percent for a
+    disk), so the colour always agrees with it: 89.6 shows as "90%", and is critical at a
+    threshold of 90."""
     if value is None:
         return Severity.NORMAL
-    shown = shown_percent(value)
+    shown = shown_as(value)
     if shown >= threshold:
         return Severity.CRITICAL
     if shown >= threshold * WARNING_FRACTION:
@@ -91,7 +102,7 @@ def classify(metrics: Metrics, thresholds: Thresholds) -> dict[str, Severity]:
     return {
         "cpu": severity(metrics.cpu_percent, thresholds.cpu),
         "ram": severity(metrics.mem_percent, thresholds.ram),
-        "disk": severity(metrics.disk_percent, thresholds.disk),
+        "disk": severity(metrics.disk_percent, thresholds.disk, shown_disk_percent),
     }
 
 
@@ -184,7 +195,7 @@ class Run(BaseModel):
     job_key: str = ""
     trigger: str  # scheduled | manual | retry
     attempt: int = 1
-    status: str  # running | ok | failed
+    status: str  # running | ok | failed | retried (this attempt failed and another followed)
     error: str | None = None
     started_at: datetime
     finished_at: datetime | None = None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from fleettop import private
 from fleettop.config import LoadedConfig, ServerConfig, Settings, expand_user
 from fleettop.domain import Server, secret_binding_changes
-from fleettop.errors import FleettopError, UsageError
+from fleettop.errors import FleettopError, UnknownServer, UsageError
 from fleettop.store.repo import KEEP, Repository
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class ServerAdmin:
     async def get(self, name: str) -> Server:
         server = await self.repo.get_server(name)
         if server is None:
-            raise FleettopError(f"server {name!r} not found")
+            raise UnknownServer(name)
         return server
 
     async def check_new(self, name: str) -> None:
@@ -105,7 +105,7 @@ class ServerAdmin:
         """Delete a database server with its history: the server and its sample count as
         check_removable returned them (a command asks for confirmation in between)."""
         if not await self.repo.remove_server(server.name):
-            raise FleettopError(f"server {server.name!r} not found")
+            raise UnknownServer(server.name)
         await self.repo.audit("server.remove", server.name, f"removed with {samples} samples")
 
 

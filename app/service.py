@@ -13,10 +13,10 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
@@ -27,7 +27,7 @@ from fleettop.domain import (
     CollectOutcome, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, actor, classify,
     secret_binding_changes,
 )
-from fleettop.errors import FleettopError, UsageError
+from fleettop.errors import FleettopError, UnknownServer, UsageError
 from fleettop.probe import CollectError, Prober
 from fleettop.queue import control, logs
 from fleettop.queue.jobs import CollectContext
@@ -39,6 +39,9 @@ from fleettop.servers import ServerAdmin, add_first_run_localhost
 from fleettop.store.db import open_database
 from fleettop.store.repo import HistoryPoint, Repository
 from fleettop.tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from saq.job import Job
 
 __all__ = ["Event", "FleetService", "HostKeyCheck", "ServerDetail", "ServerRow", "open_service"]
 
@@ -160,7 +163,7 @@ class FleetService:
         found = [await self.repo.get_server(name) for name in names]
         unknown = [name for name, server in zip(names, found) if server is None]
         if unknown:
-            raise UsageError(f"unknown server{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}")
+            raise UnknownServer(*unknown)
         return [server for server in found if server is not None]
 
     async def add_server(self, cfg: ServerConfig, secret: str | None = None) -> Server:
@@ -266,9 +269,12 @@ class FleetService:
         await self.repo.audit(*control.collect_audit([server.name for server in servers], everything=everything))
         return await control.collect_now(self.context, [server.id for server in servers])
 
-    async def wait_collected(self, servers: list[Server], timeout: float | None = None) -> None:
-        """Until the manual collection of each server has finished (ok or failed for good)."""
-        await control.wait_manual(self.context.lanes.manual, self.cache, [server.id for server in servers], timeout)
+    async def wait_collected(
+        self, servers: list[Server], timeout: float | None = None, on_retry: Callable[[Job], None] | None = None
+    ) -> None:
+        """Until the manual collection of each server has finished (ok or failed for good);
+        `on_retry` hears of each failed attempt that is retried (control.wait_manual)."""
+        await control.wait_manual(self.context.lanes.manual, self.cache, [server.id for server in servers], timeout, on_retry)
 
     async def manual_outcome(self, server: Server) -> CollectOutcome:
         """The result of the server's last manual collection (after wait_collected)."""
@@ -294,7 +300,7 @@ class FleetService:
                 outcomes.append(CollectOutcome(status="ok", sample=samples.get(server_id)))
             elif job is not None and job.result == control.GONE:
                 outcomes.append(CollectOutcome(status="failed", error="the server was removed before it was collected"))
-            elif last is not None and last.status == "failed":
+            elif last is not None and last.status in ("failed", "retried"):
                 outcomes.append(CollectOutcome(status="failed", error=last.error))
             else:
                 outcomes.append(CollectOutcome(status="failed", error=f"collection {job.status.value if job else 'lost'}"))
@@ -423,7 +429,7 @@ class FleetService:
     async def _last_outcome(self, server_id: int) -> RunOutcome | None:
         runs = await self.repo.recent_runs(server_id, 2)
         finished = next((run for run in runs if run.status != "running"), None)
-        return RunOutcome(status=finished.status, error=finished.error) if finished else None
+        return RunOutcome(status="ok" if finished.status == "ok" else "failed", error=finished.error) if finished else None
 
     async def _rows(self, servers: list[Server]) -> list[ServerRow]:
         ids = [server.id for server in servers]

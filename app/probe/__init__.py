@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fleettop.config import Settings, expand_user
 from fleettop.domain import Counters, Server
 from fleettop.errors import FleettopError
-from fleettop.probe.errors import CollectError, CollectErrorKind
+from fleettop.probe.errors import CollectError, CollectErrorKind, host_port
 from fleettop.probe.local import run_local
 from fleettop.probe.parse import ParseError, ProbeResult, compute, parse
 from fleettop.secrets import SecretBox, SecretMismatch
@@ -47,7 +47,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CollectError", "CollectErrorKind", "ProbeResult", "Prober", "describe_key", "forget_known_host", "host_pattern",
-    "other_keys_in", "record_known_host",
+    "host_port", "other_keys_in", "record_known_host",
 ]
 
 

@@ -13,6 +13,18 @@ CollectErrorKind = Literal[
 
 DETAIL_MAX = 300
 
+# Failures no retry seconds later can fix: a person must act first (fix the key, password or
+# user; check the host key and run `fleettop trust`). Not "unreachable": connection refused
+# is also a host rebooting or sshd restarting, and a name that does not resolve can be a DNS
+# hiccup; nor "timeout", "command_failed" or "unparsable": a busy host or a hung mount.
+PERMANENT_KINDS: frozenset[CollectErrorKind] = frozenset({"auth_failed", "hostkey_unknown", "hostkey_changed"})
+
+
+def host_port(host: str, port: int) -> str:
+    """A server's address as messages show it: host:port, the port always there, brackets
+    only around an IPv6 address (whose colons would run into the port's)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
 
 class CollectError(FleettopError):
     """A collection that failed; str() is one line naming the host, `.kind` says why."""
@@ -25,3 +37,8 @@ class CollectError(FleettopError):
             detail = detail[: DETAIL_MAX - 1] + "…"
         super().__init__(clean(f"{where}: {detail}"))  # `where` holds a name and host read from the database
         self.kind = kind
+
+    @property
+    def permanent(self) -> bool:
+        """Retrying cannot help (PERMANENT_KINDS)."""
+        return self.kind in PERMANENT_KINDS

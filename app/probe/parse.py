@@ -149,7 +149,7 @@ def real_disks(df_lines: list[str], mount_types: dict[str, str]) -> list[DiskUsa
     At most MAX_DISKS, the fullest.
     """
     unit = 1024
-    by_device: dict[str, tuple[str, str, str, int, int, float]] = {}  # models made only for the ones kept
+    by_device: dict[str, tuple[str, str, str, int, int, int, float]] = {}  # models made only for the ones kept
     pending_device = ""
     for line in df_lines:
         header = re.match(r"Filesystem\s+(\d+)-blocks", line)
@@ -172,11 +172,13 @@ def real_disks(df_lines: list[str], mount_types: dict[str, str]) -> list[DiskUsa
             continue
         known = by_device.get(device)
         if known is None or len(mount) < len(known[0]):
-            by_device[device] = (mount, device, fstype, used, total, 100.0 * used / (used + available))
-    kept = heapq.nlargest(MAX_DISKS, by_device.values(), key=lambda disk: disk[5])
+            by_device[device] = (mount, device, fstype, used, total, available, 100.0 * used / (used + available))
+    kept = heapq.nlargest(MAX_DISKS, by_device.values(), key=lambda disk: disk[6])
     return [
-        DiskUsage(mount=mount, device=device, fstype=fstype, used_bytes=used, total_bytes=total, percent=percent)
-        for mount, device, fstype, used, total, percent in sorted(kept)
+        DiskUsage(
+            mount=mount, device=device, fstype=fstype, used_bytes=used, total_bytes=total, avail_bytes=avail, percent=percent,
+        )
+        for mount, device, fstype, used, total, avail, percent in sorted(kept)
     ]
 
 

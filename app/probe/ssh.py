@@ -24,7 +24,7 @@ from asyncssh.encryption import get_default_encryption_algs
 
 from fleettop.config import SSHConfig
 from fleettop.private import MAX_KEY_FILE_BYTES, UnsafePath, private_dir, read_trusted_file, replace_own_file
-from fleettop.probe.errors import CollectError
+from fleettop.probe.errors import CollectError, host_port
 from fleettop.probe.parse import END_MARKER
 from fleettop.probe.script import PROBE_SCRIPT, probe_command
 
@@ -131,7 +131,7 @@ class SSHTarget:
 
     @property
     def where(self) -> str:
-        return f"{self.name} ({host_pattern(self.host, self.port)})"
+        return f"{self.name} ({host_port(self.host, self.port)})"
 
 
 class _Client(asyncssh.SSHClient):

@@ -105,17 +105,23 @@ async def collect_now(deps: CollectContext, server_ids: list[int]) -> int:
     return await enqueue_manual(deps.lanes.manual, deps.cache, server_ids)
 
 
-async def wait_manual(queue: FleetQueue, cache: Cache, server_ids: list[int], timeout: float | None = None) -> list[Job | None]:
+async def wait_manual(
+    queue: FleetQueue, cache: Cache, server_ids: list[int], timeout: float | None = None,
+    on_retry: t.Callable[[Job], None] | None = None,
+) -> list[Job | None]:
     """Until each server's manual job has finished (or its record is gone).
 
     Event-driven: SAQ publishes each job's status on a channel named by its id; a job is
     done when a terminal status arrives, without re-reading every pending record. The
     records are read once after subscribing, and again every WAIT_POLL_S as a safety net.
+    `on_retry` is told of each failed attempt another will follow (the record, queued
+    again, carries its attempts, retry_delay and meta["failure"]), once each.
     Returns the job records as they finished (None: a record gone)."""
     every_key = keys = [cache.job_key("manual", server_id) for server_id in server_ids]
     if not keys:
         return []
     deadline = None if timeout is None else time.monotonic() + timeout
+    told: dict[str, int] = {}  # job key -> the attempts on_retry was told of
     pubsub = candidate = None
     try:
         with contextlib.suppress(RedisError, OSError):
@@ -124,6 +130,8 @@ async def wait_manual(queue: FleetQueue, cache: Cache, server_ids: list[int], ti
             pubsub = candidate
         while keys:
             jobs = await queue.jobs(keys)
+            if on_retry is not None:
+                _tell_retries(keys, jobs, told, on_retry)
             pending = {queue.job_id(key) for key, job in zip(keys, jobs) if job is not None and job.status not in TERMINAL_STATUSES}
             keys = [key for key in keys if queue.job_id(key) in pending]
             next_read = time.monotonic() + WAIT_POLL_S
@@ -148,6 +156,8 @@ async def wait_manual(queue: FleetQueue, cache: Cache, server_ids: list[int], ti
                 data = message["data"].decode() if isinstance(message["data"], bytes) else str(message["data"])
                 if channel in pending and data.lower() in _TERMINAL:
                     pending.discard(channel)
+                elif channel in pending and on_retry is not None and data.lower() == Status.QUEUED:
+                    break  # queued again: an attempt failed, read its record now
             keys = [key for key in keys if queue.job_id(key) in pending]
             # Out of the inner loop: every job reported finished (done), or time for a re-read.
     finally:
@@ -155,6 +165,13 @@ async def wait_manual(queue: FleetQueue, cache: Cache, server_ids: list[int], ti
             with contextlib.suppress(Exception):
                 await candidate.aclose()
     return await queue.jobs(every_key)
+
+
+def _tell_retries(keys: list[str], jobs: list[Job | None], told: dict[str, int], on_retry: t.Callable[[Job], None]) -> None:
+    for key, job in zip(keys, jobs):
+        if job is not None and job.status == Status.QUEUED and job.attempts > told.get(key, 0) and job.meta.get("failure"):
+            told[key] = job.attempts
+            on_retry(job)
 
 
 async def pause(deps: CollectContext) -> None:

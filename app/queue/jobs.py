@@ -7,7 +7,10 @@ sweep races a worker, upstream issue 277).
 
 Retries: SAQ counts `retries` as attempts in all; its own backoff is jittered, so
 each failed attempt sets the job's `retry_delay` itself: retry_backoff, then
-doubled (5 s, 10 s, ...), exact to the scheduler's quarter-second tick.
+doubled (5 s, 10 s, ...), exact to the scheduler's quarter-second tick. Each attempt has
+its run row; one that another attempt follows ends 'retried', so the run history counts one
+failed run per failed collection. A manual collection (someone waiting for it) is not
+retried when no retry can help (CollectError.permanent); a scheduled one keeps its retries.
 
 A worker killed mid-job leaves the job `active`; the job touches itself every
 HEARTBEAT_EVERY_S and declares `heartbeat` (fleettop.queue.control.job_options), so the sweep of
@@ -111,9 +114,6 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
     if inputs.done or inputs.run is None:
         return {"status": "ok", "duplicate": True}
     run_id = inputs.run.id
-    if inputs.closed_lost:
-        with contextlib.suppress(RedisError, OSError):
-            await deps.cache.drop_run_counts()  # a failed run the cached counts did not see
     await deps.cache.publish(Event(kind="run", server_id=server_id))
     started = time.monotonic()
     heartbeat = asyncio.create_task(_heartbeat(job))
@@ -123,23 +123,29 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
         await deps.repo.finish_collection(inputs.run, server_id, result.metrics, result.counters)  # sample + run, group-committed
     except asyncio.CancelledError:
         _set_retry_delay(deps, job)
+        status = "retried" if job.retryable else "failed"
         with contextlib.suppress(Exception):
-            await asyncio.shield(deps.repo.finish_run(run_id, "failed", "interrupted (worker stopping or job timeout)"))
+            await asyncio.shield(deps.repo.finish_run(run_id, status, "interrupted (worker stopping or job timeout)"))
             await deps.cache.drop_run_counts()  # a failed run the cached counts did not see
         raise
     except Exception as exc:
         message = str(exc) if isinstance(exc, CollectError) else f"{type(exc).__name__}: {exc}"
         message = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+        if trigger == "manual" and isinstance(exc, CollectError) and exc.permanent:
+            job.retries = attempt  # someone is waiting for this answer, and no retry can change it
+        # One collection is one run: an attempt another follows is 'retried', not a failed run.
+        status = "retried" if job.retryable else "failed"
+        job.meta["failure"] = message  # for `collect --wait`'s progress lines
         try:
-            await deps.repo.finish_run(run_id, "failed", message)
+            await deps.repo.finish_run(run_id, status, message)
         except Exception:  # the database is away: close the run once it is back
-            _finish_later(deps, run_id, message)
+            _finish_later(deps, run_id, status, message)
         if job.retryable:
             delay = _set_retry_delay(deps, job)
             with contextlib.suppress(RedisError, OSError):
                 await deps.cache.mark_retrying(job.id, time.time() + delay)
         with contextlib.suppress(RedisError, OSError):
-            await deps.cache.set_outcome(server_id, RunOutcome(status="failed", error=message))
+            await deps.cache.set_outcome(server_id, RunOutcome(status="failed", error=message), final=status == "failed")
         log.warning("collect %s attempt %d/%d failed: %s", server.name, attempt, job.retries, message)
         await deps.cache.publish(Event(kind="run", server_id=server_id))
         raise AttemptFailed(message) from None
@@ -162,7 +168,7 @@ FINISH_RETRY_FOR_S = 3600.0
 _finishing: set[asyncio.Task[None]] = set()
 
 
-def _finish_later(deps: CollectContext, run_id: int, message: str) -> None:
+def _finish_later(deps: CollectContext, run_id: int, status: str, message: str) -> None:
     """Record a failed run's end when the database answers again (a run must never stay
     'running'); while this process lives. Past that, the reconcile's stale-run sweep does."""
 
@@ -171,7 +177,7 @@ def _finish_later(deps: CollectContext, run_id: int, message: str) -> None:
         while time.monotonic() < deadline:
             await asyncio.sleep(FINISH_RETRY_EVERY_S)
             try:
-                await deps.repo.finish_run(run_id, "failed", message)
+                await deps.repo.finish_run(run_id, status, message)
                 return
             except Exception:
                 continue

@@ -23,7 +23,7 @@ from fleettop.config import DefaultsConfig, ServerConfig
 from fleettop.domain import (
     Counters, DiskUsage, FleetAggregate, Metrics, Run, Sample, Server, actor, is_alerting, secret_binding_changes,
 )
-from fleettop.errors import FleettopError
+from fleettop.errors import FleettopError, UnknownServer
 from fleettop.store.db import Database, describe_error
 from fleettop.store.tables import AuditRow, RunRow, SampleRow, ServerRow
 
@@ -144,7 +144,7 @@ class Repository:
             async with self._sessions.begin() as session:
                 row = await session.scalar(select(ServerRow).where(ServerRow.name == name))
                 if row is None:
-                    raise FleettopError(f"server {name!r} not found")
+                    raise UnknownServer(name)
                 if cfg.name != name and await session.scalar(select(ServerRow.id).where(ServerRow.name == cfg.name)):
                     raise FleettopError(f"server {cfg.name!r} already exists")
                 row.name = cfg.name
@@ -250,7 +250,7 @@ class Repository:
         """What a collection needs before it starts, and its run started ('running'): the
         server, its stored secret, the counters of its newest sample, whether a run with
         this job key already finished ok. A run with this key still 'running' (an attempt
-        whose worker died) is marked failed, lost. No run is started when the key is done,
+        whose worker died) is marked retried, lost. No run is started when the key is done,
         or the server is disabled and `skip_disabled`. None when the server is gone.
 
         Group-committed with the other collections of this process (see _GroupCommit);
@@ -389,7 +389,7 @@ class Repository:
         return FleetAggregate(
             total=len(servers),
             up=sum(1 for status in last_status.values() if status == "ok"),
-            down=sum(1 for status in last_status.values() if status == "failed"),
+            down=sum(1 for status in last_status.values() if status in ("failed", "retried")),
             alerting=sum(1 for sid, sample in latest.items() if is_alerting(sample, servers[sid].thresholds)),
             avg_cpu=average([s.cpu_percent for s in samples]),
             avg_ram=average([s.mem_percent for s in samples]),
@@ -410,7 +410,7 @@ class Repository:
         if server is not None:
             found = await self.get_server(server)
             if found is None:
-                raise FleettopError(f"server {server!r} not found")
+                raise UnknownServer(server)
             query = query.where(SAMPLE_COLUMNS.server_id == found.id)
         if since is not None:
             query = query.where(SAMPLE_COLUMNS.collected_at >= since)
@@ -437,8 +437,8 @@ class Repository:
             raise FleettopError(f"server id {server_id} does not exist (removed?)") from None
 
     async def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
-        if status not in {"ok", "failed"}:
-            raise ValueError(f"a run finishes as 'ok' or 'failed', not {status!r}")
+        if status not in {"ok", "failed", "retried"}:
+            raise ValueError(f"a run finishes as 'ok', 'failed' or 'retried', not {status!r}")
         finished = utcnow()
         async with self._sessions.begin() as session:
             row = await session.get(RunRow, run_id)
@@ -551,7 +551,9 @@ class Repository:
 
         victims = select(ranked.c.id).where(
             ranked.c.rank_in_server > 1,
-            doomed("ok", completed_max_age, completed_keep) | doomed("failed", failed_max_age, failed_keep),
+            doomed("ok", completed_max_age, completed_keep)
+            | doomed("failed", failed_max_age, failed_keep)
+            | doomed("retried", failed_max_age, failed_keep),
         )
         async with self._sessions.begin() as session:
             result = await session.execute(
@@ -625,7 +627,6 @@ class CollectInputs:
     done: bool  # a run with the job's key already finished ok
     counters: Counters | None  # of the newest sample: None on first contact
     run: StartedRun | None  # None when done, or disabled and skipped
-    closed_lost: bool = False  # an earlier attempt of this key, left 'running', was closed failed now
 
 
 @dataclass
@@ -757,11 +758,12 @@ class _GroupCommit:
         if not starting:
             return answers
         # An attempt of one of these run keys still 'running': its worker died (the job was
-        # swept and re-delivered). Found by its key, so no job record update per run.
+        # swept and re-delivered). Found by its key, so no job record update per run; it ends
+        # 'retried', as the attempt starting now follows it (not a failed run of its own).
         keys = {request.job_key for request in starting}
         if dead := [run for run in runs if run.status == "running" and run.job_key in keys]:
             await conn.execute(_FINISH_RUN, [
-                _run_end(run.id, run.started_at, "failed", "lost: the worker running it stopped", now) for run in dead
+                _run_end(run.id, run.started_at, "retried", "lost: the worker running it stopped", now) for run in dead
             ])
         ids = (
             await conn.execute(
@@ -773,10 +775,8 @@ class _GroupCommit:
                 ],
             )
         ).scalars().all()
-        lost_keys = {run.job_key for run in dead}
         for request, run_id in zip(starting, ids):
-            inputs = answers[id(request)]
-            answers[id(request)] = replace(inputs, run=StartedRun(run_id, now), closed_lost=request.job_key in lost_keys)
+            answers[id(request)] = replace(answers[id(request)], run=StartedRun(run_id, now))
         return answers
 
 

@@ -127,7 +127,7 @@ class RunRow(Base):
     job_key: Mapped[str] = mapped_column(String(255))
     trigger: Mapped[str] = mapped_column(String(16))  # scheduled | manual | retry
     attempt: Mapped[int] = mapped_column(Integer, default=1)
-    status: Mapped[str] = mapped_column(String(16))  # running | ok | failed
+    status: Mapped[str] = mapped_column(String(16))  # running | ok | failed | retried (failed, retried after)
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from rich.text import Text
 
+from fleettop import figures
 from fleettop.domain import shown_percent
 from fleettop.text import clean
 
@@ -43,31 +44,18 @@ def rate(bytes_per_s: float | None) -> str:
 
 
 def size(num_bytes: int | float | None) -> str:
-    if num_bytes is None:
-        return DASH
-    value = float(num_bytes)
-    for unit in ("B", "K", "M", "G", "T"):
-        if value < 1024 or unit == "T":
-            return f"{value:.0f}{unit}" if unit == "B" or value >= 10 else f"{value:.1f}{unit}"
-        value /= 1024
-    return f"{value:.1f}P"
+    """As free -h: 23Gi, 3.8Gi (fleettop.figures)."""
+    return DASH if num_bytes is None else figures.size(num_bytes)
+
+
+def disk_percent(value: float | None) -> str:
+    """Rounded up, as df shows it (fleettop.figures)."""
+    return DASH if value is None else figures.disk_percent(value)
 
 
 def duration(seconds: float | None) -> str:
-    """Compact: 45s, 12m, 3h05, 4d02h."""
-    if seconds is None:
-        return DASH
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
+    """Compact, every unit named: 45s, 12m, 3h05m, 4d02h (fleettop.figures)."""
+    return DASH if seconds is None else figures.duration(seconds)
 
 
 def aware(moment: datetime) -> datetime:

@@ -30,7 +30,7 @@ async def test_servers_test_prints_the_figures(fleet, make_settings, tmp_path, c
     name = fleet.hosts[0][0]
     assert await cmd_servers_test(argparse.Namespace(name=name, json=False), loaded) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"{name} ([127.0.0.1]:{fleet.hosts[0][1]}): ok in ")
+    assert out.startswith(f"{name} (127.0.0.1:{fleet.hosts[0][1]}): ok in ")
     assert "cpu" in out and "memory" in out and "load" in out
     assert await cmd_servers_test(argparse.Namespace(name=name, json=True), loaded) == 0
     row = json.loads(capsys.readouterr().out)
@@ -192,3 +192,61 @@ async def test_trust_without_yes_needs_a_terminal(fleet, make_settings, tmp_path
     with pytest.raises(UsageError, match="--yes"):
         await cmd_trust(argparse.Namespace(name=fleet.hosts[0][0], yes=False, replace=False), loaded)
     assert not (loaded.settings.data_dir / "known_hosts").exists()
+
+
+async def test_the_trust_question_shows_on_the_terminal_with_stderr_thrown_away(fleet, tmp_path):
+    """`fleettop trust web2 2>/dev/null` (to hide library noise) still asks, on /dev/tty (D21)."""
+    import fcntl
+    import os
+    import pty
+    import subprocess
+    import sys
+    import termios
+    import time
+
+    import yaml
+
+    name, port = fleet.hosts[0]
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "data_dir": str(tmp_path / "data"),
+        "ssh": {"known_hosts": str(empty), "key_file": str(fleet.client_key_path), "username": fleet.username},
+        "servers": [{"name": name, "host": fleet.address, "port": port, "auth": "key"}],
+    }))
+    master, terminal = pty.openpty()
+
+    def own_terminal() -> None:  # a session of its own, with this pty as its controlling terminal
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fleettop", "--config", str(config), "trust", name,
+        stdin=terminal, stdout=terminal, stderr=subprocess.DEVNULL, preexec_fn=own_terminal, cwd=tmp_path,
+    )
+    os.close(terminal)
+    os.set_blocking(master, False)
+    shown = b""
+
+    async def read_until(text: bytes, timeout: float) -> None:
+        nonlocal shown
+        deadline = time.monotonic() + timeout
+        while text not in shown:
+            assert time.monotonic() < deadline, f"{text!r} not shown on the terminal: {shown!r}"
+            try:
+                shown += os.read(master, 4096)
+            except (BlockingIOError, OSError):
+                await asyncio.sleep(0.05)
+
+    try:
+        await read_until(b"Trust this key? [y/N] ", 20)
+        os.write(master, b"n\n")
+        assert await asyncio.wait_for(process.wait(), 20) == 1
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        os.close(master)
+    assert fleet.host(name).host_key.get_fingerprint().encode() in shown
+    assert not (tmp_path / "data" / "known_hosts").exists()

@@ -136,7 +136,7 @@ async def test_each_miss_takes_the_full_path(headless, fleet):
 
     # A name the list does not hold: the full path's one-line error.
     code, _, stderr, heavy = await cli(config, "collect", "sim-0001", "nope", "--wait")
-    assert (code, stderr.strip()) == (2, "fleettop: unknown server: nope") and _sqlalchemy(heavy)
+    assert (code, stderr.strip()) == (2, "fleettop: no server named 'nope' (see: fleettop servers list)") and _sqlalchemy(heavy)
 
     # The list gone (servers changed elsewhere, or expired).
     await redis.delete(prefix + "servers")

@@ -90,7 +90,7 @@ async def test_unknown_names_are_one_line_and_exit_2(make_config, short_dir: Pat
     make_config(servers=["sim-0001"])
     code, stdout, stderr = await run_fleettop(short_dir / "config.yaml", "collect", "sim-0001", "nope", "--wait")
     assert code == 2
-    assert stderr.strip() == "fleettop: unknown server: nope"
+    assert stderr.strip() == "fleettop: no server named 'nope' (see: fleettop servers list)"
     code, _, stderr = await run_fleettop(short_dir / "config.yaml", "collect")
     assert code == 2 and len(stderr.strip().splitlines()) == 1
 
@@ -177,3 +177,30 @@ async def test_headless_without_a_config_file_says_where_one_would_go(short_dir:
             assert said == [], said
         else:
             assert len(said) == 1 and f"create {path} to change them (`fleettop config example` prints every key)" in said[0], said
+
+
+async def test_collect_wait_fails_fast_on_an_unknown_host_key_and_tells_each_retry(make_config, short_dir: Path, fleet):
+    """D5: no retry can fix an unknown host key, so `collect --wait` answers at once; a
+    refused connection (a reboot, an sshd restart) is retried, and each retry is told."""
+    import time
+
+    unknown = short_dir / "empty_known_hosts"
+    unknown.write_text("")
+    make_config(servers=["sim-0001"], ssh={"known_hosts": str(unknown)}, worker={"retries": 3, "retry_backoff": 4})
+    started = time.monotonic()
+    code, stdout, stderr = await run_fleettop(short_dir / "config.yaml", "collect", "sim-0001", "--wait")
+    elapsed = time.monotonic() - started
+    assert code == 1 and "host key unknown" in stdout and stderr == ""
+    assert elapsed < 8, elapsed  # the start-up and one attempt; three attempts would wait 4 + 8 s more
+
+    make_config(servers=["sim-0002"], worker={"retries": 3, "retry_backoff": 1})
+    await fleet.stop("sim-0002")
+    port = dict(fleet.hosts)["sim-0002"]
+    code, stdout, stderr = await run_fleettop(short_dir / "config.yaml", "collect", "sim-0002", "--wait")
+    refused = f"sim-0002 (127.0.0.1:{port}): connection refused"
+    assert code == 1 and stdout == f"sim-0002  failed  {refused}\n"
+    assert stderr.splitlines() == [
+        f"attempt 1 of 3 failed: {refused}, retrying in 1 s",
+        f"attempt 2 of 3 failed: {refused}, retrying in 2 s",
+    ]
+    await fleet.start("sim-0002")

@@ -11,7 +11,7 @@ from saq.job import Job
 
 from fleettop.config import LoadedConfig, Settings
 from fleettop.queue import control
-from fleettop.queue.jobs import collect, next_due
+from fleettop.queue.jobs import AttemptFailed, collect, next_due
 from fleettop.service import open_service
 from fleettop.store.db import open_database
 from queue_helpers import service_for, wait_until
@@ -66,8 +66,30 @@ async def test_a_job_delivered_twice_stores_one_sample(make_config, database_url
         assert len(await service.repo.recent_runs(server.id)) == 1
 
 
+async def test_a_manual_collection_is_not_retried_when_no_retry_can_help(make_config, short_dir, fleet):
+    """Host key unknown: a person must check it and run `fleettop trust` first. A manual
+    collection (someone waits for it) fails at its first attempt; a scheduled one keeps its
+    retries (D5)."""
+    unknown = short_dir / "empty_known_hosts"
+    unknown.write_text("")
+    data = make_config(servers=["sim-0001"], ssh={"known_hosts": str(unknown)})
+    async with service_for(data, worker=False) as service:
+        server = (await service.resolve(["sim-0001"]))[0]
+        for trigger in ("manual", "scheduled"):
+            job = Job(function="collect", key=trigger, queue=service.context.lanes.manual, queued=1234, attempts=1,
+                      retries=3, kwargs={"server_id": server.id, "trigger": trigger})
+            with pytest.raises(AttemptFailed, match="host key"):
+                await collect({"job": job, "collect": service.context}, server_id=server.id, trigger=trigger)
+            assert job.retryable is (trigger == "scheduled")
+        statuses = {run.trigger: run.status for run in await service.repo.recent_runs(server.id)}
+        assert statuses == {"manual": "failed", "scheduled": "retried"}
+        assert (await service.stats()).failed == 1
+
+
 @pytest.mark.slow
-async def test_retries_wait_5_then_10_seconds_then_the_run_fails(make_config, fleet):
+async def test_retries_wait_5_then_10_seconds_then_the_run_fails_once(make_config, fleet):
+    """Three attempts of one collection are one failed run (D10), in SQL and in the cached
+    counts the header and `queue stats` read beside a worker."""
     data = make_config(servers=["sim-0003"])
     await fleet.stop("sim-0003")  # connection refused: every attempt fails at once
     async with service_for(data, worker="manual") as service:
@@ -78,7 +100,7 @@ async def test_retries_wait_5_then_10_seconds_then_the_run_fails(make_config, fl
         await service.wait_collected([server], timeout=30)
 
         runs = sorted(await service.repo.recent_runs(server.id), key=lambda run: run.attempt)
-        assert [(run.attempt, run.status) for run in runs] == [(1, "failed"), (2, "failed"), (3, "failed")]
+        assert [(run.attempt, run.status) for run in runs] == [(1, "retried"), (2, "retried"), (3, "failed")]
         assert [run.trigger for run in runs] == ["manual", "retry", "retry"]
         assert all("sim-0003" in (run.error or "") for run in runs)
         waits = [(later.started_at - earlier.finished_at).total_seconds() for earlier, later in zip(runs, runs[1:])]
@@ -87,7 +109,9 @@ async def test_retries_wait_5_then_10_seconds_then_the_run_fails(make_config, fl
         assert 9.95 <= waits[1] <= 11.0, waits
         outcome = await service.manual_outcome(server)
         assert outcome.status == "failed" and "sim-0003" in outcome.error
-        assert (await service.stats()).failed == 3
+        assert (await service.cache.run_counts())["failed"] == 1  # the snapshot of 2 s in, and what ended since
+        assert (await service.stats()).failed == 1
+        assert [(run.server_name, run.attempt) for run in await service.failed_runs()] == [("sim-0003", 3)]
         row = await service.server_row(server.id)
         assert row.status == "down" and "sim-0003" in row.error
         await service.cache.forget(server.id)  # the same answer from SQL
@@ -107,7 +131,7 @@ async def test_a_write_the_database_refuses_fails_only_its_job_which_succeeds_on
             await service.collect_now(names)
 
             async def first_attempt_failed() -> bool:
-                return [run.status for run in await service.repo.recent_runs(refused.id)] == ["failed"]
+                return [run.status for run in await service.repo.recent_runs(refused.id)] == ["retried"]
 
             await wait_until(first_attempt_failed, 15)
             await allow_samples(database)
@@ -119,7 +143,7 @@ async def test_a_write_the_database_refuses_fails_only_its_job_which_succeeds_on
             runs = sorted(await service.repo.recent_runs(server.id), key=lambda run: run.attempt)
             assert await service.repo.count_samples(server.id) == 1
             if server is refused:
-                assert [(run.attempt, run.status) for run in runs] == [(1, "failed"), (2, "ok")]
+                assert [(run.attempt, run.status) for run in runs] == [(1, "retried"), (2, "ok")]
                 assert "sample refused" in runs[0].error
                 assert 4.95 <= (runs[1].started_at - runs[0].finished_at).total_seconds() <= 6.0  # the first backoff
             else:

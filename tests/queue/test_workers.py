@@ -77,7 +77,7 @@ async def test_a_worker_killed_mid_job_leaves_nothing_active_and_the_collection_
             rerun = next(run for run in runs if run.status == "ok")
             assert rerun.attempt == 2 and rerun.trigger == "retry"
             lost = next(run for run in runs if run.attempt == 1)
-            assert lost.status == "failed" and lost.error.startswith("lost")
+            assert lost.status == "retried" and lost.error.startswith("lost")
             await asyncio.sleep(0.5)
             stats = await service.stats()
             assert stats.active == 0 and stats.scheduled == 1  # nothing stuck; the chain goes on
@@ -110,7 +110,7 @@ async def test_headless_exits_0_on_sigterm_and_returns_unfinished_jobs_to_the_qu
         stuck = servers[2]
         job = await service.context.lanes.scheduled.job(service.cache.job_key("scheduled", stuck.id))
         assert job is not None and job.status == "queued"  # back in the queue, to run again
-        assert (await service.repo.last_runs([stuck.id]))[stuck.id].status == "failed"  # the interrupted attempt, recorded
+        assert (await service.repo.last_runs([stuck.id]))[stuck.id].status == "retried"  # the interrupted attempt, recorded
     fleet.freeze("sim-0003", False)
 
 

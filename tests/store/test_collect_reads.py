@@ -35,13 +35,13 @@ async def test_begin_collection_reads_server_secret_done_and_counters_and_starts
     assert retry.done is False and retry.counters == counters
     # The first attempt, still 'running' under the same key, lost its worker.
     lost = await repo.get_run(first.run.id)
-    assert (lost.status, lost.error) == ("failed", "lost: the worker running it stopped")
+    assert (lost.status, lost.error) == ("retried", "lost: the worker running it stopped")
     await repo.finish_collection(retry.run, sid, metrics(T0 + timedelta(minutes=1)), newer)
 
     again = await begin(repo, sid, "key@1")
     assert again.done is True and again.run is None
     assert again.counters == newer == (await repo.latest_sample(sid)).counters
-    assert [r.status for r in await repo.recent_runs(sid)] == ["ok", "failed"]  # no run for the duplicate
+    assert [r.status for r in await repo.recent_runs(sid)] == ["ok", "retried"]  # no run for the duplicate
     assert (await begin(repo, sid, "key@2")).done is False
     assert await begin(repo, sid + 1000, "key@1") is None
 

@@ -122,7 +122,7 @@ def test_servers_edit_and_audit(fleettop, config_path):
     assert out == "edited server 'web2': name web1 -> web2, port 22 -> 2200, ram threshold 95* -> 80\n"
     server = json.loads(fleettop("servers", "list", "--json")[1])[0]
     assert (server["name"], server["port"], server["host"], server["thresholds"]["ram"]) == ("web2", 2200, "10.0.0.1", 80)
-    assert fleettop("servers", "edit", "web9", "--port", "1") == (1, "", "fleettop: server 'web9' not found\n")
+    assert fleettop("servers", "edit", "web9", "--port", "1") == (2, "", "fleettop: no server named 'web9' (see: fleettop servers list)\n")
     assert fleettop("servers", "edit", "web2", "--port", "0")[0:2] == (2, "")
     assert fleettop("servers", "edit", "web2")[0] == 2
     fleettop("servers", "add", "web3", "--host", "h")
@@ -210,7 +210,7 @@ def test_servers_remove_asks_unless_yes(fleettop, config_path, monkeypatch):
     monkeypatch.setattr("sys.stdin", FakeTerminal("y\n"))
     code, out, _ = fleettop("servers", "remove", "web1")
     assert code == 0 and out.endswith("removed server 'web1' and its 3 samples\n")
-    assert fleettop("servers", "remove", "web1", "--yes") == (1, "", "fleettop: server 'web1' not found\n")
+    assert fleettop("servers", "remove", "web1", "--yes") == (2, "", "fleettop: no server named 'web1' (see: fleettop servers list)\n")
 
     fleettop("servers", "add", "web2", "--host", "h")
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
@@ -311,7 +311,7 @@ def test_export_relative_times_and_errors(fleettop, config_path):
         2, "", "fleettop: --since 'yesterday': give a duration such as 30m, 24h, 7d or an ISO-8601 time\n"
     )
     assert fleettop("export", "--since", "1h", "--until", "2h")[2] == "fleettop: --since must be before --until\n"
-    assert fleettop("export", "--server", "web9") == (1, "", "fleettop: server 'web9' not found\n")
+    assert fleettop("export", "--server", "web9") == (2, "", "fleettop: no server named 'web9' (see: fleettop servers list)\n")
 
 
 def test_export_of_20k_samples_streams(fleettop, config_path, tmp_path):

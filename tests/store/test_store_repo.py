@@ -181,7 +181,7 @@ async def test_update_server_renames_and_keeps_or_replaces_the_secret(repo):
     await repo.update_server("web2", ServerConfig(name="web2", host="h"), secret=None)
     assert await repo.get_secret(server.id) is None
     assert await repo.get_server("web1") is None
-    with pytest.raises(FleettopError, match="server 'web9' not found"):
+    with pytest.raises(FleettopError, match="no server named 'web9'"):
         await repo.update_server("web9", ServerConfig(name="web9", host="h"))
     await add_server(repo, "web3")
     with pytest.raises(FleettopError, match="server 'web3' already exists"):
@@ -355,7 +355,7 @@ async def test_iter_samples_filters_and_orders(repo):
     assert [s.collected_at for s in everything] == sorted(s.collected_at for s in everything)
     only_b = [s async for s in repo.iter_samples("b", since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=4))]
     assert [(s.server_id, s.cpu_percent) for s in only_b] == [(b, 98), (b, 97)]
-    with pytest.raises(FleettopError, match="server 'zzz' not found"):
+    with pytest.raises(FleettopError, match="no server named 'zzz'"):
         [s async for s in repo.iter_samples("zzz")]
 
 

@@ -41,8 +41,11 @@ def _metrics(cpu, ram, swap, disk, load1, rx, tx, days, at=NOW) -> Metrics:
         swap_percent=swap, swap_used_bytes=int(swap / 100 * 4 * 2**30), swap_total_bytes=4 * 2**30,
         disk_percent=disk,
         disks=[
-            DiskUsage(mount="/", device="/dev/sda1", fstype="ext4", used_bytes=int(disk / 100 * 80e9), total_bytes=int(80e9), percent=disk),
-            DiskUsage(mount="/boot", device="/dev/sda2", fstype="ext4", used_bytes=int(210e6), total_bytes=int(1e9), percent=21.0),
+            # 5 % reserved, as ext4 keeps: used + avail is 95 % of the size, and percent is df's.
+            DiskUsage(mount="/", device="/dev/sda1", fstype="ext4", used_bytes=int(disk / 100 * 76e9),
+                      avail_bytes=int((100 - disk) / 100 * 76e9), total_bytes=int(80e9), percent=disk),
+            DiskUsage(mount="/boot", device="/dev/sda2", fstype="ext4", used_bytes=int(199.5e6),
+                      avail_bytes=int(750.5e6), total_bytes=int(1e9), percent=21.0),
         ],
         load1=load1, load5=load1 * 0.9, load15=load1 * 0.8, procs=212, uptime_s=days * 86400 + 3600 * 5,
         net_rx_bps=rx, net_tx_bps=tx,

@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Label, Static
 
-from fleettop.domain import severity
+from fleettop.domain import severity, shown_disk_percent
 from fleettop.tui import FAILED
 from fleettop.tui import format as fmt
 from fleettop.tui.screens.confirm import ConfirmScreen, NoticeScreen
@@ -105,7 +105,7 @@ class DetailScreen(Screen):
 
     async def on_mount(self) -> None:
         mounts = self.query_one("#mounts", DataTable)
-        for label, width in (("mount", 18), ("device", 18), ("fs", 6), ("used", 7), ("size", 7), ("use", 5)):
+        for label, width in (("mount", 15), ("device", 14), ("fs", 6), ("used", 7), ("avail", 7), ("size", 7), ("use", 5)):
             mounts.add_column(label, key=label, width=width)
         runs = self.query_one("#runs", DataTable)
         for label, width in (("started", 19), ("trigger", 9), ("try", 3), ("status", 7), ("took", 6), ("error", 48)):
@@ -157,7 +157,7 @@ class DetailScreen(Screen):
                     "swap    ", (fmt.percent(latest.swap_percent), "bold"),
                     f"  {fmt.size(latest.swap_used_bytes)} of {fmt.size(latest.swap_total_bytes)}",
                 ),
-                Content.assemble("disk    ", figure("disk", fmt.percent(latest.disk_percent)), "  fullest mount"),
+                Content.assemble("disk    ", figure("disk", fmt.disk_percent(latest.disk_percent)), "  fullest mount"),
                 Content.assemble("load    ", (f"{latest.load1:.2f} {latest.load5:.2f} {latest.load15:.2f}", "bold")),
                 Content.assemble("procs   ", (str(latest.procs), "bold")),
                 Content.assemble(
@@ -193,11 +193,12 @@ class DetailScreen(Screen):
         mounts = self.query_one("#mounts", DataTable)
         mounts.clear()
         for disk in latest.disks if latest else []:
-            level = severity(disk.percent, thresholds.disk).value
+            level = severity(disk.percent, thresholds.disk, shown_disk_percent).value
             mounts.add_row(
                 fmt.safe(disk.mount), fmt.safe(disk.device), fmt.safe(disk.fstype),
-                Text(fmt.size(disk.used_bytes), justify="right"), Text(fmt.size(disk.total_bytes), justify="right"),
-                Text(fmt.percent(disk.percent), justify="right", style={"warning": "bold yellow", "critical": "bold red"}.get(level, "")),
+                Text(fmt.size(disk.used_bytes), justify="right"), Text(fmt.size(disk.avail_bytes), justify="right"),
+                Text(fmt.size(disk.total_bytes), justify="right"),
+                Text(fmt.disk_percent(disk.percent), justify="right", style={"warning": "bold yellow", "critical": "bold red"}.get(level, "")),
             )
 
         runs = self.query_one("#runs", DataTable)

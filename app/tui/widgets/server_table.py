@@ -139,7 +139,7 @@ def cells_of(row: Any, now: datetime) -> dict[str, Cell]:
         "cpu": metric("cpu", fmt.percent(latest.cpu_percent if latest else None)),
         "ram": metric("ram", fmt.percent(latest.mem_percent if latest else None)),
         "swap": metric("swap", fmt.percent(latest.swap_percent if latest else None)),
-        "disk": metric("disk", fmt.percent(latest.disk_percent if latest else None)),
+        "disk": metric("disk", fmt.disk_percent(latest.disk_percent if latest else None)),
         "load": metric("load", fmt.load(latest.load1 if latest else None)),
         "rx": metric("rx", fmt.rate(latest.net_rx_bps if latest else None)),
         "tx": metric("tx", fmt.rate(latest.net_tx_bps if latest else None)),

@@ -1,0 +1,48 @@
+"""Figures as the standard tools show them, the same in the CLI and the dashboard.
+
+Sizes in binary units with free -h's letters (Ki, Mi, Gi, Ti: powers of 1024), cut down
+rather than rounded, as free -h does: 23.54 GiB is "23Gi", 3.86 GiB "3.8Gi". A disk's
+percent is rounded up, as df does (a disk 90.1 % full is "91%", never "90%"). Durations
+name every unit ("20h23m", "302d07h"), so none reads as a time of day.
+"""
+
+from __future__ import annotations
+
+import math
+
+from fleettop.domain import shown_disk_percent
+
+SIZE_UNITS = ("B", "Ki", "Mi", "Gi", "Ti", "Pi")
+
+
+def size(num_bytes: int | float) -> str:
+    value = max(0.0, float(num_bytes))
+    unit = SIZE_UNITS[0]
+    for unit in SIZE_UNITS:
+        if value < 1024 or unit == SIZE_UNITS[-1]:
+            break
+        value /= 1024
+    if unit == "B":
+        return f"{math.floor(value)}B"
+    if value < 10:
+        return f"{math.floor(value * 10) / 10:.1f}{unit}"
+    return f"{math.floor(value)}{unit}"
+
+
+def disk_percent(value: float) -> str:
+    return f"{shown_disk_percent(value)}%"
+
+
+def duration(seconds: float) -> str:
+    """45s, 12m, 3h05m, 4d02h."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
