@@ -7,7 +7,10 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleettop.domain import Metrics, Severity, Thresholds, classify, is_alerting, severity, shown_percent
+from fleettop.domain import (
+    Metrics, Severity, Thresholds, classify, is_alerting, severity, shown_disk_percent, shown_percent,
+)
+from fleettop.figures import disk_percent
 
 percent = st.floats(min_value=0, max_value=100, allow_nan=False)
 
@@ -54,3 +57,11 @@ def test_classify_uses_each_servers_own_thresholds():
     strict = Thresholds(cpu=80, ram=50, disk=95)
     assert classify(metrics, strict) == {"cpu": Severity.CRITICAL, "ram": Severity.CRITICAL, "disk": Severity.WARNING}
     assert is_alerting(metrics, Thresholds()) and not is_alerting(_metrics(10, 10, None), Thresholds())
+
+
+def test_a_disk_is_judged_on_the_percent_df_shows():
+    """A disk's figure is rounded up as df does (89.2 shows as "90%"), so at a threshold of 90
+    it is critical, as the figure says; cpu and ram round halves up."""
+    assert disk_percent(89.2) == "90%" and severity(89.2, 90, shown_disk_percent) is Severity.CRITICAL
+    assert severity(89.2, 90) is Severity.WARNING  # cpu/ram: shown as "89%"
+    assert disk_percent(90.0) == "90%" and shown_disk_percent(90.0000000001) == 90
