@@ -113,7 +113,7 @@ def is_alerting(metrics: Metrics, thresholds: Thresholds) -> bool:
 # Every action the audit log records; an entry relayed through Redis must name one of them.
 AUDIT_ACTIONS = frozenset(
     {
-        "server.add", "server.edit", "server.remove", "trust", "collect", "collect.all", "collect.retry",
+        "server.add", "server.edit", "server.remove", "trust", "untrust", "collect", "collect.all", "collect.retry",
         "queue.pause", "queue.resume", "queue.clean", "cache.clear", "db.upgrade", "db.purge",
     }
 )
