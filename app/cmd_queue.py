@@ -76,7 +76,7 @@ async def cmd_headless(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with open_service(loaded, worker=True, demo=args.demo) as service:
+        async with open_service(loaded, worker=True, demo=args.demo, long_running=True) as service:
             log.info("headless: %s, concurrency %d", service.redis.describe(), loaded.settings.worker.concurrency)
             if loaded.missing_note:
                 log.info("%s", loaded.missing_note)

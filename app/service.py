@@ -258,7 +258,7 @@ class FleetService:
         """Redis, the database and the workers, each answered within HEALTH_TIMEOUT_S: a frozen
         server (SIGSTOP, a partition without resets) is "down", not a call that never returns."""
         redis_ok = database_ok = True
-        worker: Literal["running", "paused", "none"] = "none"
+        worker: Literal["running", "paused", "none", "unknown"] = "none"
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT_S):
                 await self.cache.redis.ping()
@@ -266,6 +266,7 @@ class FleetService:
                     worker = "paused" if await self.cache.is_paused() else "running"
         except (RedisError, OSError, TimeoutError):
             redis_ok = False
+            worker = "unknown"  # workers are known by their heartbeats in Redis
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT_S):
                 await self.repo.get_server_by_id(0)
@@ -363,15 +364,18 @@ LOCALHOST = ServerConfig(name="localhost", host="localhost", transport="local")
 
 
 @contextlib.asynccontextmanager
-async def open_service(loaded: LoadedConfig, *, worker: bool, demo: int | None = None) -> AsyncIterator[FleetService]:
-    """The service for this config, open for the duration of the context."""
+async def open_service(
+    loaded: LoadedConfig, *, worker: bool, demo: int | None = None, long_running: bool = False
+) -> AsyncIterator[FleetService]:
+    """The service for this config, open for the duration of the context. `long_running` (a
+    dashboard, a headless worker): an embedded Redis that dies meanwhile is started again."""
     settings = loaded.settings
     async with contextlib.AsyncExitStack() as stack:
         demo_servers: list[ServerConfig] = []
         if demo:
             settings, demo_servers = await stack.enter_async_context(_demo(settings, demo))
         logs.configure_file_if_unset(settings.data_dir / "fleettop.log")
-        redis = await stack.enter_async_context(redis_target(settings))
+        redis = await stack.enter_async_context(redis_target(settings, keep_alive=long_running))
         database = await open_database(settings)
         stack.push_async_callback(database.close)
         repo = Repository(database)

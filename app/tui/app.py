@@ -151,7 +151,7 @@ class FleetApp(App):
                         self._changed_ids.add(event.server_id)
                     elif event.kind == "servers":
                         self._servers_changed = True
-                    if event.kind in ("run", "queue", "servers"):
+                    if event.kind in ("run", "queue", "servers", "interrupted"):  # interrupted: the header shows the outage
                         self._counts_due = True
             except asyncio.CancelledError:
                 raise
@@ -227,14 +227,15 @@ class FleetApp(App):
             self.log.warning(f"health: {exc!r}")
         self._healthy = bool(health.get("redis") and health.get("database") and health.get("worker") not in (None, "none"))
         self.dashboard.show_health(health)
-        try:
-            stats, aggregate = await asyncio.gather(self.service.stats(), self.service.aggregate())
-        except Exception as exc:  # a hiccup: the bars show stale figures until the next round
-            self._healthy = False  # and the next round is the next tick
-            self.log.warning(f"counts: {exc!r}")
-            return
-        self.dashboard.show_counts(stats=stats, aggregate=aggregate, health=health)
+        stats, aggregate = await asyncio.gather(self.service.stats(), self.service.aggregate(), return_exceptions=True)
+        if isinstance(stats, Exception) or isinstance(aggregate, Exception):
+            self._healthy = False  # the next round is the next tick
+            self.log.warning(f"counts: {stats!r} {aggregate!r}")
+        if isinstance(stats, Exception):
+            stats = None  # shown as unknown, not as the last figures
         self._notify_screen("counts_changed", stats)
+        # The fleet summary keeps its last figures: they are the servers', each row shows its age.
+        self.dashboard.show_counts(stats=stats, aggregate=None if isinstance(aggregate, Exception) else aggregate, health=health)
 
     def _tick(self) -> None:
         self.dashboard.tick()
@@ -309,7 +310,7 @@ def dashboard_app(args: argparse.Namespace, loaded: LoadedConfig) -> FleetApp:
     from fleettop.service import open_service
 
     return FleetApp(
-        open_service=lambda: open_service(loaded, worker=not args.no_worker, demo=args.demo),
+        open_service=lambda: open_service(loaded, worker=not args.no_worker, demo=args.demo, long_running=True),
         config_path=loaded.path,
         config_note=loaded.missing_note,
     )

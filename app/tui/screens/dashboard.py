@@ -86,7 +86,8 @@ class DashboardScreen(Screen):
     @_while_running
     def show_counts(self, *, stats: Any, aggregate: Any, health: dict[str, Any]) -> None:
         self.query_one(QueueBar).show(stats)
-        self.query_one(SummaryBar).show(aggregate)
+        if aggregate is not None:
+            self.query_one(SummaryBar).show(aggregate)
         self.query_one(HeaderBar).show(health=health)
 
     @_while_running
