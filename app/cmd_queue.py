@@ -64,7 +64,8 @@ JSON_FIELDS = (
 
 
 async def cmd_headless(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    """Worker and scheduler, logfmt lines on stdout, until SIGTERM or SIGINT; then a clean stop."""
+    """Worker and scheduler, logfmt lines on stdout, until SIGTERM, SIGINT or SIGHUP (its ssh
+    session dropped); then a clean stop."""
     import signal
 
     from fleettop.queue import logs
@@ -73,7 +74,7 @@ async def cmd_headless(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     logs.configure(sys.stdout)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
     try:
         async with open_service(loaded, worker=True, demo=args.demo, long_running=True) as service:
@@ -83,7 +84,7 @@ async def cmd_headless(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             await stop.wait()
             log.info("stopping: jobs in flight get %gs to finish, the rest go back to the queue", loaded.settings.worker.shutdown_grace)
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
     log.info("stopped")
     return 0

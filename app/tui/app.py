@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
@@ -316,7 +317,21 @@ def dashboard_app(args: argparse.Namespace, loaded: LoadedConfig) -> FleetApp:
     )
 
 
+# Asked to stop (kill, systemd), or the terminal is gone (an ssh session dropped, `tmux
+# kill-session`): quit as `q` does -- terminal restored, jobs in flight finished or
+# re-queued, the embedded Redis stopped if this was its last user. Textual handles
+# neither signal, and their default action kills the process with none of that done.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 async def cmd_dashboard(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     app = dashboard_app(args, loaded)
-    await app.run_async()
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, app.exit)
+    try:
+        await app.run_async()
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
     return app.return_code or 0
