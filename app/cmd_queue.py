@@ -22,6 +22,7 @@ from fleettop.config import LoadedConfig
 from fleettop.domain import CollectOutcome, QueueStats
 from fleettop.errors import FleettopError, UsageError
 from fleettop.queue.control import job_timeout
+from fleettop.redis_server import outlives_this_process
 
 if TYPE_CHECKING:
     from fleettop.attached import Attached
@@ -142,6 +143,8 @@ async def _collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             return 0
         if args.wait and await service.is_paused():
             raise FleettopError(PAUSED)
+        if not args.wait and not outlives_this_process(loaded.settings):
+            raise FleettopError(f"not queued: {_NOBODY}, which stops with this command (use --wait, or start `fleettop` or `fleettop --headless`)")
         queued = await service.collect_servers(servers, everything=not args.names)
         if not args.wait:
             print(_queued(queued, len(servers)))
@@ -159,6 +162,7 @@ async def _collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     return _report(args, [server.name for server in servers], outcomes)
 
 
+_NOBODY = "no other fleettop process is running on the embedded Redis"
 _TIMED_OUT = "timed out waiting for the collections (is a worker stuck?)"
 
 
@@ -225,6 +229,12 @@ async def cmd_queue(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     async with open_service(loaded, worker=False) as service:
         if args.action == "stats":
             _print_stats(args, await service.stats())
+        elif args.action in ("pause", "resume") and not outlives_this_process(loaded.settings):
+            # The embedded Redis, and the pause flag in it, end with this command: a pause
+            # would be undone at once, and nothing can be paused.
+            if args.action == "pause":
+                raise FleettopError(f"not paused: {_NOBODY}, which stops with this command (start `fleettop` or `fleettop --headless` first)")
+            print(json.dumps({"paused": False}) if args.json else f"not paused: {_NOBODY}, so nothing is paused")
         elif args.action in ("pause", "resume"):
             await (service.pause() if args.action == "pause" else service.resume())
             paused = args.action == "pause"
