@@ -114,7 +114,10 @@ class FleetApp(App):
                 await self._service_ready()
                 await self._stop_service.wait()
         except Exception as exc:
-            self.exit(return_code=1, message=f"fleettop: cannot start: {fmt.clean(exc)}")
+            if self.screen_stack:
+                self.exit(return_code=1, message=f"fleettop: cannot start: {fmt.clean(exc)}")
+            else:  # quit (a key, a signal) while starting: its screens went before the first load ended
+                self.log.warning(f"service: {exc!r}")
         finally:
             self.service = None
 
