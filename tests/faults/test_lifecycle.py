@@ -78,6 +78,15 @@ class Embedded:
             os.close(fd)
 
 
+@pytest.fixture(autouse=True)
+def no_redis_left(short_dir: Path):
+    """A test that failed may leave its embedded redis-server behind: stop it (by pid)."""
+    yield
+    for pid in Embedded(short_dir / "data").servers_running():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
