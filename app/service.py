@@ -301,12 +301,16 @@ class FleetService:
         return len(entries)
 
     async def _record_audit_requests(self) -> None:
+        failing = False  # said once per outage, not every second of it
         while True:
             await asyncio.sleep(AUDIT_EVERY_S)
             try:
                 await self.record_audit_requests()
+                failing = False
             except Exception as exc:  # Redis or the database away: the entries wait in Redis
-                log.warning("cannot record the audit entries of attached commands yet: %s", exc)
+                if not failing:
+                    log.warning("cannot record the audit entries of attached commands yet: %s", exc)
+                failing = True
 
     async def _next_runs(self, servers: list[Server]) -> dict[int, datetime]:
         keys = [self.cache.job_key("scheduled", server.id) for server in servers]
