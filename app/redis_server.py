@@ -133,6 +133,7 @@ class EmbeddedRedis:
         another lease holder did so first. A server that is alive but slow or frozen is left
         alone: restarting it would throw its queue away."""
         pid = _read_pid(self.pidfile)
+        failing = False  # said once, not at every try
         while True:
             await asyncio.sleep(WATCH_EVERY_S)
             if pid is not None and _is_redis(pid):
@@ -144,8 +145,11 @@ class EmbeddedRedis:
                         await self._start()
                         log.warning("the embedded redis-server had stopped (pid %s): started it again, empty", pid)
                     pid = _read_pid(self.pidfile)
-            except RedisUnavailable as exc:
-                log.error("the embedded redis-server has stopped and cannot be started again: %s", exc)
+                failing = False
+            except (RedisUnavailable, OSError) as exc:
+                if not failing:
+                    log.error("the embedded redis-server has stopped and cannot be started again: %s; retrying", exc)
+                failing = True
 
     def other_holders(self) -> list[int]:
         """Live processes other than this one holding a lease: while there is one, the

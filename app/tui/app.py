@@ -232,14 +232,14 @@ class FleetApp(App):
         self._healthy = bool(health.get("redis") and health.get("database") and health.get("worker") not in (None, "none"))
         self.dashboard.show_health(health)
         stats, aggregate = await asyncio.gather(self.service.stats(), self.service.aggregate(), return_exceptions=True)
-        if isinstance(stats, Exception) or isinstance(aggregate, Exception):
+        if isinstance(stats, BaseException) or isinstance(aggregate, BaseException):
             self._healthy = False  # the next round is the next tick
             self.log.warning(f"counts: {stats!r} {aggregate!r}")
-        if isinstance(stats, Exception):
+        if isinstance(stats, BaseException):
             stats = None  # shown as unknown, not as the last figures
-        self._notify_screen("counts_changed", stats)
         # The fleet summary keeps its last figures: they are the servers', each row shows its age.
-        self.dashboard.show_counts(stats=stats, aggregate=None if isinstance(aggregate, Exception) else aggregate, health=health)
+        self.dashboard.show_counts(stats=stats, aggregate=None if isinstance(aggregate, BaseException) else aggregate, health=health)
+        self._notify_screen("counts_changed", stats)
 
     def _tick(self) -> None:
         self.dashboard.tick()

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import redis
 
 from queue_helpers import Fleettop, run_fleettop, wait_until
 
@@ -52,12 +53,23 @@ class Embedded:
             return None
 
     def leases(self) -> list[str]:
-        return sorted(path.name for path in (self.directory / "leases").iterdir())
+        leases = self.directory / "leases"
+        return sorted(path.name for path in leases.iterdir()) if leases.is_dir() else []
 
     def servers_running(self) -> list[int]:
         """Every redis-server process serving this data_dir's socket."""
         found = subprocess.run(["pgrep", "-f", f"redis-server.*{self.directory}/redis.sock"], capture_output=True, text=True)
         return [int(pid) for pid in found.stdout.split()]
+
+    def workers_beating(self, prefix: str) -> int:
+        """Workers whose heartbeat (fleettop.cache: <prefix>workers, id -> expiry) is current."""
+        client = redis.Redis(unix_socket_path=str(self.directory / "redis.sock"))
+        try:
+            return client.zcount(prefix + "workers", time.time(), "+inf")
+        except redis.RedisError:
+            return 0
+        finally:
+            client.close()
 
     def samples_since(self, moment: datetime) -> int:
         stamp = moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -173,31 +185,32 @@ async def test_redis_killed_under_two_headless_workers_exactly_one_restarts_it(m
     schedule is rebuilt by the reconcile: the new server is empty)."""
     data = embedded_config(make_config, prefix)
     config = short_dir / "config.yaml"
-    redis = Embedded(Path(data["data_dir"]))
+    embedded = Embedded(Path(data["data_dir"]))
     workers = [await Fleettop.start(config, "--headless", name=f"headless{n}") for n in (1, 2)]
     try:
-        await wait_until(lambda: len(redis.leases()) == 2 if redis.directory.joinpath("leases").is_dir() else False, 30)
-        await wait_until(lambda: redis.samples_since(datetime(2000, 1, 1, tzinfo=timezone.utc)) > 0, 30)
-        first = redis.pid()
+        await wait_until(lambda: len(embedded.leases()) == 2, 30)
+        await wait_until(lambda: embedded.samples_since(datetime(2000, 1, 1, tzinfo=timezone.utc)) > 0, 30)
+        first = embedded.pid()
         os.kill(first, signal.SIGKILL)
         killed_at, killed_wall = time.monotonic(), datetime.now(timezone.utc)
-        await wait_until(lambda: (pid := redis.pid()) not in (None, first) and alive(pid), 10)
+        await wait_until(lambda: (pid := embedded.pid()) not in (None, first) and alive(pid), 10)
         restarted_in = time.monotonic() - killed_at
-        await wait_until(lambda: redis.samples_since(killed_wall) > 0, 30, step=0.2)
+        await wait_until(lambda: embedded.samples_since(killed_wall) > 0, 30, step=0.2)
         resumed_in = time.monotonic() - killed_at
-        assert redis.servers_running() == [redis.pid()]  # one server: nobody started a second
+        assert embedded.servers_running() == [embedded.pid()]  # one server: nobody started a second
         for worker in workers:
             assert worker.process.returncode is None, worker.text()[-2000:]
-        await wait_until(lambda: all("redis is back" in worker.text() for worker in workers), 10)
+        # Both reconnected: each has its heartbeat in the new, empty server.
+        await wait_until(lambda: embedded.workers_beating(prefix) == 2, 10)
         restarts = sum(worker.text().count("started it again") for worker in workers)
         assert restarts == 1, [worker.text()[-1500:] for worker in workers]
         # The first out leaves the server to the other; the last one out stops it.
         assert await workers[0].stop() == 0
-        assert redis.servers_running() == [redis.pid()] and len(redis.leases()) == 1
-        server = redis.pid()
+        assert embedded.servers_running() == [embedded.pid()] and len(embedded.leases()) == 1
+        server = embedded.pid()
         assert await workers[1].stop() == 0
         await wait_until(lambda: not alive(server), 5)
-        assert redis.leases() == []
+        assert embedded.leases() == []
     finally:
         for worker in workers:
             await worker.stop(signal.SIGKILL)
@@ -212,12 +225,12 @@ async def test_redis_killed_under_a_dashboard_shows_it_then_resumes(make_config,
     then it is started again, collection resumes, and `q` quits at once."""
     data = embedded_config(make_config, prefix)
     config = short_dir / "config.yaml"
-    redis = Embedded(Path(data["data_dir"]))
+    embedded = Embedded(Path(data["data_dir"]))
     with dashboard(config) as screen:
         await shows(screen, "redis ✓", 0, 30)
-        await wait_until(lambda: redis.samples_since(datetime(2000, 1, 1, tzinfo=timezone.utc)) > 0, 30)
-        first = redis.pid()
-        with redis.locked():
+        await wait_until(lambda: embedded.samples_since(datetime(2000, 1, 1, tzinfo=timezone.utc)) > 0, 30)
+        first = embedded.pid()
+        with embedded.locked():
             mark = len(screen.output)
             os.kill(first, signal.SIGKILL)
             killed_at, killed_wall = time.monotonic(), datetime.now(timezone.utc)
@@ -225,17 +238,17 @@ async def test_redis_killed_under_a_dashboard_shows_it_then_resumes(make_config,
             await shows(screen, "waiting –", mark, 5)
             await asyncio.sleep(2)
             assert "no worker" not in screen.text_since(mark)
-        await wait_until(lambda: redis.samples_since(killed_wall) > 0, 30, step=0.2)
+        await wait_until(lambda: embedded.samples_since(killed_wall) > 0, 30, step=0.2)
         resumed_in = time.monotonic() - killed_at
         await shows(screen, "redis ✓", mark, 10)
-        assert redis.servers_running() == [redis.pid()] and redis.pid() != first
+        assert embedded.servers_running() == [embedded.pid()] and embedded.pid() != first
         mark = len(screen.output)
         screen.press(b"q")
         pressed = time.monotonic()
         assert await screen.wait(15) == 0, screen.text_since(mark)[-2000:]
         quit_in = time.monotonic() - pressed
-    assert not alive(redis.pid() or 0) and redis.servers_running() == []
-    assert redis.leases() == []
+    assert not alive(embedded.pid() or 0) and embedded.servers_running() == []
+    assert embedded.leases() == []
     print(f"dashboard: a new sample {resumed_in:.1f}s after the kill (restart held ~2 s); q took {quit_in:.1f}s")
 
 
@@ -264,11 +277,11 @@ async def test_the_dashboard_stopped_by_a_signal_cleans_up(make_config, short_di
     dropped, `tmux kill-session`): the dashboard quits as `q` does -- exit 0, the terminal
     restored, its embedded Redis stopped and its lease removed."""
     data = embedded_config(make_config, prefix)
-    redis = Embedded(Path(data["data_dir"]))
+    embedded = Embedded(Path(data["data_dir"]))
     with dashboard(short_dir / "config.yaml") as screen:
         await shows(screen, "worker running", 0, 30)
-        server = redis.pid()
-        assert redis.leases() == [str(screen.process.pid)]
+        server = embedded.pid()
+        assert embedded.leases() == [str(screen.process.pid)]
         mark = len(screen.output)
         if how == "hang-up":
             screen.hang_up()
@@ -280,7 +293,7 @@ async def test_the_dashboard_stopped_by_a_signal_cleans_up(make_config, short_di
     if how != "hang-up":  # a closed terminal has nobody left to read them
         assert ALT_SCREEN_OFF in output and MOUSE_OFF in output, output[-500:]
     await wait_until(lambda: not alive(server), 5)
-    assert redis.servers_running() == [] and redis.leases() == []
+    assert embedded.servers_running() == [] and embedded.leases() == []
 
 
 async def test_pause_and_collect_say_when_their_effect_would_end_with_the_command(make_config, short_dir: Path, fleet, prefix):
@@ -289,7 +302,7 @@ async def test_pause_and_collect_say_when_their_effect_would_end_with_the_comman
     is paused. Beside a `--headless` worker they work as usual."""
     data = embedded_config(make_config, prefix)
     config = short_dir / "config.yaml"
-    redis = Embedded(Path(data["data_dir"]))
+    embedded = Embedded(Path(data["data_dir"]))
 
     code, out, err = await run_fleettop(config, "queue", "pause")
     assert (code, out) == (1, "") and err.startswith("fleettop: not paused: no other fleettop process is running"), err
@@ -302,8 +315,8 @@ async def test_pause_and_collect_say_when_their_effect_would_end_with_the_comman
 
     worker = await Fleettop.start(config, "--headless")
     try:
-        await wait_until(lambda: redis.directory.joinpath("leases").is_dir() and len(redis.leases()) == 1, 30)
-        await wait_until(lambda: redis.pid() is not None, 10)
+        await wait_until(lambda: len(embedded.leases()) == 1, 30)
+        await wait_until(lambda: embedded.pid() is not None, 10)
         assert (await run_fleettop(config, "queue", "pause"))[:2] == (0, "paused\n")
         code, out, _ = await run_fleettop(config, "queue", "stats", "--json")
         assert '"paused": true' in out
