@@ -175,6 +175,11 @@ def dashboard(config: Path, *args: str):
         shown.kill()
 
 
+def last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
 async def shows(screen: PtyDashboard, text: str, since: int, timeout: float) -> None:
     await wait_until(lambda: text in screen.text_since(since), timeout, step=0.1)
 
@@ -305,9 +310,9 @@ async def test_pause_and_collect_say_when_their_effect_would_end_with_the_comman
     embedded = Embedded(Path(data["data_dir"]))
 
     code, out, err = await run_fleettop(config, "queue", "pause")
-    assert (code, out) == (1, "") and err.startswith("fleettop: not paused: no other fleettop process is running"), err
+    assert (code, out) == (1, "") and last_line(err).startswith("fleettop: not paused: no other fleettop process is running"), err
     code, out, err = await run_fleettop(config, "collect", SERVER)
-    assert (code, out) == (1, "") and err.startswith("fleettop: not queued: no other fleettop process is running"), err
+    assert (code, out) == (1, "") and last_line(err).startswith("fleettop: not queued: no other fleettop process is running"), err
     code, out, err = await run_fleettop(config, "queue", "resume")
     assert code == 0 and out.startswith("not paused: no other fleettop process is running"), (out, err)
     code, out, _ = await run_fleettop(config, "collect", SERVER, "--wait")  # runs a worker of its own
