@@ -56,7 +56,7 @@ Lane = Literal["scheduled", "manual"]
 class Event(BaseModel):
     """Something changed; dashboards repaint what it names."""
 
-    kind: Literal["sample", "run", "servers", "queue"]
+    kind: Literal["sample", "run", "servers", "queue", "interrupted"]
     server_id: int | None = None
 
 
@@ -436,7 +436,8 @@ class Cache:
         """Events from every process on this Redis, until cancelled; with `control_only`, only
         the CONTROL_KINDS (a worker has no use for a message per collection). Reconnects after
         an outage; `on_subscribed` runs after each (re)subscription, as events published
-        before it are lost."""
+        before it are lost. An "interrupted" event (never published) says the stream broke:
+        Redis is away, and whatever it announces until it is back goes unheard."""
         channels = [self.control_channel] if control_only else [self.events_channel, self.control_channel]
         while True:
             pubsub = self.redis.pubsub()
@@ -453,6 +454,7 @@ class Cache:
                         continue
             except (RedisError, OSError) as exc:
                 log.warning("event stream interrupted: %s; reconnecting", exc)
+                yield Event(kind="interrupted")
                 await asyncio.sleep(1)
             finally:
                 await pubsub.aclose()

@@ -22,6 +22,7 @@ from fleettop.config import LoadedConfig
 from fleettop.domain import CollectOutcome, QueueStats
 from fleettop.errors import FleettopError, UsageError
 from fleettop.queue.control import job_timeout
+from fleettop.redis_server import outlives_this_process
 from fleettop.text import clean
 
 if TYPE_CHECKING:
@@ -67,7 +68,8 @@ JSON_FIELDS = (
 
 
 async def cmd_headless(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    """Worker and scheduler, logfmt lines on stdout, until SIGTERM or SIGINT; then a clean stop."""
+    """Worker and scheduler, logfmt lines on stdout, until SIGTERM, SIGINT or SIGHUP (its ssh
+    session dropped); then a clean stop."""
     import signal
 
     from fleettop.queue import logs
@@ -76,17 +78,17 @@ async def cmd_headless(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     logs.configure(sys.stdout)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with open_service(loaded, worker=True, demo=args.demo) as service:
+        async with open_service(loaded, worker=True, demo=args.demo, long_running=True) as service:
             log.info("headless: %s, concurrency %d", service.redis.describe(), loaded.settings.worker.concurrency)
             if loaded.missing_note:
                 log.info("%s", loaded.missing_note)
             await stop.wait()
             log.info("stopping: jobs in flight get %gs to finish, the rest go back to the queue", loaded.settings.worker.shutdown_grace)
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
     log.info("stopped")
     return 0
@@ -146,6 +148,8 @@ async def _collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             return 0
         if args.wait and await service.is_paused():
             raise FleettopError(PAUSED)
+        if not args.wait and not outlives_this_process(loaded.settings):
+            raise FleettopError(f"not queued: {_NOBODY}, which stops with this command (use --wait, or start `fleettop` or `fleettop --headless`)")
         queued = await service.collect_servers(servers, everything=not args.names)
         if not args.wait:
             print(_queued(queued, len(servers)))
@@ -163,6 +167,7 @@ async def _collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     return _report(args, [server.name for server in servers], outcomes)
 
 
+_NOBODY = "no other fleettop process is running on the embedded Redis"
 _TIMED_OUT = "timed out waiting for the collections (is a worker stuck?)"
 
 
@@ -243,6 +248,12 @@ async def cmd_queue(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     async with open_service(loaded, worker=False) as service:
         if args.action == "stats":
             _print_stats(args, await service.stats())
+        elif args.action in ("pause", "resume") and not outlives_this_process(loaded.settings):
+            # The embedded Redis, and the pause flag in it, end with this command: a pause
+            # would be undone at once, and nothing can be paused.
+            if args.action == "pause":
+                raise FleettopError(f"not paused: {_NOBODY}, which stops with this command (start `fleettop` or `fleettop --headless` first)")
+            print(json.dumps({"paused": False}) if args.json else f"not paused: {_NOBODY}, so nothing is paused")
         elif args.action in ("pause", "resume"):
             await (service.pause() if args.action == "pause" else service.resume())
             paused = args.action == "pause"

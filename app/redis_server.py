@@ -6,7 +6,10 @@ disk). Every fleettop process on that data_dir shares it: each holds a lease (a
 file named by its pid) while it runs; the last one out shuts the server down. A
 server or socket left by a crash is found and reused if it answers, else removed.
 Start, reuse and shutdown happen under an exclusive file lock, so two processes
-starting at once never start two servers.
+starting at once never start two servers. A long-running process (a dashboard, a
+`--headless` worker) also keeps the server alive: when it dies (the OOM killer), the
+first lease holder to notice starts it again under that lock, and the others find it
+answering and simply reconnect.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import contextlib
 import fcntl
 import importlib.util
+import logging
 import os
 import shutil
 import signal
@@ -31,6 +35,9 @@ from redis.exceptions import RedisError
 from fleettop.config import ConfigError, Settings
 from fleettop.errors import FleettopError
 from fleettop.private import child_environment, private_dir
+from fleettop.tasks import cancel_and_wait
+
+log = logging.getLogger("fleettop.redis")
 
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
 START_TIMEOUT_S = 10.0
@@ -39,6 +46,11 @@ LOCK_TIMEOUT_S = 15.0
 # looks its own version up in the installed packages' metadata for it (~0.4 ms each
 # time, and the first lookup scans sys.path), which a short CLI command pays in full.
 NO_SETINFO = {"driver_info": None}
+# One immediate retry (a pooled connection left stale by a restarted server reconnects),
+# no backoff: redis-py's default backoff made every call wait ~3.5 s while Redis was
+# gone (quitting took 20 s), and fleettop's loops already wait between their own tries.
+RETRY = Retry(NoBackoff(), 1)
+WATCH_EVERY_S = 1.0
 
 
 class RedisUnavailable(FleettopError):
@@ -54,7 +66,9 @@ class RedisTarget:
 
     def client(self, max_connections: int = 100) -> Redis:
         # No socket_timeout: SAQ's pub/sub listener blocks in reads on purpose.
-        options = {"max_connections": max_connections, "socket_connect_timeout": 5, "health_check_interval": 30, **NO_SETINFO}
+        options = {
+            "max_connections": max_connections, "socket_connect_timeout": 5, "health_check_interval": 30, "retry": RETRY, **NO_SETINFO,
+        }
         if self.unix_socket is not None:
             return Redis(unix_socket_path=str(self.unix_socket), **options)
         try:
@@ -119,6 +133,37 @@ class EmbeddedRedis:
                 lease.unlink(missing_ok=True)
             await self._shutdown()
 
+    async def keep_alive(self) -> None:
+        """Until cancelled: when the server's process is gone, start it again (empty), unless
+        another lease holder did so first. A server that is alive but slow or frozen is left
+        alone: restarting it would throw its queue away."""
+        pid = _read_pid(self.pidfile)
+        failing = False  # said once, not at every try
+        while True:
+            await asyncio.sleep(WATCH_EVERY_S)
+            if pid is not None and _is_redis(pid):
+                continue
+            try:
+                async with self._locked():
+                    if not await self._answers():
+                        await self._remove_stale()
+                        await self._start()
+                        log.warning("the embedded redis-server had stopped (pid %s): started it again, empty", pid)
+                    pid = _read_pid(self.pidfile)
+                failing = False
+            except (RedisUnavailable, OSError) as exc:
+                if not failing:
+                    log.error("the embedded redis-server has stopped and cannot be started again: %s; retrying", exc)
+                failing = True
+
+    def other_holders(self) -> list[int]:
+        """Live processes other than this one holding a lease: while there is one, the
+        server outlives this process."""
+        if not self.leases.is_dir():
+            return []
+        pids = (int(lease.name) for lease in self.leases.iterdir() if lease.name.isdigit())
+        return [pid for pid in pids if pid != os.getpid() and _alive(pid)]
+
     async def _answers(self) -> bool:
         if not self.socket.exists():
             return False
@@ -133,7 +178,7 @@ class EmbeddedRedis:
     async def _remove_stale(self) -> None:
         """A server from a crash that no longer answers: kill it (if it is one) and clear its files."""
         pid = _read_pid(self.pidfile)
-        if pid and _alive(pid) and b"redis-server" in _cmdline(pid):
+        if pid and _is_redis(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             await _wait_gone(pid, 5)
@@ -217,6 +262,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _is_redis(pid: int) -> bool:
+    """A live redis-server (not a process that took over a stale pid)."""
+    return _alive(pid) and b"redis-server" in _cmdline(pid)
+
+
 def _cmdline(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -239,15 +289,25 @@ async def running_target(settings: Settings) -> RedisTarget | None:
     return RedisTarget(unix_socket=embedded.socket) if await embedded._answers() else None
 
 
+def outlives_this_process(settings: Settings) -> bool:
+    """Whether what this process writes to Redis stays after it exits: a configured Redis
+    does; the embedded one only while another fleettop process holds a lease on it."""
+    return bool(settings.redis.url) or bool(EmbeddedRedis(settings.data_dir).other_holders())
+
+
 @contextlib.asynccontextmanager
-async def redis_target(settings: Settings) -> AsyncIterator[RedisTarget]:
-    """The configured Redis, or the embedded one for as long as the context lasts."""
+async def redis_target(settings: Settings, *, keep_alive: bool = False) -> AsyncIterator[RedisTarget]:
+    """The configured Redis, or the embedded one for as long as the context lasts; with
+    `keep_alive` (a long-running process), started again whenever it dies meanwhile."""
     if settings.redis.url:
         yield RedisTarget(url=settings.redis.url)
         return
     embedded = EmbeddedRedis(settings.data_dir)
     await embedded.acquire()
+    keeper = asyncio.create_task(embedded.keep_alive(), name="fleettop-redis-keeper") if keep_alive else None
     try:
         yield RedisTarget(unix_socket=embedded.socket)
     finally:
+        if keeper is not None:
+            await cancel_and_wait([keeper])
         await asyncio.shield(embedded.release())

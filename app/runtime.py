@@ -41,6 +41,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._helpers: list[asyncio.Task[None]] = []
         self._scheduler = Scheduler(deps) if schedule else None
+        self._beat_now = asyncio.Event()
 
     async def start(self) -> None:
         settings = self.deps.settings
@@ -98,6 +99,7 @@ class Runtime:
                 self._scheduler.wake()
 
     def _catch_up(self) -> None:
+        self._beat_now.set()  # a Redis started again empty has no heartbeat: "no worker" meanwhile
         self._wake_queues()
         if self._scheduler is not None:
             self._scheduler.wake()
@@ -109,6 +111,9 @@ class Runtime:
     async def _heartbeat(self) -> None:
         """A live worker's mark in Redis: `collect --wait` and health() look for it."""
         while True:
+            self._beat_now.clear()
             with contextlib.suppress(RedisError, OSError):
                 await self.deps.cache.beat(self.worker_id, HEARTBEAT_TTL_S)
-            await asyncio.sleep(HEARTBEAT_EVERY_S)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HEARTBEAT_EVERY_S):
+                    await self._beat_now.wait()

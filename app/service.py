@@ -353,7 +353,7 @@ class FleetService:
         """Redis, the database and the workers, each answered within HEALTH_TIMEOUT_S: a frozen
         server (SIGSTOP, a partition without resets) is "down", not a call that never returns."""
         redis_ok = True
-        worker: Literal["running", "paused", "none"] = "none"
+        worker: Literal["running", "paused", "none", "unknown"] = "none"
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT_S):
                 await self.cache.redis.ping()
@@ -361,6 +361,7 @@ class FleetService:
                     worker = "paused" if await self.cache.is_paused() else "running"
         except (RedisError, OSError, TimeoutError):
             redis_ok = False
+            worker = "unknown"  # workers are known by their heartbeats in Redis
         return {"redis": redis_ok, "database": await self._database_answers(), "worker": worker}
 
     async def events(self) -> AsyncIterator[Event]:
@@ -409,12 +410,16 @@ class FleetService:
         return True
 
     async def _record_audit_requests(self) -> None:
+        failing = False  # said once per outage, not every second of it
         while True:
             await asyncio.sleep(AUDIT_EVERY_S)
             try:
                 await self.record_audit_requests()
+                failing = False
             except Exception as exc:  # Redis or the database away: the entries wait in Redis
-                log.warning("cannot record the audit entries of attached commands yet: %s", exc)
+                if not failing:
+                    log.warning("cannot record the audit entries of attached commands yet: %s", exc)
+                failing = True
 
     async def _next_runs(self, servers: list[Server]) -> dict[int, datetime]:
         keys = [self.cache.job_key("scheduled", server.id) for server in servers]
@@ -474,15 +479,18 @@ def _freshness(server: Server, sample: Sample | None, now: datetime) -> Status:
 
 
 @contextlib.asynccontextmanager
-async def open_service(loaded: LoadedConfig, *, worker: bool, demo: int | None = None) -> AsyncIterator[FleetService]:
-    """The service for this config, open for the duration of the context."""
+async def open_service(
+    loaded: LoadedConfig, *, worker: bool, demo: int | None = None, long_running: bool = False
+) -> AsyncIterator[FleetService]:
+    """The service for this config, open for the duration of the context. `long_running` (a
+    dashboard, a headless worker): an embedded Redis that dies meanwhile is started again."""
     settings = loaded.settings
     async with contextlib.AsyncExitStack() as stack:
         demo_servers: list[ServerConfig] = []
         if demo:
             settings, demo_servers = await stack.enter_async_context(_demo(settings, demo))
         logs.configure_file_if_unset(settings.data_dir / "fleettop.log")
-        redis = await stack.enter_async_context(redis_target(settings))
+        redis = await stack.enter_async_context(redis_target(settings, keep_alive=long_running))
         database = await open_database(settings)
         stack.push_async_callback(database.close)
         repo = Repository(database, settings.defaults)

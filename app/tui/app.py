@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import signal
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
@@ -132,7 +133,10 @@ class FleetApp(App):
                 await self._service_ready()
                 await self._stop_service.wait()
         except Exception as exc:
-            self.exit(return_code=1, message=f"fleettop: cannot start: {fmt.clean(exc)}")
+            if self.screen_stack:
+                self.exit(return_code=1, message=f"fleettop: cannot start: {fmt.clean(exc)}")
+            else:  # quit (a key, a signal) while starting: its screens went before the first load ended
+                self.log.warning(f"service: {exc!r}")
         finally:
             self.service = None
 
@@ -194,7 +198,7 @@ class FleetApp(App):
                         self._changed_ids.add(event.server_id)
                     elif event.kind == "servers":
                         self._servers_changed = True
-                    if event.kind in ("run", "queue", "servers"):
+                    if event.kind in ("run", "queue", "servers", "interrupted"):  # interrupted: the header shows the outage
                         self._counts_due = True
             except asyncio.CancelledError:
                 raise
@@ -271,13 +275,14 @@ class FleetApp(App):
             self.log.warning(f"health: {exc!r}")
         self._healthy = bool(health.get("redis") and health.get("database") and health.get("worker") not in (None, "none"))
         self.dashboard.show_health(health)
-        try:
-            stats, aggregate = await asyncio.gather(self.service.stats(), self.service.aggregate())
-        except Exception as exc:  # a hiccup: the bars show stale figures until the next round
-            self._healthy = False  # and the next round is the next tick
-            self.log.warning(f"counts: {exc!r}")
-            return
-        self.dashboard.show_counts(stats=stats, aggregate=aggregate, health=health)
+        stats, aggregate = await asyncio.gather(self.service.stats(), self.service.aggregate(), return_exceptions=True)
+        if isinstance(stats, BaseException) or isinstance(aggregate, BaseException):
+            self._healthy = False  # the next round is the next tick
+            self.log.warning(f"counts: {stats!r} {aggregate!r}")
+        if isinstance(stats, BaseException):
+            stats = None  # shown as unknown, not as the last figures
+        # The fleet summary keeps its last figures: they are the servers', each row shows its age.
+        self.dashboard.show_counts(stats=stats, aggregate=None if isinstance(aggregate, BaseException) else aggregate, health=health)
         self._notify_screen("counts_changed", stats)
 
     def _tick(self) -> None:
@@ -354,7 +359,7 @@ def dashboard_app(args: argparse.Namespace, loaded: LoadedConfig) -> FleetApp:
     from fleettop.service import open_service
 
     return FleetApp(
-        open_service=lambda: open_service(loaded, worker=not args.no_worker, demo=args.demo),
+        open_service=lambda: open_service(loaded, worker=not args.no_worker, demo=args.demo, long_running=True),
         config_path=loaded.path,
         config_note=loaded.missing_note,
         demo=bool(args.demo),
@@ -362,7 +367,21 @@ def dashboard_app(args: argparse.Namespace, loaded: LoadedConfig) -> FleetApp:
     )
 
 
+# Asked to stop (kill, systemd), or the terminal is gone (an ssh session dropped, `tmux
+# kill-session`): quit as `q` does -- terminal restored, jobs in flight finished or
+# re-queued, the embedded Redis stopped if this was its last user. Textual handles
+# neither signal, and their default action kills the process with none of that done.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 async def cmd_dashboard(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     app = dashboard_app(args, loaded)
-    await app.run_async()
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, app.exit)
+    try:
+        await app.run_async()
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
     return app.return_code or 0

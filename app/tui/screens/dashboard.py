@@ -100,7 +100,7 @@ class DashboardScreen(Screen):
         self.query_one(QueueBar).show(stats)
         self.query_one(SummaryBar).show(aggregate=aggregate)
         self.show_health(health)
-        if stats.paused != self.paused:
+        if stats is not None and stats.paused != self.paused:  # None: Redis cannot say
             self.paused = stats.paused
             self.refresh_bindings()  # the footer's p: Pause or Resume
 

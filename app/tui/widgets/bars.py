@@ -19,6 +19,7 @@ WORKER_LABELS = {
     "running": "[$success]●[/] worker running",
     "paused": "[$warning]‖[/] [b $warning]worker paused[/]",
     "none": "[$text-muted]○ no worker[/]",
+    "unknown": "[$text-muted]? worker unknown[/]",  # Redis, where workers leave their heartbeats, is down
 }
 
 DEMO_MARK = "[b reverse $warning] DEMO [/]"
@@ -132,11 +133,16 @@ class SummaryBar(_Bar):
 
 
 class QueueBar(_Bar):
-    """Live queue counts and the pause state."""
+    """Live queue counts and the pause state; stats=None: they cannot be read (Redis is down)."""
 
     FIELDS = ("waiting", "active", "delayed", "scheduled", "completed", "failed")
 
     def show(self, stats: Any) -> None:
+        if stats is None:  # not the last figures, which would pass for current ones
+            markup = "queue  " + "  ".join(f"{name} [$text-muted]–[/]" for name in self.FIELDS)
+            self._put(markup, lambda: Content.from_markup(markup))
+            self.set_class(False, "-paused")
+            return
         parts = []
         for name in self.FIELDS:
             value = getattr(stats, name)
