@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import asyncio
 import json
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from fleettop.config import LoadedConfig, ServerConfig, Settings
@@ -24,15 +26,25 @@ if TYPE_CHECKING:
     import asyncssh
 
 
+@contextlib.asynccontextmanager
+async def _remote_server(loaded: LoadedConfig, name: str) -> AsyncIterator[tuple[Repository, Server]]:
+    """The repository and the named server, for a command about its host key (a local
+    server has none); the database is closed after."""
+    database = await open_database(loaded.settings)
+    try:
+        repository = Repository(database)
+        server, _ = await _find_server(loaded, repository, name)
+        if server.transport == "local":
+            raise UsageError(f"{server.name} uses the local transport: it has no host key")
+        yield repository, server
+    finally:
+        await database.close()
+
+
 async def cmd_trust(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     """Show the host key a server presents and, once confirmed, record it in data_dir/known_hosts."""
     settings = loaded.settings
-    database = await open_database(settings)
-    try:
-        repository = Repository(database)
-        server, _ = await _find_server(loaded, repository, args.name)
-        if server.transport == "local":
-            raise UsageError(f"{server.name} uses the local transport: it has no host key")
+    async with _remote_server(loaded, args.name) as (repository, server):
         prober = Prober(settings)
         try:
             fingerprint, key = await prober.host_key(server)
@@ -65,20 +77,13 @@ async def cmd_trust(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         print(f"Trusted: recorded in {path}" + (f", in place of {replaced} earlier key(s)" if replaced else ""))
         await _warn_user_known_hosts(settings, server, key)
         return 0
-    finally:
-        await database.close()
 
 
 async def cmd_untrust(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     """Take a server's keys out of data_dir/known_hosts: its next connection is refused until
     `fleettop trust` records a key again."""
     settings = loaded.settings
-    database = await open_database(settings)
-    try:
-        repository = Repository(database)
-        server, _ = await _find_server(loaded, repository, args.name)
-        if server.transport == "local":
-            raise UsageError(f"{server.name} uses the local transport: it has no host key")
+    async with _remote_server(loaded, args.name) as (repository, server):
         prober = Prober(settings)
         path = prober.own_known_hosts
         removed = await asyncio.to_thread(forget_known_host, path, server.host, server.port)
@@ -90,8 +95,6 @@ async def cmd_untrust(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             print(f"No key for {where} in {path}.")
         await _warn_user_known_hosts(settings, server, None)
         return 0
-    finally:
-        await database.close()
 
 
 async def _warn_user_known_hosts(settings: Settings, server: Server, key: asyncssh.SSHKey | None) -> None:

@@ -171,12 +171,13 @@ def _unless_default(value: Any) -> Any:
 
 def _check_key_file(key_file: str) -> None:
     """A key file given on the command line must be there now (a typo would only show as an
-    authentication failure at the next collection)."""
+    authentication failure at the next collection); what kind of file it is, ServerAdmin
+    checks (servers.check_key_file)."""
     try:
         path = expand_user(Path(key_file))
     except ValueError as exc:
         raise UsageError(f"--key-file {clean(key_file)}: {exc}") from None
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"--key-file {clean(key_file)}: no such file")
 
 

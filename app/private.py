@@ -55,39 +55,38 @@ def tighten_own_file(path: Path) -> None:
         os.chmod(path, 0o600)
 
 
-def open_own_file(path: Path, flags: int, mode: int = 0o600) -> int:
-    """A file descriptor of `path`, a regular file of this user's that no other user may write,
-    opened without following a link (O_NOFOLLOW: a planted link is refused, not followed)."""
+def _open_regular(path: Path, flags: int, owners: tuple[int, ...], mode: int = 0o600) -> tuple[int, os.stat_result]:
+    """A file descriptor of `path` and its stat: a regular file (never a FIFO or a device that
+    would hang or fill memory) owned by one of `owners` and writable by no other user."""
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     except OSError as exc:
         raise _refusal(path, exc) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise UnsafePath(f"{path} is not a regular file")
-        _check_owner_and_mode(path, info, owners=(os.geteuid(),))
-        os.set_blocking(fd, True)
-        return fd
+        _check_owner_and_mode(path, info, owners=owners)
+        return fd, info
     except BaseException:
         os.close(fd)
         raise
 
 
+def open_own_file(path: Path, flags: int, mode: int = 0o600) -> int:
+    """A file descriptor of `path`, a regular file of this user's that no other user may write,
+    opened without following a link (O_NOFOLLOW: a planted link is refused, not followed)."""
+    fd, _ = _open_regular(path, flags | os.O_NOFOLLOW, (os.geteuid(),), mode)
+    os.set_blocking(fd, True)
+    return fd
+
+
 def read_trusted_file(path: Path, *, follow_links: bool, limit: int | None = None) -> bytes:
-    """The bytes of a regular file that only this user (or root) may write, read with a bound:
-    never a FIFO or a device that would hang or fill memory. `follow_links=False` refuses a link
-    at `path` itself. Raises UnsafePath, or FileNotFoundError when it does not exist."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
+    """The bytes of a regular file that only this user (or root) may write, read with a bound.
+    `follow_links=False` refuses a link at `path` itself. Raises UnsafePath, or
+    FileNotFoundError when it does not exist."""
+    fd, info = _open_regular(path, os.O_RDONLY | (0 if follow_links else os.O_NOFOLLOW), (os.geteuid(), 0))
     try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise _refusal(path, exc) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UnsafePath(f"{path} is not a regular file")
-        _check_owner_and_mode(path, info, owners=(os.geteuid(), 0))
         if limit is not None and info.st_size > limit:
             raise UnsafePath(f"{path} is larger than {limit // 1024} KiB")
         data = bytearray()

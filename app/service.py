@@ -245,7 +245,7 @@ class FleetService:
             )
         path = prober.own_known_hosts
         if state == "unknown":
-            await asyncio.to_thread(probe.append_known_host, path, server.host, server.port, key)
+            await asyncio.to_thread(probe.record_known_host, path, server.host, server.port, key)
             await self.repo.audit("trust", server.name, fingerprint)
         return path
 

@@ -100,9 +100,14 @@ def test_collect_says_names_and_all_cannot_be_combined(tmp_path):
     )
 
 
-def test_every_json_output_ends_with_a_newline(tmp_path):
-    """The next prompt starts on a line of its own (D18)."""
-    config = write_config(tmp_path, servers=[{"name": "web1", "host": "127.0.0.1", "port": closed_port()}])
+def test_every_json_output_ends_with_a_newline(tmp_path, redis_url):
+    """The next prompt starts on a line of its own (D18). On a configured Redis, which outlives
+    each command, so `queue pause` answers rather than refuses."""
+    prefix = f"fleettop-test-json-{os.getpid()}-{tmp_path.name}:"
+    config = write_config(
+        tmp_path, servers=[{"name": "web1", "host": "127.0.0.1", "port": closed_port()}],
+        redis={"url": redis_url, "prefix": prefix},
+    )
     commands = [
         ("servers", "list", "--json"),
         ("servers", "add", "web2", "--host", "127.0.0.1", "--json"),

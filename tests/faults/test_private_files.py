@@ -93,7 +93,7 @@ def test_collecting_with_dev_zero_as_key_file_fails_at_once_instead_of_filling_m
     )
     done = _fleettop(config, "servers", "test", "zkey", memory_cap=1024**3)
     assert done.returncode == 1, done.stderr
-    assert done.stderr == "fleettop: zkey ([127.0.0.1]:1): key file /dev/zero is not a regular file\n"
+    assert done.stderr == "fleettop: zkey (127.0.0.1:1): key file /dev/zero is not a regular file\n"
 
 
 async def test_a_fifo_as_key_file_does_not_hang_a_thread(tmp_path: Path, fifo: Path):
@@ -202,7 +202,7 @@ def test_a_writable_or_linked_known_hosts_is_refused(tmp_path: Path):
     done = _fleettop(config, "servers", "test", "web")
     assert done.returncode == 1
     assert _only_line(done) == (
-        f"fleettop: web ([127.0.0.1]:1): known_hosts cannot be read: {user_known_hosts} can be written by other "
+        f"fleettop: web (127.0.0.1:1): known_hosts cannot be read: {user_known_hosts} can be written by other "
         f"users (mode 0664): chmod go-w {user_known_hosts}\n"
     )
     user_known_hosts.chmod(0o644)
@@ -211,7 +211,7 @@ def test_a_writable_or_linked_known_hosts_is_refused(tmp_path: Path):
     done = _fleettop(config, "servers", "test", "web")
     assert done.returncode == 1
     assert _only_line(done) == (
-        f"fleettop: web ([127.0.0.1]:1): known_hosts cannot be read: {own} is a symbolic link: fleettop does not "
+        f"fleettop: web (127.0.0.1:1): known_hosts cannot be read: {own} is a symbolic link: fleettop does not "
         "follow one here (give the file itself)\n"
     )
 

@@ -12,7 +12,7 @@ from fixed_fleet import NOW, FixedFleet
 from textual.widgets import Footer
 from tui_live import LiveFleet, live_settings, until
 
-from fleettop.config import LoadedConfig
+from fleettop.config import LoadedConfig, Settings
 from fleettop.domain import Thresholds, classify
 from fleettop.service import open_service
 from fleettop.sim import SimFleet
@@ -303,7 +303,7 @@ async def test_ctrl_c_and_f10_quit_f1_helps() -> None:
 
 async def test_demo_says_so_in_the_header(tmp_path) -> None:
     args = argparse.Namespace(no_worker=False, demo=3)
-    assert dashboard_app(args, LoadedConfig(settings=None, path=tmp_path / "c.yaml", exists=False)).demo  # type: ignore[arg-type]
+    assert dashboard_app(args, LoadedConfig(settings=Settings(data_dir=tmp_path), path=tmp_path / "c.yaml", exists=False)).demo
     for width, said in ((120, "changes are thrown away"), (80, "DEMO")):
         app = FleetApp(FixedFleet(), clock=lambda: NOW, live=False, demo=True)
         async with app.run_test(size=(width, 24)) as pilot:
