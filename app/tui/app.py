@@ -303,7 +303,7 @@ class FleetApp(App):
         try:
             return await getattr(self.service, method)(*args, **kwargs)
         except Exception as exc:
-            self.notify(fmt.clean(exc), severity="error", markup=False, timeout=8)
+            self.notify(failure_text(exc), severity="error", markup=False, timeout=8)
             return FAILED
 
     async def toggle_pause(self) -> None:
@@ -353,6 +353,14 @@ class FleetApp(App):
                     f"key {binding.key_display or binding.key}",
                     lambda action=binding.action: screen.run_action(action),
                 )
+
+
+def failure_text(exc: Exception) -> str:
+    """One line for a failed service call. Redis out of reach reads as what it means, not as
+    redis-py's "Error 111 connecting to …" (told by the class's module: the TUI imports no Redis)."""
+    if type(exc).__module__.startswith("redis.") and type(exc).__name__ in {"ConnectionError", "TimeoutError"}:
+        return "Redis is not answering: nothing was done (an embedded Redis is started again by itself; try again in a moment)"
+    return fmt.clean(exc)
 
 
 def dashboard_app(args: argparse.Namespace, loaded: LoadedConfig) -> FleetApp:

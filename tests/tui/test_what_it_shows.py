@@ -314,3 +314,14 @@ async def test_demo_says_so_in_the_header(tmp_path) -> None:
     async with app.run_test(size=(120, 24)) as pilot:
         await pilot.pause()
         assert "DEMO" not in text(app.dashboard.query_one(HeaderBar))
+
+
+def test_a_redis_outage_reads_as_what_it_means():
+    """D2: `c` with Redis gone said redis-py's raw 'Error 111 connecting to …/redis.sock'."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from fleettop.tui.app import failure_text
+
+    said = failure_text(RedisConnectionError("Error 111 connecting to unix:///x/redis.sock. Connection refused."))
+    assert said.startswith("Redis is not answering: nothing was done") and "Error 111" not in said
+    assert failure_text(ValueError("no server named 'x'")) == "no server named 'x'"
