@@ -288,7 +288,7 @@ class FleetService:
         jobs = await self.context.lanes.manual.jobs([self.cache.job_key("manual", server_id) for server_id in ids])
         lasts = await self.repo.last_runs(ids)
         oks = [
-            job.status == "complete" and job.result != control.GONE if job is not None
+            job.status == "complete" and isinstance(job.result, dict) and job.result.get("status") == "ok" if job is not None
             else lasts.get(server_id) is not None and lasts[server_id].status == "ok"
             for server_id, job in zip(ids, jobs)
         ]
@@ -300,6 +300,8 @@ class FleetService:
                 outcomes.append(CollectOutcome(status="ok", sample=samples.get(server_id)))
             elif job is not None and job.result == control.GONE:
                 outcomes.append(CollectOutcome(status="failed", error="the server was removed before it was collected"))
+            elif job is not None and job.result == control.DISABLED:
+                outcomes.append(CollectOutcome(status="failed", error="the server was disabled before it was collected"))
             elif last is not None and last.status in ("failed", "retried"):
                 outcomes.append(CollectOutcome(status="failed", error=last.error))
             else:
@@ -371,8 +373,13 @@ class FleetService:
     # -- helpers ---------------------------------------------------------------------
 
     async def _servers_changed(self) -> None:
-        await self.cache.announce_servers_changed()
-        await self.cache_server_list()
+        """Tell every process on Redis that the servers changed. The change is committed already:
+        with Redis away it is not undone, and each worker's reconcile (every 10 s) catches up."""
+        try:
+            await self.cache.announce_servers_changed()
+            await self.cache_server_list()
+        except (RedisError, OSError) as exc:
+            log.warning("servers changed, not announced (Redis: %s); the workers' reconcile will catch up", exc)
 
     async def cache_server_list(self) -> None:
         """The server list in Redis, for commands attached to a worker (fleettop.attached)."""

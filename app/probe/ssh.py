@@ -93,7 +93,7 @@ def other_keys_in(path: Path, host: str, port: int, key: asyncssh.SSHKey | None)
         text = read_trusted_file(path, follow_links=True).decode(errors="replace")
     except FileNotFoundError:
         return 0
-    trusted = asyncssh.import_known_hosts(text).match(host, host, port)[0]  # by name and by address: twice
+    trusted = asyncssh.import_known_hosts(text).match(host, "", port)[0]  # addr "": see trusted_state
     return len({known.public_data for known in trusted} - ({key.public_data} if key else set()))
 
 
@@ -334,7 +334,9 @@ class SSHPool:
     async def trusted_state(self, target: SSHTarget, key: asyncssh.SSHKey) -> str:
         """'trusted', 'changed' (other keys are trusted for this host) or 'unknown'."""
         known_hosts = await self._trusted_hosts(target.where)
-        trusted = known_hosts.match(target.host, target.host, target.port)[0]
+        # No address: asyncssh parses a given one as an IP (a host name raised ValueError), and
+        # takes `host` as the address itself when it is one.
+        trusted = known_hosts.match(target.host, "", target.port)[0]
         return "trusted" if key in trusted else "changed" if trusted else "unknown"
 
     async def close(self) -> None:

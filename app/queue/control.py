@@ -36,6 +36,7 @@ _TERMINAL = {status.value for status in TERMINAL_STATUSES}
 # queuing and running.
 OK = {"status": "ok"}
 GONE = {"status": "gone"}
+DISABLED = {"status": "disabled"}
 
 HEARTBEAT_LIMIT_S = 10  # a job not touched for this long is swept (and re-run)
 JOB_MARGIN_S = 15  # SQL and Redis writes around the SSH exchange

@@ -34,7 +34,7 @@ from fleettop.cache import Cache, Event, RunOutcome
 from fleettop.config import Settings
 from fleettop.domain import Sample
 from fleettop.probe import CollectError, Prober
-from fleettop.queue.control import GONE, OK, job_options
+from fleettop.queue.control import DISABLED, GONE, OK, job_options
 from fleettop.store.repo import Repository
 from fleettop.tasks import cancel_and_wait
 
@@ -110,7 +110,7 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
     server = inputs.server
     ctx["interval"] = server.interval if server.enabled else None  # read by rechain()
     if not server.enabled:  # whatever the trigger: a disabled server may be one suspected compromised
-        return {"status": "disabled"}
+        return DISABLED
     if inputs.done or inputs.run is None:
         return {"status": "ok", "duplicate": True}
     run_id = inputs.run.id

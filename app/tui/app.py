@@ -359,7 +359,7 @@ def failure_text(exc: Exception) -> str:
     """One line for a failed service call. Redis out of reach reads as what it means, not as
     redis-py's "Error 111 connecting to …" (told by the class's module: the TUI imports no Redis)."""
     if type(exc).__module__.startswith("redis.") and type(exc).__name__ in {"ConnectionError", "TimeoutError"}:
-        return "Redis is not answering: nothing was done (an embedded Redis is started again by itself; try again in a moment)"
+        return "Redis is not answering: try again in a moment"
     return fmt.clean(exc)
 
 

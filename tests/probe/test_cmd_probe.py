@@ -250,3 +250,23 @@ async def test_the_trust_question_shows_on_the_terminal_with_stderr_thrown_away(
         os.close(master)
     assert fleet.host(name).host_key.get_fingerprint().encode() in shown
     assert not (tmp_path / "data" / "known_hosts").exists()
+
+
+async def test_trust_and_untrust_a_server_named_by_host_name(fleet, make_settings, tmp_path, capsys):
+    """A server named by a DNS name, not an address: trust and untrust asked asyncssh to parse
+    the name as an IP address ('localhost' does not appear to be an IPv4 or IPv6 address)."""
+    user_known_hosts = tmp_path / "known_hosts"
+    user_known_hosts.write_text("")
+    name, port = fleet.hosts[0]
+    settings = make_settings(
+        ssh={"known_hosts": str(user_known_hosts), "key_file": str(fleet.client_key_path), "username": fleet.username},
+        servers=[{"name": name, "host": "localhost", "port": port, "auth": "key"}],
+    )
+    loaded = LoadedConfig(settings=settings, path=tmp_path / "config.yaml", exists=False)
+    assert await cmd_trust(trust_args(name, yes=True), loaded) == 0
+    own = settings.data_dir / "known_hosts"
+    assert own.read_text().startswith(f"[localhost]:{port} ssh-ed25519 ")
+    assert await cmd_servers_test(argparse.Namespace(name=name, json=True), loaded) == 0
+    capsys.readouterr()
+    assert await cmd_untrust(argparse.Namespace(name=name), loaded) == 0
+    assert capsys.readouterr().out.startswith(f"Untrusted: 1 key(s) for [localhost]:{port} removed")
