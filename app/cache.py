@@ -121,7 +121,8 @@ class AuditRequest(BaseModel):
 
     def refusal(self, key: bytes, now: datetime) -> str | None:
         """Why this entry must not be recorded, or None."""
-        if not hmac.compare_digest(self.mac, self.digest(key)):
+        # As bytes: compare_digest raises TypeError on a str with non-ASCII characters.
+        if not hmac.compare_digest(self.mac.encode(), self.digest(key).encode()):
             return "bad or missing signature (not made by a fleettop process with this secret key)"
         if not now - AUDIT_MAX_AGE <= self.at <= now + timedelta(seconds=AUDIT_FUTURE_S):
             return f"dated {self.at.isoformat()}, too far from now"
@@ -410,7 +411,10 @@ class Cache:
             except ValidationError as exc:
                 await self.dead_letter(item, f"malformed: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}")
                 continue
-            refusal = entry.refusal(key, now)
+            try:
+                refusal = entry.refusal(key, now)
+            except Exception as exc:  # whatever a forged entry does, the others are not lost with it
+                refusal = f"cannot be checked: {type(exc).__name__}"
             if refusal is not None:
                 await self.dead_letter(item, refusal)
                 continue

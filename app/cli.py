@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from fleettop import __version__, config
 from fleettop.errors import FleettopError, UsageError
+from fleettop.text import clean
 
 Handler = Callable[[argparse.Namespace, config.LoadedConfig], Awaitable[int]]
 
@@ -233,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fleettop: {line}", file=sys.stderr)
         return 2
     except FleettopError as exc:
-        print(f"fleettop: {exc}", file=sys.stderr)
+        # Messages may carry names and hosts read back from the database: cleaned like the rest.
+        print(f"fleettop: {clean(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -51,7 +51,7 @@ async def cmd_trust(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             state = await prober.trusted_state(server, key)
         finally:
             await prober.close()
-        print(f"{server.name} ({host_port(server.host, server.port)}) presents the host key {describe_key(key)}")
+        print(clean(f"{server.name} ({host_port(server.host, server.port)}) presents the host key {describe_key(key)}"))
         if state == "trusted":
             print("This key is already trusted.")
             return 0
@@ -87,7 +87,7 @@ async def cmd_untrust(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         prober = Prober(settings)
         path = prober.own_known_hosts
         removed = await asyncio.to_thread(forget_known_host, path, server.host, server.port)
-        where = host_pattern(server.host, server.port)
+        where = clean(host_pattern(server.host, server.port))  # the database's, validated by nobody
         if removed:
             await repository.audit("untrust", server.name, f"{removed} key(s) for {where} removed")
             print(f"Untrusted: {removed} key(s) for {where} removed from {path}")
@@ -103,7 +103,7 @@ async def _warn_user_known_hosts(settings: Settings, server: Server, key: asyncs
     known_hosts = settings.ssh.known_hosts
     others = await asyncio.to_thread(other_keys_in, known_hosts, server.host, server.port, key)
     if others:
-        where = host_pattern(server.host, server.port)
+        where = clean(host_pattern(server.host, server.port))
         print(
             f"WARNING: {known_hosts} still trusts {others} other key(s) for {where}, and fleettop accepts them too "
             f"(fleettop never writes that file): remove them with ssh-keygen -R '{where}' -f {known_hosts}",

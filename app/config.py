@@ -33,6 +33,7 @@ MIN_INTERVAL = 10
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _USER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 _HOST_LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_ZONE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # an IPv6 zone: an interface name or index
 # libyaml's loader (a C extension) parses ~10x faster than the pure-Python one; a
 # PyYAML built without libyaml has only the latter.
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -76,9 +77,14 @@ def check_host(value: str) -> str:
     candidate = value[1:-1] if value.startswith("[") and value.endswith("]") else value
     try:
         ipaddress.ip_address(candidate)
-        return candidate
     except ValueError:
         pass
+    else:
+        # ip_address takes any text after an IPv6 '%' as the zone: control characters too.
+        _, percent, zone = candidate.partition("%")
+        if percent and not _ZONE_RE.fullmatch(zone):
+            raise ValueError("has an IPv6 zone that is not an interface name")
+        return candidate
     name = value[:-1] if value.endswith(".") else value
     if len(name) > 253 or not name or not all(_HOST_LABEL_RE.fullmatch(label) for label in name.split(".")):
         raise ValueError("is not a valid host name or IP address")

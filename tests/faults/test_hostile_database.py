@@ -44,3 +44,19 @@ def test_a_collect_error_cleans_where_it_happened_too():
     error = CollectError("unreachable", "web\x1b]0;X\x07 ([10.0.0.1\x1b[31m]:22)", "cannot connect")
     assert ESC not in str(error) and "\x07" not in str(error)
     assert str(error) == "web ]0;X  ([10.0.0.1 [31m]:22): cannot connect"
+
+
+async def test_trust_and_untrust_clean_the_host_the_database_holds(make_config, short_dir: Path, fleet):
+    """untrust printed `No key for [<ESC>]0;…]:port` straight from the row (security review
+    finding 13, on the commands added since)."""
+    data = make_config(servers=[])
+    server = fleet.server_configs()[0]
+    async with service_for(data, worker=False) as service:
+        await service.add_server(server)
+    with sqlite3.connect(Path(data["data_dir"]) / "fleettop.db") as db:
+        db.execute("update servers set host = 'x' || char(27) || ']0;PWNED' || char(7) || 'y' where name = ?", (server.name,))
+    config = short_dir / "config.yaml"
+    for command in ("untrust", "trust"):
+        code, out, err = await run_fleettop(config, command, server.name, "--yes" if command == "trust" else "--")
+        assert ESC not in out + err and "\x07" not in out + err, (command, out, err)
+        assert "x ]0;PWNED y" in out + err, (command, out, err)

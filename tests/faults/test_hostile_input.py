@@ -31,6 +31,8 @@ ODD = ["名前", "ünïcode.example", "a" * 64, "a" * 10_000, "-oProxyCommand=to
 HOSTILE = SHELL + MARKUP + ODD
 # `$` matches before a final newline; the CLI must refuse these (the form strips its fields)
 TRAILING_NEWLINE = ["nl1\n", "127.0.0.1\n", "deploy\n"]
+# ipaddress takes anything after an IPv6 '%' as its zone
+ZONE = ["fe80::1%\x1b]0;pwned\x07", "fe80::1%eth0 x", "fe80::1%a\nb"]
 ALLOWED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
@@ -44,7 +46,7 @@ def cli_config(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("field", ["name", "host", "username"])
 def test_cli_refuses_hostile_names_hosts_and_users(cli_config: Path, capsys, field: str):
     refused = 0
-    for value in HOSTILE + TRAILING_NEWLINE:
+    for value in HOSTILE + TRAILING_NEWLINE + ZONE:
         args = {"name": "ok-name", "host": "127.0.0.1", "username": "deploy"}
         args[field] = value
         code = main(["--config", str(cli_config), "servers", "add", f"--host={args['host']}", f"--user={args['username']}", "--", args["name"]])
@@ -53,7 +55,7 @@ def test_cli_refuses_hostile_names_hosts_and_users(cli_config: Path, capsys, fie
         assert "\x1b" not in err and "\x07" not in err and "\x00" not in err, err
         assert all(line.startswith("fleettop: ") for line in err.splitlines()), err
         refused += 1
-    assert refused == len(HOSTILE + TRAILING_NEWLINE)
+    assert refused == len(HOSTILE + TRAILING_NEWLINE + ZONE)
     assert not CANARY.exists()
     assert main(["--config", str(cli_config), "servers", "list", "--json"]) == 0
     assert capsys.readouterr().out.strip() == "[]"  # nothing was added

@@ -179,6 +179,22 @@ async def test_a_malformed_audit_entry_stops_no_process_from_starting(make_confi
     assert [item["reason"].split(":")[0] for item in dead] == ["malformed"] * 3, dead
 
 
+async def test_an_entry_with_a_non_ascii_signature_costs_no_other_entry(make_config):
+    """hmac.compare_digest raised TypeError on a non-ASCII str: the whole batch taken off the
+    list was lost, neither recorded nor dead-lettered."""
+    data = make_config(servers=["sim-0001"])
+    async with service_for(data, worker=False) as service:
+        now = datetime.now(timezone.utc)
+        genuine = AuditRequest(**_entry(now, actor="bob@x"), pid=3)
+        genuine.mac = genuine.digest(service.cache.relay_key())
+        await _push(service, json.loads(genuine.model_dump_json()), _entry(now, mac="\u00e9" * 64))
+        assert await service.record_audit_requests() == 1
+        recorded = [(entry.actor, entry.action) for entry in await service.repo.audit_entries(50)]
+        dead = await _dead(service)
+    assert ("bob@x", "server.remove") in recorded
+    assert len(dead) == 1 and "signature" in dead[0]["reason"], dead
+
+
 async def _dead_count(service, count: int) -> bool:
     return len(await _dead(service)) >= count
 
