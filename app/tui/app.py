@@ -295,15 +295,18 @@ class FleetApp(App):
 
     # -------------------------------------------------------- shared actions
 
-    async def call_service(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Call the service; a failure is shown as an error notification and returns FAILED."""
+    async def call_service(self, method: str, *args: Any, quiet: bool = False, **kwargs: Any) -> Any:
+        """Call the service; a failure is shown as an error notification and returns FAILED.
+        `quiet`: a periodic read, whose failure the header already tells (no toast each time)."""
         if self.service is None:
-            self.notify("not connected yet", severity="warning")
+            if not quiet:
+                self.notify("not connected yet", severity="warning")
             return FAILED
         try:
             return await getattr(self.service, method)(*args, **kwargs)
         except Exception as exc:
-            self.notify(failure_text(exc), severity="error", markup=False, timeout=8)
+            if not quiet:
+                self.notify(failure_text(exc), severity="error", markup=False, timeout=8)
             return FAILED
 
     async def toggle_pause(self) -> None:
@@ -371,7 +374,7 @@ def dashboard_app(args: argparse.Namespace, loaded: LoadedConfig) -> FleetApp:
         config_path=loaded.path,
         config_note=loaded.missing_note,
         demo=bool(args.demo),
-        prefs_path=loaded.settings.data_dir / prefs.PREFS_FILE,
+        prefs_path=None if args.demo else loaded.settings.data_dir / prefs.PREFS_FILE,  # a demo keeps nothing
     )
 
 

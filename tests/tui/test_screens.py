@@ -340,3 +340,12 @@ async def test_warnings_read_well_in_the_light_theme() -> None:
         assert contrast(colours["warning"], colours["background"]) >= 4.5
         assert contrast(colours["warning"], colours["panel"]) >= 4
         assert contrast(colours["text-warning"], colours["warning-muted"][:7]) >= 4.5
+
+
+def test_a_peak_is_written_as_the_figure_beside_it() -> None:
+    """The detail screen's peaks rounded half to even and never up: a disk at 90.1 % showed
+    "91%" beside a last-hour peak of "90%"."""
+    from fleettop.tui.screens.detail import PEAK_FORMATS
+
+    assert PEAK_FORMATS["disk"](90.1) == "91%" and PEAK_FORMATS["cpu"](88.5) == "89%"
+    assert PEAK_FORMATS["load1"](0.25) == "0.25"

@@ -17,6 +17,7 @@ from fleettop.domain import Thresholds, classify
 from fleettop.service import open_service
 from fleettop.sim import SimFleet
 from fleettop.tui.app import FleetApp, dashboard_app
+from fleettop.tui.screens.detail import DetailScreen
 from fleettop.tui.screens.help import HelpScreen
 from fleettop.tui.widgets.bars import HeaderBar, SummaryBar
 from fleettop.tui.widgets.server_table import ServerTable, cells_of
@@ -77,6 +78,23 @@ async def test_a_paused_fleet_turns_stale_by_itself(live: LiveFleet) -> None:
         await pilot.press("p")  # from here on nothing is collected: no event will come
         assert await live.service.is_paused()
         await assert_turns_stale(pilot, app, now)
+
+
+async def test_the_detail_screen_turns_stale_by_itself_too(live: LiveFleet) -> None:
+    """Left open on a paused fleet, the detail screen said "up" for ever: it redrew only on an
+    event, and none comes."""
+    now = [datetime.now(timezone.utc)]
+    app = FleetApp(live.service, config_path=live.loaded.path, clock=lambda: now[0])
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        await pilot.press("p")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.detail is not None, what="details")
+        title = app.screen.query_one("#title")
+        await until(pilot, lambda: "  up" in text(title), what="up in the title")
+        now[0] += timedelta(hours=2, minutes=2)
+        await until(pilot, lambda: "  stale" in text(title), what="stale in the title")
+        assert "2h02m ago" in text(app.screen.query_one("#metrics"))
 
 
 async def test_a_no_worker_dashboard_turns_stale_when_the_worker_is_gone(tmp_path, redis_url, redis_prefix) -> None:

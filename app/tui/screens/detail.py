@@ -25,6 +25,8 @@ from fleettop.tui.widgets.spark import Spark
 # points are 10-minute buckets: each is drawn (and its peak read) from the bucket's maximum,
 # the `*_max` field, so a short spike is neither averaged away nor below the last hour's peak.
 SERIES = (("cpu", "cpu", "%"), ("ram", "ram", "%"), ("disk", "disk", "%"), ("load", "load1", ""))
+# A peak is written as its figure is beside it (a disk rounded up, as df).
+PEAK_FORMATS = {"cpu": fmt.percent, "ram": fmt.percent, "disk": fmt.disk_percent, "load1": lambda value: f"{value:.2f}"}
 SEVERITY_STYLE = {"warning": "bold $warning", "critical": "bold $error"}
 STATUS_STYLE = {"up": "bold $success", "down": "bold $error", "stale": "bold $warning"}
 # What `t` offers under a host-key error (the probe's wording: fleettop.probe.ssh._connect_error).
@@ -111,6 +113,13 @@ class DetailScreen(Screen):
         for label, width in (("started", 19), ("trigger", 9), ("try", 3), ("status", 7), ("took", 6), ("error", 48)):
             runs.add_column(label, key=label, width=width)
         await self.reload()
+        if self.app.live:  # type: ignore[attr-defined]
+            self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        """Time alone turns a server stale and moves the sample's age and the next run on."""
+        if self.detail is not None:
+            self._show_status(self.detail)
 
     async def reload(self) -> None:
         detail = await self.app.call_service("server_detail", self.server_name)
@@ -125,9 +134,14 @@ class DetailScreen(Screen):
             await self.reload()
 
     def _show(self, detail: Any) -> None:
-        row = detail.row
+        self._show_status(detail)
+        self._show_history_and_runs(detail)
+
+    def _show_status(self, detail: Any) -> None:
+        """The title, the figures and the settings: what changes with time alone."""
+        now = self.app.clock()  # type: ignore[attr-defined]
+        row = detail.row.at(now)
         server, latest = row.server, row.latest
-        now = self.app.clock()
         title: list[Any] = [(fmt.clean(server.name), "bold"), "  ", (row.status, STATUS_STYLE.get(row.status, "$text-muted"))]
         if row.error and row.status in ("down", "stale"):
             # The whole error, wrapped: its end is the fix ("...; check it and run: ...").
@@ -183,11 +197,14 @@ class DetailScreen(Screen):
         ]
         self.query_one(SettingsPanel).lines = tuple(settings)
 
-        for _, attribute, unit in SERIES:
+    def _show_history_and_runs(self, detail: Any) -> None:
+        server, latest = detail.row.server, detail.row.latest
+        thresholds = server.thresholds
+        for _, attribute, _ in SERIES:
             for span, points in (("h1", detail.history_1h), ("h24", detail.history_24h)):
                 values = _peaks(points, attribute)
                 self.query_one(f"#{span}-{attribute}", Spark).values = tuple(values)
-                peak = f"{max(values):.0f}{unit}" if unit and values else f"{max(values):.2f}" if values else "no data"
+                peak = PEAK_FORMATS[attribute](max(values)) if values else "no data"
                 self.query_one(f"#{span}-{attribute}-peak", Label).update(peak)
 
         mounts = self.query_one("#mounts", DataTable)

@@ -239,7 +239,7 @@ class ServerForm(Screen):
         result.set_classes("-ok")
         result.update(
             f"✔ connected: cpu {fmt.percent(metrics.cpu_percent)}  ram {fmt.percent(metrics.mem_percent)}"
-            f"  disk {fmt.percent(metrics.disk_percent)}  load {fmt.load(metrics.load1)}  up {fmt.duration(metrics.uptime_s)}"
+            f"  disk {fmt.disk_percent(metrics.disk_percent)}  load {fmt.load(metrics.load1)}  up {fmt.duration(metrics.uptime_s)}"
         )
 
     @on(Button.Pressed, "#save")
