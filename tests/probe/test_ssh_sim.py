@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import shutil
 import time
+from collections.abc import AsyncIterator
 
 import asyncssh
 import pytest
@@ -207,7 +209,9 @@ async def test_passphrase_protected_key_is_decrypted_once(fleet, fleet_settings,
     assert caught.value.kind == "auth_failed" and "open sesame" not in str(caught.value)
 
 
-async def test_agent_auth_uses_the_ssh_agent(fleet, fleet_settings, tmp_path, monkeypatch):
+@contextlib.asynccontextmanager
+async def ssh_agent_holding(key: asyncssh.SSHKey, tmp_path) -> AsyncIterator[object]:
+    """An ssh-agent of the test's own, holding `key`; yields its socket path."""
     ssh_agent = shutil.which("ssh-agent")
     if ssh_agent is None:
         unavailable("ssh-agent is missing (apt-get install openssh-client)")
@@ -219,7 +223,15 @@ async def test_agent_auth_uses_the_ssh_agent(fleet, fleet_settings, tmp_path, mo
                 break
             await asyncio.sleep(0.02)
         async with asyncssh.connect_agent(str(socket_path)) as agent_client:
-            await agent_client.add_keys([fleet.client_key])
+            await agent_client.add_keys([key])
+        yield socket_path
+    finally:
+        agent.terminate()
+        await agent.wait()
+
+
+async def test_agent_auth_uses_the_ssh_agent(fleet, fleet_settings, tmp_path, monkeypatch):
+    async with ssh_agent_holding(fleet.client_key, tmp_path) as socket_path:
         monkeypatch.setenv("SSH_AUTH_SOCK", str(socket_path))
         monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/id_* keys: only the agent can log in
         prober = Prober(fleet_settings(key_file=None))
@@ -235,9 +247,6 @@ async def test_agent_auth_uses_the_ssh_agent(fleet, fleet_settings, tmp_path, mo
         finally:
             await prober.close()
         assert caught.value.kind == "auth_failed"
-    finally:
-        agent.terminate()
-        await agent.wait()
 
 
 async def test_refused_port_is_unreachable(fleet, prober):
@@ -327,20 +336,9 @@ async def test_a_key_file_under_an_unknown_users_home_is_auth_failed(fleet, prob
 async def test_under_auth_agent_a_locked_key_file_is_left_to_the_agent(fleet, fleet_settings, tmp_path, monkeypatch):
     """ssh.key_file names a passphrase-protected key that the agent holds unlocked: the agent
     logs in (the file, whose passphrase is not stored, is left out, not a failure)."""
-    ssh_agent = shutil.which("ssh-agent")
-    if ssh_agent is None:
-        unavailable("ssh-agent is missing (apt-get install openssh-client)")
     locked = tmp_path / "locked_key"
     fleet.client_key.write_private_key(str(locked), passphrase="open sesame", rounds=50)
-    socket_path = tmp_path / "agent.sock"
-    agent = await asyncio.create_subprocess_exec(ssh_agent, "-D", "-a", str(socket_path), stdout=asyncio.subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            if socket_path.exists():
-                break
-            await asyncio.sleep(0.02)
-        async with asyncssh.connect_agent(str(socket_path)) as agent_client:
-            await agent_client.add_keys([fleet.client_key])
+    async with ssh_agent_holding(fleet.client_key, tmp_path) as socket_path:
         monkeypatch.setenv("SSH_AUTH_SOCK", str(socket_path))
         monkeypatch.setenv("HOME", str(tmp_path))
         prober = Prober(fleet_settings(key_file=str(locked)))
@@ -348,6 +346,3 @@ async def test_under_auth_agent_a_locked_key_file_is_left_to_the_agent(fleet, fl
             await prober.collect(sim_server(fleet, auth="agent"), None)
         finally:
             await prober.close()
-    finally:
-        agent.terminate()
-        await agent.wait()
