@@ -134,3 +134,21 @@ async def test_collect_wait_when_redis_goes_away_is_one_line(make_config, short_
     assert code != 0
     assert "Traceback" not in err, err[-3000:]
     assert err.strip().splitlines()[-1].startswith("fleettop: redis: "), err
+
+
+async def test_a_change_saved_while_redis_is_away_is_kept_and_not_reported_as_failed(make_config, fleet, private_redis):
+    """The database has the change once it is committed; telling the workers needs Redis. With
+    Redis away that second step raised, so the dashboard said the save failed (and a second
+    save answered 'already exists'). The workers' reconcile catches up on its own."""
+    data = make_config(servers=[], redis={"url": private_redis.url})
+    first, second = fleet.server_configs()[:2]
+    async with service_for(data, worker=False) as service:
+        private_redis.stop()
+        try:
+            await service.add_server(first)
+            await service.edit_server(first.name, first.model_copy(update={"interval": 120}))
+            await service.add_server(second)
+            await service.remove_server(second.name)
+            assert [(s.name, s.interval) for s in await service.repo.list_servers()] == [(first.name, 120)]
+        finally:
+            private_redis.start()
