@@ -123,7 +123,7 @@ async def _collect_attached(args: argparse.Namespace, loaded: LoadedConfig, atta
         return 0
     try:
         outcomes = await attached.wait_outcomes(ids, timeout=_patience(loaded), on_retry=_retrying(dict(servers)))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise FleettopError(_TIMED_OUT) from None
     if outcomes is None:  # a failure (or a sample Redis lacks): the run history answers
         from fleettop.queue import logs
@@ -160,7 +160,7 @@ async def _collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             await service.start_worker(schedule=False)
         try:
             await service.wait_collected(servers, timeout=_patience(loaded), on_retry=_retrying({s.id: s.name for s in servers}))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise FleettopError(_TIMED_OUT) from None
         outcomes = await service.manual_outcomes([server.id for server in servers])
         await service.stop_worker()

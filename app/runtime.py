@@ -67,7 +67,7 @@ class Runtime:
         limit = self.deps.settings.worker.shutdown_grace + STOP_MARGIN_S
         try:
             await asyncio.wait_for(self._stop_workers(), limit)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # Something would not let go (a hung connection?): leave the rest to the
             # sweep of a live worker, which re-queues jobs that stop beating.
             log.error("worker %s did not stop within %gs; its jobs go back to the queue by the sweep", self.worker_id, limit)
