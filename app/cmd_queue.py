@@ -13,7 +13,7 @@ import functools
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -34,7 +34,9 @@ log = logging.getLogger("fleettop.headless")
 PAUSED = "the queue is paused: run `fleettop queue resume` first"
 
 
-def _one_line_errors(handler: Callable[[argparse.Namespace, LoadedConfig], Awaitable[int]]):
+def _one_line_errors(
+    handler: Callable[[argparse.Namespace, LoadedConfig], Awaitable[int]],
+) -> Callable[[argparse.Namespace, LoadedConfig], Coroutine[Any, Any, int]]:
     """Redis or the database failing in the middle of a command (gone while `collect
     --wait` waits): one line naming which, never a traceback."""
 
