@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import uuid
+from typing import Any
 
 from redis.exceptions import RedisError
 from saq import Worker
@@ -45,7 +46,7 @@ class Runtime:
 
     async def start(self) -> None:
         settings = self.deps.settings
-        common = {
+        common: dict[str, Any] = {
             "concurrency": settings.worker.concurrency,
             "context": {"collect": self.deps},
             "shutdown_grace": settings.worker.shutdown_grace,
