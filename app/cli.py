@@ -12,13 +12,15 @@ import gc
 import importlib
 import sys
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fleettop import __version__, config
 from fleettop.errors import FleettopError, UsageError
 from fleettop.text import clean
 
-Handler = Callable[[argparse.Namespace, config.LoadedConfig], Awaitable[int]]
+# A coroutine, not any awaitable: asyncio.run takes only those.
+Handler = Callable[[argparse.Namespace, config.LoadedConfig], Coroutine[Any, Any, int]]
 
 
 def build_parser() -> argparse.ArgumentParser:

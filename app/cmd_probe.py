@@ -177,7 +177,7 @@ async def _confirm(prompt: str) -> bool:
     try:
         os.write(tty, prompt.encode())
         readable = loop.create_future()
-        loop.add_reader(tty, lambda: readable.done() or readable.set_result(None))
+        loop.add_reader(tty, lambda: None if readable.done() else readable.set_result(None))
         try:
             await readable
         finally:

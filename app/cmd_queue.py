@@ -13,7 +13,7 @@ import functools
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -34,7 +34,9 @@ log = logging.getLogger("fleettop.headless")
 PAUSED = "the queue is paused: run `fleettop queue resume` first"
 
 
-def _one_line_errors(handler: Callable[[argparse.Namespace, LoadedConfig], Awaitable[int]]):
+def _one_line_errors(
+    handler: Callable[[argparse.Namespace, LoadedConfig], Awaitable[int]],
+) -> Callable[[argparse.Namespace, LoadedConfig], Coroutine[Any, Any, int]]:
     """Redis or the database failing in the middle of a command (gone while `collect
     --wait` waits): one line naming which, never a traceback."""
 
@@ -123,7 +125,7 @@ async def _collect_attached(args: argparse.Namespace, loaded: LoadedConfig, atta
         return 0
     try:
         outcomes = await attached.wait_outcomes(ids, timeout=_patience(loaded), on_retry=_retrying(dict(servers)))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise FleettopError(_TIMED_OUT) from None
     if outcomes is None:  # a failure (or a sample Redis lacks): the run history answers
         from fleettop.queue import logs
@@ -160,7 +162,7 @@ async def _collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             await service.start_worker(schedule=False)
         try:
             await service.wait_collected(servers, timeout=_patience(loaded), on_retry=_retrying({s.id: s.name for s in servers}))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise FleettopError(_TIMED_OUT) from None
         outcomes = await service.manual_outcomes([server.id for server in servers])
         await service.stop_worker()

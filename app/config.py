@@ -13,11 +13,11 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -321,7 +321,7 @@ def config_path(explicit: str | os.PathLike[str] | None = None, environ: Mapping
         raise ConfigError([f"{raw}: {exc}"]) from None
 
 
-def load(explicit: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> LoadedConfig:
+def load(explicit: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
     """Read the config file (if any) and the environment overrides, or raise ConfigError."""
     environ = os.environ if environ is None else environ
     path = config_path(explicit, environ)
@@ -476,7 +476,7 @@ def validate_server(fields: dict[str, Any]) -> ServerConfig:
         raise ConfigError([_describe(None, None, error) for error in exc.errors()]) from None
 
 
-def _apply_env(data: dict[str, Any], environ: dict[str, str], problems: list[str]) -> dict[tuple[str, ...], str]:
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str], problems: list[str]) -> dict[tuple[str, ...], str]:
     """FLEETTOP_<SECTION>__<KEY>=value (or FLEETTOP_<KEY> for top-level keys) overrides the file.
 
     Returns the overridden key paths with the variable that set each, for error messages.
@@ -522,7 +522,7 @@ TYPE_MESSAGES = {
 
 
 def _describe(
-    path: Path | None, root: yaml.Node | None, error: dict[str, Any], from_env: dict[tuple[str, ...], str] | None = None
+    path: Path | None, root: yaml.Node | None, error: Mapping[str, Any], from_env: dict[tuple[str, ...], str] | None = None
 ) -> str:
     loc = [part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
     key = _dotted(loc) or "(top level)"

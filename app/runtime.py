@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import uuid
+from typing import Any
 
 from redis.exceptions import RedisError
 from saq import Worker
@@ -45,7 +46,7 @@ class Runtime:
 
     async def start(self) -> None:
         settings = self.deps.settings
-        common = {
+        common: dict[str, Any] = {
             "concurrency": settings.worker.concurrency,
             "context": {"collect": self.deps},
             "shutdown_grace": settings.worker.shutdown_grace,
@@ -67,7 +68,7 @@ class Runtime:
         limit = self.deps.settings.worker.shutdown_grace + STOP_MARGIN_S
         try:
             await asyncio.wait_for(self._stop_workers(), limit)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # Something would not let go (a hung connection?): leave the rest to the
             # sweep of a live worker, which re-queues jobs that stop beating.
             log.error("worker %s did not stop within %gs; its jobs go back to the queue by the sweep", self.worker_id, limit)

@@ -345,7 +345,7 @@ class SimFleet:
             raise
         return self
 
-    async def __aexit__(self, *exc_info) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await asyncio.gather(*(self.stop(name) for name in self._hosts))
         if self._dir is not None:
             await asyncio.to_thread(shutil.rmtree, self._dir, True)

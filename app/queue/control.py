@@ -139,7 +139,7 @@ async def wait_manual(
             while pending:
                 now = time.monotonic()
                 if deadline is not None and now > deadline:
-                    raise asyncio.TimeoutError
+                    raise TimeoutError
                 if now >= next_read:
                     break
                 wait = next_read - now if deadline is None else min(next_read, deadline) - now

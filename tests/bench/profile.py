@@ -71,10 +71,10 @@ def main() -> int:
                         rows.append((int(cumulative), int(own), name))
                 top_level = sorted((row for row in rows if not row[2].startswith(" ") and "." not in row[2]), reverse=True)
                 print("imports of `fleettop queue stats`, top-level packages by cumulative time:")
-                for cumulative, own, name in top_level[:20]:
+                for cumulative, _own, name in top_level[:20]:
                     print(f"  {cumulative / 1000:7.1f} ms  {name}")
                 print("slowest single modules (self time):")
-                for cumulative, own, name in sorted(rows, key=lambda row: -row[1])[:15]:
+                for _cumulative, own, name in sorted(rows, key=lambda row: -row[1])[:15]:
                     print(f"  {own / 1000:7.1f} ms  {name.strip()}")
             finally:
                 fleet.cleanup()

@@ -51,7 +51,7 @@ async def test_a_forged_job_never_collects_a_disabled_server_nor_stores_a_forged
         }
         queues = {key: await _inject_job(redis_url, manual, key, **kwargs) for key, kwargs in forged.items()}
         await service.cache.publish(Event(kind="queue"))
-        jobs = {key: await wait_until(lambda: _finished(queue, key), 20) for key, queue in queues.items()}
+        jobs = {key: await wait_until(lambda: _finished(queue, key), 20) for key, queue in queues.items()}  # noqa: B023 -- awaited before the loop moves on
         for queue in queues.values():
             await queue.redis.aclose()
 

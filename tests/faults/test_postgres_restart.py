@@ -139,7 +139,7 @@ async def test_a_frozen_postgres_is_shown_as_down(make_config, short_dir: Path, 
         started = time.monotonic()
         try:
             health = await asyncio.wait_for(service.health(), 10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             health = None
         finally:
             for pid in pids:

@@ -101,7 +101,7 @@ async def test_a_frozen_redis_is_shown_as_down_and_survived(make_config, short_d
         started = time.monotonic()
         try:
             health = await asyncio.wait_for(service.health(), 8)  # the TUI's header asks this every 1.5 s
-        except asyncio.TimeoutError:
+        except TimeoutError:
             health = None
         finally:
             os.kill(private_redis.process.pid, signal.SIGCONT)

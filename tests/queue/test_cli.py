@@ -169,7 +169,7 @@ async def test_headless_without_a_config_file_says_where_one_would_go(short_dir:
             path.write_text("worker:\n  concurrency: 2\n")
         headless = await Fleettop.start(path, "--headless", env=env, name=f"headless-{present}", named=False)
         try:
-            await wait_until(lambda: "headless: redis at" in headless.text(), 30)
+            await wait_until(lambda: "headless: redis at" in headless.text(), 30)  # noqa: B023 -- awaited before the loop moves on
         finally:
             assert await headless.stop() == 0, headless.text()
         said = [line for line in headless.text().splitlines() if "no config file" in line]
