@@ -359,7 +359,9 @@ class FleetService:
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT_S):
                 await self.cache.redis.ping()
-                if await self.cache.workers_alive():
+                # This process's own worker counts before its heartbeat is in Redis (a Redis
+                # started again is empty): the header says "running", not "no worker".
+                if self._runtime is not None or await self.cache.workers_alive():
                     worker = "paused" if await self.cache.is_paused() else "running"
         except (RedisError, OSError, TimeoutError):
             redis_ok = False

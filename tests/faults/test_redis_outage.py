@@ -152,3 +152,18 @@ async def test_a_change_saved_while_redis_is_away_is_kept_and_not_reported_as_fa
             assert [(s.name, s.interval) for s in await service.repo.list_servers()] == [(first.name, 120)]
         finally:
             private_redis.start()
+
+
+async def test_a_dashboard_worker_is_running_even_before_its_heartbeat_reaches_a_new_redis(make_config, fleet, private_redis):
+    """After an empty Redis came back the header said "○ no worker" until the process's own
+    worker wrote its next heartbeat, though that worker was running all along."""
+    data = make_config(servers=[], redis={"url": private_redis.url})
+    async with service_for(data, worker=True) as service:
+        await wait_until(lambda: health_says(service, "running"), 20)
+        await service.cache.redis.flushdb()  # as a Redis started again: no heartbeat in it
+        assert await service.workers_alive() == 0
+        assert (await service.health())["worker"] == "running"
+
+
+async def health_says(service, worker: str) -> bool:
+    return (await service.health())["worker"] == worker
