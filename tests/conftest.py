@@ -16,7 +16,13 @@ from urllib.parse import urlparse
 
 import pytest
 
-from fleettop import config
+# The protocol's waits (intervals, retry backoffs, job heartbeats, sweeps, the reconcile) at a
+# fifth of their seconds: fleettop.timing reads this once, when fleettop is first imported (so
+# before any import of it below), and every fleettop subprocess inherits it. Tests compare with
+# timing.scaled(...); FLEETTOP_TEST_TIME_SCALE=1 runs the suite on the real clock.
+os.environ.setdefault("FLEETTOP_TEST_TIME_SCALE", "0.2")
+
+from fleettop import config  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_URL = os.environ.get("FLEETTOP_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")

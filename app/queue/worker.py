@@ -256,7 +256,7 @@ def build_worker(
     context: dict[str, t.Any],
     after_process: t.Callable[[dict[str, t.Any]], t.Awaitable[None]] | None,
     shutdown_grace: float,
-    sweep_every: int,
+    sweep_every: float,
 ) -> Worker:
     worker = Worker(
         queue,
