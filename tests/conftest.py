@@ -1,5 +1,8 @@
-"""Fixtures shared by every test area: settings in a private data_dir, and the
-real services (Redis, PostgreSQL) the integration tests talk to.
+"""Fixtures shared by every test area: settings in a private data_dir, the real
+services (Redis, PostgreSQL) the integration tests talk to, and the queue's world (a
+Redis key prefix of a test's own, a short data_dir, a SimFleet, a config file) that the
+queue and fault tests share. The helpers they share are modules beside this one
+(queue_helpers.py, store_helpers.py): `pythonpath` in pyproject.toml puts tests/ on sys.path.
 
 Where a service is missing, a test that needs it is skipped on a developer's
 machine and fails in CI (CI=true): a green CI run never hides a missing service.
@@ -10,13 +13,27 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import socket
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+import redis
+import yaml
 
-from fleettop import config
+# The protocol's waits (intervals, retry backoffs, job heartbeats, sweeps, the reconcile) at a
+# fifth of their seconds: fleettop.timing reads this once, when fleettop is first imported (so
+# before any import of it below), and every fleettop subprocess inherits it. Tests compare with
+# timing.scaled(...); FLEETTOP_TEST_TIME_SCALE=1 runs the suite on the real clock.
+os.environ.setdefault("FLEETTOP_TEST_TIME_SCALE", "0.2")
+
+from fleettop import config  # noqa: E402
+from fleettop.sim import SimFleet  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_URL = os.environ.get("FLEETTOP_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -93,5 +110,79 @@ def make_settings(tmp_path: Path):
         data = {"data_dir": str(tmp_path / "data")}
         data.update(overrides)
         return config.Settings.model_validate(data)
+
+    return make
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+# -- the queue's world (queue and fault tests; Redis, SQL and SSH all real) --------------
+
+
+@pytest.fixture
+def prefix(redis_url: str):
+    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    value = f"fttest-{uuid.uuid4().hex[:12]}:"
+    yield value
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"*{value}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def short_dir():
+    """A data_dir short enough for a unix socket path (pytest's tmp_path may not be)."""
+    path = Path(tempfile.mkdtemp(prefix="ftq-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request, short_dir: Path) -> str | None:
+    """None (SQLite in data_dir) or a fresh PostgreSQL database."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_database_url")
+    return None
+
+
+@pytest.fixture
+async def fleet() -> AsyncIterator[SimFleet]:
+    async with SimFleet(4, seed=3, reboots=False) as fleet:
+        yield fleet
+
+
+@pytest.fixture
+def make_config(short_dir: Path, redis_url: str, prefix: str, fleet: SimFleet):
+    """A config dict for these tests (the fleet as config servers); keyword
+    arguments replace sections or keys. Also written to short_dir/config.yaml."""
+
+    def make(*, servers: list[str] | None = None, interval: int = 900, **overrides: Any) -> dict[str, Any]:
+        chosen = [cfg for cfg in fleet.server_configs() if servers is None or cfg.name in servers]
+        data: dict[str, Any] = {
+            "data_dir": str(short_dir / "data"),
+            "redis": {"url": redis_url, "prefix": prefix},
+            "worker": {"concurrency": 5, "retries": 3, "retry_backoff": 5, "shutdown_grace": 2},
+            "ssh": {
+                "known_hosts": str(fleet.known_hosts_path),
+                "connect_timeout": 3,
+                "command_timeout": 5,
+            },
+            "servers": [
+                {**cfg.model_dump(mode="json", exclude_none=True, exclude={"thresholds"}), "interval": interval}
+                for cfg in chosen
+            ],
+        }
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        (short_dir / "config.yaml").write_text(yaml.safe_dump(data))
+        return data
 
     return make

@@ -22,6 +22,7 @@ from saq.utils import now as now_ms
 from fleettop.cache import Cache, Event
 from fleettop.config import Settings
 from fleettop.domain import QueueStats
+from fleettop.timing import scaled
 
 if t.TYPE_CHECKING:
     from fleettop.queue.jobs import CollectContext
@@ -38,7 +39,7 @@ OK = {"status": "ok"}
 GONE = {"status": "gone"}
 DISABLED = {"status": "disabled"}
 
-HEARTBEAT_LIMIT_S = 10  # a job not touched for this long is swept (and re-run)
+HEARTBEAT_LIMIT_S = scaled(10)  # a job not touched for this long is swept (and re-run)
 JOB_MARGIN_S = 15  # SQL and Redis writes around the SSH exchange
 
 # SAQ's own enqueue script (saq/queue/redis.py RedisQueue._enqueue), run here for many
@@ -65,7 +66,7 @@ def job_options(settings: Settings) -> dict[str, t.Any]:
         "timeout": job_timeout(settings),
         "heartbeat": HEARTBEAT_LIMIT_S,
         "retries": settings.worker.retries,
-        "retry_delay": settings.worker.retry_backoff,
+        "retry_delay": scaled(settings.worker.retry_backoff),
         # Finished job records stay for `collect --wait`; `queue clean` trims them sooner.
         "ttl": max(settings.queue.completed_max_age, settings.queue.failed_max_age, 600),
     }

@@ -37,14 +37,15 @@ from fleettop.probe import CollectError, Prober
 from fleettop.queue.control import DISABLED, GONE, OK, job_options
 from fleettop.store.repo import Repository
 from fleettop.tasks import cancel_and_wait
+from fleettop.timing import scaled
 
 if t.TYPE_CHECKING:
     from fleettop.queue.worker import Lanes
 
 log = logging.getLogger("fleettop.jobs")
 
-HEARTBEAT_EVERY_S = 2
-SWEEP_EVERY_S = 5
+HEARTBEAT_EVERY_S = scaled(2)
+SWEEP_EVERY_S = scaled(5)
 TRIGGERS = frozenset({"scheduled", "manual"})  # what fleettop itself enqueues ("retry" is recorded, never enqueued)
 
 
@@ -83,7 +84,7 @@ async def enqueue_link(deps: CollectContext, server_id: int, when: float) -> boo
 
 
 def retry_delay(settings: Settings, failed_attempt: int) -> float:
-    return settings.worker.retry_backoff * 2 ** (failed_attempt - 1)
+    return scaled(settings.worker.retry_backoff * 2 ** (failed_attempt - 1))
 
 
 def run_key(job: Job) -> str:
@@ -211,12 +212,12 @@ async def rechain(ctx: dict[str, t.Any]) -> None:
     server_id = job.kwargs["server_id"] if job.kwargs else None
     if server_id is not None:
         try:
-            await enqueue_link(deps, server_id, next_due(planned, interval, time.time()))
+            await enqueue_link(deps, server_id, next_due(planned, scaled(interval), time.time()))
         except (RedisError, OSError) as exc:
             log.warning("cannot schedule the next collection of server %s: %s (the reconcile will)", server_id, exc)
 
 
-def next_due(planned: float, interval: int, now: float) -> float:
+def next_due(planned: float, interval: float, now: float) -> float:
     """The first time on the grid planned + k*interval (k >= 1) that is in the future."""
     steps = max(1, math.floor((now - planned) / interval) + 1)
     return planned + steps * interval

@@ -32,10 +32,11 @@ from fleettop.domain import Server
 from fleettop.errors import FleettopError
 from fleettop.queue import control
 from fleettop.queue.jobs import CollectContext, enqueue_link
+from fleettop.timing import scaled
 
 log = logging.getLogger("fleettop.scheduler")
 
-RECONCILE_EVERY_S = 10.0
+RECONCILE_EVERY_S = scaled(10.0)
 CLEAN_EVERY_S = 3600
 RETRY_AFTER_FAILURE_S = 1.0
 STALE_RUN_MARGIN_S = 60  # past the job timeout; room for clocks of several machines
@@ -71,12 +72,12 @@ async def reconcile(deps: CollectContext) -> ReconcileResult:
         if last_sampled is None:
             last_sampled = {sid: sample.collected_at.timestamp() for sid, sample in (await deps.repo.latest_samples()).items()}
         previous = last_sampled.get(server.id)
-        return now if previous is None else max(now, previous + server.interval)
+        return now if previous is None else max(now, previous + scaled(server.interval))
 
     for server_id, server in enabled.items():
         if server_id not in links:
             result.added += await enqueue_link(deps, server_id, await due(server))
-        elif links[server_id] > now + server.interval + 1:
+        elif links[server_id] > now + scaled(server.interval) + 1:
             key = deps.cache.job_key("scheduled", server_id)
             result.moved += await deps.lanes.scheduled.reschedule(key, await due(server))
     for server_id in links.keys() - enabled.keys():

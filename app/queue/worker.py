@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import typing as t
 
@@ -200,10 +201,11 @@ class FleetQueue(RedisQueue):
         )
         return [job_id.decode() for job_id in due or []]
 
-    async def sweep(self, lock: int = 60, abort: float = SWEEP_ABORT_WAIT_S) -> list[str]:
+    async def sweep(self, lock: float = 60, abort: float = SWEEP_ABORT_WAIT_S) -> list[str]:
         # SAQ waits `abort` seconds per swept job for a live worker to confirm; a dead
         # one never does, so the default 5 s per job would hold up re-running them.
-        return await super().sweep(lock, abort=min(abort, SWEEP_ABORT_WAIT_S))
+        # Its lock is a SETEX, whole seconds; the worker passes its sweep period (scaled in tests).
+        return await super().sweep(max(1, math.ceil(lock)), abort=min(abort, SWEEP_ABORT_WAIT_S))
 
     # SAQ's Redis listen() runs a pub/sub reader that spins when Redis is gone; only the
     # sweep (waiting a second for an abort) and callers polling anyway use it here.
@@ -256,7 +258,7 @@ def build_worker(
     context: dict[str, t.Any],
     after_process: t.Callable[[dict[str, t.Any]], t.Awaitable[None]] | None,
     shutdown_grace: float,
-    sweep_every: int,
+    sweep_every: float,
 ) -> Worker:
     worker = Worker(
         queue,

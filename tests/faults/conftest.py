@@ -1,7 +1,7 @@
 """The fault suite: real processes stopped, killed and restarted; hostile hosts and users.
 
-It reuses the queue tests' fixtures (a Redis key prefix of its own, a short data_dir,
-a SimFleet, a config file) and helpers (fleettop subprocesses, waiting), and adds
+It uses the queue's world of tests/conftest.py (a Redis key prefix of its own, a short
+data_dir, a SimFleet, a config file) and tests/queue_helpers.py, and adds
 private servers it may stop at will: a redis-server on a port of its own, and a
 PostgreSQL instance of its own (initdb + pg_ctl, run as the `postgres` user when
 the tests run as root). The shared Redis and PostgreSQL are never stopped.
@@ -10,29 +10,16 @@ the tests run as root). The shared Redis and PostgreSQL are never stopped.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import pwd
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-QUEUE_TESTS = Path(__file__).parent.parent / "queue"
-sys.path.insert(0, str(QUEUE_TESTS))  # queue_helpers
-
-_spec = importlib.util.spec_from_file_location("queue_conftest", QUEUE_TESTS / "conftest.py")
-_queue_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_queue_conftest)
-prefix = _queue_conftest.prefix
-short_dir = _queue_conftest.short_dir
-fleet = _queue_conftest.fleet
-make_config = _queue_conftest.make_config
-
-from fault_helpers import PG_BIN, PrivatePostgres, PrivateRedis, unavailable  # noqa: E402
+from fault_helpers import PG_BIN, PrivatePostgres, PrivateRedis, unavailable
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from fleettop.config import Settings
 from fleettop.store.db import DatabaseError, open_database
+from fleettop.timing import SCALE
 
 from fault_helpers import first_round_ok
 from queue_helpers import service_for, wait_until
@@ -25,7 +26,7 @@ NAMES = ["sim-0001", "sim-0002", "sim-0003", "sim-0004"]
 async def test_postgres_restart_mid_collection_loses_no_sample(make_config, short_dir: Path, fleet, private_postgres):
     data = make_config(
         servers=NAMES, interval=3600, database={"url": private_postgres.url},
-        worker={"concurrency": 4, "retries": 4, "retry_backoff": 2},
+        worker={"concurrency": 4, "retries": 4, "retry_backoff": 2 / SCALE},  # real seconds: the retries outlast the outage
     )
     async with service_for(data, worker=True) as service:
         servers = await service.resolve(NAMES)

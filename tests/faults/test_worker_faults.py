@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fleettop.timing import scaled
 from fleettop.tui.app import FleetApp
 from fleettop.tui.widgets.bars import QueueBar
 
@@ -132,8 +133,8 @@ async def test_two_headless_workers_and_a_dashboard_share_one_redis(make_config,
                 planned = [planned_at(key) for key in keys]
                 gaps = [round(b - a, 2) for a, b in zip(planned, planned[1:])]
                 detail = (server.name, gaps, [(k, r.started_at.isoformat()) for k, r in zip(keys, done)])
-                assert all(gap >= interval - 0.5 for gap in gaps), detail  # never twice per interval
-                assert all(gap <= interval + 2.0 for gap in gaps), detail  # none skipped
+                assert all(gap >= scaled(interval) - 0.5 for gap in gaps), detail  # never twice per interval
+                assert all(gap <= scaled(interval) + 2.0 for gap in gaps), detail  # none skipped
                 total_ok += len(done)
                 all_gaps += gaps
             min_gap, max_gap = min(all_gaps), max(all_gaps)

@@ -9,6 +9,8 @@ from pathlib import Path
 import yaml
 from redis.asyncio import Redis
 
+from fleettop.timing import SCALE, scaled
+
 from queue_helpers import Fleettop, run_fleettop, service_for, wait_until
 
 RESULT_FIELDS = [
@@ -186,7 +188,8 @@ async def test_collect_wait_fails_fast_on_an_unknown_host_key_and_tells_each_ret
 
     unknown = short_dir / "empty_known_hosts"
     unknown.write_text("")
-    make_config(servers=["sim-0001"], ssh={"known_hosts": str(unknown)}, worker={"retries": 3, "retry_backoff": 4})
+    # Real waits of 4 s and 8 s whatever the tests' clock (fleettop.timing): failing fast must show in seconds.
+    make_config(servers=["sim-0001"], ssh={"known_hosts": str(unknown)}, worker={"retries": 3, "retry_backoff": 4 / SCALE})
     started = time.monotonic()
     code, stdout, stderr = await run_fleettop(short_dir / "config.yaml", "collect", "sim-0001", "--wait")
     elapsed = time.monotonic() - started
@@ -200,7 +203,7 @@ async def test_collect_wait_fails_fast_on_an_unknown_host_key_and_tells_each_ret
     refused = f"sim-0002 (127.0.0.1:{port}): connection refused"
     assert code == 1 and stdout == f"sim-0002  failed  {refused}\n"
     assert stderr.splitlines() == [
-        f"attempt 1 of 3 failed: {refused}, retrying in 1 s",
-        f"attempt 2 of 3 failed: {refused}, retrying in 2 s",
+        f"attempt 1 of 3 failed: {refused}, retrying in {scaled(1):g} s",
+        f"attempt 2 of 3 failed: {refused}, retrying in {scaled(2):g} s",
     ]
     await fleet.start("sim-0002")

@@ -14,6 +14,7 @@ from fleettop.queue import control
 from fleettop.queue.jobs import AttemptFailed, collect, next_due
 from fleettop.service import open_service
 from fleettop.store.db import open_database
+from fleettop.timing import scaled
 from queue_helpers import service_for, wait_until
 from store_helpers import allow_samples, refuse_samples_of
 
@@ -89,14 +90,17 @@ async def test_a_manual_collection_is_not_retried_when_no_retry_can_help(make_co
 @pytest.mark.slow
 async def test_retries_wait_5_then_10_seconds_then_the_run_fails_once(make_config, fleet):
     """Three attempts of one collection are one failed run (D10), in SQL and in the cached
-    counts the header and `queue stats` read beside a worker."""
+    counts the header and `queue stats` read beside a worker. The waits are the default
+    backoff's (retry_backoff 5) on the tests' clock (fleettop.timing.scaled)."""
     data = make_config(servers=["sim-0003"])
     await fleet.stop("sim-0003")  # connection refused: every attempt fails at once
     async with service_for(data, worker="manual") as service:
         server = (await service.resolve(["sim-0003"]))[0]
         await service.collect_now(["sim-0003"])
-        await asyncio.sleep(2)
-        assert (await service.stats()).delayed == 1  # waiting out its first backoff
+        async def delayed() -> bool:
+            return (await service.stats()).delayed == 1  # waiting out its first backoff
+
+        await wait_until(delayed, scaled(5))
         await service.wait_collected([server], timeout=30)
 
         runs = sorted(await service.repo.recent_runs(server.id), key=lambda run: run.attempt)
@@ -105,11 +109,11 @@ async def test_retries_wait_5_then_10_seconds_then_the_run_fails_once(make_confi
         assert all("sim-0003" in (run.error or "") for run in runs)
         waits = [(later.started_at - earlier.finished_at).total_seconds() for earlier, later in zip(runs, runs[1:])]
         # Exact backoff, up to the scheduler's quarter-second tick and a dequeue poll (no jitter).
-        assert 4.95 <= waits[0] <= 6.0, waits
-        assert 9.95 <= waits[1] <= 11.0, waits
+        assert scaled(5) - 0.05 <= waits[0] <= scaled(5) + 1.0, waits
+        assert scaled(10) - 0.05 <= waits[1] <= scaled(10) + 1.0, waits
         outcome = await service.manual_outcome(server)
         assert outcome.status == "failed" and "sim-0003" in outcome.error
-        assert (await service.cache.run_counts())["failed"] == 1  # the snapshot of 2 s in, and what ended since
+        assert (await service.cache.run_counts())["failed"] == 1  # the snapshot taken in the backoff, and what ended since
         assert (await service.stats()).failed == 1
         assert [(run.server_name, run.attempt) for run in await service.failed_runs()] == [("sim-0003", 3)]
         row = await service.server_row(server.id)
@@ -145,7 +149,8 @@ async def test_a_write_the_database_refuses_fails_only_its_job_which_succeeds_on
             if server is refused:
                 assert [(run.attempt, run.status) for run in runs] == [(1, "retried"), (2, "ok")]
                 assert "sample refused" in runs[0].error
-                assert 4.95 <= (runs[1].started_at - runs[0].finished_at).total_seconds() <= 6.0  # the first backoff
+                first_backoff = (runs[1].started_at - runs[0].finished_at).total_seconds()
+                assert scaled(5) - 0.05 <= first_backoff <= scaled(5) + 1.0, first_backoff
             else:
                 assert [(run.attempt, run.status) for run in runs] == [(1, "ok")]
 

@@ -1,4 +1,4 @@
-"""Shared helpers of the store tests: sample figures and servers."""
+"""Helpers of the store tests (and the queue's): sample figures and servers, writes refused."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Helpers of the queue tests: services in this process, fleettop subprocesses, waiting."""
+"""Helpers of the queue and fault tests: services in this process, fleettop subprocesses, waiting."""
 
 from __future__ import annotations
 
