@@ -15,7 +15,7 @@ SIZE = (160, 40)
 async def edit_selected(pilot, app) -> ServerForm:
     await until(pilot, lambda: app.dashboard.table.row_count > 0, what="the server list")
     await pilot.press("e")
-    assert isinstance(app.screen, ServerForm)
+    await until(pilot, lambda: isinstance(app.screen, ServerForm), what="the form")
     return app.screen
 
 

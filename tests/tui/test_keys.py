@@ -214,8 +214,8 @@ async def test_form_tests_the_connection(live: LiveFleet) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot, app)
         await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, ServerForm), what="the form")
         form = app.screen
-        assert isinstance(form, ServerForm)
         await pilot.press("ctrl+t")
         result = form.query_one("#test-result")
         await until(pilot, lambda: result.has_class("-ok") or result.has_class("-failed"), what="the test result")
@@ -228,8 +228,8 @@ async def test_e_edits_the_selected_server(live: LiveFleet) -> None:
         await loaded(pilot, app)
         row = table(app).selected
         await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, ServerForm), what="the form")
         form = app.screen
-        assert isinstance(form, ServerForm)
         assert form.query_one("#name").value == row.server.name
         assert form.query_one("#host").value == row.server.host
         form.query_one("#cpu").value = "150"
@@ -428,8 +428,9 @@ async def test_app_opens_and_closes_its_own_service(tmp_path, redis_url, redis_p
             await until(pilot, lambda: all(r.status == "up" for r in table(app).rows_by_id.values()), what="collection")
             # Servers from the config file are read-only in the form and cannot be deleted here.
             await pilot.press("e")
+            await until(pilot, lambda: isinstance(app.screen, ServerForm), what="the form")
             form = app.screen
-            assert isinstance(form, ServerForm) and form.read_only
+            assert form.read_only
             assert f"defined in {loaded_config.path}; edit it there" in str(form.query_one("#read-only").render())
             assert form.query_one("#name").disabled and form.query_one("#save").disabled
             await pilot.press("escape", "d")

@@ -226,10 +226,19 @@ class DashboardScreen(Screen):
     def action_add(self) -> None:
         self.app.show_form(None)
 
-    def action_edit(self) -> None:
+    async def action_edit(self) -> None:
         row = self._selected_or_say_why()
-        if row is not None:
-            self.app.show_form(row.server)
+        if row is None:
+            return
+        # The settings as stored now, not as this row last heard of them: a save a moment ago,
+        # or another process's edit, may not have reached the list yet.
+        current = await self.app.call_service("server_row", row.server.id)
+        if current is FAILED:
+            return
+        if current is None:
+            self.notify(f"{fmt.clean(row.server.name)} was removed meanwhile", markup=False)
+            return
+        self.app.show_form(current.server)
 
     def action_delete(self) -> None:
         row = self._selected_or_say_why()
