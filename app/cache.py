@@ -46,7 +46,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from fleettop.config import Settings, servers_fingerprint
-from fleettop.domain import AUDIT_ACTIONS, FleetAggregate, Sample, Server, actor
+from fleettop.domain import AUDIT_ACTIONS, FleetAggregate, RunOutcome, Sample, Server, actor
 
 log = logging.getLogger("fleettop.cache")
 
@@ -61,13 +61,6 @@ class Event(BaseModel):
 
 
 CONTROL_KINDS = frozenset({"servers", "queue"})  # published on the control channel
-
-
-class RunOutcome(BaseModel):
-    """How a server's last finished run ended: what its row shows as up or down."""
-
-    status: Literal["ok", "failed"]
-    error: str | None = None
 
 
 class ServerList(BaseModel):
@@ -158,8 +151,8 @@ class Cache:
 
     def server_of_job_key(self, lane: Lane, job_key: str) -> int | None:
         head = f"{self.prefix}{lane}:"
-        if job_key.startswith(head) and job_key[len(head):].isdigit():
-            return int(job_key[len(head):])
+        if job_key.startswith(head) and job_key[len(head) :].isdigit():
+            return int(job_key[len(head) :])
         return None
 
     # -- latest metrics --------------------------------------------------------------
@@ -168,7 +161,9 @@ class Cache:
         return f"{self.prefix}metrics:latest:{server_id}"
 
     async def set_latest(self, sample: Sample) -> None:
-        await self.redis.set(self._latest_key(sample.server_id), sample.model_dump_json(), ex=self.settings.cache.latest_ttl)
+        await self.redis.set(
+            self._latest_key(sample.server_id), sample.model_dump_json(), ex=self.settings.cache.latest_ttl
+        )
 
     async def record_collected(self, sample: Sample) -> None:
         """After a successful collection, in one round trip: the latest sample, the run's
@@ -195,7 +190,9 @@ class Cache:
                     pass  # written by another version: a miss
         return found
 
-    async def latest(self, server_ids: list[int], load: Callable[[], Awaitable[dict[int, Sample]]]) -> dict[int, Sample]:
+    async def latest(
+        self, server_ids: list[int], load: Callable[[], Awaitable[dict[int, Sample]]]
+    ) -> dict[int, Sample]:
         """Latest sample of each server: from Redis, the misses from `load` (SQL), which are cached."""
         found = await self.cached_latest(server_ids)
         missing = [i for i in server_ids if i not in found]
@@ -205,7 +202,11 @@ class Cache:
                 for server_id in missing:
                     if server_id in loaded:
                         found[server_id] = loaded[server_id]
-                        pipe.set(self._latest_key(server_id), loaded[server_id].model_dump_json(), ex=self.settings.cache.latest_ttl)
+                        pipe.set(
+                            self._latest_key(server_id),
+                            loaded[server_id].model_dump_json(),
+                            ex=self.settings.cache.latest_ttl,
+                        )
                 await pipe.execute()
         return found
 
@@ -241,7 +242,9 @@ class Cache:
         for server_id in server_ids:
             if server_id not in found and (loaded := await load(server_id)) is not None:
                 found[server_id] = loaded
-                await self.redis.set(self._outcome_key(server_id), loaded.model_dump_json(), ex=self.settings.cache.latest_ttl)
+                await self.redis.set(
+                    self._outcome_key(server_id), loaded.model_dump_json(), ex=self.settings.cache.latest_ttl
+                )
         return found
 
     # -- the run history's counts (queue stats) -------------------------------------
@@ -256,7 +259,9 @@ class Cache:
 
     async def set_run_counts(self, counts: dict[str, int]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._counts_key, mapping={"completed": counts["completed"], "failed": counts["failed"], "valid": 1})
+            pipe.hset(
+                self._counts_key, mapping={"completed": counts["completed"], "failed": counts["failed"], "valid": 1}
+            )
             pipe.expire(self._counts_key, self.settings.cache.latest_ttl)
             await pipe.execute()
 
@@ -393,7 +398,9 @@ class Cache:
 
     def request_audit(self, pipe: Pipeline, action: str, target: str, detail: str = "") -> None:
         """Queue a signed audit entry (on a pipeline the caller executes) for take_audit()."""
-        entry = AuditRequest(action=action, target=target, detail=detail, actor=actor(), at=datetime.now(timezone.utc), pid=os.getpid())
+        entry = AuditRequest(
+            action=action, target=target, detail=detail, actor=actor(), at=datetime.now(timezone.utc), pid=os.getpid()
+        )
         entry.mac = entry.digest(self.relay_key())
         pipe.rpush(self._audit_key, entry.model_dump_json())
 
@@ -430,13 +437,17 @@ class Cache:
         raw = entry.model_dump_json() if isinstance(entry, AuditRequest) else entry
         text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
         log.warning("audit entry relayed through Redis refused (%s): kept in %s", reason, self._dead_audit_key)
-        record = json.dumps({"reason": reason, "refused_at": datetime.now(timezone.utc).isoformat(), "entry": text[:AUDIT_TEXT_MAX]})
+        record = json.dumps(
+            {"reason": reason, "refused_at": datetime.now(timezone.utc).isoformat(), "entry": text[:AUDIT_TEXT_MAX]}
+        )
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.rpush(self._dead_audit_key, record)
             pipe.ltrim(self._dead_audit_key, -AUDIT_DEAD_MAX, -1)
             await pipe.execute()
 
-    async def events(self, on_subscribed: Callable[[], None] | None = None, *, control_only: bool = False) -> AsyncIterator[Event]:
+    async def events(
+        self, on_subscribed: Callable[[], None] | None = None, *, control_only: bool = False
+    ) -> AsyncIterator[Event]:
         """Events from every process on this Redis, until cancelled; with `control_only`, only
         the CONTROL_KINDS (a worker has no use for a message per collection). Reconnects after
         an outage; `on_subscribed` runs after each (re)subscription, as events published

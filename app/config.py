@@ -14,10 +14,10 @@ import re
 import stat
 import sys
 from collections.abc import Callable, Mapping
-from urllib.parse import parse_qs, urlsplit
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -66,9 +66,7 @@ def expand_user(path: Path) -> Path:
 
 def check_name(value: str) -> str:
     if not _NAME_RE.fullmatch(value):
-        raise ValueError(
-            "must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
+        raise ValueError("must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit")
     return value
 
 
@@ -253,7 +251,6 @@ class Settings(_Section):
     def _expand(cls, value: Path) -> Path:
         return expand_user(value)
 
-
     @property
     def database_url(self) -> str:
         return self.database.url or f"sqlite+aiosqlite:///{self.data_dir / 'fleettop.db'}"
@@ -368,7 +365,10 @@ def load(explicit: str | os.PathLike[str] | None = None, environ: Mapping[str, s
     if warning:
         print(f"fleettop: warning: {warning}", file=sys.stderr)
     return LoadedConfig(
-        settings=settings, path=path, exists=exists, where=lambda loc: _where(path if _has_key(data, loc) else None, root(), loc, from_env)
+        settings=settings,
+        path=path,
+        exists=exists,
+        where=lambda loc: _where(path if _has_key(data, loc) else None, root(), loc, from_env),
     )
 
 
@@ -462,7 +462,9 @@ def _duplicate_names(path: Path, root: Callable[[], yaml.Node | None], servers: 
         if name in first:
             line = _line_of(root(), ["servers", index, "name"])
             where = f"{path}:{line}: " if line else f"{path}: "
-            problems.append(f"{where}servers[{index}].name: duplicate server name {name!r} (also servers[{first[name]}])")
+            problems.append(
+                f"{where}servers[{index}].name: duplicate server name {name!r} (also servers[{first[name]}])"
+            )
         else:
             first[name] = index
     return problems
@@ -487,7 +489,7 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str], problems: list[
             continue
         if name.startswith(ENV_PREFIX + "TEST_") or name == ENV_PREFIX + "SECRET_KEY":
             continue  # not settings: test wiring and the secret key (read by fleettop.secrets)
-        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         try:
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError:
@@ -522,7 +524,10 @@ TYPE_MESSAGES = {
 
 
 def _describe(
-    path: Path | None, root: yaml.Node | None, error: Mapping[str, Any], from_env: dict[tuple[str, ...], str] | None = None
+    path: Path | None,
+    root: yaml.Node | None,
+    error: Mapping[str, Any],
+    from_env: dict[tuple[str, ...], str] | None = None,
 ) -> str:
     loc = [part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
     key = _dotted(loc) or "(top level)"
@@ -547,7 +552,9 @@ def _describe(
     return f"{where}{key}: {message}"
 
 
-def _where(path: Path | None, root: yaml.Node | None, loc: list[Any], from_env: dict[tuple[str, ...], str] | None) -> str:
+def _where(
+    path: Path | None, root: yaml.Node | None, loc: list[Any], from_env: dict[tuple[str, ...], str] | None
+) -> str:
     """How a message about the key at `loc` starts: "file:line: ", "environment FLEETTOP_X: " or ""."""
     variable = next((name for parts, name in (from_env or {}).items() if tuple(loc[: len(parts)]) == parts), None)
     if variable:
@@ -565,7 +572,12 @@ def _range_message(loc: list[Any], kind: str, ctx: dict[str, Any], value: Any) -
     if field in {"cpu", "ram", "disk"}:
         return f"threshold must be between 0 and 100 (got {value!r})"
     bound = next(iter(ctx.values()), "?")
-    words = {"greater_than_equal": "at least", "less_than_equal": "at most", "greater_than": "more than", "less_than": "less than"}
+    words = {
+        "greater_than_equal": "at least",
+        "less_than_equal": "at most",
+        "greater_than": "more than",
+        "less_than": "less than",
+    }
     return f"must be {words[kind]} {bound} (got {value!r})"
 
 

@@ -113,8 +113,20 @@ def is_alerting(metrics: Metrics, thresholds: Thresholds) -> bool:
 # Every action the audit log records; an entry relayed through Redis must name one of them.
 AUDIT_ACTIONS = frozenset(
     {
-        "server.add", "server.edit", "server.remove", "trust", "untrust", "collect", "collect.all", "collect.retry",
-        "queue.pause", "queue.resume", "queue.clean", "cache.clear", "db.upgrade", "db.purge",
+        "server.add",
+        "server.edit",
+        "server.remove",
+        "trust",
+        "untrust",
+        "collect",
+        "collect.all",
+        "collect.retry",
+        "queue.pause",
+        "queue.resume",
+        "queue.clean",
+        "cache.clear",
+        "db.upgrade",
+        "db.purge",
     }
 )
 
@@ -220,3 +232,34 @@ class QueueStats(BaseModel):
     failed: int = 0
     scheduled: int = 0
     paused: bool = False
+
+
+class RunOutcome(BaseModel):
+    """How a server's last finished run ended: what its row shows as up or down."""
+
+    status: Literal["ok", "failed"]
+    error: str | None = None
+
+
+class HistoryPoint(BaseModel):
+    """One sample, or the average (and the maximum, in the *_max fields) of one time bucket."""
+
+    at: datetime  # the sample's time, or the start of the bucket
+    samples: int = 1
+    cpu: float | None = None
+    ram: float | None = None
+    disk: float | None = None
+    load1: float | None = None
+    cpu_max: float | None = None
+    ram_max: float | None = None
+    disk_max: float | None = None
+    load1_max: float | None = None
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    detail: str = ""

@@ -67,15 +67,23 @@ class RedisTarget:
     def client(self, max_connections: int = 100) -> Redis:
         # No socket_timeout: SAQ's pub/sub listener blocks in reads on purpose.
         options = {
-            "max_connections": max_connections, "socket_connect_timeout": 5, "health_check_interval": 30, "retry": RETRY, **NO_SETINFO,
+            "max_connections": max_connections,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 30,
+            "retry": RETRY,
+            **NO_SETINFO,
         }
         if self.unix_socket is not None:
             return Redis(unix_socket_path=str(self.unix_socket), **options)
         try:
             return Redis.from_url(self.url, **options)
         except ValueError:  # its message may quote a piece of the password (a port that is not a number)
-            raise ConfigError(["redis.url is not a Redis URL (redis://[:password@]host[:port][/db]; percent-encode "
-                               "any '/', ':' or '@' in the password)"]) from None
+            raise ConfigError(
+                [
+                    "redis.url is not a Redis URL (redis://[:password@]host[:port][/db]; percent-encode "
+                    "any '/', ':' or '@' in the password)"
+                ]
+            ) from None
 
     def describe(self) -> str:
         if self.unix_socket is not None:
@@ -108,7 +116,9 @@ class EmbeddedRedis:
         self.leases = self.directory / "leases"
         self._lock_path = self.directory / "lock"
         if len(os.fsencode(self.socket)) > SOCKET_PATH_MAX:
-            raise RedisUnavailable(f"data_dir is too deep for a unix socket ({self.socket}): choose a shorter data_dir or set redis.url")
+            raise RedisUnavailable(
+                f"data_dir is too deep for a unix socket ({self.socket}): choose a shorter data_dir or set redis.url"
+            )
 
     async def acquire(self) -> None:
         """Reuse the live server on the socket or start one; take a lease on it."""
@@ -167,7 +177,13 @@ class EmbeddedRedis:
     async def _answers(self) -> bool:
         if not self.socket.exists():
             return False
-        client = Redis(unix_socket_path=str(self.socket), socket_connect_timeout=2, socket_timeout=2, retry=Retry(NoBackoff(), 0), **NO_SETINFO)
+        client = Redis(
+            unix_socket_path=str(self.socket),
+            socket_connect_timeout=2,
+            socket_timeout=2,
+            retry=Retry(NoBackoff(), 0),
+            **NO_SETINFO,
+        )
         try:
             return bool(await client.ping())
         except (RedisError, OSError):
@@ -189,15 +205,24 @@ class EmbeddedRedis:
         binary = redis_server_binary()
         process = await asyncio.create_subprocess_exec(
             binary,
-            "--port", "0",
-            "--unixsocket", str(self.socket),
-            "--unixsocketperm", "700",
-            "--save", "",
-            "--appendonly", "no",
-            "--daemonize", "yes",
-            "--pidfile", str(self.pidfile),
-            "--dir", str(self.directory),
-            "--logfile", str(self.directory / "redis.log"),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket),
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(self.pidfile),
+            "--dir",
+            str(self.directory),
+            "--logfile",
+            str(self.directory / "redis.log"),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
@@ -210,12 +235,20 @@ class EmbeddedRedis:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not await self._answers():
             if time.monotonic() > deadline:
-                raise RedisUnavailable(f"embedded redis did not answer on {self.socket} (see {self.directory / 'redis.log'})")
+                raise RedisUnavailable(
+                    f"embedded redis did not answer on {self.socket} (see {self.directory / 'redis.log'})"
+                )
             await asyncio.sleep(0.05)
 
     async def _shutdown(self) -> None:
         # No retries: the server drops the connection as it exits, which is the answer.
-        client = Redis(unix_socket_path=str(self.socket), socket_connect_timeout=2, socket_timeout=5, retry=Retry(NoBackoff(), 0), **NO_SETINFO)
+        client = Redis(
+            unix_socket_path=str(self.socket),
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            retry=Retry(NoBackoff(), 0),
+            **NO_SETINFO,
+        )
         try:
             await client.shutdown(nosave=True)
         except (RedisError, OSError):

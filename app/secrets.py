@@ -63,7 +63,9 @@ class SecretBox:
         if not isinstance(envelope, dict) or envelope.get("v") != ENVELOPE_VERSION:
             # An older fleettop's token says nothing of its host: refused rather than trusted.
             raise SecretMismatch("stored password was saved without the host it belongs to; enter it again")
-        if envelope.get("server_id") != server_id or {name: envelope.get(name) for name in SECRET_BINDING} != _binding(server):
+        if envelope.get("server_id") != server_id or {name: envelope.get(name) for name in SECRET_BINDING} != _binding(
+            server
+        ):
             raise SecretMismatch("stored password was entered for another host; enter it again")
         return envelope["secret"]
 
@@ -85,7 +87,9 @@ class SecretBox:
                 self._fernet = Fernet(key)
                 self._key = key
             except ValueError:
-                raise FleettopError(f"{self._key_source()} is not a valid secret key (a Fernet key is expected)") from None
+                raise FleettopError(
+                    f"{self._key_source()} is not a valid secret key (a Fernet key is expected)"
+                ) from None
         return self._fernet
 
     def _file_key(self) -> bytes:

@@ -141,9 +141,15 @@ def fields_of(server: Server) -> dict[str, Any]:
     """A stored server's settings as ServerConfig fields: what it inherits left unset."""
     thresholds = {key: getattr(server.thresholds, key) for key in THRESHOLDS if key not in server.inherited}
     return {
-        "name": server.name, "host": server.host, "port": server.port, "username": server.username,
-        "transport": server.transport, "auth": server.auth, "key_file": server.key_file,
-        "interval": None if "interval" in server.inherited else server.interval, "enabled": server.enabled,
+        "name": server.name,
+        "host": server.host,
+        "port": server.port,
+        "username": server.username,
+        "transport": server.transport,
+        "auth": server.auth,
+        "key_file": server.key_file,
+        "interval": None if "interval" in server.inherited else server.interval,
+        "enabled": server.enabled,
         "thresholds": thresholds,
     }
 

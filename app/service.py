@@ -1,10 +1,4 @@
-"""FleetService: the one API the TUI and the CLI use.
-
-`open_service()` wires everything: Redis (the configured one or an embedded
-server), the database (migrated, config servers synced), the cache, the two SAQ
-queues, the prober, and with worker=True the workers and the scheduler running in
-the caller's event loop.
-"""
+"""FleetService: the one API the TUI and the CLI use (fleettop.wiring builds it)."""
 
 from __future__ import annotations
 
@@ -12,74 +6,46 @@ import asyncio
 import contextlib
 import logging
 import os
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from fleettop.cache import Cache, Event, RunOutcome, ServerList
-from fleettop.config import LoadedConfig, ServerConfig, Settings
+from fleettop.cache import Event, ServerList
+from fleettop.config import ServerConfig
 from fleettop.domain import (
-    CollectOutcome, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Severity, actor, classify,
+    CollectOutcome,
+    FleetAggregate,
+    Metrics,
+    QueueStats,
+    Run,
+    RunOutcome,
+    Server,
+    actor,
+    classify,
     secret_binding_changes,
 )
 from fleettop.errors import FleettopError, UnknownServer, UsageError
-from fleettop.probe import CollectError, Prober
-from fleettop.queue import control, logs
-from fleettop.queue.jobs import CollectContext
-from fleettop.queue.worker import Lanes
-from fleettop.redis_server import RedisTarget, RedisUnavailable, redis_target
-from fleettop.runtime import Runtime
+from fleettop.probe import CollectError
+from fleettop.queue import contract, control
+from fleettop.queue.contract import CollectContext
+from fleettop.queue.runtime import Runtime
+from fleettop.redis_server import RedisTarget
 from fleettop.secrets import SecretBox
-from fleettop.servers import ServerAdmin, add_first_run_localhost
-from fleettop.store.db import open_database
-from fleettop.store.repo import HistoryPoint, Repository
+from fleettop.servers import ServerAdmin
 from fleettop.tasks import cancel_and_wait
+from fleettop.views import HostKeyCheck, ServerDetail, ServerView, status_of
 
 if TYPE_CHECKING:
     from saq.job import Job
 
-__all__ = ["Event", "FleetService", "HostKeyCheck", "ServerDetail", "ServerRow", "open_service"]
-
 log = logging.getLogger("fleettop.service")
 
-# A server whose newest sample is older than this many intervals (plus a minute) is stale.
-STALE_INTERVALS = 2
 RECENT_RUNS = 20
 HEALTH_TIMEOUT_S = 3.0  # a health check longer than this is an answer: "down"
 AUDIT_EVERY_S = 1.0  # a worker records the audit entries attached commands left in Redis this often
-
-Status = Literal["up", "down", "stale", "unknown", "disabled"]
-
-
-class ServerRow(BaseModel):
-    server: Server
-    latest: Sample | None = None
-    severities: dict[str, Severity] = Field(default_factory=dict)
-    status: Status = "unknown"
-    error: str | None = None  # the last failed run's one-line error
-    last_collected_at: datetime | None = None
-    next_run_at: datetime | None = None
-
-    def at(self, now: datetime) -> ServerRow:
-        """This row as it stands at `now`. Time alone turns a server whose last run succeeded
-        stale once its newest sample is too old -- a paused queue, a dead worker: exactly the
-        cases where no new event comes to say so. Pure: no I/O, cheap enough for every tick."""
-        if self.status not in ("up", "stale"):  # down, new and off do not change with time
-            return self
-        status = _freshness(self.server, self.latest, now)
-        return self if status == self.status else self.model_copy(update={"status": status})
-
-
-class ServerDetail(BaseModel):
-    row: ServerRow
-    history_1h: list[HistoryPoint]
-    history_24h: list[HistoryPoint]
-    runs: list[Run]
 
 
 def refuse_disabled(servers: list[Server]) -> None:
@@ -87,19 +53,10 @@ def refuse_disabled(servers: list[Server]) -> None:
     disabled = [server.name for server in servers if not server.enabled]
     if disabled:
         names = ", ".join(disabled)
-        raise UsageError(f"{names} {'is' if len(disabled) == 1 else 'are'} disabled: not collected "
-                         f"(enable with: fleettop servers edit NAME --enable)")
-
-
-class HostKeyCheck(BaseModel):
-    """The host key a server presents now, and what fleettop's known_hosts files say of it."""
-
-    server: str
-    where: str  # as known_hosts names the host: name, or [name]:port
-    key: str  # "<algorithm> SHA256:<fingerprint>"
-    fingerprint: str  # "SHA256:<fingerprint>"
-    state: Literal["trusted", "changed", "unknown"]
-    record_in: Path  # the file trust_host_key writes: data_dir/known_hosts, read by this machine's workers
+        raise UsageError(
+            f"{names} {'is' if len(disabled) == 1 else 'are'} disabled: not collected "
+            f"(enable with: fleettop servers edit NAME --enable)"
+        )
 
 
 class FleetService:
@@ -139,11 +96,11 @@ class FleetService:
 
     # -- servers ---------------------------------------------------------------------
 
-    async def list_servers(self) -> list[ServerRow]:
+    async def list_servers(self) -> list[ServerView]:
         servers = await self.repo.list_servers()
         return await self._rows(servers)
 
-    async def server_row(self, server_id: int) -> ServerRow | None:
+    async def server_row(self, server_id: int) -> ServerView | None:
         server = await self.repo.get_server_by_id(server_id)
         return (await self._rows([server]))[0] if server else None
 
@@ -195,9 +152,16 @@ class FleetService:
         thresholds = cfg.thresholds.resolve(defaults.thresholds)
         existing = await self.repo.get_server(cfg.name)
         server = Server(
-            id=existing.id if existing else 0, name=cfg.name, host=cfg.host, port=cfg.port, username=cfg.username,
-            transport=cfg.transport, auth=cfg.auth, key_file=str(cfg.key_file) if cfg.key_file else None,
-            interval=cfg.interval or defaults.interval_for(cfg.transport), thresholds=thresholds,
+            id=existing.id if existing else 0,
+            name=cfg.name,
+            host=cfg.host,
+            port=cfg.port,
+            username=cfg.username,
+            transport=cfg.transport,
+            auth=cfg.auth,
+            key_file=str(cfg.key_file) if cfg.key_file else None,
+            interval=cfg.interval or defaults.interval_for(cfg.transport),
+            thresholds=thresholds,
         )
         blob = None
         if secret:
@@ -205,7 +169,8 @@ class FleetService:
         elif cfg.auth != "agent" and existing is not None and existing.has_secret:
             if secret_binding_changes(existing, cfg):
                 raise CollectError(
-                    "auth_failed", cfg.name,
+                    "auth_failed",
+                    cfg.name,
                     f"the stored password is for {existing.username or '-'}@{existing.host}:{existing.port}; type it to test these settings",
                 )
             blob = await self.repo.get_secret(existing.id)
@@ -221,8 +186,12 @@ class FleetService:
         prober = self.context.prober
         fingerprint, key = await prober.host_key(server)
         return HostKeyCheck(
-            server=server.name, where=probe.host_pattern(server.host, server.port), key=probe.describe_key(key),
-            fingerprint=fingerprint, state=await prober.trusted_state(server, key), record_in=prober.own_known_hosts,
+            server=server.name,
+            where=probe.host_pattern(server.host, server.port),
+            key=probe.describe_key(key),
+            fingerprint=fingerprint,
+            state=await prober.trusted_state(server, key),
+            record_in=prober.own_known_hosts,
         )
 
     async def trust_host_key(self, name: str, fingerprint: str) -> Path:
@@ -274,7 +243,9 @@ class FleetService:
     ) -> None:
         """Until the manual collection of each server has finished (ok or failed for good);
         `on_retry` hears of each failed attempt that is retried (control.wait_manual)."""
-        await control.wait_manual(self.context.lanes.manual, self.cache, [server.id for server in servers], timeout, on_retry)
+        await control.wait_manual(
+            self.context.lanes.manual, self.cache, [server.id for server in servers], timeout, on_retry
+        )
 
     async def manual_outcome(self, server: Server) -> CollectOutcome:
         """The result of the server's last manual collection (after wait_collected)."""
@@ -288,7 +259,8 @@ class FleetService:
         jobs = await self.context.lanes.manual.jobs([self.cache.job_key("manual", server_id) for server_id in ids])
         lasts = await self.repo.last_runs(ids)
         oks = [
-            job.status == "complete" and isinstance(job.result, dict) and job.result.get("status") == "ok" if job is not None
+            job.status == "complete" and isinstance(job.result, dict) and job.result.get("status") == "ok"
+            if job is not None
             else lasts.get(server_id) is not None and lasts[server_id].status == "ok"
             for server_id, job in zip(ids, jobs)
         ]
@@ -298,14 +270,18 @@ class FleetService:
             last = lasts.get(server_id)
             if ok:
                 outcomes.append(CollectOutcome(status="ok", sample=samples.get(server_id)))
-            elif job is not None and job.result == control.GONE:
+            elif job is not None and job.result == contract.GONE:
                 outcomes.append(CollectOutcome(status="failed", error="the server was removed before it was collected"))
-            elif job is not None and job.result == control.DISABLED:
-                outcomes.append(CollectOutcome(status="failed", error="the server was disabled before it was collected"))
+            elif job is not None and job.result == contract.DISABLED:
+                outcomes.append(
+                    CollectOutcome(status="failed", error="the server was disabled before it was collected")
+                )
             elif last is not None and last.status in ("failed", "retried"):
                 outcomes.append(CollectOutcome(status="failed", error=last.error))
             else:
-                outcomes.append(CollectOutcome(status="failed", error=f"collection {job.status.value if job else 'lost'}"))
+                outcomes.append(
+                    CollectOutcome(status="failed", error=f"collection {job.status.value if job else 'lost'}")
+                )
         return outcomes
 
     async def pause(self) -> None:
@@ -399,8 +375,13 @@ class FleetService:
                 if await self.repo.audit_recorded(entry.actor, entry.action, entry.at):
                     await self.cache.dead_letter(entry, "recorded already (a copy pushed again)")
                     continue
-                await self.repo.audit(entry.action, entry.target, f"{entry.detail}; {relayed}" if entry.detail else relayed,
-                                      who=entry.actor, at=entry.at)
+                await self.repo.audit(
+                    entry.action,
+                    entry.target,
+                    f"{entry.detail}; {relayed}" if entry.detail else relayed,
+                    who=entry.actor,
+                    at=entry.at,
+                )
             except Exception as exc:
                 if not await self._database_answers():  # the entries wait in Redis for it
                     await self.cache.put_back(entries[done:])
@@ -443,9 +424,11 @@ class FleetService:
     async def _last_outcome(self, server_id: int) -> RunOutcome | None:
         runs = await self.repo.recent_runs(server_id, 2)
         finished = next((run for run in runs if run.status != "running"), None)
-        return RunOutcome(status="ok" if finished.status == "ok" else "failed", error=finished.error) if finished else None
+        return (
+            RunOutcome(status="ok" if finished.status == "ok" else "failed", error=finished.error) if finished else None
+        )
 
-    async def _rows(self, servers: list[Server]) -> list[ServerRow]:
+    async def _rows(self, servers: list[Server]) -> list[ServerView]:
         ids = [server.id for server in servers]
         latest = await self.cache.latest(ids, self.repo.latest_samples)
         next_runs = await self._next_runs([server for server in servers if server.enabled])
@@ -456,100 +439,14 @@ class FleetService:
             sample = latest.get(server.id)
             outcome = outcomes.get(server.id)
             rows.append(
-                ServerRow(
+                ServerView(
                     server=server,
                     latest=sample,
                     severities=classify(sample, server.thresholds) if sample else {},
-                    status=_status(server, sample, outcome, now),
+                    status=status_of(server, sample, outcome, now),
                     error=outcome.error if outcome and outcome.status == "failed" else None,
                     last_collected_at=sample.collected_at if sample else None,
                     next_run_at=next_runs.get(server.id),
                 )
             )
         return rows
-
-
-def _status(server: Server, sample: Sample | None, last: RunOutcome | None, now: datetime) -> Status:
-    if not server.enabled:
-        return "disabled"
-    if last is None:
-        return "unknown"
-    if last.status == "failed":
-        return "down"
-    return _freshness(server, sample, now)
-
-
-def _freshness(server: Server, sample: Sample | None, now: datetime) -> Status:
-    """Up while the newest sample is younger than STALE_INTERVALS intervals plus a minute, then stale."""
-    fresh_for = timedelta(seconds=server.interval * STALE_INTERVALS + 60)
-    if sample is None or now - sample.collected_at > fresh_for:
-        return "stale"
-    return "up"
-
-
-@contextlib.asynccontextmanager
-async def open_service(
-    loaded: LoadedConfig, *, worker: bool, demo: int | None = None, long_running: bool = False
-) -> AsyncIterator[FleetService]:
-    """The service for this config, open for the duration of the context. `long_running` (a
-    dashboard, a headless worker): an embedded Redis that dies meanwhile is started again."""
-    settings = loaded.settings
-    async with contextlib.AsyncExitStack() as stack:
-        demo_servers: list[ServerConfig] = []
-        if demo:
-            settings, demo_servers = await stack.enter_async_context(_demo(settings, demo))
-        logs.configure_file_if_unset(settings.data_dir / "fleettop.log")
-        redis = await stack.enter_async_context(redis_target(settings, keep_alive=long_running))
-        database = await open_database(settings)
-        stack.push_async_callback(database.close)
-        repo = Repository(database, settings.defaults)
-        await repo.sync_config_servers(settings.servers)
-
-        connections = max(100, settings.worker.concurrency * 4)
-        cache = Cache(redis.client(connections), settings)
-        stack.push_async_callback(cache.redis.aclose)
-        try:
-            await cache.redis.ping()
-        except (RedisError, OSError) as exc:
-            raise RedisUnavailable(f"cannot reach {redis.describe()}: {exc}") from None
-        lanes = Lanes(lambda: redis.client(connections), cache)
-        await lanes.connect()
-        stack.push_async_callback(lanes.close)
-        secrets = SecretBox(settings.data_dir)
-        prober = Prober(settings, secrets)
-        stack.push_async_callback(prober.close)
-
-        service = FleetService(CollectContext(settings, repo, cache, prober, lanes), secrets, redis, loaded.path)
-        for cfg in demo_servers:
-            await repo.add_server(cfg, source="db")
-        if not demo:
-            await add_first_run_localhost(repo, loaded)
-        await service.cache_server_list()
-        try:
-            await service.record_audit_requests()
-        except Exception as exc:  # never a reason not to start: a worker's recorder tries again every second
-            log.warning("cannot record the audit entries of attached commands yet: %s", exc)
-        stack.push_async_callback(service.stop_worker)
-        if worker:
-            await service.start_worker()
-        yield service
-
-
-@contextlib.asynccontextmanager
-async def _demo(settings: Settings, count: int) -> AsyncIterator[tuple[Settings, list[ServerConfig]]]:
-    """N simulated hosts, and settings with a throwaway data_dir (SQLite, embedded Redis)
-    that trust them: a demo stores nothing of the user's."""
-    from fleettop.sim import SimFleet  # only the demo needs the simulator
-
-    with tempfile.TemporaryDirectory(prefix="fleettop-demo-") as scratch:
-        async with SimFleet(count) as fleet:
-            yield settings.model_copy(
-                update={
-                    "data_dir": Path(scratch),
-                    "database": settings.database.model_copy(update={"url": None}),
-                    "redis": settings.redis.model_copy(update={"url": None}),
-                    "ssh": settings.ssh.model_copy(update={"known_hosts": fleet.known_hosts_path}),
-                    "defaults": settings.defaults.model_copy(update={"interval": 10}),
-                    "servers": [],
-                }
-            ), fleet.server_configs()

@@ -11,3 +11,11 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 def clean(value: object) -> str:
     """One line of plain text: control characters (newlines included) become spaces."""
     return CONTROL.sub(" ", str(value)).strip()
+
+
+def first_line(error: BaseException | str) -> str:
+    """The first line of an error's message; its type's name when the message is empty."""
+    lines = str(error).strip().splitlines()
+    if lines:
+        return lines[0]
+    return type(error).__name__ if isinstance(error, BaseException) else ""

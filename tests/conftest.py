@@ -33,7 +33,7 @@ import yaml
 os.environ.setdefault("FLEETTOP_TEST_TIME_SCALE", "0.2")
 
 from fleettop import config  # noqa: E402
-from fleettop.sim import SimFleet  # noqa: E402
+from fleettop.probe.sim import SimFleet  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_URL = os.environ.get("FLEETTOP_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")

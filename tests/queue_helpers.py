@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from fleettop.config import LoadedConfig, Settings
-from fleettop.service import FleetService, open_service
+from fleettop.service import FleetService
+from fleettop.wiring import open_service
 
 
 def loaded(data: dict[str, Any], path: Path | None = None) -> LoadedConfig:
@@ -59,7 +60,11 @@ class Fleettop:
         output = config.parent / f"{name}-{uuid.uuid4().hex[:6]}.log"
         config_args = ["--config", str(config)] if named else []
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "fleettop", *config_args, *args,
+            sys.executable,
+            "-m",
+            "fleettop",
+            *config_args,
+            *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=output.open("wb"),
             stderr=asyncio.subprocess.STDOUT,
@@ -80,8 +85,15 @@ class Fleettop:
 async def run_fleettop(config: Path, *args: str, timeout: float = 60) -> tuple[int, str, str]:
     """Run a fleettop command to the end: (exit code, stdout, stderr)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "fleettop", "--config", str(config), *args,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "fleettop",
+        "--config",
+        str(config),
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         cwd=config.parent,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)

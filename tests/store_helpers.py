@@ -14,7 +14,9 @@ from fleettop.store.repo import Repository
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
-def metrics(at: datetime, cpu: float | None = 10.0, ram: float = 20.0, disk: float | None = 30.0, load1: float = 0.5) -> Metrics:
+def metrics(
+    at: datetime, cpu: float | None = 10.0, ram: float = 20.0, disk: float | None = 30.0, load1: float = 0.5
+) -> Metrics:
     return Metrics(
         collected_at=at,
         cpu_percent=cpu,
@@ -23,7 +25,9 @@ def metrics(at: datetime, cpu: float | None = 10.0, ram: float = 20.0, disk: flo
         mem_total_bytes=8 * 1024**3,
         swap_percent=1.5,
         disk_percent=disk,
-        disks=[DiskUsage(mount="/", device="/dev/sda1", fstype="ext4", used_bytes=30, total_bytes=100, percent=disk or 0)],
+        disks=[
+            DiskUsage(mount="/", device="/dev/sda1", fstype="ext4", used_bytes=30, total_bytes=100, percent=disk or 0)
+        ],
         load1=load1,
         load5=0.4,
         load15=0.3,
@@ -43,19 +47,25 @@ async def refuse_samples_of(database: Database, server_id: int) -> None:
     """A real failure of the database for one server's writes: a trigger that aborts its sample."""
     async with database.engine.begin() as conn:
         if database.dialect == "postgresql":
-            await conn.execute(text(
-                "CREATE FUNCTION refuse_sample() RETURNS trigger LANGUAGE plpgsql AS "
-                "$$ BEGIN RAISE EXCEPTION 'sample refused'; END $$"
-            ))
-            await conn.execute(text(
-                f"CREATE TRIGGER refuse BEFORE INSERT ON samples FOR EACH ROW WHEN (NEW.server_id = {server_id}) "
-                "EXECUTE FUNCTION refuse_sample()"
-            ))
+            await conn.execute(
+                text(
+                    "CREATE FUNCTION refuse_sample() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'sample refused'; END $$"
+                )
+            )
+            await conn.execute(
+                text(
+                    f"CREATE TRIGGER refuse BEFORE INSERT ON samples FOR EACH ROW WHEN (NEW.server_id = {server_id}) "
+                    "EXECUTE FUNCTION refuse_sample()"
+                )
+            )
         else:
-            await conn.execute(text(
-                f"CREATE TRIGGER refuse BEFORE INSERT ON samples WHEN NEW.server_id = {server_id} "
-                "BEGIN SELECT RAISE(ABORT, 'sample refused'); END"
-            ))
+            await conn.execute(
+                text(
+                    f"CREATE TRIGGER refuse BEFORE INSERT ON samples WHEN NEW.server_id = {server_id} "
+                    "BEGIN SELECT RAISE(ABORT, 'sample refused'); END"
+                )
+            )
 
 
 async def allow_samples(database: Database) -> None:

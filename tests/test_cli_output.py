@@ -31,7 +31,12 @@ def fleettop(config: Path, *args: str, timeout: float = 60) -> subprocess.Comple
     env.pop("PYTHONWARNINGS", None)
     return subprocess.run(
         [sys.executable, "-m", "fleettop", "--config", str(config), *args],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=config.parent, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=config.parent,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -51,11 +56,14 @@ def test_a_command_that_loads_asyncssh_prints_nothing_on_stderr(tmp_path):
 def test_errors_name_a_server_by_host_and_port_in_one_form(tmp_path):
     """Port 22 shown, no IPv6 brackets around an IPv4 address or a name (D17)."""
     port = closed_port()
-    config = write_config(tmp_path, servers=[
-        {"name": "web1", "host": "127.0.0.1", "port": port},
-        {"name": "web6", "host": "::1", "port": port},
-        {"name": "ssh22", "host": "127.0.0.1", "port": 22 if not _listening(22) else port},
-    ])
+    config = write_config(
+        tmp_path,
+        servers=[
+            {"name": "web1", "host": "127.0.0.1", "port": port},
+            {"name": "web6", "host": "::1", "port": port},
+            {"name": "ssh22", "host": "127.0.0.1", "port": 22 if not _listening(22) else port},
+        ],
+    )
 
     errors = {}
     for name in ("web1", "web6", "ssh22"):
@@ -96,7 +104,8 @@ def test_every_command_says_no_such_server_the_same_way_with_exit_2(tmp_path):
 def test_collect_says_names_and_all_cannot_be_combined(tmp_path):
     result = fleettop(write_config(tmp_path), "collect", "--all", "web2")
     assert (result.returncode, result.stderr) == (
-        2, "fleettop: server names and --all cannot be combined: give one or the other\n"
+        2,
+        "fleettop: server names and --all cannot be combined: give one or the other\n",
     )
 
 
@@ -105,7 +114,8 @@ def test_every_json_output_ends_with_a_newline(tmp_path, redis_url):
     each command, so `queue pause` answers rather than refuses."""
     prefix = f"fleettop-test-json-{os.getpid()}-{tmp_path.name}:"
     config = write_config(
-        tmp_path, servers=[{"name": "web1", "host": "127.0.0.1", "port": closed_port()}],
+        tmp_path,
+        servers=[{"name": "web1", "host": "127.0.0.1", "port": closed_port()}],
         redis={"url": redis_url, "prefix": prefix},
     )
     commands = [
@@ -124,4 +134,8 @@ def test_every_json_output_ends_with_a_newline(tmp_path, redis_url):
     config.write_text(config.read_text() + "worker: {retries: 1}\n")
     for command in commands:
         result = fleettop(config, *command)
-        assert result.stdout.endswith("\n") and json.loads(result.stdout) is not None, (command, result.stdout, result.stderr)
+        assert result.stdout.endswith("\n") and json.loads(result.stdout) is not None, (
+            command,
+            result.stdout,
+            result.stderr,
+        )

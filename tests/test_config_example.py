@@ -37,10 +37,17 @@ def test_help_points_to_config_example(tmp_path):
 def test_the_wheel_carries_the_example(tmp_path):
     """Built from a copy of the source tree (a build writes build/ and egg-info beside it)."""
     source = tmp_path / "src"
-    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(".git", "*.egg-info", "build", "__pycache__", ".*cache", ".hypothesis"))
+    shutil.copytree(
+        REPO,
+        source,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(".git", "*.egg-info", "build", "__pycache__", ".*cache", ".hypothesis"),
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(source), "-w", str(tmp_path / "dist")],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     (wheel,) = (tmp_path / "dist").glob("fleettop-*.whl")

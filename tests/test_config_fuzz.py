@@ -11,12 +11,34 @@ from hypothesis import strategies as st
 
 from fleettop import config
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True), st.text(max_size=30))
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=True), st.text(max_size=30)
+)
 keys = st.sampled_from(
-    ["data_dir", "database", "redis", "worker", "servers", "defaults", "ssh", "url", "port", "name", "host",
-     "interval", "thresholds", "cpu", "concurrency", "servrs", "enabled", "transport"]
+    [
+        "data_dir",
+        "database",
+        "redis",
+        "worker",
+        "servers",
+        "defaults",
+        "ssh",
+        "url",
+        "port",
+        "name",
+        "host",
+        "interval",
+        "thresholds",
+        "cpu",
+        "concurrency",
+        "servrs",
+        "enabled",
+        "transport",
+    ]
 ) | st.text(max_size=8)
-documents = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5), max_leaves=25)
+documents = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5), max_leaves=25
+)
 
 
 def _check(text: str) -> None:

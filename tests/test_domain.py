@@ -8,7 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleettop.domain import (
-    Metrics, Severity, Thresholds, classify, is_alerting, severity, shown_disk_percent, shown_percent,
+    Metrics,
+    Severity,
+    Thresholds,
+    classify,
+    is_alerting,
+    severity,
+    shown_disk_percent,
+    shown_percent,
 )
 from fleettop.figures import disk_percent
 
@@ -46,14 +53,25 @@ def test_the_colour_follows_the_figure_as_shown(value, threshold):
 
 def _metrics(cpu: float, ram: float, disk: float | None) -> Metrics:
     return Metrics(
-        collected_at=datetime(2026, 1, 1, tzinfo=UTC), cpu_percent=cpu, mem_percent=ram, disk_percent=disk,
-        load1=0, load5=0, load15=0, procs=1, uptime_s=1,
+        collected_at=datetime(2026, 1, 1, tzinfo=UTC),
+        cpu_percent=cpu,
+        mem_percent=ram,
+        disk_percent=disk,
+        load1=0,
+        load5=0,
+        load15=0,
+        procs=1,
+        uptime_s=1,
     )
 
 
 def test_classify_uses_each_servers_own_thresholds():
     metrics = _metrics(cpu=85, ram=50, disk=93)
-    assert classify(metrics, Thresholds()) == {"cpu": Severity.WARNING, "ram": Severity.NORMAL, "disk": Severity.CRITICAL}
+    assert classify(metrics, Thresholds()) == {
+        "cpu": Severity.WARNING,
+        "ram": Severity.NORMAL,
+        "disk": Severity.CRITICAL,
+    }
     strict = Thresholds(cpu=80, ram=50, disk=95)
     assert classify(metrics, strict) == {"cpu": Severity.CRITICAL, "ram": Severity.CRITICAL, "disk": Severity.WARNING}
     assert is_alerting(metrics, Thresholds()) and not is_alerting(_metrics(10, 10, None), Thresholds())

@@ -45,7 +45,7 @@ def test_example_server_entry_is_valid_once_uncommented(tmp_path):
     entry = text[text.index("# - name: web1") :]
     uncommented = "\n".join(re.sub(r"^# ?", "", line) for line in entry.splitlines())
     path = tmp_path / "config.yaml"
-    path.write_text(text.replace("servers: []", "servers:") .replace(entry, uncommented))
+    path.write_text(text.replace("servers: []", "servers:").replace(entry, uncommented))
     server = config.load(path, environ={}).settings.servers[0]
     assert (server.name, server.port, server.interval, server.auth) == ("web1", 22, 300, "agent")
     assert server.thresholds.resolve(config.Settings().defaults.thresholds).cpu == 80
@@ -63,7 +63,9 @@ def test_every_settings_key_is_documented_in_the_example():
 def test_environment_overrides_the_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("worker:\n  concurrency: 7\n")
-    settings = config.load(path, environ={"FLEETTOP_WORKER__CONCURRENCY": "12", "FLEETTOP_REDIS__URL": "redis://x:1/0"}).settings
+    settings = config.load(
+        path, environ={"FLEETTOP_WORKER__CONCURRENCY": "12", "FLEETTOP_REDIS__URL": "redis://x:1/0"}
+    ).settings
     assert settings.worker.concurrency == 12
     assert settings.redis.url == "redis://x:1/0"
 
@@ -98,7 +100,7 @@ def test_styles_ship_inside_the_package():
 def test_cli_paths_do_not_import_textual():
     code = (
         "import sys; from fleettop import cli; cli.build_parser();"
-        "import fleettop.cmd_store, fleettop.cmd_queue, fleettop.cmd_probe;"
+        "import fleettop.cli.servers, fleettop.cli.collect, fleettop.cli.trust;"
         "print('textual' in sys.modules)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
@@ -117,5 +119,9 @@ def test_help_ends_with_where_the_config_file_is(tmp_path, monkeypatch, capsys):
         with pytest.raises(SystemExit):
             main(["--help"])
         epilog = capsys.readouterr().out.rstrip("\n").split("\n\n")[-1].splitlines()
-        expected = f"config file: {path}" if present else f"no config file: defaults in use; create {path} to change them (`fleettop config example` prints every key)"
+        expected = (
+            f"config file: {path}"
+            if present
+            else f"no config file: defaults in use; create {path} to change them (`fleettop config example` prints every key)"
+        )
         assert epilog == [expected]

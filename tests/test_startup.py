@@ -37,7 +37,7 @@ def test_cli_path_at_head_imports_neither_alembic_nor_asyncssh(tmp_path):
         import asyncio, sys
         from fleettop.config import Settings
         from fleettop.store.db import open_database
-        import fleettop.cmd_queue, fleettop.cmd_store  # the CLI's handlers
+        import fleettop.cli.collect, fleettop.cli.servers  # the CLI's handlers
 
         async def main():
             database = await open_database(Settings(data_dir={str(tmp_path)!r}))
@@ -56,7 +56,7 @@ def test_the_attached_cli_path_imports_no_database_ssh_or_ui():
     script = textwrap.dedent(
         """
         import sys
-        import fleettop.cli, fleettop.cmd_queue, fleettop.attached
+        import fleettop.cli, fleettop.cli.collect, fleettop.cli.attached
         heavy = sorted({name.split(".")[0] for name in sys.modules} & {"sqlalchemy", "alembic", "asyncssh", "textual", "aiosqlite", "asyncpg"})
         heavy += sorted(name for name in sys.modules if name.startswith("cryptography.hazmat"))
         assert not heavy, heavy

@@ -14,19 +14,24 @@ from fleettop import timing
 
 # What a user is promised (README "How collection works", "Configuration").
 README_FIGURES = {
-    "min_interval": 10, "retries": 3, "retry_waits": [5, 10], "job_heartbeat_limit": 10, "sweep_every": 5, "reconcile_every": 10,
+    "min_interval": 10,
+    "retries": 3,
+    "retry_waits": [5, 10],
+    "job_heartbeat_limit": 10,
+    "sweep_every": 5,
+    "reconcile_every": 10,
 }
 FIGURES = """
 import json
 from fleettop import config, timing
-from fleettop.queue import control, jobs, scheduler
+from fleettop.queue import contract, jobs, scheduler
 settings = config.Settings()
 print(json.dumps({
     "scale": timing.SCALE,
     "min_interval": config.MIN_INTERVAL,
     "retries": settings.worker.retries,
-    "retry_waits": [jobs.retry_delay(settings, attempt) for attempt in (1, 2)],
-    "job_heartbeat_limit": control.HEARTBEAT_LIMIT_S,
+    "retry_waits": [contract.retry_delay(settings, attempt) for attempt in (1, 2)],
+    "job_heartbeat_limit": contract.HEARTBEAT_LIMIT_S,
     "sweep_every": jobs.SWEEP_EVERY_S,
     "reconcile_every": scheduler.RECONCILE_EVERY_S,
 }))
@@ -53,8 +58,13 @@ def test_without_the_variable_the_protocol_keeps_the_readme_figures():
 def test_the_scale_shrinks_every_wait_and_no_figure_a_user_sets():
     shown = figures("0.2")
     assert shown == {
-        "scale": 0.2, "min_interval": 10, "retries": 3, "retry_waits": pytest.approx([1, 2]),
-        "job_heartbeat_limit": pytest.approx(2), "sweep_every": pytest.approx(1), "reconcile_every": pytest.approx(2),
+        "scale": 0.2,
+        "min_interval": 10,
+        "retries": 3,
+        "retry_waits": pytest.approx([1, 2]),
+        "job_heartbeat_limit": pytest.approx(2),
+        "sweep_every": pytest.approx(1),
+        "reconcile_every": pytest.approx(2),
     }
 
 

@@ -25,13 +25,25 @@ if TYPE_CHECKING:
     import asyncssh
 
     from fleettop.probe.ssh import (
-        SSHPool, SSHTarget, describe_key, forget_known_host, host_pattern, other_keys_in, record_known_host,
+        SSHPool,
+        SSHTarget,
+        describe_key,
+        forget_known_host,
+        host_pattern,
+        other_keys_in,
+        record_known_host,
     )
 
 # fleettop.probe.ssh (and asyncssh, ~0.15 s to import) is loaded when a connection is first
 # needed: a CLI command with a worker attached elsewhere never opens one.
 _SSH_NAMES = {
-    "describe_key", "forget_known_host", "host_pattern", "other_keys_in", "record_known_host", "SSHPool", "SSHTarget",
+    "describe_key",
+    "forget_known_host",
+    "host_pattern",
+    "other_keys_in",
+    "record_known_host",
+    "SSHPool",
+    "SSHTarget",
 }
 # An answer up to this size is parsed on the event loop (at most ~10 ms, however hostile);
 # a bigger one, in a thread.
@@ -45,9 +57,18 @@ def __getattr__(name: str) -> Any:
         return getattr(ssh, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
-    "CollectError", "CollectErrorKind", "ProbeResult", "Prober", "describe_key", "forget_known_host", "host_pattern",
-    "host_port", "other_keys_in", "record_known_host",
+    "CollectError",
+    "CollectErrorKind",
+    "ProbeResult",
+    "Prober",
+    "describe_key",
+    "forget_known_host",
+    "host_pattern",
+    "host_port",
+    "other_keys_in",
+    "record_known_host",
 ]
 
 
@@ -130,6 +151,8 @@ class Prober:
         try:
             return replace(target, secret=self._secrets.open(secret, server.id, server))
         except SecretMismatch as exc:  # refused before connecting: nothing is sent
-            raise CollectError("auth_failed", target.where, f"{exc}: fleettop servers edit {server.name} --password") from None
+            raise CollectError(
+                "auth_failed", target.where, f"{exc}: fleettop servers edit {server.name} --password"
+            ) from None
         except FleettopError as exc:
             raise CollectError("auth_failed", target.where, str(exc)) from None

@@ -16,7 +16,10 @@ async def run_local(where: str, first_contact: bool, timeout: float) -> str:
     """The script's stdout; raises CollectError (command_failed or timeout)."""
     try:
         process = await asyncio.create_subprocess_exec(
-            "/bin/sh", "-s", "--", "1" if first_contact else "0",
+            "/bin/sh",
+            "-s",
+            "--",
+            "1" if first_contact else "0",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

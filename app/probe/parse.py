@@ -24,10 +24,38 @@ _BEGIN_PREFIX = "@@FLEETTOP-BEGIN "
 # memory-backed ones): they never count as disks.
 PSEUDO_FILESYSTEMS = frozenset(
     {
-        "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devpts",
-        "devtmpfs", "efivarfs", "erofs", "fuse.gvfsd-fuse", "fuse.lxcfs", "fuse.portal", "fusectl",
-        "hugetlbfs", "iso9660", "mqueue", "nsfs", "nfsd", "overlay", "proc", "procfs", "pstore",
-        "ramfs", "rpc_pipefs", "securityfs", "selinuxfs", "squashfs", "sysfs", "tmpfs", "tracefs",
+        "autofs",
+        "binfmt_misc",
+        "bpf",
+        "cgroup",
+        "cgroup2",
+        "configfs",
+        "debugfs",
+        "devpts",
+        "devtmpfs",
+        "efivarfs",
+        "erofs",
+        "fuse.gvfsd-fuse",
+        "fuse.lxcfs",
+        "fuse.portal",
+        "fusectl",
+        "hugetlbfs",
+        "iso9660",
+        "mqueue",
+        "nsfs",
+        "nfsd",
+        "overlay",
+        "proc",
+        "procfs",
+        "pstore",
+        "ramfs",
+        "rpc_pipefs",
+        "securityfs",
+        "selinuxfs",
+        "squashfs",
+        "sysfs",
+        "tmpfs",
+        "tracefs",
         "zram",
     }
 )
@@ -176,7 +204,13 @@ def real_disks(df_lines: list[str], mount_types: dict[str, str]) -> list[DiskUsa
     kept = heapq.nlargest(MAX_DISKS, by_device.values(), key=lambda disk: disk[6])
     return [
         DiskUsage(
-            mount=mount, device=device, fstype=fstype, used_bytes=used, total_bytes=total, avail_bytes=avail, percent=percent,
+            mount=mount,
+            device=device,
+            fstype=fstype,
+            used_bytes=used,
+            total_bytes=total,
+            avail_bytes=avail,
+            percent=percent,
         )
         for mount, device, fstype, used, total, avail, percent in sorted(kept)
     ]

@@ -473,8 +473,16 @@ class SSHPool:
             return {"password": target.secret, "client_keys": None, "agent_path": None}, "offered: password"
         if target.auth == "key":  # that key alone
             if target.key_file is None:
-                return {"client_keys": (), "agent_path": None, "password": None}, f"offered: {DEFAULT_KEYS}"  # (): the defaults
-            return {"client_keys": [await self._client_key(target)], "agent_path": None, "password": None}, f"offered: {target.key_file}"
+                return {
+                    "client_keys": (),
+                    "agent_path": None,
+                    "password": None,
+                }, f"offered: {DEFAULT_KEYS}"  # (): the defaults
+            return {
+                "client_keys": [await self._client_key(target)],
+                "agent_path": None,
+                "password": None,
+            }, f"offered: {target.key_file}"
         # agent: $SSH_AUTH_SOCK's keys and, as OpenSSH offers IdentityFile beside them, the key
         # file (the server's or ssh.key_file), else the ~/.ssh/id_* defaults. A key file that
         # cannot be used (its passphrase not stored here: the agent may hold that key) is left out.
@@ -501,12 +509,16 @@ class SSHPool:
             except UnsafePath as exc:  # /dev/zero, a FIFO, a link: refused before a byte is read
                 raise CollectError("auth_failed", target.where, f"key file {exc}") from None
             except OSError as exc:
-                raise CollectError("auth_failed", target.where, f"key file {target.key_file}: {exc.strerror or exc}") from None
+                raise CollectError(
+                    "auth_failed", target.where, f"key file {target.key_file}: {exc.strerror or exc}"
+                ) from None
             except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
                 raise CollectError("auth_failed", target.where, f"key file {target.key_file}: {exc}") from None
         return self._client_keys[cache_key]
 
-    def _connect_error(self, target: SSHTarget, exc: Exception, client: _Client | None, offered: str = "") -> CollectError:
+    def _connect_error(
+        self, target: SSHTarget, exc: Exception, client: _Client | None, offered: str = ""
+    ) -> CollectError:
         where = target.where
         if isinstance(exc, asyncssh.HostKeyNotVerifiable):
             if client is None or client.presented is None:
@@ -526,7 +538,9 @@ class SSHPool:
                 f"host key unknown ({describe_key(key)}); check it and run: fleettop trust {target.name}",
             )
         if isinstance(exc, asyncssh.PermissionDenied):
-            return CollectError("auth_failed", where, f"authentication failed as {target.username} ({offered or target.auth})")
+            return CollectError(
+                "auth_failed", where, f"authentication failed as {target.username} ({offered or target.auth})"
+            )
         if isinstance(exc, TimeoutError):
             return CollectError("unreachable", where, f"connection timed out after {self._ssh.connect_timeout:g} s")
         if isinstance(exc, socket.gaierror):
@@ -541,7 +555,9 @@ class SSHPool:
 def _read_client_key(path: Path, passphrase: str | None) -> asyncssh.SSHKey:
     """A private key from a regular file of at most MAX_KEY_FILE_BYTES, read without following a
     link and with a bound (a key_file of /dev/zero must not fill memory, nor a FIFO hang a thread)."""
-    return asyncssh.import_private_key(read_trusted_file(path, follow_links=False, limit=MAX_KEY_FILE_BYTES), passphrase)
+    return asyncssh.import_private_key(
+        read_trusted_file(path, follow_links=False, limit=MAX_KEY_FILE_BYTES), passphrase
+    )
 
 
 def _reason(exc: BaseException) -> str:

@@ -4,14 +4,13 @@ Nothing here reads a worker's memory: counts come from Redis (the two queues, th
 retry-backoff set, the pause flag) and from the run history in SQL.
 
 Light to import (no SQLAlchemy, no SSH): a command attached to a running worker
-(fleettop.attached) queues and waits with these functions alone.
+(fleettop.cli.attached) queues and waits with these functions alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 import typing as t
 
@@ -20,27 +19,16 @@ from saq.job import TERMINAL_STATUSES, Job, Status
 from saq.utils import now as now_ms
 
 from fleettop.cache import Cache, Event
-from fleettop.config import Settings
 from fleettop.domain import QueueStats
-from fleettop.timing import scaled
+from fleettop.queue.contract import CollectContext, job_options
 
 if t.TYPE_CHECKING:
-    from fleettop.queue.jobs import CollectContext
     from fleettop.queue.worker import FleetQueue
 
 # wait_manual re-reads the job records at least this often (a status message lost, or
 # Redis pub/sub unavailable); between reads it wakes on SAQ's status messages.
 WAIT_POLL_S = 1.0
 _TERMINAL = {status.value for status in TERMINAL_STATUSES}
-
-# The collect job's results: a fresh collection stored, and its server removed between
-# queuing and running.
-OK = {"status": "ok"}
-GONE = {"status": "gone"}
-DISABLED = {"status": "disabled"}
-
-HEARTBEAT_LIMIT_S = scaled(10)  # a job not touched for this long is swept (and re-run)
-JOB_MARGIN_S = 15  # SQL and Redis writes around the SSH exchange
 
 # SAQ's own enqueue script (saq/queue/redis.py RedisQueue._enqueue), run here for many
 # jobs in one pipeline: a key already queued, waiting or running is refused.
@@ -56,23 +44,24 @@ end
 """
 
 
-def job_timeout(settings: Settings) -> int:
-    """Long enough for one SSH connect and one probe command, plus the writes around them."""
-    return math.ceil(settings.ssh.connect_timeout + settings.ssh.command_timeout + JOB_MARGIN_S)
+async def enqueue_link(deps: CollectContext, server_id: int, when: float) -> bool:
+    """Put a server's schedule link (its one stable key) on the scheduled queue, due at `when`.
+    False when the link already exists: SAQ refuses a key that is queued, waiting or running."""
+    due = 0 if when <= time.time() else when  # a float: SAQ stores it as the sorted-set score
+    job = await deps.lanes.scheduled.enqueue(
+        "collect",
+        key=deps.cache.job_key("scheduled", server_id),
+        scheduled=due,
+        server_id=server_id,
+        trigger="scheduled",
+        **job_options(deps.settings),
+    )
+    return job is not None
 
 
-def job_options(settings: Settings) -> dict[str, t.Any]:
-    return {
-        "timeout": job_timeout(settings),
-        "heartbeat": HEARTBEAT_LIMIT_S,
-        "retries": settings.worker.retries,
-        "retry_delay": scaled(settings.worker.retry_backoff),
-        # Finished job records stay for `collect --wait`; `queue clean` trims them sooner.
-        "ttl": max(settings.queue.completed_max_age, settings.queue.failed_max_age, 600),
-    }
-
-
-async def enqueue_manual(queue: FleetQueue, cache: Cache, server_ids: list[int], *, audit: tuple[str, str, str] | None = None) -> int:
+async def enqueue_manual(
+    queue: FleetQueue, cache: Cache, server_ids: list[int], *, audit: tuple[str, str, str] | None = None
+) -> int:
     """Queue a manual collection of each server, ahead of any backlog, in one round trip
     (with `audit`, an (action, target, detail) entry for cache.request_audit in the same
     one); returns how many were newly queued (a server already queued by hand keeps its
@@ -82,10 +71,19 @@ async def enqueue_manual(queue: FleetQueue, cache: Cache, server_ids: list[int],
     async with queue.redis.pipeline(transaction=False) as pipe:
         for server_id in server_ids:
             job = Job(
-                "collect", kwargs={"server_id": server_id, "trigger": "manual"}, queue=queue,
-                key=cache.job_key("manual", server_id), queued=now_ms(), status=Status.QUEUED, **options,
+                "collect",
+                kwargs={"server_id": server_id, "trigger": "manual"},
+                queue=queue,
+                key=cache.job_key("manual", server_id),
+                queued=now_ms(),
+                status=Status.QUEUED,
+                **options,
             )
-            await script(keys=[queue._incomplete, job.id, queue._queued, job.abort_id], args=[queue.serialize(job), job.scheduled], client=pipe)
+            await script(
+                keys=[queue._incomplete, job.id, queue._queued, job.abort_id],
+                args=[queue.serialize(job), job.scheduled],
+                client=pipe,
+            )
         if audit is not None:
             cache.request_audit(pipe, *audit)
         replies = await pipe.execute()
@@ -108,7 +106,10 @@ async def collect_now(deps: CollectContext, server_ids: list[int]) -> int:
 
 
 async def wait_manual(
-    queue: FleetQueue, cache: Cache, server_ids: list[int], timeout: float | None = None,
+    queue: FleetQueue,
+    cache: Cache,
+    server_ids: list[int],
+    timeout: float | None = None,
     on_retry: t.Callable[[Job], None] | None = None,
 ) -> list[Job | None]:
     """Until each server's manual job has finished (or its record is gone).
@@ -134,7 +135,11 @@ async def wait_manual(
             jobs = await queue.jobs(keys)
             if on_retry is not None:
                 _tell_retries(keys, jobs, told, on_retry)
-            pending = {queue.job_id(key) for key, job in zip(keys, jobs) if job is not None and job.status not in TERMINAL_STATUSES}
+            pending = {
+                queue.job_id(key)
+                for key, job in zip(keys, jobs)
+                if job is not None and job.status not in TERMINAL_STATUSES
+            }
             keys = [key for key in keys if queue.job_id(key) in pending]
             next_read = time.monotonic() + WAIT_POLL_S
             while pending:
@@ -169,9 +174,16 @@ async def wait_manual(
     return await queue.jobs(every_key)
 
 
-def _tell_retries(keys: list[str], jobs: list[Job | None], told: dict[str, int], on_retry: t.Callable[[Job], None]) -> None:
+def _tell_retries(
+    keys: list[str], jobs: list[Job | None], told: dict[str, int], on_retry: t.Callable[[Job], None]
+) -> None:
     for key, job in zip(keys, jobs):
-        if job is not None and job.status == Status.QUEUED and job.attempts > told.get(key, 0) and job.meta.get("failure"):
+        if (
+            job is not None
+            and job.status == Status.QUEUED
+            and job.attempts > told.get(key, 0)
+            and job.meta.get("failure")
+        ):
             told[key] = job.attempts
             on_retry(job)
 
@@ -211,7 +223,9 @@ async def queue_stats(scheduled: FleetQueue, manual: FleetQueue, cache: Cache, r
 async def clean(deps: CollectContext) -> int:
     """Remove finished runs and job records past their age or count limits; returns how many."""
     limits = deps.settings.queue
-    removed = await deps.repo.clean_runs(limits.completed_max_age, limits.completed_keep, limits.failed_max_age, limits.failed_keep)
+    removed = await deps.repo.clean_runs(
+        limits.completed_max_age, limits.completed_keep, limits.failed_max_age, limits.failed_keep
+    )
     await deps.cache.drop_run_counts()
     for queue in deps.lanes:
         removed += await _clean_records(deps, queue)

@@ -13,7 +13,7 @@ failed run per failed collection. A manual collection (someone waiting for it) i
 retried when no retry can help (CollectError.permanent); a scheduled one keeps its retries.
 
 A worker killed mid-job leaves the job `active`; the job touches itself every
-HEARTBEAT_EVERY_S and declares `heartbeat` (fleettop.queue.control.job_options), so the sweep of
+HEARTBEAT_EVERY_S and declares `heartbeat` (fleettop.queue.contract.job_options), so the sweep of
 any live worker re-queues it within seconds, however long the SSH timeouts are.
 """
 
@@ -25,22 +25,20 @@ import logging
 import math
 import time
 import typing as t
-from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 from saq.job import TERMINAL_STATUSES, Job
 
-from fleettop.cache import Cache, Event, RunOutcome
-from fleettop.config import Settings
-from fleettop.domain import Sample
-from fleettop.probe import CollectError, Prober
-from fleettop.queue.control import DISABLED, GONE, OK, job_options
-from fleettop.store.repo import Repository
+from fleettop.cache import Event
+from fleettop.domain import RunOutcome, Sample
+from fleettop.probe import CollectError
+from fleettop.queue.contract import DISABLED, GONE, OK, AttemptFailed, CollectContext, retry_delay, run_key
+from fleettop.queue.control import enqueue_link
 from fleettop.tasks import cancel_and_wait
 from fleettop.timing import scaled
 
 if t.TYPE_CHECKING:
-    from fleettop.queue.worker import Lanes
+    pass
 
 log = logging.getLogger("fleettop.jobs")
 
@@ -49,46 +47,8 @@ SWEEP_EVERY_S = scaled(5)
 TRIGGERS = frozenset({"scheduled", "manual"})  # what fleettop itself enqueues ("retry" is recorded, never enqueued)
 
 
-class AttemptFailed(Exception):
-    """One attempt failed; SAQ retries the job or marks it failed."""
-
-
 class RefusedJob(Exception):
     """A job whose fields fleettop never enqueues (written into Redis by someone else)."""
-
-
-@dataclass
-class CollectContext:
-    """What a collect job needs, shared by every job a worker runs."""
-
-    settings: Settings
-    repo: Repository
-    cache: Cache
-    prober: Prober
-    lanes: Lanes
-
-
-async def enqueue_link(deps: CollectContext, server_id: int, when: float) -> bool:
-    """Put a server's schedule link (its one stable key) on the scheduled queue, due at `when`.
-    False when the link already exists: SAQ refuses a key that is queued, waiting or running."""
-    due = 0 if when <= time.time() else when  # a float: SAQ stores it as the sorted-set score
-    job = await deps.lanes.scheduled.enqueue(
-        "collect",
-        key=deps.cache.job_key("scheduled", server_id),
-        scheduled=due,
-        server_id=server_id,
-        trigger="scheduled",
-        **job_options(deps.settings),
-    )
-    return job is not None
-
-
-def retry_delay(settings: Settings, failed_attempt: int) -> float:
-    return scaled(settings.worker.retry_backoff * 2 ** (failed_attempt - 1))
-
-
-def run_key(job: Job) -> str:
-    return f"{job.key}@{job.scheduled or job.queued}"
 
 
 async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dict[str, t.Any]:
@@ -96,7 +56,9 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
     deps: CollectContext = ctx["collect"]
     if type(server_id) is not int or trigger not in TRIGGERS:  # Redis is not trusted: nothing is collected
         job.retries = job.attempts  # failed for good: a retry would be refused again
-        raise RefusedJob(f"job refused: server_id {str(server_id)[:40]!r} and trigger {str(trigger)[:40]!r} are not what fleettop enqueues")
+        raise RefusedJob(
+            f"job refused: server_id {str(server_id)[:40]!r} and trigger {str(trigger)[:40]!r} are not what fleettop enqueues"
+        )
     if job.attempts > 1:  # only a retry was marked (the "delayed" figure)
         with contextlib.suppress(RedisError, OSError):
             await deps.cache.unmark_retrying(job.id)
@@ -121,7 +83,9 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
     try:
         secret = inputs.secret if server.has_secret else None
         result = await deps.prober.collect(server, inputs.counters, secret)
-        await deps.repo.finish_collection(inputs.run, server_id, result.metrics, result.counters)  # sample + run, group-committed
+        await deps.repo.finish_collection(
+            inputs.run, server_id, result.metrics, result.counters
+        )  # sample + run, group-committed
     except asyncio.CancelledError:
         _set_retry_delay(deps, job)
         status = "retried" if job.retryable else "failed"
@@ -146,7 +110,9 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
             with contextlib.suppress(RedisError, OSError):
                 await deps.cache.mark_retrying(job.id, time.time() + delay)
         with contextlib.suppress(RedisError, OSError):
-            await deps.cache.set_outcome(server_id, RunOutcome(status="failed", error=message), final=status == "failed")
+            await deps.cache.set_outcome(
+                server_id, RunOutcome(status="failed", error=message), final=status == "failed"
+            )
         log.warning("collect %s attempt %d/%d failed: %s", server.name, attempt, job.retries, message)
         await deps.cache.publish(Event(kind="run", server_id=server_id))
         raise AttemptFailed(message) from None

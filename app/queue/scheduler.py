@@ -31,7 +31,8 @@ from fleettop.cache import ServerList
 from fleettop.domain import Server
 from fleettop.errors import FleettopError
 from fleettop.queue import control
-from fleettop.queue.jobs import CollectContext, enqueue_link
+from fleettop.queue.contract import CollectContext, job_timeout
+from fleettop.queue.control import enqueue_link
 from fleettop.timing import scaled
 
 log = logging.getLogger("fleettop.scheduler")
@@ -70,7 +71,9 @@ async def reconcile(deps: CollectContext) -> ReconcileResult:
         """One interval after the server's newest sample, or now (one query for all servers)."""
         nonlocal last_sampled
         if last_sampled is None:
-            last_sampled = {sid: sample.collected_at.timestamp() for sid, sample in (await deps.repo.latest_samples()).items()}
+            last_sampled = {
+                sid: sample.collected_at.timestamp() for sid, sample in (await deps.repo.latest_samples()).items()
+            }
         previous = last_sampled.get(server.id)
         return now if previous is None else max(now, previous + scaled(server.interval))
 
@@ -143,9 +146,11 @@ class Scheduler:
         """Runs still 'running' long past any job's timeout lost their worker or their final
         write (a worker killed while Redis was restarted empty, a process gone while the
         database was away): mark them failed, so nothing shows as running forever."""
-        cutoff = datetime.now(timezone.utc) - timedelta(seconds=control.job_timeout(self.deps.settings) + STALE_RUN_MARGIN_S)
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=job_timeout(self.deps.settings) + STALE_RUN_MARGIN_S)
         try:
-            closed = await self.deps.repo.close_stale_runs(cutoff, "lost: its worker stopped, or its result could not be written")
+            closed = await self.deps.repo.close_stale_runs(
+                cutoff, "lost: its worker stopped, or its result could not be written"
+            )
         except (SQLAlchemyError, OSError, FleettopError) as exc:
             log.warning("closing stale runs failed: %s", _one_line(exc))
             return

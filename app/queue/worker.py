@@ -213,12 +213,16 @@ class FleetQueue(RedisQueue):
 
     async def reschedule(self, job_key: str, when: float) -> bool:
         """Move a job waiting for its time to `when` (epoch s); False if queued, running or gone."""
-        moved = await self._reschedule_script(keys=[self._incomplete, self._queued, self._active], args=[self.job_id(job_key), when])
+        moved = await self._reschedule_script(
+            keys=[self._incomplete, self._queued, self._active], args=[self.job_id(job_key), when]
+        )
         return bool(moved)
 
     async def withdraw(self, job_key: str) -> bool:
         """Remove a job that is waiting or queued; a running one is left to finish."""
-        removed = await self._withdraw_script(keys=[self._incomplete, self._queued, self._active], args=[self.job_id(job_key)])
+        removed = await self._withdraw_script(
+            keys=[self._incomplete, self._queued, self._active], args=[self.job_id(job_key)]
+        )
         return bool(removed)
 
     async def waiting_links(self) -> dict[str, float]:

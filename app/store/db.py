@@ -113,7 +113,9 @@ async def open_database(settings: Settings, *, migrate_to_head: bool = True) -> 
         parsed = make_url(url)
     except ArgumentError:
         # not echoed: where a URL that does not parse holds its password is anyone's guess
-        raise DatabaseError("database.url is not a database URL (dialect+driver://user:password@host/database)") from None
+        raise DatabaseError(
+            "database.url is not a database URL (dialect+driver://user:password@host/database)"
+        ) from None
     sqlite_path = None
     if parsed.get_backend_name() == "sqlite":
         private_dir(settings.data_dir)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Integer, and_, bindparam, cast, delete, func, insert, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
@@ -21,7 +20,18 @@ from sqlalchemy.orm import aliased
 
 from fleettop.config import DefaultsConfig, ServerConfig
 from fleettop.domain import (
-    Counters, DiskUsage, FleetAggregate, Metrics, Run, Sample, Server, actor, is_alerting, secret_binding_changes,
+    AuditEntry,
+    Counters,
+    DiskUsage,
+    FleetAggregate,
+    HistoryPoint,
+    Metrics,
+    Run,
+    Sample,
+    Server,
+    actor,
+    is_alerting,
+    secret_binding_changes,
 )
 from fleettop.errors import FleettopError, UnknownServer
 from fleettop.store.db import Database, describe_error
@@ -43,30 +53,6 @@ _FINISH_RUN = (
         duration_s=bindparam("new_duration_s"),
     )
 )
-
-
-class HistoryPoint(BaseModel):
-    """One sample, or the average (and the maximum, in the *_max fields) of one time bucket."""
-
-    at: datetime  # the sample's time, or the start of the bucket
-    samples: int = 1
-    cpu: float | None = None
-    ram: float | None = None
-    disk: float | None = None
-    load1: float | None = None
-    cpu_max: float | None = None
-    ram_max: float | None = None
-    disk_max: float | None = None
-    load1_max: float | None = None
-
-
-class AuditEntry(BaseModel):
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    target: str
-    detail: str = ""
 
 
 class _Keep:
@@ -167,7 +153,9 @@ class Repository:
         async with self._sessions() as session:
             if await session.scalar(select(ServerRow.id).limit(1)) is not None:
                 return True
-            return await session.scalar(select(AuditRow.id).where(AuditRow.action.like("server.%")).limit(1)) is not None
+            return (
+                await session.scalar(select(AuditRow.id).where(AuditRow.action.like("server.%")).limit(1)) is not None
+            )
 
     async def get_secret(self, server_id: int) -> bytes | None:
         async with self._sessions() as session:
@@ -214,18 +202,27 @@ class Repository:
                 else:
                     continue
                 if rebound:
-                    changes.append((
-                        "server.edit", cfg.name,
-                        f"stored password dropped ({', '.join(rebound)} changed): set it again with "
-                        f"fleettop servers edit {cfg.name} --password",
-                    ))
+                    changes.append(
+                        (
+                            "server.edit",
+                            cfg.name,
+                            f"stored password dropped ({', '.join(rebound)} changed): set it again with "
+                            f"fleettop servers edit {cfg.name} --password",
+                        )
+                    )
                 row.updated_at = now
             listed = {cfg.name for cfg in servers}
             for row in rows.values():
                 if row.source == "config" and row.name not in listed:
                     row.source = "db"
                     row.updated_at = now
-                    changes.append(("server.release", row.name, "no longer in the config file: kept, now managed with `fleettop servers`"))
+                    changes.append(
+                        (
+                            "server.release",
+                            row.name,
+                            "no longer in the config file: kept, now managed with `fleettop servers`",
+                        )
+                    )
             who = actor()
             for action, target, detail in changes:
                 session.add(AuditRow(at=now, actor=who, action=action, target=target, detail=detail))
@@ -257,7 +254,9 @@ class Repository:
         returns once the run is committed."""
         return await self._group_commit().submit(_Begin(server_id, job_key, trigger, attempt, skip_disabled))
 
-    async def finish_collection(self, run: StartedRun, server_id: int, metrics: Metrics, counters: Counters | None) -> None:
+    async def finish_collection(
+        self, run: StartedRun, server_id: int, metrics: Metrics, counters: Counters | None
+    ) -> None:
         """A successful collection's writes, as one: the sample (kept once per collected_at,
         as add_sample) and its run finished ok. Group-committed; returns once committed."""
         await self._group_commit().submit(_Finish(run, _sample_values(server_id, metrics, counters), utcnow()))
@@ -325,8 +324,11 @@ class Repository:
                 query = select(SAMPLE_COLUMNS.collected_at, *(c.label(k) for k, c in metrics.items()))
                 rows = await session.execute(query.where(in_range).order_by(SAMPLE_COLUMNS.collected_at))
                 return [
-                    HistoryPoint(at=row.collected_at, **{k: getattr(row, k) for k in metrics},
-                                 **{f"{k}_max": getattr(row, k) for k in metrics})
+                    HistoryPoint(
+                        at=row.collected_at,
+                        **{k: getattr(row, k) for k in metrics},
+                        **{f"{k}_max": getattr(row, k) for k in metrics},
+                    )
                     for row in rows
                 ]
             if bucket_s < 1:
@@ -427,7 +429,14 @@ class Repository:
     async def start_run(self, server_id: int, *, job_key: str, trigger: str, attempt: int = 1) -> int:
         statement = (
             insert(RunRow)
-            .values(server_id=server_id, job_key=job_key, trigger=trigger, attempt=attempt, status="running", started_at=utcnow())
+            .values(
+                server_id=server_id,
+                job_key=job_key,
+                trigger=trigger,
+                attempt=attempt,
+                status="running",
+                started_at=utcnow(),
+            )
             .returning(RunRow.id)
         )
         try:
@@ -563,7 +572,9 @@ class Repository:
 
     # -- audit -------------------------------------------------------------------
 
-    async def audit(self, action: str, target: str, detail: str = "", *, who: str | None = None, at: datetime | None = None) -> None:
+    async def audit(
+        self, action: str, target: str, detail: str = "", *, who: str | None = None, at: datetime | None = None
+    ) -> None:
         """Record who did what (by default this process's user, now). Never refused for
         length: a target longer than its column (many servers collected by name) is cut
         there, and kept whole in the detail."""
@@ -571,12 +582,22 @@ class Repository:
             detail = f"{target}; {detail}" if detail else target
             target = target[: AUDIT_TARGET_MAX - 1] + "…"
         async with self._sessions.begin() as session:
-            session.add(AuditRow(at=at or utcnow(), actor=(who or actor())[:AUDIT_TARGET_MAX], action=action[:64], target=target, detail=detail))
+            session.add(
+                AuditRow(
+                    at=at or utcnow(),
+                    actor=(who or actor())[:AUDIT_TARGET_MAX],
+                    action=action[:64],
+                    target=target,
+                    detail=detail,
+                )
+            )
 
     async def audit_recorded(self, who: str, action: str, at: datetime) -> bool:
         """Whether an entry by `who` of `action` at this very time (to the microsecond) is
         recorded already: a relayed entry seen twice is a replay."""
-        query = select(AuditRow.id).where(AuditRow.actor == who[:AUDIT_TARGET_MAX], AuditRow.action == action, AuditRow.at == at)
+        query = select(AuditRow.id).where(
+            AuditRow.actor == who[:AUDIT_TARGET_MAX], AuditRow.action == action, AuditRow.at == at
+        )
         async with self._sessions() as session:
             return (await session.scalars(query.limit(1))).first() is not None
 
@@ -609,8 +630,17 @@ def _apply(row: ServerRow, cfg: ServerConfig) -> None:
 
 def _settings_of(row: ServerRow) -> tuple[Any, ...]:
     return (
-        row.host, row.port, row.username, row.transport, row.auth, row.key_file, row.enabled,
-        row.interval, row.cpu_threshold, row.ram_threshold, row.disk_threshold,
+        row.host,
+        row.port,
+        row.username,
+        row.transport,
+        row.auth,
+        row.key_file,
+        row.enabled,
+        row.interval,
+        row.cpu_threshold,
+        row.ram_threshold,
+        row.disk_threshold,
     )
 
 
@@ -708,7 +738,9 @@ class _GroupCommit:
         async with self._database.engine.begin() as conn:
             if finishes:  # first: a begin of the same job key in this batch then sees it done
                 await conn.execute(_insert_samples(self._database.dialect), [request.sample for request in finishes])
-                await conn.execute(_FINISH_RUN, [_run_end(r.run.id, r.run.started_at, "ok", None, r.finished_at) for r in finishes])
+                await conn.execute(
+                    _FINISH_RUN, [_run_end(r.run.id, r.run.started_at, "ok", None, r.finished_at) for r in finishes]
+                )
             if begins:
                 answers = await self._begin(conn, begins)
         return [answers.get(id(request)) for request in requests]
@@ -726,13 +758,18 @@ class _GroupCommit:
         servers = {
             row.id: row
             for row in await conn.execute(
-                select(ServerRow.__table__, newest_counters.label("newest_counters")).where(SERVER_COLUMNS.id.in_(sorted(server_ids)))
+                select(ServerRow.__table__, newest_counters.label("newest_counters")).where(
+                    SERVER_COLUMNS.id.in_(sorted(server_ids))
+                )
             )
         }
         runs = (
             await conn.execute(
                 select(RUN_COLUMNS.id, RUN_COLUMNS.job_key, RUN_COLUMNS.status, RUN_COLUMNS.started_at)
-                .where(RUN_COLUMNS.job_key.in_(sorted({r.job_key for r in begins})), RUN_COLUMNS.status.in_(("ok", "running")))
+                .where(
+                    RUN_COLUMNS.job_key.in_(sorted({r.job_key for r in begins})),
+                    RUN_COLUMNS.status.in_(("ok", "running")),
+                )
                 .order_by(RUN_COLUMNS.id)
             )
         ).all()
@@ -762,27 +799,48 @@ class _GroupCommit:
         # 'retried', as the attempt starting now follows it (not a failed run of its own).
         keys = {request.job_key for request in starting}
         if dead := [run for run in runs if run.status == "running" and run.job_key in keys]:
-            await conn.execute(_FINISH_RUN, [
-                _run_end(run.id, run.started_at, "retried", "lost: the worker running it stopped", now) for run in dead
-            ])
-        ids = (
             await conn.execute(
-                insert(RunRow.__table__).returning(RUN_COLUMNS.id, sort_by_parameter_order=True),
+                _FINISH_RUN,
                 [
-                    {"server_id": r.server_id, "job_key": r.job_key, "trigger": r.trigger, "attempt": r.attempt,
-                     "status": "running", "started_at": now}
-                    for r in starting
+                    _run_end(run.id, run.started_at, "retried", "lost: the worker running it stopped", now)
+                    for run in dead
                 ],
             )
-        ).scalars().all()
+        ids = (
+            (
+                await conn.execute(
+                    insert(RunRow.__table__).returning(RUN_COLUMNS.id, sort_by_parameter_order=True),
+                    [
+                        {
+                            "server_id": r.server_id,
+                            "job_key": r.job_key,
+                            "trigger": r.trigger,
+                            "attempt": r.attempt,
+                            "status": "running",
+                            "started_at": now,
+                        }
+                        for r in starting
+                    ],
+                )
+            )
+            .scalars()
+            .all()
+        )
         for request, run_id in zip(starting, ids):
             answers[id(request)] = replace(answers[id(request)], run=StartedRun(run_id, now))
         return answers
 
 
-def _run_end(run_id: int, started_at: datetime, status: str, error: str | None, finished_at: datetime) -> dict[str, Any]:
-    return {"run_id": run_id, "new_status": status, "new_error": error, "new_finished_at": finished_at,
-            "new_duration_s": (finished_at - started_at).total_seconds()}
+def _run_end(
+    run_id: int, started_at: datetime, status: str, error: str | None, finished_at: datetime
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "new_status": status,
+        "new_error": error,
+        "new_finished_at": finished_at,
+        "new_duration_s": (finished_at - started_at).total_seconds(),
+    }
 
 
 def _one_request_error(exc: Exception) -> Exception:

@@ -26,9 +26,8 @@ from textual.screen import Screen
 from textual.theme import BUILTIN_THEMES
 
 from fleettop.config import LoadedConfig
-from fleettop.tui import FAILED
+from fleettop.tui import FAILED, prefs
 from fleettop.tui import format as fmt
-from fleettop.tui import prefs
 from fleettop.tui.screens.confirm import ConfirmScreen
 from fleettop.tui.screens.dashboard import DashboardScreen
 from fleettop.tui.screens.detail import DetailScreen
@@ -198,7 +197,12 @@ class FleetApp(App):
                         self._changed_ids.add(event.server_id)
                     elif event.kind == "servers":
                         self._servers_changed = True
-                    if event.kind in ("run", "queue", "servers", "interrupted"):  # interrupted: the header shows the outage
+                    if event.kind in (
+                        "run",
+                        "queue",
+                        "servers",
+                        "interrupted",
+                    ):  # interrupted: the header shows the outage
                         self._counts_due = True
             except asyncio.CancelledError:
                 raise
@@ -273,7 +277,9 @@ class FleetApp(App):
         except Exception as exc:
             health = {"redis": False, "database": False, "worker": "none"}
             self.log.warning(f"health: {exc!r}")
-        self._healthy = bool(health.get("redis") and health.get("database") and health.get("worker") not in (None, "none"))
+        self._healthy = bool(
+            health.get("redis") and health.get("database") and health.get("worker") not in (None, "none")
+        )
         self.dashboard.show_health(health)
         stats, aggregate = await asyncio.gather(self.service.stats(), self.service.aggregate(), return_exceptions=True)
         if isinstance(stats, BaseException) or isinstance(aggregate, BaseException):
@@ -282,7 +288,9 @@ class FleetApp(App):
         if isinstance(stats, BaseException):
             stats = None  # shown as unknown, not as the last figures
         # The fleet summary keeps its last figures: they are the servers', each row shows its age.
-        self.dashboard.show_counts(stats=stats, aggregate=None if isinstance(aggregate, BaseException) else aggregate, health=health)
+        self.dashboard.show_counts(
+            stats=stats, aggregate=None if isinstance(aggregate, BaseException) else aggregate, health=health
+        )
         self._notify_screen("counts_changed", stats)
 
     def _tick(self) -> None:
@@ -350,7 +358,11 @@ class FleetApp(App):
         yield from super().get_system_commands(screen)
         for binding in screen.BINDINGS:
             # check_action: only the one of Pause / Resume that applies now
-            if isinstance(binding, Binding) and binding.description and screen.check_action(binding.action, ()) is not False:
+            if (
+                isinstance(binding, Binding)
+                and binding.description
+                and screen.check_action(binding.action, ()) is not False
+            ):
                 yield SystemCommand(
                     binding.description,
                     f"key {binding.key_display or binding.key}",
@@ -367,7 +379,7 @@ def failure_text(exc: Exception) -> str:
 
 
 def dashboard_app(args: argparse.Namespace, loaded: LoadedConfig) -> FleetApp:
-    from fleettop.service import open_service
+    from fleettop.wiring import open_service
 
     return FleetApp(
         open_service=lambda: open_service(loaded, worker=not args.no_worker, demo=args.demo, long_running=True),

@@ -131,7 +131,9 @@ def sim_hosts(count: int, scratch: Path) -> Iterator[SimHosts]:
     out = scratch / f"sim-{count}.json"
     process = subprocess.Popen(
         [sys.executable, str(BENCH / "sim_host.py"), str(count), str(out)],
-        stdin=subprocess.DEVNULL, stdout=(scratch / f"sim-{count}.log").open("wb"), stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        stdout=(scratch / f"sim-{count}.log").open("wb"),
+        stderr=subprocess.STDOUT,
     )
     hosts = SimHosts(process, {})
     try:
@@ -188,7 +190,7 @@ class Fleet:
             try:
                 keys = list(client.scan_iter(match=f"*{self.prefix}*", count=1000))
                 for start in range(0, len(keys), 1000):
-                    client.delete(*keys[start:start + 1000])
+                    client.delete(*keys[start : start + 1000])
             finally:
                 client.close()
         shutil.rmtree(self.root, ignore_errors=True)
@@ -211,8 +213,14 @@ class Fleet:
 
 def sshd_servers(sshd, count: int) -> tuple[list[dict], dict]:
     servers = [
-        {"name": f"real-{index:03d}", "host": "127.0.0.1", "port": sshd.port, "username": sshd.user, "auth": "key",
-         "key_file": str(sshd.key_file)}
+        {
+            "name": f"real-{index:03d}",
+            "host": "127.0.0.1",
+            "port": sshd.port,
+            "username": sshd.user,
+            "auth": "key",
+            "key_file": str(sshd.key_file),
+        }
         for index in range(1, count + 1)
     ]
     return servers, {"known_hosts": str(sshd.known_hosts), "max_concurrent_connects": SSHD_CONNECTS}
@@ -220,8 +228,14 @@ def sshd_servers(sshd, count: int) -> tuple[list[dict], dict]:
 
 def sim_servers(info: dict) -> tuple[list[dict], dict]:
     servers = [
-        {"name": name, "host": info["address"], "port": port, "username": info["username"], "auth": "key",
-         "key_file": info["client_key"]}
+        {
+            "name": name,
+            "host": info["address"],
+            "port": port,
+            "username": info["username"],
+            "auth": "key",
+            "key_file": info["client_key"],
+        }
         for name, port in info["hosts"]
     ]
     return servers, {"known_hosts": info["known_hosts"]}
@@ -243,8 +257,14 @@ def run_timed(cmd: list[str], *, timeout: float, env: dict | None = None, cwd: P
     """Run to the end; wall clock from fork to reaped exit, CPU and peak RSS from wait4()."""
     with tempfile.TemporaryFile() as out:
         started = time.perf_counter()
-        process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **(env or {})}, cwd=cwd)
+        process = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+        )
         deadline = started + timeout
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -270,7 +290,10 @@ class Headless:
         self.log = fleet.root / log_name
         self.process = subprocess.Popen(
             fleettop_cmd("--config", str(fleet.config), "--headless"),
-            stdin=subprocess.DEVNULL, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, cwd=fleet.root,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=fleet.root,
         )
 
     def wait_ready(self, timeout: float = 60) -> None:

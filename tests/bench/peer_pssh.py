@@ -31,8 +31,14 @@ def main(port: int, user: str, key_file: str, hosts: int, repeats: int) -> None:
     for _ in range(repeats):
         # parallel-ssh (libssh2) does not check host keys at all: it has no known_hosts option.
         client = ParallelSSHClient(
-            ["127.0.0.1"] * hosts, user=user, port=port, pkey=key_file, num_retries=1, timeout=30,
-            pool_size=100, allow_agent=False,
+            ["127.0.0.1"] * hosts,
+            user=user,
+            port=port,
+            pkey=key_file,
+            num_retries=1,
+            timeout=30,
+            pool_size=100,
+            allow_agent=False,
         )
         first, ok1 = one_round(client)
         second, ok2 = one_round(client)

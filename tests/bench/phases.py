@@ -27,6 +27,7 @@ def wrap(owner, attribute: str, name: str | None = None) -> None:
     original = getattr(owner, attribute)
     label = name or f"{getattr(owner, '__name__', owner)}.{attribute}"
     if inspect.iscoroutinefunction(original):
+
         @functools.wraps(original)
         async def timed(*args, **kwargs):
             started = time.perf_counter()
@@ -35,6 +36,7 @@ def wrap(owner, attribute: str, name: str | None = None) -> None:
             finally:
                 _record(label, started)
     else:
+
         @functools.wraps(original)
         def timed(*args, **kwargs):
             started = time.perf_counter()
@@ -42,6 +44,7 @@ def wrap(owner, attribute: str, name: str | None = None) -> None:
                 return original(*args, **kwargs)
             finally:
                 _record(label, started)
+
     setattr(owner, attribute, timed)
 
 
@@ -56,10 +59,12 @@ def report() -> None:
 def main(argv: list[str]) -> int:
     started = time.perf_counter()
     import fleettop.cli as cli
+
     _record("import fleettop.cli (+config, pydantic, yaml)", started)
     started = time.perf_counter()
-    import fleettop.cmd_queue as cmd_queue
-    _record("import fleettop.cmd_queue (service, SAQ, SQLA, ssh)", started)
+    import fleettop.cli.collect as collect
+
+    _record("import fleettop.cli.collect (service, SAQ, SQLA, ssh)", started)
     from fleettop import config, service
     from fleettop.queue import control, worker
     from fleettop.store import db, repo
@@ -78,10 +83,13 @@ def main(argv: list[str]) -> int:
     wrap(service.FleetService, "wait_collected")
     wrap(service.FleetService, "manual_outcome")
     wrap(service.FleetService, "stop_worker")
-    wrap(cmd_queue, "_result", "cmd_queue._result (per server)")
-    wrap(cmd_queue, "cmd_collect")
-    wrap(cmd_queue, "cmd_queue")
-    import fleettop.runtime as runtime
+    wrap(collect, "_result", "collect._result (per server)")
+    wrap(collect, "cmd_collect")
+    import fleettop.cli.queue as queue_cli
+
+    wrap(queue_cli, "cmd_queue")
+    import fleettop.queue.runtime as runtime
+
     wrap(runtime, "collect", "jobs.collect (embedded worker)")
     atexit.register(report)
     return cli.main(argv)

@@ -41,7 +41,9 @@ def _read_answer(stdout: int) -> None:
 
 
 def kept(shell: list[str]) -> tuple[float, float]:
-    process = subprocess.Popen([*shell, "-s", "--", "0", "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+    process = subprocess.Popen(
+        [*shell, "-s", "--", "0", "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0
+    )
     process.stdin.write(SCRIPT)
     _read_answer(process.stdout.fileno())
     cpu0, latencies = _cpu(process.pid), []

@@ -16,16 +16,30 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
+from harness import Headless, fleettop_cmd, run_timed  # noqa: E402
 from run import COLLECT_TIMEOUT, Bench  # noqa: E402
 from spy_top import summarise  # noqa: E402
 
-from harness import Headless, fleettop_cmd, run_timed  # noqa: E402
-
 
 def spy_cli(fleet, out: Path) -> float:
-    timed = run_timed([str(harness.PEER_BIN / "py-spy"), "record", "--rate", "100", "--nonblocking", "--idle", "--format", "raw",
-                       "--output", str(out), "--", *fleettop_cmd("--config", str(fleet.config), "collect", "--all", "--wait")],
-                      timeout=COLLECT_TIMEOUT, cwd=fleet.root)
+    timed = run_timed(
+        [
+            str(harness.PEER_BIN / "py-spy"),
+            "record",
+            "--rate",
+            "100",
+            "--nonblocking",
+            "--idle",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--",
+            *fleettop_cmd("--config", str(fleet.config), "collect", "--all", "--wait"),
+        ],
+        timeout=COLLECT_TIMEOUT,
+        cwd=fleet.root,
+    )
     if timed.returncode not in (0, 1):
         print(timed.output[-800:])
     return timed.wall
@@ -61,15 +75,31 @@ def main() -> int:
             fleet = bench.fleet("prof-sshd", servers, ssh)
             try:
                 profile_fleet(bench, fleet, 100, "sshd100", args.out)
-                imports = subprocess.run([sys.executable, "-X", "importtime", "-m", "fleettop", "--config", str(fleet.config),
-                                          "queue", "stats"], capture_output=True, text=True, cwd=fleet.root)
+                imports = subprocess.run(
+                    [
+                        sys.executable,
+                        "-X",
+                        "importtime",
+                        "-m",
+                        "fleettop",
+                        "--config",
+                        str(fleet.config),
+                        "queue",
+                        "stats",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    cwd=fleet.root,
+                )
                 (args.out / "importtime.txt").write_text(imports.stderr)
                 rows = []
                 for line in imports.stderr.splitlines():
                     if line.startswith("import time:") and line.split("|")[1].strip().isdigit():
-                        own, cumulative, name = (part.strip() for part in line[len("import time:"):].split("|"))
+                        own, cumulative, name = (part.strip() for part in line[len("import time:") :].split("|"))
                         rows.append((int(cumulative), int(own), name))
-                top_level = sorted((row for row in rows if not row[2].startswith(" ") and "." not in row[2]), reverse=True)
+                top_level = sorted(
+                    (row for row in rows if not row[2].startswith(" ") and "." not in row[2]), reverse=True
+                )
                 print("imports of `fleettop queue stats`, top-level packages by cumulative time:")
                 for cumulative, _own, name in top_level[:20]:
                     print(f"  {cumulative / 1000:7.1f} ms  {name}")

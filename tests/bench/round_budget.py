@@ -81,16 +81,28 @@ def cpu_round(bench: Bench, fleet: harness.Fleet, worker: harness.Headless, redi
     """Seconds: the round's wall time, and the CPU of each part of the machine."""
     busy, worker_cpu, redis_cpu = machine_busy(), worker.cpu_seconds(), harness.process_cpu(redis_pid)
     timed = bench.collect_all(fleet, 100)
-    busy, worker_cpu, redis_cpu = machine_busy() - busy, worker.cpu_seconds() - worker_cpu, harness.process_cpu(redis_pid) - redis_cpu
-    return {"wall": timed.wall, "busy": busy, "CLI": timed.cpu, "worker": worker_cpu, "redis-server": redis_cpu,
-            "hosts (sshd, probe shells) and the rest": busy - timed.cpu - worker_cpu - redis_cpu}
+    busy, worker_cpu, redis_cpu = (
+        machine_busy() - busy,
+        worker.cpu_seconds() - worker_cpu,
+        harness.process_cpu(redis_pid) - redis_cpu,
+    )
+    return {
+        "wall": timed.wall,
+        "busy": busy,
+        "CLI": timed.cpu,
+        "worker": worker_cpu,
+        "redis-server": redis_cpu,
+        "hosts (sshd, probe shells) and the rest": busy - timed.cpu - worker_cpu - redis_cpu,
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=6, help="rounds of each kind (default 6)")
     parser.add_argument("--concurrency", type=int, default=50, help="worker.concurrency (default 50, as run.py)")
-    parser.add_argument("--ansible", type=float, metavar="S", help="ansible's warm round from run.py, to print what 40x of it needs")
+    parser.add_argument(
+        "--ansible", type=float, metavar="S", help="ansible's warm round from run.py, to print what 40x of it needs"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("the bench starts sshd with a user of its own: run it as root", file=sys.stderr)
@@ -116,8 +128,10 @@ def main() -> int:
             worker.stop()
             fleet.cleanup()
     cores = os.cpu_count() or 1
-    print(f"\nwarm collect-all, 100 sshd hosts, concurrency {args.concurrency}, {args.rounds} rounds of each kind, "
-          f"{cores} cores, load {os.getloadavg()[0]:.2f}")
+    print(
+        f"\nwarm collect-all, 100 sshd hosts, concurrency {args.concurrency}, {args.rounds} rounds of each kind, "
+        f"{cores} cores, load {os.getloadavg()[0]:.2f}"
+    )
     print("\ntimeline (ms from the CLI's start, medians)")
     previous = 0.0
     for step in timelines[0]:
@@ -130,8 +144,10 @@ def main() -> int:
     start_up = statistics.median(t["enqueued"] for t in timelines) / 1e3
     busy = statistics.median(c["busy"] for c in cpus)
     bound = start_up + (busy - start_up) / cores
-    print(f"\nleast wall time this CPU allows: {start_up:.3f} s start-up + ({busy:.3f} - {start_up:.3f}) s / {cores} cores "
-          f"= {bound:.3f} s (measured {statistics.median(c['wall'] for c in cpus):.3f} s)")
+    print(
+        f"\nleast wall time this CPU allows: {start_up:.3f} s start-up + ({busy:.3f} - {start_up:.3f}) s / {cores} cores "
+        f"= {bound:.3f} s (measured {statistics.median(c['wall'] for c in cpus):.3f} s)"
+    )
     if args.ansible:
         print(f"40x ansible's {args.ansible:.1f} s needs {args.ansible / 40:.3f} s")
     return 0

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
-from harness import Figure, Fleet, Headless, fmt, fleettop_cmd, run_timed  # noqa: E402
+from harness import Figure, Fleet, Headless, fleettop_cmd, fmt, run_timed  # noqa: E402
 
 COLLECT_TIMEOUT = 180.0
 IDLE_WINDOW_S = 4.0
@@ -51,12 +51,16 @@ class Bench:
 
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)
-        print(f"  {figure.label}: median {fmt(figure.median, figure.unit)}, min {fmt(figure.best, figure.unit)} "
-              f"({len(figure.values)} runs)", flush=True)
+        print(
+            f"  {figure.label}: median {fmt(figure.median, figure.unit)}, min {fmt(figure.best, figure.unit)} "
+            f"({len(figure.values)} runs)",
+            flush=True,
+        )
         return figure
 
-    def fleet(self, name: str, servers: list[dict], ssh: dict, *, concurrency: int | None = None,
-              embedded: bool = False) -> Fleet:
+    def fleet(
+        self, name: str, servers: list[dict], ssh: dict, *, concurrency: int | None = None, embedded: bool = False
+    ) -> Fleet:
         fleet = Fleet(name, self.scratch / name, servers, ssh, concurrency or self.concurrency, embedded_redis=embedded)
         fleet.write()
         return fleet
@@ -66,12 +70,18 @@ class Bench:
     def collect_all(self, fleet: Fleet, expect: int, *, python_flags: tuple[str, ...] = ()) -> harness.Timed:
         cmd = fleettop_cmd("--config", str(fleet.config), "collect", "--all", "--wait")
         if python_flags:
-            cmd = [sys.executable, *python_flags, "-m", "fleettop", *cmd[1:]] if harness.FLEETTOP else [cmd[0], *python_flags, *cmd[1:]]
+            cmd = (
+                [sys.executable, *python_flags, "-m", "fleettop", *cmd[1:]]
+                if harness.FLEETTOP
+                else [cmd[0], *python_flags, *cmd[1:]]
+            )
         timed = run_timed(cmd, timeout=COLLECT_TIMEOUT, cwd=fleet.root)
         ok = sum(1 for line in timed.output.splitlines() if re.match(r"^\S+  ok  ", line))
         if timed.returncode != 0 or ok != expect:
             failed = [line for line in timed.output.splitlines() if "  ok  " not in line][:5]
-            raise RuntimeError(f"{fleet.name}: collect --all --wait exit {timed.returncode}, {ok}/{expect} ok: {failed}")
+            raise RuntimeError(
+                f"{fleet.name}: collect --all --wait exit {timed.returncode}, {ok}/{expect} ok: {failed}"
+            )
         return timed
 
     def cold(self, fleet: Fleet, count: int, label: str, target: str = "", repeats: int | None = None) -> Figure:
@@ -79,12 +89,24 @@ class Bench:
         run of a fresh data_dir is first contact (the probe samples twice, 0.25 s apart):
         it is shown on a line of its own."""
         first = self.collect_all(fleet, count)
-        self.add(Figure(f"{label}, first contact (fresh DB)", [first.wall], "s",
-                        "1 run: `fleettop collect --all --wait` on an empty data_dir: connect + probe sampling twice"))
+        self.add(
+            Figure(
+                f"{label}, first contact (fresh DB)",
+                [first.wall],
+                "s",
+                "1 run: `fleettop collect --all --wait` on an empty data_dir: connect + probe sampling twice",
+            )
+        )
         runs = [self.collect_all(fleet, count) for _ in range(repeats or self.repeats)]
-        figure = self.add(Figure(label, [run.wall for run in runs], "s",
-                                 "whole `fleettop collect --all --wait` process, no worker running (connections opened)",
-                                 target=target))
+        figure = self.add(
+            Figure(
+                label,
+                [run.wall for run in runs],
+                "s",
+                "whole `fleettop collect --all --wait` process, no worker running (connections opened)",
+                target=target,
+            )
+        )
         self.raw[label + " cli cpu"] = [run.cpu for run in runs]
         return figure
 
@@ -102,26 +124,53 @@ class Bench:
         runs = [self.collect_all(fleet, count) for _ in range(self.repeats)]
         worker_cpu = worker.cpu_seconds() - cpu0
         span = time.perf_counter() - wall0
-        figure = self.add(Figure(label, [run.wall for run in runs], "s",
-                                 "whole `fleettop collect --all --wait` process, `fleettop --headless` already "
-                                 "holding connections (rounds 2..)", target=target))
+        figure = self.add(
+            Figure(
+                label,
+                [run.wall for run in runs],
+                "s",
+                "whole `fleettop collect --all --wait` process, `fleettop --headless` already "
+                "holding connections (rounds 2..)",
+                target=target,
+            )
+        )
         per = 1e3 * max(worker_cpu - idle_rate * span, 0.0) / (len(runs) * count)
-        self.add(Figure(f"{label}: worker CPU per collection", [per], "ms",
-                        f"headless worker utime+stime (/proc/pid/stat) over {len(runs)} rounds x {count} hosts "
-                        f"({worker_cpu:.2f} s CPU in {span:.1f} s) minus its idle rate x that time"))
-        self.add(Figure(f"{label}: worker idle CPU", [100 * idle_rate], "%",
-                        f"headless worker CPU over {IDLE_WINDOW_S:g} s with nothing to do, connections open (% of one core)"))
-        self.add(Figure(f"{label}: CLI process CPU", [run.cpu for run in runs], "s",
-                        "user+sys of the `collect --all --wait` process (wait4 rusage)"))
+        self.add(
+            Figure(
+                f"{label}: worker CPU per collection",
+                [per],
+                "ms",
+                f"headless worker utime+stime (/proc/pid/stat) over {len(runs)} rounds x {count} hosts "
+                f"({worker_cpu:.2f} s CPU in {span:.1f} s) minus its idle rate x that time",
+            )
+        )
+        self.add(
+            Figure(
+                f"{label}: worker idle CPU",
+                [100 * idle_rate],
+                "%",
+                f"headless worker CPU over {IDLE_WINDOW_S:g} s with nothing to do, connections open (% of one core)",
+            )
+        )
+        self.add(
+            Figure(
+                f"{label}: CLI process CPU",
+                [run.cpu for run in runs],
+                "s",
+                "user+sys of the `collect --all --wait` process (wait4 rusage)",
+            )
+        )
         return figure, worker
 
     # -- scenarios ---------------------------------------------------------------------
 
     def run_sshd(self) -> None:
         print("== 100 hosts on one OpenSSH sshd (MaxStartups 200:30:400, MaxSessions 20) ==", flush=True)
-        self.notes.append("sshd: the probe tests' fixture (tests/probe/conftest.py real_sshd), then "
-                          "MaxStartups 200:30:400 and MaxSessions 20 in its sshd_config (reloaded by SIGHUP): "
-                          "100 separate hosts would each see one connection, one sshd sees all 100.")
+        self.notes.append(
+            "sshd: the probe tests' fixture (tests/probe/conftest.py real_sshd), then "
+            "MaxStartups 200:30:400 and MaxSessions 20 in its sshd_config (reloaded by SIGHUP): "
+            "100 separate hosts would each see one connection, one sshd sees all 100."
+        )
         with harness.real_sshd() as sshd:
             servers, ssh = harness.sshd_servers(sshd, 100)
             fleet = self.fleet("sshd100", servers, ssh)
@@ -141,9 +190,14 @@ class Bench:
                 worker = None
                 first = self.collect_all(default, 100)
                 self.raw["sshd100 c5 first contact"] = first.wall
-                self.add(Figure("collect-all cold, 100 sshd hosts, default concurrency 5",
-                                [self.collect_all(default, 100).wall for _ in range(max(2, self.repeats // 2))], "s",
-                                "as above with worker.concurrency 5 (the default)"))
+                self.add(
+                    Figure(
+                        "collect-all cold, 100 sshd hosts, default concurrency 5",
+                        [self.collect_all(default, 100).wall for _ in range(max(2, self.repeats // 2))],
+                        "s",
+                        "as above with worker.concurrency 5 (the default)",
+                    )
+                )
                 self.warm(default, 100, "collect-all warm, 100 sshd hosts, default concurrency 5")[1].stop()
             finally:
                 default.cleanup()
@@ -151,8 +205,14 @@ class Bench:
             embedded = self.fleet("sshd100-emb", servers, ssh, embedded=True)
             try:
                 self.collect_all(embedded, 100)
-                self.add(Figure("collect-all cold, 100 sshd hosts, embedded Redis", [self.collect_all(embedded, 100).wall], "s",
-                                "redis.url null: the CLI starts (or joins) redis-server on a unix socket in data_dir"))
+                self.add(
+                    Figure(
+                        "collect-all cold, 100 sshd hosts, embedded Redis",
+                        [self.collect_all(embedded, 100).wall],
+                        "s",
+                        "redis.url null: the CLI starts (or joins) redis-server on a unix socket in data_dir",
+                    )
+                )
                 figure, worker = self.warm(embedded, 100, "collect-all warm, 100 sshd hosts, embedded Redis")
                 worker.stop()
             finally:
@@ -164,32 +224,77 @@ class Bench:
         print("== peers on the same sshd ==", flush=True)
         repeats = 1 if self.quick else 3
         # parallel-ssh
-        out = run_timed([str(harness.PEER_BIN / "python"), str(harness.BENCH / "peer_pssh.py"), str(sshd.port), sshd.user,
-                         str(sshd.key_file), "100", str(repeats)], timeout=600)
+        out = run_timed(
+            [
+                str(harness.PEER_BIN / "python"),
+                str(harness.BENCH / "peer_pssh.py"),
+                str(sshd.port),
+                sshd.user,
+                str(sshd.key_file),
+                "100",
+                str(repeats),
+            ],
+            timeout=600,
+        )
         rounds = [json.loads(line) for line in out.output.splitlines() if line.startswith("{")]
         if out.returncode != 0 or not rounds or any(r["ok"] != 100 for r in rounds):
             raise RuntimeError(f"parallel-ssh failed: {out.output[-1500:]}")
-        pssh_first = self.add(Figure("parallel-ssh 1st round, 100 sshd hosts", [r["first"] for r in rounds], "s",
-                                     "ParallelSSHClient(100 hosts).run_command('cat /proc/loadavg') + join, new client "
-                                     "(in-process time; no host key check: libssh2 client has none)"))
-        self.add(Figure("parallel-ssh 2nd round, same client", [r["second"] for r in rounds], "s", "same client, connections reused"))
+        pssh_first = self.add(
+            Figure(
+                "parallel-ssh 1st round, 100 sshd hosts",
+                [r["first"] for r in rounds],
+                "s",
+                "ParallelSSHClient(100 hosts).run_command('cat /proc/loadavg') + join, new client "
+                "(in-process time; no host key check: libssh2 client has none)",
+            )
+        )
+        self.add(
+            Figure(
+                "parallel-ssh 2nd round, same client",
+                [r["second"] for r in rounds],
+                "s",
+                "same client, connections reused",
+            )
+        )
         # ansible
         first, second = [], []
         for rep in range(repeats):
             a1, a2 = self.ansible_rounds(sshd, rep)
             first.append(a1)
             second.append(a2)
-        ans1 = self.add(Figure("ansible 1st round, 100 sshd hosts", first, "s",
-                               "whole `ansible all -m command -a 'cat /proc/loadavg' -f 50` process, ControlPersist "
-                               "masters not yet open, host keys checked"))
+        ans1 = self.add(
+            Figure(
+                "ansible 1st round, 100 sshd hosts",
+                first,
+                "s",
+                "whole `ansible all -m command -a 'cat /proc/loadavg' -f 50` process, ControlPersist "
+                "masters not yet open, host keys checked",
+            )
+        )
         ans2 = self.add(Figure("ansible 2nd round (ControlPersist warm)", second, "s", "same, control masters open"))
         cold.met = cold.median <= pssh_first.median
         cold.note = f"cold / pssh 1st = {cold.median / pssh_first.median:.2f}"
-        self.add(Figure("ratio ansible 2nd round / fleettop warm", [ans2.median / warm.median], "x",
-                        "medians; target >= 40x", target=">= 40x", met=ans2.median / warm.median >= 40))
+        self.add(
+            Figure(
+                "ratio ansible 2nd round / fleettop warm",
+                [ans2.median / warm.median],
+                "x",
+                "medians; target >= 40x",
+                target=">= 40x",
+                met=ans2.median / warm.median >= 40,
+            )
+        )
         self.add(Figure("ratio ansible 1st round / fleettop warm", [ans1.median / warm.median], "x", "medians"))
-        self.add(Figure("ratio fleettop cold / parallel-ssh 1st round", [cold.median / pssh_first.median], "x",
-                        "medians; target <= 1", target="<= 1", met=cold.median <= pssh_first.median))
+        self.add(
+            Figure(
+                "ratio fleettop cold / parallel-ssh 1st round",
+                [cold.median / pssh_first.median],
+                "x",
+                "medians; target <= 1",
+                target="<= 1",
+                met=cold.median <= pssh_first.median,
+            )
+        )
 
     def ansible_rounds(self, sshd, rep: int) -> tuple[float, float]:
         work = Path(tempfile.mkdtemp(prefix="fta-"))  # short: ssh control socket paths are limited to ~100 bytes
@@ -200,9 +305,14 @@ class Bench:
             inventory = work / "inventory"
             # Each inventory host gets its own ControlPath: one sshd stands in for 100 hosts, and
             # ssh's default %C would share one master between all of them.
-            inventory.write_text("[bench]\n" + "".join(
-                f"{name} ansible_host=127.0.0.1 ansible_port={sshd.port} ansible_user={sshd.user} "
-                f"ansible_ssh_common_args='-o ControlPath={control}/{name}'\n" for name in hosts))
+            inventory.write_text(
+                "[bench]\n"
+                + "".join(
+                    f"{name} ansible_host=127.0.0.1 ansible_port={sshd.port} ansible_user={sshd.user} "
+                    f"ansible_ssh_common_args='-o ControlPath={control}/{name}'\n"
+                    for name in hosts
+                )
+            )
             (work / "ansible.cfg").write_text(f"""[defaults]
 inventory = {inventory}
 forks = 50
@@ -226,8 +336,11 @@ pipelining = True
                     raise RuntimeError(f"ansible: exit {timed.returncode}, {ok}/100 ok: {timed.output[-1500:]}")
                 walls.append(timed.wall)
             for name in hosts:  # close the control masters this round opened
-                subprocess.run(["ssh", "-o", f"ControlPath={control}/{name}", "-O", "exit", "127.0.0.1"],
-                               capture_output=True, timeout=10)
+                subprocess.run(
+                    ["ssh", "-o", f"ControlPath={control}/{name}", "-O", "exit", "127.0.0.1"],
+                    capture_output=True,
+                    timeout=10,
+                )
             return walls[0], walls[1]
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -247,10 +360,17 @@ pipelining = True
                     rss = worker.rss_kib()
                     baseline = self.baseline_rss()
                     per_host = (rss - baseline) / count
-                    self.add(Figure("worker memory per host, 1,000 hosts", [per_host], "KiB",
-                                    f"(VmRSS of the headless worker after the warm rounds, {rss} KiB, minus a headless "
-                                    f"worker with 0 servers, {baseline} KiB) / 1000", target="<= 60 KiB",
-                                    met=per_host <= 60))
+                    self.add(
+                        Figure(
+                            "worker memory per host, 1,000 hosts",
+                            [per_host],
+                            "KiB",
+                            f"(VmRSS of the headless worker after the warm rounds, {rss} KiB, minus a headless "
+                            f"worker with 0 servers, {baseline} KiB) / 1000",
+                            target="<= 60 KiB",
+                            met=per_host <= 60,
+                        )
+                    )
                     if self.profile_dir:
                         self.profile_warm(fleet, worker, count, f"sim{count}")
                 worker.stop()
@@ -283,13 +403,27 @@ pipelining = True
             single.append(float(re.search(r"one row changed, repainted: median ([\d.]+) ms", out.output).group(1)))
             idle.append(float(re.search(r"idle, live timers on, 1000 rows: ([\d.]+) %", out.output).group(1)))
         self.raw["bench_dashboard output"] = out.output
-        self.add(Figure("dashboard repaint, 1,000 servers all changed", repaint, "ms",
-                        "bench_dashboard.py: CPU time of show_rows(1,000 changed rows) + the repaint (headless run_test, 160x50)",
-                        target="<= 50 ms", met=statistics.median(repaint) <= 50))
+        self.add(
+            Figure(
+                "dashboard repaint, 1,000 servers all changed",
+                repaint,
+                "ms",
+                "bench_dashboard.py: CPU time of show_rows(1,000 changed rows) + the repaint (headless run_test, 160x50)",
+                target="<= 50 ms",
+                met=statistics.median(repaint) <= 50,
+            )
+        )
         self.add(Figure("dashboard repaint, one row changed", single, "ms", "bench_dashboard.py: median of 50"))
-        self.add(Figure("idle TUI CPU, 1,000 servers", idle, "%",
-                        "bench_dashboard.py: process CPU over 10 s, live timers on, nothing changing (% of one core)",
-                        target="< 2 %", met=statistics.median(idle) < 2))
+        self.add(
+            Figure(
+                "idle TUI CPU, 1,000 servers",
+                idle,
+                "%",
+                "bench_dashboard.py: process CPU over 10 s, live timers on, nothing changing (% of one core)",
+                target="< 2 %",
+                met=statistics.median(idle) < 2,
+            )
+        )
 
     # -- CLI start-up ------------------------------------------------------------------
 
@@ -303,24 +437,59 @@ pipelining = True
         }
         importers = {}
         for name, args in commands.items():
-            timed = run_timed([sys.executable, "-X", "importtime", "-m", "fleettop", "--config", str(fleet.config), *args],
-                              timeout=COLLECT_TIMEOUT, cwd=fleet.root)
-            modules = [line.split("|")[-1].strip() for line in timed.output.splitlines() if line.startswith("import time:")]
+            timed = run_timed(
+                [sys.executable, "-X", "importtime", "-m", "fleettop", "--config", str(fleet.config), *args],
+                timeout=COLLECT_TIMEOUT,
+                cwd=fleet.root,
+            )
+            modules = [
+                line.split("|")[-1].strip() for line in timed.output.splitlines() if line.startswith("import time:")
+            ]
             importers[name] = [module for module in modules if module.split(".")[0] == "textual"]
             if name == "queue stats":
-                total = sum(int(line.split("|")[0].split(":")[1]) for line in timed.output.splitlines()
-                            if line.startswith("import time:") and line.split("|")[0].split(":")[1].strip().isdigit())
+                total = sum(
+                    int(line.split("|")[0].split(":")[1])
+                    for line in timed.output.splitlines()
+                    if line.startswith("import time:") and line.split("|")[0].split(":")[1].strip().isdigit()
+                )
                 self.raw["import self-time total (queue stats), ms"] = total / 1000
         clean = all(not found for found in importers.values())
-        self.add(Figure("CLI paths import Textual", [0.0 if clean else 1.0], "",
-                        "python -X importtime -m app ... for " + ", ".join(commands) +
-                        ("; none imports textual" if clean else f"; textual imported by {[k for k, v in importers.items() if v]}"),
-                        target="no", met=clean))
-        stats = [run_timed(fleettop_cmd("--config", str(fleet.config), "queue", "stats"), timeout=60, cwd=fleet.root).wall
-                 for _ in range(self.repeats)]
-        self.add(Figure("`fleettop queue stats` whole process", stats, "s", "wall clock: the CLI's floor (imports, DB open, Redis)"))
-        self.add(Figure("imports, self time summed (queue stats)", [self.raw["import self-time total (queue stats), ms"]], "ms",
-                        "-X importtime, sum of self times"))
+        self.add(
+            Figure(
+                "CLI paths import Textual",
+                [0.0 if clean else 1.0],
+                "",
+                "python -X importtime -m app ... for "
+                + ", ".join(commands)
+                + (
+                    "; none imports textual"
+                    if clean
+                    else f"; textual imported by {[k for k, v in importers.items() if v]}"
+                ),
+                target="no",
+                met=clean,
+            )
+        )
+        stats = [
+            run_timed(fleettop_cmd("--config", str(fleet.config), "queue", "stats"), timeout=60, cwd=fleet.root).wall
+            for _ in range(self.repeats)
+        ]
+        self.add(
+            Figure(
+                "`fleettop queue stats` whole process",
+                stats,
+                "s",
+                "wall clock: the CLI's floor (imports, DB open, Redis)",
+            )
+        )
+        self.add(
+            Figure(
+                "imports, self time summed (queue stats)",
+                [self.raw["import self-time total (queue stats), ms"]],
+                "ms",
+                "-X importtime, sum of self times",
+            )
+        )
 
     # -- profiles ----------------------------------------------------------------------
 
@@ -330,18 +499,47 @@ pipelining = True
         self.profile_dir.mkdir(parents=True, exist_ok=True)
         spy = str(harness.PEER_BIN / "py-spy")
         worker_out = self.profile_dir / f"{tag}-worker.txt"
-        recorder = subprocess.Popen([spy, "record", "--pid", str(worker.pid), "--rate", "200", "--format", "raw",
-                                     "--output", str(worker_out), "--nonblocking"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        recorder = subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(worker.pid),
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--output",
+                str(worker_out),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(1.0)
         for _ in range(3):
             self.collect_all(fleet, count)
         recorder.send_signal(2)
         recorder.wait(60)
         cli_out = self.profile_dir / f"{tag}-cli.txt"
-        timed = run_timed([spy, "record", "--rate", "100", "--nonblocking", "--idle", "--format", "raw", "--output", str(cli_out), "--",
-                           *fleettop_cmd("--config", str(fleet.config), "collect", "--all", "--wait")],
-                          timeout=COLLECT_TIMEOUT, cwd=fleet.root)
+        timed = run_timed(
+            [
+                spy,
+                "record",
+                "--rate",
+                "100",
+                "--nonblocking",
+                "--idle",
+                "--format",
+                "raw",
+                "--output",
+                str(cli_out),
+                "--",
+                *fleettop_cmd("--config", str(fleet.config), "collect", "--all", "--wait"),
+            ],
+            timeout=COLLECT_TIMEOUT,
+            cwd=fleet.root,
+        )
         if timed.returncode != 0:
             print(timed.output[-800:])
         print(f"  profiles: {worker_out}, {cli_out}", flush=True)
@@ -381,10 +579,15 @@ def _loadavg() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, no 1,000-host cold repeats")
-    parser.add_argument("--concurrency", type=int, default=50, help="worker.concurrency (default 50, as ansible's forks)")
-    parser.add_argument("--only", nargs="*", choices=["sshd", "sim100", "sim1000", "dashboard"],
-                        help="run only these parts")
-    parser.add_argument("--profile", type=Path, metavar="DIR", help="also record py-spy profiles of the warm rounds here")
+    parser.add_argument(
+        "--concurrency", type=int, default=50, help="worker.concurrency (default 50, as ansible's forks)"
+    )
+    parser.add_argument(
+        "--only", nargs="*", choices=["sshd", "sim100", "sim1000", "dashboard"], help="run only these parts"
+    )
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="also record py-spy profiles of the warm rounds here"
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the figures as JSON too")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -406,7 +609,9 @@ def main(argv: list[str] | None = None) -> int:
         print(bench.table())
         print(f"\n(bench took {time.monotonic() - started:.0f} s; scratch {bench.scratch})")
         if args.json:
-            args.json.write_text(json.dumps([{**f.__dict__, "median": f.median, "min": f.best} for f in bench.figures], indent=2))
+            args.json.write_text(
+                json.dumps([{**f.__dict__, "median": f.median, "min": f.best} for f in bench.figures], indent=2)
+            )
         shutil.rmtree(bench.scratch, ignore_errors=True)
     return 0
 

@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from fleettop.sim import SimFleet
+from fleettop.probe.sim import SimFleet
 
 
 async def main(count: int, out: Path) -> None:
@@ -22,14 +22,18 @@ async def main(count: int, out: Path) -> None:
     # reboots=False: a simulated reboot resets counters on a timer; the figures are about speed.
     async with SimFleet(count, seed=11, reboots=False) as fleet:
         tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps({
-            "pid": os.getpid(),
-            "address": fleet.address,
-            "username": fleet.username,
-            "known_hosts": str(fleet.known_hosts_path),
-            "client_key": str(fleet.client_key_path),
-            "hosts": fleet.hosts,
-        }))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "address": fleet.address,
+                    "username": fleet.username,
+                    "known_hosts": str(fleet.known_hosts_path),
+                    "client_key": str(fleet.client_key_path),
+                    "hosts": fleet.hosts,
+                }
+            )
+        )
         tmp.rename(out)
         await stop.wait()
 

@@ -65,5 +65,7 @@ if __name__ == "__main__":
         if flag in args:
             index = args.index(flag)
             options[flag] = args[index + 1]
-            del args[index:index + 2]
-    print(summarise(Path(args[0]), int(args[1]) if len(args) > 1 else 25, options.get("--grep"), options.get("--stack")))
+            del args[index : index + 2]
+    print(
+        summarise(Path(args[0]), int(args[1]) if len(args) > 1 else 25, options.get("--grep"), options.get("--stack"))
+    )

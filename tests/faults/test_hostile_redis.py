@@ -9,14 +9,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from queue_helpers import Fleettop, run_fleettop, service_for, wait_until
 from redis.asyncio import Redis
 from saq.job import Status
 from saq.queue.redis import RedisQueue
 
 from fleettop.cache import AuditRequest, Event
 from fleettop.domain import actor
-
-from queue_helpers import Fleettop, run_fleettop, service_for, wait_until
 
 ESC = "\x1b"
 
@@ -105,8 +104,14 @@ def database_url(request) -> str | None:
 
 
 def _entry(when: datetime, **fields) -> dict:
-    return {"action": "server.remove", "target": "db-primary", "detail": "removed with 0 samples",
-            "actor": "alice@admin-laptop", "at": when.isoformat(), **fields}
+    return {
+        "action": "server.remove",
+        "target": "db-primary",
+        "detail": "removed with 0 samples",
+        "actor": "alice@admin-laptop",
+        "at": when.isoformat(),
+        **fields,
+    }
 
 
 async def _push(service, *entries) -> None:
@@ -156,7 +161,9 @@ async def test_a_malformed_audit_entry_stops_no_process_from_starting(make_confi
     the database exit 1 at start, for good. Now each starts, and the entry is set aside."""
     data = make_config(servers=["sim-0001"], interval=3600)
     config = short_dir / "config.yaml"
-    poison = _entry(datetime.now(timezone.utc), at="2020-01-01T00:00:00", action="x", target="y", detail="", actor="m@x")
+    poison = _entry(
+        datetime.now(timezone.utc), at="2020-01-01T00:00:00", action="x", target="y", detail="", actor="m@x"
+    )
     async with service_for(data, worker=False) as service:
         await _push(service, poison)
         code, out, err = await run_fleettop(config, "queue", "pause")
@@ -229,6 +236,8 @@ def test_every_action_the_code_records_is_a_known_one():
     from fleettop.domain import AUDIT_ACTIONS
 
     source = "".join(path.read_text() for path in Path(fleettop.__file__).parent.rglob("*.py"))
-    used = set(re.findall(r"\.audit\(\s*\"([^\"]+)\"", source)) | set(re.findall(r"return \(\"(collect[.a-z]*)\",", source))
+    used = set(re.findall(r"\.audit\(\s*\"([^\"]+)\"", source)) | set(
+        re.findall(r"return \(\"(collect[.a-z]*)\",", source)
+    )
     assert {"collect", "collect.all", "queue.pause", "server.add", "trust"} <= used  # the scan finds them
     assert used <= AUDIT_ACTIONS, used - AUDIT_ACTIONS

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from queue_helpers import Fleettop, run_fleettop, wait_until
 
 from fleettop.redis_server import redis_server_binary
-from queue_helpers import Fleettop, run_fleettop, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +59,9 @@ class Embedded:
 
     def servers_running(self) -> list[int]:
         """Every redis-server process serving this data_dir's socket."""
-        found = subprocess.run(["pgrep", "-f", f"redis-server.*{self.directory}/redis.sock"], capture_output=True, text=True)
+        found = subprocess.run(
+            ["pgrep", "-f", f"redis-server.*{self.directory}/redis.sock"], capture_output=True, text=True
+        )
         return [int(pid) for pid in found.stdout.split()]
 
     def workers_beating(self, prefix: str) -> int:
@@ -119,7 +121,11 @@ class PtyDashboard:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 35, 120, 0, 0))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "fleettop", "--config", str(config), *args],
-            stdin=slave, stdout=slave, stderr=slave, cwd=config.parent, close_fds=True,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=config.parent,
+            close_fds=True,
             env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "35", **(env or {})},
             preexec_fn=lambda: (os.setsid(), fcntl.ioctl(0, termios.TIOCSCTTY, 0)),
         )
@@ -185,7 +191,9 @@ async def shows(screen: PtyDashboard, text: str, since: int, timeout: float) -> 
     await wait_until(lambda: text in screen.text_since(since), timeout, step=0.1)
 
 
-async def test_redis_killed_under_two_headless_workers_exactly_one_restarts_it(make_config, short_dir: Path, fleet, prefix):
+async def test_redis_killed_under_two_headless_workers_exactly_one_restarts_it(
+    make_config, short_dir: Path, fleet, prefix
+):
     """The embedded redis-server SIGKILLed under two `--headless` workers sharing it: one of
     them starts it again, the other reconnects, and collection resumes by itself (the
     schedule is rebuilt by the reconcile: the new server is empty)."""
@@ -310,7 +318,9 @@ async def test_the_dashboard_stopped_by_a_signal_cleans_up(make_config, short_di
     assert embedded.servers_running() == [] and embedded.leases() == []
 
 
-async def test_pause_and_collect_say_when_their_effect_would_end_with_the_command(make_config, short_dir: Path, fleet, prefix):
+async def test_pause_and_collect_say_when_their_effect_would_end_with_the_command(
+    make_config, short_dir: Path, fleet, prefix
+):
     """On the embedded Redis with no other fleettop process, the Redis (and a pause flag or a
     queued job in it) stops with the command: pause and collect refuse, resume says nothing
     is paused. Beside a `--headless` worker they work as usual."""
@@ -319,9 +329,13 @@ async def test_pause_and_collect_say_when_their_effect_would_end_with_the_comman
     embedded = Embedded(Path(data["data_dir"]))
 
     code, out, err = await run_fleettop(config, "queue", "pause")
-    assert (code, out) == (1, "") and last_line(err).startswith("fleettop: not paused: no other fleettop process is running"), err
+    assert (code, out) == (1, "") and last_line(err).startswith(
+        "fleettop: not paused: no other fleettop process is running"
+    ), err
     code, out, err = await run_fleettop(config, "collect", SERVER)
-    assert (code, out) == (1, "") and last_line(err).startswith("fleettop: not queued: no other fleettop process is running"), err
+    assert (code, out) == (1, "") and last_line(err).startswith(
+        "fleettop: not queued: no other fleettop process is running"
+    ), err
     code, out, err = await run_fleettop(config, "queue", "resume")
     assert code == 0 and out.startswith("not paused: no other fleettop process is running"), (out, err)
     code, out, _ = await run_fleettop(config, "collect", SERVER, "--wait")  # runs a worker of its own

@@ -9,14 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+from fault_helpers import first_round_ok
+from queue_helpers import service_for, wait_until
 from sqlalchemy import text
 
 from fleettop.config import Settings
 from fleettop.store.db import DatabaseError, open_database
 from fleettop.timing import SCALE
-
-from fault_helpers import first_round_ok
-from queue_helpers import service_for, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -25,8 +24,14 @@ NAMES = ["sim-0001", "sim-0002", "sim-0003", "sim-0004"]
 
 async def test_postgres_restart_mid_collection_loses_no_sample(make_config, short_dir: Path, fleet, private_postgres):
     data = make_config(
-        servers=NAMES, interval=3600, database={"url": private_postgres.url},
-        worker={"concurrency": 4, "retries": 4, "retry_backoff": 2 / SCALE},  # real seconds: the retries outlast the outage
+        servers=NAMES,
+        interval=3600,
+        database={"url": private_postgres.url},
+        worker={
+            "concurrency": 4,
+            "retries": 4,
+            "retry_backoff": 2 / SCALE,
+        },  # real seconds: the retries outlast the outage
     )
     async with service_for(data, worker=True) as service:
         servers = await service.resolve(NAMES)
@@ -71,8 +76,10 @@ async def test_postgres_restart_mid_collection_loses_no_sample(make_config, shor
     assert answered_in_outage == len(NAMES)
     assert len(manual_ok) == len(NAMES) and all(run.attempt >= 2 for run in manual_ok)
     assert samples == ok_runs
-    print(f"outage {outage:.1f}s, probes answered in the outage {answered_in_outage}, probes in all {probes}, "
-          f"samples {samples}, ok runs {ok_runs}, lost 0")
+    print(
+        f"outage {outage:.1f}s, probes answered in the outage {answered_in_outage}, probes in all {probes}, "
+        f"samples {samples}, ok runs {ok_runs}, lost 0"
+    )
 
 
 async def test_postgres_tls_options_are_passed_through(private_postgres, short_dir: Path):
@@ -81,9 +88,15 @@ async def test_postgres_tls_options_are_passed_through(private_postgres, short_d
     certificate file is one clear line, never a TypeError traceback."""
 
     def settings(query: str) -> Settings:
-        return Settings.model_validate({"data_dir": str(short_dir / "d"), "database": {"url": private_postgres.url + query}})
+        return Settings.model_validate(
+            {"data_dir": str(short_dir / "d"), "database": {"url": private_postgres.url + query}}
+        )
 
-    for query in ("?sslmode=require", "?ssl=require", "?sslmode=verify-full&sslrootcert=/etc/ssl/certs/ca-certificates.crt"):
+    for query in (
+        "?sslmode=require",
+        "?ssl=require",
+        "?sslmode=verify-full&sslrootcert=/etc/ssl/certs/ca-certificates.crt",
+    ):
         with pytest.raises(DatabaseError) as caught:
             await open_database(settings(query))
         assert "ssl" in str(caught.value).lower(), (query, str(caught.value))
@@ -100,8 +113,12 @@ async def test_postgres_tls_options_are_passed_through(private_postgres, short_d
             await database.close()
 
 
-async def test_a_last_attempt_cut_by_the_database_leaves_no_run_running(make_config, short_dir: Path, fleet, private_postgres):
-    data = make_config(servers=["sim-0001"], interval=3600, database={"url": private_postgres.url}, worker={"retries": 1})
+async def test_a_last_attempt_cut_by_the_database_leaves_no_run_running(
+    make_config, short_dir: Path, fleet, private_postgres
+):
+    data = make_config(
+        servers=["sim-0001"], interval=3600, database={"url": private_postgres.url}, worker={"retries": 1}
+    )
     async with service_for(data, worker=True) as service:
         server = (await service.resolve(["sim-0001"]))[0]
 

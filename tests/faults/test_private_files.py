@@ -35,8 +35,12 @@ def _fleettop(config: Path, *args: str, memory_cap: int | None = None) -> subpro
         resource.setrlimit(resource.RLIMIT_AS, (memory_cap, memory_cap))
 
     return subprocess.run(
-        [sys.executable, "-m", "fleettop", "--config", str(config), *args], capture_output=True, text=True,
-        timeout=60, stdin=subprocess.DEVNULL, preexec_fn=cap if memory_cap else None,
+        [sys.executable, "-m", "fleettop", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=cap if memory_cap else None,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},  # asyncssh's DSA deprecation is not ours to show
     )
 
@@ -69,7 +73,9 @@ def test_a_key_file_that_cannot_be_a_key_is_refused_when_added(tmp_path: Path, c
     if path is None:
         path = str(request.getfixturevalue("fifo"))
     config = _config(tmp_path)
-    code = main(["--config", str(config), "servers", "add", "zkey", "--host", "127.0.0.1", "--auth", "key", "--key-file", path])
+    code = main(
+        ["--config", str(config), "servers", "add", "zkey", "--host", "127.0.0.1", "--auth", "key", "--key-file", path]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert err == f"fleettop: server 'zkey': key_file {path} is not a regular file\n"
@@ -162,7 +168,9 @@ def test_a_group_writable_data_dir_is_refused_and_a_readable_one_tightened(tmp_p
     config = _config(tmp_path)
     done = _fleettop(config, "servers", "list")
     assert done.returncode == 1
-    assert _only_line(done) == f"fleettop: {data_dir} can be written by other users (mode 0770): chmod go-w {data_dir}\n"
+    assert (
+        _only_line(done) == f"fleettop: {data_dir} can be written by other users (mode 0770): chmod go-w {data_dir}\n"
+    )
     data_dir.chmod(0o755)
     done = _fleettop(config, "servers", "list")
     assert done.returncode == 0, done.stderr
@@ -170,7 +178,9 @@ def test_a_group_writable_data_dir_is_refused_and_a_readable_one_tightened(tmp_p
     data_dir.chmod(0o777)
     done = _fleettop(config, "servers", "list")
     assert done.returncode == 1
-    assert _only_line(done) == f"fleettop: {data_dir} can be written by other users (mode 0777): chmod go-w {data_dir}\n"
+    assert (
+        _only_line(done) == f"fleettop: {data_dir} can be written by other users (mode 0777): chmod go-w {data_dir}\n"
+    )
 
 
 def test_an_existing_database_file_is_tightened_and_its_directory_checked(tmp_path: Path):
@@ -186,7 +196,9 @@ def test_an_existing_database_file_is_tightened_and_its_directory_checked(tmp_pa
     config = _config(tmp_path, database={"url": f"sqlite+aiosqlite:///{elsewhere / 'fleet.db'}"})
     done = _fleettop(config, "servers", "list")
     assert done.returncode == 1
-    assert _only_line(done) == f"fleettop: {elsewhere} can be written by other users (mode 0775): chmod go-w {elsewhere}\n"
+    assert (
+        _only_line(done) == f"fleettop: {elsewhere} can be written by other users (mode 0775): chmod go-w {elsewhere}\n"
+    )
     assert not (elsewhere / "fleet.db").exists()
 
 

@@ -10,20 +10,26 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from queue_helpers import Fleettop, run_fleettop, wait_until
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
-
-from queue_helpers import Fleettop, run_fleettop, wait_until
 
 
 def acl_rules(prefix: str) -> list[str]:
     """The README's rules for redis.prefix `prefix`: fleettop's keys, SAQ's keys for its two
     queues (their records and abort flags too), fleettop's channels and SAQ's job channels."""
     return [
-        "on", "resetkeys", "resetchannels",
-        f"~{prefix}*", f"~saq:{prefix}*", f"~saq:job:{prefix}*", f"~saq:abort:{prefix}*",
-        f"&{prefix}*", f"&saq:job:{prefix}*",
-        "+@all", "-@dangerous",
+        "on",
+        "resetkeys",
+        "resetchannels",
+        f"~{prefix}*",
+        f"~saq:{prefix}*",
+        f"~saq:job:{prefix}*",
+        f"~saq:abort:{prefix}*",
+        f"&{prefix}*",
+        f"&saq:job:{prefix}*",
+        "+@all",
+        "-@dangerous",
     ]
 
 
@@ -40,7 +46,9 @@ async def fenced_user(redis_url: str, prefix: str):
         await admin.aclose()
 
 
-async def test_fleettop_runs_as_a_redis_user_fenced_to_its_prefix(make_config, short_dir: Path, fleet, prefix, fenced_user):
+async def test_fleettop_runs_as_a_redis_user_fenced_to_its_prefix(
+    make_config, short_dir: Path, fleet, prefix, fenced_user
+):
     admin, url = fenced_user
     make_config(servers=["sim-0001", "sim-0002"], worker={"retries": 1}, redis={"url": url, "prefix": prefix})
     config = short_dir / "config.yaml"
@@ -48,8 +56,14 @@ async def test_fleettop_runs_as_a_redis_user_fenced_to_its_prefix(make_config, s
     headless = await Fleettop.start(config, "--headless", name="headless")
     try:
         await wait_until(lambda: admin.zcount(prefix + "workers", "-inf", "+inf"), 30)
-        for command in (("collect", "--all", "--wait"), ("queue", "pause"), ("queue", "resume"), ("queue", "stats"),
-                        ("collect", "sim-0001", "--wait"), ("cache", "clear")):
+        for command in (
+            ("collect", "--all", "--wait"),
+            ("queue", "pause"),
+            ("queue", "resume"),
+            ("queue", "stats"),
+            ("collect", "sim-0001", "--wait"),
+            ("cache", "clear"),
+        ):
             code, out, err = await run_fleettop(config, *command)
             assert code == 0, (command, out, err)
             assert "NOPERM" not in out + err and "permission" not in (out + err).lower(), (command, err)
@@ -60,8 +74,13 @@ async def test_fleettop_runs_as_a_redis_user_fenced_to_its_prefix(make_config, s
     fenced = Redis.from_url(url)
     try:
         await fenced.set(prefix + "mine", 1)
-        for forbidden in (fenced.get("another-fleet:x"), fenced.set("saq:job:another-fleet:manual:1", 1),
-                          fenced.publish("another-fleet:events", "x"), fenced.flushdb(), fenced.keys("*")):
+        for forbidden in (
+            fenced.get("another-fleet:x"),
+            fenced.set("saq:job:another-fleet:manual:1", 1),
+            fenced.publish("another-fleet:events", "x"),
+            fenced.flushdb(),
+            fenced.keys("*"),
+        ):
             with pytest.raises(NoPermissionError):
                 await forbidden
     finally:

@@ -11,18 +11,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from queue_helpers import Fleettop, service_for, wait_until
 
 from fleettop.tui.app import FleetApp
 from fleettop.tui.widgets.bars import HeaderBar
-
-from queue_helpers import Fleettop, service_for, wait_until
 
 pytestmark = pytest.mark.slow
 
 NAMES = ["sim-0001", "sim-0002", "sim-0003", "sim-0004"]
 
 
-async def test_redis_restart_under_a_dashboard_and_a_headless_worker(make_config, short_dir: Path, fleet, private_redis):
+async def test_redis_restart_under_a_dashboard_and_a_headless_worker(
+    make_config, short_dir: Path, fleet, private_redis
+):
     data = make_config(servers=NAMES, interval=10, redis={"url": private_redis.url}, worker={"concurrency": 2})
     config = short_dir / "config.yaml"
     headless = await Fleettop.start(config, "--headless", name="headless")
@@ -154,7 +155,9 @@ async def test_a_change_saved_while_redis_is_away_is_kept_and_not_reported_as_fa
             private_redis.start()
 
 
-async def test_a_dashboard_worker_is_running_even_before_its_heartbeat_reaches_a_new_redis(make_config, fleet, private_redis):
+async def test_a_dashboard_worker_is_running_even_before_its_heartbeat_reaches_a_new_redis(
+    make_config, fleet, private_redis
+):
     """After an empty Redis came back the header said "○ no worker" until the process's own
     worker wrote its next heartbeat, though that worker was running all along."""
     data = make_config(servers=[], redis={"url": private_redis.url})

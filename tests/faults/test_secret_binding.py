@@ -12,10 +12,9 @@ from pathlib import Path
 import asyncssh
 import pytest
 import yaml
+from queue_helpers import service_for
 
 from fleettop.probe import CollectError, host_pattern
-
-from queue_helpers import service_for
 
 
 class _Recording(asyncssh.SSHServer):
@@ -76,7 +75,10 @@ async def test_an_edit_to_another_trusted_host_drops_the_password(make_config, f
         server = await service.edit_server(cfg.name, cfg.model_copy(update={"port": recorder.port}))
         assert not server.has_secret
         detail = (await service.repo.audit_entries(1))[0].detail
-        assert detail == f"port {cfg.port} -> {recorder.port}, secret removed: set it again with fleettop servers edit {cfg.name} --password"
+        assert (
+            detail
+            == f"port {cfg.port} -> {recorder.port}, secret removed: set it again with fleettop servers edit {cfg.name} --password"
+        )
         outcome = await _collect(service, cfg.name)
     assert outcome.status == "failed" and "no password stored" in outcome.error, outcome
     assert recorder.offered == []
@@ -119,7 +121,13 @@ async def test_a_config_entry_taking_over_a_server_at_another_host_drops_its_pas
     data = make_config(servers=[])
     async with service_for(data, worker=False) as service:
         await service.add_server(victim, secret=fleet.password)
-    entry = {"name": victim.name, "host": "127.0.0.1", "port": recorder.port, "username": victim.username, "auth": "password"}
+    entry = {
+        "name": victim.name,
+        "host": "127.0.0.1",
+        "port": recorder.port,
+        "username": victim.username,
+        "auth": "password",
+    }
     data = make_config(servers=[])
     data["servers"] = [entry]
     (short_dir / "config.yaml").write_text(yaml.safe_dump(data))

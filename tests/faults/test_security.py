@@ -12,17 +12,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fault_helpers import PrivateRedis, free_port, redis_server_binaries, unavailable
+from queue_helpers import run_fleettop, service_for
 from redis.asyncio import Redis
 
 from fleettop.config import LoadedConfig, Settings
-from fleettop.service import open_service
-
-from fault_helpers import PrivateRedis, free_port, redis_server_binaries, unavailable
-from queue_helpers import run_fleettop, service_for
+from fleettop.wiring import open_service
 
 
 def _files_bytes(directory: Path) -> bytes:
-    return b"".join(path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file() and not path.is_socket())
+    return b"".join(
+        path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file() and not path.is_socket()
+    )
 
 
 async def _collects_through_redis(data) -> None:
@@ -35,7 +36,9 @@ async def _collects_through_redis(data) -> None:
         assert (await service.manual_outcome(servers[0])).status == "ok"
 
 
-async def test_a_password_run_at_debug_leaves_no_plaintext_anywhere(make_config, short_dir: Path, fleet, prefix, redis_url, caplog):
+async def test_a_password_run_at_debug_leaves_no_plaintext_anywhere(
+    make_config, short_dir: Path, fleet, prefix, redis_url, caplog
+):
     """Password auth end to end (CLI-equivalent add, scheduled and manual collections,
     a wrong password too), every logger at DEBUG: the password is in no log record,
     no file in data_dir (SQLite file and WAL, log file), no Redis key, no audit entry,
@@ -64,7 +67,9 @@ async def test_a_password_run_at_debug_leaves_no_plaintext_anywhere(make_config,
             if kind == b"string":
                 redis_values.append(await service.cache.redis.get(key) or b"")
             elif kind == b"zset":
-                redis_values.extend(member for member, _ in await service.cache.redis.zrange(key, 0, -1, withscores=True))
+                redis_values.extend(
+                    member for member, _ in await service.cache.redis.zrange(key, 0, -1, withscores=True)
+                )
             elif kind == b"list":
                 redis_values.extend(await service.cache.redis.lrange(key, 0, -1))
     for secret in (fleet.password, wrong):
@@ -74,8 +79,10 @@ async def test_a_password_run_at_debug_leaves_no_plaintext_anywhere(make_config,
         assert not any(secret in entry.model_dump_json() for entry in audit)
         assert secret not in failed.error
     assert len(caplog.records) > 10  # the capture did see the run
-    print(f"password run at DEBUG: {len(caplog.records)} log records, {len(redis_values)} Redis values, "
-          f"{len(audit)} audit entries checked: 0 plaintext")
+    print(
+        f"password run at DEBUG: {len(caplog.records)} log records, {len(redis_values)} Redis values, "
+        f"{len(audit)} audit entries checked: 0 plaintext"
+    )
     code, out, err = await run_fleettop(short_dir / "config.yaml", "servers", "list", "--json")
     assert code == 0, err
     listed = json.loads(out)
@@ -164,9 +171,27 @@ async def test_redis_over_tls(short_dir: Path, make_config):
     certs.mkdir()
     try:
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(certs / "key.pem"), "-out", str(certs / "cert.pem")],
-            check=True, capture_output=True, timeout=30,
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+                str(certs / "key.pem"),
+                "-out",
+                str(certs / "cert.pem"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
         )
     except (OSError, subprocess.CalledProcessError) as exc:
         unavailable(f"openssl cannot make a test certificate: {exc}")
@@ -180,8 +205,12 @@ async def test_redis_over_tls(short_dir: Path, make_config):
 
 
 async def test_embedded_redis_is_reachable_only_through_an_owner_only_socket(short_dir: Path, fleet):
-    settings = Settings.model_validate({"data_dir": str(short_dir / "data"), "ssh": {"known_hosts": str(fleet.known_hosts_path)}})
-    async with open_service(LoadedConfig(settings=settings, path=short_dir / "none.yaml", exists=False), worker=False) as service:
+    settings = Settings.model_validate(
+        {"data_dir": str(short_dir / "data"), "ssh": {"known_hosts": str(fleet.known_hosts_path)}}
+    )
+    async with open_service(
+        LoadedConfig(settings=settings, path=short_dir / "none.yaml", exists=False), worker=False
+    ) as service:
         directory = short_dir / "data" / "redis"
         socket_path = directory / "redis.sock"
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700
@@ -194,7 +223,7 @@ async def test_embedded_redis_is_reachable_only_through_an_owner_only_socket(sho
         client = Redis(unix_socket_path=str(socket_path))
         try:
             assert (await client.config_get("port"))["port"] == "0"  # no TCP listener
-            assert (await client.config_get("bind"))  # answered through the socket
+            assert await client.config_get("bind")  # answered through the socket
         finally:
             await client.aclose()
         assert (await service.health())["redis"] is True
@@ -214,7 +243,16 @@ async def test_the_audit_log_records_every_change_and_manual_action(make_config,
         await service.remove_server(cfg.name)
         entries = list(reversed(await service.repo.audit_entries(50)))
     actions = [entry.action for entry in entries]
-    expected = ["server.add", "server.edit", "collect.all", "collect", "queue.pause", "queue.resume", "queue.clean", "server.remove"]
+    expected = [
+        "server.add",
+        "server.edit",
+        "collect.all",
+        "collect",
+        "queue.pause",
+        "queue.resume",
+        "queue.clean",
+        "server.remove",
+    ]
     who = f"{os.environ.get('USER') or __import__('getpass').getuser()}@"
     assert all(entry.actor.startswith(who) and entry.at is not None for entry in entries)
     assert not any("new-pass" in entry.model_dump_json() for entry in entries)

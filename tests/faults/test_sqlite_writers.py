@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from queue_helpers import Fleettop, run_fleettop, service_for, wait_until
 
 pytestmark = pytest.mark.slow
@@ -29,7 +28,18 @@ async def test_sqlite_with_a_dashboard_worker_a_headless_worker_and_the_cli(make
             while time.monotonic() - started < 12:
                 n += 1
                 cli = [
-                    run_fleettop(config, "servers", "add", f"extra-{n}", "--host", "127.0.0.1", "--port", "1", "--interval", "3600"),
+                    run_fleettop(
+                        config,
+                        "servers",
+                        "add",
+                        f"extra-{n}",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        "1",
+                        "--interval",
+                        "3600",
+                    ),
                     run_fleettop(config, "collect", "--all"),
                     run_fleettop(config, "export", "--format", "json"),
                 ]

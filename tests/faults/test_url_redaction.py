@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from queue_helpers import run_fleettop
 
 from fleettop.config import redact_url
-
-from queue_helpers import run_fleettop
 
 
 @pytest.mark.parametrize(
@@ -35,7 +34,9 @@ def test_redaction_drops_every_credential(url: str, shown: str):
         ("redis", "redis://:Pa/Ss@127.0.0.1:6379/11", ("collect", "--all"), 2),
     ],
 )
-async def test_a_url_that_does_not_parse_is_a_one_line_error_without_its_password(short_dir: Path, section, url, command, exit_code):
+async def test_a_url_that_does_not_parse_is_a_one_line_error_without_its_password(
+    short_dir: Path, section, url, command, exit_code
+):
     config = short_dir / "config.yaml"
     config.write_text(f"data_dir: {short_dir / 'data'}\n{section}:\n  url: '{url}'\n")
     config.chmod(0o600)

@@ -9,13 +9,12 @@ import signal
 from pathlib import Path
 
 import pytest
+from fault_helpers import first_round_ok
+from queue_helpers import Fleettop, run_fleettop, service_for, wait_until
 
 from fleettop.timing import scaled
 from fleettop.tui.app import FleetApp
 from fleettop.tui.widgets.bars import QueueBar
-
-from fault_helpers import first_round_ok
-from queue_helpers import Fleettop, run_fleettop, service_for, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -127,7 +126,9 @@ async def test_two_headless_workers_and_a_dashboard_share_one_redis(make_config,
             total_ok, all_gaps = 0, []
             for server in servers:
                 runs = await service.repo.recent_runs(server.id, 20)
-                done = sorted((r for r in runs if r.status == "ok" and r.trigger == "scheduled"), key=lambda r: r.started_at)
+                done = sorted(
+                    (r for r in runs if r.status == "ok" and r.trigger == "scheduled"), key=lambda r: r.started_at
+                )
                 keys = [r.job_key for r in done]
                 assert len(set(keys)) == len(keys), keys  # one collection per planned slot
                 planned = [planned_at(key) for key in keys]
@@ -157,8 +158,10 @@ async def test_two_headless_workers_and_a_dashboard_share_one_redis(make_config,
     assert all(took), f"manual jobs taken by each headless worker: {took}"
     assert json.loads(out) == mine
     assert "PAUSED" in bar and f"completed {mine['completed']}" in bar and f"scheduled {mine['scheduled']}" in bar
-    print(f"two workers + dashboard: {len(names)} servers, {total_ok} scheduled collections, planned gaps {min_gap}-{max_gap}s, "
-          f"stats {mine}")
+    print(
+        f"two workers + dashboard: {len(names)} servers, {total_ok} scheduled collections, planned gaps {min_gap}-{max_gap}s, "
+        f"stats {mine}"
+    )
 
 
 async def active(service, count: int) -> bool:

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-
 from probe_helpers import unavailable
 
 from fleettop.domain import Server
 from fleettop.probe import Prober
-from fleettop.sim import SimFleet
+from fleettop.probe.sim import SimFleet
 
 SSHD = Path("/usr/sbin/sshd")
 SSHD_USER = "fleettop-test"
@@ -122,9 +121,9 @@ def real_sshd():
     config.write_text(
         f"""Port {port}
 ListenAddress 127.0.0.1
-HostKey {workdir / 'host_ed25519'}
-AuthorizedKeysFile {workdir / 'authorized_keys'}
-PidFile {workdir / 'sshd.pid'}
+HostKey {workdir / "host_ed25519"}
+AuthorizedKeysFile {workdir / "authorized_keys"}
+PidFile {workdir / "sshd.pid"}
 UsePAM no
 StrictModes no
 PasswordAuthentication no
@@ -139,7 +138,9 @@ LogLevel VERBOSE
         pytest.fail(f"sshd rejects its test config: {check.stderr.strip()}")
     log = workdir / "sshd.log"
     with log.open("w") as log_handle:
-        process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=log_handle, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [str(SSHD), "-D", "-e", "-f", str(config)], stdout=log_handle, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 10
         while True:

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from fleettop.domain import Server
-from fleettop.sim import SimFleet
+from fleettop.probe.sim import SimFleet
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from fleettop.cmd_probe import cmd_servers_test, cmd_trust, cmd_untrust
+from fleettop.cli.servers import cmd_servers
+from fleettop.cli.trust import cmd_trust, cmd_untrust
 from fleettop.config import LoadedConfig
 from fleettop.errors import UsageError
 from fleettop.probe import CollectError
@@ -28,11 +29,11 @@ def loaded_for(fleet, make_settings, tmp_path, known_hosts) -> LoadedConfig:
 async def test_servers_test_prints_the_figures(fleet, make_settings, tmp_path, capsys):
     loaded = loaded_for(fleet, make_settings, tmp_path, fleet.known_hosts_path)
     name = fleet.hosts[0][0]
-    assert await cmd_servers_test(argparse.Namespace(name=name, json=False), loaded) == 0
+    assert await cmd_servers(argparse.Namespace(action="test", name=name, json=False), loaded) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"{name} (127.0.0.1:{fleet.hosts[0][1]}): ok in ")
     assert "cpu" in out and "memory" in out and "load" in out
-    assert await cmd_servers_test(argparse.Namespace(name=name, json=True), loaded) == 0
+    assert await cmd_servers(argparse.Namespace(action="test", name=name, json=True), loaded) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["server"] == name and row["status"] == "ok" and row["error"] is None
     assert {"cpu_percent", "mem_percent", "disk_percent", "disks", "load1", "uptime_s", "net_rx_bps"} <= set(row)
@@ -54,9 +55,9 @@ async def test_servers_test_reports_the_error(fleet, make_settings, tmp_path, ca
     loaded = loaded_for(fleet, make_settings, tmp_path, empty)
     name = fleet.hosts[0][0]
     with pytest.raises(CollectError) as caught:
-        await cmd_servers_test(argparse.Namespace(name=name, json=False), loaded)
+        await cmd_servers(argparse.Namespace(action="test", name=name, json=False), loaded)
     assert caught.value.kind == "hostkey_unknown"
-    assert await cmd_servers_test(argparse.Namespace(name=name, json=True), loaded) == 1
+    assert await cmd_servers(argparse.Namespace(action="test", name=name, json=True), loaded) == 1
     row = json.loads(capsys.readouterr().out)
     assert (row["status"], row["kind"]) == ("failed", "hostkey_unknown") and name in row["error"]
 
@@ -64,7 +65,7 @@ async def test_servers_test_reports_the_error(fleet, make_settings, tmp_path, ca
 async def test_unknown_server_is_a_usage_error(fleet, make_settings, tmp_path):
     loaded = loaded_for(fleet, make_settings, tmp_path, fleet.known_hosts_path)
     with pytest.raises(UsageError, match="no server named 'nope'"):
-        await cmd_servers_test(argparse.Namespace(name="nope", json=False), loaded)
+        await cmd_servers(argparse.Namespace(action="test", name="nope", json=False), loaded)
 
 
 async def test_trust_records_the_key_in_the_own_known_hosts(fleet, make_settings, tmp_path, capsys):
@@ -82,7 +83,7 @@ async def test_trust_records_the_key_in_the_own_known_hosts(fleet, make_settings
     assert await cmd_trust(argparse.Namespace(name=name, yes=True, replace=False), loaded) == 0
     assert "already trusted" in capsys.readouterr().out
     assert len(own.read_text().splitlines()) == 1
-    assert await cmd_servers_test(argparse.Namespace(name=name, json=True), loaded) == 0
+    assert await cmd_servers(argparse.Namespace(action="test", name=name, json=True), loaded) == 0
     database = await open_database(loaded.settings)
     try:
         entries = await Repository(database).audit_entries()
@@ -111,11 +112,13 @@ async def test_trust_yes_refuses_a_changed_key(fleet, make_settings, tmp_path, c
     assert "DIFFERENT key" in out and new_key.get_fingerprint() in out
     assert not (loaded.settings.data_dir / "known_hosts").exists()
     with pytest.raises(CollectError) as caught:
-        await cmd_servers_test(argparse.Namespace(name=name, json=False), loaded)
+        await cmd_servers(argparse.Namespace(action="test", name=name, json=False), loaded)
     assert caught.value.kind == "hostkey_changed"
 
 
-async def test_trust_replace_takes_the_old_key_out_and_warns_of_the_users_known_hosts(fleet, make_settings, tmp_path, capsys):
+async def test_trust_replace_takes_the_old_key_out_and_warns_of_the_users_known_hosts(
+    fleet, make_settings, tmp_path, capsys
+):
     """--replace records the new key in place of the old one (atomically, mode 0600): a host
     showing the old key again is refused. A key left in ssh.known_hosts, which fleettop never
     writes, is named in a warning."""
@@ -126,24 +129,30 @@ async def test_trust_replace_takes_the_old_key_out_and_warns_of_the_users_known_
     own = loaded.settings.data_dir / "known_hosts"
     old_key = fleet.host(name).host_key
     assert await cmd_trust(trust_args(name, yes=True), loaded) == 0
-    own.write_text(own.read_text() + f"# a comment\nother.example,[127.0.0.1]:{port} {own.read_text().split(maxsplit=1)[1]}")
+    own.write_text(
+        own.read_text() + f"# a comment\nother.example,[127.0.0.1]:{port} {own.read_text().split(maxsplit=1)[1]}"
+    )
     new_key = await fleet.change_key(name)
     assert await cmd_trust(trust_args(name, replace=True), loaded) == 0
     out, err = capsys.readouterr()
     assert "Trusted: recorded in" in out and "in place of 2 earlier key(s)" in out and err == ""
     lines = own.read_text().splitlines()
     assert lines[0] == "# a comment" and lines[1].startswith("other.example ssh-ed25519 ")  # others kept
-    assert lines[2:] == [f"[127.0.0.1]:{port} {new_key.export_public_key('openssh').decode().split()[0]} "
-                         f"{new_key.export_public_key('openssh').decode().split()[1]}"]
+    assert lines[2:] == [
+        f"[127.0.0.1]:{port} {new_key.export_public_key('openssh').decode().split()[0]} "
+        f"{new_key.export_public_key('openssh').decode().split()[1]}"
+    ]
     assert oct(own.stat().st_mode & 0o777) == "0o600"
-    assert await cmd_servers_test(argparse.Namespace(name=name, json=True), loaded) == 0
+    assert await cmd_servers(argparse.Namespace(action="test", name=name, json=True), loaded) == 0
     fleet.host(name).host_key = old_key  # the old key again (leaked, say): refused now
     await fleet.restart(name)
     with pytest.raises(CollectError) as caught:
-        await cmd_servers_test(argparse.Namespace(name=name, json=False), loaded)
+        await cmd_servers(argparse.Namespace(action="test", name=name, json=False), loaded)
     assert caught.value.kind == "hostkey_changed"
     # The old key in the user's own known_hosts: fleettop would accept it, and says so.
-    user_known_hosts.write_text(f"[127.0.0.1]:{port} {' '.join(old_key.export_public_key('openssh').decode().split()[:2])}\n")
+    user_known_hosts.write_text(
+        f"[127.0.0.1]:{port} {' '.join(old_key.export_public_key('openssh').decode().split()[:2])}\n"
+    )
     await fleet.change_key(name)
     assert await cmd_trust(trust_args(name, replace=True), loaded) == 0
     err = capsys.readouterr().err
@@ -157,7 +166,9 @@ async def test_trust_replace_takes_the_old_key_out_and_warns_of_the_users_known_
     finally:
         await database.close()
     assert [(e.action, e.detail.split(", ", 1)[-1]) for e in reversed(entries)] == [
-        ("trust", old_key.get_fingerprint()), ("trust", "2 earlier key(s) removed"), ("trust", "1 earlier key(s) removed"),
+        ("trust", old_key.get_fingerprint()),
+        ("trust", "2 earlier key(s) removed"),
+        ("trust", "1 earlier key(s) removed"),
     ]
 
 
@@ -167,14 +178,14 @@ async def test_untrust_forgets_the_servers_keys(fleet, make_settings, tmp_path, 
     loaded = loaded_for(fleet, make_settings, tmp_path, empty)
     name, port = fleet.hosts[0]
     assert await cmd_trust(trust_args(name, yes=True), loaded) == 0
-    assert await cmd_servers_test(argparse.Namespace(name=name, json=True), loaded) == 0
+    assert await cmd_servers(argparse.Namespace(action="test", name=name, json=True), loaded) == 0
     capsys.readouterr()
     own = loaded.settings.data_dir / "known_hosts"
     assert await cmd_untrust(argparse.Namespace(name=name), loaded) == 0
     assert capsys.readouterr().out == f"Untrusted: 1 key(s) for [127.0.0.1]:{port} removed from {own}\n"
     assert own.read_text() == ""
     with pytest.raises(CollectError) as caught:
-        await cmd_servers_test(argparse.Namespace(name=name, json=False), loaded)
+        await cmd_servers(argparse.Namespace(action="test", name=name, json=False), loaded)
     assert caught.value.kind == "hostkey_unknown"
     assert await cmd_untrust(argparse.Namespace(name=name), loaded) == 0
     assert capsys.readouterr().out == f"No key for [127.0.0.1]:{port} in {own}.\n"
@@ -210,11 +221,15 @@ async def test_the_trust_question_shows_on_the_terminal_with_stderr_thrown_away(
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "data_dir": str(tmp_path / "data"),
-        "ssh": {"known_hosts": str(empty), "key_file": str(fleet.client_key_path), "username": fleet.username},
-        "servers": [{"name": name, "host": fleet.address, "port": port, "auth": "key"}],
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "ssh": {"known_hosts": str(empty), "key_file": str(fleet.client_key_path), "username": fleet.username},
+                "servers": [{"name": name, "host": fleet.address, "port": port, "auth": "key"}],
+            }
+        )
+    )
     master, terminal = pty.openpty()
 
     def own_terminal() -> None:  # a session of its own, with this pty as its controlling terminal
@@ -222,8 +237,18 @@ async def test_the_trust_question_shows_on_the_terminal_with_stderr_thrown_away(
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "fleettop", "--config", str(config), "trust", name,
-        stdin=terminal, stdout=terminal, stderr=subprocess.DEVNULL, preexec_fn=own_terminal, cwd=tmp_path,
+        sys.executable,
+        "-m",
+        "fleettop",
+        "--config",
+        str(config),
+        "trust",
+        name,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=own_terminal,
+        cwd=tmp_path,
     )
     os.close(terminal)
     os.set_blocking(master, False)
@@ -266,7 +291,7 @@ async def test_trust_and_untrust_a_server_named_by_host_name(fleet, make_setting
     assert await cmd_trust(trust_args(name, yes=True), loaded) == 0
     own = settings.data_dir / "known_hosts"
     assert own.read_text().startswith(f"[localhost]:{port} ssh-ed25519 ")
-    assert await cmd_servers_test(argparse.Namespace(name=name, json=True), loaded) == 0
+    assert await cmd_servers(argparse.Namespace(action="test", name=name, json=True), loaded) == 0
     capsys.readouterr()
     assert await cmd_untrust(argparse.Namespace(name=name), loaded) == 0
     assert capsys.readouterr().out.startswith(f"Untrusted: 1 key(s) for [localhost]:{port} removed")

@@ -89,7 +89,9 @@ def test_many_mounts_bind_mounts_long_devices_ipv6_nfs_and_noise():
 
 def test_network_rates_exclude_loopback_and_use_uptime_as_time_base():
     text = fixture("many-mounts.txt")
-    previous = Counters(uptime_s=1209540.55, cpu_total=0, cpu_idle=0, net_rx_bytes=919773645 - 60_000, net_tx_bytes=126156789 - 6_000)
+    previous = Counters(
+        uptime_s=1209540.55, cpu_total=0, cpu_idle=0, net_rx_bytes=919773645 - 60_000, net_tx_bytes=126156789 - 6_000
+    )
     raw = parse(text)
     assert raw.counters.net_rx_bytes == 918273645 + 1000000 + 500000
     metrics = compute(raw, previous, collected_at=AT).metrics
@@ -101,8 +103,11 @@ def test_cpu_percent_from_jiffies_delta():
     raw = parse(fixture("many-mounts.txt"))
     now = raw.counters
     previous = Counters(
-        uptime_s=now.uptime_s - 10, cpu_total=now.cpu_total - 1000, cpu_idle=now.cpu_idle - 250,
-        net_rx_bytes=now.net_rx_bytes, net_tx_bytes=now.net_tx_bytes,
+        uptime_s=now.uptime_s - 10,
+        cpu_total=now.cpu_total - 1000,
+        cpu_idle=now.cpu_idle - 250,
+        net_rx_bytes=now.net_rx_bytes,
+        net_tx_bytes=now.net_tx_bytes,
     )
     assert compute(raw, previous, collected_at=AT).metrics.cpu_percent == pytest.approx(75.0)
 
@@ -115,7 +120,9 @@ def test_cpu_idle_counts_iowait_and_ignores_guest_time():
 
 def test_reboot_means_no_delta_from_previous():
     raw = parse(fixture("many-mounts.txt"))
-    before_reboot = Counters(uptime_s=raw.counters.uptime_s + 5000, cpu_total=1, cpu_idle=0, net_rx_bytes=0, net_tx_bytes=0)
+    before_reboot = Counters(
+        uptime_s=raw.counters.uptime_s + 5000, cpu_total=1, cpu_idle=0, net_rx_bytes=0, net_tx_bytes=0
+    )
     metrics = compute(raw, before_reboot, collected_at=AT).metrics
     assert metrics.cpu_percent is None and metrics.net_rx_bps is None and metrics.net_tx_bps is None
 
@@ -129,7 +136,11 @@ def test_rebooted_long_ago_counters_lower_than_previous_gives_no_figures():
 
 
 def test_in_script_first_sample_wins_over_previous():
-    first = compute(parse(fixture("local-first.txt")), Counters(uptime_s=0, cpu_total=0, cpu_idle=0, net_rx_bytes=0, net_tx_bytes=0), collected_at=AT)
+    first = compute(
+        parse(fixture("local-first.txt")),
+        Counters(uptime_s=0, cpu_total=0, cpu_idle=0, net_rx_bytes=0, net_tx_bytes=0),
+        collected_at=AT,
+    )
     raw = parse(fixture("local-first.txt"))
     expected = compute(raw, None, collected_at=AT).metrics.cpu_percent
     assert first.metrics.cpu_percent == expected
@@ -139,25 +150,41 @@ def test_in_script_first_sample_wins_over_previous():
 
 
 def test_no_swap():
-    text = replace_section(fixture("many-mounts.txt"), "meminfo", ["MemTotal: 1000 kB", "MemAvailable: 250 kB", "SwapTotal: 0 kB", "SwapFree: 0 kB"])
+    text = replace_section(
+        fixture("many-mounts.txt"),
+        "meminfo",
+        ["MemTotal: 1000 kB", "MemAvailable: 250 kB", "SwapTotal: 0 kB", "SwapFree: 0 kB"],
+    )
     metrics = compute(parse(text), None, collected_at=AT).metrics
     assert (metrics.swap_percent, metrics.swap_total_bytes, metrics.swap_used_bytes) == (0.0, 0, 0)
     assert metrics.mem_percent == 75.0
 
 
 def test_old_kernel_without_memavailable():
-    text = replace_section(fixture("many-mounts.txt"), "meminfo", ["MemTotal: 1000 kB", "MemFree: 100 kB", "Buffers: 50 kB", "Cached: 250 kB"])
+    text = replace_section(
+        fixture("many-mounts.txt"),
+        "meminfo",
+        ["MemTotal: 1000 kB", "MemFree: 100 kB", "Buffers: 50 kB", "Cached: 250 kB"],
+    )
     assert compute(parse(text), None, collected_at=AT).metrics.mem_used_bytes == 600 * 1024
 
 
 def test_no_real_filesystem_gives_no_disk_percent():
-    text = replace_section(fixture("many-mounts.txt"), "df", ["Filesystem 1024-blocks Used Available Capacity Mounted on", "tmpfs 100 1 99 1% /run"])
+    text = replace_section(
+        fixture("many-mounts.txt"),
+        "df",
+        ["Filesystem 1024-blocks Used Available Capacity Mounted on", "tmpfs 100 1 99 1% /run"],
+    )
     metrics = compute(parse(text), None, collected_at=AT).metrics
     assert metrics.disks == [] and metrics.disk_percent is None
 
 
 def test_512_byte_df_blocks():
-    text = replace_section(fixture("many-mounts.txt"), "df", ["Filesystem 512-blocks Used Available Capacity Mounted on", "/dev/vda2 2000 500 1500 25% /boot"])
+    text = replace_section(
+        fixture("many-mounts.txt"),
+        "df",
+        ["Filesystem 512-blocks Used Available Capacity Mounted on", "/dev/vda2 2000 500 1500 25% /boot"],
+    )
     (disk,) = parse(text).disks
     assert (disk.total_bytes, disk.used_bytes, disk.percent) == (2000 * 512, 500 * 512, 25.0)
 
@@ -243,7 +270,11 @@ _LINES = fixture("many-mounts.txt").splitlines() + fixture("local-first.txt").sp
 @settings(suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
-        st.one_of(st.sampled_from(_LINES), st.sampled_from([BEGIN_MARKER, END_MARKER, "@df", "@mounts", "@stat", "@uptime"]), st.text(max_size=40)),
+        st.one_of(
+            st.sampled_from(_LINES),
+            st.sampled_from([BEGIN_MARKER, END_MARKER, "@df", "@mounts", "@stat", "@uptime"]),
+            st.text(max_size=40),
+        ),
         max_size=80,
     )
 )
@@ -271,7 +302,10 @@ def test_hostile_bytes_in_real_output_give_inert_names_or_parse_error(data):
     raw = bytearray(fixture("many-mounts.txt").encode())
     for _ in range(data.draw(st.integers(1, 6))):
         at = data.draw(st.integers(0, len(raw) - 1))
-        raw[at:at] = data.draw(st.binary(min_size=1, max_size=24) | st.sampled_from([b"\x1b[2J", b"\x1b]0;x\x07", b"[red]x[/]", b"\x00", b"\xff\xfe"]))
+        raw[at:at] = data.draw(
+            st.binary(min_size=1, max_size=24)
+            | st.sampled_from([b"\x1b[2J", b"\x1b]0;x\x07", b"[red]x[/]", b"\x00", b"\xff\xfe"])
+        )
     text = bytes(raw).decode(errors="replace")
     try:
         result = compute(parse(text), None, collected_at=AT)

@@ -17,7 +17,9 @@ def _with_disks(lines: list[tuple[str, str, str]], used) -> str:
     """The real local answer with these (device, mount, fstype) disks added to @mounts and @df."""
     text = (DATA / "local-next.txt").read_text()
     mounts = "".join(f"{device} {mount} {fstype} rw 0 0\n" for device, mount, fstype in lines)
-    rows = "".join(f"{device} 1000 {used(i)} {1000 - used(i)} 1% {mount}\n" for i, (device, mount, _) in enumerate(lines))
+    rows = "".join(
+        f"{device} 1000 {used(i)} {1000 - used(i)} 1% {mount}\n" for i, (device, mount, _) in enumerate(lines)
+    )
     return text.replace("@df\n", mounts + "@df\n").replace(END_MARKER, rows + END_MARKER)
 
 

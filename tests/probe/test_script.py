@@ -13,14 +13,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from probe_helpers import unavailable
 
 from fleettop.probe.parse import parse
 from fleettop.probe.script import PROBE_SCRIPT
 
-from probe_helpers import unavailable
-
 PROC_FILES = ("uptime", "stat", "loadavg", "meminfo", "net/dev")
-LOCAL_ONLY = "/dev/vda1 / ext4 rw,relatime 0 0\ntmpfs /run tmpfs rw 0 0\nsystemd-1 /proc/sys/fs/binfmt_misc autofs rw 0 0\n"
+LOCAL_ONLY = (
+    "/dev/vda1 / ext4 rw,relatime 0 0\ntmpfs /run tmpfs rw 0 0\nsystemd-1 /proc/sys/fs/binfmt_misc autofs rw 0 0\n"
+)
 WITH_NFS = LOCAL_ONLY + "nas:/export /srv/nas nfs4 rw,relatime,vers=4.2 0 0\n"
 
 
@@ -48,7 +49,9 @@ def run_script(root: Path, mounts: str) -> str:
     command = f'mount --bind "{root}/proc" /proc && exec /bin/sh -s -- 0'
     completed = subprocess.run(
         ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", command],
-        input=PROBE_SCRIPT.encode(), capture_output=True, timeout=30,
+        input=PROBE_SCRIPT.encode(),
+        capture_output=True,
+        timeout=30,
         env={**os.environ, "PATH": f"{root}/bin:{os.environ.get('PATH', '/usr/bin:/bin')}"},
     )
     assert completed.returncode == 0, completed.stderr.decode()

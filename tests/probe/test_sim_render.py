@@ -8,12 +8,16 @@ import time
 import pytest
 
 from fleettop.probe.parse import compute, parse
-from fleettop.sim import ProcCounters, ProcSnapshot, SimMachine, SimMount, render_probe_output
+from fleettop.probe.sim import ProcCounters, ProcSnapshot, SimMachine, SimMount, render_probe_output
 
 
 def snapshot(**changes) -> ProcSnapshot:
     values = dict(
-        counters=ProcCounters(uptime_s=5000.5, cpu=(700, 10, 200, 8000, 90, 0, 0, 0), interfaces={"lo": (99, 99), "eth0": (5000, 700), "eth1": (1, 2)}),
+        counters=ProcCounters(
+            uptime_s=5000.5,
+            cpu=(700, 10, 200, 8000, 90, 0, 0, 0),
+            interfaces={"lo": (99, 99), "eth0": (5000, 700), "eth1": (1, 2)},
+        ),
         load=(1.5, 0.75, 0.25),
         procs=123,
         mem_total_kib=4_000_000,
@@ -40,7 +44,10 @@ def test_render_and_parse_agree():
     assert (raw.load1, raw.load5, raw.load15, raw.procs) == (1.5, 0.75, 0.25, 123)
     assert (raw.mem_total_bytes, raw.mem_available_bytes) == (4_000_000 * 1024, 1_000_000 * 1024)
     assert (raw.swap_total_bytes, raw.swap_free_bytes) == (2_000_000 * 1024, 1_500_000 * 1024)
-    assert [(d.mount, d.device, d.fstype) for d in raw.disks] == [("/", "/dev/vda1", "ext4"), ("/srv/my data", "/dev/vdb", "xfs")]
+    assert [(d.mount, d.device, d.fstype) for d in raw.disks] == [
+        ("/", "/dev/vda1", "ext4"),
+        ("/srv/my data", "/dev/vdb", "xfs"),
+    ]
     assert raw.disks[0].percent == pytest.approx(100 * 600_000 / 950_000)
     assert raw.first_counters is None
 

@@ -12,12 +12,11 @@ from collections.abc import AsyncIterator
 
 import asyncssh
 import pytest
+from probe_helpers import sim_server, unavailable
 
 from fleettop.probe import CollectError, Prober, record_known_host
+from fleettop.probe.sim import SimFleet
 from fleettop.secrets import SecretBox
-from fleettop.sim import SimFleet
-
-from probe_helpers import sim_server, unavailable
 
 
 async def test_first_contact_gives_real_rates_then_deltas(fleet, prober):
@@ -216,7 +215,9 @@ async def ssh_agent_holding(key: asyncssh.SSHKey, tmp_path) -> AsyncIterator[obj
     if ssh_agent is None:
         unavailable("ssh-agent is missing (apt-get install openssh-client)")
     socket_path = tmp_path / "agent.sock"
-    agent = await asyncio.create_subprocess_exec(ssh_agent, "-D", "-a", str(socket_path), stdout=asyncio.subprocess.DEVNULL)
+    agent = await asyncio.create_subprocess_exec(
+        ssh_agent, "-D", "-a", str(socket_path), stdout=asyncio.subprocess.DEVNULL
+    )
     try:
         for _ in range(100):
             if socket_path.exists():
@@ -261,12 +262,19 @@ async def test_connects_to_one_host_are_capped(make_settings):
     on one sshd open at most 3 connections at a time."""
     async with SimFleet(1, seed=3) as fleet:
         settings = make_settings(
-            ssh={"known_hosts": str(fleet.known_hosts_path), "key_file": str(fleet.client_key_path), "username": fleet.username, "max_concurrent_connects": 3}
+            ssh={
+                "known_hosts": str(fleet.known_hosts_path),
+                "key_file": str(fleet.client_key_path),
+                "username": fleet.username,
+                "max_concurrent_connects": 3,
+            }
         )
         prober = Prober(settings)
         host = sim_server(fleet, 0)
         try:
-            await asyncio.gather(*(prober.collect(host.model_copy(update={"id": i + 1, "name": f"alias-{i}"}), None) for i in range(12)))
+            await asyncio.gather(
+                *(prober.collect(host.model_copy(update={"id": i + 1, "name": f"alias-{i}"}), None) for i in range(12))
+            )
         finally:
             await prober.close()
         assert 1 <= fleet.peak_handshaking <= 3
@@ -276,7 +284,12 @@ async def test_connects_to_one_host_are_capped(make_settings):
 async def test_distinct_hosts_connect_in_parallel(make_settings):
     async with SimFleet(12, seed=3) as fleet:
         settings = make_settings(
-            ssh={"known_hosts": str(fleet.known_hosts_path), "key_file": str(fleet.client_key_path), "username": fleet.username, "max_concurrent_connects": 1}
+            ssh={
+                "known_hosts": str(fleet.known_hosts_path),
+                "key_file": str(fleet.client_key_path),
+                "username": fleet.username,
+                "max_concurrent_connects": 1,
+            }
         )
         prober = Prober(settings)
         try:
@@ -288,7 +301,13 @@ async def test_distinct_hosts_connect_in_parallel(make_settings):
 
 async def test_ipv6_loopback_host(make_settings):
     async with SimFleet(1, address="::1") as fleet:
-        settings = make_settings(ssh={"known_hosts": str(fleet.known_hosts_path), "key_file": str(fleet.client_key_path), "username": fleet.username})
+        settings = make_settings(
+            ssh={
+                "known_hosts": str(fleet.known_hosts_path),
+                "key_file": str(fleet.client_key_path),
+                "username": fleet.username,
+            }
+        )
         prober = Prober(settings)
         try:
             result = await prober.collect(sim_server(fleet), None)
@@ -311,7 +330,12 @@ async def test_a_fleet_of_200_hosts_in_two_rounds(make_settings):
     async with SimFleet(200, seed=11) as fleet:
         start_up = time.perf_counter() - started
         settings = make_settings(
-            ssh={"known_hosts": str(fleet.known_hosts_path), "key_file": str(fleet.client_key_path), "username": fleet.username, "max_concurrent_connects": 32}
+            ssh={
+                "known_hosts": str(fleet.known_hosts_path),
+                "key_file": str(fleet.client_key_path),
+                "username": fleet.username,
+                "max_concurrent_connects": 32,
+            }
         )
         prober = Prober(settings)
         servers = [sim_server(fleet, i) for i in range(200)]

@@ -131,7 +131,9 @@ async def test_openssh_agrees_to_aes_gcm_the_cheaper_cipher_in_asyncssh(real_ssh
     server = real_sshd.server(name="sshd-cipher")
     await sshd_prober.collect(server, None)
     connection = sshd_prober._pool._slots[server.name].connection
-    assert connection.get_extra_info("send_cipher") == connection.get_extra_info("recv_cipher") == "aes128-gcm@openssh.com"
+    assert (
+        connection.get_extra_info("send_cipher") == connection.get_extra_info("recv_cipher") == "aes128-gcm@openssh.com"
+    )
 
 
 async def test_unknown_host_key_against_sshd(real_sshd, make_settings, tmp_path):
@@ -158,7 +160,14 @@ async def test_wrong_user_is_auth_failed(real_sshd, sshd_prober):
 async def test_timed_out_command_is_killed_not_left_running(real_sshd, make_settings):
     settings = make_settings(ssh={"known_hosts": str(real_sshd.known_hosts), "command_timeout": 0.5})
     pool = SSHPool(settings.ssh, settings.data_dir, script="exec sleep 37\n")  # a probe that hangs
-    target = SSHTarget(name="sshd-timeout", host="127.0.0.1", port=real_sshd.port, username=real_sshd.user, auth="key", key_file=real_sshd.key_file)
+    target = SSHTarget(
+        name="sshd-timeout",
+        host="127.0.0.1",
+        port=real_sshd.port,
+        username=real_sshd.user,
+        auth="key",
+        key_file=real_sshd.key_file,
+    )
     try:
         with pytest.raises(CollectError) as caught:
             await pool.probe(target, False)
@@ -188,7 +197,9 @@ async def user_processes(user: str) -> list[str]:
     return [line for line in output.decode().splitlines() if line.strip() and not line.startswith("sshd")]
 
 
-async def test_under_auth_agent_the_key_file_is_offered_beside_the_agent(real_sshd, make_settings, monkeypatch, tmp_path):
+async def test_under_auth_agent_the_key_file_is_offered_beside_the_agent(
+    real_sshd, make_settings, monkeypatch, tmp_path
+):
     """As OpenSSH offers IdentityFile keys with the agent's: ssh.key_file (or the server's own
     key_file) logs in under the default `auth: agent` with no agent running at all."""
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from queue_helpers import Fleettop, service_for, wait_until
 from redis.asyncio import Redis
 
-from fleettop import cmd_queue
 from fleettop.cache import AuditRequest
+from fleettop.cli import collect
 from fleettop.config import Settings, servers_fingerprint
 from fleettop.domain import actor
-
-from queue_helpers import Fleettop, service_for, wait_until
 
 # cryptography is not among them: an attached `collect` signs its audit entry with a key
 # derived from the secret key (fleettop.secrets, ~4 ms of imports); test_startup checks
@@ -48,8 +47,16 @@ _CLI = textwrap.dedent(
 async def cli(config: Path, *args: str) -> tuple[int, str, str, list[str]]:
     """(exit code, stdout, stderr without the report, heavy modules imported)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _CLI, "--config", str(config), *args,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=config.parent,
+        sys.executable,
+        "-c",
+        _CLI,
+        "--config",
+        str(config),
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=config.parent,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 90)
     *rest, report = stderr.decode().splitlines()
@@ -63,7 +70,9 @@ def _sqlalchemy(heavy: list[str]) -> bool:
 @contextlib.asynccontextmanager
 async def attached_worker(make_config, short_dir: Path, database_url: str | None = None):
     """A config of three sim hosts (one attempt per collection) and a headless worker on it."""
-    data = make_config(servers=["sim-0001", "sim-0002", "sim-0003"], worker={"retries": 1, "concurrency": 5, "shutdown_grace": 2})
+    data = make_config(
+        servers=["sim-0001", "sim-0002", "sim-0003"], worker={"retries": 1, "concurrency": 5, "shutdown_grace": 2}
+    )
     if database_url:
         data["database"] = {"url": database_url}
     config = short_dir / "config.yaml"
@@ -85,7 +94,9 @@ async def headless(make_config, short_dir: Path, fleet):
         yield attached
 
 
-async def test_attached_collect_answers_from_redis_what_the_database_holds(database_url, make_config, short_dir: Path, fleet):
+async def test_attached_collect_answers_from_redis_what_the_database_holds(
+    database_url, make_config, short_dir: Path, fleet
+):
     async with attached_worker(make_config, short_dir, database_url) as (data, config, _, _):
         await _answers_from_redis(data, config)
 
@@ -102,7 +113,7 @@ async def _answers_from_redis(data: dict, config: Path) -> None:
     async with service_for(data, worker=False) as service:  # the same results, read from SQL
         servers = await service.resolve(["sim-0001", "sim-0002", "sim-0003"])
         outcomes = await service.manual_outcomes([server.id for server in servers])
-        assert attached == [cmd_queue._result(server.name, outcome) for server, outcome in zip(servers, outcomes)]
+        assert attached == [collect._result(server.name, outcome) for server, outcome in zip(servers, outcomes)]
 
         async def audited() -> bool:  # the audit entries, left in Redis, recorded by the worker
             return [entry.action for entry in await service.repo.audit_entries(5)].count("collect.all") >= 2
@@ -126,7 +137,9 @@ async def test_each_miss_takes_the_full_path(headless, fleet):
     # The config changed since it was synced (a server added): the full path syncs it,
     # collects the new one, and stores the list for the next command.
     added = next(cfg for cfg in fleet.server_configs() if cfg.name == "sim-0004")
-    data["servers"].append({**added.model_dump(mode="json", exclude_none=True, exclude={"thresholds"}), "interval": 900})
+    data["servers"].append(
+        {**added.model_dump(mode="json", exclude_none=True, exclude={"thresholds"}), "interval": 900}
+    )
     config.write_text(yaml.safe_dump(data))
     code, stdout, stderr, heavy = await cli(config, "collect", "--all", "--wait")
     assert code == 0 and _sqlalchemy(heavy), stderr
@@ -136,7 +149,10 @@ async def test_each_miss_takes_the_full_path(headless, fleet):
 
     # A name the list does not hold: the full path's one-line error.
     code, _, stderr, heavy = await cli(config, "collect", "sim-0001", "nope", "--wait")
-    assert (code, stderr.strip()) == (2, "fleettop: no server named 'nope' (see: fleettop servers list)") and _sqlalchemy(heavy)
+    assert (code, stderr.strip()) == (
+        2,
+        "fleettop: no server named 'nope' (see: fleettop servers list)",
+    ) and _sqlalchemy(heavy)
 
     # The list gone (servers changed elsewhere, or expired).
     await redis.delete(prefix + "servers")
@@ -152,7 +168,11 @@ async def test_each_miss_takes_the_full_path(headless, fleet):
         await fleet.start("sim-0003")
     assert code == 1 and _sqlalchemy(heavy)
     failed = [line for line in stdout.splitlines() if "  failed  " in line]
-    assert len(failed) == 1 and failed[0].startswith("sim-0003  failed  ") and "sim-0003" in failed[0][len("sim-0003  failed  "):]
+    assert (
+        len(failed) == 1
+        and failed[0].startswith("sim-0003  failed  ")
+        and "sim-0003" in failed[0][len("sim-0003  failed  ") :]
+    )
 
     # Paused: the same error, from Redis.
     await redis.set(prefix + "paused", "1")
@@ -196,7 +216,10 @@ async def test_queue_stats_attached_agrees_with_the_database(headless):
 
 
 def test_the_fingerprint_follows_the_servers_and_database_but_holds_no_password():
-    base = {"database": {"url": "postgresql+asyncpg://fleet:Hunter2pw@db/fleet"}, "servers": [{"name": "a", "host": "a.example"}]}
+    base = {
+        "database": {"url": "postgresql+asyncpg://fleet:Hunter2pw@db/fleet"},
+        "servers": [{"name": "a", "host": "a.example"}],
+    }
     fingerprint = servers_fingerprint(Settings.model_validate(base))
     same_but_password = {**base, "database": {"url": "postgresql+asyncpg://fleet:other@db/fleet"}}
     assert servers_fingerprint(Settings.model_validate(same_but_password)) == fingerprint

@@ -7,15 +7,28 @@ import os
 from pathlib import Path
 
 import yaml
+from queue_helpers import Fleettop, run_fleettop, service_for, wait_until
 from redis.asyncio import Redis
 
 from fleettop.timing import SCALE, scaled
 
-from queue_helpers import Fleettop, run_fleettop, service_for, wait_until
-
 RESULT_FIELDS = [
-    "server", "status", "error", "collected_at", "cpu_percent", "mem_percent", "swap_percent", "disk_percent",
-    "disks", "load1", "load5", "load15", "procs", "uptime_s", "net_rx_bps", "net_tx_bps",
+    "server",
+    "status",
+    "error",
+    "collected_at",
+    "cpu_percent",
+    "mem_percent",
+    "swap_percent",
+    "disk_percent",
+    "disks",
+    "load1",
+    "load5",
+    "load15",
+    "procs",
+    "uptime_s",
+    "net_rx_bps",
+    "net_tx_bps",
 ]
 
 
@@ -56,6 +69,7 @@ async def test_one_embedded_redis_is_shared_by_a_worker_and_a_command(make_confi
 
     headless = await Fleettop.start(config, "--headless", name="headless")
     try:
+
         async def socket_ready():  # redis-server writes its pid file just after it listens
             return socket_path.exists() and (socket_path.parent / "redis.pid").exists()
 
@@ -130,7 +144,9 @@ async def test_queue_commands_agree_with_every_process(make_config, short_dir: P
         assert code == 0 and json.loads(stdout)["completed"] == 2
 
 
-async def test_a_server_added_from_the_cli_is_scheduled_at_once_by_a_running_worker(make_config, short_dir: Path, fleet):
+async def test_a_server_added_from_the_cli_is_scheduled_at_once_by_a_running_worker(
+    make_config, short_dir: Path, fleet
+):
     """`servers add` beside a running worker takes effect at once, not at the next periodic
     reconcile (every 10 s): the command tells the worker through the embedded Redis."""
     data = make_config(servers=["sim-0001"], interval=60)
@@ -139,6 +155,7 @@ async def test_a_server_added_from_the_cli_is_scheduled_at_once_by_a_running_wor
     config.write_text(yaml.safe_dump(data))
     headless = await Fleettop.start(config, "--headless", name="headless")
     try:
+
         async def scheduled() -> int:
             code, stdout, _ = await run_fleettop(config, "queue", "stats", "--json")
             return json.loads(stdout)["scheduled"] if code == 0 else 0
@@ -146,8 +163,20 @@ async def test_a_server_added_from_the_cli_is_scheduled_at_once_by_a_running_wor
         await wait_until(lambda: _equals(scheduled(), 1), 20)
         new = next(cfg for cfg in fleet.server_configs() if cfg.name == "sim-0002")
         code, _, stderr = await run_fleettop(
-            config, "servers", "add", "extra", "--host", new.host, "--port", str(new.port),
-            "--user", new.username, "--auth", "key", "--key-file", str(new.key_file),
+            config,
+            "servers",
+            "add",
+            "extra",
+            "--host",
+            new.host,
+            "--port",
+            str(new.port),
+            "--user",
+            new.username,
+            "--auth",
+            "key",
+            "--key-file",
+            str(new.key_file),
         )
         assert code == 0, stderr
         await wait_until(lambda: _equals(scheduled(), 2), 4, step=0.3)
@@ -164,8 +193,12 @@ async def test_headless_without_a_config_file_says_where_one_would_go(short_dir:
     apply, and a start-up line names the file to create; with the file there, no such line."""
     path = short_dir / ".config" / "fleettop" / "config.yaml"  # the default path, with HOME=short_dir
     path.parent.mkdir(parents=True)
-    env = {"FLEETTOP_DATA_DIR": str(short_dir / "data"), "FLEETTOP_REDIS__URL": redis_url,
-           "FLEETTOP_REDIS__PREFIX": prefix, "HOME": str(short_dir)}  # "name:" as it is, not a YAML mapping
+    env = {
+        "FLEETTOP_DATA_DIR": str(short_dir / "data"),
+        "FLEETTOP_REDIS__URL": redis_url,
+        "FLEETTOP_REDIS__PREFIX": prefix,
+        "HOME": str(short_dir),
+    }  # "name:" as it is, not a YAML mapping
     for present in (False, True):
         if present:
             path.write_text("worker:\n  concurrency: 2\n")
@@ -178,7 +211,10 @@ async def test_headless_without_a_config_file_says_where_one_would_go(short_dir:
         if present:
             assert said == [], said
         else:
-            assert len(said) == 1 and f"create {path} to change them (`fleettop config example` prints every key)" in said[0], said
+            assert (
+                len(said) == 1
+                and f"create {path} to change them (`fleettop config example` prints every key)" in said[0]
+            ), said
 
 
 async def test_collect_wait_fails_fast_on_an_unknown_host_key_and_tells_each_retry(make_config, short_dir: Path, fleet):
@@ -189,7 +225,9 @@ async def test_collect_wait_fails_fast_on_an_unknown_host_key_and_tells_each_ret
     unknown = short_dir / "empty_known_hosts"
     unknown.write_text("")
     # Real waits of 4 s and 8 s whatever the tests' clock (fleettop.timing): failing fast must show in seconds.
-    make_config(servers=["sim-0001"], ssh={"known_hosts": str(unknown)}, worker={"retries": 3, "retry_backoff": 4 / SCALE})
+    make_config(
+        servers=["sim-0001"], ssh={"known_hosts": str(unknown)}, worker={"retries": 3, "retry_backoff": 4 / SCALE}
+    )
     started = time.monotonic()
     code, stdout, stderr = await run_fleettop(short_dir / "config.yaml", "collect", "sim-0001", "--wait")
     elapsed = time.monotonic() - started

@@ -7,16 +7,17 @@ import time
 from datetime import datetime, timezone
 
 import pytest
+from queue_helpers import service_for, wait_until
 from saq.job import Job
+from store_helpers import allow_samples, refuse_samples_of
 
 from fleettop.config import LoadedConfig, Settings
 from fleettop.queue import control
-from fleettop.queue.jobs import AttemptFailed, collect, next_due
-from fleettop.service import open_service
+from fleettop.queue.contract import AttemptFailed
+from fleettop.queue.jobs import collect, next_due
 from fleettop.store.db import open_database
 from fleettop.timing import scaled
-from queue_helpers import service_for, wait_until
-from store_helpers import allow_samples, refuse_samples_of
+from fleettop.wiring import open_service
 
 
 async def test_collect_stores_a_sample_and_a_run_caches_it_and_tells_everyone(make_config, database_url, fleet):
@@ -58,8 +59,14 @@ async def test_a_job_delivered_twice_stores_one_sample(make_config, database_url
     data = make_config(servers=["sim-0002"], database={"url": database_url})
     async with service_for(data, worker=False) as service:
         server = (await service.resolve(["sim-0002"]))[0]
-        job = Job(function="collect", key="twice", queue=service.context.lanes.manual, queued=1234, attempts=1,
-                  kwargs={"server_id": server.id, "trigger": "manual"})
+        job = Job(
+            function="collect",
+            key="twice",
+            queue=service.context.lanes.manual,
+            queued=1234,
+            attempts=1,
+            kwargs={"server_id": server.id, "trigger": "manual"},
+        )
         ctx = {"job": job, "collect": service.context}
         assert await collect(ctx, server_id=server.id, trigger="manual") == {"status": "ok"}
         assert (await collect(ctx, server_id=server.id, trigger="manual"))["duplicate"] is True
@@ -77,8 +84,15 @@ async def test_a_manual_collection_is_not_retried_when_no_retry_can_help(make_co
     async with service_for(data, worker=False) as service:
         server = (await service.resolve(["sim-0001"]))[0]
         for trigger in ("manual", "scheduled"):
-            job = Job(function="collect", key=trigger, queue=service.context.lanes.manual, queued=1234, attempts=1,
-                      retries=3, kwargs={"server_id": server.id, "trigger": trigger})
+            job = Job(
+                function="collect",
+                key=trigger,
+                queue=service.context.lanes.manual,
+                queued=1234,
+                attempts=1,
+                retries=3,
+                kwargs={"server_id": server.id, "trigger": trigger},
+            )
             with pytest.raises(AttemptFailed, match="host key"):
                 await collect({"job": job, "collect": service.context}, server_id=server.id, trigger=trigger)
             assert job.retryable is (trigger == "scheduled")
@@ -97,6 +111,7 @@ async def test_retries_wait_5_then_10_seconds_then_the_run_fails_once(make_confi
     async with service_for(data, worker="manual") as service:
         server = (await service.resolve(["sim-0003"]))[0]
         await service.collect_now(["sim-0003"])
+
         async def delayed() -> bool:
             return (await service.stats()).delayed == 1  # waiting out its first backoff
 
@@ -113,7 +128,9 @@ async def test_retries_wait_5_then_10_seconds_then_the_run_fails_once(make_confi
         assert scaled(10) - 0.05 <= waits[1] <= scaled(10) + 1.0, waits
         outcome = await service.manual_outcome(server)
         assert outcome.status == "failed" and "sim-0003" in outcome.error
-        assert (await service.cache.run_counts())["failed"] == 1  # the snapshot taken in the backoff, and what ended since
+        assert (await service.cache.run_counts())[
+            "failed"
+        ] == 1  # the snapshot taken in the backoff, and what ended since
         assert (await service.stats()).failed == 1
         assert [(run.server_name, run.attempt) for run in await service.failed_runs()] == [("sim-0003", 3)]
         row = await service.server_row(server.id)
@@ -123,7 +140,9 @@ async def test_retries_wait_5_then_10_seconds_then_the_run_fails_once(make_confi
 
 
 @pytest.mark.slow
-async def test_a_write_the_database_refuses_fails_only_its_job_which_succeeds_on_retry(make_config, database_url, fleet):
+async def test_a_write_the_database_refuses_fails_only_its_job_which_succeeds_on_retry(
+    make_config, database_url, fleet
+):
     names = ["sim-0001", "sim-0002", "sim-0003", "sim-0004"]
     data = make_config(servers=names, database={"url": database_url})
     async with service_for(data, worker="manual") as service:
@@ -213,9 +232,11 @@ async def test_manual_collection_starts_within_a_second_behind_a_backlog(make_co
     for name in names[1:]:
         fleet.freeze(name)  # these hold the one scheduled slot and make a backlog
     async with service_for(data, worker=True) as service:
+
         async def backlog():
             stats = await service.stats()
             return stats.active >= 1 and stats.waiting >= 2
+
         await wait_until(backlog, 10)
         target = (await service.resolve(["sim-0001"]))[0]
         asked = datetime.now(timezone.utc)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from fleettop.cache import Cache
 from fleettop.config import Settings
-from fleettop.queue.jobs import AttemptFailed
-from fleettop.queue.logs import AttemptFailedFilter, LogfmtFormatter
+from fleettop.logs import AttemptFailedFilter, LogfmtFormatter
+from fleettop.queue.contract import AttemptFailed
 from fleettop.redis_server import RedisTarget, redis_server_binary
 
 
@@ -23,7 +23,9 @@ def test_a_redis_server_binary_is_found():
 
 
 def _record(message: str, exc: BaseException | None = None) -> logging.LogRecord:
-    return logging.LogRecord("fleettop.jobs", logging.ERROR, __file__, 1, message, None, (type(exc), exc, None) if exc else None)
+    return logging.LogRecord(
+        "fleettop.jobs", logging.ERROR, __file__, 1, message, None, (type(exc), exc, None) if exc else None
+    )
 
 
 def test_log_lines_are_logfmt_and_one_line_each():
@@ -48,4 +50,3 @@ def test_every_key_carries_the_prefix():
     assert cache.server_of_job_key("scheduled", "p1:scheduled:7") == 7
     assert cache.server_of_job_key("scheduled", "p2:scheduled:7") is None
     assert cache.paused_key.startswith("p1:") and cache.events_channel.startswith("p1:")
-

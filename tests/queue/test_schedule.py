@@ -7,14 +7,14 @@ import os
 import time
 from pathlib import Path
 
+from queue_helpers import service_for, wait_until
+
 from fleettop.cache import ServerList
 from fleettop.config import ServerConfig, servers_fingerprint
-from fleettop.queue.jobs import enqueue_link
 from fleettop.queue import scheduler
+from fleettop.queue.control import enqueue_link
 from fleettop.queue.scheduler import reconcile
 from fleettop.redis_server import EmbeddedRedis
-
-from queue_helpers import service_for, wait_until
 
 
 async def test_reconcile_adds_moves_and_withdraws_links_idempotently(make_config, database_url, fleet):
@@ -35,7 +35,9 @@ async def test_reconcile_adds_moves_and_withdraws_links_idempotently(make_config
         listener = asyncio.create_task(listen())
         try:
             await asyncio.sleep(0.2)
-            extra = ServerConfig(name="extra", host="127.0.0.1", port=fleet.hosts[2][1], username=fleet.username, interval=600)
+            extra = ServerConfig(
+                name="extra", host="127.0.0.1", port=fleet.hosts[2][1], username=fleet.username, interval=600
+            )
             await service.add_server(extra)
             await wait_until(lambda: asyncio.sleep(0, "servers" in seen), 10)
         finally:
@@ -59,7 +61,9 @@ async def test_reconcile_adds_moves_and_withdraws_links_idempotently(make_config
         assert [name for name, _, _ in schedule] == ["sim-0001", "sim-0002"]
 
 
-async def test_reconcile_drops_a_server_list_left_stale_by_a_change_redis_did_not_hear(make_config, database_url, fleet):
+async def test_reconcile_drops_a_server_list_left_stale_by_a_change_redis_did_not_hear(
+    make_config, database_url, fleet
+):
     data = make_config(servers=["sim-0001", "sim-0002"], database={"url": database_url})
     async with service_for(data, worker=False) as service:
         deps = service.context
@@ -94,8 +98,15 @@ async def test_a_running_scheduler_picks_up_a_new_server_at_once(make_config, fl
     monkeypatch.setattr(scheduler, "RECONCILE_EVERY_S", 120.0)  # so only the "servers" event can be the cause
     data = make_config(servers=["sim-0001"], interval=10)
     async with service_for(data, worker=True) as service:
-        extra = ServerConfig(name="extra", host="127.0.0.1", port=fleet.hosts[1][1], username=fleet.username, interval=10,
-                             auth="key", key_file=str(fleet.client_key_path))
+        extra = ServerConfig(
+            name="extra",
+            host="127.0.0.1",
+            port=fleet.hosts[1][1],
+            username=fleet.username,
+            interval=10,
+            auth="key",
+            key_file=str(fleet.client_key_path),
+        )
         server = await service.add_server(extra)
 
         async def collected():

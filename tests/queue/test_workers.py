@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from queue_helpers import Fleettop, service_for, wait_until
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -16,8 +17,6 @@ from fleettop.redis_server import redis_server_binary
 from fleettop.store.db import open_database
 from fleettop.store.repo import Repository
 from fleettop.timing import scaled
-
-from queue_helpers import Fleettop, service_for, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +38,9 @@ async def test_two_workers_collect_every_server_once_per_interval(make_config, s
             stats = await service.stats()
             assert stats.scheduled == len(names)  # one live schedule link per server
             for server in servers:
-                starts = sorted(run.started_at for run in await service.repo.recent_runs(server.id, 10) if run.status == "ok")
+                starts = sorted(
+                    run.started_at for run in await service.repo.recent_runs(server.id, 10) if run.status == "ok"
+                )
                 gaps = [(later - earlier).total_seconds() for earlier, later in zip(starts, starts[1:])]
                 # Once per interval (10 s on the tests' clock): never twice within one, never one skipped.
                 assert all(scaled(10) - 0.5 <= gap <= scaled(10) + 1.0 for gap in gaps), (server.name, gaps)
@@ -51,7 +52,9 @@ async def test_two_workers_collect_every_server_once_per_interval(make_config, s
     assert not any("Traceback" in log for log in logs)
 
 
-async def test_a_worker_killed_mid_job_leaves_nothing_active_and_the_collection_runs_again(make_config, short_dir: Path, fleet):
+async def test_a_worker_killed_mid_job_leaves_nothing_active_and_the_collection_runs_again(
+    make_config, short_dir: Path, fleet
+):
     data = make_config(servers=["sim-0001"], interval=10, ssh={"command_timeout": 30})
     config = short_dir / "config.yaml"
     fleet.freeze("sim-0001")  # the first worker's job hangs in the probe
@@ -69,6 +72,7 @@ async def test_a_worker_killed_mid_job_leaves_nothing_active_and_the_collection_
         fleet.freeze("sim-0001", False)
         rescuer = await Fleettop.start(config, "--headless", name="rescuer")
         try:
+
             async def collected_again():
                 return any(run.status == "ok" for run in await service.repo.recent_runs(server.id, 10))
 
@@ -90,7 +94,9 @@ async def test_a_worker_killed_mid_job_leaves_nothing_active_and_the_collection_
             assert await rescuer.stop() == 0
 
 
-async def test_headless_exits_0_on_sigterm_and_returns_unfinished_jobs_to_the_queue(make_config, short_dir: Path, fleet):
+async def test_headless_exits_0_on_sigterm_and_returns_unfinished_jobs_to_the_queue(
+    make_config, short_dir: Path, fleet
+):
     names = ["sim-0001", "sim-0002", "sim-0003"]
     data = make_config(servers=names, interval=10, worker={"shutdown_grace": 1}, ssh={"command_timeout": 30})
     config = short_dir / "config.yaml"
@@ -115,7 +121,9 @@ async def test_headless_exits_0_on_sigterm_and_returns_unfinished_jobs_to_the_qu
         stuck = servers[2]
         job = await service.context.lanes.scheduled.job(service.cache.job_key("scheduled", stuck.id))
         assert job is not None and job.status == "queued"  # back in the queue, to run again
-        assert (await service.repo.last_runs([stuck.id]))[stuck.id].status == "retried"  # the interrupted attempt, recorded
+        assert (await service.repo.last_runs([stuck.id]))[
+            stuck.id
+        ].status == "retried"  # the interrupted attempt, recorded
     fleet.freeze("sim-0003", False)
 
 
@@ -126,8 +134,19 @@ async def test_a_worker_rides_out_a_redis_outage(make_config, short_dir: Path, f
 
     async def start_redis():
         process = await asyncio.create_subprocess_exec(
-            redis_server_binary(), "--port", "0", "--unixsocket", str(socket_path), "--save", "", "--daemonize", "yes",
-            "--pidfile", str(short_dir / "outage.pid"), "--dir", str(short_dir),
+            redis_server_binary(),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket_path),
+            "--save",
+            "",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(short_dir / "outage.pid"),
+            "--dir",
+            str(short_dir),
         )
         assert await process.wait() == 0
         await wait_until(lambda: asyncio.sleep(0, socket_path.exists()), 5)

@@ -8,13 +8,15 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import event
+from store_helpers import T0, add_server, metrics, refuse_samples_of
 
 from fleettop.domain import Counters
 from fleettop.errors import FleettopError
-from store_helpers import T0, add_server, metrics, refuse_samples_of
 
 
-async def begin(repo, server_id: int, key: str, *, trigger: str = "manual", attempt: int = 1, skip_disabled: bool = False):
+async def begin(
+    repo, server_id: int, key: str, *, trigger: str = "manual", attempt: int = 1, skip_disabled: bool = False
+):
     return await repo.begin_collection(server_id, key, trigger=trigger, attempt=attempt, skip_disabled=skip_disabled)
 
 

@@ -24,29 +24,63 @@ def problems_of(tmp_path, text: str) -> list[str]:
     ("text", "line", "key", "message"),
     [
         ("servers:\n  - name: a\n    host: [x\n", 4, "", "malformed YAML"),
-        ("data_dir: /tmp\nworker:\n  concurrency: lots\n", 3, "worker.concurrency", "must be a whole number (got 'lots')"),
-        ("servers:\n  - name: web1\n    host: h1\n    port: 70000\n", 4, "servers[0].port", "between 1 and 65535 (got 70000)"),
+        (
+            "data_dir: /tmp\nworker:\n  concurrency: lots\n",
+            3,
+            "worker.concurrency",
+            "must be a whole number (got 'lots')",
+        ),
+        (
+            "servers:\n  - name: web1\n    host: h1\n    port: 70000\n",
+            4,
+            "servers[0].port",
+            "between 1 and 65535 (got 70000)",
+        ),
         ("servers:\n  - name: web1\n    host: h1\n    port: 0\n", 4, "servers[0].port", "between 1 and 65535 (got 0)"),
         (
             "servers:\n  - name: web1\n    host: h1\n    thresholds:\n      disk: 101\n",
-            5, "servers[0].thresholds.disk", "between 0 and 100 (got 101)",
+            5,
+            "servers[0].thresholds.disk",
+            "between 0 and 100 (got 101)",
         ),
         ("defaults:\n  thresholds:\n    cpu: -1\n", 3, "defaults.thresholds.cpu", "between 0 and 100 (got -1)"),
-        ("servers:\n  - name: web1\n    host: h1\n    interval: 5\n", 4, "servers[0].interval", "at least 10 seconds (got 5)"),
+        (
+            "servers:\n  - name: web1\n    host: h1\n    interval: 5\n",
+            4,
+            "servers[0].interval",
+            "at least 10 seconds (got 5)",
+        ),
         ("defaults:\n  interval: 9\n", 2, "defaults.interval", "at least 10 seconds (got 9)"),
         (
             "servers:\n" + GOOD_SERVER + "  - name: web1\n    host: 10.0.0.2\n",
-            4, "servers[1].name", "duplicate server name 'web1' (also servers[0])",
+            4,
+            "servers[1].name",
+            "duplicate server name 'web1' (also servers[0])",
         ),
-        ("servers:\n  - name: web1\n    host: 'web 1; rm -rf /'\n", 3, "servers[0].host", "not a valid host name or IP address"),
+        (
+            "servers:\n  - name: web1\n    host: 'web 1; rm -rf /'\n",
+            3,
+            "servers[0].host",
+            "not a valid host name or IP address",
+        ),
         ("servers:\n  - name: web1\n    host: -bad-.example\n", 3, "servers[0].host", "not a valid host name"),
         ("data_dir: /tmp\nservrs:\n" + GOOD_SERVER, 2, "servrs", "unknown key"),
         ("servers:\n  - name: web1\n    host: h1\n    hostname: h1\n", 4, "servers[0].hostname", "unknown key"),
     ],
     ids=[
-        "malformed-yaml", "wrong-type", "port-too-high", "port-zero", "threshold-over-100", "threshold-negative",
-        "interval-under-10s", "default-interval-under-10s", "duplicate-names", "host-with-shell",
-        "host-bad-label", "unknown-top-key", "unknown-server-key",
+        "malformed-yaml",
+        "wrong-type",
+        "port-too-high",
+        "port-zero",
+        "threshold-over-100",
+        "threshold-negative",
+        "interval-under-10s",
+        "default-interval-under-10s",
+        "duplicate-names",
+        "host-with-shell",
+        "host-bad-label",
+        "unknown-top-key",
+        "unknown-server-key",
     ],
 )
 def test_bad_config_names_file_line_and_key(tmp_path, text, line, key, message):
@@ -75,7 +109,11 @@ def test_every_problem_is_reported_at_once(tmp_path):
     )
     assert len(problems) == 5
     assert {p.split(": ")[1] for p in problems} == {
-        "servers[0].port", "servers[1].host", "servers[1].interval", "servrs", "servers[1].name",
+        "servers[0].port",
+        "servers[1].host",
+        "servers[1].interval",
+        "servrs",
+        "servers[1].name",
     }
 
 
@@ -133,4 +171,6 @@ def test_a_data_dir_from_the_environment_names_the_variable(tmp_path, monkeypatc
     path.write_text("worker:\n  concurrency: 2\n")
     monkeypatch.setenv("FLEETTOP_DATA_DIR", "/proc/nope")
     assert main(["--config", str(path), "servers", "list"]) == 2
-    assert capsys.readouterr().err.startswith("fleettop: environment FLEETTOP_DATA_DIR: data_dir: /proc/nope cannot be created")
+    assert capsys.readouterr().err.startswith(
+        "fleettop: environment FLEETTOP_DATA_DIR: data_dir: /proc/nope cannot be created"
+    )

@@ -48,7 +48,12 @@ def listed(run, path: Path) -> dict[str, dict]:
 def test_servers_that_set_nothing_follow_the_defaults_changed_after_they_were_added(run, config_file):
     path = config_file()
     assert run("--config", str(path), "servers", "add", "web1", "--host", "127.0.0.1", "--port", "2999")[0] == 0
-    assert run("--config", str(path), "servers", "add", "web2", "--host", "127.0.0.2", "--interval", "300", "--ram", "80")[0] == 0
+    assert (
+        run("--config", str(path), "servers", "add", "web2", "--host", "127.0.0.2", "--interval", "300", "--ram", "80")[
+            0
+        ]
+        == 0
+    )
     config_file("defaults:\n  interval: 60\n  thresholds:\n    cpu: 50\n")
     servers = listed(run, path)
     assert (servers["web1"]["interval"], servers["web1"]["thresholds"]) == (60, {"cpu": 50, "ram": 95, "disk": 90})
@@ -85,11 +90,16 @@ def test_edit_prints_values_as_a_user_writes_them(run, config_file):
 
 def test_a_key_file_that_is_not_there_is_refused(run, config_file, tmp_path):
     path = config_file()
-    code, out, err = run("--config", str(path), "servers", "add", "x2", "--host", "h", "--auth", "key", "--key-file", "/nonexistent")
+    code, out, err = run(
+        "--config", str(path), "servers", "add", "x2", "--host", "h", "--auth", "key", "--key-file", "/nonexistent"
+    )
     assert (code, out, err) == (2, "", "fleettop: --key-file /nonexistent: no such file\n")
     key = tmp_path / "id_test"
     key.write_text("not checked here: only that it is there\n")
-    assert run("--config", str(path), "servers", "add", "x2", "--host", "h", "--auth", "key", "--key-file", str(key))[0] == 0
+    assert (
+        run("--config", str(path), "servers", "add", "x2", "--host", "h", "--auth", "key", "--key-file", str(key))[0]
+        == 0
+    )
     code, _, err = run("--config", str(path), "servers", "edit", "x2", "--key-file", str(tmp_path / "typo"))
     assert (code, err) == (2, f"fleettop: --key-file {tmp_path / 'typo'}: no such file\n")
     assert listed(run, path)["x2"]["key_file"] == str(key)
@@ -97,8 +107,11 @@ def test_a_key_file_that_is_not_there_is_refused(run, config_file, tmp_path):
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("abc", "expected a whole number of hosts, got 'abc'"), ("100000", "expected 1 to 2000 hosts, got 100000"),
-     ("0", "expected 1 to 2000 hosts, got 0")],
+    [
+        ("abc", "expected a whole number of hosts, got 'abc'"),
+        ("100000", "expected 1 to 2000 hosts, got 100000"),
+        ("0", "expected 1 to 2000 hosts, got 0"),
+    ],
 )
 def test_demo_takes_a_whole_number_of_hosts_up_to_its_maximum(run, value, message):
     code, _, err = run("--demo", value)

@@ -12,13 +12,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
+from store_helpers import T0, metrics
 
 from fleettop import config
 from fleettop.cli import main
 from fleettop.secrets import SecretBox
 from fleettop.store.db import open_database
 from fleettop.store.repo import Repository
-from store_helpers import T0, metrics
 
 
 class FakeTerminal(io.StringIO):
@@ -75,15 +75,40 @@ def add_config_servers(config_path, servers: list[dict]) -> None:
 
 def test_servers_add_list_and_json(fleettop):
     assert fleettop("servers", "list")[1].startswith("No servers yet")
-    code, out, err = fleettop("servers", "add", "web1", "--host", "10.0.0.1", "--port", "2222", "--user", "ops",
-                              "--interval", "60", "--cpu", "75")
+    code, out, err = fleettop(
+        "servers",
+        "add",
+        "web1",
+        "--host",
+        "10.0.0.1",
+        "--port",
+        "2222",
+        "--user",
+        "ops",
+        "--interval",
+        "60",
+        "--cpu",
+        "75",
+    )
     assert (code, err) == (0, "")
     assert out.startswith("added server 'web1' (ssh ops@10.0.0.1:2222, auth agent, every 60s")
     code, out, _ = fleettop("servers", "add", "db1", "--host", "db1.example.com", "--disable", "--json")
     assert code == 0 and json.loads(out)["enabled"] is False
     code, out, _ = fleettop("servers", "list")
     lines = out.splitlines()
-    assert lines[0].split() == ["NAME", "HOST", "PORT", "USER", "TRANSPORT", "AUTH", "INTERVAL", "CPU/RAM/DISK", "%", "ENABLED", "SOURCE"]
+    assert lines[0].split() == [
+        "NAME",
+        "HOST",
+        "PORT",
+        "USER",
+        "TRANSPORT",
+        "AUTH",
+        "INTERVAL",
+        "CPU/RAM/DISK",
+        "%",
+        "ENABLED",
+        "SOURCE",
+    ]
     assert lines[1].split() == ["db1", "db1.example.com", "22", "-", "ssh", "agent", "900s*", "90*/95*/90*", "no", "db"]
     assert lines[2].split() == ["web1", "10.0.0.1", "2222", "ops", "ssh", "agent", "60s", "75/95*/90*", "yes", "db"]
     code, out, _ = fleettop("servers", "list", "--json")
@@ -99,8 +124,14 @@ def test_servers_add_list_and_json(fleettop):
         (["--host", "10.0.0.1", "--port", "70000"], "fleettop: port: must be between 1 and 65535 (got 70000)\n"),
         (["--host", "bad host;"], "fleettop: host: is not a valid host name or IP address\n"),
         (["--host", "h", "--interval", "5"], "fleettop: interval: must be at least 10 seconds (got 5)\n"),
-        (["--host", "h", "--cpu", "120"], "fleettop: thresholds.cpu: threshold must be between 0 and 100 (got 120.0)\n"),
-        (["--host", "h", "--auth", "password"], "fleettop: server 'web2': --auth password needs --password (asked for here, stored encrypted)\n"),
+        (
+            ["--host", "h", "--cpu", "120"],
+            "fleettop: thresholds.cpu: threshold must be between 0 and 100 (got 120.0)\n",
+        ),
+        (
+            ["--host", "h", "--auth", "password"],
+            "fleettop: server 'web2': --auth password needs --password (asked for here, stored encrypted)\n",
+        ),
     ],
     ids=["bad-port", "bad-host", "short-interval", "bad-threshold", "password-without-secret"],
 )
@@ -112,7 +143,9 @@ def test_servers_add_validates_like_the_config(fleettop, argv, error):
 def test_servers_add_a_duplicate_name(fleettop):
     assert fleettop("servers", "add", "web1", "--host", "h1")[0] == 0
     assert fleettop("servers", "add", "web1", "--host", "h2") == (2, "", "fleettop: server 'web1' already exists\n")
-    assert fleettop("servers", "add", "bad name!", "--host", "h2")[2].startswith("fleettop: name: must be 1-63 characters")
+    assert fleettop("servers", "add", "bad name!", "--host", "h2")[2].startswith(
+        "fleettop: name: must be 1-63 characters"
+    )
 
 
 def test_servers_edit_and_audit(fleettop, config_path):
@@ -121,15 +154,32 @@ def test_servers_edit_and_audit(fleettop, config_path):
     assert code == 0
     assert out == "edited server 'web2': name web1 -> web2, port 22 -> 2200, ram threshold 95* -> 80\n"
     server = json.loads(fleettop("servers", "list", "--json")[1])[0]
-    assert (server["name"], server["port"], server["host"], server["thresholds"]["ram"]) == ("web2", 2200, "10.0.0.1", 80)
-    assert fleettop("servers", "edit", "web9", "--port", "1") == (2, "", "fleettop: no server named 'web9' (see: fleettop servers list)\n")
+    assert (server["name"], server["port"], server["host"], server["thresholds"]["ram"]) == (
+        "web2",
+        2200,
+        "10.0.0.1",
+        80,
+    )
+    assert fleettop("servers", "edit", "web9", "--port", "1") == (
+        2,
+        "",
+        "fleettop: no server named 'web9' (see: fleettop servers list)\n",
+    )
     assert fleettop("servers", "edit", "web2", "--port", "0")[0:2] == (2, "")
     assert fleettop("servers", "edit", "web2")[0] == 2
     fleettop("servers", "add", "web3", "--host", "h")
-    assert fleettop("servers", "edit", "web3", "--rename", "web2") == (2, "", "fleettop: server 'web2' already exists\n")
+    assert fleettop("servers", "edit", "web3", "--rename", "web2") == (
+        2,
+        "",
+        "fleettop: server 'web2' already exists\n",
+    )
 
     entries = with_repo(config_path, lambda repo: repo.audit_entries(10))
-    assert [(e.action, e.target) for e in reversed(entries)] == [("server.add", "web1"), ("server.edit", "web2"), ("server.add", "web3")]
+    assert [(e.action, e.target) for e in reversed(entries)] == [
+        ("server.add", "web1"),
+        ("server.edit", "web2"),
+        ("server.add", "web3"),
+    ]
     assert "port 22 -> 2200" in entries[1].detail and "@" in entries[1].actor
 
 
@@ -150,7 +200,10 @@ def test_audit_prints_the_newest_entries_oldest_first(fleettop, config_path):
 
     code, out, _ = fleettop("audit", "--limit", "2", "--json")
     entries = json.loads(out)
-    assert [(entry["action"], entry["target"]) for entry in entries] == [("server.edit", "web1"), ("server.add", "web3")]
+    assert [(entry["action"], entry["target"]) for entry in entries] == [
+        ("server.edit", "web1"),
+        ("server.add", "web3"),
+    ]
     assert set(entries[0]) == {"at", "actor", "action", "target", "detail"}
     with pytest.raises(SystemExit) as refused:  # argparse's one-line usage error
         fleettop("audit", "--limit", "0")
@@ -177,7 +230,9 @@ def test_password_is_stored_encrypted(fleettop, config_path, monkeypatch, settin
     assert with_repo(config_path, lambda repo: _secret_of(repo, "web1")) is None
     monkeypatch.setattr("sys.stdin", io.StringIO("s3cret pass\n"))
     assert fleettop("servers", "edit", "web1", "--password")[1].endswith("secret replaced\n")
-    assert fleettop("servers", "edit", "web1", "--auth", "agent")[1].endswith("auth password -> agent, secret removed\n")
+    assert fleettop("servers", "edit", "web1", "--auth", "agent")[1].endswith(
+        "auth password -> agent, secret removed\n"
+    )
     assert with_repo(config_path, lambda repo: _secret_of(repo, "web1")) is None
 
 
@@ -201,7 +256,9 @@ def test_servers_remove_asks_unless_yes(fleettop, config_path, monkeypatch):
     # No terminal to ask on (tests, cron): refused without --yes.
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     assert fleettop("servers", "remove", "web1") == (
-        2, "", "fleettop: not removing server 'web1': no terminal to confirm on (add --yes)\n"
+        2,
+        "",
+        "fleettop: not removing server 'web1': no terminal to confirm on (add --yes)\n",
     )
     # At a terminal: "n" (or just Enter) keeps it.
     monkeypatch.setattr("sys.stdin", FakeTerminal("n\n"))
@@ -210,7 +267,11 @@ def test_servers_remove_asks_unless_yes(fleettop, config_path, monkeypatch):
     monkeypatch.setattr("sys.stdin", FakeTerminal("y\n"))
     code, out, _ = fleettop("servers", "remove", "web1")
     assert code == 0 and out.endswith("removed server 'web1' and its 3 samples\n")
-    assert fleettop("servers", "remove", "web1", "--yes") == (2, "", "fleettop: no server named 'web1' (see: fleettop servers list)\n")
+    assert fleettop("servers", "remove", "web1", "--yes") == (
+        2,
+        "",
+        "fleettop: no server named 'web1' (see: fleettop servers list)\n",
+    )
 
     fleettop("servers", "add", "web2", "--host", "h")
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
@@ -228,10 +289,17 @@ def test_config_servers_are_synced_and_edited_in_the_file(fleettop, config_path,
     assert fleettop("servers", "list")[2] == ""  # synced once: nothing more to say
 
     code, _, err = fleettop("servers", "edit", "web1", "--port", "2222")
-    assert code == 2 and err == f"fleettop: server 'web1' is defined in {config_path}: change it there (only its password can be set here)\n"
+    assert (
+        code == 2
+        and err
+        == f"fleettop: server 'web1' is defined in {config_path}: change it there (only its password can be set here)\n"
+    )
     code, _, err = fleettop("servers", "remove", "web1", "--yes")
     assert code == 2 and "take it out of the file first" in err
-    assert fleettop("servers", "add", "web1", "--host", "h")[2] == f"fleettop: server 'web1' already exists (defined in {config_path})\n"
+    assert (
+        fleettop("servers", "add", "web1", "--host", "h")[2]
+        == f"fleettop: server 'web1' already exists (defined in {config_path})\n"
+    )
     monkeypatch.setattr("sys.stdin", io.StringIO("pw\n"))
     assert fleettop("servers", "edit", "web1", "--password")[0] == 0
 
@@ -261,14 +329,41 @@ def test_export_json_to_a_file(fleettop, exported_fleet, tmp_path):
     assert (code, out, err) == (0, "", f"exported 6 samples to {output}\n")
     records = json.loads(output.read_text())
     assert [(r["server"], r["collected_at"]) for r in records[:3]] == [
-        ("web1", "2026-11-01T12:00:00+00:00"), ("web2", "2026-11-01T12:00:30+00:00"), ("web1", "2026-11-01T12:01:00+00:00"),
+        ("web1", "2026-11-01T12:00:00+00:00"),
+        ("web2", "2026-11-01T12:00:30+00:00"),
+        ("web1", "2026-11-01T12:01:00+00:00"),
     ]
     first = records[0]
-    assert list(first) == ["server", "collected_at", "cpu_percent", "mem_percent", "swap_percent", "disk_percent", "disks",
-                           "load1", "load5", "load15", "procs", "uptime_s", "net_rx_bps", "net_tx_bps"]
-    assert (first["cpu_percent"], first["mem_percent"], first["swap_percent"], first["disk_percent"]) == (0.0, 20.0, 1.5, 30.0)
+    assert list(first) == [
+        "server",
+        "collected_at",
+        "cpu_percent",
+        "mem_percent",
+        "swap_percent",
+        "disk_percent",
+        "disks",
+        "load1",
+        "load5",
+        "load15",
+        "procs",
+        "uptime_s",
+        "net_rx_bps",
+        "net_tx_bps",
+    ]
+    assert (first["cpu_percent"], first["mem_percent"], first["swap_percent"], first["disk_percent"]) == (
+        0.0,
+        20.0,
+        1.5,
+        30.0,
+    )
     assert first["disks"] == [{"mount": "/", "percent": 30.0, "used_bytes": 30, "total_bytes": 100}]
-    assert (first["load1"], first["procs"], first["uptime_s"], first["net_rx_bps"], first["net_tx_bps"]) == (0.5, 123, 86400.5, 1000.0, None)
+    assert (first["load1"], first["procs"], first["uptime_s"], first["net_rx_bps"], first["net_tx_bps"]) == (
+        0.5,
+        123,
+        86400.5,
+        1000.0,
+        None,
+    )
     assert not list(tmp_path.glob(".*.partial"))
 
 
@@ -290,11 +385,15 @@ def test_export_never_follows_a_link_planted_beside_the_output(fleettop, exporte
 
 
 def test_export_csv_to_stdout_with_filters(fleettop, exported_fleet):
-    code, out, _ = fleettop("export", "--server", "web2", "--since", "2026-11-01T12:01:00Z", "--until", "2026-11-01T13:02:10+01:00")
+    code, out, _ = fleettop(
+        "export", "--server", "web2", "--since", "2026-11-01T12:01:00Z", "--until", "2026-11-01T13:02:10+01:00"
+    )
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     # 13:02:10+01:00 is 12:02:10 UTC, so web2's 12:02:30 sample is past --until.
-    assert [(r["server"], r["collected_at"], r["cpu_percent"]) for r in rows] == [("web2", "2026-11-01T12:01:30+00:00", "1.0")]
+    assert [(r["server"], r["collected_at"], r["cpu_percent"]) for r in rows] == [
+        ("web2", "2026-11-01T12:01:30+00:00", "1.0")
+    ]
     assert json.loads(rows[0]["disks"])[0]["mount"] == "/" and rows[0]["net_tx_bps"] == ""
     code, out, _ = fleettop("export")
     assert len(list(csv.DictReader(io.StringIO(out)))) == 6
@@ -303,15 +402,28 @@ def test_export_csv_to_stdout_with_filters(fleettop, exported_fleet):
 def test_export_relative_times_and_errors(fleettop, config_path):
     fleettop("servers", "add", "web1", "--host", "h1")
     now = datetime.now(UTC)
-    _store_samples(config_path, "web1", [now - timedelta(days=2), now - timedelta(hours=2), now - timedelta(minutes=10)])
+    _store_samples(
+        config_path, "web1", [now - timedelta(days=2), now - timedelta(hours=2), now - timedelta(minutes=10)]
+    )
     count = lambda *argv: len(json.loads(fleettop("export", "--format", "json", *argv)[1]))  # noqa: E731
-    assert (count("--since", "30m"), count("--since", "24h"), count("--since", "7d"), count("--until", "1h")) == (1, 2, 3, 2)
+    assert (count("--since", "30m"), count("--since", "24h"), count("--since", "7d"), count("--until", "1h")) == (
+        1,
+        2,
+        3,
+        2,
+    )
     assert fleettop("export", "--format", "json", "--since", "1m")[1] == "[]\n"
     assert fleettop("export", "--since", "yesterday") == (
-        2, "", "fleettop: --since 'yesterday': give a duration such as 30m, 24h, 7d or an ISO-8601 time\n"
+        2,
+        "",
+        "fleettop: --since 'yesterday': give a duration such as 30m, 24h, 7d or an ISO-8601 time\n",
     )
     assert fleettop("export", "--since", "1h", "--until", "2h")[2] == "fleettop: --since must be before --until\n"
-    assert fleettop("export", "--server", "web9") == (2, "", "fleettop: no server named 'web9' (see: fleettop servers list)\n")
+    assert fleettop("export", "--server", "web9") == (
+        2,
+        "",
+        "fleettop: no server named 'web9' (see: fleettop servers list)\n",
+    )
 
 
 def test_export_of_20k_samples_streams(fleettop, config_path, tmp_path):

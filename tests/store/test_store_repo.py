@@ -10,15 +10,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import inspect, text
+from store_helpers import T0, add_server, metrics
 
 from fleettop.config import DefaultsConfig, ServerConfig
 from fleettop.domain import Counters, Thresholds
 from fleettop.errors import FleettopError
 from fleettop.store.db import head_revision, migrate, open_database
 from fleettop.store.repo import KEEP, Repository
-from store_helpers import T0, add_server, metrics
-
-
 
 # -- migrations ----------------------------------------------------------------------
 
@@ -60,29 +58,81 @@ async def test_0002_makes_the_stored_built_in_defaults_inherited_and_keeps_other
     database = await open_database(settings, migrate_to_head=False)
     try:
         now = datetime.now(UTC)
-        row = {"port": 22, "transport": "ssh", "auth": "agent", "enabled": True, "source": "db", "created_at": now, "updated_at": now}
+        row = {
+            "port": 22,
+            "transport": "ssh",
+            "auth": "agent",
+            "enabled": True,
+            "source": "db",
+            "created_at": now,
+            "updated_at": now,
+        }
         async with database.engine.begin() as conn:
             await conn.run_sync(upgrade_to_0001)
-            await conn.execute(insert(ServerRow.__table__), [
-                {**row, "name": "web1", "host": "h1", "interval": 900, "cpu_threshold": 90.0, "ram_threshold": 95.0, "disk_threshold": 90.0},
-                {**row, "name": "web2", "host": "h2", "interval": 60, "cpu_threshold": 80.0, "ram_threshold": 95.0, "disk_threshold": 75.0},
-                {**row, "name": "localhost", "host": "localhost", "transport": "local", "interval": 900,
-                 "cpu_threshold": 90.0, "ram_threshold": 95.0, "disk_threshold": 90.0},
-            ])
+            await conn.execute(
+                insert(ServerRow.__table__),
+                [
+                    {
+                        **row,
+                        "name": "web1",
+                        "host": "h1",
+                        "interval": 900,
+                        "cpu_threshold": 90.0,
+                        "ram_threshold": 95.0,
+                        "disk_threshold": 90.0,
+                    },
+                    {
+                        **row,
+                        "name": "web2",
+                        "host": "h2",
+                        "interval": 60,
+                        "cpu_threshold": 80.0,
+                        "ram_threshold": 95.0,
+                        "disk_threshold": 75.0,
+                    },
+                    {
+                        **row,
+                        "name": "localhost",
+                        "host": "localhost",
+                        "transport": "local",
+                        "interval": 900,
+                        "cpu_threshold": 90.0,
+                        "ram_threshold": 95.0,
+                        "disk_threshold": 90.0,
+                    },
+                ],
+            )
             web1 = await conn.scalar(select(ServerRow.id).where(ServerRow.name == "web1"))
         await Repository(database).add_sample(web1, metrics(T0))  # history stays (SQLite rebuilds the table)
         await Repository(database).start_run(web1, job_key="k", trigger="manual")
         assert await database.revision() == "0001"
         await migrate(database)
         assert await database.revision() == "0002"
-        assert await Repository(database).count_samples(web1) == 1 and len(await Repository(database).recent_runs(web1)) == 1
+        assert (
+            await Repository(database).count_samples(web1) == 1
+            and len(await Repository(database).recent_runs(web1)) == 1
+        )
         if database.dialect == "sqlite":  # turned off for the rebuild only
             async with database.engine.connect() as conn:
                 assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
         async with database.engine.connect() as conn:
-            stored = {r.name: tuple(r)[1:] for r in await conn.execute(select(
-                ServerRow.name, ServerRow.interval, ServerRow.cpu_threshold, ServerRow.ram_threshold, ServerRow.disk_threshold))}
-        assert stored == {"web1": (None, None, None, None), "web2": (60, 80.0, None, 75.0), "localhost": (None, None, None, None)}
+            stored = {
+                r.name: tuple(r)[1:]
+                for r in await conn.execute(
+                    select(
+                        ServerRow.name,
+                        ServerRow.interval,
+                        ServerRow.cpu_threshold,
+                        ServerRow.ram_threshold,
+                        ServerRow.disk_threshold,
+                    )
+                )
+            }
+        assert stored == {
+            "web1": (None, None, None, None),
+            "web2": (60, 80.0, None, 75.0),
+            "localhost": (None, None, None, None),
+        }
         repo = Repository(database, DefaultsConfig(interval=120, thresholds=Thresholds(ram=50)))
         servers = {s.name: s for s in await repo.list_servers()}
         assert (servers["web1"].interval, servers["web1"].thresholds) == (120, Thresholds(ram=50))
@@ -152,8 +202,16 @@ async def test_a_bad_database_url_is_one_line(make_settings):
 
 
 async def test_add_get_list_servers(repo):
-    cfg = ServerConfig(name="db1", host="db1.example.com", port=2222, username="ops", auth="key",
-                       key_file="/keys/id", interval=60, thresholds={"cpu": 70})
+    cfg = ServerConfig(
+        name="db1",
+        host="db1.example.com",
+        port=2222,
+        username="ops",
+        auth="key",
+        key_file="/keys/id",
+        interval=60,
+        thresholds={"cpu": 70},
+    )
     server = await repo.add_server(cfg, seal=lambda server_id: b"blob %d" % server_id)
     assert server.id > 0 and server.source == "db" and server.has_secret
     assert server.thresholds == Thresholds(cpu=70, ram=95, disk=90)  # the rest from defaults
@@ -204,7 +262,9 @@ async def test_sync_config_servers_upserts_adopts_and_releases_but_never_deletes
     await add_server(repo, "web1")  # added with the CLI, then written into the config file
     config_servers = [ServerConfig(name="web1", host="10.1.1.1"), ServerConfig(name="web2", host="10.1.1.2")]
     notes = await repo.sync_config_servers(config_servers)
-    assert len(notes) == 2 and any("'web2': added" in n for n in notes) and any("'web1': now defined" in n for n in notes)
+    assert (
+        len(notes) == 2 and any("'web2': added" in n for n in notes) and any("'web1': now defined" in n for n in notes)
+    )
     by_name = {s.name: s for s in await repo.list_servers()}
     assert {n: s.source for n, s in by_name.items()} == {"cli1": "db", "web1": "config", "web2": "config"}
     assert by_name["web1"].host == "10.1.1.1"
@@ -234,7 +294,10 @@ async def test_a_server_that_sets_nothing_takes_the_defaults_in_use_at_every_rea
     after = {s.name: s for s in await changed.list_servers()}
     assert (after["web1"].interval, after["web1"].thresholds) == (60, Thresholds(cpu=50, ram=95, disk=90))
     assert after["web1"].inherited == ("interval", "cpu", "ram", "disk")
-    assert (after["cli1"].thresholds, after["cli1"].inherited) == (Thresholds(cpu=50, ram=70, disk=90), ("interval", "cpu", "disk"))
+    assert (after["cli1"].thresholds, after["cli1"].inherited) == (
+        Thresholds(cpu=50, ram=70, disk=90),
+        ("interval", "cpu", "disk"),
+    )
     assert after["me"].interval == 20
 
 
@@ -294,7 +357,9 @@ async def test_history_bucketed_averages_and_maxima(repo):
     # One sample every 2 minutes for an hour; cpu rises 0,1,2,...; disk missing on odd ones.
     for i in range(30):
         at = T0 + timedelta(minutes=2 * i, seconds=7)
-        await repo.add_sample(sid, metrics(at, cpu=float(i), ram=40.0 + (i % 3), disk=None if i % 2 else 60.0 + i, load1=i / 10))
+        await repo.add_sample(
+            sid, metrics(at, cpu=float(i), ram=40.0 + (i % 3), disk=None if i % 2 else 60.0 + i, load1=i / 10)
+        )
     points = await repo.history(sid, T0, T0 + timedelta(hours=1), bucket_s=600)
     assert [p.at for p in points] == [T0 + timedelta(minutes=10 * k) for k in range(6)]
     assert all(p.samples == 5 for p in points)
@@ -367,8 +432,14 @@ async def insert_samples(database, server_id: int, count: int) -> None:
     disks = [d.model_dump() for d in metrics(T0).disks]
     for start in range(0, count, 5000):
         rows = [
-            {**template, "server_id": server_id, "collected_at": T0 + timedelta(seconds=i), "cpu_percent": i % 100,
-             "disks": disks, "counters": None}
+            {
+                **template,
+                "server_id": server_id,
+                "collected_at": T0 + timedelta(seconds=i),
+                "cpu_percent": i % 100,
+                "disks": disks,
+                "counters": None,
+            }
             for i in range(start, min(count, start + 5000))
         ]
         async with database.sessions.begin() as session:
@@ -435,8 +506,18 @@ async def _finished_run(database, sid: int, status: str, finished_at: datetime) 
     from fleettop.store.tables import RunRow
 
     async with database.sessions.begin() as session:
-        session.add(RunRow(server_id=sid, job_key=f"k{finished_at.timestamp()}", trigger="scheduled", attempt=1,
-                           status=status, started_at=finished_at, finished_at=finished_at, duration_s=0.0))
+        session.add(
+            RunRow(
+                server_id=sid,
+                job_key=f"k{finished_at.timestamp()}",
+                trigger="scheduled",
+                attempt=1,
+                status=status,
+                started_at=finished_at,
+                finished_at=finished_at,
+                duration_s=0.0,
+            )
+        )
 
 
 async def test_clean_runs_applies_age_and_keep_limits_per_status(repo, database):
@@ -466,7 +547,10 @@ async def test_audit_records_who_did_what(repo):
     await repo.audit("server.add", "web1", "host 10.0.0.1")
     await repo.audit("server.remove", "web1")
     entries = await repo.audit_entries(10)
-    assert [(e.action, e.target, e.detail) for e in entries] == [("server.remove", "web1", ""), ("server.add", "web1", "host 10.0.0.1")]
+    assert [(e.action, e.target, e.detail) for e in entries] == [
+        ("server.remove", "web1", ""),
+        ("server.add", "web1", "host 10.0.0.1"),
+    ]
     assert "@" in entries[0].actor and entries[0].at.tzinfo is not None
     assert len(await repo.audit_entries(1)) == 1
 

@@ -37,7 +37,9 @@ def changed(row, step: int):
     latest = row.latest
     if latest is None:
         return row
-    moved = latest.model_copy(update={"cpu_percent": ((latest.cpu_percent or 0) + step) % 100, "load1": latest.load1 + 0.01 * step})
+    moved = latest.model_copy(
+        update={"cpu_percent": ((latest.cpu_percent or 0) + step) % 100, "load1": latest.load1 + 0.01 * step}
+    )
     return row.model_copy(update={"latest": moved})
 
 
@@ -67,7 +69,9 @@ async def main(count: int) -> None:
             app.dashboard.show_row(row)
             await pilot.pause()
             single.append(time.process_time() - started)
-        print(f"one row changed, repainted: median {1000 * statistics.median(single):.1f} ms, max {1000 * max(single):.1f} ms")
+        print(
+            f"one row changed, repainted: median {1000 * statistics.median(single):.1f} ms, max {1000 * max(single):.1f} ms"
+        )
 
         rows = [changed(row, 3) for row in fleet.rows]
         started = time.process_time()

@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 from tui_live import HOSTS, LiveFleet, live_settings, settled
 
 from fleettop.config import LoadedConfig
-from fleettop.service import open_service
-from fleettop.sim import SimFleet
+from fleettop.probe.sim import SimFleet
+from fleettop.wiring import open_service
 
 
 @pytest.fixture

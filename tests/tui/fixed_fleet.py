@@ -3,7 +3,7 @@
 The snapshot tests and the screenshot script use it instead of a live service:
 the real one derives "stale" and "next run" from the wall clock and the SAQ
 schedule, so its pictures would differ on every run. It answers with the real
-ServerRow / ServerDetail / Run models, so the screens render exactly what the
+ServerView / ServerDetail / Run models, so the screens render exactly what the
 service would hand them.
 """
 
@@ -13,9 +13,19 @@ import asyncio
 import math
 from datetime import datetime, timedelta, timezone
 
-from fleettop.domain import DiskUsage, FleetAggregate, Metrics, QueueStats, Run, Sample, Server, Thresholds, classify
-from fleettop.service import ServerDetail, ServerRow
-from fleettop.store.repo import HistoryPoint
+from fleettop.domain import (
+    DiskUsage,
+    FleetAggregate,
+    HistoryPoint,
+    Metrics,
+    QueueStats,
+    Run,
+    Sample,
+    Server,
+    Thresholds,
+    classify,
+)
+from fleettop.views import ServerDetail, ServerView
 
 NOW = datetime(2026, 3, 14, 9, 26, 53, tzinfo=timezone.utc)
 
@@ -37,22 +47,46 @@ def _server(index: int, name: str, host: str, **overrides) -> Server:
 def _metrics(cpu, ram, swap, disk, load1, rx, tx, days, at=NOW) -> Metrics:
     return Metrics(
         collected_at=at - timedelta(seconds=14),
-        cpu_percent=cpu, mem_percent=ram, mem_used_bytes=int(ram / 100 * 16 * 2**30), mem_total_bytes=16 * 2**30,
-        swap_percent=swap, swap_used_bytes=int(swap / 100 * 4 * 2**30), swap_total_bytes=4 * 2**30,
+        cpu_percent=cpu,
+        mem_percent=ram,
+        mem_used_bytes=int(ram / 100 * 16 * 2**30),
+        mem_total_bytes=16 * 2**30,
+        swap_percent=swap,
+        swap_used_bytes=int(swap / 100 * 4 * 2**30),
+        swap_total_bytes=4 * 2**30,
         disk_percent=disk,
         disks=[
             # 5 % reserved, as ext4 keeps: used + avail is 95 % of the size, and percent is df's.
-            DiskUsage(mount="/", device="/dev/sda1", fstype="ext4", used_bytes=int(disk / 100 * 76e9),
-                      avail_bytes=int((100 - disk) / 100 * 76e9), total_bytes=int(80e9), percent=disk),
-            DiskUsage(mount="/boot", device="/dev/sda2", fstype="ext4", used_bytes=int(199.5e6),
-                      avail_bytes=int(750.5e6), total_bytes=int(1e9), percent=21.0),
+            DiskUsage(
+                mount="/",
+                device="/dev/sda1",
+                fstype="ext4",
+                used_bytes=int(disk / 100 * 76e9),
+                avail_bytes=int((100 - disk) / 100 * 76e9),
+                total_bytes=int(80e9),
+                percent=disk,
+            ),
+            DiskUsage(
+                mount="/boot",
+                device="/dev/sda2",
+                fstype="ext4",
+                used_bytes=int(199.5e6),
+                avail_bytes=int(750.5e6),
+                total_bytes=int(1e9),
+                percent=21.0,
+            ),
         ],
-        load1=load1, load5=load1 * 0.9, load15=load1 * 0.8, procs=212, uptime_s=days * 86400 + 3600 * 5,
-        net_rx_bps=rx, net_tx_bps=tx,
+        load1=load1,
+        load5=load1 * 0.9,
+        load15=load1 * 0.8,
+        procs=212,
+        uptime_s=days * 86400 + 3600 * 5,
+        net_rx_bps=rx,
+        net_tx_bps=tx,
     )
 
 
-def _history(row: ServerRow, count: int, step_s: int, bucketed: bool = False) -> list[HistoryPoint]:
+def _history(row: ServerView, count: int, step_s: int, bucketed: bool = False) -> list[HistoryPoint]:
     """A smooth, repeatable curve around the server's latest figures. Bucketed points (as the
     repository's 24-hour history) have maxima above their averages now and then; single
     samples are their own maxima."""
@@ -64,11 +98,16 @@ def _history(row: ServerRow, count: int, step_s: int, bucketed: bool = False) ->
         wave = math.sin(index / 7) * 0.25 + math.sin(index / 2.3) * 0.08
         cpu = min(100.0, max(0.0, (latest.cpu_percent or 0) * (1 + wave)))
         figures = {
-            "cpu": cpu, "ram": min(100.0, latest.mem_percent * (1 + wave / 5)),
-            "disk": (latest.disk_percent or 0) - (count - index) * 0.02, "load1": latest.load1 * (1 + wave),
+            "cpu": cpu,
+            "ram": min(100.0, latest.mem_percent * (1 + wave / 5)),
+            "disk": (latest.disk_percent or 0) - (count - index) * 0.02,
+            "load1": latest.load1 * (1 + wave),
         }
         spike = 1.1 if bucketed and index % 9 == 0 else 1.0
-        maxima = {f"{key}_max": value * spike if key == "load1" else min(100.0, value * spike) for key, value in figures.items()}
+        maxima = {
+            f"{key}_max": value * spike if key == "load1" else min(100.0, value * spike)
+            for key, value in figures.items()
+        }
         points.append(HistoryPoint(at=NOW - timedelta(seconds=step_s * (count - index)), **figures, **maxima))
     return points
 
@@ -83,25 +122,38 @@ class FixedFleet:
             metrics = _metrics(*figures)
             sample = Sample(server_id=server.id, **metrics.model_dump())
             self.rows.append(
-                ServerRow(
-                    server=server, latest=sample, severities=classify(metrics, server.thresholds), status="up",
-                    error=None, last_collected_at=sample.collected_at, next_run_at=NOW + timedelta(seconds=46),
+                ServerView(
+                    server=server,
+                    latest=sample,
+                    severities=classify(metrics, server.thresholds),
+                    status="up",
+                    error=None,
+                    last_collected_at=sample.collected_at,
+                    next_run_at=NOW + timedelta(seconds=46),
                 )
             )
         down = _server(len(self.rows), "edge-1", "203.0.113.9")
         self.rows.append(
-            ServerRow(
-                server=down, latest=None, severities={}, status="down",
-                error="edge-1 (203.0.113.9:22): connection refused", last_collected_at=None, next_run_at=NOW + timedelta(seconds=5),
+            ServerView(
+                server=down,
+                latest=None,
+                severities={},
+                status="down",
+                error="edge-1 (203.0.113.9:22): connection refused",
+                last_collected_at=None,
+                next_run_at=NOW + timedelta(seconds=5),
             )
         )
         stale_server = _server(len(self.rows), "backup-1", "10.0.9.5", thresholds=Thresholds(disk=80))
         stale_metrics = _metrics(3.0, 22.0, 0.0, 71.0, 0.05, 1_000, 900, 88, at=NOW - timedelta(minutes=47))
         self.rows.append(
-            ServerRow(
-                server=stale_server, latest=Sample(server_id=stale_server.id, **stale_metrics.model_dump()),
-                severities=classify(stale_metrics, stale_server.thresholds), status="stale",
-                error="backup-1 (10.0.9.5:22): timed out after 20 s", last_collected_at=stale_metrics.collected_at,
+            ServerView(
+                server=stale_server,
+                latest=Sample(server_id=stale_server.id, **stale_metrics.model_dump()),
+                severities=classify(stale_metrics, stale_server.thresholds),
+                status="stale",
+                error="backup-1 (10.0.9.5:22): timed out after 20 s",
+                last_collected_at=stale_metrics.collected_at,
                 next_run_at=NOW + timedelta(seconds=12),
             )
         )
@@ -115,24 +167,38 @@ class FixedFleet:
 
     async def server_detail(self, name):
         row = next(row for row in self.rows if row.server.name == name)
-        return ServerDetail(row=row, history_1h=_history(row, 60, 60), history_24h=_history(row, 144, 600, bucketed=True), runs=self._runs(row))
+        return ServerDetail(
+            row=row,
+            history_1h=_history(row, 60, 60),
+            history_24h=_history(row, 144, 600, bucketed=True),
+            runs=self._runs(row),
+        )
 
-    def _runs(self, row: ServerRow) -> list[Run]:
+    def _runs(self, row: ServerView) -> list[Run]:
         runs = []
         for index in range(6):
             failed = row.status == "down" or (row.status == "stale" and index < 3)
             started = NOW - timedelta(seconds=14 + 60 * index)
             runs.append(
                 Run(
-                    id=100 - index, server_id=row.server.id, server_name=row.server.name, trigger="manual" if index == 0 else "scheduled",
-                    attempt=1, status="failed" if failed else "ok", error=row.error if failed else None,
-                    started_at=started, finished_at=started + timedelta(seconds=0.4), duration_s=0.4,
+                    id=100 - index,
+                    server_id=row.server.id,
+                    server_name=row.server.name,
+                    trigger="manual" if index == 0 else "scheduled",
+                    attempt=1,
+                    status="failed" if failed else "ok",
+                    error=row.error if failed else None,
+                    started_at=started,
+                    finished_at=started + timedelta(seconds=0.4),
+                    duration_s=0.4,
                 )
             )
         return runs
 
     async def stats(self):
-        return QueueStats(waiting=0, active=2, delayed=1, completed=1294, failed=7, scheduled=len(self.rows), paused=self.paused)
+        return QueueStats(
+            waiting=0, active=2, delayed=1, completed=1294, failed=7, scheduled=len(self.rows), paused=self.paused
+        )
 
     async def aggregate(self):
         return FleetAggregate(total=8, up=7, down=1, alerting=1, avg_cpu=40.0, avg_ram=59.0, avg_disk=58.0)
@@ -154,9 +220,18 @@ class FixedFleet:
 
     async def failed_runs(self, limit=50):
         return [
-            Run(id=9, server_id=7, server_name="edge-1", trigger="scheduled", attempt=3, status="failed",
-                error="edge-1 (203.0.113.9:22): connection refused", started_at=NOW - timedelta(minutes=2),
-                finished_at=NOW - timedelta(minutes=2), duration_s=0.1),
+            Run(
+                id=9,
+                server_id=7,
+                server_name="edge-1",
+                trigger="scheduled",
+                attempt=3,
+                status="failed",
+                error="edge-1 (203.0.113.9:22): connection refused",
+                started_at=NOW - timedelta(minutes=2),
+                finished_at=NOW - timedelta(minutes=2),
+                duration_s=0.1,
+            ),
         ]
 
     async def schedule(self):

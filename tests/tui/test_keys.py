@@ -12,8 +12,7 @@ from tui_live import HOSTS, LiveFleet, live_settings, settled, until
 from fleettop import config
 from fleettop.config import LoadedConfig, ServerConfig
 from fleettop.domain import severity
-from fleettop.service import open_service
-from fleettop.sim import SimFleet
+from fleettop.probe.sim import SimFleet
 from fleettop.tui.app import FleetApp, dashboard_app
 from fleettop.tui.screens.confirm import ConfirmScreen
 from fleettop.tui.screens.dashboard import DashboardScreen
@@ -23,6 +22,7 @@ from fleettop.tui.screens.help import HelpScreen
 from fleettop.tui.screens.queue import QueueScreen
 from fleettop.tui.widgets.bars import HeaderBar, QueueBar
 from fleettop.tui.widgets.server_table import COLUMNS, ServerTable
+from fleettop.wiring import open_service
 
 SIZE = (160, 40)
 
@@ -75,7 +75,9 @@ async def test_c_collects_every_server_again(live: LiveFleet) -> None:
         before = sample_times(app)
         await pilot.press("c")
         await until(
-            pilot, lambda: all(sample_times(app)[name] != at for name, at in before.items()), what="every row to repaint"
+            pilot,
+            lambda: all(sample_times(app)[name] != at for name, at in before.items()),
+            what="every row to repaint",
         )
 
 
@@ -132,15 +134,23 @@ async def test_cells_take_the_class_of_their_threshold(live: LiveFleet) -> None:
         latest = row.latest
         # Thresholds placed around this server's figures: CPU past its limit, RAM at 90 % of it.
         config = ServerConfig(
-            name=row.server.name, host=row.server.host, port=row.server.port, username=row.server.username,
-            auth=row.server.auth, key_file=row.server.key_file,
+            name=row.server.name,
+            host=row.server.host,
+            port=row.server.port,
+            username=row.server.username,
+            auth=row.server.auth,
+            key_file=row.server.key_file,
             thresholds={"cpu": 0, "ram": min(100.0, latest.mem_percent / 0.9), "disk": 100},
         )
         await live.service.edit_server(row.server.name, config)
         grid = table(app)
         await until(pilot, lambda: grid.cell_class(row.server.id, "cpu") == "critical", what="cpu critical")
         shown = grid.rows_by_id[row.server.id].latest
-        assert grid.cell_class(row.server.id, "ram") == severity(shown.mem_percent, config.thresholds.ram).value == "warning"
+        assert (
+            grid.cell_class(row.server.id, "ram")
+            == severity(shown.mem_percent, config.thresholds.ram).value
+            == "warning"
+        )
         assert grid.cell_class(row.server.id, "disk") == "normal"
         assert grid.cell_class(row.server.id, "swap") == "normal"
 
@@ -151,7 +161,9 @@ async def test_enter_opens_details_and_escape_returns(live: LiveFleet) -> None:
         await loaded(pilot, app)
         name = table(app).selected.server.name
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.detail is not None, what="detail")
+        await until(
+            pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.detail is not None, what="detail"
+        )
         screen = app.screen
         assert screen.server_name == name
         assert name in str(screen.query_one("#title").render())
@@ -325,7 +337,9 @@ async def test_j_opens_the_queue_screen(live: LiveFleet) -> None:
 async def test_x_on_the_queue_screen_cleans_finished_runs(tmp_path, redis_url, redis_prefix) -> None:
     """With nothing to keep, clean leaves each server's newest run only (its status needs it)."""
     async with SimFleet(2, seed=9) as sim:
-        settings = live_settings(tmp_path, redis_url, redis_prefix, sim, queue={"completed_keep": 0, "completed_max_age": 0})
+        settings = live_settings(
+            tmp_path, redis_url, redis_prefix, sim, queue={"completed_keep": 0, "completed_max_age": 0}
+        )
         loaded_config = LoadedConfig(settings=settings, path=tmp_path / "config.yaml", exists=True)
         async with open_service(loaded_config, worker=True) as service:
             for config in sim.server_configs():
@@ -360,7 +374,8 @@ async def test_queue_screen_retries_a_failed_run(live: LiveFleet) -> None:
         await live.sim.start(name)
         await pilot.press("t")
         await until(
-            pilot, lambda: any(r.server.name == name and r.status == "up" for r in table(app).rows_by_id.values()),
+            pilot,
+            lambda: any(r.server.name == name and r.status == "up" for r in table(app).rows_by_id.values()),
             what="the retried server to come back",
         )
 
@@ -455,7 +470,9 @@ async def test_header_says_when_no_worker_is_attached(tmp_path, redis_url, redis
                 row = next(iter(table(app).rows_by_id.values()))
                 assert row.status == "unknown" and table(app).cell_text(row.server.id, "status") == "? new"
                 await pilot.press("c")
-                await until(pilot, lambda: "waiting 1" in str(app.dashboard.query_one(QueueBar).render()), what="waiting")
+                await until(
+                    pilot, lambda: "waiting 1" in str(app.dashboard.query_one(QueueBar).render()), what="waiting"
+                )
 
 
 async def test_a_service_that_cannot_open_ends_the_app_with_the_reason() -> None:
@@ -474,7 +491,9 @@ def toasts(app: FleetApp) -> list[str]:
     return [str(toast.render()) for toast in app.screen.query("Toast")]
 
 
-async def test_without_a_config_file_the_dashboard_says_where_one_would_go(tmp_path, redis_url, redis_prefix, monkeypatch) -> None:
+async def test_without_a_config_file_the_dashboard_says_where_one_would_go(
+    tmp_path, redis_url, redis_prefix, monkeypatch
+) -> None:
     """As `fleettop` starts: no file at the config path, the defaults (and the environment)
     apply, and a notification names the file to create; with the file there, none."""
     path = tmp_path / "conf" / "config.yaml"
@@ -492,7 +511,10 @@ async def test_without_a_config_file_the_dashboard_says_where_one_would_go(tmp_p
         await until(pilot, lambda: not table(app).loading, what="the server list")
         await until(pilot, lambda: toasts(app), what="a notification")
         [said] = toasts(app)
-        assert said == f"no config file: defaults in use; create {path} to change them (`fleettop config example` prints every key)"
+        assert (
+            said
+            == f"no config file: defaults in use; create {path} to change them (`fleettop config example` prints every key)"
+        )
     path.parent.mkdir()
     path.write_text("worker:\n  concurrency: 2\n")
     app = dashboard_app(args, config.load(path, environ=environ))

@@ -31,7 +31,9 @@ def test_rate(value, expected) -> None:
     assert fmt.rate(value) == expected
 
 
-@pytest.mark.parametrize(("seconds", "expected"), [(5, "5s"), (600, "10m"), (3 * 3600 + 300, "3h05m"), (90000, "1d01h")])
+@pytest.mark.parametrize(
+    ("seconds", "expected"), [(5, "5s"), (600, "10m"), (3 * 3600 + 300, "3h05m"), (90000, "1d01h")]
+)
 def test_duration(seconds, expected) -> None:
     assert fmt.duration(seconds) == expected
 

@@ -16,8 +16,7 @@ from tui_live import LiveFleet, live_settings, until
 from fleettop.config import LoadedConfig, ServerConfig
 from fleettop.domain import Metrics
 from fleettop.errors import FleettopError
-from fleettop.service import open_service
-from fleettop.sim import SimFleet
+from fleettop.probe.sim import SimFleet
 from fleettop.tui.app import FleetApp, dashboard_app
 from fleettop.tui.screens.confirm import ConfirmScreen, NoticeScreen
 from fleettop.tui.screens.detail import DetailScreen
@@ -26,6 +25,7 @@ from fleettop.tui.screens.help import HelpScreen
 from fleettop.tui.screens.queue import QueueScreen
 from fleettop.tui.widgets.bars import HeaderBar
 from fleettop.tui.widgets.spark import BARS, Spark
+from fleettop.wiring import open_service
 
 SIZE = (120, 40)
 
@@ -58,7 +58,9 @@ def toasts(app: FleetApp) -> list[str]:
 
 async def open_detail(pilot, app: FleetApp, name: str) -> DetailScreen:
     app.show_details(name)
-    await until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.detail is not None, what="the detail screen")
+    await until(
+        pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.detail is not None, what="the detail screen"
+    )
     return app.screen
 
 
@@ -72,8 +74,17 @@ async def test_detail_peaks_are_the_real_peaks_and_load_is_not_scaled_to_itself(
     for minute in range(10):
         at = datetime.fromtimestamp(bucket + 10 + minute * 58, timezone.utc)
         cpu = 97.0 if minute == 5 else 5.0
-        metrics = Metrics(collected_at=at, cpu_percent=cpu, mem_percent=40.0, disk_percent=50.0,
-                          load1=0.25, load5=0.25, load15=0.25, procs=90, uptime_s=86400)
+        metrics = Metrics(
+            collected_at=at,
+            cpu_percent=cpu,
+            mem_percent=40.0,
+            disk_percent=50.0,
+            load1=0.25,
+            load5=0.25,
+            load15=0.25,
+            procs=90,
+            uptime_s=86400,
+        )
         await service.repo.add_sample(quiet.id, metrics)
     app = live.app()
     async with app.run_test(size=SIZE) as pilot:
@@ -191,7 +202,9 @@ async def test_detail_key_file_never_breaks_the_settings_box() -> None:
     """D25: at 80x24 a long key file path is cut from the left, keeping the file name."""
     fleet = FixedFleet()
     row = fleet.rows[0]
-    row.server = row.server.model_copy(update={"auth": "key", "key_file": "/tmp/fleettop-sim-o20rjews/keys/deploy/client_key"})
+    row.server = row.server.model_copy(
+        update={"auth": "key", "key_file": "/tmp/fleettop-sim-o20rjews/keys/deploy/client_key"}
+    )
     app = FleetApp(fleet, clock=lambda: NOW, live=False)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_detail(pilot, app, row.server.name)
@@ -202,7 +215,9 @@ async def test_detail_key_file_never_breaks_the_settings_box() -> None:
         assert key_line.endswith("/client_key │") and "…" in key_line, box
         labels = {label for label, _, _ in screen.query_one("#settings").lines}
         inner = [line[2:-1] for line in box[1:-1] if line[2:-1].strip()]
-        assert [line[:10].rstrip() for line in inner] == [label for label, _, _ in screen.query_one("#settings").lines], box
+        assert [line[:10].rstrip() for line in inner] == [
+            label for label, _, _ in screen.query_one("#settings").lines
+        ], box
         assert labels >= {"host", "auth", "key file"}  # each on its line: nothing wraps under the labels
 
 
@@ -219,7 +234,11 @@ async def test_queue_screen_has_its_header_help_and_full_errors() -> None:
     app = FleetApp(fleet, clock=lambda: NOW, live=False)
     async with app.run_test(size=(80, 24)) as pilot:
         app.show_queue()
-        await until(pilot, lambda: isinstance(app.screen, QueueScreen) and any(t.row_count for t in app.screen.query("#failed")), what="the failed run")
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, QueueScreen) and any(t.row_count for t in app.screen.query("#failed")),
+            what="the failed run",
+        )
         screen = app.screen
         await pilot.pause()
         header = text_of(screen.query_one(HeaderBar))
@@ -315,7 +334,10 @@ async def test_the_chosen_theme_is_saved_and_restored(tmp_path, make_settings) -
         await pilot.pause()
         assert again.theme == "textual-light"
     loaded = LoadedConfig(settings=make_settings(), path=tmp_path / "config.yaml", exists=False)
-    assert dashboard_app(argparse.Namespace(no_worker=True, demo=None), loaded).prefs_path == tmp_path / "data" / "tui.json"
+    assert (
+        dashboard_app(argparse.Namespace(no_worker=True, demo=None), loaded).prefs_path
+        == tmp_path / "data" / "tui.json"
+    )
 
 
 def contrast(foreground: str, background: str) -> float:

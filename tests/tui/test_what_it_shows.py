@@ -14,13 +14,13 @@ from tui_live import LiveFleet, live_settings, until
 
 from fleettop.config import LoadedConfig, Settings
 from fleettop.domain import Thresholds, classify
-from fleettop.service import open_service
-from fleettop.sim import SimFleet
+from fleettop.probe.sim import SimFleet
 from fleettop.tui.app import FleetApp, dashboard_app
 from fleettop.tui.screens.detail import DetailScreen
 from fleettop.tui.screens.help import HelpScreen
 from fleettop.tui.widgets.bars import HeaderBar, SummaryBar
 from fleettop.tui.widgets.server_table import ServerTable, cells_of
+from fleettop.wiring import open_service
 
 SIZE = (160, 40)
 
@@ -89,7 +89,9 @@ async def test_the_detail_screen_turns_stale_by_itself_too(live: LiveFleet) -> N
         await loaded(pilot, app)
         await pilot.press("p")
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.detail is not None, what="details")
+        await until(
+            pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.detail is not None, what="details"
+        )
         title = app.screen.query_one("#title")
         await until(pilot, lambda: "  up" in text(title), what="up in the title")
         now[0] += timedelta(hours=2, minutes=2)
@@ -118,7 +120,7 @@ async def test_a_no_worker_dashboard_turns_stale_when_the_worker_is_gone(tmp_pat
 
 
 def test_the_stale_rule_is_the_services_own() -> None:
-    """ServerRow.at re-derives what the service derives when it builds a row."""
+    """ServerView.at re-derives what the service derives when it builds a row."""
     fleet = FixedFleet()
     up = next(row for row in fleet.rows if row.status == "up")
     fresh_for = timedelta(seconds=up.server.interval * 2 + 60)
@@ -135,7 +137,12 @@ def test_the_stale_rule_is_the_services_own() -> None:
 
 async def test_summary_counts_every_server_and_says_how_many_are_off() -> None:
     fleet = FixedFleet()
-    off = fleet.rows[0].model_copy(update={"server": fleet.rows[0].server.model_copy(update={"id": 99, "name": "old-1", "enabled": False}), "status": "disabled"})
+    off = fleet.rows[0].model_copy(
+        update={
+            "server": fleet.rows[0].server.model_copy(update={"id": 99, "name": "old-1", "enabled": False}),
+            "status": "disabled",
+        }
+    )
     fleet.rows.append(off)
     app = FleetApp(fleet, clock=lambda: NOW, live=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -243,10 +250,14 @@ async def test_pause_key_says_resume_while_paused_and_collect_says_nothing_runs(
         palette = [command.title for command in app.get_system_commands(app.screen)]
         assert "Resume" in palette and "Pause" not in palette
         await pilot.press("c")
-        await until(pilot, lambda: any("nothing runs until you resume" in said for said in toasts(app)), what="the hint")
+        await until(
+            pilot, lambda: any("nothing runs until you resume" in said for said in toasts(app)), what="the hint"
+        )
         app.clear_notifications()
         await pilot.press("r")
-        await until(pilot, lambda: any("nothing runs until you resume" in said for said in toasts(app)), what="the hint")
+        await until(
+            pilot, lambda: any("nothing runs until you resume" in said for said in toasts(app)), what="the hint"
+        )
         await pilot.press("p")
         assert not await live.service.is_paused()
         await until(pilot, lambda: footer_keys(app).get("p") == "Pause", what="the footer to say Pause")
@@ -281,12 +292,19 @@ async def test_a_filter_without_match_says_so_and_keys_say_why_nothing_happens()
         for key in ("enter", "e", "d", "r"):
             app.clear_notifications()
             await pilot.press(key)
-            await until(pilot, lambda: any("no server matches the filter “zzz”" in said for said in toasts(app)), what=key)
+            await until(
+                pilot, lambda: any("no server matches the filter “zzz”" in said for said in toasts(app)), what=key
+            )
             assert app.screen is app.dashboard  # nothing opened
 
 
 async def test_the_first_run_note_leaves_the_bottom_lines_readable() -> None:
-    app = FleetApp(FixedFleet(), clock=lambda: NOW, live=False, config_note="no config file: defaults in use; create /x/config.yaml to change them")
+    app = FleetApp(
+        FixedFleet(),
+        clock=lambda: NOW,
+        live=False,
+        config_note="no config file: defaults in use; create /x/config.yaml to change them",
+    )
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await until(pilot, lambda: toasts(app), what="the note")
         [toast] = app.screen.query("Toast")
@@ -321,7 +339,9 @@ async def test_ctrl_c_and_f10_quit_f1_helps() -> None:
 
 async def test_demo_says_so_in_the_header(tmp_path) -> None:
     args = argparse.Namespace(no_worker=False, demo=3)
-    assert dashboard_app(args, LoadedConfig(settings=Settings(data_dir=tmp_path), path=tmp_path / "c.yaml", exists=False)).demo
+    assert dashboard_app(
+        args, LoadedConfig(settings=Settings(data_dir=tmp_path), path=tmp_path / "c.yaml", exists=False)
+    ).demo
     for width, said in ((120, "changes are thrown away"), (80, "DEMO")):
         app = FleetApp(FixedFleet(), clock=lambda: NOW, live=False, demo=True)
         async with app.run_test(size=(width, 24)) as pilot:

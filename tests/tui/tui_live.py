@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from fleettop.config import LoadedConfig, Settings
+from fleettop.probe.sim import SimFleet
 from fleettop.service import FleetService
-from fleettop.sim import SimFleet
 from fleettop.tui.app import FleetApp
 
 HOSTS = 3

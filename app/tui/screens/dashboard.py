@@ -18,7 +18,6 @@ from fleettop.tui import format as fmt
 from fleettop.tui.widgets.bars import HeaderBar, QueueBar, SummaryBar
 from fleettop.tui.widgets.server_table import ServerTable
 
-
 Update = TypeVar("Update", bound=Callable[..., None])
 
 
@@ -157,7 +156,11 @@ class DashboardScreen(Screen):
                 left += [" — ", fmt.clean(row.error)]
         right: list[Any] = ["sort ", (f"{table.sort_mode} {table.sort_arrow}", "bold")]
         if table.filter_text:
-            right += ["  filter ", (fmt.clean(table.filter_text), "bold"), f" ({table.row_count}/{len(table.rows_by_id)})"]
+            right += [
+                "  filter ",
+                (fmt.clean(table.filter_text), "bold"),
+                f" ({table.row_count}/{len(table.rows_by_id)})",
+            ]
         left_content, right_content = Content.assemble(*left), Content.assemble(*right)
         gap = self.size.width - left_content.cell_length - right_content.cell_length - 2
         # Too long for one line: the sort and filter follow the error, and the text wraps.
@@ -195,7 +198,8 @@ class DashboardScreen(Screen):
             waiting = self._nothing_runs()
             self.notify(
                 f"queued {count} collection{'s' if count != 1 else ''}{waiting}",
-                title="collect all", severity="warning" if waiting else "information",
+                title="collect all",
+                severity="warning" if waiting else "information",
             )
 
     async def action_collect_selected(self) -> None:
@@ -278,4 +282,3 @@ class DashboardScreen(Screen):
             box.value = ""
             box.display = False
             self.table.focus()
-

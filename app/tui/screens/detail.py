@@ -42,7 +42,7 @@ def _fit(value: str, width: int, *, keep_end: bool = False) -> str:
     is the part that tells keys apart)."""
     if len(value) <= width or width < 2:
         return value
-    return "…" + value[-(width - 1):] if keep_end else value[: width - 1] + "…"
+    return "…" + value[-(width - 1) :] if keep_end else value[: width - 1] + "…"
 
 
 class SettingsPanel(Widget):
@@ -107,7 +107,15 @@ class DetailScreen(Screen):
 
     async def on_mount(self) -> None:
         mounts = self.query_one("#mounts", DataTable)
-        for label, width in (("mount", 15), ("device", 14), ("fs", 6), ("used", 7), ("avail", 7), ("size", 7), ("use", 5)):
+        for label, width in (
+            ("mount", 15),
+            ("device", 14),
+            ("fs", 6),
+            ("used", 7),
+            ("avail", 7),
+            ("size", 7),
+            ("use", 5),
+        ):
             mounts.add_column(label, key=label, width=width)
         runs = self.query_one("#runs", DataTable)
         for label, width in (("started", 19), ("trigger", 9), ("try", 3), ("status", 7), ("took", 6), ("error", 48)):
@@ -142,7 +150,11 @@ class DetailScreen(Screen):
         now = self.app.clock()  # type: ignore[attr-defined]
         row = detail.row.at(now)
         server, latest = row.server, row.latest
-        title: list[Any] = [(fmt.clean(server.name), "bold"), "  ", (row.status, STATUS_STYLE.get(row.status, "$text-muted"))]
+        title: list[Any] = [
+            (fmt.clean(server.name), "bold"),
+            "  ",
+            (row.status, STATUS_STYLE.get(row.status, "$text-muted")),
+        ]
         if row.error and row.status in ("down", "stale"):
             # The whole error, wrapped: its end is the fix ("...; check it and run: ...").
             title += ["  ", (fmt.clean(row.error), "$error" if row.status == "down" else "$warning")]
@@ -164,22 +176,29 @@ class DetailScreen(Screen):
             lines = [
                 Content.assemble("cpu     ", figure("cpu", fmt.percent(latest.cpu_percent))),
                 Content.assemble(
-                    "ram     ", figure("ram", fmt.percent(latest.mem_percent)),
+                    "ram     ",
+                    figure("ram", fmt.percent(latest.mem_percent)),
                     f"  {fmt.size(latest.mem_used_bytes)} of {fmt.size(latest.mem_total_bytes)}",
                 ),
                 Content.assemble(
-                    "swap    ", (fmt.percent(latest.swap_percent), "bold"),
+                    "swap    ",
+                    (fmt.percent(latest.swap_percent), "bold"),
                     f"  {fmt.size(latest.swap_used_bytes)} of {fmt.size(latest.swap_total_bytes)}",
                 ),
                 Content.assemble("disk    ", figure("disk", fmt.disk_percent(latest.disk_percent)), "  fullest mount"),
                 Content.assemble("load    ", (f"{latest.load1:.2f} {latest.load5:.2f} {latest.load15:.2f}", "bold")),
                 Content.assemble("procs   ", (str(latest.procs), "bold")),
                 Content.assemble(
-                    "net     ", ("↓ " + fmt.rate(latest.net_rx_bps), "bold"), "  ", ("↑ " + fmt.rate(latest.net_tx_bps), "bold")
+                    "net     ",
+                    ("↓ " + fmt.rate(latest.net_rx_bps), "bold"),
+                    "  ",
+                    ("↑ " + fmt.rate(latest.net_tx_bps), "bold"),
                 ),
                 Content.assemble("uptime  ", (fmt.duration(latest.uptime_s), "bold")),
                 Content.assemble(
-                    "sampled ", f"{fmt.age(latest.collected_at, now)} ago", (f"  {fmt.clock_time(latest.collected_at, now)}", "$text-muted")
+                    "sampled ",
+                    f"{fmt.age(latest.collected_at, now)} ago",
+                    (f"  {fmt.clock_time(latest.collected_at, now)}", "$text-muted"),
                 ),
             ]
         self.query_one("#metrics", Static).update(Content("\n").join(lines))
@@ -212,10 +231,17 @@ class DetailScreen(Screen):
         for disk in latest.disks if latest else []:
             level = severity(disk.percent, thresholds.disk, shown_disk_percent).value
             mounts.add_row(
-                fmt.safe(disk.mount), fmt.safe(disk.device), fmt.safe(disk.fstype),
-                Text(fmt.size(disk.used_bytes), justify="right"), Text(fmt.size(disk.avail_bytes), justify="right"),
+                fmt.safe(disk.mount),
+                fmt.safe(disk.device),
+                fmt.safe(disk.fstype),
+                Text(fmt.size(disk.used_bytes), justify="right"),
+                Text(fmt.size(disk.avail_bytes), justify="right"),
                 Text(fmt.size(disk.total_bytes), justify="right"),
-                Text(fmt.disk_percent(disk.percent), justify="right", style={"warning": "bold yellow", "critical": "bold red"}.get(level, "")),
+                Text(
+                    fmt.disk_percent(disk.percent),
+                    justify="right",
+                    style={"warning": "bold yellow", "critical": "bold red"}.get(level, ""),
+                ),
             )
 
         runs = self.query_one("#runs", DataTable)
@@ -223,7 +249,9 @@ class DetailScreen(Screen):
         runs.clear()
         for run in detail.runs:
             runs.add_row(
-                Text(fmt.timestamp(run.started_at)), fmt.safe(run.trigger), Text(str(run.attempt), justify="right"),
+                Text(fmt.timestamp(run.started_at)),
+                fmt.safe(run.trigger),
+                Text(str(run.attempt), justify="right"),
                 Text(run.status, style="bold red" if run.status == "failed" else ""),
                 Text(f"{run.duration_s:.1f}s" if run.duration_s is not None else fmt.DASH, justify="right"),
                 fmt.safe(run.error or "", "red"),
@@ -241,7 +269,11 @@ class DetailScreen(Screen):
         line = self.query_one("#run-error", Static)
         line.display = bool(run and run.error)
         if run and run.error:
-            line.update(Content.assemble((f"{fmt.timestamp(run.started_at)}  ", "$text-muted"), (fmt.clean(run.error), "$text-error")))
+            line.update(
+                Content.assemble(
+                    (f"{fmt.timestamp(run.started_at)}  ", "$text-muted"), (fmt.clean(run.error), "$text-error")
+                )
+            )
 
     async def action_collect(self) -> None:
         count = await self.app.call_service("collect_now", [self.server_name])
@@ -274,13 +306,16 @@ class DetailScreen(Screen):
         if check.state == "trusted":
             self.notify(f"{fmt.clean(check.server)}: this key is already trusted ({check.fingerprint})", markup=False)
         elif check.state == "changed":
-            self.app.push_screen(NoticeScreen(
-                presented + "\nWARNING: a DIFFERENT key is trusted for this host. Unless you know why it changed "
-                "(reinstalled, new host keys), someone may be intercepting the connection.\n\n"
-                f"A changed key is not replaced from here. Check it, then run:\n    fleettop trust {fmt.clean(name)} --replace",
-                title="Host key CHANGED",
-            ))
+            self.app.push_screen(
+                NoticeScreen(
+                    presented + "\nWARNING: a DIFFERENT key is trusted for this host. Unless you know why it changed "
+                    "(reinstalled, new host keys), someone may be intercepting the connection.\n\n"
+                    f"A changed key is not replaced from here. Check it, then run:\n    fleettop trust {fmt.clean(name)} --replace",
+                    title="Host key CHANGED",
+                )
+            )
         else:
+
             async def trust(confirmed: bool | None) -> None:
                 if not confirmed:
                     return
@@ -292,7 +327,8 @@ class DetailScreen(Screen):
 
             self.app.push_screen(
                 ConfirmScreen(
-                    presented + "\nCompare it with the server's own (ssh-keygen -lf on its /etc/ssh/ssh_host_*_key.pub).\n"
+                    presented
+                    + "\nCompare it with the server's own (ssh-keygen -lf on its /etc/ssh/ssh_host_*_key.pub).\n"
                     f"Trust it, recording it in {fmt.clean(check.record_in)}\n(read by the workers on this machine)?",
                     confirm="Trust",
                 ),

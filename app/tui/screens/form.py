@@ -79,24 +79,33 @@ class ServerForm(Screen):
             yield from self._field("name", "Name", server.name if server else "")
             yield from self._field("host", "Host", server.host if server else "", placeholder="name or IP address")
             yield from self._field("port", "Port", str(server.port) if server else "22")
-            yield from self._field("username", "User", server.username or "" if server else "", placeholder="default: ssh.username or you")
+            yield from self._field(
+                "username", "User", server.username or "" if server else "", placeholder="default: ssh.username or you"
+            )
             with Horizontal(classes="form-row"):
                 yield Label("Auth", classes="field-label")
                 current = server.auth if server else "agent"
                 with RadioSet(id="auth", compact=True):
                     for method in AUTH_METHODS:
                         yield StateRadioButton(method, value=method == current, id=f"auth-{method}")
-            yield from self._field("key_file", "Key file", str(server.key_file or "") if server else "", placeholder="~/.ssh/id_ed25519")
+            yield from self._field(
+                "key_file", "Key file", str(server.key_file or "") if server else "", placeholder="~/.ssh/id_ed25519"
+            )
             with Horizontal(classes="form-row"):
                 yield Label("Password", classes="field-label")
                 has_secret = server is not None and server.has_secret
                 yield Input(
-                    password=True, id="secret", compact=True,
-                    placeholder="password or key passphrase, stored encrypted" + ("; empty keeps it" if has_secret else ""),
+                    password=True,
+                    id="secret",
+                    compact=True,
+                    placeholder="password or key passphrase, stored encrypted"
+                    + ("; empty keeps it" if has_secret else ""),
                 )
             with Horizontal(classes="form-row"):
                 yield Label("Enabled", classes="field-label")
-                yield StateCheckbox("collect this server", server.enabled if server else True, id="enabled", compact=True)
+                yield StateCheckbox(
+                    "collect this server", server.enabled if server else True, id="enabled", compact=True
+                )
             # A setting the server takes from `defaults:` shows as an empty field whose placeholder
             # is the value in force: left empty, it keeps following the config.
             interval = str(server.interval) if server else ""

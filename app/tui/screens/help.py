@@ -11,7 +11,12 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
 MOUSE_HELP = "Mouse: the wheel scrolls; footer keys click."  # for a screen that says nothing of its own
-GLOBAL_KEYS = [("?", "Help", "this list (also F1)"), ("ctrl+p", "Palette", "every action, and the theme"), ("esc", "Back", ""), ("q", "Quit", "also ctrl+c, F10")]
+GLOBAL_KEYS = [
+    ("?", "Help", "this list (also F1)"),
+    ("ctrl+p", "Palette", "every action, and the theme"),
+    ("esc", "Back", ""),
+    ("q", "Quit", "also ctrl+c, F10"),
+]
 
 
 class HelpScreen(ModalScreen[None]):
@@ -25,7 +30,9 @@ class HelpScreen(ModalScreen[None]):
         keys = [
             (binding.key_display or binding.key, binding.description, binding.tooltip)
             for binding in self.underneath.BINDINGS
-            if isinstance(binding, Binding) and binding.description and binding.key != "escape"
+            if isinstance(binding, Binding)
+            and binding.description
+            and binding.key != "escape"
             # and not hidden right now (the detail screen's t, say, without a host-key error)
             and self.underneath.check_action(binding.action.partition("(")[0], ()) is not False
         ] + GLOBAL_KEYS
@@ -33,7 +40,13 @@ class HelpScreen(ModalScreen[None]):
         name_width = max(len(name) for _, name, _ in keys)
         lines = [Content.assemble(("Keys", "bold $accent"), ("   esc closes", "$text-muted"))]
         lines += [
-            Content.assemble((key.rjust(key_width), "bold $accent"), "  ", (name.ljust(name_width), "bold"), "  ", (more, "$text-muted"))
+            Content.assemble(
+                (key.rjust(key_width), "bold $accent"),
+                "  ",
+                (name.ljust(name_width), "bold"),
+                "  ",
+                (more, "$text-muted"),
+            )
             for key, name, more in keys
         ]
         lines += [Content(""), Content.styled(getattr(self.underneath, "MOUSE_HELP", MOUSE_HELP), "$text-muted")]

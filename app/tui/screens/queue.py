@@ -21,7 +21,9 @@ RELOAD_INTERVAL = 2.0  # health, the failed runs and the schedule, while this sc
 
 
 class QueueScreen(Screen):
-    MOUSE_HELP = "Mouse: click a failed run to read its error in full (under the\nlist); the wheel scrolls; footer keys click."
+    MOUSE_HELP = (
+        "Mouse: click a failed run to read its error in full (under the\nlist); the wheel scrolls; footer keys click."
+    )
     BINDINGS = [
         Binding("p", "toggle_pause", "Pause/resume", tooltip="stop or restart collection, all workers"),
         Binding("x", "clean", "Clean", tooltip="remove old finished runs"),
@@ -91,8 +93,11 @@ class QueueScreen(Screen):
         table.clear()
         for run in runs:
             table.add_row(
-                Text(fmt.timestamp(run.finished_at or run.started_at)), fmt.safe(run.server_name),
-                Text(str(run.attempt), justify="right"), fmt.safe(run.error or "", "red"), key=str(run.id),
+                Text(fmt.timestamp(run.finished_at or run.started_at)),
+                fmt.safe(run.server_name),
+                Text(str(run.attempt), justify="right"),
+                fmt.safe(run.error or "", "red"),
+                key=str(run.id),
             )
         if runs:
             table.move_cursor(row=min(selected, len(runs) - 1), scroll=False)
@@ -117,8 +122,10 @@ class QueueScreen(Screen):
         now = self.app.clock()  # type: ignore[attr-defined]
         for name, interval, next_run_at in schedule:
             table.add_row(
-                fmt.safe(name), Text(fmt.duration(interval), justify="right"),
-                Text(fmt.timestamp(next_run_at)), Text(fmt.until(next_run_at, now), justify="right"),
+                fmt.safe(name),
+                Text(fmt.duration(interval), justify="right"),
+                Text(fmt.timestamp(next_run_at)),
+                Text(fmt.until(next_run_at, now), justify="right"),
             )
         table.display = bool(schedule)
         self.query_one("#schedule-none").display = not schedule

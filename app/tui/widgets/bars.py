@@ -109,7 +109,10 @@ class SummaryBar(_Bar):
         total = c.total() - c["alerting"]
         off = f" [$text-muted]({c['disabled']} off)[/]" if c["disabled"] else ""
         # (markup, shown on a narrow screen too): "0 down" is news while there is room for it
-        parts = [(f"[b]{total}[/] server{'' if total == 1 else 's'}{off}", True), (f"[$success]● {c['up']} up[/]", True)]
+        parts = [
+            (f"[b]{total}[/] server{'' if total == 1 else 's'}{off}", True),
+            (f"[$success]● {c['up']} up[/]", True),
+        ]
         if c["stale"]:
             parts.append((f"[b $warning]◌ {c['stale']} stale[/]", True))
         if c["unknown"]:
@@ -121,11 +124,19 @@ class SummaryBar(_Bar):
                 parts.append((f"[$text-muted]0 {key}[/]", False))
         averages = []
         if a is not None:
-            averages = [f"cpu [b]{fmt.percent(a.avg_cpu)}[/]", f"ram [b]{fmt.percent(a.avg_ram)}[/]", f"disk [b]{fmt.percent(a.avg_disk)}[/]"]
-        wide = "  ".join(part for part, _ in parts) + ("  [$text-muted]│[/] avg " + "  ".join(averages) if averages else "")
+            averages = [
+                f"cpu [b]{fmt.percent(a.avg_cpu)}[/]",
+                f"ram [b]{fmt.percent(a.avg_ram)}[/]",
+                f"disk [b]{fmt.percent(a.avg_disk)}[/]",
+            ]
+        wide = "  ".join(part for part, _ in parts) + (
+            "  [$text-muted]│[/] avg " + "  ".join(averages) if averages else ""
+        )
         markup = wide
         if Content.from_markup(wide).cell_length > self.size.width - 2:  # narrow: no zeros, tighter
-            markup = " ".join(part for part, narrow in parts if narrow) + (" [$text-muted]│[/] " + " ".join(averages) if averages else "")
+            markup = " ".join(part for part, narrow in parts if narrow) + (
+                " [$text-muted]│[/] " + " ".join(averages) if averages else ""
+            )
         self._put(markup, lambda: Content.from_markup(markup))
 
     def on_resize(self) -> None:

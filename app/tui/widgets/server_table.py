@@ -130,7 +130,9 @@ def cells_of(row: Any, now: datetime) -> dict[str, Cell]:
     if status == "down":
         problem = fmt.clean(row.error or "collection failed")
     elif status == "stale":
-        problem = f"no sample for {fmt.age(row.last_collected_at, now)}" + (f": {fmt.clean(row.error)}" if row.error else "")
+        problem = f"no sample for {fmt.age(row.last_collected_at, now)}" + (
+            f": {fmt.clean(row.error)}" if row.error else ""
+        )
     name_class = "down" if status == "down" else "stale" if status == "stale" else "normal"
     return {
         "status": (STATUS_LABELS.get(status, status), status),
@@ -249,7 +251,7 @@ class ServerTable(ScrollView, can_focus=True):
         return False
 
     def tick(self) -> None:
-        """Turn every server whose newest sample got too old stale (`ServerRow.at`: from the
+        """Turn every server whose newest sample got too old stale (`ServerView.at`: from the
         rows in memory, no query), and advance the clock-driven columns (age, next run, a
         stale server's problem) of the visible lines; the others catch up when shown or read
         (`_current`). Only a status change can move a row: no sort key reads the clock."""
@@ -369,7 +371,8 @@ class ServerTable(ScrollView, can_focus=True):
             self._counts["alerting"] = sum(
                 1
                 for row in self.rows_by_id.values()
-                if row.status == "up" and any(getattr(level, "value", level) == "critical" for level in row.severities.values())
+                if row.status == "up"
+                and any(getattr(level, "value", level) == "critical" for level in row.severities.values())
             )
         return self._counts
 
@@ -505,7 +508,11 @@ class ServerTable(ScrollView, can_focus=True):
             else:
                 component = COMPONENT_FOR.get(name, name)
                 partial = component in COMPONENT_FOR.values()
-                self._styles[name] = self.get_component_rich_style(component, partial=partial) if component in self.COMPONENT_CLASSES else Style()
+                self._styles[name] = (
+                    self.get_component_rich_style(component, partial=partial)
+                    if component in self.COMPONENT_CLASSES
+                    else Style()
+                )
         return self._styles[name]
 
     def _line(self, cells: list[Cell], base: Style, *, under_cursor: bool = False) -> Strip:
@@ -547,7 +554,9 @@ class ServerTable(ScrollView, can_focus=True):
             index = round(self.scroll_y) + y - 1
             if index == 0 and not self._order and self.filter_text and self.rows_by_id:
                 message = f" no server matches “{fmt.clean(self.filter_text)}” — esc clears the filter"
-                return Strip([Segment(message, self._style("base") + self._style("muted"))]).crop_extend(0, width, self._style("base"))
+                return Strip([Segment(message, self._style("base") + self._style("muted"))]).crop_extend(
+                    0, width, self._style("base")
+                )
             if index >= len(self._order):
                 return Strip.blank(width, self._style("base"))
             strip = self._row_strip(self._order[index])

@@ -24,7 +24,12 @@ depends_on = None
 # The built-in defaults when 0001 was current (config.DefaultsConfig then), copied here so
 # that this migration does not change if the defaults ever do.
 BUILT_IN = {"interval": 900, "cpu_threshold": 90.0, "ram_threshold": 95.0, "disk_threshold": 90.0}
-COLUMN_TYPES = {"interval": sa.Integer(), "cpu_threshold": sa.Float(), "ram_threshold": sa.Float(), "disk_threshold": sa.Float()}
+COLUMN_TYPES = {
+    "interval": sa.Integer(),
+    "cpu_threshold": sa.Float(),
+    "ram_threshold": sa.Float(),
+    "disk_threshold": sa.Float(),
+}
 
 
 def upgrade() -> None:

@@ -6,7 +6,7 @@ this Redis and what the command needs is cached there: for `collect`, the server
 servers, defaults and database); for `queue stats`, the run history's counts. Then no
 database is opened, and neither SQLAlchemy nor SSH nor Textual is imported. Any miss --
 no worker, no list, another config, a name not in the list, a result only SQL holds --
-is a None, and the command takes its full path (fleettop.service.open_service).
+is a None, and the command takes its full path (fleettop.wiring.open_service).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from saq.job import Job, Status
 from fleettop.cache import Cache
 from fleettop.config import Settings, servers_fingerprint
 from fleettop.domain import CollectOutcome, QueueStats
-from fleettop.queue import control
+from fleettop.queue import contract, control
 from fleettop.queue.worker import FleetQueue
 from fleettop.redis_server import running_target
 
@@ -58,7 +58,9 @@ class Attached:
     async def collect_now(self, servers: list[tuple[int, str]], *, everything: bool) -> int:
         """As FleetService.collect_now, its audit entry recorded later by a process with the database."""
         audit = control.collect_audit([name for _, name in servers], everything=everything)
-        return await control.enqueue_manual(self.manual, self.cache, [server_id for server_id, _ in servers], audit=audit)
+        return await control.enqueue_manual(
+            self.manual, self.cache, [server_id for server_id, _ in servers], audit=audit
+        )
 
     async def wait_outcomes(
         self, server_ids: list[int], timeout: float, on_retry: Callable[[Job], None] | None = None
@@ -72,7 +74,7 @@ class Attached:
         outcomes = []
         for server_id, job in zip(server_ids, jobs):
             sample = samples.get(server_id)
-            if job is None or job.status != Status.COMPLETE or job.result != control.OK:
+            if job is None or job.status != Status.COMPLETE or job.result != contract.OK:
                 return None
             if sample is None or sample.collected_at.timestamp() * 1000 < job.started:
                 return None  # the run could not cache its sample; SQL has it
@@ -97,7 +99,9 @@ async def attach(settings: Settings) -> AsyncIterator[Attached | None]:
         if not alive:
             yield None
             return
-        scheduled, manual = (FleetQueue(client, cache.queue_name(lane), paused_key=cache.paused_key) for lane in ("scheduled", "manual"))
+        scheduled, manual = (
+            FleetQueue(client, cache.queue_name(lane), paused_key=cache.paused_key) for lane in ("scheduled", "manual")
+        )
         yield Attached(cache, scheduled, manual)
     finally:
         await client.aclose()

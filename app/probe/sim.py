@@ -119,7 +119,9 @@ def _render_counters(counters: ProcCounters, prefix: str) -> list[str]:
         " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed",
     ]
     for name, (rx, tx) in counters.interfaces.items():
-        lines.append(f"{name:>6}: {rx:>8} {rx // 900:>7}    0    0    0     0          0         0 {tx:>8} {tx // 900:>7}    0    0    0     0       0          0")
+        lines.append(
+            f"{name:>6}: {rx:>8} {rx // 900:>7}    0    0    0     0          0         0 {tx:>8} {tx // 900:>7}    0    0    0     0       0          0"
+        )
     return lines
 
 
@@ -208,10 +210,21 @@ class SimMachine:
         ]
         for disk in self.disks:
             # ext4 and xfs keep ~5 % in reserve: total > used + available, as df shows it.
-            mounts.append(SimMount(disk.device, disk.mount, disk.fstype, disk.total_kib, disk.used_kib, max(int(disk.total_kib * 0.95) - disk.used_kib, 0)))
+            mounts.append(
+                SimMount(
+                    disk.device,
+                    disk.mount,
+                    disk.fstype,
+                    disk.total_kib,
+                    disk.used_kib,
+                    max(int(disk.total_kib * 0.95) - disk.used_kib, 0),
+                )
+            )
         root = next(mount for mount in mounts if mount.mount == "/")
         # A bind mount of the root device, as containers and chroots have: counted once.
-        mounts.append(SimMount(root.device, "/var/lib/sim/bind", root.fstype, root.total_kib, root.used_kib, root.avail_kib))
+        mounts.append(
+            SimMount(root.device, "/var/lib/sim/bind", root.fstype, root.total_kib, root.used_kib, root.avail_kib)
+        )
         return ProcSnapshot(
             counters=self.counters(),
             load=(self.load[0], self.load[1], self.load[2]),
@@ -417,7 +430,7 @@ class SimFleet:
         on stdin, answered; with serve, then one answer per request line, until EOF."""
         host.sessions += 1
         words = (process.command or "").split()
-        args = words[words.index("--") + 1:] if "--" in words else []
+        args = words[words.index("--") + 1 :] if "--" in words else []
         try:
             await process.stdin.readexactly(len(PROBE_SCRIPT.encode()))
             request = args[0] if args else "0"

@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fleettop import __version__, config
-from fleettop.errors import FleettopError, UsageError
+from fleettop.errors import FleettopError
 from fleettop.text import clean
 
 # A coroutine, not any awaitable: asyncio.run takes only those.
@@ -31,12 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,  # a path wrapped at a hyphen cannot be copied
     )
     parser.add_argument("--version", action="version", version=f"fleettop {__version__}")
-    parser.add_argument("--config", metavar="PATH", help="config file (default: $FLEETTOP_CONFIG or ~/.config/fleettop/config.yaml)")
+    parser.add_argument(
+        "--config", metavar="PATH", help="config file (default: $FLEETTOP_CONFIG or ~/.config/fleettop/config.yaml)"
+    )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--headless", action="store_true", help="run the worker and scheduler without a screen, logging to stdout")
+    mode.add_argument(
+        "--headless", action="store_true", help="run the worker and scheduler without a screen, logging to stdout"
+    )
     mode.add_argument("--no-worker", action="store_true", help="dashboard only, attached to workers running elsewhere")
     parser.add_argument(
-        "--demo", type=_demo_hosts, metavar="N",
+        "--demo",
+        type=_demo_hosts,
+        metavar="N",
         help=f"monitor N simulated hosts, at most {MAX_DEMO_HOSTS} (a first look; nothing is stored in your database)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -65,12 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--transport", choices=["ssh", "local"])
         sub.add_argument("--auth", choices=["agent", "key", "password"])
         sub.add_argument("--key-file")
-        sub.add_argument("--interval", type=_or_default(int, "a whole number of seconds"), metavar="SECONDS|default",
-                         help="seconds between collections; 'default' takes defaults.interval (defaults.local_interval for a local server)")
+        sub.add_argument(
+            "--interval",
+            type=_or_default(int, "a whole number of seconds"),
+            metavar="SECONDS|default",
+            help="seconds between collections; 'default' takes defaults.interval (defaults.local_interval for a local server)",
+        )
         for key, what in (("cpu", "CPU"), ("ram", "RAM"), ("disk", "disk")):
-            sub.add_argument(f"--{key}", type=_or_default(float, "a percentage"), metavar="PERCENT|default",
-                             help=f"{what} threshold; 'default' takes defaults.thresholds.{key}")
-        sub.add_argument("--password", action="store_true", help="prompt for a password or key passphrase (stored encrypted)")
+            sub.add_argument(
+                f"--{key}",
+                type=_or_default(float, "a percentage"),
+                metavar="PERCENT|default",
+                help=f"{what} threshold; 'default' takes defaults.thresholds.{key}",
+            )
+        sub.add_argument(
+            "--password", action="store_true", help="prompt for a password or key passphrase (stored encrypted)"
+        )
         enabled = sub.add_mutually_exclusive_group()
         enabled.add_argument("--enable", dest="enabled", action="store_true", default=None)
         enabled.add_argument("--disable", dest="enabled", action="store_false", default=None)
@@ -94,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     trust = commands.add_parser("trust", help="show a server's host key and record it as trusted")
     trust.add_argument("name")
     trust.add_argument("--yes", action="store_true", help="trust a new key without asking (never a changed one)")
-    trust.add_argument("--replace", action="store_true", help="trust this key in place of a different one trusted before")
+    trust.add_argument(
+        "--replace", action="store_true", help="trust this key in place of a different one trusted before"
+    )
     untrust = commands.add_parser("untrust", help="forget the host keys fleettop trusts for a server")
     untrust.add_argument("name")
 
@@ -159,41 +177,28 @@ def _or_default(convert: Callable[[str], int | float], what: str) -> Callable[[s
     return parse
 
 
-async def _not_available(args: argparse.Namespace, loaded: config.LoadedConfig) -> int:
-    raise UsageError(f"'{args.command or 'dashboard'}' is not available yet")
-
-
 # Each command's handler lives in a module of its own, imported lazily so that no
 # CLI path pays for (or imports) what it does not use -- Textual above all.
 _HANDLERS = {
-    "servers": "fleettop.cmd_store:cmd_servers",
-    "export": "fleettop.cmd_store:cmd_export",
-    "db": "fleettop.cmd_store:cmd_db",
-    "audit": "fleettop.cmd_store:cmd_audit",
-    "trust": "fleettop.cmd_probe:cmd_trust",
-    "untrust": "fleettop.cmd_probe:cmd_untrust",
-    "collect": "fleettop.cmd_queue:cmd_collect",
-    "queue": "fleettop.cmd_queue:cmd_queue",
-    "cache": "fleettop.cmd_queue:cmd_cache",
-    "headless": "fleettop.cmd_queue:cmd_headless",
+    "servers": "fleettop.cli.servers:cmd_servers",
+    "export": "fleettop.cli.export:cmd_export",
+    "db": "fleettop.cli.db:cmd_db",
+    "audit": "fleettop.cli.audit:cmd_audit",
+    "trust": "fleettop.cli.trust:cmd_trust",
+    "untrust": "fleettop.cli.trust:cmd_untrust",
+    "collect": "fleettop.cli.collect:cmd_collect",
+    "queue": "fleettop.cli.queue:cmd_queue",
+    "cache": "fleettop.cli.queue:cmd_cache",
+    "headless": "fleettop.cli.headless:cmd_headless",
     "dashboard": "fleettop.tui.app:cmd_dashboard",
 }
 
 
 def _handler(args: argparse.Namespace) -> Handler:
     command = args.command or ("headless" if args.headless else "dashboard")
-    if command == "servers" and args.action == "test":
-        target = "fleettop.cmd_probe:cmd_servers_test"
-    else:
-        target = _HANDLERS[command]
-    module_name, _, function = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        return _not_available
-    return getattr(module, function, _not_available)
+    module_name, _, function = _HANDLERS[command].partition(":")
+    handler: Handler = getattr(importlib.import_module(module_name), function)
+    return handler
 
 
 def _settle_imports() -> None:

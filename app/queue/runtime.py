@@ -21,7 +21,8 @@ from typing import Any
 from redis.exceptions import RedisError
 from saq import Worker
 
-from fleettop.queue.jobs import SWEEP_EVERY_S, CollectContext, collect, rechain
+from fleettop.queue.contract import CollectContext
+from fleettop.queue.jobs import SWEEP_EVERY_S, collect, rechain
 from fleettop.queue.scheduler import Scheduler
 from fleettop.queue.worker import build_worker
 from fleettop.tasks import cancel_and_wait
@@ -61,7 +62,12 @@ class Runtime:
         self._helpers.append(asyncio.create_task(self._heartbeat(), name="fleettop-heartbeat"))
         self._helpers.append(asyncio.create_task(self._follow_control_events(), name="fleettop-control"))
         await asyncio.sleep(0)  # let each Worker.start() reach its wait before anyone may stop it
-        log.info("worker %s started (concurrency %d%s)", self.worker_id, settings.worker.concurrency, "" if self._scheduler else ", manual queue only")
+        log.info(
+            "worker %s started (concurrency %d%s)",
+            self.worker_id,
+            settings.worker.concurrency,
+            "" if self._scheduler else ", manual queue only",
+        )
 
     async def stop(self) -> None:
         """Take no new job, let jobs in flight finish within worker.shutdown_grace, re-queue the rest."""
@@ -71,7 +77,9 @@ class Runtime:
         except TimeoutError:
             # Something would not let go (a hung connection?): leave the rest to the
             # sweep of a live worker, which re-queues jobs that stop beating.
-            log.error("worker %s did not stop within %gs; its jobs go back to the queue by the sweep", self.worker_id, limit)
+            log.error(
+                "worker %s did not stop within %gs; its jobs go back to the queue by the sweep", self.worker_id, limit
+            )
         with contextlib.suppress(RedisError, OSError):
             await self.deps.cache.drop_worker(self.worker_id)
         log.info("worker %s stopped", self.worker_id)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from fleettop.private import open_own_file, private_dir
-from fleettop.queue.jobs import AttemptFailed
+from fleettop.queue.contract import AttemptFailed
 
 REPEAT_WINDOW_S = 30.0
 
@@ -34,8 +34,17 @@ def _quote(value: object) -> str:
 
 class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        at = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        fields = [f"at={at}", f"level={record.levelname.lower()}", f"logger={record.name}", f"msg={_quote(record.getMessage())}"]
+        at = (
+            datetime.fromtimestamp(record.created, timezone.utc)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+        fields = [
+            f"at={at}",
+            f"level={record.levelname.lower()}",
+            f"logger={record.name}",
+            f"msg={_quote(record.getMessage())}",
+        ]
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             lines = str(exc).strip().splitlines()
@@ -104,5 +113,7 @@ def configure_file_if_unset(path: Path) -> None:
     if logging.getLogger().handlers:
         return
     private_dir(path.parent)  # data_dir
-    fd = open_own_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # host names and errors: the owner's, never a link's target
+    fd = open_own_file(
+        path, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    )  # host names and errors: the owner's, never a link's target
     configure(os.fdopen(fd, "a", encoding="utf-8"))

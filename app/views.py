@@ -1,0 +1,76 @@
+"""What the front ends show: a server's row, its detail, a host key check, and the status rule.
+
+Pure records (pydantic, no I/O): the TUI imports them without SQLAlchemy, SAQ or SSH.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from fleettop.domain import HistoryPoint, Run, RunOutcome, Sample, Server, Severity
+
+# A server whose newest sample is older than this many intervals (plus a minute) is stale.
+STALE_INTERVALS = 2
+
+Status = Literal["up", "down", "stale", "unknown", "disabled"]
+
+
+class ServerView(BaseModel):
+    """One server as the front ends show it: its settings, newest sample and status."""
+
+    server: Server
+    latest: Sample | None = None
+    severities: dict[str, Severity] = Field(default_factory=dict)
+    status: Status = "unknown"
+    error: str | None = None  # the last failed run's one-line error
+    last_collected_at: datetime | None = None
+    next_run_at: datetime | None = None
+
+    def at(self, now: datetime) -> ServerView:
+        """This row as it stands at `now`. Time alone turns a server whose last run succeeded
+        stale once its newest sample is too old -- a paused queue, a dead worker: exactly the
+        cases where no new event comes to say so. Pure: no I/O, cheap enough for every tick."""
+        if self.status not in ("up", "stale"):  # down, new and off do not change with time
+            return self
+        status = freshness(self.server, self.latest, now)
+        return self if status == self.status else self.model_copy(update={"status": status})
+
+
+class ServerDetail(BaseModel):
+    row: ServerView
+    history_1h: list[HistoryPoint]
+    history_24h: list[HistoryPoint]
+    runs: list[Run]
+
+
+class HostKeyCheck(BaseModel):
+    """The host key a server presents now, and what fleettop's known_hosts files say of it."""
+
+    server: str
+    where: str  # as known_hosts names the host: name, or [name]:port
+    key: str  # "<algorithm> SHA256:<fingerprint>"
+    fingerprint: str  # "SHA256:<fingerprint>"
+    state: Literal["trusted", "changed", "unknown"]
+    record_in: Path  # the file trust_host_key writes: data_dir/known_hosts, read by this machine's workers
+
+
+def status_of(server: Server, sample: Sample | None, last: RunOutcome | None, now: datetime) -> Status:
+    if not server.enabled:
+        return "disabled"
+    if last is None:
+        return "unknown"
+    if last.status == "failed":
+        return "down"
+    return freshness(server, sample, now)
+
+
+def freshness(server: Server, sample: Sample | None, now: datetime) -> Status:
+    """Up while the newest sample is younger than STALE_INTERVALS intervals plus a minute, then stale."""
+    fresh_for = timedelta(seconds=server.interval * STALE_INTERVALS + 60)
+    if sample is None or now - sample.collected_at > fresh_for:
+        return "stale"
+    return "up"
