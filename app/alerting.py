@@ -19,9 +19,12 @@ and writes back what comes out. Semantics (issue #14, notes/alerting.md):
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+
+from pydantic import BaseModel, Field
 
 from fleettop.domain import Metrics, Severity, Thresholds, severity, shown_disk_percent, shown_percent
 
@@ -201,6 +204,16 @@ def evaluate_failure(
     return result
 
 
+def still_open(before: Sequence[Alert], result: Evaluation) -> list[Alert]:
+    """The open alerts after an evaluation of `before`."""
+    after = {alert.key: alert for alert in before}
+    for alert in result.cleared:
+        after.pop(alert.key, None)
+    for alert in result.changed:
+        after[alert.key] = alert
+    return [alert for alert in after.values() if alert.state is not AlertState.RESOLVED]
+
+
 def _new(policy: AlertPolicy, alert: Alert, at: datetime, silences: list[Silence], result: Evaluation) -> None:
     if alert.count >= policy.for_samples:
         alert = replace(alert, state=AlertState.FIRING, fired_at=at)
@@ -265,3 +278,41 @@ def message_title(kinds: Sequence[EventKind]) -> str:
     counts = {kind: sum(1 for k in kinds if k is kind) for kind in EventKind}
     parts = [f"{counts[kind]} {_TITLES[kind].lower()}" for kind in EventKind if counts[kind]]
     return "fleettop: " + ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# What the store hands to the front ends (`fleettop alerts --json` prints AlertRecord's fields).
+
+
+class AlertRecord(BaseModel):
+    id: int
+    server: str
+    rule: str
+    label: str
+    state: AlertState
+    value: float | None
+    peak: float | None
+    threshold: float | None
+    started_at: datetime
+    fired_at: datetime | None
+    resolved_at: datetime | None
+    acked_by: str | None
+    silenced_until: datetime | None = None
+    acked_at: datetime | None = Field(default=None, exclude=True)
+    server_id: int = Field(default=0, exclude=True)
+    notify_error: str | None = Field(default=None, exclude=True)  # the last delivery that failed, not sent yet or given up
+
+
+class SilenceRecord(BaseModel):
+    id: int
+    server: str
+    rule: str | None
+    until: datetime
+    comment: str
+    created_by: str
+    created_at: datetime
+
+
+def fingerprint(url: str) -> str:
+    """What the store keeps to name a notify URL: the URL itself may hold a password."""
+    return hashlib.sha256(url.encode()).hexdigest()[:16]

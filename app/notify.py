@@ -9,7 +9,6 @@ running meanwhile (notes/alerting.md, measured).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from functools import cached_property
 
 import apprise
 
-from fleettop.alerting import EventKind
+from fleettop.alerting import EventKind, fingerprint
 from fleettop.errors import FleettopError
 
 # apprise narrates every attempt (and at debug, payloads): the worker logs one line per
@@ -34,11 +33,6 @@ _TYPES = {
 
 class NotifyConfigError(FleettopError):
     """A `notify.urls` entry apprise cannot use."""
-
-
-def fingerprint(url: str) -> str:
-    """What the store keeps to name a URL: it may hold a password."""
-    return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

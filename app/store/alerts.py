@@ -1,0 +1,334 @@
+"""Alert state, the notification outbox and silences in SQL.
+
+`judge` runs inside the transaction that stores the samples (or the failed collection) it
+judges, so a state change and the notifications it owes commit with the sample or not at
+all. Concurrent evaluations of one server (two workers, a manual and a scheduled collection)
+are ordered by a conditional update of the server's `alert_hosts` row: the row stays locked
+until commit, the second transaction then reads the alerts the first wrote, and an
+observation not newer than the last one judged is skipped. `uq_alerts_open` (one open
+episode per server, rule, label) and `uq_alert_outbox_event` (one row per event and URL)
+hold whatever happens.
+
+Delivery: every worker claims due outbox rows with one conditional UPDATE (unclaimed, or
+claimed longer ago than the lease: its worker died), so each row goes to one worker; a worker
+killed before it delivered leaves the rows to the next one after the lease.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fleettop.alerting import (
+    Alert,
+    AlertPolicy,
+    AlertRecord,
+    AlertState,
+    Evaluation,
+    EventKind,
+    Silence,
+    SilenceRecord,
+    describe,
+    evaluate_failure,
+    evaluate_sample,
+    readings,
+    still_open,
+)
+from fleettop.domain import Metrics, Thresholds
+from fleettop.store.tables import AlertHostRow, AlertRow, OutboxRow, ServerRow, SilenceRow
+
+ALERTS = AlertRow.__table__
+HOSTS = AlertHostRow.__table__
+OUTBOX = OutboxRow.__table__
+SILENCES = SilenceRow.__table__
+SERVERS = ServerRow.__table__
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_OPEN = ALERTS.c.state != AlertState.RESOLVED.value
+
+
+@dataclass(frozen=True)
+class AlertSetup:
+    """What judging needs besides the observations: the rules' settings and where to send
+    (the fingerprints of notify.urls)."""
+
+    policy: AlertPolicy = field(default_factory=AlertPolicy)
+    targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A sample (metrics) or a collection failed for good (metrics None) of one server."""
+
+    server_id: int
+    server_name: str
+    at: datetime
+    thresholds: Thresholds
+    metrics: Metrics | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The claimed outbox rows of one URL: one message."""
+
+    target: str
+    ids: list[int]
+    lines: list[str]
+    kinds: list[EventKind]
+    attempts: int  # the most attempts any of them had (this one included)
+
+
+async def judge(conn: AsyncConnection, dialect: str, setup: AlertSetup, observations: Sequence[Observation]) -> list[int]:
+    """Judge the observations, write the alerts and the outbox; the servers with a pending alert
+    after it (to collect again sooner)."""
+    if not observations:
+        return []
+    ids = sorted({o.server_id for o in observations})
+    open_alerts = await _open_alerts(conn, ids)
+    # Nothing open and nothing past a threshold: nothing to write, no lock taken (the usual case).
+    busy = sorted(
+        {o.server_id for o in observations if open_alerts.get(o.server_id) or o.metrics is None or _breaches(setup.policy, o)}
+    )
+    if not busy:
+        return []
+    await conn.execute(_insert_ignore(dialect, HOSTS), [{"server_id": s, "evaluated_at": EPOCH} for s in busy])
+    pending: set[int] = set()
+    silences: dict[int, list[Silence]] | None = None
+    for observation in sorted(observations, key=lambda o: (o.server_id, o.at)):
+        if observation.server_id not in busy:
+            continue
+        claimed = await conn.execute(
+            update(HOSTS)
+            .where(HOSTS.c.server_id == observation.server_id, HOSTS.c.evaluated_at < observation.at)
+            .values(evaluated_at=observation.at)
+        )
+        if claimed.rowcount != 1:
+            continue  # judged already (a duplicate delivery), or a newer one was
+        current = (await _open_alerts(conn, [observation.server_id])).get(observation.server_id, [])
+        if silences is None:
+            silences = await _silences(conn, busy, observation.at)
+        own_silences = silences.get(observation.server_id, [])
+        if observation.metrics is None:
+            result = evaluate_failure(setup.policy, observation.server_id, current, observation.at, own_silences)
+        else:
+            result = evaluate_sample(setup.policy, observation.server_id, current, observation.metrics, observation.thresholds, own_silences)
+        await _write(conn, setup, observation, result)
+        if any(alert.state is AlertState.PENDING for alert in still_open(current, result)):
+            pending.add(observation.server_id)
+    return sorted(pending)
+
+
+def _breaches(policy: AlertPolicy, observation: Observation) -> bool:
+    assert observation.metrics is not None
+    return any(r.breached for r in readings(observation.metrics, observation.thresholds, policy.recovery_margin).values())
+
+
+async def _open_alerts(conn: AsyncConnection, server_ids: Sequence[int]) -> dict[int, list[Alert]]:
+    found: dict[int, list[Alert]] = {}
+    for row in await conn.execute(select(ALERTS).where(_OPEN, ALERTS.c.server_id.in_(server_ids))):
+        found.setdefault(row.server_id, []).append(_alert(row))
+    return found
+
+
+async def _silences(conn: AsyncConnection, server_ids: Sequence[int], at: datetime) -> dict[int, list[Silence]]:
+    found: dict[int, list[Silence]] = {}
+    query = select(SILENCES).where(SILENCES.c.server_id.in_(server_ids), SILENCES.c.until > at)
+    for row in await conn.execute(query):
+        found.setdefault(row.server_id, []).append(Silence(row.server_id, row.until, row.rule, row.id))
+    return found
+
+
+async def _write(conn: AsyncConnection, setup: AlertSetup, observation: Observation, result: Evaluation) -> None:
+    if result.cleared:
+        await conn.execute(delete(ALERTS).where(ALERTS.c.id.in_([a.id for a in result.cleared])))
+    ids: dict[tuple[str, str], int] = {}
+    for alert in result.changed:
+        values = _values(alert)
+        if alert.id is None:
+            ids[alert.key] = (await conn.execute(insert(ALERTS).values(values).returning(ALERTS.c.id))).scalar_one()
+        else:
+            ids[alert.key] = alert.id
+            await conn.execute(update(ALERTS).where(ALERTS.c.id == alert.id).values(values))
+    if not result.events or not setup.targets:
+        return
+    now = datetime.now(UTC)
+    rows = []
+    for event in result.events:
+        alert = event.alert
+        event_at = alert.resolved_at if event.kind is EventKind.RESOLVED else alert.notified_at
+        line = describe(event.kind, alert, observation.server_name)
+        for target in setup.targets:
+            rows.append({
+                "alert_id": ids[alert.key], "kind": event.kind.value, "event_at": event_at, "target": target, "line": line,
+                "created_at": now, "next_try_at": now, "attempts": 0,
+            })
+    await conn.execute(insert(OUTBOX), rows)
+
+
+def _values(alert: Alert) -> dict[str, Any]:
+    return {
+        "server_id": alert.server_id, "rule": alert.rule, "label": alert.label, "state": alert.state.value,
+        "value": alert.value, "peak": alert.peak, "threshold": alert.threshold, "count": alert.count,
+        "started_at": alert.started_at, "fired_at": alert.fired_at, "resolved_at": alert.resolved_at,
+        "notified_at": alert.notified_at, "acked_by": alert.acked_by, "acked_at": alert.acked_at,
+    }
+
+
+def _alert(row: Any) -> Alert:
+    return Alert(
+        server_id=row.server_id, rule=row.rule, label=row.label, state=AlertState(row.state), started_at=row.started_at,
+        value=row.value, peak=row.peak, threshold=row.threshold, count=row.count, fired_at=row.fired_at,
+        resolved_at=row.resolved_at, notified_at=row.notified_at, acked_by=row.acked_by, acked_at=row.acked_at, id=row.id,
+    )
+
+
+def _insert_ignore(dialect: str, table: Any) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+# -- delivery ----------------------------------------------------------------------
+
+
+def _due(now: datetime, lease: timedelta) -> Any:
+    return and_(
+        OUTBOX.c.sent_at.is_(None),
+        OUTBOX.c.failed_at.is_(None),
+        OUTBOX.c.next_try_at <= now,
+        or_(OUTBOX.c.claimed_at.is_(None), OUTBOX.c.claimed_at < now - lease),
+    )
+
+
+async def claim(conn: AsyncConnection, now: datetime, group_wait: timedelta, lease: timedelta) -> list[Delivery]:
+    """Claim every due outbox row once the oldest has waited group_wait (a round's alerts
+    together); one Delivery per URL."""
+    oldest = (await conn.execute(select(func.min(OUTBOX.c.created_at)).where(_due(now, lease)))).scalar_one_or_none()
+    if oldest is None or oldest + group_wait > now:
+        return []
+    token = str(uuid.uuid4())
+    await conn.execute(update(OUTBOX).where(_due(now, lease)).values(claimed_by=token, claimed_at=now, attempts=OUTBOX.c.attempts + 1))
+    rows = (await conn.execute(select(OUTBOX).where(OUTBOX.c.claimed_by == token).order_by(OUTBOX.c.id))).all()
+    deliveries: dict[str, Delivery] = {}
+    for row in rows:
+        delivery = deliveries.setdefault(row.target, Delivery(row.target, [], [], [], 0))
+        delivery.ids.append(row.id)
+        delivery.lines.append(row.line)
+        delivery.kinds.append(EventKind(row.kind))
+        deliveries[row.target] = Delivery(row.target, delivery.ids, delivery.lines, delivery.kinds, max(delivery.attempts, row.attempts))
+    return list(deliveries.values())
+
+
+async def delivered(conn: AsyncConnection, ids: Sequence[int], now: datetime) -> None:
+    await conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(ids)).values(sent_at=now, claimed_by=None, error=None))
+
+
+async def not_delivered(conn: AsyncConnection, ids: Sequence[int], error: str, now: datetime, retry_at: datetime | None) -> None:
+    """A failed delivery: tried again at retry_at, or given up (None), the error kept to be shown."""
+    values: dict[str, Any] = {"claimed_by": None, "claimed_at": None, "error": error[:1000]}
+    if retry_at is None:
+        values["failed_at"] = now
+    else:
+        values["next_try_at"] = retry_at
+    await conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(ids)).values(values))
+
+
+# -- what the front ends show and do ----------------------------------------------
+
+
+async def list_alerts(conn: AsyncConnection, now: datetime, resolved_since: datetime | None) -> list[AlertRecord]:
+    """Open alerts (and the resolved ones since `resolved_since`), firing first, newest first."""
+    condition = _OPEN if resolved_since is None else or_(_OPEN, ALERTS.c.resolved_at >= resolved_since)
+    return await _records(conn, condition, now)
+
+
+async def _records(conn: AsyncConnection, condition: Any, now: datetime) -> list[AlertRecord]:
+    rows = (
+        await conn.execute(
+            select(ALERTS, SERVERS.c.name.label("server_name"))
+            .join(SERVERS, SERVERS.c.id == ALERTS.c.server_id)
+            .where(condition)
+            .order_by(ALERTS.c.started_at.desc(), ALERTS.c.id.desc())
+        )
+    ).all()
+    if not rows:
+        return []
+    alert_ids = [row.id for row in rows]
+    errors: dict[int, str] = {}
+    failing = select(OUTBOX.c.alert_id, OUTBOX.c.error).where(
+        OUTBOX.c.alert_id.in_(alert_ids), OUTBOX.c.sent_at.is_(None), OUTBOX.c.error.is_not(None)
+    ).order_by(OUTBOX.c.id)
+    for alert_id, error in await conn.execute(failing):
+        errors[alert_id] = error
+    silenced = await _silences(conn, sorted({row.server_id for row in rows}), now)
+    order = {AlertState.FIRING.value: 0, AlertState.PENDING.value: 1, AlertState.RESOLVED.value: 2}
+    records = []
+    for row in sorted(rows, key=lambda r: order[r.state]):
+        alert = _alert(row)
+        until = [s.until for s in silenced.get(row.server_id, []) if s.rule in (None, row.rule)]
+        records.append(AlertRecord(
+            id=row.id, server=row.server_name, server_id=row.server_id, rule=row.rule, label=row.label, state=alert.state,
+            value=row.value, peak=row.peak, threshold=row.threshold, started_at=row.started_at, fired_at=row.fired_at,
+            resolved_at=row.resolved_at, acked_by=row.acked_by, acked_at=row.acked_at,
+            silenced_until=max(until) if until else None, notify_error=errors.get(row.id),
+        ))
+    return records
+
+
+async def server_alerts(conn: AsyncConnection, server_id: int, now: datetime, limit: int) -> list[AlertRecord]:
+    return (await _records(conn, ALERTS.c.server_id == server_id, now))[:limit]
+
+
+async def ack(conn: AsyncConnection, alert_id: int, who: str, now: datetime) -> AlertRecord | None:
+    """Acknowledge an open alert (no more reminders); None when there is no open alert by that id."""
+    done = await conn.execute(
+        update(ALERTS).where(ALERTS.c.id == alert_id, _OPEN).values(acked_by=who[:255], acked_at=now)
+    )
+    if done.rowcount != 1:
+        return None
+    return (await _records(conn, ALERTS.c.id == alert_id, now))[0]
+
+
+async def add_silence(
+    conn: AsyncConnection, server_id: int, rule: str | None, until: datetime, comment: str, who: str, now: datetime
+) -> int:
+    return (
+        await conn.execute(
+            insert(SILENCES).values(server_id=server_id, rule=rule, until=until, comment=comment, created_by=who[:255], created_at=now)
+            .returning(SILENCES.c.id)
+        )
+    ).scalar_one()
+
+
+async def list_silences(conn: AsyncConnection, now: datetime, silence_id: int | None = None) -> list[SilenceRecord]:
+    """The silences in force (or the one by id, in force or not), ending soonest first."""
+    condition = SILENCES.c.until > now if silence_id is None else SILENCES.c.id == silence_id
+    rows = await conn.execute(
+        select(SILENCES, SERVERS.c.name.label("server_name"))
+        .join(SERVERS, SERVERS.c.id == SILENCES.c.server_id)
+        .where(condition)
+        .order_by(SILENCES.c.until, SILENCES.c.id)
+    )
+    return [
+        SilenceRecord(id=r.id, server=r.server_name, rule=r.rule, until=r.until, comment=r.comment, created_by=r.created_by, created_at=r.created_at)
+        for r in rows
+    ]
+
+
+async def expire_silence(conn: AsyncConnection, silence_id: int, now: datetime) -> bool:
+    done = await conn.execute(update(SILENCES).where(SILENCES.c.id == silence_id, SILENCES.c.until > now).values(until=now))
+    return bool(done.rowcount == 1)
+
+
+async def firing_servers(conn: AsyncConnection) -> dict[int, int]:
+    """Per server id, how many firing alerts it has."""
+    query = select(ALERTS.c.server_id, func.count()).where(ALERTS.c.state == AlertState.FIRING.value).group_by(ALERTS.c.server_id)
+    return {server_id: count for server_id, count in await conn.execute(query)}
