@@ -161,9 +161,29 @@ def evaluate_sample(
         alert = current.pop(key, None)
         if alert is None:
             if reading.breached:
-                _new(policy, Alert(server_id, key[0], key[1], AlertState.PENDING, at, reading.value, reading.value, reading.threshold), at, silences, result)
+                _new(
+                    policy,
+                    Alert(
+                        server_id,
+                        key[0],
+                        key[1],
+                        AlertState.PENDING,
+                        at,
+                        reading.value,
+                        reading.value,
+                        reading.threshold,
+                    ),
+                    at,
+                    silences,
+                    result,
+                )
             continue
-        alert = replace(alert, value=reading.value, peak=max(alert.peak or reading.value, reading.value), threshold=reading.threshold)
+        alert = replace(
+            alert,
+            value=reading.value,
+            peak=max(alert.peak or reading.value, reading.value),
+            threshold=reading.threshold,
+        )
         if alert.state is AlertState.PENDING:
             if not reading.breached:
                 result.cleared.append(alert)
@@ -220,14 +240,20 @@ def _new(policy: AlertPolicy, alert: Alert, at: datetime, silences: list[Silence
     _keep(policy, alert, at, silences, result, changed=True)
 
 
-def _keep(policy: AlertPolicy, alert: Alert, at: datetime, silences: list[Silence], result: Evaluation, *, changed: bool) -> None:
+def _keep(
+    policy: AlertPolicy, alert: Alert, at: datetime, silences: list[Silence], result: Evaluation, *, changed: bool
+) -> None:
     """An alert that stays open: what it owes now (its FIRING, late or not, or a reminder)."""
     if alert.state is AlertState.FIRING and not _held_back(alert, at, silences, result):
         if alert.notified_at is None:
             alert = replace(alert, notified_at=at)
             result.events.append(Event(EventKind.FIRING, alert))
             changed = True
-        elif policy.repeat_s > 0 and alert.acked_at is None and (at - alert.notified_at).total_seconds() >= policy.repeat_s:
+        elif (
+            policy.repeat_s > 0
+            and alert.acked_at is None
+            and (at - alert.notified_at).total_seconds() >= policy.repeat_s
+        ):
             alert = replace(alert, notified_at=at)
             result.events.append(Event(EventKind.REMINDER, alert))
             changed = True
@@ -300,7 +326,9 @@ class AlertRecord(BaseModel):
     silenced_until: datetime | None = None
     acked_at: datetime | None = Field(default=None, exclude=True)
     server_id: int = Field(default=0, exclude=True)
-    notify_error: str | None = Field(default=None, exclude=True)  # the last delivery that failed, not sent yet or given up
+    notify_error: str | None = Field(
+        default=None, exclude=True
+    )  # the last delivery that failed, not sent yet or given up
 
 
 class SilenceRecord(BaseModel):

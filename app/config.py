@@ -234,6 +234,34 @@ class DefaultsConfig(_Section):
         return self.local_interval if transport == "local" else self.interval
 
 
+class AlertsConfig(_Section):
+    """When a threshold or an unreachable host becomes an alert (fleettop.alerting)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+
+    for_samples: int = Field(2, ge=1, le=100, alias="for")  # consecutive samples past a threshold before it fires
+    recheck: int = Field(60, ge=1)  # seconds: a server with a pending alert is collected again this soon
+    recovery_margin: float = Field(5, ge=0, le=100)  # points under the threshold at which an alert resolves
+    down_after: int = Field(1, ge=1, le=100)  # failed collections in a row before a host is down
+    repeat: int = Field(14400, ge=0)  # seconds between reminders of a firing, unacknowledged alert (0: none)
+
+
+class NotifyConfig(_Section):
+    urls: list[str] = Field(default_factory=list)  # apprise URLs (they may hold tokens: never logged)
+    group_wait: float = Field(30, ge=0)  # seconds to gather a round's alerts into one message per URL
+    send_resolved: bool = True
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for index, url in enumerate(value):
+            if "://" not in url:
+                raise ValueError(
+                    f"entry {index} is not a URL (apprise URLs look like mailtos://, slack://, json://host/path)"
+                )
+        return value
+
+
 class Settings(_Section):
     data_dir: Path = DEFAULT_DATA_DIR
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
@@ -245,6 +273,8 @@ class Settings(_Section):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
     servers: list[ServerConfig] = Field(default_factory=list)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
     @field_validator("data_dir")
     @classmethod
@@ -420,9 +450,13 @@ def _url_has_password(url: str | None) -> bool:
 
 
 def _holds_password(data: Any) -> bool:
-    """Whether a config document carries a password (in database.url or redis.url)."""
+    """Whether a config document carries a password (in database.url or redis.url), or
+    notify.urls (apprise URLs carry tokens and passwords)."""
     if not isinstance(data, dict):
         return False
+    notify = data.get("notify")
+    if isinstance(notify, dict) and notify.get("urls"):
+        return True
     urls = []
     for section in ("database", "redis"):
         value = data.get(section)

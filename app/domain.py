@@ -114,6 +114,9 @@ def is_alerting(metrics: Metrics, thresholds: Thresholds) -> bool:
 AUDIT_ACTIONS = frozenset(
     {
         "server.add",
+        "alert.ack",
+        "silence.add",
+        "silence.expire",
         "server.edit",
         "server.remove",
         "trust",

@@ -63,9 +63,14 @@ class Target:
     def check(self) -> None:
         self._apprise  # noqa: B018 -- builds it, or raises NotifyConfigError
 
-    async def send(self, title: str, body: str, kinds: Sequence[EventKind] = (), *, timeout: float = SEND_TIMEOUT_S) -> str | None:
+    async def send(
+        self, title: str, body: str, kinds: Sequence[EventKind] = (), *, timeout: float = SEND_TIMEOUT_S
+    ) -> str | None:
         """Deliver one message; None when sent, else why not (one line, no secret)."""
-        notify_type = next((_TYPES[kind] for kind in (EventKind.FIRING, EventKind.REMINDER, EventKind.RESOLVED) if kind in kinds), apprise.NotifyType.INFO)
+        notify_type = next(
+            (_TYPES[kind] for kind in (EventKind.FIRING, EventKind.REMINDER, EventKind.RESOLVED) if kind in kinds),
+            apprise.NotifyType.INFO,
+        )
         try:
             result = await self._apprise.async_notify(body=body, title=title, notify_type=notify_type, timeout=timeout)
         except NotifyConfigError as exc:

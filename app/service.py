@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from redis.exceptions import RedisError
 
+from fleettop.alerting import AlertRecord, SilenceRecord
 from fleettop.cache import Event, ServerList
 from fleettop.config import ServerConfig
 from fleettop.domain import (
@@ -31,6 +32,7 @@ from fleettop.errors import FleettopError, UnknownServer, UsageError
 from fleettop.probe import CollectError
 from fleettop.queue import contract, control
 from fleettop.queue.contract import CollectContext
+from fleettop.queue.notifier import send_test
 from fleettop.queue.runtime import Runtime
 from fleettop.redis_server import RedisTarget
 from fleettop.secrets import SecretBox
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("fleettop.service")
 
 RECENT_RUNS = 20
+RECENT_ALERTS = 10  # on the detail screen
+RESOLVED_SHOWN = timedelta(days=7)  # `alerts --all`
 HEALTH_TIMEOUT_S = 3.0  # a health check longer than this is an answer: "down"
 AUDIT_EVERY_S = 1.0  # a worker records the audit entries attached commands left in Redis this often
 
@@ -108,12 +112,47 @@ class FleetService:
         server = await self.admin.get(name)
         row = (await self._rows([server]))[0]
         now = datetime.now(timezone.utc)
-        history_1h, history_24h, runs = await asyncio.gather(
+        history_1h, history_24h, runs, alerts = await asyncio.gather(
             self.repo.history(server.id, now - timedelta(hours=1), now),
             self.repo.history(server.id, now - timedelta(hours=24), now, bucket_s=600),
             self.repo.recent_runs(server.id, RECENT_RUNS),
+            self.repo.server_alerts(server.id, RECENT_ALERTS),
         )
-        return ServerDetail(row=row, history_1h=history_1h, history_24h=history_24h, runs=runs)
+        return ServerDetail(row=row, history_1h=history_1h, history_24h=history_24h, runs=runs, alerts=alerts)
+
+    # -- alerts ------------------------------------------------------------------
+
+    async def alerts(self, *, everything: bool = False) -> list[AlertRecord]:
+        """Open alerts, firing first; `everything`: with those resolved in the last RESOLVED_SHOWN."""
+        since = datetime.now(timezone.utc) - RESOLVED_SHOWN if everything else None
+        return await self.repo.alerts(resolved_since=since)
+
+    async def ack_alert(self, alert_id: int) -> AlertRecord:
+        record = await self.repo.ack_alert(alert_id, actor())
+        await self.repo.audit(
+            "alert.ack", record.server, f"alert {alert_id} ({record.rule} {record.label}".rstrip() + ")"
+        )
+        return record
+
+    async def silence(self, name: str, *, rule: str | None, duration_s: float, comment: str = "") -> SilenceRecord:
+        until = datetime.now(timezone.utc) + timedelta(seconds=duration_s)
+        record = await self.repo.add_silence(name, rule, until, comment, actor())
+        detail = f"silence {record.id}: {rule or 'every rule'} until {until.isoformat(timespec='seconds')}"
+        await self.repo.audit("silence.add", record.server, detail + (f"; {comment}" if comment else ""))
+        return record
+
+    async def silences(self) -> list[SilenceRecord]:
+        return await self.repo.silences()
+
+    async def expire_silence(self, silence_id: int) -> SilenceRecord:
+        record = await self.repo.expire_silence(silence_id)
+        await self.repo.audit("silence.expire", record.server, f"silence {silence_id}")
+        return record
+
+    async def notify_test(self) -> list[tuple[str, str | None]]:
+        """One test message to every notify URL: (the URL masked, None when sent or why not)."""
+        results = await send_test(self.settings, actor())
+        return [(target.shown, error) for target, error in results]
 
     async def resolve(self, names: list[str]) -> list[Server]:
         """The named servers, or a UsageError naming those that do not exist."""
@@ -433,6 +472,7 @@ class FleetService:
         latest = await self.cache.latest(ids, self.repo.latest_samples)
         next_runs = await self._next_runs([server for server in servers if server.enabled])
         outcomes = await self.cache.outcomes(ids, self._last_outcome)
+        firing = await self.repo.firing_counts()
         now = datetime.now(timezone.utc)
         rows = []
         for server in servers:
@@ -447,6 +487,7 @@ class FleetService:
                     error=outcome.error if outcome and outcome.status == "failed" else None,
                     last_collected_at=sample.collected_at if sample else None,
                     next_run_at=next_runs.get(server.id),
+                    firing=firing.get(server.id, 0),
                 )
             )
         return rows

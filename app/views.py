@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from fleettop.alerting import AlertRecord
 from fleettop.domain import HistoryPoint, Run, RunOutcome, Sample, Server, Severity
 
 # A server whose newest sample is older than this many intervals (plus a minute) is stale.
@@ -29,6 +30,7 @@ class ServerView(BaseModel):
     error: str | None = None  # the last failed run's one-line error
     last_collected_at: datetime | None = None
     next_run_at: datetime | None = None
+    firing: int = 0  # alerts firing (fleettop.alerting)
 
     def at(self, now: datetime) -> ServerView:
         """This row as it stands at `now`. Time alone turns a server whose last run succeeded
@@ -45,6 +47,7 @@ class ServerDetail(BaseModel):
     history_1h: list[HistoryPoint]
     history_24h: list[HistoryPoint]
     runs: list[Run]
+    alerts: list[AlertRecord] = Field(default_factory=list)  # its recent alerts, open first
 
 
 class HostKeyCheck(BaseModel):

@@ -26,6 +26,7 @@ from fleettop.redis_server import RedisUnavailable, redis_target
 from fleettop.secrets import SecretBox
 from fleettop.servers import add_first_run_localhost
 from fleettop.service import FleetService
+from fleettop.store.alerts import AlertSetup
 from fleettop.store.db import open_database
 from fleettop.store.repo import Repository
 
@@ -47,7 +48,7 @@ async def open_service(
         redis = await stack.enter_async_context(redis_target(settings, keep_alive=long_running))
         database = await open_database(settings)
         stack.push_async_callback(database.close)
-        repo = Repository(database, settings.defaults)
+        repo = Repository(database, settings.defaults, AlertSetup.of(settings))
         await repo.sync_config_servers(settings.servers)
 
         connections = max(100, settings.worker.concurrency * 4)

@@ -28,9 +28,18 @@ STEP = timedelta(minutes=1)
 SERVER = 7
 
 
-def metrics(at: datetime, cpu: float | None = 10.0, ram: float = 10.0, disks: dict[str, float] | None = None) -> Metrics:
+def metrics(
+    at: datetime, cpu: float | None = 10.0, ram: float = 10.0, disks: dict[str, float] | None = None
+) -> Metrics:
     return Metrics(
-        collected_at=at, cpu_percent=cpu, mem_percent=ram, load1=0, load5=0, load15=0, procs=1, uptime_s=1,
+        collected_at=at,
+        cpu_percent=cpu,
+        mem_percent=ram,
+        load1=0,
+        load5=0,
+        load15=0,
+        procs=1,
+        uptime_s=1,
         disks=[DiskUsage(mount=m, used_bytes=1, total_bytes=2, percent=p) for m, p in (disks or {"/": 10.0}).items()],
     )
 
@@ -65,7 +74,9 @@ class Host:
 
     def sample(self, **figures: object) -> Evaluation:
         self.at += STEP
-        result = evaluate_sample(self.policy, SERVER, list(self.open.values()), metrics(self.at, **figures), self.thresholds, self.silences)  # type: ignore[arg-type]
+        result = evaluate_sample(
+            self.policy, SERVER, list(self.open.values()), metrics(self.at, **figures), self.thresholds, self.silences
+        )  # type: ignore[arg-type]
         return self.apply(result)
 
     def fail(self) -> Evaluation:
@@ -123,7 +134,9 @@ def test_flapping_at_the_threshold_gives_one_firing_and_one_resolved() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.floats(min_value=0, max_value=100, allow_nan=False), max_size=60), st.integers(1, 4), st.integers(0, 10))
+@given(
+    st.lists(st.floats(min_value=0, max_value=100, allow_nan=False), max_size=60), st.integers(1, 4), st.integers(0, 10)
+)
 def test_any_sequence_alternates_firing_and_resolved(values: list[float], for_samples: int, margin: int) -> None:
     host = Host(AlertPolicy(for_samples=for_samples, recovery_margin=margin, repeat_s=0))
     for value in values:
@@ -147,7 +160,9 @@ def test_one_alert_per_mount_labelled_with_it() -> None:
     assert sorted(host.open) == [("disk", "/data"), ("disk", "/var")]
     host.sample(disks={"/": 50, "/var": 80, "/data": 91})
     assert [(k, a.label) for k, a in host.events] == [
-        (EventKind.FIRING, "/var"), (EventKind.FIRING, "/data"), (EventKind.RESOLVED, "/var")
+        (EventKind.FIRING, "/var"),
+        (EventKind.FIRING, "/data"),
+        (EventKind.RESOLVED, "/var"),
     ]
 
 
@@ -282,12 +297,21 @@ def test_send_resolved_false() -> None:
 @pytest.mark.parametrize(
     ("kind", "alert", "expected"),
     [
-        (EventKind.FIRING, Alert(1, "disk", "/var", AlertState.FIRING, T0, 93.2, 95.0, 90.0),
-         "[FIRING] web-1 disk /var: 93% (threshold 90%, peak 95%), since 2026-12-06 10:00 UTC"),
-        (EventKind.RESOLVED, Alert(1, "cpu", "", AlertState.RESOLVED, T0, 40, 97, 90, resolved_at=T0 + 5 * STEP),
-         "[RESOLVED] web-1 cpu: 40% (threshold 90%, peak 97%), since 2026-12-06 10:00 UTC, resolved 10:05 UTC"),
-        (EventKind.REMINDER, Alert(1, "down", "", AlertState.FIRING, T0, 3, 3, count=3),
-         "[STILL FIRING] web-1 down: 3 failed collection(s), since 2026-12-06 10:00 UTC"),
+        (
+            EventKind.FIRING,
+            Alert(1, "disk", "/var", AlertState.FIRING, T0, 93.2, 95.0, 90.0),
+            "[FIRING] web-1 disk /var: 93% (threshold 90%, peak 95%), since 2026-12-06 10:00 UTC",
+        ),
+        (
+            EventKind.RESOLVED,
+            Alert(1, "cpu", "", AlertState.RESOLVED, T0, 40, 97, 90, resolved_at=T0 + 5 * STEP),
+            "[RESOLVED] web-1 cpu: 40% (threshold 90%, peak 97%), since 2026-12-06 10:00 UTC, resolved 10:05 UTC",
+        ),
+        (
+            EventKind.REMINDER,
+            Alert(1, "down", "", AlertState.FIRING, T0, 3, 3, count=3),
+            "[STILL FIRING] web-1 down: 3 failed collection(s), since 2026-12-06 10:00 UTC",
+        ),
     ],
 )
 def test_describe(kind: EventKind, alert: Alert, expected: str) -> None:

@@ -83,9 +83,10 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
     try:
         secret = inputs.secret if server.has_secret else None
         result = await deps.prober.collect(server, inputs.counters, secret)
-        await deps.repo.finish_collection(
-            inputs.run, server_id, result.metrics, result.counters
-        )  # sample + run, group-committed
+        # sample + run + the alerts it changes, group-committed
+        ctx["alert_pending"] = await deps.repo.finish_collection(
+            inputs.run, server_id, result.metrics, result.counters, server
+        )
     except asyncio.CancelledError:
         _set_retry_delay(deps, job)
         status = "retried" if job.retryable else "failed"
@@ -102,7 +103,7 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
         status = "retried" if job.retryable else "failed"
         job.meta["failure"] = message  # for `collect --wait`'s progress lines
         try:
-            await deps.repo.finish_run(run_id, status, message)
+            await deps.repo.finish_run(run_id, status, message, server)  # failed for good: one more toward down
         except Exception:  # the database is away: close the run once it is back
             _finish_later(deps, run_id, status, message)
         if job.retryable:
@@ -177,8 +178,11 @@ async def rechain(ctx: dict[str, t.Any]) -> None:
     planned = min(job.scheduled, started) if job.scheduled else started
     server_id = job.kwargs["server_id"] if job.kwargs else None
     if server_id is not None:
+        due = next_due(planned, scaled(interval), time.time())
+        if ctx.get("alert_pending"):  # confirm or clear it soon: `for` counts samples, not hours
+            due = min(due, time.time() + scaled(deps.settings.alerts.recheck))
         try:
-            await enqueue_link(deps, server_id, next_due(planned, scaled(interval), time.time()))
+            await enqueue_link(deps, server_id, due)
         except (RedisError, OSError) as exc:
             log.warning("cannot schedule the next collection of server %s: %s (the reconcile will)", server_id, exc)
 

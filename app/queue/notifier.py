@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import typing as t
 from datetime import UTC, datetime, timedelta
 
 from fleettop.alerting import message_title
 from fleettop.config import Settings
-from fleettop.notify import Target, targets
 from fleettop.store.alerts import Delivery
 from fleettop.store.repo import Repository
 from fleettop.timing import scaled
+
+if t.TYPE_CHECKING:
+    from fleettop.notify import Target
 
 log = logging.getLogger("fleettop.notify")
 
@@ -37,7 +40,11 @@ class Notifier:
     def __init__(self, settings: Settings, repo: Repository):
         self._settings = settings
         self._repo = repo
+        from fleettop.notify import targets  # apprise loads ~190 plugins: only where it sends
+
         self._targets = {target.fingerprint: target for target in targets(settings.notify.urls)}
+        for target in self._targets.values():
+            target.check()  # a URL apprise cannot use stops the worker's start, in one line
 
     async def run(self) -> None:
         """Until cancelled."""
@@ -47,7 +54,9 @@ class Notifier:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database away: the rows wait for the next tick
-                log.warning("cannot deliver notifications now: %s", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+                log.warning(
+                    "cannot deliver notifications now: %s", (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                )
             await asyncio.sleep(TICK_S)
 
     async def deliver_due(self) -> int:
@@ -70,12 +79,23 @@ class Notifier:
             log.info("notified %s: %d alert event(s)", target.shown, len(delivery.ids))
             return True
         if delivery.attempts >= NOTIFY_ATTEMPTS:
-            log.warning("notify %s failed for good after %d attempts (%d alert event(s)): %s", target.shown, delivery.attempts, len(delivery.ids), error)
+            log.warning(
+                "notify %s failed for good after %d attempts (%d alert event(s)): %s",
+                target.shown,
+                delivery.attempts,
+                len(delivery.ids),
+                error,
+            )
             await self._repo.not_delivered(delivery.ids, error, None)
             return False
         delay = retry_in(delivery.attempts)
         log.warning(
-            "notify %s failed (attempt %d/%d, again in %.0fs): %s", target.shown, delivery.attempts, NOTIFY_ATTEMPTS, delay, error
+            "notify %s failed (attempt %d/%d, again in %.0fs): %s",
+            target.shown,
+            delivery.attempts,
+            NOTIFY_ATTEMPTS,
+            delay,
+            error,
         )
         await self._repo.not_delivered(delivery.ids, error, datetime.now(UTC) + timedelta(seconds=delay))
         return False
@@ -83,8 +103,13 @@ class Notifier:
 
 async def send_test(settings: Settings, origin: str) -> list[tuple[Target, str | None]]:
     """`fleettop notify test`: one message to every URL; each with None (sent) or why not."""
+    from fleettop.notify import targets
+
     every = targets(settings.notify.urls)
     results = await asyncio.gather(
-        *(target.send("fleettop: test message", f"A test message from fleettop ({origin}): this URL works.") for target in every)
+        *(
+            target.send("fleettop: test message", f"A test message from fleettop ({origin}): this URL works.")
+            for target in every
+        )
     )
     return list(zip(every, results))

@@ -23,6 +23,7 @@ from saq import Worker
 
 from fleettop.queue.contract import CollectContext
 from fleettop.queue.jobs import SWEEP_EVERY_S, collect, rechain
+from fleettop.queue.notifier import Notifier
 from fleettop.queue.scheduler import Scheduler
 from fleettop.queue.worker import build_worker
 from fleettop.tasks import cancel_and_wait
@@ -60,6 +61,9 @@ class Runtime:
         for worker in self._workers:
             self._tasks.append(asyncio.create_task(worker.start(), name=f"saq-worker-{worker.queue.name}"))
         self._helpers.append(asyncio.create_task(self._heartbeat(), name="fleettop-heartbeat"))
+        if settings.notify.urls:
+            notifier = Notifier(settings, self.deps.repo)
+            self._helpers.append(asyncio.create_task(notifier.run(), name="fleettop-notifier"))
         self._helpers.append(asyncio.create_task(self._follow_control_events(), name="fleettop-control"))
         await asyncio.sleep(0)  # let each Worker.start() reach its wait before anyone may stop it
         log.info(

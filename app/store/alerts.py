@@ -38,9 +38,11 @@ from fleettop.alerting import (
     describe,
     evaluate_failure,
     evaluate_sample,
+    fingerprint,
     readings,
     still_open,
 )
+from fleettop.config import Settings
 from fleettop.domain import Metrics, Thresholds
 from fleettop.store.tables import AlertHostRow, AlertRow, OutboxRow, ServerRow, SilenceRow
 
@@ -60,6 +62,18 @@ class AlertSetup:
 
     policy: AlertPolicy = field(default_factory=AlertPolicy)
     targets: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, settings: Settings) -> AlertSetup:
+        rules, notify = settings.alerts, settings.notify
+        policy = AlertPolicy(
+            for_samples=rules.for_samples,
+            recovery_margin=rules.recovery_margin,
+            down_after=rules.down_after,
+            repeat_s=rules.repeat,
+            send_resolved=notify.send_resolved,
+        )
+        return cls(policy, tuple(fingerprint(url) for url in notify.urls))
 
 
 @dataclass(frozen=True)
@@ -84,7 +98,9 @@ class Delivery:
     attempts: int  # the most attempts any of them had (this one included)
 
 
-async def judge(conn: AsyncConnection, dialect: str, setup: AlertSetup, observations: Sequence[Observation]) -> list[int]:
+async def judge(
+    conn: AsyncConnection, dialect: str, setup: AlertSetup, observations: Sequence[Observation]
+) -> list[int]:
     """Judge the observations, write the alerts and the outbox; the servers with a pending alert
     after it (to collect again sooner)."""
     if not observations:
@@ -93,7 +109,11 @@ async def judge(conn: AsyncConnection, dialect: str, setup: AlertSetup, observat
     open_alerts = await _open_alerts(conn, ids)
     # Nothing open and nothing past a threshold: nothing to write, no lock taken (the usual case).
     busy = sorted(
-        {o.server_id for o in observations if open_alerts.get(o.server_id) or o.metrics is None or _breaches(setup.policy, o)}
+        {
+            o.server_id
+            for o in observations
+            if open_alerts.get(o.server_id) or o.metrics is None or _breaches(setup.policy, o)
+        }
     )
     if not busy:
         return []
@@ -117,7 +137,9 @@ async def judge(conn: AsyncConnection, dialect: str, setup: AlertSetup, observat
         if observation.metrics is None:
             result = evaluate_failure(setup.policy, observation.server_id, current, observation.at, own_silences)
         else:
-            result = evaluate_sample(setup.policy, observation.server_id, current, observation.metrics, observation.thresholds, own_silences)
+            result = evaluate_sample(
+                setup.policy, observation.server_id, current, observation.metrics, observation.thresholds, own_silences
+            )
         await _write(conn, setup, observation, result)
         if any(alert.state is AlertState.PENDING for alert in still_open(current, result)):
             pending.add(observation.server_id)
@@ -126,7 +148,9 @@ async def judge(conn: AsyncConnection, dialect: str, setup: AlertSetup, observat
 
 def _breaches(policy: AlertPolicy, observation: Observation) -> bool:
     assert observation.metrics is not None
-    return any(r.breached for r in readings(observation.metrics, observation.thresholds, policy.recovery_margin).values())
+    return any(
+        r.breached for r in readings(observation.metrics, observation.thresholds, policy.recovery_margin).values()
+    )
 
 
 async def _open_alerts(conn: AsyncConnection, server_ids: Sequence[int]) -> dict[int, list[Alert]]:
@@ -164,27 +188,57 @@ async def _write(conn: AsyncConnection, setup: AlertSetup, observation: Observat
         event_at = alert.resolved_at if event.kind is EventKind.RESOLVED else alert.notified_at
         line = describe(event.kind, alert, observation.server_name)
         for target in setup.targets:
-            rows.append({
-                "alert_id": ids[alert.key], "kind": event.kind.value, "event_at": event_at, "target": target, "line": line,
-                "created_at": now, "next_try_at": now, "attempts": 0,
-            })
+            rows.append(
+                {
+                    "alert_id": ids[alert.key],
+                    "kind": event.kind.value,
+                    "event_at": event_at,
+                    "target": target,
+                    "line": line,
+                    "created_at": now,
+                    "next_try_at": now,
+                    "attempts": 0,
+                }
+            )
     await conn.execute(insert(OUTBOX), rows)
 
 
 def _values(alert: Alert) -> dict[str, Any]:
     return {
-        "server_id": alert.server_id, "rule": alert.rule, "label": alert.label, "state": alert.state.value,
-        "value": alert.value, "peak": alert.peak, "threshold": alert.threshold, "count": alert.count,
-        "started_at": alert.started_at, "fired_at": alert.fired_at, "resolved_at": alert.resolved_at,
-        "notified_at": alert.notified_at, "acked_by": alert.acked_by, "acked_at": alert.acked_at,
+        "server_id": alert.server_id,
+        "rule": alert.rule,
+        "label": alert.label,
+        "state": alert.state.value,
+        "value": alert.value,
+        "peak": alert.peak,
+        "threshold": alert.threshold,
+        "count": alert.count,
+        "started_at": alert.started_at,
+        "fired_at": alert.fired_at,
+        "resolved_at": alert.resolved_at,
+        "notified_at": alert.notified_at,
+        "acked_by": alert.acked_by,
+        "acked_at": alert.acked_at,
     }
 
 
 def _alert(row: Any) -> Alert:
     return Alert(
-        server_id=row.server_id, rule=row.rule, label=row.label, state=AlertState(row.state), started_at=row.started_at,
-        value=row.value, peak=row.peak, threshold=row.threshold, count=row.count, fired_at=row.fired_at,
-        resolved_at=row.resolved_at, notified_at=row.notified_at, acked_by=row.acked_by, acked_at=row.acked_at, id=row.id,
+        server_id=row.server_id,
+        rule=row.rule,
+        label=row.label,
+        state=AlertState(row.state),
+        started_at=row.started_at,
+        value=row.value,
+        peak=row.peak,
+        threshold=row.threshold,
+        count=row.count,
+        fired_at=row.fired_at,
+        resolved_at=row.resolved_at,
+        notified_at=row.notified_at,
+        acked_by=row.acked_by,
+        acked_at=row.acked_at,
+        id=row.id,
     )
 
 
@@ -215,7 +269,9 @@ async def claim(conn: AsyncConnection, now: datetime, group_wait: timedelta, lea
     if oldest is None or oldest + group_wait > now:
         return []
     token = str(uuid.uuid4())
-    await conn.execute(update(OUTBOX).where(_due(now, lease)).values(claimed_by=token, claimed_at=now, attempts=OUTBOX.c.attempts + 1))
+    await conn.execute(
+        update(OUTBOX).where(_due(now, lease)).values(claimed_by=token, claimed_at=now, attempts=OUTBOX.c.attempts + 1)
+    )
     rows = (await conn.execute(select(OUTBOX).where(OUTBOX.c.claimed_by == token).order_by(OUTBOX.c.id))).all()
     deliveries: dict[str, Delivery] = {}
     for row in rows:
@@ -223,7 +279,9 @@ async def claim(conn: AsyncConnection, now: datetime, group_wait: timedelta, lea
         delivery.ids.append(row.id)
         delivery.lines.append(row.line)
         delivery.kinds.append(EventKind(row.kind))
-        deliveries[row.target] = Delivery(row.target, delivery.ids, delivery.lines, delivery.kinds, max(delivery.attempts, row.attempts))
+        deliveries[row.target] = Delivery(
+            row.target, delivery.ids, delivery.lines, delivery.kinds, max(delivery.attempts, row.attempts)
+        )
     return list(deliveries.values())
 
 
@@ -231,7 +289,9 @@ async def delivered(conn: AsyncConnection, ids: Sequence[int], now: datetime) ->
     await conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(ids)).values(sent_at=now, claimed_by=None, error=None))
 
 
-async def not_delivered(conn: AsyncConnection, ids: Sequence[int], error: str, now: datetime, retry_at: datetime | None) -> None:
+async def not_delivered(
+    conn: AsyncConnection, ids: Sequence[int], error: str, now: datetime, retry_at: datetime | None
+) -> None:
     """A failed delivery: tried again at retry_at, or given up (None), the error kept to be shown."""
     values: dict[str, Any] = {"claimed_by": None, "claimed_at": None, "error": error[:1000]}
     if retry_at is None:
@@ -263,9 +323,11 @@ async def _records(conn: AsyncConnection, condition: Any, now: datetime) -> list
         return []
     alert_ids = [row.id for row in rows]
     errors: dict[int, str] = {}
-    failing = select(OUTBOX.c.alert_id, OUTBOX.c.error).where(
-        OUTBOX.c.alert_id.in_(alert_ids), OUTBOX.c.sent_at.is_(None), OUTBOX.c.error.is_not(None)
-    ).order_by(OUTBOX.c.id)
+    failing = (
+        select(OUTBOX.c.alert_id, OUTBOX.c.error)
+        .where(OUTBOX.c.alert_id.in_(alert_ids), OUTBOX.c.sent_at.is_(None), OUTBOX.c.error.is_not(None))
+        .order_by(OUTBOX.c.id)
+    )
     for alert_id, error in await conn.execute(failing):
         errors[alert_id] = error
     silenced = await _silences(conn, sorted({row.server_id for row in rows}), now)
@@ -274,12 +336,26 @@ async def _records(conn: AsyncConnection, condition: Any, now: datetime) -> list
     for row in sorted(rows, key=lambda r: order[r.state]):
         alert = _alert(row)
         until = [s.until for s in silenced.get(row.server_id, []) if s.rule in (None, row.rule)]
-        records.append(AlertRecord(
-            id=row.id, server=row.server_name, server_id=row.server_id, rule=row.rule, label=row.label, state=alert.state,
-            value=row.value, peak=row.peak, threshold=row.threshold, started_at=row.started_at, fired_at=row.fired_at,
-            resolved_at=row.resolved_at, acked_by=row.acked_by, acked_at=row.acked_at,
-            silenced_until=max(until) if until else None, notify_error=errors.get(row.id),
-        ))
+        records.append(
+            AlertRecord(
+                id=row.id,
+                server=row.server_name,
+                server_id=row.server_id,
+                rule=row.rule,
+                label=row.label,
+                state=alert.state,
+                value=row.value,
+                peak=row.peak,
+                threshold=row.threshold,
+                started_at=row.started_at,
+                fired_at=row.fired_at,
+                resolved_at=row.resolved_at,
+                acked_by=row.acked_by,
+                acked_at=row.acked_at,
+                silenced_until=max(until) if until else None,
+                notify_error=errors.get(row.id),
+            )
+        )
     return records
 
 
@@ -302,7 +378,8 @@ async def add_silence(
 ) -> int:
     return (
         await conn.execute(
-            insert(SILENCES).values(server_id=server_id, rule=rule, until=until, comment=comment, created_by=who[:255], created_at=now)
+            insert(SILENCES)
+            .values(server_id=server_id, rule=rule, until=until, comment=comment, created_by=who[:255], created_at=now)
             .returning(SILENCES.c.id)
         )
     ).scalar_one()
@@ -318,17 +395,31 @@ async def list_silences(conn: AsyncConnection, now: datetime, silence_id: int | 
         .order_by(SILENCES.c.until, SILENCES.c.id)
     )
     return [
-        SilenceRecord(id=r.id, server=r.server_name, rule=r.rule, until=r.until, comment=r.comment, created_by=r.created_by, created_at=r.created_at)
+        SilenceRecord(
+            id=r.id,
+            server=r.server_name,
+            rule=r.rule,
+            until=r.until,
+            comment=r.comment,
+            created_by=r.created_by,
+            created_at=r.created_at,
+        )
         for r in rows
     ]
 
 
 async def expire_silence(conn: AsyncConnection, silence_id: int, now: datetime) -> bool:
-    done = await conn.execute(update(SILENCES).where(SILENCES.c.id == silence_id, SILENCES.c.until > now).values(until=now))
+    done = await conn.execute(
+        update(SILENCES).where(SILENCES.c.id == silence_id, SILENCES.c.until > now).values(until=now)
+    )
     return bool(done.rowcount == 1)
 
 
 async def firing_servers(conn: AsyncConnection) -> dict[int, int]:
     """Per server id, how many firing alerts it has."""
-    query = select(ALERTS.c.server_id, func.count()).where(ALERTS.c.state == AlertState.FIRING.value).group_by(ALERTS.c.server_id)
+    query = (
+        select(ALERTS.c.server_id, func.count())
+        .where(ALERTS.c.state == AlertState.FIRING.value)
+        .group_by(ALERTS.c.server_id)
+    )
     return {server_id: count for server_id, count in await conn.execute(query)}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Integer, and_, bindparam, cast, delete, func, insert, select, update
@@ -18,6 +18,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
+from fleettop.alerting import RULES, AlertRecord, SilenceRecord
 from fleettop.config import DefaultsConfig, ServerConfig
 from fleettop.domain import (
     AuditEntry,
@@ -33,7 +34,9 @@ from fleettop.domain import (
     is_alerting,
     secret_binding_changes,
 )
-from fleettop.errors import FleettopError, UnknownServer
+from fleettop.errors import FleettopError, UnknownServer, UsageError
+from fleettop.store import alerts
+from fleettop.store.alerts import AlertSetup, Delivery, Observation
 from fleettop.store.db import Database, describe_error
 from fleettop.store.tables import AuditRow, RunRow, SampleRow, ServerRow
 
@@ -68,12 +71,16 @@ def utcnow() -> datetime:
 
 
 class Repository:
-    def __init__(self, database: Database, defaults: DefaultsConfig | None = None):
+    def __init__(
+        self, database: Database, defaults: DefaultsConfig | None = None, alert_setup: AlertSetup | None = None
+    ):
         """`defaults`: the config's `defaults:`, which a server's unset interval and thresholds
-        (NULL in the table) take each time it is read."""
+        (NULL in the table) take each time it is read. `alert_setup`: the alert rules judge
+        each collection this repository records (a worker's); None: they do not."""
         self._database = database
         self._sessions = database.sessions
         self.defaults = defaults or DefaultsConfig()
+        self.alert_setup = alert_setup
         self._writer: _GroupCommit | None = None
 
     # -- servers -----------------------------------------------------------------
@@ -255,16 +262,22 @@ class Repository:
         return await self._group_commit().submit(_Begin(server_id, job_key, trigger, attempt, skip_disabled))
 
     async def finish_collection(
-        self, run: StartedRun, server_id: int, metrics: Metrics, counters: Counters | None
-    ) -> None:
+        self, run: StartedRun, server_id: int, metrics: Metrics, counters: Counters | None, server: Server | None = None
+    ) -> bool:
         """A successful collection's writes, as one: the sample (kept once per collected_at,
-        as add_sample) and its run finished ok. Group-committed; returns once committed."""
-        await self._group_commit().submit(_Finish(run, _sample_values(server_id, metrics, counters), utcnow()))
+        as add_sample), its run finished ok, and (given the server, in a worker) the alerts it
+        changes with the notifications they owe. Group-committed; returns once committed,
+        whether the server has a pending alert now (to collect it again sooner)."""
+        observation = None
+        if server is not None and self.alert_setup is not None:
+            observation = Observation(server_id, server.name, metrics.collected_at, server.thresholds, metrics)
+        finish = _Finish(run, _sample_values(server_id, metrics, counters), utcnow(), observation)
+        return bool(await self._group_commit().submit(finish))
 
     def _group_commit(self) -> _GroupCommit:
         loop = asyncio.get_running_loop()
         if self._writer is None or self._writer.loop is not loop:
-            self._writer = _GroupCommit(self._database, self.defaults, loop)
+            self._writer = _GroupCommit(self._database, self.defaults, loop, self.alert_setup)
         return self._writer
 
     async def latest_sample(self, server_id: int) -> Sample | None:
@@ -445,7 +458,11 @@ class Repository:
         except IntegrityError:
             raise FleettopError(f"server id {server_id} does not exist (removed?)") from None
 
-    async def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
+    async def finish_run(
+        self, run_id: int, status: str, error: str | None = None, server: Server | None = None
+    ) -> None:
+        """A run's end. A collection failed for good of `server` (given in a worker) counts
+        toward its `down` alert, in the same transaction."""
         if status not in {"ok", "failed", "retried"}:
             raise ValueError(f"a run finishes as 'ok', 'failed' or 'retried', not {status!r}")
         finished = utcnow()
@@ -457,6 +474,10 @@ class Repository:
             row.error = error
             row.finished_at = finished
             row.duration_s = (finished - row.started_at).total_seconds()
+            if status == "failed" and server is not None and self.alert_setup is not None:
+                await session.flush()
+                observation = Observation(server.id, server.name, finished, server.thresholds)
+                await alerts.judge(await session.connection(), self._database.dialect, self.alert_setup, [observation])
 
     async def close_stale_runs(self, started_before: datetime, error: str) -> int:
         """Mark failed every run still 'running' that started before `started_before`: no
@@ -570,6 +591,61 @@ class Repository:
             )
             return result.rowcount
 
+    # -- alerts ------------------------------------------------------------------
+
+    async def alerts(self, *, resolved_since: datetime | None = None) -> list[AlertRecord]:
+        async with self._database.engine.connect() as conn:
+            return await alerts.list_alerts(conn, utcnow(), resolved_since)
+
+    async def server_alerts(self, server_id: int, limit: int = 20) -> list[AlertRecord]:
+        async with self._database.engine.connect() as conn:
+            return await alerts.server_alerts(conn, server_id, utcnow(), limit)
+
+    async def firing_counts(self) -> dict[int, int]:
+        async with self._database.engine.connect() as conn:
+            return await alerts.firing_servers(conn)
+
+    async def ack_alert(self, alert_id: int, who: str) -> AlertRecord:
+        async with self._database.engine.begin() as conn:
+            record = await alerts.ack(conn, alert_id, who, utcnow())
+        if record is None:
+            raise UsageError(f"no open alert has id {alert_id} (see `fleettop alerts`)")
+        return record
+
+    async def add_silence(self, name: str, rule: str | None, until: datetime, comment: str, who: str) -> SilenceRecord:
+        if rule is not None and rule not in RULES:
+            raise UsageError(f"--rule {rule!r}: expected one of {', '.join(RULES)}")
+        server = await self.get_server(name)
+        if server is None:
+            raise UnknownServer(name)
+        now = utcnow()
+        async with self._database.engine.begin() as conn:
+            silence_id = await alerts.add_silence(conn, server.id, rule, until, comment, who, now)
+            return (await alerts.list_silences(conn, now, silence_id))[0]
+
+    async def silences(self) -> list[SilenceRecord]:
+        async with self._database.engine.connect() as conn:
+            return await alerts.list_silences(conn, utcnow())
+
+    async def expire_silence(self, silence_id: int) -> SilenceRecord:
+        now = utcnow()
+        async with self._database.engine.begin() as conn:
+            if not await alerts.expire_silence(conn, silence_id, now):
+                raise UsageError(f"no silence in force has id {silence_id} (see `fleettop silence --list`)")
+            return (await alerts.list_silences(conn, now, silence_id))[0]
+
+    async def claim_notifications(self, group_wait: timedelta, lease: timedelta) -> list[Delivery]:
+        async with self._database.engine.begin() as conn:
+            return await alerts.claim(conn, utcnow(), group_wait, lease)
+
+    async def delivered(self, ids: Sequence[int]) -> None:
+        async with self._database.engine.begin() as conn:
+            await alerts.delivered(conn, ids, utcnow())
+
+    async def not_delivered(self, ids: Sequence[int], error: str, retry_at: datetime | None) -> None:
+        async with self._database.engine.begin() as conn:
+            await alerts.not_delivered(conn, ids, error, utcnow(), retry_at)
+
     # -- audit -------------------------------------------------------------------
 
     async def audit(
@@ -673,6 +749,7 @@ class _Finish:
     run: StartedRun
     sample: dict[str, Any]
     finished_at: datetime
+    observation: Observation | None = None  # for the alert rules
 
 
 class _GroupCommit:
@@ -684,10 +761,17 @@ class _GroupCommit:
     its requests is tried again alone, so one bad request (its server just removed) fails
     only its own job; a database that is away fails them all, and SAQ retries them."""
 
-    def __init__(self, database: Database, defaults: DefaultsConfig, loop: asyncio.AbstractEventLoop):
+    def __init__(
+        self,
+        database: Database,
+        defaults: DefaultsConfig,
+        loop: asyncio.AbstractEventLoop,
+        alert_setup: AlertSetup | None,
+    ):
         self.loop = loop
         self._database = database
         self._defaults = defaults
+        self._alert_setup = alert_setup
         self._pending: list[tuple[_Begin | _Finish, asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -741,8 +825,13 @@ class _GroupCommit:
                 await conn.execute(
                     _FINISH_RUN, [_run_end(r.run.id, r.run.started_at, "ok", None, r.finished_at) for r in finishes]
                 )
+                judged = [r.observation for r in finishes if r.observation is not None]
+                if judged and self._alert_setup is not None:
+                    pending = set(await alerts.judge(conn, self._database.dialect, self._alert_setup, judged))
+                    for r in finishes:
+                        answers[id(r)] = r.observation is not None and r.observation.server_id in pending
             if begins:
-                answers = await self._begin(conn, begins)
+                answers.update(await self._begin(conn, begins))
         return [answers.get(id(request)) for request in requests]
 
     async def _begin(self, conn: Any, begins: list[_Begin]) -> dict[int, CollectInputs | None]:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -144,3 +145,87 @@ class AuditRow(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(255))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+_OPEN_ALERT = text("state <> 'resolved'")
+
+
+class AlertHostRow(Base):
+    """Per server, the last observation the alert rules judged (see migration 0003)."""
+
+    __tablename__ = "alert_hosts"
+
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"), primary_key=True)
+    evaluated_at: Mapped[datetime]
+
+
+class AlertRow(Base):
+    """One episode of one rule on one server: pending -> firing -> resolved (fleettop.alerting)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index(
+            "uq_alerts_open",
+            "server_id",
+            "rule",
+            "label",
+            unique=True,
+            sqlite_where=_OPEN_ALERT,
+            postgresql_where=_OPEN_ALERT,
+        ),
+        Index("ix_alerts_state_resolved", "state", "resolved_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"))
+    rule: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    value: Mapped[float | None] = mapped_column(Float)
+    peak: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    fired_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    notified_at: Mapped[datetime | None]
+    acked_by: Mapped[str | None] = mapped_column(String(255))
+    acked_at: Mapped[datetime | None]
+
+
+class OutboxRow(Base):
+    """A notification to deliver: one per event and URL (its fingerprint, never the URL)."""
+
+    __tablename__ = "alert_outbox"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "kind", "event_at", "target", name="uq_alert_outbox_event"),
+        Index("ix_alert_outbox_due", "sent_at", "failed_at", "next_try_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(BigId, ForeignKey("alerts.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # firing | resolved | reminder
+    event_at: Mapped[datetime]
+    target: Mapped[str] = mapped_column(String(16))
+    line: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    next_try_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(36))
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]  # given up after its retries
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class SilenceRow(Base):
+    __tablename__ = "silences"
+    __table_args__ = (Index("ix_silences_until", "until"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"))
+    rule: Mapped[str | None] = mapped_column(String(16))  # None: every rule
+    until: Mapped[datetime]
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]

@@ -50,7 +50,12 @@ def upgrade() -> None:
     )
     # At most one open episode per server, rule and label, whatever runs concurrently.
     op.create_index(
-        "uq_alerts_open", "alerts", ["server_id", "rule", "label"], unique=True, sqlite_where=OPEN, postgresql_where=OPEN
+        "uq_alerts_open",
+        "alerts",
+        ["server_id", "rule", "label"],
+        unique=True,
+        sqlite_where=OPEN,
+        postgresql_where=OPEN,
     )
     op.create_index("ix_alerts_state_resolved", "alerts", ["state", "resolved_at"])
     op.create_table(

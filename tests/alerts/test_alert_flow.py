@@ -1,0 +1,225 @@
+"""Alerts end to end: simulated hosts crossing thresholds, collected by real workers (real
+Redis, SQLite and PostgreSQL, SSH to asyncssh-simulated hosts), notified through apprise's
+json:// to a real HTTP receiver on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from queue_helpers import service_for, wait_until
+
+from fleettop.alerting import AlertState
+from fleettop.service import FleetService
+from fleettop.probe.sim import SimFleet
+
+
+class Receiver:
+    """A webhook on 127.0.0.1: keeps every JSON body POSTed to it; `down` refuses with 503."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.down = False
+        self.refused = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Receiver:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"json://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/alerts"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ),
+            0,
+        )
+        body = await reader.readexactly(length)
+        if self.down:
+            self.refused += 1
+            writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        else:
+            self.messages.append(json.loads(body))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    def lines(self) -> list[str]:
+        return [line for message in self.messages for line in message["message"].splitlines()]
+
+    def titled(self, word: str) -> list[str]:
+        return [line for line in self.lines() if line.startswith(f"[{word}]")]
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with Receiver() as running:
+        yield running
+
+
+def alert_config(make_config: Any, database_url: str | None, receiver: Receiver, **alerts: Any) -> dict[str, Any]:
+    return make_config(
+        servers=["sim-0001"],
+        database={"url": database_url},
+        alerts={"for": 2, "recovery_margin": 5, "down_after": 1, "repeat": 0, **alerts},
+        notify={"urls": [receiver.url], "group_wait": 0},
+        defaults={"thresholds": {"cpu": 100, "ram": 95, "disk": 100}},
+    )
+
+
+async def collect(service: FleetService, name: str = "sim-0001") -> None:
+    servers = await service.resolve([name])
+    await service.collect_servers(servers, everything=False)
+    await service.wait_collected(servers, timeout=60)
+
+
+async def test_ram_flapping_at_its_threshold_sends_one_firing_and_one_resolved(
+    make_config: Any, database_url: str | None, fleet: SimFleet, receiver: Receiver
+) -> None:
+    data = alert_config(make_config, database_url, receiver)
+    machine = fleet.host("sim-0001").machine
+    # 20 samples around 95 %: never 2 under it in a row... once 2 over it in a row (fires), never
+    # 5 points under it (stays firing); then 80 %: resolved.
+    pattern = [97.0, 92.0, 97.5, 97.0, 92.0, 97.5, 92.0, 97.0, 92.5, 97.5] * 2
+    async with service_for(data, worker="manual") as service:
+        for percent in pattern:
+            machine.mem_fraction = percent / 100
+            await collect(service)
+        open_alerts = await service.alerts()
+        assert [(a.server, a.rule, a.state) for a in open_alerts] == [("sim-0001", "ram", AlertState.FIRING)]
+        assert open_alerts[0].peak is not None and open_alerts[0].peak > 96
+        machine.mem_fraction = 0.80
+        await collect(service)
+        await wait_until(lambda: receiver.titled("RESOLVED"), timeout=15)
+        await asyncio.sleep(2)  # nothing more comes
+        assert len(receiver.titled("FIRING")) == 1 and len(receiver.titled("RESOLVED")) == 1
+        assert receiver.titled("FIRING")[0].startswith("[FIRING] sim-0001 ram: ")
+        assert [m["type"] for m in receiver.messages] == ["failure", "success"]
+        assert await service.alerts() == []
+        (resolved,) = await service.alerts(everything=True)
+        assert resolved.state is AlertState.RESOLVED and resolved.resolved_at is not None
+
+
+async def test_two_workers_send_each_event_once(
+    make_config: Any, database_url: str | None, fleet: SimFleet, receiver: Receiver
+) -> None:
+    data = alert_config(make_config, database_url, receiver, **{"for": 1})
+    data["servers"] = [cfg for cfg in make_config()["servers"]]
+    data["notify"]["group_wait"] = 1
+    machines = [fleet.host(name).machine for name, _ in fleet.hosts]
+    async with service_for(data, worker="manual") as first, service_for(data, worker="manual") as second:
+        for machine in machines:
+            machine.mem_fraction = 0.98
+        names = [name for name, _ in fleet.hosts]
+        for service in (first, second, first):  # both collect every host, concurrently and again
+            servers = await service.resolve(names)
+            await asyncio.gather(
+                first.collect_servers(servers, everything=False), second.collect_servers(servers, everything=False)
+            )
+            await service.wait_collected(servers, timeout=60)
+        await wait_until(lambda: len(receiver.titled("FIRING")) >= len(names), timeout=20)
+        for machine in machines:
+            machine.mem_fraction = 0.5
+        servers = await first.resolve(names)
+        await asyncio.gather(
+            first.collect_servers(servers, everything=False), second.collect_servers(servers, everything=False)
+        )
+        await first.wait_collected(servers, timeout=60)
+        await wait_until(lambda: len(receiver.titled("RESOLVED")) >= len(names), timeout=20)
+        await asyncio.sleep(3)
+    assert sorted(receiver.titled("FIRING")) == sorted(set(receiver.titled("FIRING")))
+    assert len(receiver.titled("FIRING")) == len(names) and len(receiver.titled("RESOLVED")) == len(names)
+    assert len(receiver.messages) <= 4  # a round's alerts in one message, not one per host
+
+
+async def test_a_host_down_is_one_down_alert_and_holds_its_metric_alerts(
+    make_config: Any, database_url: str | None, fleet: SimFleet, receiver: Receiver
+) -> None:
+    data = alert_config(make_config, database_url, receiver, **{"for": 1, "repeat": 1})
+    data["worker"] = {"retries": 1}
+    machine = fleet.host("sim-0001").machine
+    async with service_for(data, worker="manual") as service:
+        machine.mem_fraction = 0.98
+        await collect(service)
+        await wait_until(lambda: receiver.titled("FIRING"), timeout=15)
+        await fleet.stop("sim-0001")
+        for _ in range(3):
+            await collect(service)
+        await wait_until(lambda: any(" down: " in line for line in receiver.titled("FIRING")), timeout=15)
+        states = {(a.rule, a.state) for a in await service.alerts()}
+        assert states == {("down", AlertState.FIRING), ("ram", AlertState.FIRING)}
+        assert not [
+            line for line in receiver.lines() if "ram" in line and not line.startswith("[FIRING]")
+        ]  # no reminder while down
+        await fleet.start("sim-0001")
+        machine.mem_fraction = 0.5
+        await collect(service)
+        await wait_until(lambda: len(receiver.titled("RESOLVED")) == 2, timeout=15)
+    down_lines = [line for line in receiver.lines() if " down: " in line]
+    assert [line.split("]")[0] for line in down_lines] == ["[FIRING", "[RESOLVED"]
+
+
+async def test_a_receiver_that_is_down_retries_then_shows_the_failure(
+    make_config: Any, fleet: SimFleet, receiver: Receiver
+) -> None:
+    data = alert_config(make_config, None, receiver, **{"for": 1})
+    receiver.down = True
+    machine = fleet.host("sim-0001").machine
+    async with service_for(data, worker="manual") as service:
+        machine.mem_fraction = 0.98
+        await collect(service)
+        await wait_until(lambda: receiver.refused >= 2, timeout=30)
+        (alert,) = await service.alerts()
+        assert alert.notify_error is not None and "503" in alert.notify_error or "failure" in (alert.notify_error or "")
+        receiver.down = False
+        await wait_until(lambda: receiver.titled("FIRING"), timeout=30)
+        assert len(receiver.titled("FIRING")) == 1
+        (alert,) = await service.alerts()
+        assert alert.notify_error is None
+
+
+async def test_a_silence_holds_notifications_and_ack_stops_reminders(
+    make_config: Any, fleet: SimFleet, receiver: Receiver
+) -> None:
+    data = alert_config(make_config, None, receiver, **{"for": 1, "repeat": 1})
+    machine = fleet.host("sim-0001").machine
+    async with service_for(data, worker="manual") as service:
+        silence = await service.silence("sim-0001", rule="ram", duration_s=3600, comment="maintenance")
+        machine.mem_fraction = 0.98
+        await collect(service)
+        await collect(service)
+        (alert,) = await service.alerts()
+        assert alert.state is AlertState.FIRING and alert.silenced_until == silence.until
+        await asyncio.sleep(1.5)
+        assert receiver.messages == []
+        await service.expire_silence(silence.id)
+        await collect(service)
+        await wait_until(lambda: receiver.titled("FIRING"), timeout=15)
+        await asyncio.sleep(1.1)
+        await collect(service)
+        await wait_until(lambda: receiver.titled("STILL FIRING"), timeout=15)
+        await service.ack_alert(alert.id)
+        reminders = len(receiver.titled("STILL FIRING"))
+        for _ in range(2):
+            await asyncio.sleep(1.1)
+            await collect(service)
+        await asyncio.sleep(2)
+        assert len(receiver.titled("STILL FIRING")) == reminders
+        (acked,) = await service.alerts()
+        assert acked.acked_by
