@@ -22,13 +22,14 @@ import enum
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
 from fleettop.domain import Metrics, Severity, Thresholds, severity, shown_disk_percent, shown_percent
 
 METRIC_RULES = ("cpu", "ram", "disk")
+RESOLVED_SHOWN = timedelta(days=7)  # how far back `alerts --all` and the alerts screen show resolved alerts
 RULES = (*METRIC_RULES, "down")
 
 

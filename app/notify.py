@@ -17,11 +17,11 @@ from functools import cached_property
 import apprise
 
 from fleettop.alerting import EventKind, fingerprint
-from fleettop.errors import FleettopError
+from fleettop.errors import UsageError
 
 # apprise narrates every attempt (and at debug, payloads): the worker logs one line per
 # delivery itself, from apprise's own warnings, which name the host and never the URL.
-logging.getLogger("apprise").setLevel(logging.CRITICAL)
+logging.getLogger("apprise").propagate = False
 
 SEND_TIMEOUT_S = 10.0
 _TYPES = {
@@ -31,7 +31,7 @@ _TYPES = {
 }
 
 
-class NotifyConfigError(FleettopError):
+class NotifyConfigError(UsageError):
     """A `notify.urls` entry apprise cannot use."""
 
 

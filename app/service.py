@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from redis.exceptions import RedisError
 
-from fleettop.alerting import AlertRecord, SilenceRecord
+from fleettop.alerting import RESOLVED_SHOWN, AlertRecord, SilenceRecord
 from fleettop.cache import Event, ServerList
 from fleettop.config import ServerConfig
 from fleettop.domain import (
@@ -47,7 +47,6 @@ log = logging.getLogger("fleettop.service")
 
 RECENT_RUNS = 20
 RECENT_ALERTS = 10  # on the detail screen
-RESOLVED_SHOWN = timedelta(days=7)  # `alerts --all`
 HEALTH_TIMEOUT_S = 3.0  # a health check longer than this is an answer: "down"
 AUDIT_EVERY_S = 1.0  # a worker records the audit entries attached commands left in Redis this often
 
@@ -128,26 +127,17 @@ class FleetService:
         return await self.repo.alerts(resolved_since=since)
 
     async def ack_alert(self, alert_id: int) -> AlertRecord:
-        record = await self.repo.ack_alert(alert_id, actor())
-        await self.repo.audit(
-            "alert.ack", record.server, f"alert {alert_id} ({record.rule} {record.label}".rstrip() + ")"
-        )
-        return record
+        return await self.repo.ack_alert(alert_id, actor())
 
     async def silence(self, name: str, *, rule: str | None, duration_s: float, comment: str = "") -> SilenceRecord:
         until = datetime.now(timezone.utc) + timedelta(seconds=duration_s)
-        record = await self.repo.add_silence(name, rule, until, comment, actor())
-        detail = f"silence {record.id}: {rule or 'every rule'} until {until.isoformat(timespec='seconds')}"
-        await self.repo.audit("silence.add", record.server, detail + (f"; {comment}" if comment else ""))
-        return record
+        return await self.repo.add_silence(name, rule, until, comment, actor())
 
     async def silences(self) -> list[SilenceRecord]:
         return await self.repo.silences()
 
     async def expire_silence(self, silence_id: int) -> SilenceRecord:
-        record = await self.repo.expire_silence(silence_id)
-        await self.repo.audit("silence.expire", record.server, f"silence {silence_id}")
-        return record
+        return await self.repo.expire_silence(silence_id, actor())
 
     async def notify_test(self) -> list[tuple[str, str | None]]:
         """One test message to every notify URL: (the URL masked, None when sent or why not)."""

@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fleettop import __version__, config
+from fleettop.alerting import RULES
 from fleettop.errors import FleettopError
 from fleettop.text import clean
 
@@ -120,6 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="the newest N entries (default 50)")
     audit.add_argument("--json", action="store_true")
 
+    alerts = commands.add_parser("alerts", help="open alerts (pending and firing); `alerts ack ID` acknowledges one")
+    alerts.add_argument("action", nargs="?", choices=["ack"], help="ack: acknowledge an alert (no more reminders)")
+    alerts.add_argument("id", nargs="?", type=_positive_int, metavar="ID")
+    alerts.add_argument("--all", action="store_true", help="also the alerts resolved in the last 7 days")
+    alerts.add_argument("--json", action="store_true")
+
+    silence = commands.add_parser("silence", help="hold back a server's notifications for a while (maintenance)")
+    silence.add_argument("name", nargs="?", metavar="NAME")
+    silence.add_argument("--rule", choices=RULES, help="only this rule (default: every rule)")
+    silence.add_argument("--for", dest="duration", metavar="DURATION", help="how long: 30m, 2h, 7d")
+    silence.add_argument("--comment", metavar="TEXT", help="why (shown in --list and the audit log)")
+    silence_actions = silence.add_mutually_exclusive_group()
+    silence_actions.add_argument("--list", action="store_true", help="the silences in force")
+    silence_actions.add_argument("--expire", type=_positive_int, metavar="ID", help="end a silence now")
+    silence.add_argument("--json", action="store_true")
+
+    notify = commands.add_parser("notify", help="notifications: `notify test` sends a test message to every URL")
+    notify.add_argument("action", choices=["test"])
+
     db = commands.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade", "purge"])
 
@@ -184,6 +204,9 @@ _HANDLERS = {
     "export": "fleettop.cli.export:cmd_export",
     "db": "fleettop.cli.db:cmd_db",
     "audit": "fleettop.cli.audit:cmd_audit",
+    "alerts": "fleettop.cli.alerts:cmd_alerts",
+    "silence": "fleettop.cli.alerts:cmd_silence",
+    "notify": "fleettop.cli.alerts:cmd_notify",
     "trust": "fleettop.cli.trust:cmd_trust",
     "untrust": "fleettop.cli.trust:cmd_untrust",
     "collect": "fleettop.cli.collect:cmd_collect",

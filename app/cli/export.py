@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import os
-import re
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -16,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from fleettop.cli.output import SAMPLE_FIELDS, sample_record
+from fleettop.cli.output import SAMPLE_FIELDS, duration_seconds, sample_record
 from fleettop.cli.repository import open_repository
 from fleettop.config import LoadedConfig
 from fleettop.domain import Sample
@@ -28,20 +27,14 @@ EXPORT_FIELDS = ["server", *SAMPLE_FIELDS]
 EXPORT_FLUSH_ROWS = 500
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-
-
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
 def parse_time(text: str | None, option: str, now: datetime | None = None) -> datetime | None:
     """'30m', '24h', '7d', '2w' (that long ago) or an ISO-8601 time (UTC unless it says otherwise)."""
     if text is None:
         return None
     now = now or datetime.now(UTC)
-    match = _DURATION.match(text)
-    if match:
-        return now - timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+    seconds = duration_seconds(text)
+    if seconds is not None:
+        return now - timedelta(seconds=seconds)
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -48,6 +48,7 @@ class Runtime:
 
     async def start(self) -> None:
         settings = self.deps.settings
+        notifier = Notifier(settings, self.deps.repo) if settings.notify.urls else None  # a bad URL: no start
         common: dict[str, Any] = {
             "concurrency": settings.worker.concurrency,
             "context": {"collect": self.deps},
@@ -61,8 +62,7 @@ class Runtime:
         for worker in self._workers:
             self._tasks.append(asyncio.create_task(worker.start(), name=f"saq-worker-{worker.queue.name}"))
         self._helpers.append(asyncio.create_task(self._heartbeat(), name="fleettop-heartbeat"))
-        if settings.notify.urls:
-            notifier = Notifier(settings, self.deps.repo)
+        if notifier is not None:
             self._helpers.append(asyncio.create_task(notifier.run(), name="fleettop-notifier"))
         self._helpers.append(asyncio.create_task(self._follow_control_events(), name="fleettop-control"))
         await asyncio.sleep(0)  # let each Worker.start() reach its wait before anyone may stop it

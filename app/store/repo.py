@@ -606,13 +606,18 @@ class Repository:
             return await alerts.firing_servers(conn)
 
     async def ack_alert(self, alert_id: int, who: str) -> AlertRecord:
+        """Acknowledge an open alert (its reminders stop); audited."""
         async with self._database.engine.begin() as conn:
             record = await alerts.ack(conn, alert_id, who, utcnow())
         if record is None:
             raise UsageError(f"no open alert has id {alert_id} (see `fleettop alerts`)")
+        await self.audit(
+            "alert.ack", record.server, f"alert {alert_id}: {record.rule} {record.label}".rstrip(), who=who
+        )
         return record
 
     async def add_silence(self, name: str, rule: str | None, until: datetime, comment: str, who: str) -> SilenceRecord:
+        """Hold back the notifications of a server (one rule, or all) until `until`; audited."""
         if rule is not None and rule not in RULES:
             raise UsageError(f"--rule {rule!r}: expected one of {', '.join(RULES)}")
         server = await self.get_server(name)
@@ -621,18 +626,23 @@ class Repository:
         now = utcnow()
         async with self._database.engine.begin() as conn:
             silence_id = await alerts.add_silence(conn, server.id, rule, until, comment, who, now)
-            return (await alerts.list_silences(conn, now, silence_id))[0]
+            record = (await alerts.list_silences(conn, now, silence_id))[0]
+        detail = f"silence {record.id}: {rule or 'every rule'} until {until.isoformat(timespec='seconds')}"
+        await self.audit("silence.add", record.server, detail + (f"; {comment}" if comment else ""), who=who)
+        return record
 
     async def silences(self) -> list[SilenceRecord]:
         async with self._database.engine.connect() as conn:
             return await alerts.list_silences(conn, utcnow())
 
-    async def expire_silence(self, silence_id: int) -> SilenceRecord:
+    async def expire_silence(self, silence_id: int, who: str) -> SilenceRecord:
         now = utcnow()
         async with self._database.engine.begin() as conn:
             if not await alerts.expire_silence(conn, silence_id, now):
                 raise UsageError(f"no silence in force has id {silence_id} (see `fleettop silence --list`)")
-            return (await alerts.list_silences(conn, now, silence_id))[0]
+            record = (await alerts.list_silences(conn, now, silence_id))[0]
+        await self.audit("silence.expire", record.server, f"silence {silence_id}", who=who)
+        return record
 
     async def claim_notifications(self, group_wait: timedelta, lease: timedelta) -> list[Delivery]:
         async with self._database.engine.begin() as conn:
