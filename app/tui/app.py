@@ -28,6 +28,7 @@ from textual.theme import BUILTIN_THEMES
 from fleettop.config import LoadedConfig
 from fleettop.tui import FAILED, prefs
 from fleettop.tui import format as fmt
+from fleettop.tui.screens.alerts import AlertsScreen
 from fleettop.tui.screens.confirm import ConfirmScreen
 from fleettop.tui.screens.dashboard import DashboardScreen
 from fleettop.tui.screens.detail import DetailScreen
@@ -329,6 +330,9 @@ class FleetApp(App):
 
     def show_queue(self) -> None:
         self.push_screen(QueueScreen())
+
+    def show_alerts(self) -> None:
+        self.push_screen(AlertsScreen())
 
     def show_form(self, server: Any | None) -> None:
         self.push_screen(ServerForm(server, config_path=self.config_path))

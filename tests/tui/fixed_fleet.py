@@ -13,6 +13,7 @@ import asyncio
 import math
 from datetime import datetime, timedelta, timezone
 
+from fleettop.alerting import AlertRecord, AlertState
 from fleettop.domain import (
     DiskUsage,
     FleetAggregate,
@@ -112,10 +113,62 @@ def _history(row: ServerView, count: int, step_s: int, bucketed: bool = False) -
     return points
 
 
-class FixedFleet:
-    """The FleetService calls the dashboard makes, answered from fixed data."""
+def _alerts() -> list[AlertRecord]:
+    """db-2 past its cpu and ram thresholds (firing, one acknowledged), its disk pending, and a
+    resolved episode of web-2 whose notification failed."""
 
-    def __init__(self) -> None:
+    def alert(
+        id_: int,
+        server: str,
+        rule: str,
+        state: AlertState,
+        value: float,
+        peak: float,
+        threshold: float,
+        minutes: int,
+        **extra,
+    ) -> AlertRecord:
+        started = NOW - timedelta(minutes=minutes)
+        return AlertRecord(
+            id=id_,
+            server=server,
+            server_id=4 if server == "db-2" else 2,
+            rule=rule,
+            label="/" if rule == "disk" else "",
+            state=state,
+            value=value,
+            peak=peak,
+            threshold=threshold,
+            started_at=started,
+            fired_at=None if state is AlertState.PENDING else started + timedelta(minutes=1),
+            **{"resolved_at": None, "acked_by": None, **extra},
+        )
+
+    return [
+        alert(12, "db-2", "ram", AlertState.FIRING, 97.0, 98.4, 95, 42, acked_by="ops@bastion", acked_at=NOW),
+        alert(11, "db-2", "cpu", AlertState.FIRING, 95.0, 99.1, 90, 73),
+        alert(13, "db-2", "disk", AlertState.PENDING, 93.0, 93.0, 90, 1),
+        alert(
+            7,
+            "web-2",
+            "cpu",
+            AlertState.RESOLVED,
+            76.0,
+            94.0,
+            90,
+            300,
+            resolved_at=NOW - timedelta(minutes=260),
+            notify_error="failure: A Connection error occurred sending JSON notification to hooks.example.com.",
+        ),
+    ]
+
+
+class FixedFleet:
+    """The FleetService calls the dashboard makes, answered from fixed data. `alerts`: db-2 has
+    alerts firing (the other pictures stay as they were before alerts existed)."""
+
+    def __init__(self, alerts: bool = False) -> None:
+        self.alert_records = _alerts() if alerts else []
         self.rows = []
         for index, (name, host, *figures) in enumerate(FIGURES):
             server = _server(index, name, host)
@@ -157,7 +210,20 @@ class FixedFleet:
                 next_run_at=NOW + timedelta(seconds=12),
             )
         )
+        for row in self.rows:
+            row.firing = sum(
+                1 for a in self.alert_records if a.server_id == row.server.id and a.state is AlertState.FIRING
+            )
         self.paused = False
+
+    async def alerts(self, *, everything=False):
+        return [a for a in self.alert_records if everything or a.state is not AlertState.RESOLVED]
+
+    async def ack_alert(self, alert_id):
+        return next(a for a in self.alert_records if a.id == alert_id)
+
+    async def silence(self, name, *, rule, duration_s, comment=""):
+        return None
 
     async def list_servers(self):
         return list(self.rows)
@@ -172,6 +238,7 @@ class FixedFleet:
             history_1h=_history(row, 60, 60),
             history_24h=_history(row, 144, 600, bucketed=True),
             runs=self._runs(row),
+            alerts=[a for a in self.alert_records if a.server_id == row.server.id],
         )
 
     def _runs(self, row: ServerView) -> list[Run]:

@@ -18,9 +18,10 @@ class Scene:
     size: tuple[int, int]
     keys: tuple[str, ...] = ()
     theme: str = "textual-dark"
+    alerts: bool = False  # db-2 with alerts firing
 
     def app(self) -> FleetApp:
-        app = FleetApp(FixedFleet(), clock=lambda: NOW, live=False)
+        app = FleetApp(FixedFleet(alerts=self.alerts), clock=lambda: NOW, live=False)
         app.theme = self.theme
         return app
 
@@ -35,4 +36,8 @@ SCENES = {
     "form-error": Scene((90, 26), ("a", *"web 1", "tab", *"db_1.internal", "tab")),
     "queue": Scene((110, 24), ("j",)),
     "help": Scene((90, 26), ("question_mark",)),
+    # alerts: the marker and firing count on the dashboard, the alerts screen, db-2's detail
+    "alerts-dashboard-80x24": Scene((80, 24), alerts=True),
+    "alerts-screen": Scene((100, 24), ("exclamation_mark",), alerts=True),
+    "alerts-detail": Scene((110, 50), ("down",) * 4 + ("enter",), alerts=True),
 }

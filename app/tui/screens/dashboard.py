@@ -53,6 +53,7 @@ class DashboardScreen(Screen):
         Binding("s", "sort", "Sort", tooltip="cycle the sort: name, status, CPU, RAM, disk, load, age"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="reverse the sort (or click its heading again)"),
         Binding("j", "queue", "Queue", tooltip="counts, failed runs, the schedule"),
+        Binding("exclamation_mark", "alerts", "Alerts", key_display="!", tooltip="firing, pending and resolved alerts"),
     ]
 
     def __init__(self) -> None:
@@ -259,6 +260,9 @@ class DashboardScreen(Screen):
 
     def action_queue(self) -> None:
         self.app.show_queue()
+
+    def action_alerts(self) -> None:
+        self.app.show_alerts()
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)

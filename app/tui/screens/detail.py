@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Footer, Label, Static
 from fleettop.domain import severity, shown_disk_percent
 from fleettop.tui import FAILED
 from fleettop.tui import format as fmt
+from fleettop.tui.screens.alerts import STATE_STYLE, figure
 from fleettop.tui.screens.confirm import ConfirmScreen, NoticeScreen
 from fleettop.tui.widgets.spark import Spark
 
@@ -98,6 +99,8 @@ class DetailScreen(Screen):
                     for span in ("h1", "h24"):
                         yield Spark(ceiling=100.0 if unit == "%" else None, id=f"{span}-{attribute}")
                         yield Label("", id=f"{span}-{attribute}-peak", classes="peak")
+            yield Static("Alerts", id="alerts-head", classes="section")
+            yield DataTable(id="server-alerts", cursor_type="none", zebra_stripes=True)
             yield Static("Mounts", classes="section")
             yield DataTable(id="mounts", cursor_type="none", zebra_stripes=True)
             yield Static("Recent runs", classes="section")
@@ -117,6 +120,9 @@ class DetailScreen(Screen):
             ("use", 5),
         ):
             mounts.add_column(label, key=label, width=width)
+        server_alerts = self.query_one("#server-alerts", DataTable)
+        for label, width in (("state", 8), ("rule", 12), ("value", 5), ("peak", 5), ("started", 19), ("resolved", 19)):
+            server_alerts.add_column(label, key=label, width=width)
         runs = self.query_one("#runs", DataTable)
         for label, width in (("started", 19), ("trigger", 9), ("try", 3), ("status", 7), ("took", 6), ("error", 48)):
             runs.add_column(label, key=label, width=width)
@@ -244,6 +250,7 @@ class DetailScreen(Screen):
                 ),
             )
 
+        self._show_alerts(detail.alerts)
         runs = self.query_one("#runs", DataTable)
         selected = runs.cursor_row
         runs.clear()
@@ -259,6 +266,21 @@ class DetailScreen(Screen):
         if detail.runs:
             runs.move_cursor(row=min(selected, len(detail.runs) - 1), scroll=False)
         self._show_run_error()
+
+    def _show_alerts(self, alerts: list[Any]) -> None:
+        """The server's recent alerts (fleettop.alerting), open first; no section without any."""
+        table = self.query_one("#server-alerts", DataTable)
+        table.clear()
+        for alert in alerts:
+            table.add_row(
+                Text(alert.state.value, style=STATE_STYLE.get(alert.state.value, "")),
+                fmt.safe(f"{alert.rule} {alert.label}".strip()),
+                Text(figure(alert.rule, alert.value), justify="right"),
+                Text(figure(alert.rule, alert.peak), justify="right"),
+                Text(fmt.timestamp(alert.started_at)),
+                Text(fmt.timestamp(alert.resolved_at) if alert.resolved_at else ""),
+            )
+        table.display = self.query_one("#alerts-head").display = bool(alerts)
 
     @on(DataTable.RowHighlighted, "#runs")
     def _show_run_error(self) -> None:

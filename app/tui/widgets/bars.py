@@ -106,7 +106,7 @@ class SummaryBar(_Bar):
         c, a = self.counts, self.aggregate
         if c is None:
             return
-        total = c.total() - c["alerting"]
+        total = c.total() - c["alerting"] - c["firing"]
         off = f" [$text-muted]({c['disabled']} off)[/]" if c["disabled"] else ""
         # (markup, shown on a narrow screen too): "0 down" is news while there is room for it
         parts = [
@@ -122,6 +122,8 @@ class SummaryBar(_Bar):
                 parts.append((f"[b $error]{mark} {c[key]} {key}[/]", True))
             else:
                 parts.append((f"[$text-muted]0 {key}[/]", False))
+        if c["firing"]:  # alerts (fleettop.alerting): shown while there are any (! lists them)
+            parts.append((f"[b $error]⚑ {c['firing']} firing[/]", True))
         averages = []
         if a is not None:
             averages = [

@@ -70,6 +70,7 @@ STATUS_LABELS = {
     "unknown": "? new",
     "disabled": "– off",
 }
+ALERT_MARK = "! "  # before the name of a server with a firing alert
 # Worst first: the status sort brings trouble to the top.
 STATUS_RANK = {"down": 4, "stale": 3, "unknown": 2, "up": 1, "disabled": 0}
 SORTS = ("name", "status", "cpu", "ram", "disk", "load", "age")
@@ -134,9 +135,13 @@ def cells_of(row: Any, now: datetime) -> dict[str, Cell]:
             f": {fmt.clean(row.error)}" if row.error else ""
         )
     name_class = "down" if status == "down" else "stale" if status == "stale" else "normal"
+    name = fmt.clean(server.name)
+    if row.firing:  # a firing alert: marked whatever the status (red unless down or stale says more)
+        name = f"{ALERT_MARK}{name}"
+        name_class = "critical" if name_class == "normal" else name_class
     return {
         "status": (STATUS_LABELS.get(status, status), status),
-        "name": (fmt.clean(server.name), name_class),
+        "name": (name, name_class),
         "host": (fmt.clean(server.host if server.port == 22 else f"{server.host}:{server.port}"), muted),
         "cpu": metric("cpu", fmt.percent(latest.cpu_percent if latest else None)),
         "ram": metric("ram", fmt.percent(latest.mem_percent if latest else None)),
@@ -364,8 +369,9 @@ class ServerTable(ScrollView, can_focus=True):
         return None if server_id is None else self.rows_by_id.get(server_id)
 
     def status_counts(self) -> Counter[str]:
-        """How many servers (filtered out or not) have each status, and how many are "alerting":
-        up, with a figure at or past its threshold (drawn red). Counted again only after a change."""
+        """How many servers (filtered out or not) have each status, how many are "alerting":
+        up, with a figure at or past its threshold (drawn red), and how many alerts are "firing".
+        Counted again only after a change."""
         if self._counts is None:
             self._counts = Counter(row.status for row in self.rows_by_id.values())
             self._counts["alerting"] = sum(
@@ -374,6 +380,7 @@ class ServerTable(ScrollView, can_focus=True):
                 if row.status == "up"
                 and any(getattr(level, "value", level) == "critical" for level in row.severities.values())
             )
+            self._counts["firing"] = sum(row.firing for row in self.rows_by_id.values())
         return self._counts
 
     @property
