@@ -20,9 +20,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -46,11 +46,12 @@ from fleettop.config import Settings
 from fleettop.domain import Metrics, Thresholds
 from fleettop.store.tables import AlertHostRow, AlertRow, OutboxRow, ServerRow, SilenceRow
 
-ALERTS = AlertRow.__table__
-HOSTS = AlertHostRow.__table__
-OUTBOX = OutboxRow.__table__
-SILENCES = SilenceRow.__table__
-SERVERS = ServerRow.__table__
+# Typed as the Tables they are (Core statements; mypy sees FromClause).
+ALERTS = cast(Table, AlertRow.__table__)
+HOSTS = cast(Table, AlertHostRow.__table__)
+OUTBOX = cast(Table, OutboxRow.__table__)
+SILENCES = cast(Table, SilenceRow.__table__)
+SERVERS = cast(Table, ServerRow.__table__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OPEN = ALERTS.c.state != AlertState.RESOLVED.value
 
