@@ -416,6 +416,15 @@ async def expire_silence(conn: AsyncConnection, silence_id: int, now: datetime) 
     return bool(done.rowcount == 1)
 
 
+async def purge(conn: AsyncConnection, older_than: datetime) -> None:
+    """Alerts resolved before `older_than`, their outbox rows, and silences ended before it."""
+    await conn.execute(
+        delete(OUTBOX).where(OUTBOX.c.alert_id.in_(select(ALERTS.c.id).where(ALERTS.c.resolved_at < older_than)))
+    )
+    await conn.execute(delete(ALERTS).where(ALERTS.c.resolved_at < older_than))
+    await conn.execute(delete(SILENCES).where(SILENCES.c.until < older_than))
+
+
 async def firing_servers(conn: AsyncConnection) -> dict[int, int]:
     """Per server id, how many firing alerts it has."""
     query = (

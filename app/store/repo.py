@@ -412,8 +412,11 @@ class Repository:
         )
 
     async def purge_samples(self, older_than: datetime) -> int:
+        """Samples older than that (the number returned), and alerts resolved before it (their
+        notifications with them) and silences ended before it."""
         async with self._sessions.begin() as session:
             result = await session.execute(delete(SampleRow).where(SampleRow.collected_at < older_than))
+            await alerts.purge(await session.connection(), older_than)
             return result.rowcount
 
     async def iter_samples(

@@ -17,7 +17,7 @@ from store_helpers import T0, metrics
 from fleettop import config
 from fleettop.cli import main
 from fleettop.secrets import SecretBox
-from fleettop.store.db import open_database
+from fleettop.store.db import head_revision, open_database
 from fleettop.store.repo import Repository
 
 
@@ -467,8 +467,8 @@ def test_export_of_20k_samples_streams(fleettop, config_path, tmp_path):
 
 def test_db_upgrade_and_purge(fleettop, config_path):
     code, out, _ = fleettop("db", "upgrade")
-    assert code == 0 and out.endswith("upgraded from revision none to 0002\n")
-    assert fleettop("db", "upgrade")[1].endswith("is up to date (revision 0002)\n")
+    assert code == 0 and out.endswith(f"upgraded from revision none to {head_revision()}\n")
+    assert fleettop("db", "upgrade")[1].endswith(f"is up to date (revision {head_revision()})\n")
     fleettop("servers", "add", "web1", "--host", "h1")
     now = datetime.now(UTC)
     _store_samples(config_path, "web1", [now - timedelta(days=40), now - timedelta(days=31), now - timedelta(days=29)])
