@@ -76,10 +76,11 @@ class FleetService:
 
     # -- workers ---------------------------------------------------------------------
 
-    async def start_worker(self, *, schedule: bool = True) -> None:
-        """Run the workers (and with schedule=True the scheduler) in this event loop."""
+    async def start_worker(self, *, schedule: bool = True, notify: bool | None = None) -> None:
+        """Run the workers (and with schedule=True the scheduler) in this event loop; `notify`
+        (default: as `schedule`, a long-running worker) delivers the alerts' notifications too."""
         if self._runtime is None:
-            self._runtime = Runtime(self.context, schedule=schedule)
+            self._runtime = Runtime(self.context, schedule=schedule, notify=schedule if notify is None else notify)
             await self._runtime.start()
             self._auditor = asyncio.create_task(self._record_audit_requests(), name="fleettop-audit")
 

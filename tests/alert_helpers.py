@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
+from queue_helpers import loaded
+
 from fleettop.service import FleetService
+from fleettop.wiring import open_service
 
 
 class Receiver:
@@ -67,6 +72,15 @@ def alert_config(make_config: Any, database_url: str | None, receiver: Receiver,
         notify={"urls": [receiver.url], "group_wait": 0},
         defaults={"thresholds": {"cpu": 100, "ram": 95, "disk": 100}},
     )
+
+
+@contextlib.asynccontextmanager
+async def manual_worker(data: dict[str, Any]) -> AsyncIterator[FleetService]:
+    """A service whose worker runs the manual queue only (each sample is a collection the test
+    asked for) and delivers notifications."""
+    async with open_service(loaded(data), worker=False) as service:
+        await service.start_worker(schedule=False, notify=True)
+        yield service
 
 
 async def collect(service: FleetService, name: str = "sim-0001") -> None:

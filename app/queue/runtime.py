@@ -36,19 +36,23 @@ STOP_MARGIN_S = 10.0  # past the grace period: SAQ's cancellation deadline and t
 
 
 class Runtime:
-    def __init__(self, deps: CollectContext, *, schedule: bool = True):
-        """schedule=False: the manual queue only (`collect --wait` with no worker attached)."""
+    def __init__(self, deps: CollectContext, *, schedule: bool = True, notify: bool = True):
+        """schedule=False: the manual queue only (`collect --wait` with no worker attached).
+        notify: deliver the alerts' notifications (not a short-lived process: one killed
+        after claiming them delays them by the claim's lease)."""
         self.deps = deps
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._workers: list[Worker] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._helpers: list[asyncio.Task[None]] = []
         self._scheduler = Scheduler(deps) if schedule else None
+        self._notify = notify
         self._beat_now = asyncio.Event()
 
     async def start(self) -> None:
         settings = self.deps.settings
-        notifier = Notifier(settings, self.deps.repo) if settings.notify.urls else None  # a bad URL: no start
+        # A URL apprise cannot use stops the start.
+        notifier = Notifier(settings, self.deps.repo) if self._notify and settings.notify.urls else None
         common: dict[str, Any] = {
             "concurrency": settings.worker.concurrency,
             "context": {"collect": self.deps},

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from alert_helpers import Receiver, alert_config, collect
-from queue_helpers import run_fleettop, service_for, wait_until
+from alert_helpers import Receiver, alert_config, collect, manual_worker
+from queue_helpers import run_fleettop, wait_until
 
 from fleettop.probe.sim import SimFleet
 
@@ -25,7 +25,7 @@ async def test_alerts_ack_and_silence_from_the_command_line(
     config = short_dir / "config.yaml"
     config.chmod(0o600)
     fleet.host("sim-0001").machine.mem_fraction = 0.98
-    async with service_for(data, worker="manual") as service:
+    async with manual_worker(data) as service:
         await collect(service)
         await wait_until(lambda: receiver.titled("FIRING"), timeout=15)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from alert_helpers import Receiver, alert_config, collect
-from queue_helpers import service_for, wait_until
+from alert_helpers import Receiver, alert_config, collect, manual_worker
+from queue_helpers import wait_until
 
 from fleettop.alerting import AlertState
 from fleettop.probe.sim import SimFleet
@@ -22,7 +22,7 @@ async def test_ram_flapping_at_its_threshold_sends_one_firing_and_one_resolved(
     # 20 samples around 95 %: never 2 under it in a row... once 2 over it in a row (fires), never
     # 5 points under it (stays firing); then 80 %: resolved.
     pattern = [97.0, 92.0, 97.5, 97.0, 92.0, 97.5, 92.0, 97.0, 92.5, 97.5] * 2
-    async with service_for(data, worker="manual") as service:
+    async with manual_worker(data) as service:
         for percent in pattern:
             machine.mem_fraction = percent / 100
             await collect(service)
@@ -48,7 +48,7 @@ async def test_two_workers_send_each_event_once(
     data["servers"] = [cfg for cfg in make_config()["servers"]]
     data["notify"]["group_wait"] = 1
     machines = [fleet.host(name).machine for name, _ in fleet.hosts]
-    async with service_for(data, worker="manual") as first, service_for(data, worker="manual") as second:
+    async with manual_worker(data) as first, manual_worker(data) as second:
         for machine in machines:
             machine.mem_fraction = 0.98
         names = [name for name, _ in fleet.hosts]
@@ -79,7 +79,7 @@ async def test_a_host_down_is_one_down_alert_and_holds_its_metric_alerts(
     data = alert_config(make_config, database_url, receiver, **{"for": 1, "repeat": 1})
     data["worker"] = {"retries": 1}
     machine = fleet.host("sim-0001").machine
-    async with service_for(data, worker="manual") as service:
+    async with manual_worker(data) as service:
         machine.mem_fraction = 0.98
         await collect(service)
         await wait_until(lambda: receiver.titled("FIRING"), timeout=15)
@@ -106,7 +106,7 @@ async def test_a_receiver_that_is_down_retries_then_shows_the_failure(
     data = alert_config(make_config, None, receiver, **{"for": 1})
     receiver.down = True
     machine = fleet.host("sim-0001").machine
-    async with service_for(data, worker="manual") as service:
+    async with manual_worker(data) as service:
         machine.mem_fraction = 0.98
         await collect(service)
         await wait_until(lambda: receiver.refused >= 2, timeout=30)
@@ -124,7 +124,7 @@ async def test_a_silence_holds_notifications_and_ack_stops_reminders(
 ) -> None:
     data = alert_config(make_config, None, receiver, **{"for": 1, "repeat": 1})
     machine = fleet.host("sim-0001").machine
-    async with service_for(data, worker="manual") as service:
+    async with manual_worker(data) as service:
         silence = await service.silence("sim-0001", rule="ram", duration_s=3600, comment="maintenance")
         machine.mem_fraction = 0.98
         await collect(service)
