@@ -286,6 +286,11 @@ def _end(policy: AlertPolicy, alert: Alert, at: datetime, value: float | None, r
 _TITLES = {EventKind.FIRING: "FIRING", EventKind.RESOLVED: "RESOLVED", EventKind.REMINDER: "STILL FIRING"}
 
 
+def shown(rule: str, value: float) -> int:
+    """A rule's figure as the dashboard shows it (a disk rounded up, as df): what it was judged on."""
+    return shown_disk_percent(value) if rule == "disk" else shown_percent(value)
+
+
 def describe(kind: EventKind, alert: Alert, server_name: str) -> str:
     """One line: server, rule, mount, value against threshold, since when."""
     since = alert.started_at.strftime("%Y-%m-%d %H:%M UTC")
@@ -293,7 +298,8 @@ def describe(kind: EventKind, alert: Alert, server_name: str) -> str:
     if alert.rule == "down":
         figure = f"{int(alert.value or alert.count)} failed collection(s)"
     else:
-        figure = f"{shown_percent(alert.value or 0.0)}% (threshold {shown_percent(alert.threshold or 0.0)}%, peak {shown_percent(alert.peak or 0.0)}%)"
+        value, peak = shown(alert.rule, alert.value or 0.0), shown(alert.rule, alert.peak or 0.0)
+        figure = f"{value}% (threshold {alert.threshold or 0.0:g}%, peak {peak}%)"
     line = f"[{_TITLES[kind]}] {server_name} {what}: {figure}, since {since}"
     if kind is EventKind.RESOLVED and alert.resolved_at is not None:
         line += f", resolved {alert.resolved_at.strftime('%H:%M UTC')}"

@@ -300,7 +300,12 @@ def test_send_resolved_false() -> None:
         (
             EventKind.FIRING,
             Alert(1, "disk", "/var", AlertState.FIRING, T0, 93.2, 95.0, 90.0),
-            "[FIRING] web-1 disk /var: 93% (threshold 90%, peak 95%), since 2026-12-06 10:00 UTC",
+            "[FIRING] web-1 disk /var: 94% (threshold 90%, peak 95%), since 2026-12-06 10:00 UTC",
+        ),
+        (  # a disk as df shows it: rounded up (what the threshold was judged on)
+            EventKind.FIRING,
+            Alert(1, "disk", "/", AlertState.FIRING, T0, 89.2, 89.4, 89.0),
+            "[FIRING] web-1 disk /: 90% (threshold 89%, peak 90%), since 2026-12-06 10:00 UTC",
         ),
         (
             EventKind.RESOLVED,

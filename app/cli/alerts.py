@@ -7,11 +7,11 @@ import argparse
 import json
 from datetime import UTC, datetime, timedelta
 
-from fleettop.alerting import RESOLVED_SHOWN, AlertRecord, SilenceRecord
+from fleettop.alerting import RESOLVED_SHOWN, AlertRecord, SilenceRecord, shown
 from fleettop.cli.output import duration_seconds, one_line_errors
 from fleettop.cli.repository import open_repository
 from fleettop.config import LoadedConfig
-from fleettop.domain import actor, shown_percent
+from fleettop.domain import actor
 from fleettop.errors import UsageError
 from fleettop.text import clean
 
@@ -68,7 +68,7 @@ def _figure(rule: str, value: float | None) -> str:
     """A percent, or for `down` a count of failed collections."""
     if value is None:
         return "-"
-    return str(int(value)) if rule == "down" else f"{shown_percent(value)}%"
+    return str(int(value)) if rule == "down" else f"{shown(rule, value)}%"
 
 
 def _note(record: AlertRecord, now: datetime) -> str:

@@ -21,6 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: alert
 
 from alert_helpers import Receiver  # noqa: E402
 
+from fleettop.cli import quiet_library_warnings  # noqa: E402
+
+quiet_library_warnings()  # before asyncssh is imported
+
 from fleettop.config import LoadedConfig, Settings  # noqa: E402
 from fleettop.probe.sim import SimFleet  # noqa: E402
 from fleettop.wiring import open_service  # noqa: E402
@@ -30,8 +34,12 @@ async def storm(hosts: int, crossing: int, group_wait: float, redis_url: str) ->
     with tempfile.TemporaryDirectory(prefix="fleettop-storm-") as scratch:
         async with SimFleet(hosts, reboots=False) as fleet, Receiver() as receiver:
             machines = [fleet.host(name).machine for name, _ in fleet.hosts]
-            for machine in machines:
+            for machine in machines:  # all quiet: the storm alone crosses a threshold
                 machine.mem_fraction = 0.5
+                machine.cpu_target = machine.cpu_util = 0.1
+                machine.disk_growth = 0.0
+                for disk in machine.disks:
+                    disk.used_kib = disk.total_kib // 3
             settings = Settings.model_validate(
                 {
                     "data_dir": scratch,
@@ -40,20 +48,20 @@ async def storm(hosts: int, crossing: int, group_wait: float, redis_url: str) ->
                     "ssh": {"known_hosts": str(fleet.known_hosts_path)},
                     "alerts": {"for": 1},
                     "notify": {"urls": [receiver.url], "group_wait": group_wait},
-                    "defaults": {"interval": 86400, "thresholds": {"cpu": 100, "ram": 95, "disk": 100}},
+                    "defaults": {"interval": 86400, "thresholds": {"cpu": 90, "ram": 95, "disk": 90}},
                     "servers": [cfg.model_dump(mode="json", exclude_none=True) for cfg in fleet.server_configs()],
                 }
             )
             loaded = LoadedConfig(settings=settings, path=Path(scratch) / "config.yaml", exists=False)
             async with open_service(loaded, worker=False) as service:
-                await service.start_worker(schedule=False)
+                await service.start_worker(schedule=False, notify=True)
                 servers = await service.repo.list_servers()
                 for label in ("first contact", "quiet round"):
                     started = time.perf_counter()
                     await service.collect_servers(servers, everything=True)
                     await service.wait_collected(servers, timeout=600)
                     print(f"{label}: {hosts} hosts in {time.perf_counter() - started:.2f} s")
-                assert receiver.messages == [], "no alert before the storm"
+                assert receiver.messages == [], receiver.lines()[:5]
                 for machine in machines[:crossing]:
                     machine.mem_fraction = 0.98
                 started = time.perf_counter()

@@ -14,6 +14,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from fleettop.alerting import shown
 from fleettop.tui import FAILED
 from fleettop.tui import format as fmt
 from fleettop.tui.widgets.bars import HeaderBar
@@ -26,7 +27,7 @@ STATE_STYLE = {"firing": "bold red", "pending": "yellow", "resolved": "green"}
 def figure(rule: str, value: float | None) -> str:
     if value is None:
         return fmt.DASH
-    return f"{int(value)}x" if rule == "down" else fmt.percent(value)
+    return f"{int(value)}x" if rule == "down" else f"{shown(rule, value)}%"
 
 
 class AlertsScreen(Screen):
