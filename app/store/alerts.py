@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,6 +32,7 @@ from fleettop.alerting import (
     AlertRecord,
     AlertState,
     Evaluation,
+    Event,
     EventKind,
     Silence,
     SilenceRecord,
@@ -102,12 +103,11 @@ class Delivery:
 async def judge(
     conn: AsyncConnection, dialect: str, setup: AlertSetup, observations: Sequence[Observation]
 ) -> list[int]:
-    """Judge the observations, write the alerts and the outbox; the servers with a pending alert
-    after it (to collect again sooner)."""
+    """Judge the observations, write the alerts and the outbox, in a few statements for the
+    whole batch; the servers with a pending alert after it (to collect them again sooner)."""
     if not observations:
         return []
-    ids = sorted({o.server_id for o in observations})
-    open_alerts = await _open_alerts(conn, ids)
+    open_alerts = await _open_alerts(conn, sorted({o.server_id for o in observations}))
     # Nothing open and nothing past a threshold: nothing to write, no lock taken (the usual case).
     busy = sorted(
         {
@@ -118,40 +118,151 @@ async def judge(
     )
     if not busy:
         return []
-    await conn.execute(_insert_ignore(dialect, HOSTS), [{"server_id": s, "evaluated_at": EPOCH} for s in busy])
-    pending: set[int] = set()
-    silences: dict[int, list[Silence]] | None = None
+    judged = await _lock_hosts(conn, busy)
+    if missing := [server_id for server_id in busy if server_id not in judged]:  # a server's first alert
+        await conn.execute(_insert_ignore(dialect, HOSTS), [{"server_id": s, "evaluated_at": EPOCH} for s in missing])
+        judged.update(await _lock_hosts(conn, missing))
+    if dialect == "postgresql":
+        open_alerts = await _open_alerts(conn, busy)
+    earliest = min(o.at for o in observations)
+    silences = await _silences(conn, busy, earliest)
+    writes = _Writes()
     for observation in sorted(observations, key=lambda o: (o.server_id, o.at)):
-        if observation.server_id not in busy:
-            continue
-        claimed = await conn.execute(
-            update(HOSTS)
-            .where(HOSTS.c.server_id == observation.server_id, HOSTS.c.evaluated_at < observation.at)
-            .values(evaluated_at=observation.at)
-        )
-        if claimed.rowcount != 1:
+        server_id = observation.server_id
+        if server_id not in judged or observation.at <= judged[server_id]:
             continue  # judged already (a duplicate delivery), or a newer one was
-        current = (await _open_alerts(conn, [observation.server_id])).get(observation.server_id, [])
-        if silences is None:
-            silences = await _silences(conn, busy, observation.at)
-        own_silences = silences.get(observation.server_id, [])
+        judged[server_id] = observation.at
+        current = open_alerts.get(server_id, [])
         if observation.metrics is None:
-            result = evaluate_failure(setup.policy, observation.server_id, current, observation.at, own_silences)
+            result = evaluate_failure(setup.policy, server_id, current, observation.at, silences.get(server_id, ()))
         else:
             result = evaluate_sample(
-                setup.policy, observation.server_id, current, observation.metrics, observation.thresholds, own_silences
+                setup.policy,
+                server_id,
+                current,
+                observation.metrics,
+                observation.thresholds,
+                silences.get(server_id, ()),
             )
-        await _write(conn, setup, observation, result)
-        if any(alert.state is AlertState.PENDING for alert in still_open(current, result)):
-            pending.add(observation.server_id)
-    return sorted(pending)
+        open_alerts[server_id] = still_open(current, result)
+        writes.add(result, observation.server_name)
+    await writes.execute(conn, setup.targets)
+    await conn.execute(_SET_JUDGED, [{"b_server_id": s, "b_evaluated_at": judged[s]} for s in busy])
+    return sorted(s for s in busy if any(a.state is AlertState.PENDING for a in open_alerts.get(s, ())))
+
+
+_ALERT_FIELDS = (
+    "server_id", "rule", "label", "state", "value", "peak", "threshold", "count", "started_at", "fired_at",
+    "resolved_at", "notified_at", "acked_by", "acked_at",
+)  # fmt: skip
+
+
+async def _lock_hosts(conn: AsyncConnection, server_ids: Sequence[int]) -> dict[int, datetime]:
+    """When each server was last judged, its row locked. Postgres: until commit, taken in one
+    order (no deadlock); a concurrent evaluation of the same server waits here, then reads what
+    the first one wrote. SQLite: this transaction holds the database's write lock already (the
+    samples went first)."""
+    query = (
+        select(HOSTS.c.server_id, HOSTS.c.evaluated_at)
+        .where(HOSTS.c.server_id.in_(server_ids))
+        .order_by(HOSTS.c.server_id)
+        .with_for_update()
+    )
+    return {server_id: at for server_id, at in await conn.execute(query)}
+
+
+_SET_JUDGED = (
+    update(HOSTS)
+    .where(HOSTS.c.server_id == bindparam("b_server_id"))
+    .values(evaluated_at=bindparam("b_evaluated_at", type_=HOSTS.c.evaluated_at.type))
+)
+_UPDATE_ALERT = (
+    update(ALERTS)
+    .where(ALERTS.c.id == bindparam("b_id"))
+    .values({name: bindparam(f"b_{name}", type_=ALERTS.c[name].type) for name in _ALERT_FIELDS})
+)
+
+
+def _episode(alert: Alert) -> tuple[int, str, str, datetime]:
+    return (alert.server_id, alert.rule, alert.label, alert.started_at)
+
+
+class _Writes:
+    """What a batch of evaluations writes, gathered: one statement per kind of write. An alert
+    new in this batch (no id yet) is followed by its episode, should a later observation of
+    the same batch change or clear it."""
+
+    def __init__(self) -> None:
+        self.deleted: set[int] = set()
+        self.updated: dict[int, Alert] = {}
+        self.inserted: dict[tuple[int, str, str, datetime], Alert] = {}
+        self.events: list[tuple[Event, str]] = []
+
+    def add(self, result: Evaluation, server_name: str) -> None:
+        for alert in result.cleared:
+            if alert.id is None:
+                self.inserted.pop(_episode(alert), None)
+            else:
+                self.deleted.add(alert.id)
+                self.updated.pop(alert.id, None)
+        for alert in result.changed:
+            if alert.id is None:
+                self.inserted[_episode(alert)] = alert
+            else:
+                self.updated[alert.id] = alert
+        self.events.extend((event, server_name) for event in result.events)
+
+    async def execute(self, conn: AsyncConnection, targets: Sequence[str]) -> None:
+        if self.deleted:
+            await conn.execute(delete(ALERTS).where(ALERTS.c.id.in_(sorted(self.deleted))))
+        if self.updated:
+            await conn.execute(
+                _UPDATE_ALERT,
+                [{"b_id": id_, **{f"b_{k}": v for k, v in _values(a).items()}} for id_, a in self.updated.items()],
+            )
+        ids = {_episode(a): a.id for a in self.updated.values() if a.id is not None}
+        if self.inserted:
+            episodes = list(self.inserted)
+            new_ids = (
+                (
+                    await conn.execute(
+                        insert(ALERTS).returning(ALERTS.c.id, sort_by_parameter_order=True),
+                        [_values(self.inserted[episode]) for episode in episodes],
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            ids.update(zip(episodes, new_ids))
+        if not self.events or not targets:
+            return
+        now = datetime.now(UTC)
+        rows: list[dict[str, Any]] = []
+        for event, server_name in self.events:
+            alert = event.alert
+            event_at = alert.resolved_at if event.kind is EventKind.RESOLVED else alert.notified_at
+            line = describe(event.kind, alert, server_name)
+            alert_id = alert.id if alert.id is not None else ids[_episode(alert)]
+            rows.extend(
+                {
+                    "alert_id": alert_id,
+                    "kind": event.kind.value,
+                    "event_at": event_at,
+                    "target": target,
+                    "line": line,
+                    "created_at": now,
+                    "next_try_at": now,
+                    "attempts": 0,
+                }  # fmt: skip
+                for target in targets
+            )
+        await conn.execute(insert(OUTBOX), rows)
 
 
 def _breaches(policy: AlertPolicy, observation: Observation) -> bool:
     assert observation.metrics is not None
-    return any(
-        r.breached for r in readings(observation.metrics, observation.thresholds, policy.recovery_margin).values()
-    )
+    readings_ = readings(observation.metrics, observation.thresholds, policy.recovery_margin)
+    return any(reading.breached for reading in readings_.values())
 
 
 async def _open_alerts(conn: AsyncConnection, server_ids: Sequence[int]) -> dict[int, list[Alert]]:
@@ -162,46 +273,12 @@ async def _open_alerts(conn: AsyncConnection, server_ids: Sequence[int]) -> dict
 
 
 async def _silences(conn: AsyncConnection, server_ids: Sequence[int], at: datetime) -> dict[int, list[Silence]]:
+    """The silences of these servers in force at `at` or later (Silence.covers says when)."""
     found: dict[int, list[Silence]] = {}
     query = select(SILENCES).where(SILENCES.c.server_id.in_(server_ids), SILENCES.c.until > at)
     for row in await conn.execute(query):
         found.setdefault(row.server_id, []).append(Silence(row.server_id, row.until, row.rule, row.id))
     return found
-
-
-async def _write(conn: AsyncConnection, setup: AlertSetup, observation: Observation, result: Evaluation) -> None:
-    if result.cleared:
-        await conn.execute(delete(ALERTS).where(ALERTS.c.id.in_([a.id for a in result.cleared])))
-    ids: dict[tuple[str, str], int] = {}
-    for alert in result.changed:
-        values = _values(alert)
-        if alert.id is None:
-            ids[alert.key] = (await conn.execute(insert(ALERTS).values(values).returning(ALERTS.c.id))).scalar_one()
-        else:
-            ids[alert.key] = alert.id
-            await conn.execute(update(ALERTS).where(ALERTS.c.id == alert.id).values(values))
-    if not result.events or not setup.targets:
-        return
-    now = datetime.now(UTC)
-    rows = []
-    for event in result.events:
-        alert = event.alert
-        event_at = alert.resolved_at if event.kind is EventKind.RESOLVED else alert.notified_at
-        line = describe(event.kind, alert, observation.server_name)
-        for target in setup.targets:
-            rows.append(
-                {
-                    "alert_id": ids[alert.key],
-                    "kind": event.kind.value,
-                    "event_at": event_at,
-                    "target": target,
-                    "line": line,
-                    "created_at": now,
-                    "next_try_at": now,
-                    "attempts": 0,
-                }
-            )
-    await conn.execute(insert(OUTBOX), rows)
 
 
 def _values(alert: Alert) -> dict[str, Any]:
