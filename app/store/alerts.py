@@ -124,8 +124,7 @@ async def judge(
         judged.update(await _lock_hosts(conn, missing))
     if dialect == "postgresql":
         open_alerts = await _open_alerts(conn, busy)
-    earliest = min(o.at for o in observations)
-    silences = await _silences(conn, busy, earliest)
+    silences: dict[int, list[Silence]] | None = None  # read once a notification is owed: they only hold back
     writes = _Writes()
     for observation in sorted(observations, key=lambda o: (o.server_id, o.at)):
         server_id = observation.server_id
@@ -133,17 +132,10 @@ async def judge(
             continue  # judged already (a duplicate delivery), or a newer one was
         judged[server_id] = observation.at
         current = open_alerts.get(server_id, [])
-        if observation.metrics is None:
-            result = evaluate_failure(setup.policy, server_id, current, observation.at, silences.get(server_id, ()))
-        else:
-            result = evaluate_sample(
-                setup.policy,
-                server_id,
-                current,
-                observation.metrics,
-                observation.thresholds,
-                silences.get(server_id, ()),
-            )
+        result = _evaluate(setup.policy, observation, current, silences.get(server_id, []) if silences else [])
+        if result.events and silences is None:
+            silences = await _silences(conn, busy, min(o.at for o in observations))
+            result = _evaluate(setup.policy, observation, current, silences.get(server_id, []))
         open_alerts[server_id] = still_open(current, result)
         writes.add(result, observation.server_name)
     await writes.execute(conn, setup.targets)
@@ -155,6 +147,16 @@ _ALERT_FIELDS = (
     "server_id", "rule", "label", "state", "value", "peak", "threshold", "count", "started_at", "fired_at",
     "resolved_at", "notified_at", "acked_by", "acked_at",
 )  # fmt: skip
+
+
+def _evaluate(
+    policy: AlertPolicy, observation: Observation, current: list[Alert], silences: list[Silence]
+) -> Evaluation:
+    if observation.metrics is None:
+        return evaluate_failure(policy, observation.server_id, current, observation.at, silences)
+    return evaluate_sample(
+        policy, observation.server_id, current, observation.metrics, observation.thresholds, silences
+    )
 
 
 async def _lock_hosts(conn: AsyncConnection, server_ids: Sequence[int]) -> dict[int, datetime]:
