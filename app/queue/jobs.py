@@ -85,7 +85,7 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
         result = await deps.prober.collect(server, inputs.counters, secret)
         # sample + run + the alerts it changes, group-committed
         ctx["alert_pending"] = await deps.repo.finish_collection(
-            inputs.run, server_id, result.metrics, result.counters, server
+            inputs.run, server_id, result.metrics, result.counters, server, inputs.open_alerts
         )
     except asyncio.CancelledError:
         _set_retry_delay(deps, job)

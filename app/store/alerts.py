@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -45,7 +45,7 @@ from fleettop.alerting import (
 )
 from fleettop.config import Settings
 from fleettop.domain import Metrics, Thresholds
-from fleettop.store.tables import AlertHostRow, AlertRow, OutboxRow, ServerRow, SilenceRow
+from fleettop.store.tables import AlertHostRow, AlertRow, OutboxRow, SampleRow, ServerRow, SilenceRow
 
 # Typed as the Tables they are (Core statements; mypy sees FromClause).
 ALERTS = cast(Table, AlertRow.__table__)
@@ -53,6 +53,7 @@ HOSTS = cast(Table, AlertHostRow.__table__)
 OUTBOX = cast(Table, OutboxRow.__table__)
 SILENCES = cast(Table, SilenceRow.__table__)
 SERVERS = cast(Table, ServerRow.__table__)
+SAMPLES = cast(Table, SampleRow.__table__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OPEN = ALERTS.c.state != AlertState.RESOLVED.value
 
@@ -87,6 +88,9 @@ class Observation:
     at: datetime
     thresholds: Thresholds
     metrics: Metrics | None = None
+    # Whether the server had an open alert when its collection began (begin_collection reads it
+    # with the server, at no cost): without one, a sample that breaches nothing is not judged.
+    open_alerts: bool = True
 
 
 @dataclass(frozen=True)
@@ -107,14 +111,9 @@ async def judge(
     whole batch; the servers with a pending alert after it (to collect them again sooner)."""
     if not observations:
         return []
-    open_alerts = await _open_alerts(conn, sorted({o.server_id for o in observations}))
-    # Nothing open and nothing past a threshold: nothing to write, no lock taken (the usual case).
+    # Nothing open and nothing past a threshold: nothing to read or write (the usual case).
     busy = sorted(
-        {
-            o.server_id
-            for o in observations
-            if open_alerts.get(o.server_id) or o.metrics is None or _breaches(setup.policy, o)
-        }
+        {o.server_id for o in observations if o.open_alerts or o.metrics is None or _breaches(setup.policy, o)}
     )
     if not busy:
         return []
@@ -122,10 +121,10 @@ async def judge(
     if missing := [server_id for server_id in busy if server_id not in judged]:  # a server's first alert
         await conn.execute(_insert_ignore(dialect, HOSTS), [{"server_id": s, "evaluated_at": EPOCH} for s in missing])
         judged.update(await _lock_hosts(conn, missing))
-    if dialect == "postgresql":
-        open_alerts = await _open_alerts(conn, busy)
+    open_alerts = await _open_alerts(conn, busy)  # after the lock: what a concurrent evaluation wrote
     silences: dict[int, list[Silence]] | None = None  # read once a notification is owed: they only hold back
     writes = _Writes()
+    written: set[int] = set()  # servers whose alerts changed (more than their latest figure)
     for observation in sorted(observations, key=lambda o: (o.server_id, o.at)):
         server_id = observation.server_id
         if server_id not in judged or observation.at <= judged[server_id]:
@@ -137,10 +136,17 @@ async def judge(
             silences = await _silences(conn, busy, min(o.at for o in observations))
             result = _evaluate(setup.policy, observation, current, silences.get(server_id, []))
         open_alerts[server_id] = still_open(current, result)
-        writes.add(result, observation.server_name)
+        if writes.add(result, observation.server_name, current):
+            written.add(server_id)
+    if not written:  # the open alerts' figures alone moved: read from the newest sample when shown
+        return _pending(busy, open_alerts)
     await writes.execute(conn, setup.targets)
-    await conn.execute(_SET_JUDGED, [{"b_server_id": s, "b_evaluated_at": judged[s]} for s in busy])
-    return sorted(s for s in busy if any(a.state is AlertState.PENDING for a in open_alerts.get(s, ())))
+    await conn.execute(_SET_JUDGED, [{"b_server_id": s, "b_evaluated_at": judged[s]} for s in sorted(written)])
+    return _pending(busy, open_alerts)
+
+
+def _pending(server_ids: Sequence[int], open_alerts: dict[int, list[Alert]]) -> list[int]:
+    return [s for s in server_ids if any(a.state is AlertState.PENDING for a in open_alerts.get(s, ()))]
 
 
 _ALERT_FIELDS = (
@@ -200,19 +206,24 @@ class _Writes:
         self.inserted: dict[tuple[int, str, str, datetime], Alert] = {}
         self.events: list[tuple[Event, str]] = []
 
-    def add(self, result: Evaluation, server_name: str) -> None:
+    def add(self, result: Evaluation, server_name: str, before: Sequence[Alert]) -> bool:
+        """Whether it writes anything: an open alert whose value alone moved is not rewritten
+        (list_alerts shows the newest sample's figure)."""
+        stored = {alert.id: alert for alert in before}
+        changed = [a for a in result.changed if a.id is None or replace(stored[a.id], value=a.value) != a]
         for alert in result.cleared:
             if alert.id is None:
                 self.inserted.pop(_episode(alert), None)
             else:
                 self.deleted.add(alert.id)
                 self.updated.pop(alert.id, None)
-        for alert in result.changed:
+        for alert in changed:
             if alert.id is None:
                 self.inserted[_episode(alert)] = alert
             else:
                 self.updated[alert.id] = alert
         self.events.extend((event, server_name) for event in result.events)
+        return bool(result.cleared or changed or result.events)
 
     async def execute(self, conn: AsyncConnection, targets: Sequence[str]) -> None:
         if self.deleted:
@@ -265,6 +276,11 @@ def _breaches(policy: AlertPolicy, observation: Observation) -> bool:
     assert observation.metrics is not None
     readings_ = readings(observation.metrics, observation.thresholds, policy.recovery_margin)
     return any(reading.breached for reading in readings_.values())
+
+
+def has_open_alerts(server_id: Any) -> Any:
+    """SQL: whether the server (a column) has an open alert; for begin_collection's query."""
+    return select(ALERTS.c.id).where(ALERTS.c.server_id == server_id, _OPEN).exists()
 
 
 async def _open_alerts(conn: AsyncConnection, server_ids: Sequence[int]) -> dict[int, list[Alert]]:
@@ -411,6 +427,9 @@ async def _records(conn: AsyncConnection, condition: Any, now: datetime) -> list
     for alert_id, error in await conn.execute(failing):
         errors[alert_id] = error
     silenced = await _silences(conn, sorted({row.server_id for row in rows}), now)
+    latest = await _latest_figures(
+        conn, sorted({row.server_id for row in rows if row.state != AlertState.RESOLVED.value})
+    )
     order = {AlertState.FIRING.value: 0, AlertState.PENDING.value: 1, AlertState.RESOLVED.value: 2}
     records = []
     for row in sorted(rows, key=lambda r: order[r.state]):
@@ -424,7 +443,9 @@ async def _records(conn: AsyncConnection, condition: Any, now: datetime) -> list
                 rule=row.rule,
                 label=row.label,
                 state=alert.state,
-                value=row.value,
+                value=latest.get((row.server_id, row.rule, row.label), row.value)
+                if row.state != "resolved"
+                else row.value,
                 peak=row.peak,
                 threshold=row.threshold,
                 started_at=row.started_at,
@@ -437,6 +458,30 @@ async def _records(conn: AsyncConnection, condition: Any, now: datetime) -> list
             )
         )
     return records
+
+
+async def _latest_figures(conn: AsyncConnection, server_ids: Sequence[int]) -> dict[tuple[int, str, str], float]:
+    """The newest sample's cpu, ram and disk figures of these servers, keyed (server, rule, label):
+    an open alert's value (judge does not rewrite an alert whose figure alone moved)."""
+    if not server_ids:
+        return {}
+    newest = (
+        select(SAMPLES.c.server_id, func.max(SAMPLES.c.collected_at).label("at"))
+        .where(SAMPLES.c.server_id.in_(server_ids))
+        .group_by(SAMPLES.c.server_id)
+        .subquery()
+    )
+    query = select(SAMPLES.c.server_id, SAMPLES.c.cpu_percent, SAMPLES.c.mem_percent, SAMPLES.c.disks).join(
+        newest, and_(SAMPLES.c.server_id == newest.c.server_id, SAMPLES.c.collected_at == newest.c.at)
+    )
+    figures: dict[tuple[int, str, str], float] = {}
+    for server_id, cpu, ram, disks in await conn.execute(query):
+        if cpu is not None:
+            figures[(server_id, "cpu", "")] = cpu
+        figures[(server_id, "ram", "")] = ram
+        for disk in disks or []:
+            figures[(server_id, "disk", disk["mount"])] = disk["percent"]
+    return figures
 
 
 async def server_alerts(conn: AsyncConnection, server_id: int, now: datetime, limit: int) -> list[AlertRecord]:

@@ -262,15 +262,25 @@ class Repository:
         return await self._group_commit().submit(_Begin(server_id, job_key, trigger, attempt, skip_disabled))
 
     async def finish_collection(
-        self, run: StartedRun, server_id: int, metrics: Metrics, counters: Counters | None, server: Server | None = None
+        self,
+        run: StartedRun,
+        server_id: int,
+        metrics: Metrics,
+        counters: Counters | None,
+        server: Server | None = None,
+        open_alerts: bool = True,
     ) -> bool:
         """A successful collection's writes, as one: the sample (kept once per collected_at,
         as add_sample), its run finished ok, and (given the server, in a worker) the alerts it
-        changes with the notifications they owe. Group-committed; returns once committed,
-        whether the server has a pending alert now (to collect it again sooner)."""
+        changes with the notifications they owe (`open_alerts`: as begin_collection found it; a
+        sample of a server without any that breaches nothing is not judged, at no cost).
+        Group-committed; returns once committed, whether the server has a pending alert now
+        (to collect it again sooner)."""
         observation = None
         if server is not None and self.alert_setup is not None:
-            observation = Observation(server_id, server.name, metrics.collected_at, server.thresholds, metrics)
+            observation = Observation(
+                server_id, server.name, metrics.collected_at, server.thresholds, metrics, open_alerts
+            )
         finish = _Finish(run, _sample_values(server_id, metrics, counters), utcnow(), observation)
         return bool(await self._group_commit().submit(finish))
 
@@ -746,6 +756,7 @@ class CollectInputs:
     done: bool  # a run with the job's key already finished ok
     counters: Counters | None  # of the newest sample: None on first contact
     run: StartedRun | None  # None when done, or disabled and skipped
+    open_alerts: bool = True  # the server had an open alert: its sample is judged even if nothing breaches
 
 
 @dataclass
@@ -860,9 +871,11 @@ class _GroupCommit:
         servers = {
             row.id: row
             for row in await conn.execute(
-                select(ServerRow.__table__, newest_counters.label("newest_counters")).where(
-                    SERVER_COLUMNS.id.in_(sorted(server_ids))
-                )
+                select(
+                    ServerRow.__table__,
+                    newest_counters.label("newest_counters"),
+                    alerts.has_open_alerts(SERVER_COLUMNS.id).label("open_alerts"),
+                ).where(SERVER_COLUMNS.id.in_(sorted(server_ids)))
             )
         }
         runs = (
@@ -893,6 +906,7 @@ class _GroupCommit:
                 done=request.job_key in done,
                 counters=Counters.model_validate(row.newest_counters) if row.newest_counters else None,
                 run=None,
+                open_alerts=bool(row.open_alerts),
             )
         if not starting:
             return answers
