@@ -117,11 +117,10 @@ async def judge(
     )
     if not busy:
         return []
-    judged = await _lock_hosts(conn, busy)
+    judged, open_alerts = await _lock_and_read(conn, dialect, busy)
     if missing := [server_id for server_id in busy if server_id not in judged]:  # a server's first alert
         await conn.execute(_insert_ignore(dialect, HOSTS), [{"server_id": s, "evaluated_at": EPOCH} for s in missing])
-        judged.update(await _lock_hosts(conn, missing))
-    open_alerts = await _open_alerts(conn, busy)  # after the lock: what a concurrent evaluation wrote
+        judged.update((await _lock_and_read(conn, dialect, missing))[0])
     silences: dict[int, list[Silence]] | None = None  # read once a notification is owed: they only hold back
     writes = _Writes()
     written: set[int] = set()  # servers whose alerts changed (more than their latest figure)
@@ -165,18 +164,36 @@ def _evaluate(
     )
 
 
-async def _lock_hosts(conn: AsyncConnection, server_ids: Sequence[int]) -> dict[int, datetime]:
-    """When each server was last judged, its row locked. Postgres: until commit, taken in one
-    order (no deadlock); a concurrent evaluation of the same server waits here, then reads what
-    the first one wrote. SQLite: this transaction holds the database's write lock already (the
-    samples went first)."""
-    query = (
-        select(HOSTS.c.server_id, HOSTS.c.evaluated_at)
+async def _lock_and_read(
+    conn: AsyncConnection, dialect: str, server_ids: Sequence[int]
+) -> tuple[dict[int, datetime], dict[int, list[Alert]]]:
+    """When each server was last judged, and its open alerts, its alert_hosts row locked.
+    Postgres: locked until commit, in one order (no deadlock); a concurrent evaluation of the
+    same server waits there, and the alerts are read after, so they include what it wrote.
+    SQLite: this transaction holds the database's write lock already (the samples went first):
+    one query reads both."""
+    if dialect == "postgresql":
+        query = (
+            select(HOSTS.c.server_id, HOSTS.c.evaluated_at)
+            .where(HOSTS.c.server_id.in_(server_ids))
+            .order_by(HOSTS.c.server_id)
+            .with_for_update()
+        )
+        locked = {server_id: at for server_id, at in await conn.execute(query)}
+        return locked, await _open_alerts(conn, server_ids)
+    joined = HOSTS.outerjoin(ALERTS, and_(ALERTS.c.server_id == HOSTS.c.server_id, _OPEN))
+    rows = await conn.execute(
+        select(HOSTS.c.evaluated_at.label("judged_at"), HOSTS.c.server_id.label("host_id"), ALERTS)
+        .select_from(joined)
         .where(HOSTS.c.server_id.in_(server_ids))
-        .order_by(HOSTS.c.server_id)
-        .with_for_update()
     )
-    return {server_id: at for server_id, at in await conn.execute(query)}
+    judged: dict[int, datetime] = {}
+    found: dict[int, list[Alert]] = {}
+    for row in rows:
+        judged[row.host_id] = row.judged_at
+        if row.id is not None:
+            found.setdefault(row.host_id, []).append(_alert(row))
+    return judged, found
 
 
 _SET_JUDGED = (
