@@ -103,7 +103,8 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
         status = "retried" if job.retryable else "failed"
         job.meta["failure"] = message  # for `collect --wait`'s progress lines
         try:
-            await deps.repo.finish_run(run_id, status, message, server)  # failed for good: one more toward down
+            # failed for good: one more toward down (pending: collected again after alerts.recheck)
+            ctx["alert_pending"] = await deps.repo.finish_run(run_id, status, message, server)
         except Exception:  # the database is away: close the run once it is back
             _finish_later(deps, run_id, status, message)
         if job.retryable:

@@ -473,16 +473,17 @@ class Repository:
 
     async def finish_run(
         self, run_id: int, status: str, error: str | None = None, server: Server | None = None
-    ) -> None:
+    ) -> bool:
         """A run's end. A collection failed for good of `server` (given in a worker) counts
-        toward its `down` alert, in the same transaction."""
+        toward its `down` alert, in the same transaction: whether that is pending now (to
+        collect the server again sooner)."""
         if status not in {"ok", "failed", "retried"}:
             raise ValueError(f"a run finishes as 'ok', 'failed' or 'retried', not {status!r}")
         finished = utcnow()
         async with self._sessions.begin() as session:
             row = await session.get(RunRow, run_id)
             if row is None:
-                return  # its server was removed meanwhile, and the run with it
+                return False  # its server was removed meanwhile, and the run with it
             row.status = status
             row.error = error
             row.finished_at = finished
@@ -490,7 +491,9 @@ class Repository:
             if status == "failed" and server is not None and self.alert_setup is not None:
                 await session.flush()
                 observation = Observation(server.id, server.name, finished, server.thresholds)
-                await alerts.judge(await session.connection(), self._database.dialect, self.alert_setup, [observation])
+                conn = await session.connection()
+                return bool(await alerts.judge(conn, self._database.dialect, self.alert_setup, [observation]))
+        return False
 
     async def close_stale_runs(self, started_before: datetime, error: str) -> int:
         """Mark failed every run still 'running' that started before `started_before`: no

@@ -8,10 +8,11 @@ import asyncio
 from typing import Any
 
 from alert_helpers import Receiver, alert_config, collect, manual_worker
-from queue_helpers import wait_until
+from queue_helpers import service_for, wait_until
 
 from fleettop.alerting import AlertState
 from fleettop.probe.sim import SimFleet
+from fleettop.timing import scaled
 
 
 async def test_ram_flapping_at_its_threshold_sends_one_firing_and_one_resolved(
@@ -148,3 +149,28 @@ async def test_a_silence_holds_notifications_and_ack_stops_reminders(
         assert len(receiver.titled("STILL FIRING")) == reminders
         (acked,) = await service.alerts()
         assert acked.acked_by
+
+
+async def test_a_pending_alert_is_collected_again_after_recheck_not_its_interval(
+    make_config: Any, fleet: SimFleet, receiver: Receiver
+) -> None:
+    # interval 900 s (180 s on the tests' clock), recheck 10 s (2 s): `for: 2` confirms in seconds.
+    data = alert_config(make_config, None, receiver, recheck=10)
+    fleet.host("sim-0001").machine.mem_fraction = 0.98
+    async with service_for(data, worker=True) as service:
+        await wait_until(lambda: receiver.titled("FIRING"), timeout=scaled(10) + 15)
+        (server,) = await service.resolve(["sim-0001"])
+        runs = [run for run in await service.repo.recent_runs(server.id, 10) if run.status == "ok"]
+        assert len(runs) == 2
+        gap = (runs[0].started_at - runs[1].started_at).total_seconds()
+        assert gap < scaled(10) + 2, gap
+
+
+async def test_a_host_failing_toward_down_after_is_collected_again_after_recheck(
+    make_config: Any, fleet: SimFleet, receiver: Receiver
+) -> None:
+    data = alert_config(make_config, None, receiver, recheck=10, down_after=2)
+    data["worker"] = {"retries": 1}
+    await fleet.stop("sim-0001")
+    async with service_for(data, worker=True):
+        await wait_until(lambda: any(" down: " in line for line in receiver.titled("FIRING")), timeout=scaled(10) + 20)
