@@ -46,18 +46,11 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from fleettop.config import Settings, servers_fingerprint
-from fleettop.domain import AUDIT_ACTIONS, FleetAggregate, RunOutcome, Sample, Server, actor
+from fleettop.domain import AUDIT_ACTIONS, Event, FleetAggregate, RunOutcome, Sample, Server, actor
 
 log = logging.getLogger("fleettop.cache")
 
 Lane = Literal["scheduled", "manual"]
-
-
-class Event(BaseModel):
-    """Something changed; dashboards repaint what it names."""
-
-    kind: Literal["sample", "run", "servers", "queue", "interrupted"]
-    server_id: int | None = None
 
 
 CONTROL_KINDS = frozenset({"servers", "queue"})  # published on the control channel

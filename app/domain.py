@@ -263,3 +263,10 @@ class AuditEntry(BaseModel):
     action: str
     target: str
     detail: str = ""
+
+
+class Event(BaseModel):
+    """Something changed; dashboards repaint what it names."""
+
+    kind: Literal["sample", "run", "servers", "queue", "interrupted"]
+    server_id: int | None = None

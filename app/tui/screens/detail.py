@@ -11,15 +11,16 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.content import Content
 from textual.reactive import reactive
-from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Label, Static
 
-from fleettop.domain import severity, shown_disk_percent
+from fleettop.domain import HistoryPoint, severity, shown_disk_percent
 from fleettop.tui import FAILED
 from fleettop.tui import format as fmt
+from fleettop.tui.screens.base import FleetScreen
 from fleettop.tui.screens.confirm import ConfirmScreen, NoticeScreen
 from fleettop.tui.widgets.spark import Spark
+from fleettop.views import ServerDetail
 
 # (label, attribute of a history point, unit): the series drawn as sparklines. The 24-hour
 # points are 10-minute buckets: each is drawn (and its peak read) from the bucket's maximum,
@@ -62,11 +63,11 @@ class SettingsPanel(Widget):
         )
 
 
-def _peaks(points: list[Any], attribute: str) -> list[float]:
+def _peaks(points: list[HistoryPoint], attribute: str) -> list[float]:
     return [value for point in points if (value := getattr(point, f"{attribute}_max")) is not None]
 
 
-class DetailScreen(Screen):
+class DetailScreen(FleetScreen):
     MOUSE_HELP = "Mouse: click a run to read its error in full (under the list);\nthe wheel scrolls; footer keys click."
     BINDINGS = [
         Binding("r", "collect", "Collect now"),
@@ -79,7 +80,7 @@ class DetailScreen(Screen):
         super().__init__()
         self.server_name = name
         self.server_id: int | None = None
-        self.detail: Any = None
+        self.detail: ServerDetail | None = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail"):
@@ -120,8 +121,9 @@ class DetailScreen(Screen):
         runs = self.query_one("#runs", DataTable)
         for label, width in (("started", 19), ("trigger", 9), ("try", 3), ("status", 7), ("took", 6), ("error", 48)):
             runs.add_column(label, key=label, width=width)
+        self.fleet.servers_signal.subscribe(self, self.server_changed)
         await self.reload()
-        if self.app.live:  # type: ignore[attr-defined]
+        if self.fleet.live:
             self.set_interval(1.0, self._tick)
 
     def _tick(self) -> None:
@@ -130,7 +132,7 @@ class DetailScreen(Screen):
             self._show_status(self.detail)
 
     async def reload(self) -> None:
-        detail = await self.app.call_service("server_detail", self.server_name)
+        detail = await self.fleet.attempt(lambda fleet: fleet.server_detail(self.server_name))
         if detail is FAILED or detail is None:
             return
         self.detail = detail
@@ -141,13 +143,13 @@ class DetailScreen(Screen):
         if self.server_id in server_ids:
             await self.reload()
 
-    def _show(self, detail: Any) -> None:
+    def _show(self, detail: ServerDetail) -> None:
         self._show_status(detail)
         self._show_history_and_runs(detail)
 
-    def _show_status(self, detail: Any) -> None:
+    def _show_status(self, detail: ServerDetail) -> None:
         """The title, the figures and the settings: what changes with time alone."""
-        now = self.app.clock()  # type: ignore[attr-defined]
+        now = self.fleet.clock()
         row = detail.row.at(now)
         server, latest = row.server, row.latest
         title: list[Any] = [
@@ -216,7 +218,7 @@ class DetailScreen(Screen):
         ]
         self.query_one(SettingsPanel).lines = tuple(settings)
 
-    def _show_history_and_runs(self, detail: Any) -> None:
+    def _show_history_and_runs(self, detail: ServerDetail) -> None:
         server, latest = detail.row.server, detail.row.latest
         thresholds = server.thresholds
         for _, attribute, _ in SERIES:
@@ -276,7 +278,7 @@ class DetailScreen(Screen):
             )
 
     async def action_collect(self) -> None:
-        count = await self.app.call_service("collect_now", [self.server_name])
+        count = await self.fleet.attempt(lambda fleet: fleet.collect_now([self.server_name]))
         if count is not FAILED:
             self.notify(f"queued {fmt.clean(self.server_name)}", markup=False)
 
@@ -299,7 +301,7 @@ class DetailScreen(Screen):
             return
         name = self.detail.row.server.name
         self.notify(f"fetching the host key of {fmt.clean(name)}…", markup=False, timeout=3)
-        check = await self.app.call_service("check_host_key", name)
+        check = await self.fleet.attempt(lambda fleet: fleet.check_host_key(name))
         if check is FAILED:
             return
         presented = f"{fmt.clean(check.server)} ({fmt.clean(check.where)}) presents the host key\n\n    {fmt.clean(check.key)}\n"
@@ -319,11 +321,11 @@ class DetailScreen(Screen):
             async def trust(confirmed: bool | None) -> None:
                 if not confirmed:
                     return
-                path = await self.app.call_service("trust_host_key", name, check.fingerprint)
+                path = await self.fleet.attempt(lambda fleet: fleet.trust_host_key(name, check.fingerprint))
                 if path is FAILED:
                     return
                 self.notify(f"trusted: recorded in {fmt.clean(path)}; collecting {fmt.clean(name)}", markup=False)
-                await self.app.call_service("collect_now", [name])
+                await self.fleet.attempt(lambda fleet: fleet.collect_now([name]))
 
             self.app.push_screen(
                 ConfirmScreen(
@@ -337,4 +339,4 @@ class DetailScreen(Screen):
 
     def action_edit(self) -> None:
         if self.detail is not None:
-            self.app.show_form(self.detail.row.server)
+            self.fleet.show_form(self.detail.row.server)

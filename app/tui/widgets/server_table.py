@@ -30,6 +30,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from fleettop.tui import format as fmt
+from fleettop.views import ServerView
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ COMPONENT_FOR = {
 Cell = tuple[str, str]  # (text, class)
 
 
-def sorted_ids(rows: dict[int, Any], mode: str, reverse: bool) -> list[int]:
+def sorted_ids(rows: dict[int, ServerView], mode: str, reverse: bool) -> list[int]:
     """Server ids in `mode`'s order (reversed on request), ties by name, servers without
     the figure last either way."""
     value = SORT_VALUES[mode]
@@ -114,7 +115,7 @@ def sorted_ids(rows: dict[int, Any], mode: str, reverse: bool) -> list[int]:
     return known + missing
 
 
-def cells_of(row: Any, now: datetime) -> dict[str, Cell]:
+def cells_of(row: ServerView, now: datetime) -> dict[str, Cell]:
     """Display text and class of every cell of one server: plain data, cheap to compare."""
     server, latest, status = row.server, row.latest, row.status
     severities = {key: getattr(value, "value", value) for key, value in (row.severities or {}).items()}
@@ -177,7 +178,7 @@ class ServerTable(ScrollView, can_focus=True):
     def __init__(self, *, clock: Callable[[], datetime], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._clock = clock
-        self.rows_by_id: dict[int, Any] = {}  # every server, filtered out or not
+        self.rows_by_id: dict[int, ServerView] = {}  # every server, filtered out or not
         self._cells: dict[int, dict[str, Cell]] = {}  # id -> column -> cell, for every server
         self._order: list[int] = []  # the shown servers, top to bottom
         self._position: dict[int, int] = {}
@@ -198,7 +199,7 @@ class ServerTable(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ data in
 
-    def set_rows(self, rows: Iterable[Any]) -> None:
+    def set_rows(self, rows: Iterable[ServerView]) -> None:
         """Bring the list in line with the full server list (added, changed, removed)."""
         fresh = {row.server.id: row for row in rows}
         first_load = not self.rows_by_id
@@ -217,7 +218,7 @@ class ServerTable(ScrollView, can_focus=True):
         if first_load:
             self.move_cursor(row=0)
 
-    def update_row(self, row: Any) -> None:
+    def update_row(self, row: ServerView) -> None:
         if self._put(row):
             self._reindex()
         self.resort_if_needed()
@@ -230,7 +231,7 @@ class ServerTable(ScrollView, can_focus=True):
         if server_id in self._position:
             self._reindex()
 
-    def _put(self, row: Any) -> bool:
+    def _put(self, row: ServerView) -> bool:
         """Take a server's new state and repaint its line; True when it joins or leaves the list."""
         server_id = row.server.id
         now = self._clock()
@@ -359,7 +360,7 @@ class ServerTable(ScrollView, can_focus=True):
         return self._order[self.cursor] if 0 <= self.cursor < len(self._order) else None
 
     @property
-    def selected(self) -> Any | None:
+    def selected(self) -> ServerView | None:
         server_id = self.selected_id
         return None if server_id is None else self.rows_by_id.get(server_id)
 
@@ -388,7 +389,7 @@ class ServerTable(ScrollView, can_focus=True):
     def cell_text(self, server_id: int, column: str) -> str:
         return self._current(server_id)[column][0]
 
-    def _matches(self, row: Any) -> bool:
+    def _matches(self, row: ServerView) -> bool:
         needle = self.filter_text
         return not needle or needle in row.server.name.lower() or needle in row.server.host.lower()
 
