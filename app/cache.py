@@ -153,11 +153,6 @@ class Cache:
     def _latest_key(self, server_id: int) -> str:
         return f"{self.prefix}metrics:latest:{server_id}"
 
-    async def set_latest(self, sample: Sample) -> None:
-        await self.redis.set(
-            self._latest_key(sample.server_id), sample.model_dump_json(), ex=self.settings.cache.latest_ttl
-        )
-
     async def record_collected(self, sample: Sample) -> None:
         """After a successful collection, in one round trip: the latest sample, the run's
         outcome (ok) and count, the aggregate dropped, and the "sample" event published."""

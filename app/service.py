@@ -123,6 +123,9 @@ class FleetService:
             raise UnknownServer(*unknown)
         return [server for server in found if server is not None]
 
+    async def enabled_servers(self) -> list[Server]:
+        return await self.repo.list_servers(enabled_only=True)
+
     async def add_server(self, cfg: ServerConfig, secret: str | None = None) -> Server:
         server = await self.admin.add(cfg, secret)
         await self._servers_changed()
@@ -247,12 +250,8 @@ class FleetService:
             self.context.lanes.manual, self.cache, [server.id for server in servers], timeout, on_retry
         )
 
-    async def manual_outcome(self, server: Server) -> CollectOutcome:
-        """The result of the server's last manual collection (after wait_collected)."""
-        return (await self.manual_outcomes([server.id]))[0]
-
     async def manual_outcomes(self, ids: list[int]) -> list[CollectOutcome]:
-        """manual_outcome of each server (by id), in three reads whatever their number: the
+        """The result of each server's (by id) last manual collection (after wait_collected), in three reads whatever their number: the
         job records (one MGET), the last runs (one query), the latest samples (one query)."""
         if not ids:
             return []
@@ -298,6 +297,12 @@ class FleetService:
     async def clean(self) -> int:
         removed = await control.clean(self.context)
         await self.repo.audit("queue.clean", "queue", f"{removed} removed")
+        return removed
+
+    async def clear_cache(self) -> int:
+        """Empty the cache (latest samples, aggregate, server list, run counts); returns the keys removed."""
+        removed = await self.cache.clear()
+        await self.repo.audit("cache.clear", "cache", f"{removed} keys")
         return removed
 
     async def stats(self) -> QueueStats:

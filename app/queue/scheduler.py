@@ -33,6 +33,7 @@ from fleettop.errors import FleettopError
 from fleettop.queue import control
 from fleettop.queue.contract import CollectContext, job_timeout
 from fleettop.queue.control import enqueue_link
+from fleettop.text import typed_line
 from fleettop.timing import scaled
 
 log = logging.getLogger("fleettop.scheduler")
@@ -122,14 +123,14 @@ class Scheduler:
                 removed = await control.clean(self.deps)
                 log.info("clean: %d finished runs and job records removed", removed)
         except (RedisError, OSError, SQLAlchemyError, FleettopError) as exc:
-            log.warning("clean failed: %s", _one_line(exc))
+            log.warning("clean failed: %s", typed_line(exc))
 
     async def _reconcile_once(self) -> bool:
         try:
             result = await reconcile(self.deps)
         except (RedisError, OSError, SQLAlchemyError, FleettopError) as exc:
             if not self._failing:
-                log.error("schedule reconcile failed: %s; retrying", _one_line(exc))
+                log.error("schedule reconcile failed: %s; retrying", typed_line(exc))
                 self._failing = True
             return False
         if self._failing:
@@ -152,14 +153,9 @@ class Scheduler:
                 cutoff, "lost: its worker stopped, or its result could not be written"
             )
         except (SQLAlchemyError, OSError, FleettopError) as exc:
-            log.warning("closing stale runs failed: %s", _one_line(exc))
+            log.warning("closing stale runs failed: %s", typed_line(exc))
             return
         if closed:
             log.warning("%d runs left running past their timeout marked failed (lost)", closed)
             with contextlib.suppress(RedisError, OSError):
                 await self.deps.cache.drop_run_counts()  # failed runs the cached counts did not see
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
