@@ -20,7 +20,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fleettop.domain import Thresholds
 
@@ -219,7 +219,26 @@ class SSHConfig(_Section):
 
 
 class RetentionConfig(_Section):
-    days: int = Field(30, ge=1)
+    """How long each tier of the history is kept, in days (purged hourly by a worker)."""
+
+    raw_days: int = Field(14, ge=1)
+    rollup_5m_days: int = Field(90, ge=1)
+    rollup_1h_days: int = Field(730, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _days_was_raw_days(cls, data: Any) -> Any:
+        """`retention: {days: N}` (before the rollups) meant the raw samples: still read so."""
+        if isinstance(data, dict) and "days" in data:
+            data = dict(data)
+            if "raw_days" in data:
+                raise ValueError("days is the old name of raw_days: set only raw_days")
+            data["raw_days"] = data.pop("days")
+        return data
+
+    def keep_days(self) -> dict[str, int]:
+        """Days kept by tier name (fleettop.rollup's raw, 5m, 1h)."""
+        return {"raw": self.raw_days, "5m": self.rollup_5m_days, "1h": self.rollup_1h_days}
 
 
 class DefaultsConfig(_Section):

@@ -98,7 +98,11 @@ def roll_up(readings: Iterable[Reading], width: int) -> list[Bucket]:
         start = bucket_start(reading.at, width)
         bucket = buckets.setdefault(start, Bucket(start))
         bucket.add(
-            {name: Stat.of(float(value)) for name, value in reading.values.items() if value is not None and name in HOST_METRICS},
+            {
+                name: Stat.of(float(value))
+                for name, value in reading.values.items()
+                if value is not None and name in HOST_METRICS
+            },
             {mount: Stat.of(float(value)) for mount, value in reading.disks.items()},
         )
     return [buckets[start] for start in sorted(buckets)]
@@ -203,7 +207,11 @@ def points_of(buckets: Sequence[Bucket], metric: str, step: int) -> tuple[Point,
     """One metric's points, `step` seconds each, from buckets no wider than that."""
     points = []
     for bucket in coarsen(buckets, step):
-        stat = bucket.disks.get(metric[len(DISK_PREFIX):]) if metric.startswith(DISK_PREFIX) else bucket.metrics.get(metric)
+        stat = (
+            bucket.disks.get(metric[len(DISK_PREFIX) :])
+            if metric.startswith(DISK_PREFIX)
+            else bucket.metrics.get(metric)
+        )
         if stat is not None:
             points.append(Point.of(bucket.start, stat))
     return tuple(points)

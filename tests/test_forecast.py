@@ -41,8 +41,10 @@ def test_noise_without_growth_gives_no_forecast_and_noise_with_growth_gives_one(
 def test_a_cleanup_in_the_middle_starts_the_fit_again():
     """Grew to 95 %, cleaned to 40 % three days ago, growing 0.1/h since: the forecast is from
     the level and pace after the cleanup (600 h), not from the old slope and level."""
+
     def level(h: int) -> float:
         return 40 + 0.1 * (h + 72) if h >= -72 else 95 + 0.5 * (h + 72)
+
     seconds = seconds_until_full(series(level), NOW)
     assert seconds == pytest.approx((100 - 47.2) / 0.1 * HOUR)
 
@@ -50,6 +52,7 @@ def test_a_cleanup_in_the_middle_starts_the_fit_again():
 def test_just_after_a_cleanup_there_is_too_little_to_say():
     def level(h: int) -> float:
         return 40 + 0.5 * (h + 3) if h >= -3 else 95.0 + 0.2 * h
+
     assert seconds_until_full(series(level), NOW) is None
 
 

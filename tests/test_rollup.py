@@ -9,8 +9,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleettop.rollup import (
-    FIVE_MINUTES, ONE_HOUR, RAW, Bucket, Reading, Series, Stat, Point, bucket_start, coarsen, format_duration, parse_duration,
-    plan_read, points_of, roll_up,
+    FIVE_MINUTES,
+    ONE_HOUR,
+    RAW,
+    Bucket,
+    Point,
+    Reading,
+    Series,
+    Stat,
+    bucket_start,
+    coarsen,
+    format_duration,
+    parse_duration,
+    plan_read,
+    points_of,
+    roll_up,
 )
 
 KEEP = {"raw": 14, "5m": 90, "1h": 730}
@@ -121,7 +134,14 @@ def test_points_and_the_range_summary():
 
 def test_durations_as_typed():
     assert [parse_duration(t) for t in ("90s", "5m", "1h", "30d", "2w", "1y", "1h30m", " 7D ")] == [
-        90, 300, 3600, 30 * DAY, 14 * DAY, 365 * DAY, 5400, 7 * DAY,
+        90,
+        300,
+        3600,
+        30 * DAY,
+        14 * DAY,
+        365 * DAY,
+        5400,
+        7 * DAY,
     ]
     for bad in ("", "h", "5", "5x", "-5m", "0m", "5m3"):
         with pytest.raises(ValueError, match="not a duration"):

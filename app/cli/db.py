@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
 
 from fleettop.config import LoadedConfig
 from fleettop.errors import UsageError
@@ -20,7 +19,7 @@ async def cmd_db(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             if args.action == "upgrade":
                 await _upgrade(database, Repository(database))
             else:
-                await _purge(loaded, Repository(database))
+                await _purge(Repository(database, retention=loaded.settings.retention))
     finally:
         await database.close()
     return 0
@@ -37,9 +36,12 @@ async def _upgrade(database: Database, repo: Repository) -> None:
     print(f"database {database.url} upgraded from revision {before or 'none'} to {after}")
 
 
-async def _purge(loaded: LoadedConfig, repo: Repository) -> None:
-    days = loaded.settings.retention.days
-    cutoff = datetime.now(UTC) - timedelta(days=days)
-    purged = await repo.purge_samples(cutoff)
-    await repo.audit("db.purge", "samples", f"{purged} samples older than {days} days")
-    print(f"purged {purged} samples older than {days} days ({cutoff:%Y-%m-%d %H:%M} UTC)")
+async def _purge(repo: Repository) -> None:
+    keep = repo.retention.keep_days()
+    purged = await repo.purge_expired()
+    done = ", ".join(f"{purged[tier]} {WHAT[tier]} older than {keep[tier]} days" for tier in WHAT)
+    await repo.audit("db.purge", "history", done)
+    print(f"purged {done}")
+
+
+WHAT = {"raw": "samples", "5m": "5-minute rows", "1h": "1-hour rows"}

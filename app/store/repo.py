@@ -8,6 +8,7 @@ collections of the process (_GroupCommit). Nothing SQLAlchemy-typed leaves this 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from fleettop.config import DefaultsConfig, ServerConfig
+from fleettop.config import DefaultsConfig, RetentionConfig, ServerConfig
 from fleettop.domain import (
     AuditEntry,
     Counters,
@@ -34,6 +35,8 @@ from fleettop.domain import (
     secret_binding_changes,
 )
 from fleettop.errors import FleettopError, UnknownServer
+from fleettop.rollup import DAY_S, RAW, TIERS, Bucket, Point, ReadPlan, Tier
+from fleettop.store import rollups
 from fleettop.store.db import Database, describe_error
 from fleettop.store.tables import AuditRow, RunRow, SampleRow, ServerRow
 
@@ -68,12 +71,16 @@ def utcnow() -> datetime:
 
 
 class Repository:
-    def __init__(self, database: Database, defaults: DefaultsConfig | None = None):
+    def __init__(
+        self, database: Database, defaults: DefaultsConfig | None = None, retention: RetentionConfig | None = None
+    ):
         """`defaults`: the config's `defaults:`, which a server's unset interval and thresholds
-        (NULL in the table) take each time it is read."""
+        (NULL in the table) take each time it is read. `retention`: how long each tier of the
+        history is kept (a read takes the tier that still holds its range)."""
         self._database = database
         self._sessions = database.sessions
         self.defaults = defaults or DefaultsConfig()
+        self.retention = retention or RetentionConfig()
         self._writer: _GroupCommit | None = None
 
     # -- servers -----------------------------------------------------------------
@@ -239,7 +246,14 @@ class Repository:
                 inserted = (await session.execute(statement)).scalar_one_or_none()
             except IntegrityError:
                 raise FleettopError(f"server id {server_id} does not exist (removed?)") from None
+            await rollups.roll_up_samples(
+                await session.connection(), [(server_id, metrics.collected_at)], oldest=self.raw_cutoff()
+            )
         return inserted is not None
+
+    def raw_cutoff(self, now: float | None = None) -> int:
+        """Epoch seconds before which raw samples are expired (and their buckets left as they are)."""
+        return int(time.time() if now is None else now) - self.retention.raw_days * DAY_S
 
     async def begin_collection(
         self, server_id: int, job_key: str, *, trigger: str, attempt: int, skip_disabled: bool
@@ -264,7 +278,7 @@ class Repository:
     def _group_commit(self) -> _GroupCommit:
         loop = asyncio.get_running_loop()
         if self._writer is None or self._writer.loop is not loop:
-            self._writer = _GroupCommit(self._database, self.defaults, loop)
+            self._writer = _GroupCommit(self._database, self.defaults, loop, self.raw_cutoff)
         return self._writer
 
     async def latest_sample(self, server_id: int) -> Sample | None:
@@ -399,9 +413,44 @@ class Repository:
         )
 
     async def purge_samples(self, older_than: datetime) -> int:
-        async with self._sessions.begin() as session:
-            result = await session.execute(delete(SampleRow).where(SampleRow.collected_at < older_than))
-            return result.rowcount
+        return await self._purge(RAW, int(older_than.timestamp()))
+
+    async def purge_expired(self, now: float | None = None) -> dict[str, int]:
+        """Delete what each tier's retention no longer keeps, in batches of a few thousand rows
+        (each its own transaction: the workers' writes go on between them). Rows by tier name."""
+        now = time.time() if now is None else now
+        keep = self.retention.keep_days()
+        return {tier.name: await self._purge(tier, int(now) - keep[tier.name] * DAY_S) for tier in TIERS}
+
+    async def _purge(self, tier: Tier, cutoff: int) -> int:
+        purged = 0
+        while True:
+            async with self._database.engine.begin() as conn:
+                deleted = await rollups.purge_batch(conn, tier, cutoff)
+            purged += deleted
+            if not deleted:
+                return purged
+
+    # -- long-term history -----------------------------------------------------------
+
+    async def history_points(self, server_id: int, metric: str, plan: ReadPlan) -> tuple[Point, ...]:
+        """One metric of one server as `plan` reads it (fleettop.rollup.plan_read)."""
+        async with self._database.engine.connect() as conn:
+            return await rollups.read_points(conn, server_id, metric, plan)
+
+    async def disk_hours(self, server_ids: Sequence[int], since: int) -> dict[int, dict[str, list[tuple[int, float]]]]:
+        """Each mount's hourly average disk % from `since` (epoch) on, by server id and mount."""
+        async with self._database.engine.connect() as conn:
+            return await rollups.disk_hours(conn, server_ids, since)
+
+    async def history_mounts(self, server_id: int) -> list[str]:
+        async with self._database.engine.connect() as conn:
+            return await rollups.mounts_of(conn, server_id)
+
+    async def write_rollups(self, tier: Tier, buckets: dict[int, list[Bucket]]) -> None:
+        """Whole buckets of a tier by server id, as the workers write them (the demo's year)."""
+        async with self._database.engine.begin() as conn:
+            await rollups.write_buckets(conn, tier, buckets)
 
     async def iter_samples(
         self, server: str | None = None, since: datetime | None = None, until: datetime | None = None
@@ -684,10 +733,17 @@ class _GroupCommit:
     its requests is tried again alone, so one bad request (its server just removed) fails
     only its own job; a database that is away fails them all, and SAQ retries them."""
 
-    def __init__(self, database: Database, defaults: DefaultsConfig, loop: asyncio.AbstractEventLoop):
+    def __init__(
+        self,
+        database: Database,
+        defaults: DefaultsConfig,
+        loop: asyncio.AbstractEventLoop,
+        raw_cutoff: Callable[[], int],
+    ):
         self.loop = loop
         self._database = database
         self._defaults = defaults
+        self._raw_cutoff = raw_cutoff
         self._pending: list[tuple[_Begin | _Finish, asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -738,6 +794,8 @@ class _GroupCommit:
         async with self._database.engine.begin() as conn:
             if finishes:  # first: a begin of the same job key in this batch then sees it done
                 await conn.execute(_insert_samples(self._database.dialect), [request.sample for request in finishes])
+                touched = [(request.sample["server_id"], request.sample["collected_at"]) for request in finishes]
+                await rollups.roll_up_samples(conn, touched, oldest=self._raw_cutoff())
                 await conn.execute(
                     _FINISH_RUN, [_run_end(r.run.id, r.run.started_at, "ok", None, r.finished_at) for r in finishes]
                 )

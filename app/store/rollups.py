@@ -17,62 +17,43 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger, Column, Float, ForeignKey, Index, Integer, Table, Text, and_, bindparam, delete, func, or_, select, text,
-)
+from sqlalchemy import BigInteger, and_, bindparam, delete, func, or_, select, text
 from sqlalchemy.dialects import sqlite
 
 from fleettop.rollup import (
-    DISK_PREFIX, FIVE_MINUTES, HOST_METRICS, ONE_HOUR, RAW, Bucket, Point, ReadPlan, Reading, Stat, Tier, bucket_start,
-    coarsen, points_of, roll_up,
+    DISK_PREFIX,
+    FIVE_MINUTES,
+    HOST_METRICS,
+    ONE_HOUR,
+    RAW,
+    Bucket,
+    Point,
+    Reading,
+    ReadPlan,
+    Stat,
+    Tier,
+    bucket_start,
+    coarsen,
+    points_of,
+    roll_up,
 )
-from fleettop.store.tables import Base, SampleRow
+from fleettop.store.tables import DISK_1H, DISK_5M, ROLLUP_1H, ROLLUP_5M, SampleRow
 
 SAMPLES = SampleRow.__table__
 # The raw column of each host metric.
 RAW_COLUMNS = {
-    "cpu": "cpu_percent", "ram": "mem_percent", "swap": "swap_percent", "disk": "disk_percent", "load1": "load1",
-    "net_rx": "net_rx_bps", "net_tx": "net_tx_bps",
+    "cpu": "cpu_percent",
+    "ram": "mem_percent",
+    "swap": "swap_percent",
+    "disk": "disk_percent",
+    "load1": "load1",
+    "net_rx": "net_rx_bps",
+    "net_tx": "net_tx_bps",
 }
-STAT_FIELDS = ("n", "sum", "min", "max")
 ROLLUP_LOCK = 0x726F6C6C  # "roll": pg_advisory_xact_lock(ROLLUP_LOCK, server_id)
 PURGE_BATCH = 5000
 
 
-def _host_table(name: str) -> Table:
-    return Table(
-        name,
-        Base.metadata,
-        Column("server_id", Integer, ForeignKey("servers.id", ondelete="CASCADE"), primary_key=True),
-        Column("bucket", BigInteger, primary_key=True),  # epoch seconds of the bucket's start
-        *(
-            Column(f"{metric}_{field}", Integer if field == "n" else Float, nullable=field != "n")
-            for metric in HOST_METRICS
-            for field in STAT_FIELDS
-        ),
-        Index(f"ix_{name}_bucket", "bucket"),  # retention purge
-    )
-
-
-def _disk_table(name: str) -> Table:
-    return Table(
-        name,
-        Base.metadata,
-        Column("server_id", Integer, ForeignKey("servers.id", ondelete="CASCADE"), primary_key=True),
-        Column("mount", Text, primary_key=True),
-        Column("bucket", BigInteger, primary_key=True),
-        Column("n", Integer, nullable=False),
-        Column("sum", Float, nullable=False),
-        Column("min", Float, nullable=False),
-        Column("max", Float, nullable=False),
-        Index(f"ix_{name}_bucket", "bucket"),
-    )
-
-
-ROLLUP_5M = _host_table("rollup_5m")
-ROLLUP_1H = _host_table("rollup_1h")
-DISK_5M = _disk_table("rollup_disk_5m")
-DISK_1H = _disk_table("rollup_disk_1h")
 TABLES = {FIVE_MINUTES.name: (ROLLUP_5M, DISK_5M), ONE_HOUR.name: (ROLLUP_1H, DISK_1H)}
 
 
@@ -106,14 +87,28 @@ async def roll_up_samples(conn: Any, touched: Iterable[tuple[int, datetime]], *,
     dialect = conn.dialect.name
     if dialect == "postgresql":
         for server_id in sorted({server_id for server_id, _ in keys}):  # one order: no deadlock
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:lock, :server)"), {"lock": ROLLUP_LOCK, "server": server_id})
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:lock, :server)"), {"lock": ROLLUP_LOCK, "server": server_id}
+            )
     width = FIVE_MINUTES.seconds
     rows = await conn.execute(
-        select(SAMPLES.c.server_id, SAMPLES.c.collected_at, SAMPLES.c.disks, *(SAMPLES.c[column] for column in RAW_COLUMNS.values()))
-        .where(or_(*(
-            and_(SAMPLES.c.server_id == server_id, SAMPLES.c.collected_at >= _at(start), SAMPLES.c.collected_at < _at(start + width))
-            for server_id, start in sorted(keys)
-        )))
+        select(
+            SAMPLES.c.server_id,
+            SAMPLES.c.collected_at,
+            SAMPLES.c.disks,
+            *(SAMPLES.c[column] for column in RAW_COLUMNS.values()),
+        ).where(
+            or_(
+                *(
+                    and_(
+                        SAMPLES.c.server_id == server_id,
+                        SAMPLES.c.collected_at >= _at(start),
+                        SAMPLES.c.collected_at < _at(start + width),
+                    )
+                    for server_id, start in sorted(keys)
+                )
+            )
+        )
     )
     readings: dict[int, list[Reading]] = defaultdict(list)
     for row in rows:
@@ -126,7 +121,9 @@ async def roll_up_samples(conn: Any, touched: Iterable[tuple[int, datetime]], *,
 
 def _reading(row: Any) -> Reading:
     disks = {disk["mount"]: float(disk["percent"]) for disk in row.disks or [] if disk.get("percent") is not None}
-    return Reading(_epoch(row.collected_at), {metric: row._mapping[column] for metric, column in RAW_COLUMNS.items()}, disks)
+    return Reading(
+        _epoch(row.collected_at), {metric: row._mapping[column] for metric, column in RAW_COLUMNS.items()}, disks
+    )
 
 
 async def _hours_from_five_minutes(conn: Any, hours: set[tuple[int, int]]) -> dict[int, list[Bucket]]:
@@ -165,20 +162,36 @@ async def write_buckets(conn: Any, tier: Tier, buckets: Mapping[int, Iterable[Bu
             row: dict[str, Any] = {"server_id": server_id, "bucket": bucket.start}
             for metric in HOST_METRICS:
                 stat = bucket.metrics.get(metric)
-                row |= {f"{metric}_n": stat.n if stat else 0, f"{metric}_sum": stat and stat.sum,
-                        f"{metric}_min": stat and stat.min, f"{metric}_max": stat and stat.max}
+                row |= {
+                    f"{metric}_n": stat.n if stat else 0,
+                    f"{metric}_sum": stat and stat.sum,
+                    f"{metric}_min": stat and stat.min,
+                    f"{metric}_max": stat and stat.max,
+                }
             host_rows.append(row)
             disk_rows += [
-                {"server_id": server_id, "mount": mount, "bucket": bucket.start, "n": s.n, "sum": s.sum, "min": s.min, "max": s.max}
+                {
+                    "server_id": server_id,
+                    "mount": mount,
+                    "bucket": bucket.start,
+                    "n": s.n,
+                    "sum": s.sum,
+                    "min": s.min,
+                    "max": s.max,
+                }
                 for mount, s in bucket.disks.items()
             ]
     insert = _insert(conn.dialect.name)
-    for table, rows, key in ((host_table, host_rows, ["server_id", "bucket"]), (disk_table, disk_rows, ["server_id", "mount", "bucket"])):
+    for table, rows, key in (
+        (host_table, host_rows, ["server_id", "bucket"]),
+        (disk_table, disk_rows, ["server_id", "mount", "bucket"]),
+    ):
         if not rows:
             continue
         statement = insert(table)
         statement = statement.on_conflict_do_update(
-            index_elements=key, set_={column.name: statement.excluded[column.name] for column in table.c if column.name not in key}
+            index_elements=key,
+            set_={column.name: statement.excluded[column.name] for column in table.c if column.name not in key},
         )
         await conn.execute(statement, rows)
 
@@ -193,7 +206,7 @@ async def read_points(conn: Any, server_id: int, metric: str, plan: ReadPlan) ->
     host_table, disk_table = TABLES[plan.tier.name]
     if metric.startswith(DISK_PREFIX):
         table, prefix = disk_table, ""
-        where = [table.c.mount == metric[len(DISK_PREFIX):]]
+        where = [table.c.mount == metric[len(DISK_PREFIX) :]]
     else:
         table, prefix = host_table, f"{metric}_"
         where = [table.c[f"{metric}_n"] > 0]
@@ -218,9 +231,14 @@ async def read_points(conn: Any, server_id: int, metric: str, plan: ReadPlan) ->
 
 
 async def _raw_points(conn: Any, server_id: int, metric: str, plan: ReadPlan) -> tuple[Point, ...]:
-    columns = [SAMPLES.c.collected_at, SAMPLES.c.disks if metric.startswith(DISK_PREFIX) else SAMPLES.c[RAW_COLUMNS[metric]]]
+    columns = [
+        SAMPLES.c.collected_at,
+        SAMPLES.c.disks if metric.startswith(DISK_PREFIX) else SAMPLES.c[RAW_COLUMNS[metric]],
+    ]
     query = select(*columns).where(
-        SAMPLES.c.server_id == server_id, SAMPLES.c.collected_at >= _at(plan.since), SAMPLES.c.collected_at < _at(plan.until)
+        SAMPLES.c.server_id == server_id,
+        SAMPLES.c.collected_at >= _at(plan.since),
+        SAMPLES.c.collected_at < _at(plan.until),
     )
     readings = []
     for at, value in await conn.execute(query):
@@ -263,7 +281,10 @@ async def purge_batch(conn: Any, tier: Tier, cutoff: int, batch: int = PURGE_BAT
     last bucket). Returns the rows deleted; 0 when nothing older is left."""
     if tier == RAW:
         oldest = (
-            select(SAMPLES.c.id).where(SAMPLES.c.collected_at < _at(cutoff)).order_by(SAMPLES.c.collected_at).limit(batch)
+            select(SAMPLES.c.id)
+            .where(SAMPLES.c.collected_at < _at(cutoff))
+            .order_by(SAMPLES.c.collected_at)
+            .limit(batch)
         )
         return (await conn.execute(delete(SAMPLES).where(SAMPLES.c.id.in_(oldest)))).rowcount or 0
     deleted = 0

@@ -467,13 +467,13 @@ def test_export_of_20k_samples_streams(fleettop, config_path, tmp_path):
 
 def test_db_upgrade_and_purge(fleettop, config_path):
     code, out, _ = fleettop("db", "upgrade")
-    assert code == 0 and out.endswith("upgraded from revision none to 0002\n")
-    assert fleettop("db", "upgrade")[1].endswith("is up to date (revision 0002)\n")
+    assert code == 0 and out.endswith("upgraded from revision none to 0004\n")
+    assert fleettop("db", "upgrade")[1].endswith("is up to date (revision 0004)\n")
     fleettop("servers", "add", "web1", "--host", "h1")
     now = datetime.now(UTC)
-    _store_samples(config_path, "web1", [now - timedelta(days=40), now - timedelta(days=31), now - timedelta(days=29)])
+    _store_samples(config_path, "web1", [now - timedelta(days=20), now - timedelta(days=15), now - timedelta(days=13)])
     code, out, _ = fleettop("db", "purge")
-    assert code == 0 and out.startswith("purged 2 samples older than 30 days")
+    assert code == 0 and out.startswith("purged 2 samples older than 14 days, 0 5-minute rows older than 90 days")
     assert fleettop("db", "purge")[1].startswith("purged 0 samples")
     entries = with_repo(config_path, lambda repo: repo.audit_entries(10))
     assert [e.action for e in entries][:2] == ["db.purge", "db.purge"] and "2 samples" in entries[1].detail

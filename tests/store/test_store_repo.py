@@ -22,11 +22,12 @@ from fleettop.store.repo import KEEP, Repository
 
 
 async def test_migrations_create_every_table_at_head(database):
-    assert await database.revision() == head_revision() == "0002"
+    assert await database.revision() == head_revision() == "0004"
     async with database.engine.connect() as conn:
         tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
         indexes = await conn.run_sync(lambda sync: {i["name"] for i in inspect(sync).get_indexes("runs")})
     assert {"servers", "samples", "runs", "audit", "alembic_version"} <= tables
+    assert {"rollup_5m", "rollup_1h", "rollup_disk_5m", "rollup_disk_1h"} <= tables
     assert {"ix_runs_status_finished", "ix_runs_server_started", "ix_runs_job_key"} <= indexes
 
 
@@ -48,7 +49,8 @@ async def test_0002_makes_the_stored_built_in_defaults_inherited_and_keeps_other
     from sqlalchemy import insert, select
 
     from fleettop.store import db as store_db
-    from fleettop.store.tables import ServerRow
+    from fleettop.store.repo import _sample_values as sample_values
+    from fleettop.store.tables import SampleRow, ServerRow
 
     def upgrade_to_0001(sync) -> None:
         alembic_config = store_db._alembic_config()
@@ -103,11 +105,12 @@ async def test_0002_makes_the_stored_built_in_defaults_inherited_and_keeps_other
                 ],
             )
             web1 = await conn.scalar(select(ServerRow.id).where(ServerRow.name == "web1"))
-        await Repository(database).add_sample(web1, metrics(T0))  # history stays (SQLite rebuilds the table)
+            # history stays (SQLite rebuilds the table); written as 0001 knew samples (no rollups yet)
+            await conn.execute(insert(SampleRow.__table__), sample_values(web1, metrics(T0), None))
         await Repository(database).start_run(web1, job_key="k", trigger="manual")
         assert await database.revision() == "0001"
         await migrate(database)
-        assert await database.revision() == "0002"
+        assert await database.revision() == head_revision()
         assert (
             await Repository(database).count_samples(web1) == 1
             and len(await Repository(database).recent_runs(web1)) == 1

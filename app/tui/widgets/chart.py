@@ -139,6 +139,10 @@ class Chart(Widget):
 
     def _style(self, kind: str) -> Style:
         variables = self.app.theme_variables if self.is_mounted else {}
-        colours = {DATA: variables.get("accent", "cyan"), OVER: variables.get("error", "red"), THRESHOLD: variables.get("warning", "yellow")}
+        colours = {
+            DATA: variables.get("accent", "cyan"),
+            OVER: variables.get("error", "red"),
+            THRESHOLD: variables.get("warning", "yellow"),
+        }
         colour = colours.get(kind)
         return Style(color=colour, dim=kind == THRESHOLD) if colour else Style()
