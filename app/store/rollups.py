@@ -275,10 +275,12 @@ async def mounts_of(conn: Any, server_id: int) -> list[str]:
 # -- retention -------------------------------------------------------------------------
 
 
-async def purge_batch(conn: Any, tier: Tier, cutoff: int, batch: int = PURGE_BATCH) -> int:
-    """Delete at most about `batch` rows of a tier older than `cutoff` (epoch): the oldest
-    ones, whole buckets at a time (so a little more than `batch` when many servers share the
-    last bucket). Returns the rows deleted; 0 when nothing older is left."""
+async def purge_batch(conn: Any, tier: Tier, cutoff: int, batch: int | None = None) -> int:
+    """Delete at most about `batch` expired rows of a tier, the oldest: raw samples taken
+    before `cutoff` (epoch), buckets that end by it (one that holds the cutoff holds newer
+    samples too: it stays). Whole buckets at a time, so a little more than `batch` when
+    many servers share the last one. Returns the rows deleted; 0 when none is left."""
+    batch = batch or PURGE_BATCH
     if tier == RAW:
         oldest = (
             select(SAMPLES.c.id)
@@ -287,13 +289,19 @@ async def purge_batch(conn: Any, tier: Tier, cutoff: int, batch: int = PURGE_BAT
             .limit(batch)
         )
         return (await conn.execute(delete(SAMPLES).where(SAMPLES.c.id.in_(oldest)))).rowcount or 0
+    last_expired = cutoff - tier.seconds  # the newest bucket start that ends by the cutoff
     deleted = 0
     for table in TABLES[tier.name]:
-        # The bucket start of the batch-th oldest row: rows up to it go, as long as they are expired.
+        # The bucket start of the batch-th oldest expired row: rows up to it go.
         edge = (
-            select(table.c.bucket).where(table.c.bucket < cutoff).order_by(table.c.bucket).offset(batch - 1).limit(1)
-        ).scalar_subquery()
-        upto = func.coalesce(edge, cutoff - 1)
-        result = await conn.execute(delete(table).where(table.c.bucket < cutoff, table.c.bucket <= upto))
+            select(table.c.bucket)
+            .where(table.c.bucket <= last_expired)
+            .order_by(table.c.bucket)
+            .offset(batch - 1)
+            .limit(1)
+            .scalar_subquery()
+        )
+        upto = func.coalesce(edge, last_expired)
+        result = await conn.execute(delete(table).where(table.c.bucket <= last_expired, table.c.bucket <= upto))
         deleted += result.rowcount or 0
     return deleted
