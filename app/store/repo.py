@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Integer, and_, bindparam, cast, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
@@ -25,7 +25,6 @@ from fleettop.domain import (
     Counters,
     DiskUsage,
     FleetAggregate,
-    HistoryPoint,
     Metrics,
     Run,
     Sample,
@@ -35,7 +34,7 @@ from fleettop.domain import (
     secret_binding_changes,
 )
 from fleettop.errors import FleettopError, UnknownServer
-from fleettop.rollup import DAY_S, RAW, TIERS, Bucket, Point, ReadPlan, Tier
+from fleettop.rollup import DAY_S, DEFAULT_POINTS, RAW, TIERS, Bucket, Point, ReadPlan, Series, Tier, plan_read
 from fleettop.store import rollups
 from fleettop.store.db import Database, describe_error
 from fleettop.store.tables import AuditRow, RunRow, SampleRow, ServerRow
@@ -314,70 +313,6 @@ class Repository:
             query = select(func.count()).select_from(SampleRow).where(SampleRow.server_id == server_id)
             return await session.scalar(query) or 0
 
-    async def history(
-        self, server_id: int, since: datetime, until: datetime, bucket_s: int | None = None
-    ) -> list[HistoryPoint]:
-        """Samples of one server with since <= collected_at < until, oldest first.
-
-        With bucket_s, one point per bucket of that many seconds (aligned on the Unix
-        epoch) that holds samples: averages, and maxima in the *_max fields.
-        """
-        in_range = and_(
-            SAMPLE_COLUMNS.server_id == server_id,
-            SAMPLE_COLUMNS.collected_at >= since,
-            SAMPLE_COLUMNS.collected_at < until,
-        )
-        metrics = {
-            "cpu": SAMPLE_COLUMNS.cpu_percent,
-            "ram": SAMPLE_COLUMNS.mem_percent,
-            "disk": SAMPLE_COLUMNS.disk_percent,
-            "load1": SAMPLE_COLUMNS.load1,
-        }
-        async with self._sessions() as session:
-            if not bucket_s:
-                query = select(SAMPLE_COLUMNS.collected_at, *(c.label(k) for k, c in metrics.items()))
-                rows = await session.execute(query.where(in_range).order_by(SAMPLE_COLUMNS.collected_at))
-                return [
-                    HistoryPoint(
-                        at=row.collected_at,
-                        **{k: getattr(row, k) for k in metrics},
-                        **{f"{k}_max": getattr(row, k) for k in metrics},
-                    )
-                    for row in rows
-                ]
-            if bucket_s < 1:
-                raise ValueError("bucket_s must be a positive number of seconds")
-            bucket = self._bucket_start(bucket_s).label("bucket")
-            query = (
-                select(
-                    bucket,
-                    func.count().label("samples"),
-                    *(func.avg(c).label(k) for k, c in metrics.items()),
-                    *(func.max(c).label(f"{k}_max") for k, c in metrics.items()),
-                )
-                .where(in_range)
-                .group_by(bucket)
-                .order_by(bucket)
-            )
-            rows = (await session.execute(query)).mappings().all()
-        return [
-            HistoryPoint(
-                at=datetime.fromtimestamp(int(row["bucket"]), UTC),
-                samples=row["samples"],
-                **{k: (None if row[k] is None else float(row[k])) for k in row if k not in {"bucket", "samples"}},
-            )
-            for row in rows
-        ]
-
-    def _bucket_start(self, bucket_s: int) -> ColumnElement[Any]:
-        """Epoch seconds of the start of the bucket a sample falls in, in this dialect's SQL."""
-        if self._database.dialect == "postgresql":
-            epoch = func.extract("epoch", SAMPLE_COLUMNS.collected_at)
-            return cast(func.floor(epoch / bucket_s) * bucket_s, _postgresql().BIGINT)
-        # SQLite stores naive UTC text, which strftime("%s") reads as UTC.
-        epoch = cast(func.strftime("%s", SAMPLE_COLUMNS.collected_at), Integer)
-        return (epoch // bucket_s) * bucket_s
-
     async def aggregate(self) -> FleetAggregate:
         """Totals over enabled servers: up/down by their last finished run, alerting by their latest sample."""
         servers = {server.id: server for server in await self.list_servers(enabled_only=True)}
@@ -432,6 +367,25 @@ class Repository:
                 return purged
 
     # -- long-term history -----------------------------------------------------------
+
+    async def history_series(
+        self,
+        server_id: int,
+        metric: str,
+        since: datetime,
+        until: datetime,
+        *,
+        step: int | None = None,
+        max_points: int = DEFAULT_POINTS,
+    ) -> Series:
+        """One metric of one server over [since, until), from the tier that range needs: at
+        most `max_points` points, or one every `step` seconds (fleettop.rollup.plan_read)."""
+        plan = plan_read(
+            int(since.timestamp()), int(until.timestamp()), now=int(time.time()),
+            keep_days=self.retention.keep_days(), max_points=max_points, step=step,
+        )  # fmt: skip
+        points = await self.history_points(server_id, metric, plan)
+        return Series(metric, plan.tier.name, plan.step, plan.since, plan.until, points)
 
     async def history_points(self, server_id: int, metric: str, plan: ReadPlan) -> tuple[Point, ...]:
         """One metric of one server as `plan` reads it (fleettop.rollup.plan_read)."""

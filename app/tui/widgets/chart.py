@@ -138,11 +138,14 @@ class Chart(Widget):
         return Strip([Segment(char, styles[kind]) for char, kind in self._rows[y]]).simplify()
 
     def _style(self, kind: str) -> Style:
+        """The cell's colour over the widget's own background (a bare colour would show the
+        terminal's default background behind the chart)."""
         variables = self.app.theme_variables if self.is_mounted else {}
         colours = {
-            DATA: variables.get("accent", "cyan"),
+            DATA: variables.get("primary", "blue"),
             OVER: variables.get("error", "red"),
             THRESHOLD: variables.get("warning", "yellow"),
         }
         colour = colours.get(kind)
-        return Style(color=colour, dim=kind == THRESHOLD) if colour else Style()
+        base = self.rich_style
+        return base + Style(color=colour, dim=kind == THRESHOLD) if colour else base
