@@ -160,13 +160,26 @@ def plan_read(
     finer = [tier for tier in TIERS if tier.seconds <= wanted and holds(tier)]
     coarser = [tier for tier in TIERS if tier.seconds > wanted and holds(tier)]
     tier = finer[-1] if finer else coarser[0] if coarser else ONE_HOUR
-    unit = tier.seconds or 1
-    chosen = max(unit, math.ceil(wanted / unit) * unit)
+    chosen = _step_at_least(wanted, tier, exact=step is not None)
     while True:
         plan = ReadPlan(tier, chosen, bucket_start(since, chosen), until)
         if step is not None or plan.points <= max_points:
             return plan
-        chosen += unit  # aligning `since` down added a point
+        chosen = _step_at_least(chosen + 1, tier, exact=False)  # aligning `since` down added a point
+
+
+# Steps a raw read rounds up to (beyond them, whole minutes): points fall on round times.
+RAW_STEPS = (1, 2, 5, 10, 15, 20, 30, 60)
+
+
+def _step_at_least(seconds: int, tier: Tier, *, exact: bool) -> int:
+    """The smallest step of at least `seconds` that the tier can give: whole buckets of a
+    rollup tier; for raw samples, the seconds asked (exact) or a round step."""
+    if tier.seconds:
+        return max(tier.seconds, math.ceil(seconds / tier.seconds) * tier.seconds)
+    if exact:
+        return seconds
+    return next((step for step in RAW_STEPS if step >= seconds), math.ceil(seconds / 60) * 60)
 
 
 @dataclass(frozen=True)

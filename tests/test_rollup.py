@@ -72,9 +72,9 @@ def _rounded(buckets: list[Bucket]) -> list[tuple]:
 @pytest.mark.parametrize(
     ("span", "tier", "step"),
     [
-        (3600, RAW, 18),  # 1 h over 200 points: raw samples
-        (6 * 3600, RAW, 109),  # 108 s, and one more as the aligned start adds a point
-        (199 * 300, RAW, 299),  # just under 5 min a point: still raw
+        (3600, RAW, 20),  # 1 h over 200 points: raw samples, 18 s a point rounded to 20 s
+        (6 * 3600, RAW, 120),  # 108 s rounded to whole minutes
+        (199 * 300, RAW, 300),  # just under 5 min a point: still raw
         (200 * 300, FIVE_MINUTES, 300),  # 5 min a point: one 5-minute bucket each
         (200 * 300 + 1, FIVE_MINUTES, 600),  # just over: two buckets a point
         (DAY, FIVE_MINUTES, 600),
@@ -157,4 +157,5 @@ def test_noisy_random_series_never_exceed_the_point_budget():
         width = rng.randint(10, 400)
         plan = plan_read(since, until, now=NOW, keep_days=KEEP, max_points=width)
         assert plan.points <= width, (since, until, width, plan)
-        assert plan.tier.seconds == 0 or plan.step % plan.tier.seconds == 0
+        assert plan.step % (plan.tier.seconds or 1) == 0
+        assert plan.tier.seconds or plan.step in (1, 2, 5, 10, 15, 20, 30) or plan.step % 60 == 0
