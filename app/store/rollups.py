@@ -153,6 +153,12 @@ def _stats_of(row: Mapping[str, Any]) -> dict[str, Stat]:
     }
 
 
+# Each host metric's columns: (metric, (n, sum, min, max)).
+_STAT_COLUMNS = [
+    (metric, tuple(f"{metric}_{field}" for field in ("n", "sum", "min", "max"))) for metric in HOST_METRICS
+]
+
+
 async def write_buckets(conn: Any, tier: Tier, buckets: Mapping[int, Iterable[Bucket]]) -> None:
     """Upsert whole buckets (by server id) of a tier: a row written again is replaced."""
     host_table, disk_table = TABLES[tier.name]
@@ -160,14 +166,12 @@ async def write_buckets(conn: Any, tier: Tier, buckets: Mapping[int, Iterable[Bu
     for server_id, server_buckets in buckets.items():
         for bucket in server_buckets:
             row: dict[str, Any] = {"server_id": server_id, "bucket": bucket.start}
-            for metric in HOST_METRICS:
+            for metric, (n, total, low, high) in _STAT_COLUMNS:
                 stat = bucket.metrics.get(metric)
-                row |= {
-                    f"{metric}_n": stat.n if stat else 0,
-                    f"{metric}_sum": stat and stat.sum,
-                    f"{metric}_min": stat and stat.min,
-                    f"{metric}_max": stat and stat.max,
-                }
+                if stat is None:
+                    row[n], row[total], row[low], row[high] = 0, None, None, None
+                else:
+                    row[n], row[total], row[low], row[high] = stat.n, stat.sum, stat.min, stat.max
             host_rows.append(row)
             disk_rows += [
                 {
