@@ -118,13 +118,14 @@ class FleetService:
         mounts = [disk.mount for disk in row.latest.disks] if row.latest else await self.repo.history_mounts(server.id)
         metrics = [*CHART_METRICS, *(DISK_PREFIX + mount for mount in mounts)]
         since = now - timedelta(seconds=span)
-        runs, full_in, *series = await asyncio.gather(
-            self.repo.recent_runs(server.id, RECENT_RUNS),
-            self.disk_forecasts([server.id]),
-            *(self.repo.history_series(server.id, metric, since, now, max_points=width) for metric in metrics),
+        runs, full_in = await asyncio.gather(
+            self.repo.recent_runs(server.id, RECENT_RUNS), self.disk_forecasts([server.id])
+        )
+        series = await asyncio.gather(
+            *(self.repo.history_series(server.id, metric, since, now, max_points=width) for metric in metrics)
         )
         history = HistoryCharts(
-            span=span, until=int(now.timestamp()), series=series, full_in=full_in.get(server.id, {})
+            span=span, until=int(now.timestamp()), series=list(series), full_in=full_in.get(server.id, {})
         )
         return ServerDetail(row=row, history=history, runs=runs)
 

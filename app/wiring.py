@@ -52,8 +52,8 @@ async def open_service(
         demo_servers: list[ServerConfig] = []
         fleet: SimFleet | None = None
         if demo:
-            settings, fleet = await stack.enter_async_context(_demo(settings, demo))
-            demo_servers = fleet.server_configs()
+            settings, demo_fleet = await stack.enter_async_context(_demo(settings, demo))
+            demo_servers, fleet = demo_fleet.server_configs(), demo_fleet
         logs.configure_file_if_unset(settings.data_dir / "fleettop.log")
         redis = await stack.enter_async_context(redis_target(settings, keep_alive=long_running))
         database = await open_database(settings)

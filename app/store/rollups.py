@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, bindparam, delete, func, or_, select, text
+from sqlalchemy import BigInteger, Table, and_, bindparam, delete, func, or_, select, text
 from sqlalchemy.dialects import sqlite
 
 from fleettop.rollup import (
@@ -54,7 +54,7 @@ ROLLUP_LOCK = 0x726F6C6C  # "roll": pg_advisory_xact_lock(ROLLUP_LOCK, server_id
 PURGE_BATCH = 5000
 
 
-TABLES = {FIVE_MINUTES.name: (ROLLUP_5M, DISK_5M), ONE_HOUR.name: (ROLLUP_1H, DISK_1H)}
+TABLES: dict[str, tuple[Table, Table]] = {FIVE_MINUTES.name: (ROLLUP_5M, DISK_5M), ONE_HOUR.name: (ROLLUP_1H, DISK_1H)}
 
 
 def _at(epoch: int) -> datetime:
@@ -292,7 +292,7 @@ async def purge_batch(conn: Any, tier: Tier, cutoff: int, batch: int | None = No
             .order_by(SAMPLES.c.collected_at)
             .limit(batch)
         )
-        return (await conn.execute(delete(SAMPLES).where(SAMPLES.c.id.in_(oldest)))).rowcount or 0
+        return (await conn.execute(delete(SampleRow).where(SAMPLES.c.id.in_(oldest)))).rowcount or 0
     last_expired = cutoff - tier.seconds  # the newest bucket start that ends by the cutoff
     deleted = 0
     for table in TABLES[tier.name]:

@@ -76,16 +76,16 @@ def render_chart(
     # Join each column to the one before it, so consecutive samples draw as a line.
     previous: tuple[int, int] | None = None
     for column in range(columns):
-        bottom, top = low[column], high[column]
-        if bottom is None or top is None:
+        seen_low, seen_high = low[column], high[column]
+        if seen_low is None or seen_high is None:
             previous = None
             continue
         if previous is not None:
-            if previous[1] < bottom:  # rising: reach down to the one before
+            if previous[1] < seen_low:  # rising: reach down to the one before
                 low[column] = previous[1] + 1
-            elif previous[0] > top:  # falling: reach up to it
+            elif previous[0] > seen_high:  # falling: reach up to it
                 high[column] = previous[0] - 1
-        previous = (bottom, top)
+        previous = (seen_low, seen_high)
 
     threshold_level = level(threshold) if threshold is not None and threshold <= scale.top else None
     rows: list[list[tuple[str, str]]] = []
@@ -97,8 +97,8 @@ def render_chart(
                 dot_level = (height - 1 - row) * 4 + (3 - dot_row)
                 for dot_column in range(2):
                     column = cell * 2 + dot_column
-                    bottom, top = low[column], high[column]
-                    if bottom is not None and top is not None and bottom <= dot_level <= top:
+                    drawn_low, drawn_high = low[column], high[column]
+                    if drawn_low is not None and drawn_high is not None and drawn_low <= dot_level <= drawn_high:
                         bits |= DOT_BITS[dot_row][dot_column]
                         over = threshold_level is not None and dot_level >= threshold_level
                         kind = OVER if over or kind == OVER else DATA
