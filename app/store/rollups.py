@@ -12,6 +12,8 @@ has one writer at a time already. The bucket math is fleettop.rollup's (pure).
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -185,19 +187,27 @@ async def write_buckets(conn: Any, tier: Tier, buckets: Mapping[int, Iterable[Bu
                 }
                 for mount, s in bucket.disks.items()
             ]
-    insert = _insert(conn.dialect.name)
-    for table, rows, key in (
-        (host_table, host_rows, ["server_id", "bucket"]),
-        (disk_table, disk_rows, ["server_id", "mount", "bucket"]),
-    ):
-        if not rows:
-            continue
-        statement = insert(table)
-        statement = statement.on_conflict_do_update(
-            index_elements=key,
-            set_={column.name: statement.excluded[column.name] for column in table.c if column.name not in key},
-        )
-        await conn.execute(statement, rows)
+    for table, rows in ((host_table, host_rows), (disk_table, disk_rows)):
+        if rows:
+            sql, order = _upsert_sql(conn.dialect, table)
+            # Straight to the driver's executemany, in the compiled statement's parameter
+            # order: SQLAlchemy's per-row parameter processing cost ten times the database's
+            # own work here (a year of rollups, 27,000 rows a server, for the demo).
+            values = operator.itemgetter(*order)
+            await conn.exec_driver_sql(sql, [values(row) for row in rows])
+
+
+@functools.lru_cache(maxsize=32)
+def _upsert_sql(dialect: Any, table: Table) -> tuple[str, tuple[str, ...]]:
+    """The upsert of whole rows of a rollup table in this dialect's SQL, and its parameters' order."""
+    key = [column.name for column in table.primary_key.columns]
+    statement = _insert(dialect.name)(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=key,
+        set_={column.name: statement.excluded[column.name] for column in table.c if column.name not in key},
+    )
+    compiled = statement.compile(dialect=dialect, column_keys=[column.name for column in table.c])
+    return str(compiled), tuple(compiled.positiontup or ())
 
 
 # -- reads -----------------------------------------------------------------------------
