@@ -126,6 +126,7 @@ AUDIT_ACTIONS = frozenset(
         "queue.clean",
         "cache.clear",
         "db.upgrade",
+        "db.rollup",
         "db.purge",
     }
 )

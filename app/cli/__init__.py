@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true")
 
     db = commands.add_parser("db", help="database maintenance")
-    db.add_argument("action", choices=["upgrade", "purge"])
+    db.add_argument("action", choices=["upgrade", "purge", "rollup"])
 
     cache = commands.add_parser("cache", help="Redis cache maintenance")
     cache.add_argument("action", choices=["clear"])

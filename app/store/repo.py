@@ -34,7 +34,20 @@ from fleettop.domain import (
     secret_binding_changes,
 )
 from fleettop.errors import FleettopError, UnknownServer
-from fleettop.rollup import DAY_S, DEFAULT_POINTS, RAW, TIERS, Bucket, Point, ReadPlan, Series, Tier, plan_read
+from fleettop.rollup import (
+    DAY_S,
+    DEFAULT_POINTS,
+    FIVE_MINUTES,
+    RAW,
+    TIERS,
+    Bucket,
+    Point,
+    ReadPlan,
+    Series,
+    Tier,
+    bucket_start,
+    plan_read,
+)
 from fleettop.store import rollups
 from fleettop.store.db import Database, describe_error
 from fleettop.store.tables import AuditRow, RunRow, SampleRow, ServerRow
@@ -405,6 +418,35 @@ class Repository:
         """Whole buckets of a tier by server id, as the workers write them (the demo's year)."""
         async with self._database.engine.begin() as conn:
             await rollups.write_buckets(conn, tier, buckets)
+
+    async def rebuild_rollups(self, now: float | None = None) -> int:
+        """Recompute every bucket of the raw samples still kept, a day of one server per
+        transaction (the rollups of samples stored before they existed: an upgraded
+        database). Idempotent, as every rollup write; returns the days recomputed."""
+        cutoff = self.raw_cutoff(now)
+        async with self._sessions() as session:
+            spans = (
+                await session.execute(
+                    select(
+                        SAMPLE_COLUMNS.server_id,
+                        func.min(SAMPLE_COLUMNS.collected_at),
+                        func.max(SAMPLE_COLUMNS.collected_at),
+                    )
+                    .where(SAMPLE_COLUMNS.collected_at >= datetime.fromtimestamp(cutoff, UTC))
+                    .group_by(SAMPLE_COLUMNS.server_id)
+                )
+            ).all()
+        days = 0
+        for server_id, first, last in spans:
+            day = bucket_start(int(first.timestamp()), DAY_S)
+            while day <= last.timestamp():
+                starts = range(day, day + DAY_S, FIVE_MINUTES.seconds)
+                async with self._database.engine.begin() as conn:
+                    touched = [(server_id, datetime.fromtimestamp(start, UTC)) for start in starts]
+                    await rollups.roll_up_samples(conn, touched, oldest=cutoff)
+                days += 1
+                day += DAY_S
+        return days
 
     async def iter_samples(
         self, server: str | None = None, since: datetime | None = None, until: datetime | None = None

@@ -123,3 +123,32 @@ def test_export_step_gives_every_metric_of_every_server(fleettop, web1):
     assert fleettop("export", "--step", "7x")[0] == 2
     assert fleettop("export", "--step", "1h", "--server", "nope")[0] == 2
     assert datetime.fromisoformat(records[0]["at"]) - at(0) == timedelta(0)
+
+
+def test_db_rollup_rolls_up_the_samples_stored_before_the_rollups(fleettop, config_path):
+    """An upgraded database has samples and no rollups: `db rollup` makes them, once per day
+    of samples, and doing it again changes nothing."""
+    from sqlalchemy import insert
+
+    from fleettop.store.repo import _sample_values
+    from fleettop.store.tables import SampleRow
+
+    fleettop("servers", "add", "web1", "--host", "h1")
+
+    async def store_raw(repo):  # as before 0004: samples only
+        server = await repo.get_server("web1")
+        async with repo._database.engine.begin() as conn:
+            await conn.execute(
+                insert(SampleRow.__table__),
+                [_sample_values(server.id, metrics(at(m), cpu=float(m)), None) for m in range(120)],
+            )
+
+    with_repo(config_path, store_raw)
+    hourly = ("history", "web1", "--metric", "cpu", "--since", iso(0), "--until", iso(120), "--step", "1h", "--json")
+    assert json.loads(fleettop(*hourly)[1])["series"][0]["points"] == []
+    code, out, _ = fleettop("db", "rollup")
+    assert code == 0 and out.startswith("rolled up ")
+    points = json.loads(fleettop(*hourly)[1])["series"][0]["points"]
+    assert [(p["n"], p["avg"]) for p in points] == [(60, 29.5), (60, 89.5)]
+    fleettop("db", "rollup")
+    assert json.loads(fleettop(*hourly)[1])["series"][0]["points"] == points

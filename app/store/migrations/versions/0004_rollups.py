@@ -7,7 +7,7 @@ Create Date: 2026-12-06
 Each host table holds, per metric, the count, sum, minimum and maximum of the samples in a
 bucket; each disk table the same of one mount's disk %. Buckets are epoch seconds (integers:
 SQLite keeps no time zone). The rollups of samples already stored are not computed here:
-`fleettop db rollup` (or the next sample of each bucket) does it, so an upgrade stays quick.
+`fleettop db rollup` does it, so an upgrade stays quick.
 """
 
 from __future__ import annotations
