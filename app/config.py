@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fleettop.domain import Thresholds
+from fleettop.rollup import parse_duration
 
 ENV_PREFIX = "FLEETTOP_"
 DEFAULT_CONFIG_PATH = Path("~/.config/fleettop/config.yaml")
@@ -241,6 +242,17 @@ class RetentionConfig(_Section):
         return {"raw": self.raw_days, "5m": self.rollup_5m_days, "1h": self.rollup_1h_days}
 
 
+class AlertsConfig(_Section):
+    # A mount whose disk forecast (fleettop.forecast) says full sooner than this is marked on
+    # the dashboard: seconds, or a duration as "7d", "36h".
+    disk_full_within: int = Field(7 * 86_400, ge=60)
+
+    @field_validator("disk_full_within", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+
 class DefaultsConfig(_Section):
     """What a server that sets no interval or threshold of its own takes, at every start."""
 
@@ -262,6 +274,7 @@ class Settings(_Section):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     ssh: SSHConfig = Field(default_factory=SSHConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
     servers: list[ServerConfig] = Field(default_factory=list)
 

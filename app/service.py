@@ -49,6 +49,7 @@ log = logging.getLogger("fleettop.service")
 RECENT_RUNS = 20
 # The detail screen's charts, in this order; then each mount's disk %.
 CHART_METRICS = ("cpu", "ram", "load1", "net_rx", "net_tx")
+FORECAST_EVERY_S = 60.0  # the dashboard's disk-full marks are made again this often
 HEALTH_TIMEOUT_S = 3.0  # a health check longer than this is an answer: "down"
 AUDIT_EVERY_S = 1.0  # a worker records the audit entries attached commands left in Redis this often
 
@@ -75,6 +76,7 @@ class FleetService:
         self.redis = redis
         self._runtime: Runtime | None = None
         self._auditor: asyncio.Task[None] | None = None
+        self._forecasts: tuple[float, dict[int, dict[str, float]]] | None = None  # (when, by server)
 
     # -- workers ---------------------------------------------------------------------
 
@@ -129,9 +131,10 @@ class FleetService:
         )
         return ServerDetail(row=row, history=history, runs=runs)
 
-    async def disk_forecasts(self, server_ids: list[int]) -> dict[int, dict[str, float]]:
-        """By server id, each mount that fills up: the seconds until it is full, by a line
-        through its hourly use of the last week (fleettop.forecast). Mounts not filling are absent."""
+    async def disk_forecasts(self, server_ids: list[int] | None) -> dict[int, dict[str, float]]:
+        """By server id (None: every server), each mount that fills up: the seconds until it
+        is full, by a line through its hourly use of the last week (fleettop.forecast).
+        Mounts not filling are absent."""
         now = int(time.time())
         hours = await self.repo.disk_hours(server_ids, now - FIT_WINDOW_S)
         forecasts: dict[int, dict[str, float]] = {}
@@ -460,8 +463,24 @@ class FleetService:
             RunOutcome(status="ok" if finished.status == "ok" else "failed", error=finished.error) if finished else None
         )
 
+    async def _filling(self) -> dict[int, dict[str, float]]:
+        """The mounts full within alerts.disk_full_within, by server id: the fleet's forecasts,
+        made again every FORECAST_EVERY_S (a week of hourly rollups changes slowly), their
+        seconds counted down meanwhile."""
+        now = time.monotonic()
+        if self._forecasts is None or now - self._forecasts[0] > FORECAST_EVERY_S:
+            self._forecasts = (now, await self.disk_forecasts(None))
+        made, forecasts = self._forecasts
+        within = self.settings.alerts.disk_full_within
+        return {
+            server_id: filling
+            for server_id, mounts in forecasts.items()
+            if (filling := {m: max(0.0, s - (now - made)) for m, s in mounts.items() if s - (now - made) <= within})
+        }
+
     async def _rows(self, servers: list[Server]) -> list[ServerView]:
         ids = [server.id for server in servers]
+        filling = await self._filling()
         latest = await self.cache.latest(ids, self.repo.latest_samples)
         next_runs = await self._next_runs([server for server in servers if server.enabled])
         outcomes = await self.cache.outcomes(ids, self._last_outcome)
@@ -479,6 +498,7 @@ class FleetService:
                     error=outcome.error if outcome and outcome.status == "failed" else None,
                     last_collected_at=sample.collected_at if sample else None,
                     next_run_at=next_runs.get(server.id),
+                    disk_full=filling.get(server.id, {}),
                 )
             )
         return rows

@@ -30,6 +30,8 @@ class ServerView(BaseModel):
     error: str | None = None  # the last failed run's one-line error
     last_collected_at: datetime | None = None
     next_run_at: datetime | None = None
+    # Mounts that will be full within alerts.disk_full_within, by the forecast: seconds to full.
+    disk_full: dict[str, float] = Field(default_factory=dict)
 
     def at(self, now: datetime) -> ServerView:
         """This row as it stands at `now`. Time alone turns a server whose last run succeeded

@@ -405,8 +405,11 @@ class Repository:
         async with self._database.engine.connect() as conn:
             return await rollups.read_points(conn, server_id, metric, plan)
 
-    async def disk_hours(self, server_ids: Sequence[int], since: int) -> dict[int, dict[str, list[tuple[int, float]]]]:
-        """Each mount's hourly average disk % from `since` (epoch) on, by server id and mount."""
+    async def disk_hours(
+        self, server_ids: Sequence[int] | None, since: int
+    ) -> dict[int, dict[str, list[tuple[int, float]]]]:
+        """Each mount's hourly average disk % from `since` (epoch) on, by server id (None: every
+        server) and mount."""
         async with self._database.engine.connect() as conn:
             return await rollups.disk_hours(conn, server_ids, since)
 

@@ -264,16 +264,18 @@ async def _raw_points(conn: Any, server_id: int, metric: str, plan: ReadPlan) ->
     return points_of(roll_up(readings, plan.step), metric, plan.step)
 
 
-async def disk_hours(conn: Any, server_ids: Iterable[int], since: int) -> dict[int, dict[str, list[tuple[int, float]]]]:
-    """The hourly average disk % of each mount from `since` on, by server id and mount, oldest first."""
-    ids = sorted(set(server_ids))
-    if not ids:
-        return {}
+async def disk_hours(
+    conn: Any, server_ids: Iterable[int] | None, since: int
+) -> dict[int, dict[str, list[tuple[int, float]]]]:
+    """The hourly average disk % of each mount from `since` on, by server id (None: every
+    server) and mount, oldest first."""
     query = (
         select(DISK_1H.c.server_id, DISK_1H.c.mount, DISK_1H.c.bucket, DISK_1H.c.sum, DISK_1H.c.n)
-        .where(DISK_1H.c.server_id.in_(ids), DISK_1H.c.bucket >= since)
+        .where(DISK_1H.c.bucket >= since)
         .order_by(DISK_1H.c.server_id, DISK_1H.c.mount, DISK_1H.c.bucket)
     )
+    if server_ids is not None:
+        query = query.where(DISK_1H.c.server_id.in_(sorted(set(server_ids))))
     found: dict[int, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
     for row in await conn.execute(query):
         found[row.server_id][row.mount].append((row.bucket, row.sum / row.n))

@@ -40,6 +40,10 @@ FIGURES = [
 ]
 
 
+# Mounts that the forecast says fill up soon (within alerts.disk_full_within): seconds to full.
+FILLING = {"db-2": {"/": 3 * 86_400 + 4 * 3600}}
+
+
 def _server(index: int, name: str, host: str, **overrides) -> Server:
     return Server(id=index + 1, name=name, host=host, username="ops", interval=60, **overrides)
 
@@ -122,8 +126,7 @@ def _history(row: ServerView, span: int, width: int) -> HistoryCharts:
                 Point(plan.since + index * plan.step, 5, avg * (1 - spread), avg, min(top, avg * (1 + spread)))
             )
         series.append(Series(metric, plan.tier.name, plan.step, plan.since, plan.until, tuple(points)))
-    full_in = {latest.disks[0].mount: 3 * 86_400 + 4 * 3600} if (latest.disk_percent or 0) > 90 else {}
-    return HistoryCharts(span=span, until=until, series=series, full_in=full_in)
+    return HistoryCharts(span=span, until=until, series=series, full_in=FILLING.get(row.server.name, {}))
 
 
 class FixedFleet:
@@ -144,6 +147,7 @@ class FixedFleet:
                     error=None,
                     last_collected_at=sample.collected_at,
                     next_run_at=NOW + timedelta(seconds=46),
+                    disk_full=FILLING.get(name, {}),
                 )
             )
         down = _server(len(self.rows), "edge-1", "203.0.113.9")
