@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fleettop.rollup import Point
-from fleettop.tui.widgets.chart import DATA, EMPTY, OVER, THRESHOLD, Scale, render_chart
+from fleettop.tui.widgets.chart import DATA, EMPTY, OVER, SPREAD, THRESHOLD, Scale, render_chart
 
 
 def text(rows: list[list[tuple[str, str]]]) -> list[str]:
@@ -11,7 +11,10 @@ def text(rows: list[list[tuple[str, str]]]) -> list[str]:
 
 
 def kinds(rows: list[list[tuple[str, str]]]) -> list[str]:
-    return ["".join({EMPTY: ".", DATA: "d", OVER: "!", THRESHOLD: "-"}[kind] for _, kind in row) for row in rows]
+    return [
+        "".join({EMPTY: ".", DATA: "d", SPREAD: "s", OVER: "!", THRESHOLD: "-"}[kind] for _, kind in row)
+        for row in rows
+    ]
 
 
 def samples(values: list[float], every: int = 60) -> list[Point]:
@@ -34,6 +37,14 @@ def test_a_bucket_draws_its_spread_from_minimum_to_maximum():
     """One hourly point from 10 % to 90 %: a spike inside the hour shows."""
     rows = render_chart([Point(0, 12, 10, 20, 90)], 0, 3600, 1, 2, Scale(100))
     assert text(rows) == ["⣶", "⠿"]
+
+
+def test_the_average_is_the_line_and_the_spread_a_dimmer_band_behind_it():
+    """Hourly points averaging 20 % with minutes from 10 % to 90 %: the line at 20 %, the band
+    above and below it, and the cells where the band reaches the 80 % threshold in alert."""
+    rows = render_chart([Point(h * 3600, 60, 10, 20, 90) for h in range(4)], 0, 4 * 3600, 4, 4, Scale(100), 80)
+    assert kinds(rows) == ["!!!!", "ssss", "ssss", "dddd"]  # the threshold's dots hidden under the band
+    assert text(rows) == ["⣶⣶⣶⣶", "⣿⣿⣿⣿", "⣿⣿⣿⣿", "⠛⠛⠛⠛"]  # 90 % is level 14 of 0-15, 10 % level 2
 
 
 def test_a_gap_in_the_history_is_a_gap_in_the_chart():

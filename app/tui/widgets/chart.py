@@ -1,11 +1,12 @@
 """A time-series chart in braille dots: each cell is 2 x 4 dots, so a 60 x 5 chart has 120
 columns of 20 levels.
 
-Each dot column spans the range from its points' minimum to their maximum (a bucket's
-spread stays visible, a spike is never averaged away) and joins the previous column,
-so raw samples draw as a line. Time runs left to right by the clock: a point holds
-until the next, and a gap in the history (GAP_SPACINGS usual spacings) is a gap in the chart. The threshold is a dotted line; a cell with a dot at or
-over it is drawn in the alert style. `render_chart` is pure; `Chart` shows it.
+The average is a line, each dot column joined to the one before; behind it, dimmer, the
+band from the points' minimum to their maximum (a bucket's spread stays visible, a spike
+is never averaged away). Time runs left to right by the clock: a point holds until the
+next, and a gap in the history (GAP_SPACINGS usual spacings) is a gap in the chart. The
+threshold is a dotted line; a cell with a dot at or over it is drawn in the alert style.
+`render_chart` is pure; `Chart` shows it.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from fleettop.rollup import Point
 BRAILLE = 0x2800
 # The bit of each dot, by its row from the top of the cell (0-3) and its column (0-1).
 DOT_BITS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
-# What each cell is drawn as: empty, data, data at or over the threshold, threshold only.
-EMPTY, DATA, OVER, THRESHOLD = "", "data", "over", "threshold"
+# What each cell is drawn as: empty, the average line, only the min..max band, a dot at or
+# over the threshold, the threshold only.
+EMPTY, DATA, SPREAD, OVER, THRESHOLD = "", "data", "spread", "over", "threshold"
 GAP_SPACINGS = 3  # points further apart than this many usual spacings leave a gap between them
 
 
@@ -48,7 +50,7 @@ def render_chart(
     threshold: float | None = None,
 ) -> list[list[tuple[str, str]]]:
     """`height` rows of `width` cells, each (character, kind): kind is one of EMPTY, DATA,
-    OVER, THRESHOLD."""
+    SPREAD, OVER, THRESHOLD."""
     if width <= 0 or height <= 0:
         return []
     columns, levels = width * 2, height * 4
@@ -57,8 +59,8 @@ def render_chart(
     def level(value: float) -> int:
         return max(0, min(levels - 1, round(value / scale.top * (levels - 1)))) if scale.top > 0 else 0
 
-    low: list[int | None] = [None] * columns
-    high: list[int | None] = [None] * columns
+    band: list[tuple[int, int] | None] = [None] * columns  # (lowest, highest) level of each column
+    line: list[tuple[int, int] | None] = [None] * columns  # the average's, joined to the column before
     ordered = sorted(points, key=lambda point: point.at)
     gaps = sorted(b.at - a.at for a, b in zip(ordered, ordered[1:]))
     spacing = gaps[len(gaps) // 2] if gaps else span
@@ -68,46 +70,50 @@ def render_chart(
         ends = following if following - point.at <= GAP_SPACINGS * spacing else point.at + spacing
         first = (point.at - since) * columns // span
         last = max(first, (ends - since) * columns // span - 1)
-        bottom, top = level(point.min), level(point.max)
+        bottom, top, middle = level(point.min), level(point.max), level(point.avg)
         for column in range(max(0, first), min(columns - 1, last) + 1):
-            seen_low, seen_high = low[column], high[column]
-            low[column] = bottom if seen_low is None else min(seen_low, bottom)
-            high[column] = top if seen_high is None else max(seen_high, top)
-    # Join each column to the one before it, so consecutive samples draw as a line.
+            band[column] = _widen(band[column], bottom, top)
+            line[column] = _widen(line[column], middle, middle)
+    # Join each column of the line to the one before it, so consecutive points draw as a line.
     previous: tuple[int, int] | None = None
-    for column in range(columns):
-        seen_low, seen_high = low[column], high[column]
-        if seen_low is None or seen_high is None:
-            previous = None
-            continue
-        if previous is not None:
-            if previous[1] < seen_low:  # rising: reach down to the one before
-                low[column] = previous[1] + 1
-            elif previous[0] > seen_high:  # falling: reach up to it
-                high[column] = previous[0] - 1
-        previous = (seen_low, seen_high)
+    for column, own in enumerate(line):
+        if own is not None and previous is not None:
+            if previous[1] < own[0]:  # rising: reach down to the one before
+                line[column] = (previous[1] + 1, own[1])
+            elif previous[0] > own[1]:  # falling: reach up to it
+                line[column] = (own[0], previous[0] - 1)
+        previous = own
 
     threshold_level = level(threshold) if threshold is not None and threshold <= scale.top else None
     rows: list[list[tuple[str, str]]] = []
     for row in range(height):
         cells: list[tuple[str, str]] = []
         for cell in range(width):
-            bits, kind = 0, EMPTY
+            bits, on_line, on_band, over, dotted = 0, False, False, False, False
             for dot_row in range(4):
                 dot_level = (height - 1 - row) * 4 + (3 - dot_row)
                 for dot_column in range(2):
                     column = cell * 2 + dot_column
-                    drawn_low, drawn_high = low[column], high[column]
-                    if drawn_low is not None and drawn_high is not None and drawn_low <= dot_level <= drawn_high:
+                    in_line, in_band = _holds(line[column], dot_level), _holds(band[column], dot_level)
+                    if in_line or in_band:
                         bits |= DOT_BITS[dot_row][dot_column]
-                        over = threshold_level is not None and dot_level >= threshold_level
-                        kind = OVER if over or kind == OVER else DATA
+                        on_line, on_band = on_line or in_line, on_band or in_band
+                        over = over or (threshold_level is not None and dot_level >= threshold_level)
                     elif dot_level == threshold_level and column % 2 == 0:
                         bits |= DOT_BITS[dot_row][dot_column]
-                        kind = kind or THRESHOLD
+                        dotted = True
+            kind = OVER if over else DATA if on_line else SPREAD if on_band else THRESHOLD if dotted else EMPTY
             cells.append((chr(BRAILLE + bits) if bits else " ", kind))
         rows.append(cells)
     return rows
+
+
+def _widen(seen: tuple[int, int] | None, low: int, high: int) -> tuple[int, int]:
+    return (low, high) if seen is None else (min(seen[0], low), max(seen[1], high))
+
+
+def _holds(levels: tuple[int, int] | None, level: int) -> bool:
+    return levels is not None and levels[0] <= level <= levels[1]
 
 
 class Chart(Widget):
@@ -134,7 +140,7 @@ class Chart(Widget):
             self._rows = render_chart(points, since, until, width, height, scale, threshold)
         if y >= len(self._rows):
             return Strip.blank(width)
-        styles = {kind: self._style(kind) for kind in (EMPTY, DATA, OVER, THRESHOLD)}
+        styles = {kind: self._style(kind) for kind in (EMPTY, DATA, SPREAD, OVER, THRESHOLD)}
         return Strip([Segment(char, styles[kind]) for char, kind in self._rows[y]]).simplify()
 
     def _style(self, kind: str) -> Style:
@@ -143,9 +149,10 @@ class Chart(Widget):
         variables = self.app.theme_variables if self.is_mounted else {}
         colours = {
             DATA: variables.get("primary", "blue"),
+            SPREAD: variables.get("primary", "blue"),
             OVER: variables.get("error", "red"),
             THRESHOLD: variables.get("warning", "yellow"),
         }
         colour = colours.get(kind)
         base = self.rich_style
-        return base + Style(color=colour, dim=kind == THRESHOLD) if colour else base
+        return base + Style(color=colour, dim=kind in (SPREAD, THRESHOLD)) if colour else base
