@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Table, and_, bindparam, delete, func, or_, select, text
+from sqlalchemy import BigInteger, Table, bindparam, delete, func, select, text
 from sqlalchemy.dialects import sqlite
 
 from fleettop.rollup import (
@@ -86,39 +86,49 @@ async def roll_up_samples(conn: Any, touched: Iterable[tuple[int, datetime]], *,
     keys = {(server_id, start) for server_id, start in keys if start >= oldest}
     if not keys:
         return
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        for server_id in sorted({server_id for server_id, _ in keys}):  # one order: no deadlock
-            await conn.execute(
-                text("SELECT pg_advisory_xact_lock(:lock, :server)"), {"lock": ROLLUP_LOCK, "server": server_id}
-            )
-    width = FIVE_MINUTES.seconds
-    rows = await conn.execute(
-        select(
-            SAMPLES.c.server_id,
-            SAMPLES.c.collected_at,
-            SAMPLES.c.disks,
-            *(SAMPLES.c[column] for column in RAW_COLUMNS.values()),
-        ).where(
-            or_(
-                *(
-                    and_(
-                        SAMPLES.c.server_id == server_id,
-                        SAMPLES.c.collected_at >= _at(start),
-                        SAMPLES.c.collected_at < _at(start + width),
-                    )
-                    for server_id, start in sorted(keys)
-                )
-            )
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            _LOCK_SERVERS, {"lock": ROLLUP_LOCK, "servers": sorted({server_id for server_id, _ in keys})}
         )
-    )
+    width = FIVE_MINUTES.seconds
     readings: dict[int, list[Reading]] = defaultdict(list)
-    for row in rows:
-        readings[row.server_id].append(_reading(row))
+    # One query per bucket start (usually one: the batch's samples are of the same minutes),
+    # of a fixed shape, so SQLAlchemy compiles it once.
+    for start, server_ids in _by_start(keys).items():
+        rows = await conn.execute(
+            _SAMPLES_IN_BUCKET, {"servers": server_ids, "since": _at(start), "until": _at(start + width)}
+        )
+        for row in rows:
+            readings[row.server_id].append(_reading(row))
     five = {server_id: roll_up(server_readings, width) for server_id, server_readings in readings.items()}
     await write_buckets(conn, FIVE_MINUTES, five)
     hours = {(server_id, bucket_start(start, ONE_HOUR.seconds)) for server_id, start in keys}
     await write_buckets(conn, ONE_HOUR, await _hours_from_five_minutes(conn, hours))
+
+
+# Postgres: the servers' rollup locks, taken in one order (two batches never wait on each other in a circle).
+_LOCK_SERVERS = text(
+    "SELECT pg_advisory_xact_lock(:lock, server) FROM "
+    "(SELECT unnest(CAST(:servers AS integer[])) AS server ORDER BY 1) AS ordered"
+)
+_SAMPLES_IN_BUCKET = select(
+    SAMPLES.c.server_id,
+    SAMPLES.c.collected_at,
+    SAMPLES.c.disks,
+    *(SAMPLES.c[column] for column in RAW_COLUMNS.values()),
+).where(
+    SAMPLES.c.server_id.in_(bindparam("servers", expanding=True)),
+    SAMPLES.c.collected_at >= bindparam("since", type_=SAMPLES.c.collected_at.type),
+    SAMPLES.c.collected_at < bindparam("until", type_=SAMPLES.c.collected_at.type),
+)
+
+
+def _by_start(keys: Iterable[tuple[int, int]]) -> dict[int, list[int]]:
+    """(server id, bucket start) pairs as the server ids of each start."""
+    grouped: dict[int, list[int]] = defaultdict(list)
+    for server_id, start in sorted(keys):
+        grouped[start].append(server_id)
+    return grouped
 
 
 def _reading(row: Any) -> Reading:
@@ -130,21 +140,26 @@ def _reading(row: Any) -> Reading:
 
 async def _hours_from_five_minutes(conn: Any, hours: set[tuple[int, int]]) -> dict[int, list[Bucket]]:
     width = ONE_HOUR.seconds
-    in_hours = [
-        and_(ROLLUP_5M.c.server_id == server_id, ROLLUP_5M.c.bucket >= start, ROLLUP_5M.c.bucket < start + width)
-        for server_id, start in sorted(hours)
-    ]
     fine: dict[int, dict[int, Bucket]] = defaultdict(dict)
-    for row in await conn.execute(select(ROLLUP_5M).where(or_(*in_hours))):
-        fine[row.server_id][row.bucket] = Bucket(row.bucket, _stats_of(row._mapping))
-    disk_in_hours = [
-        and_(DISK_5M.c.server_id == server_id, DISK_5M.c.bucket >= start, DISK_5M.c.bucket < start + width)
-        for server_id, start in sorted(hours)
-    ]
-    for row in await conn.execute(select(DISK_5M).where(or_(*disk_in_hours))):
-        bucket = fine[row.server_id].setdefault(row.bucket, Bucket(row.bucket))
-        bucket.disks[row.mount] = Stat(row.n, row.sum, row.min, row.max)
+    for start, server_ids in _by_start(hours).items():
+        values = {"servers": server_ids, "since": start, "until": start + width}
+        for row in await conn.execute(_IN_HOURS[ROLLUP_5M.name], values):
+            fine[row.server_id][row.bucket] = Bucket(row.bucket, _stats_of(row._mapping))
+        for row in await conn.execute(_IN_HOURS[DISK_5M.name], values):
+            bucket = fine[row.server_id].setdefault(row.bucket, Bucket(row.bucket))
+            bucket.disks[row.mount] = Stat(row.n, row.sum, row.min, row.max)
     return {server_id: coarsen(buckets.values(), width) for server_id, buckets in fine.items()}
+
+
+# The 5-minute rows of some servers in [since, until).
+_IN_HOURS = {
+    table.name: select(table).where(
+        table.c.server_id.in_(bindparam("servers", expanding=True)),
+        table.c.bucket >= bindparam("since"),
+        table.c.bucket < bindparam("until"),
+    )
+    for table in (ROLLUP_5M, DISK_5M)
+}
 
 
 def _stats_of(row: Mapping[str, Any]) -> dict[str, Stat]:
