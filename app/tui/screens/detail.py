@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from rich.text import Text
@@ -252,8 +253,10 @@ class DetailScreen(FleetScreen):
             for key, label, seconds in SPANS
         ]
         tier = TIER_WORDS.get(history.series[0].tier, "") if history.series else ""
+        start = datetime.fromtimestamp(history.until - history.span, timezone.utc)
+        since = f"  from {fmt.clock_time(start, self.fleet.clock())}"  # the charts' left edge
         self.query_one("#history-head", Static).update(
-            Content.assemble("History ", *spans, (f"  {tier}", "$text-muted"))
+            Content.assemble("History ", *spans, (f"  {tier}{since}", "$text-muted"))
         )
         box = self.query_one("#history", Vertical)
         metrics = tuple(series.metric for series in history.series)
