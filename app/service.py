@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -28,15 +29,17 @@ from fleettop.domain import (
     secret_binding_changes,
 )
 from fleettop.errors import FleettopError, UnknownServer, UsageError
+from fleettop.forecast import FIT_WINDOW_S, seconds_until_full
 from fleettop.probe import CollectError
 from fleettop.queue import contract, control
 from fleettop.queue.contract import CollectContext
 from fleettop.queue.runtime import Runtime
 from fleettop.redis_server import RedisTarget
+from fleettop.rollup import DAY_S, DEFAULT_POINTS, DISK_PREFIX
 from fleettop.secrets import SecretBox
 from fleettop.servers import ServerAdmin
 from fleettop.tasks import cancel_and_wait
-from fleettop.views import HostKeyCheck, ServerDetail, ServerView, status_of
+from fleettop.views import HistoryCharts, HostKeyCheck, ServerDetail, ServerView, status_of
 
 if TYPE_CHECKING:
     from saq.job import Job
@@ -44,6 +47,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("fleettop.service")
 
 RECENT_RUNS = 20
+# The detail screen's charts, in this order; then each mount's disk %.
+CHART_METRICS = ("cpu", "ram", "load1", "net_rx", "net_tx")
+FORECAST_EVERY_S = 60.0  # the dashboard's disk-full marks are made again this often
 HEALTH_TIMEOUT_S = 3.0  # a health check longer than this is an answer: "down"
 AUDIT_EVERY_S = 1.0  # a worker records the audit entries attached commands left in Redis this often
 
@@ -70,6 +76,7 @@ class FleetService:
         self.redis = redis
         self._runtime: Runtime | None = None
         self._auditor: asyncio.Task[None] | None = None
+        self._forecasts: tuple[float, dict[int, dict[str, float]]] | None = None  # (when, by server)
 
     # -- workers ---------------------------------------------------------------------
 
@@ -104,16 +111,39 @@ class FleetService:
         server = await self.repo.get_server_by_id(server_id)
         return (await self._rows([server]))[0] if server else None
 
-    async def server_detail(self, name: str) -> ServerDetail:
+    async def server_detail(self, name: str, span: int = DAY_S, width: int = DEFAULT_POINTS) -> ServerDetail:
+        """A server's row, recent runs, and its history over the last `span` seconds, at most
+        `width` points a chart (the tier by the span: fleettop.rollup.plan_read)."""
         server = await self.admin.get(name)
         row = (await self._rows([server]))[0]
         now = datetime.now(timezone.utc)
-        history_1h, history_24h, runs = await asyncio.gather(
-            self.repo.history(server.id, now - timedelta(hours=1), now),
-            self.repo.history(server.id, now - timedelta(hours=24), now, bucket_s=600),
-            self.repo.recent_runs(server.id, RECENT_RUNS),
+        mounts = [disk.mount for disk in row.latest.disks] if row.latest else await self.repo.history_mounts(server.id)
+        metrics = [*CHART_METRICS, *(DISK_PREFIX + mount for mount in mounts)]
+        since = now - timedelta(seconds=span)
+        runs, full_in = await asyncio.gather(
+            self.repo.recent_runs(server.id, RECENT_RUNS), self.disk_forecasts([server.id])
         )
-        return ServerDetail(row=row, history_1h=history_1h, history_24h=history_24h, runs=runs)
+        series = await asyncio.gather(
+            *(self.repo.history_series(server.id, metric, since, now, max_points=width) for metric in metrics)
+        )
+        history = HistoryCharts(
+            span=span, until=int(now.timestamp()), series=list(series), full_in=full_in.get(server.id, {})
+        )
+        return ServerDetail(row=row, history=history, runs=runs)
+
+    async def disk_forecasts(self, server_ids: list[int] | None) -> dict[int, dict[str, float]]:
+        """By server id (None: every server), each mount that fills up: the seconds until it
+        is full, by a line through its hourly use of the last week (fleettop.forecast).
+        Mounts not filling are absent."""
+        now = int(time.time())
+        hours = await self.repo.disk_hours(server_ids, now - FIT_WINDOW_S)
+        forecasts: dict[int, dict[str, float]] = {}
+        for server_id, mounts in hours.items():
+            for mount, points in mounts.items():
+                seconds = seconds_until_full(points, now)
+                if seconds is not None:
+                    forecasts.setdefault(server_id, {})[mount] = seconds
+        return forecasts
 
     async def resolve(self, names: list[str]) -> list[Server]:
         """The named servers, or a UsageError naming those that do not exist."""
@@ -433,8 +463,24 @@ class FleetService:
             RunOutcome(status="ok" if finished.status == "ok" else "failed", error=finished.error) if finished else None
         )
 
+    async def _filling(self) -> dict[int, dict[str, float]]:
+        """The mounts full within alerts.disk_full_within, by server id: the fleet's forecasts,
+        made again every FORECAST_EVERY_S (a week of hourly rollups changes slowly), their
+        seconds counted down meanwhile."""
+        now = time.monotonic()
+        if self._forecasts is None or now - self._forecasts[0] > FORECAST_EVERY_S:
+            self._forecasts = (now, await self.disk_forecasts(None))
+        made, forecasts = self._forecasts
+        within = self.settings.alerts.disk_full_within
+        return {
+            server_id: filling
+            for server_id, mounts in forecasts.items()
+            if (filling := {m: max(0.0, s - (now - made)) for m, s in mounts.items() if s - (now - made) <= within})
+        }
+
     async def _rows(self, servers: list[Server]) -> list[ServerView]:
         ids = [server.id for server in servers]
+        filling = await self._filling()
         latest = await self.cache.latest(ids, self.repo.latest_samples)
         next_runs = await self._next_runs([server for server in servers if server.enabled])
         outcomes = await self.cache.outcomes(ids, self._last_outcome)
@@ -452,6 +498,7 @@ class FleetService:
                     error=outcome.error if outcome and outcome.status == "failed" else None,
                     last_collected_at=sample.collected_at if sample else None,
                     next_run_at=next_runs.get(server.id),
+                    disk_full=filling.get(server.id, {}),
                 )
             )
         return rows

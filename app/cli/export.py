@@ -8,14 +8,14 @@ import csv
 import io
 import json
 import os
-import re
 import sys
 import tempfile
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from fleettop.cli.history import export_rollups, parse_step, parse_time
 from fleettop.cli.output import SAMPLE_FIELDS, sample_record
 from fleettop.cli.repository import open_repository
 from fleettop.config import LoadedConfig
@@ -26,27 +26,6 @@ EXPORT_FIELDS = ["server", *SAMPLE_FIELDS]
 
 
 EXPORT_FLUSH_ROWS = 500
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-
-
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_time(text: str | None, option: str, now: datetime | None = None) -> datetime | None:
-    """'30m', '24h', '7d', '2w' (that long ago) or an ISO-8601 time (UTC unless it says otherwise)."""
-    if text is None:
-        return None
-    now = now or datetime.now(UTC)
-    match = _DURATION.match(text)
-    if match:
-        return now - timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"{option} {text!r}: give a duration such as 30m, 24h, 7d or an ISO-8601 time") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 class _CsvFormat:
@@ -92,6 +71,8 @@ class _JsonFormat:
 
 
 async def cmd_export(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    if args.step:
+        return await export_rollups(args, loaded, parse_step(args.step) or 0)
     now = datetime.now(UTC)
     since = parse_time(args.since, "--since", now)
     until = parse_time(args.until, "--until", now)

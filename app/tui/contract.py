@@ -15,6 +15,7 @@ from typing import Protocol
 
 from fleettop.config import ServerConfig
 from fleettop.domain import Event, FleetAggregate, Metrics, QueueStats, Run, Server
+from fleettop.rollup import DAY_S, DEFAULT_POINTS
 from fleettop.views import HostKeyCheck, ServerDetail, ServerView
 
 
@@ -22,7 +23,8 @@ class FleetView(Protocol):
     # The dashboard's rows and a server's detail.
     async def list_servers(self) -> list[ServerView]: ...
     async def server_row(self, server_id: int) -> ServerView | None: ...
-    async def server_detail(self, name: str) -> ServerDetail: ...
+    # Its history over the last `span` seconds, at most `width` points a chart.
+    async def server_detail(self, name: str, span: int = DAY_S, width: int = DEFAULT_POINTS) -> ServerDetail: ...
 
     # Servers: add, edit, remove, try a connection, trust a host key.
     async def add_server(self, cfg: ServerConfig, secret: str | None = None) -> Server: ...

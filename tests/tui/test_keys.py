@@ -170,7 +170,8 @@ async def test_enter_opens_details_and_escape_returns(live: LiveFleet) -> None:
         assert name in str(screen.query_one("#title").render())
         assert screen.query_one("#runs").row_count >= 1
         assert screen.query_one("#mounts").row_count >= 1
-        assert screen.query_one("#h1-cpu").values
+        cpu = screen.detail.history.series[0]
+        assert cpu.metric == "cpu" and cpu.points and "min " in str(screen.query_one("#chart-head-0").render())
         runs_before = len(screen.detail.runs)
         await pilot.press("r")  # collect now, from the detail screen: a new run appears live
         await until(pilot, lambda: len(screen.detail.runs) > runs_before, what="a new run on the detail screen")

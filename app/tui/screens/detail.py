@@ -1,33 +1,43 @@
-"""One server: every metric, each mount, 1 h and 24 h history, recent runs, settings."""
+"""One server: every metric, each mount, charts of its history (1 h to 1 y), recent runs, settings."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.reactive import reactive
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Label, Static
+from textual.widgets import DataTable, Footer, Static
 
-from fleettop.domain import HistoryPoint, severity, shown_disk_percent
+from fleettop.domain import severity, shown_disk_percent
+from fleettop.forecast import full_in_text
+from fleettop.rollup import DEFAULT_POINTS, DISK_PREFIX, PERCENT_METRICS
 from fleettop.tui import FAILED
 from fleettop.tui import format as fmt
 from fleettop.tui.screens.base import FleetScreen
 from fleettop.tui.screens.confirm import ConfirmScreen, NoticeScreen
-from fleettop.tui.widgets.spark import Spark
+from fleettop.tui.widgets.chart import Chart, Scale
 from fleettop.views import ServerDetail
 
-# (label, attribute of a history point, unit): the series drawn as sparklines. The 24-hour
-# points are 10-minute buckets: each is drawn (and its peak read) from the bucket's maximum,
-# the `*_max` field, so a short spike is neither averaged away nor below the last hour's peak.
-SERIES = (("cpu", "cpu", "%"), ("ram", "ram", "%"), ("disk", "disk", "%"), ("load", "load1", ""))
-# A peak is written as its figure is beside it (a disk rounded up, as df).
-PEAK_FORMATS = {"cpu": fmt.percent, "ram": fmt.percent, "disk": fmt.disk_percent, "load1": lambda value: f"{value:.2f}"}
+# The history ranges, on the keys 1-5: (key, label, seconds).
+SPANS = (
+    ("1", "1h", 3600),
+    ("2", "24h", 86_400),
+    ("3", "7d", 7 * 86_400),
+    ("4", "30d", 30 * 86_400),
+    ("5", "1y", 365 * 86_400),
+)
+DEFAULT_SPAN = 86_400
+TIER_WORDS = {"raw": "samples", "5m": "5-minute buckets", "1h": "1-hour buckets"}
+# How a chart's figures are written, by metric (a disk mount's as df, rounded up).
+FIGURE_FORMATS = {"cpu": fmt.percent, "ram": fmt.percent, "load1": fmt.load, "net_rx": fmt.rate, "net_tx": fmt.rate}
+CHART_NAMES = {"cpu": "cpu", "ram": "ram", "load1": "load", "net_rx": "net ↓", "net_tx": "net ↑"}
 SEVERITY_STYLE = {"warning": "bold $warning", "critical": "bold $error"}
 STATUS_STYLE = {"up": "bold $success", "down": "bold $error", "stale": "bold $warning"}
 # What `t` offers under a host-key error (the probe's wording: fleettop.probe.ssh._connect_error).
@@ -63,8 +73,20 @@ class SettingsPanel(Widget):
         )
 
 
-def _peaks(points: list[HistoryPoint], attribute: str) -> list[float]:
-    return [value for point in points if (value := getattr(point, f"{attribute}_max")) is not None]
+def _threshold(metric: str, thresholds: Any) -> float | None:
+    if metric.startswith(DISK_PREFIX):
+        return float(thresholds.disk)
+    return {"cpu": thresholds.cpu, "ram": thresholds.ram}.get(metric)
+
+
+def _figure(metric: str) -> Any:
+    return fmt.disk_percent if metric.startswith(DISK_PREFIX) else FIGURE_FORMATS.get(metric, fmt.load)
+
+
+def _scale(metric: str, peak: float) -> Scale:
+    if metric in PERCENT_METRICS or metric.startswith(DISK_PREFIX):
+        return Scale(100.0)
+    return Scale.for_values(None, peak, floor=1024.0 if metric.startswith("net_") else 1.0)
 
 
 class DetailScreen(FleetScreen):
@@ -72,6 +94,10 @@ class DetailScreen(FleetScreen):
     BINDINGS = [
         Binding("r", "collect", "Collect now"),
         Binding("e", "edit", "Edit"),
+        *(
+            Binding(key, f"span({seconds})", f"History {label}", show=False, tooltip="the charts' range")
+            for key, label, seconds in SPANS
+        ),
         Binding("t", "trust", "Trust host key", tooltip="show the host's key; trust it (asks first)"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
@@ -81,6 +107,8 @@ class DetailScreen(FleetScreen):
         self.server_name = name
         self.server_id: int | None = None
         self.detail: ServerDetail | None = None
+        self.span = DEFAULT_SPAN
+        self._charts: tuple[str, ...] = ()  # the metrics charted now, in order
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail"):
@@ -88,17 +116,8 @@ class DetailScreen(FleetScreen):
             with Horizontal(id="top"):
                 yield Static(id="metrics", classes="panel")
                 yield SettingsPanel(id="settings", classes="panel")
-            with Grid(id="history", classes="panel"):
-                yield Label("")
-                yield Label("last hour", classes="history-head")
-                yield Label("peak", classes="history-head")
-                yield Label("last 24 hours", classes="history-head")
-                yield Label("peak", classes="history-head")
-                for label, attribute, unit in SERIES:
-                    yield Label(label, classes="series-name")
-                    for span in ("h1", "h24"):
-                        yield Spark(ceiling=100.0 if unit == "%" else None, id=f"{span}-{attribute}")
-                        yield Label("", id=f"{span}-{attribute}-peak", classes="peak")
+            yield Static(id="history-head", classes="section")
+            yield Vertical(id="history")
             yield Static("Mounts", classes="section")
             yield DataTable(id="mounts", cursor_type="none", zebra_stripes=True)
             yield Static("Recent runs", classes="section")
@@ -131,21 +150,27 @@ class DetailScreen(FleetScreen):
         if self.detail is not None:
             self._show_status(self.detail)
 
+    async def action_span(self, seconds: int) -> None:
+        self.span = seconds
+        await self.reload()
+
     async def reload(self) -> None:
-        detail = await self.fleet.attempt(lambda fleet: fleet.server_detail(self.server_name))
+        width = max(DEFAULT_POINTS, self.size.width * 2)  # two braille dots a cell
+        detail = await self.fleet.attempt(lambda fleet: fleet.server_detail(self.server_name, self.span, width))
         if detail is FAILED or detail is None:
             return
         self.detail = detail
         self.server_id = detail.row.server.id
-        self._show(detail)
+        await self._show(detail)
 
     async def server_changed(self, server_ids: set[int]) -> None:
         if self.server_id in server_ids:
             await self.reload()
 
-    def _show(self, detail: ServerDetail) -> None:
+    async def _show(self, detail: ServerDetail) -> None:
         self._show_status(detail)
-        self._show_history_and_runs(detail)
+        await self._show_history(detail)
+        self._show_mounts_and_runs(detail)
 
     def _show_status(self, detail: ServerDetail) -> None:
         """The title, the figures and the settings: what changes with time alone."""
@@ -218,16 +243,62 @@ class DetailScreen(FleetScreen):
         ]
         self.query_one(SettingsPanel).lines = tuple(settings)
 
-    def _show_history_and_runs(self, detail: ServerDetail) -> None:
+    async def _show_history(self, detail: ServerDetail) -> None:
+        """One chart a metric over the chosen range, each headed by its minimum, average and
+        maximum over the range, its threshold (drawn as a dotted line), and for a mount that
+        fills up, when it will be full."""
+        history, thresholds = detail.history, detail.row.server.thresholds
+        spans = [
+            (f" {key} {label} ", "reverse bold" if seconds == history.span else "$text-muted")
+            for key, label, seconds in SPANS
+        ]
+        tier = TIER_WORDS.get(history.series[0].tier, "") if history.series else ""
+        start = datetime.fromtimestamp(history.until - history.span, timezone.utc)
+        since = f"  from {fmt.clock_time(start, self.fleet.clock())}"  # the charts' left edge
+        self.query_one("#history-head", Static).update(
+            Content.assemble("History ", *spans, (f"  {tier}{since}", "$text-muted"))
+        )
+        box = self.query_one("#history", Vertical)
+        metrics = tuple(series.metric for series in history.series)
+        if metrics != self._charts:  # mounts came or went: build the charts again
+            await box.remove_children()
+            await box.mount_all(
+                widget
+                for index in range(len(metrics))
+                for widget in (Static(classes="chart-head", id=f"chart-head-{index}"), Chart(id=f"chart-{index}"))
+            )
+            self._charts = metrics
+        for index, series in enumerate(history.series):
+            threshold = _threshold(series.metric, thresholds)
+            figure = _figure(series.metric)
+            summary = series.summary()
+            mount = series.metric[len(DISK_PREFIX) :] if series.metric.startswith(DISK_PREFIX) else None
+            name = fmt.clean(mount) if mount is not None else CHART_NAMES.get(series.metric, series.metric)
+            head: list[Any] = [(f"{name:<8}", "bold")]
+            if summary is None:
+                head.append(("no data in this range", "$text-muted"))
+            else:
+                head += [
+                    "min ",
+                    (figure(summary.min), "bold"),
+                    "  avg ",
+                    (figure(summary.avg), "bold"),
+                    "  max ",
+                    (figure(summary.max), "bold"),
+                ]
+            if threshold is not None:
+                head.append((f"  alert at {threshold:g}%", "$text-muted"))
+            if mount is not None and mount in history.full_in:
+                head += ["  ", (full_in_text(history.full_in[mount]), "bold $warning")]
+            self.query_one(f"#chart-head-{index}", Static).update(Content.assemble(*head))
+            peak = summary.max if summary else 0.0
+            self.query_one(f"#chart-{index}", Chart).plot(
+                series.points, history.until - history.span, history.until, _scale(series.metric, peak), threshold
+            )
+
+    def _show_mounts_and_runs(self, detail: ServerDetail) -> None:
         server, latest = detail.row.server, detail.row.latest
         thresholds = server.thresholds
-        for _, attribute, _ in SERIES:
-            for span, points in (("h1", detail.history_1h), ("h24", detail.history_24h)):
-                values = _peaks(points, attribute)
-                self.query_one(f"#{span}-{attribute}", Spark).values = tuple(values)
-                peak = PEAK_FORMATS[attribute](max(values)) if values else "no data"
-                self.query_one(f"#{span}-{attribute}-peak", Label).update(peak)
-
         mounts = self.query_one("#mounts", DataTable)
         mounts.clear()
         for disk in latest.disks if latest else []:

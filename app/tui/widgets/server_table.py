@@ -29,6 +29,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from fleettop.forecast import full_in_text
 from fleettop.tui import format as fmt
 from fleettop.views import ServerView
 
@@ -135,6 +136,10 @@ def cells_of(row: ServerView, now: datetime) -> dict[str, Cell]:
             f": {fmt.clean(row.error)}" if row.error else ""
         )
     name_class = "down" if status == "down" else "stale" if status == "stale" else "normal"
+    problem_class = name_class
+    if not problem and row.disk_full:
+        mount, seconds = min(row.disk_full.items(), key=lambda item: item[1])
+        problem, problem_class = f"{fmt.clean(mount)} {full_in_text(seconds)}", "warning"
     return {
         "status": (STATUS_LABELS.get(status, status), status),
         "name": (fmt.clean(server.name), name_class),
@@ -149,7 +154,7 @@ def cells_of(row: ServerView, now: datetime) -> dict[str, Cell]:
         "uptime": metric("uptime", fmt.duration(latest.uptime_s if latest else None)),
         "age": (fmt.age(row.last_collected_at, now), "stale" if status == "stale" else muted),
         "next": (fmt.until(row.next_run_at, now) if server.enabled else fmt.DASH, muted),
-        "problem": (problem, name_class),
+        "problem": (problem, problem_class),
     }
 
 
