@@ -113,7 +113,6 @@ def configure_file_if_unset(path: Path) -> None:
     if logging.getLogger().handlers:
         return
     private_dir(path.parent)  # data_dir
-    fd = open_own_file(
-        path, os.O_WRONLY | os.O_APPEND | os.O_CREAT
-    )  # host names and errors: the owner's, never a link's target
+    # Host names and errors: the owner's file, never a link's target.
+    fd = open_own_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     configure(os.fdopen(fd, "a", encoding="utf-8"))

@@ -395,11 +395,11 @@ class FleetService:
             log.warning("servers changed, not announced (Redis: %s); the workers' reconcile will catch up", exc)
 
     async def cache_server_list(self) -> None:
-        """The server list in Redis, for commands attached to a worker (fleettop.attached)."""
+        """The server list in Redis, for commands attached to a worker (fleettop.cli.attached)."""
         await self.cache.set_server_list(ServerList.of(self.settings, await self.repo.list_servers()))
 
     async def record_audit_requests(self) -> int:
-        """Record the audit entries that commands without a database (fleettop.attached) left in
+        """Record the audit entries that commands without a database (fleettop.cli.attached) left in
         Redis (take_audit checked them), each with its own actor and time, and which processes
         relayed it; returns how many. One the database refuses while it answers is dead-lettered."""
         entries = await self.cache.take_audit()

@@ -38,9 +38,6 @@ from fleettop.tasks import cancel_and_wait
 from fleettop.text import first_line, typed_line
 from fleettop.timing import scaled
 
-if t.TYPE_CHECKING:
-    pass
-
 log = logging.getLogger("fleettop.jobs")
 
 HEARTBEAT_EVERY_S = scaled(2)
@@ -84,9 +81,8 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
     try:
         secret = inputs.secret if server.has_secret else None
         result = await deps.prober.collect(server, inputs.counters, secret)
-        await deps.repo.finish_collection(
-            inputs.run, server_id, result.metrics, result.counters
-        )  # sample + run, group-committed
+        # The sample and the run finished, group-committed.
+        await deps.repo.finish_collection(inputs.run, server_id, result.metrics, result.counters)
     except asyncio.CancelledError:
         _set_retry_delay(deps, job)
         status = "retried" if job.retryable else "failed"

@@ -11,7 +11,7 @@ RECONCILE_EVERY_S seconds and at once on a "servers" event. It is idempotent, so
 it needs no lock: it adds the missing links (due one interval after the newest
 sample, or now), brings forward links left far out by a shortened interval, and
 withdraws the links of disabled or removed servers. It also drops the server list
-cached for commands beside a worker (fleettop.attached) when it no longer matches the
+cached for commands beside a worker (fleettop.cli.attached) when it no longer matches the
 database: a change made while Redis was away could not drop it.
 """
 
@@ -104,7 +104,7 @@ class Scheduler:
 
     def wake(self) -> None:
         """Reconcile now: the server list changed (a "servers" event), or a change may have
-        been announced while nobody was subscribed (fleettop.runtime follows the events)."""
+        been announced while nobody was subscribed (fleettop.queue.runtime follows the events)."""
         self._wake.set()
 
     async def run(self) -> None:

@@ -8,6 +8,7 @@ collections of the process (_GroupCommit). Nothing SQLAlchemy-typed leaves this 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -393,8 +394,9 @@ class Repository:
     ) -> Series:
         """One metric of one server over [since, until), from the tier that range needs: at
         most `max_points` points, or one every `step` seconds (fleettop.rollup.plan_read)."""
+        # The range in whole seconds, rounded outwards: a sample of this very second is in it.
         plan = plan_read(
-            int(since.timestamp()), int(until.timestamp()), now=int(time.time()),
+            math.floor(since.timestamp()), math.ceil(until.timestamp()), now=int(time.time()),
             keep_days=self.retention.keep_days(), max_points=max_points, step=step,
         )  # fmt: skip
         points = await self.history_points(server_id, metric, plan)

@@ -209,12 +209,8 @@ class FleetApp(App):
                         self._changed_ids.add(event.server_id)
                     elif event.kind == "servers":
                         self._servers_changed = True
-                    if event.kind in (
-                        "run",
-                        "queue",
-                        "servers",
-                        "interrupted",
-                    ):  # interrupted: the header shows the outage
+                    # interrupted: the header shows the outage
+                    if event.kind in ("run", "queue", "servers", "interrupted"):
                         self._counts_due = True
             except asyncio.CancelledError:
                 raise
