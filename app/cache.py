@@ -46,18 +46,11 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from fleettop.config import Settings, servers_fingerprint
-from fleettop.domain import AUDIT_ACTIONS, FleetAggregate, RunOutcome, Sample, Server, actor
+from fleettop.domain import AUDIT_ACTIONS, Event, FleetAggregate, RunOutcome, Sample, Server, actor
 
 log = logging.getLogger("fleettop.cache")
 
 Lane = Literal["scheduled", "manual"]
-
-
-class Event(BaseModel):
-    """Something changed; dashboards repaint what it names."""
-
-    kind: Literal["sample", "run", "servers", "queue", "interrupted"]
-    server_id: int | None = None
 
 
 CONTROL_KINDS = frozenset({"servers", "queue"})  # published on the control channel
@@ -159,11 +152,6 @@ class Cache:
 
     def _latest_key(self, server_id: int) -> str:
         return f"{self.prefix}metrics:latest:{server_id}"
-
-    async def set_latest(self, sample: Sample) -> None:
-        await self.redis.set(
-            self._latest_key(sample.server_id), sample.model_dump_json(), ex=self.settings.cache.latest_ttl
-        )
 
     async def record_collected(self, sample: Sample) -> None:
         """After a successful collection, in one round trip: the latest sample, the run's

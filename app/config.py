@@ -20,9 +20,10 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fleettop.domain import Thresholds
+from fleettop.rollup import parse_duration
 
 ENV_PREFIX = "FLEETTOP_"
 DEFAULT_CONFIG_PATH = Path("~/.config/fleettop/config.yaml")
@@ -219,7 +220,26 @@ class SSHConfig(_Section):
 
 
 class RetentionConfig(_Section):
-    days: int = Field(30, ge=1)
+    """How long each tier of the history is kept, in days (purged hourly by a worker)."""
+
+    raw_days: int = Field(14, ge=1)
+    rollup_5m_days: int = Field(90, ge=1)
+    rollup_1h_days: int = Field(730, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _days_was_raw_days(cls, data: Any) -> Any:
+        """`retention: {days: N}` (before the rollups) meant the raw samples: still read so."""
+        if isinstance(data, dict) and "days" in data:
+            data = dict(data)
+            if "raw_days" in data:
+                raise ValueError("days is the old name of raw_days: set only raw_days")
+            data["raw_days"] = data.pop("days")
+        return data
+
+    def keep_days(self) -> dict[str, int]:
+        """Days kept by tier name (fleettop.rollup's raw, 5m, 1h)."""
+        return {"raw": self.raw_days, "5m": self.rollup_5m_days, "1h": self.rollup_1h_days}
 
 
 class DefaultsConfig(_Section):
@@ -244,6 +264,14 @@ class AlertsConfig(_Section):
     recovery_margin: float = Field(5, ge=0, le=100)  # points under the threshold at which an alert resolves
     down_after: int = Field(1, ge=1, le=100)  # failed collections in a row before a host is down
     repeat: int = Field(14400, ge=0)  # seconds between reminders of a firing, unacknowledged alert (0: none)
+    # A mount whose disk forecast (fleettop.forecast) says full sooner than this is marked on
+    # the dashboard: seconds, or a duration as "7d", "36h".
+    disk_full_within: int = Field(7 * 86_400, ge=60)
+
+    @field_validator("disk_full_within", "recheck", "repeat", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
 
 
 class NotifyConfig(_Section):

@@ -129,6 +129,7 @@ AUDIT_ACTIONS = frozenset(
         "queue.clean",
         "cache.clear",
         "db.upgrade",
+        "db.rollup",
         "db.purge",
     }
 )
@@ -244,21 +245,6 @@ class RunOutcome(BaseModel):
     error: str | None = None
 
 
-class HistoryPoint(BaseModel):
-    """One sample, or the average (and the maximum, in the *_max fields) of one time bucket."""
-
-    at: datetime  # the sample's time, or the start of the bucket
-    samples: int = 1
-    cpu: float | None = None
-    ram: float | None = None
-    disk: float | None = None
-    load1: float | None = None
-    cpu_max: float | None = None
-    ram_max: float | None = None
-    disk_max: float | None = None
-    load1_max: float | None = None
-
-
 class AuditEntry(BaseModel):
     id: int
     at: datetime
@@ -266,3 +252,10 @@ class AuditEntry(BaseModel):
     action: str
     target: str
     detail: str = ""
+
+
+class Event(BaseModel):
+    """Something changed; dashboards repaint what it names."""
+
+    kind: Literal["sample", "run", "servers", "queue", "interrupted"]
+    server_id: int | None = None

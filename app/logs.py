@@ -21,6 +21,7 @@ from typing import TextIO
 
 from fleettop.private import open_own_file, private_dir
 from fleettop.queue.contract import AttemptFailed
+from fleettop.text import typed_line
 
 REPEAT_WINDOW_S = 30.0
 
@@ -47,8 +48,7 @@ class LogfmtFormatter(logging.Formatter):
         ]
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
-            lines = str(exc).strip().splitlines()
-            fields.append("error=" + _quote(f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__))
+            fields.append("error=" + _quote(typed_line(exc)))
         return " ".join(fields)
 
 
@@ -113,7 +113,6 @@ def configure_file_if_unset(path: Path) -> None:
     if logging.getLogger().handlers:
         return
     private_dir(path.parent)  # data_dir
-    fd = open_own_file(
-        path, os.O_WRONLY | os.O_APPEND | os.O_CREAT
-    )  # host names and errors: the owner's, never a link's target
+    # Host names and errors: the owner's file, never a link's target.
+    fd = open_own_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     configure(os.fdopen(fd, "a", encoding="utf-8"))

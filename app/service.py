@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -29,16 +30,18 @@ from fleettop.domain import (
     secret_binding_changes,
 )
 from fleettop.errors import FleettopError, UnknownServer, UsageError
+from fleettop.forecast import FIT_WINDOW_S, seconds_until_full
 from fleettop.probe import CollectError
 from fleettop.queue import contract, control
 from fleettop.queue.contract import CollectContext
 from fleettop.queue.notifier import send_test
 from fleettop.queue.runtime import Runtime
 from fleettop.redis_server import RedisTarget
+from fleettop.rollup import DAY_S, DEFAULT_POINTS, DISK_PREFIX
 from fleettop.secrets import SecretBox
 from fleettop.servers import ServerAdmin
 from fleettop.tasks import cancel_and_wait
-from fleettop.views import HostKeyCheck, ServerDetail, ServerView, status_of
+from fleettop.views import HistoryCharts, HostKeyCheck, ServerDetail, ServerView, status_of
 
 if TYPE_CHECKING:
     from saq.job import Job
@@ -47,6 +50,9 @@ log = logging.getLogger("fleettop.service")
 
 RECENT_RUNS = 20
 RECENT_ALERTS = 10  # on the detail screen
+# The detail screen's charts, in this order; then each mount's disk %.
+CHART_METRICS = ("cpu", "ram", "load1", "net_rx", "net_tx")
+FORECAST_EVERY_S = 60.0  # the dashboard's disk-full marks are made again this often
 HEALTH_TIMEOUT_S = 3.0  # a health check longer than this is an answer: "down"
 AUDIT_EVERY_S = 1.0  # a worker records the audit entries attached commands left in Redis this often
 
@@ -73,6 +79,7 @@ class FleetService:
         self.redis = redis
         self._runtime: Runtime | None = None
         self._auditor: asyncio.Task[None] | None = None
+        self._forecasts: tuple[float, dict[int, dict[str, float]]] | None = None  # (when, by server)
 
     # -- workers ---------------------------------------------------------------------
 
@@ -108,17 +115,27 @@ class FleetService:
         server = await self.repo.get_server_by_id(server_id)
         return (await self._rows([server]))[0] if server else None
 
-    async def server_detail(self, name: str) -> ServerDetail:
+    async def server_detail(self, name: str, span: int = DAY_S, width: int = DEFAULT_POINTS) -> ServerDetail:
+        """A server's row, recent runs, and its history over the last `span` seconds, at most
+        `width` points a chart (the tier by the span: fleettop.rollup.plan_read)."""
         server = await self.admin.get(name)
         row = (await self._rows([server]))[0]
         now = datetime.now(timezone.utc)
-        history_1h, history_24h, runs, alerts = await asyncio.gather(
-            self.repo.history(server.id, now - timedelta(hours=1), now),
-            self.repo.history(server.id, now - timedelta(hours=24), now, bucket_s=600),
+        mounts = [disk.mount for disk in row.latest.disks] if row.latest else await self.repo.history_mounts(server.id)
+        metrics = [*CHART_METRICS, *(DISK_PREFIX + mount for mount in mounts)]
+        since = now - timedelta(seconds=span)
+        runs, full_in, alerts = await asyncio.gather(
             self.repo.recent_runs(server.id, RECENT_RUNS),
+            self.disk_forecasts([server.id]),
             self.repo.server_alerts(server.id, RECENT_ALERTS),
         )
-        return ServerDetail(row=row, history_1h=history_1h, history_24h=history_24h, runs=runs, alerts=alerts)
+        series = await asyncio.gather(
+            *(self.repo.history_series(server.id, metric, since, now, max_points=width) for metric in metrics)
+        )
+        history = HistoryCharts(
+            span=span, until=int(now.timestamp()), series=list(series), full_in=full_in.get(server.id, {})
+        )
+        return ServerDetail(row=row, history=history, runs=runs, alerts=alerts)
 
     # -- alerts ------------------------------------------------------------------
 
@@ -145,6 +162,20 @@ class FleetService:
         results = await send_test(self.settings, actor())
         return [(target.shown, error) for target, error in results]
 
+    async def disk_forecasts(self, server_ids: list[int] | None) -> dict[int, dict[str, float]]:
+        """By server id (None: every server), each mount that fills up: the seconds until it
+        is full, by a line through its hourly use of the last week (fleettop.forecast).
+        Mounts not filling are absent."""
+        now = int(time.time())
+        hours = await self.repo.disk_hours(server_ids, now - FIT_WINDOW_S)
+        forecasts: dict[int, dict[str, float]] = {}
+        for server_id, mounts in hours.items():
+            for mount, points in mounts.items():
+                seconds = seconds_until_full(points, now)
+                if seconds is not None:
+                    forecasts.setdefault(server_id, {})[mount] = seconds
+        return forecasts
+
     async def resolve(self, names: list[str]) -> list[Server]:
         """The named servers, or a UsageError naming those that do not exist."""
         found = [await self.repo.get_server(name) for name in names]
@@ -152,6 +183,9 @@ class FleetService:
         if unknown:
             raise UnknownServer(*unknown)
         return [server for server in found if server is not None]
+
+    async def enabled_servers(self) -> list[Server]:
+        return await self.repo.list_servers(enabled_only=True)
 
     async def add_server(self, cfg: ServerConfig, secret: str | None = None) -> Server:
         server = await self.admin.add(cfg, secret)
@@ -277,12 +311,8 @@ class FleetService:
             self.context.lanes.manual, self.cache, [server.id for server in servers], timeout, on_retry
         )
 
-    async def manual_outcome(self, server: Server) -> CollectOutcome:
-        """The result of the server's last manual collection (after wait_collected)."""
-        return (await self.manual_outcomes([server.id]))[0]
-
     async def manual_outcomes(self, ids: list[int]) -> list[CollectOutcome]:
-        """manual_outcome of each server (by id), in three reads whatever their number: the
+        """The result of each server's (by id) last manual collection (after wait_collected), in three reads whatever their number: the
         job records (one MGET), the last runs (one query), the latest samples (one query)."""
         if not ids:
             return []
@@ -328,6 +358,12 @@ class FleetService:
     async def clean(self) -> int:
         removed = await control.clean(self.context)
         await self.repo.audit("queue.clean", "queue", f"{removed} removed")
+        return removed
+
+    async def clear_cache(self) -> int:
+        """Empty the cache (latest samples, aggregate, server list, run counts); returns the keys removed."""
+        removed = await self.cache.clear()
+        await self.repo.audit("cache.clear", "cache", f"{removed} keys")
         return removed
 
     async def stats(self) -> QueueStats:
@@ -390,11 +426,11 @@ class FleetService:
             log.warning("servers changed, not announced (Redis: %s); the workers' reconcile will catch up", exc)
 
     async def cache_server_list(self) -> None:
-        """The server list in Redis, for commands attached to a worker (fleettop.attached)."""
+        """The server list in Redis, for commands attached to a worker (fleettop.cli.attached)."""
         await self.cache.set_server_list(ServerList.of(self.settings, await self.repo.list_servers()))
 
     async def record_audit_requests(self) -> int:
-        """Record the audit entries that commands without a database (fleettop.attached) left in
+        """Record the audit entries that commands without a database (fleettop.cli.attached) left in
         Redis (take_audit checked them), each with its own actor and time, and which processes
         relayed it; returns how many. One the database refuses while it answers is dead-lettered."""
         entries = await self.cache.take_audit()
@@ -458,8 +494,24 @@ class FleetService:
             RunOutcome(status="ok" if finished.status == "ok" else "failed", error=finished.error) if finished else None
         )
 
+    async def _filling(self) -> dict[int, dict[str, float]]:
+        """The mounts full within alerts.disk_full_within, by server id: the fleet's forecasts,
+        made again every FORECAST_EVERY_S (a week of hourly rollups changes slowly), their
+        seconds counted down meanwhile."""
+        now = time.monotonic()
+        if self._forecasts is None or now - self._forecasts[0] > FORECAST_EVERY_S:
+            self._forecasts = (now, await self.disk_forecasts(None))
+        made, forecasts = self._forecasts
+        within = self.settings.alerts.disk_full_within
+        return {
+            server_id: filling
+            for server_id, mounts in forecasts.items()
+            if (filling := {m: max(0.0, s - (now - made)) for m, s in mounts.items() if s - (now - made) <= within})
+        }
+
     async def _rows(self, servers: list[Server]) -> list[ServerView]:
         ids = [server.id for server in servers]
+        filling = await self._filling()
         latest = await self.cache.latest(ids, self.repo.latest_samples)
         next_runs = await self._next_runs([server for server in servers if server.enabled])
         outcomes = await self.cache.outcomes(ids, self._last_outcome)
@@ -479,6 +531,7 @@ class FleetService:
                     last_collected_at=sample.collected_at if sample else None,
                     next_run_at=next_runs.get(server.id),
                     firing=firing.get(server.id, 0),
+                    disk_full=filling.get(server.id, {}),
                 )
             )
         return rows

@@ -19,3 +19,9 @@ def first_line(error: BaseException | str) -> str:
     if lines:
         return lines[0]
     return type(error).__name__ if isinstance(error, BaseException) else ""
+
+
+def typed_line(error: BaseException) -> str:
+    """`ExcType: first line of its message` (or only its type's name): one line for a log."""
+    line = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {line[0]}" if line else type(error).__name__

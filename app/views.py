@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from fleettop.alerting import AlertRecord
-from fleettop.domain import HistoryPoint, Run, RunOutcome, Sample, Server, Severity
+from fleettop.domain import Run, RunOutcome, Sample, Server, Severity
+from fleettop.rollup import Series
 
 # A server whose newest sample is older than this many intervals (plus a minute) is stale.
 STALE_INTERVALS = 2
@@ -31,6 +32,8 @@ class ServerView(BaseModel):
     last_collected_at: datetime | None = None
     next_run_at: datetime | None = None
     firing: int = 0  # alerts firing (fleettop.alerting)
+    # Mounts that will be full within alerts.disk_full_within, by the forecast: seconds to full.
+    disk_full: dict[str, float] = Field(default_factory=dict)
 
     def at(self, now: datetime) -> ServerView:
         """This row as it stands at `now`. Time alone turns a server whose last run succeeded
@@ -42,10 +45,18 @@ class ServerView(BaseModel):
         return self if status == self.status else self.model_copy(update={"status": status})
 
 
+class HistoryCharts(BaseModel):
+    """A server's history over the `span` seconds to `until`, as the detail screen charts it."""
+
+    span: int
+    until: int  # epoch seconds
+    series: list[Series]  # one per chart: cpu, ram, load1, net_rx, net_tx, then disk:<mount> by mount
+    full_in: dict[str, float] = Field(default_factory=dict)  # mount -> seconds until full, for mounts filling up
+
+
 class ServerDetail(BaseModel):
     row: ServerView
-    history_1h: list[HistoryPoint]
-    history_24h: list[HistoryPoint]
+    history: HistoryCharts
     runs: list[Run]
     alerts: list[AlertRecord] = Field(default_factory=list)  # its recent alerts, open first
 

@@ -8,11 +8,14 @@ data_dir and N simulated hosts.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
@@ -23,14 +26,20 @@ from fleettop.probe import Prober
 from fleettop.queue.contract import CollectContext
 from fleettop.queue.worker import Lanes
 from fleettop.redis_server import RedisUnavailable, redis_target
+from fleettop.rollup import FIVE_MINUTES, ONE_HOUR
 from fleettop.secrets import SecretBox
 from fleettop.servers import add_first_run_localhost
 from fleettop.service import FleetService
 from fleettop.store.alerts import AlertSetup
 from fleettop.store.db import open_database
 from fleettop.store.repo import Repository
+from fleettop.tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from fleettop.probe.sim import SimFleet
 
 log = logging.getLogger("fleettop.service")
+DEMO_FINE_DAYS = 7  # 5-minute buckets for the last week: the 24 h and 7 d charts read them
 
 
 @contextlib.asynccontextmanager
@@ -42,13 +51,15 @@ async def open_service(
     settings = loaded.settings
     async with contextlib.AsyncExitStack() as stack:
         demo_servers: list[ServerConfig] = []
+        fleet: SimFleet | None = None
         if demo:
-            settings, demo_servers = await stack.enter_async_context(_demo(settings, demo))
+            settings, demo_fleet = await stack.enter_async_context(_demo(settings, demo))
+            demo_servers, fleet = demo_fleet.server_configs(), demo_fleet
         logs.configure_file_if_unset(settings.data_dir / "fleettop.log")
         redis = await stack.enter_async_context(redis_target(settings, keep_alive=long_running))
         database = await open_database(settings)
         stack.push_async_callback(database.close)
-        repo = Repository(database, settings.defaults, AlertSetup.of(settings))
+        repo = Repository(database, settings.defaults, settings.retention, AlertSetup.of(settings))
         await repo.sync_config_servers(settings.servers)
 
         connections = max(100, settings.worker.concurrency * 4)
@@ -66,8 +77,10 @@ async def open_service(
         stack.push_async_callback(prober.close)
 
         service = FleetService(CollectContext(settings, repo, cache, prober, lanes), secrets, redis, loaded.path)
-        for cfg in demo_servers:
-            await repo.add_server(cfg, source="db")
+        demo_ids = {cfg.name: (await repo.add_server(cfg, source="db")).id for cfg in demo_servers}
+        if fleet is not None:
+            filling = asyncio.create_task(fill_demo_history(repo, fleet, demo_ids), name="fleettop-demo-history")
+            stack.push_async_callback(cancel_and_wait, [filling])
         if not demo:
             await add_first_run_localhost(repo, loaded)
         await service.cache_server_list()
@@ -81,11 +94,32 @@ async def open_service(
         yield service
 
 
+async def fill_demo_history(repo: Repository, fleet: SimFleet, ids: dict[str, int], days: int = 365) -> float:
+    """A year of history for each simulated host (fleettop.probe.sim's SimMachine.past),
+    written as the workers write rollups, server after server, in the background: the
+    dashboard is up at once and each server's charts fill in as it is done. Returns the
+    seconds it took."""
+    started = time.perf_counter()
+    now = int(time.time())
+    try:
+        for index, (name, server_id) in enumerate(sorted(ids.items())):
+            machine = fleet.host(name).machine
+            # Made in a thread: the event loop (the dashboard, the collections) goes on meanwhile.
+            hours, fine = await asyncio.to_thread(machine.past, now, days=days, fine_days=DEMO_FINE_DAYS, seed=index)
+            await repo.write_rollups(ONE_HOUR, {server_id: hours})
+            await repo.write_rollups(FIVE_MINUTES, {server_id: fine})
+    except Exception as exc:  # a demo without its past is still a demo
+        log.warning("demo: history not filled: %s", exc)
+    elapsed = time.perf_counter() - started
+    log.info("demo: %d days of history for %d servers in %.1f s", days, len(ids), elapsed)
+    return elapsed
+
+
 @contextlib.asynccontextmanager
-async def _demo(settings: Settings, count: int) -> AsyncIterator[tuple[Settings, list[ServerConfig]]]:
+async def _demo(settings: Settings, count: int) -> AsyncIterator[tuple[Settings, SimFleet]]:
     """N simulated hosts, and settings with a throwaway data_dir (SQLite, embedded Redis)
     that trust them: a demo stores nothing of the user's."""
-    from fleettop.probe.sim import SimFleet  # only the demo needs the simulator
+    from fleettop.probe.sim import SimFleet  # only the demo needs the simulator (asyncssh's server side)
 
     with tempfile.TemporaryDirectory(prefix="fleettop-demo-") as scratch:
         async with SimFleet(count) as fleet:
@@ -100,5 +134,5 @@ async def _demo(settings: Settings, count: int) -> AsyncIterator[tuple[Settings,
                         "servers": [],
                     }
                 ),
-                fleet.server_configs(),
+                fleet,
             )

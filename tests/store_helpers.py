@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from sqlalchemy import text
 
+from fleettop import config
 from fleettop.config import ServerConfig
 from fleettop.domain import DiskUsage, Metrics
-from fleettop.store.db import Database
+from fleettop.store.db import Database, open_database
 from fleettop.store.repo import Repository
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -76,3 +78,16 @@ async def allow_samples(database: Database) -> None:
             await conn.execute(text("DROP FUNCTION refuse_sample()"))
         else:
             await conn.execute(text("DROP TRIGGER refuse"))
+
+
+def with_repo(config_path, action):
+    """Run `action(repo)` against the test's database (tests here are sync: main() runs its own loop)."""
+
+    async def go():
+        database = await open_database(config.load(config_path, environ={}).settings)
+        try:
+            return await action(Repository(database))
+        finally:
+            await database.close()
+
+    return asyncio.run(go())

@@ -107,6 +107,28 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--since", metavar="24h|ISO")
     export.add_argument("--until", metavar="24h|ISO")
     export.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+    export.add_argument(
+        "--step",
+        metavar="5m|1h|1d",
+        help="export rollups instead of samples: min, avg and max of every metric per step (server, at, metric, n, min, avg, max)",
+    )
+
+    history = commands.add_parser(
+        "history", help="one server's history: min, avg and max per step, from samples or rollups"
+    )
+    history.add_argument("name", metavar="NAME")
+    history.add_argument(
+        "--metric",
+        action="append",
+        metavar="M",
+        help="cpu, ram, swap, disk, load1, net_rx, net_tx or disk:MOUNT; repeat or separate with commas (default: all but the mounts)",
+    )
+    history.add_argument("--since", metavar="30d|ISO", help="start of the range (default: 24h ago)")
+    history.add_argument("--until", metavar="1h|ISO", help="end of the range (default: now)")
+    history.add_argument("--step", metavar="5m|1h|1d", help="one point per step (default: at most 200 points)")
+    history_format = history.add_mutually_exclusive_group()
+    history_format.add_argument("--json", action="store_true")
+    history_format.add_argument("--csv", action="store_true")
 
     trust = commands.add_parser("trust", help="show a server's host key and record it as trusted")
     trust.add_argument("name")
@@ -141,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     notify.add_argument("action", choices=["test"])
 
     db = commands.add_parser("db", help="database maintenance")
-    db.add_argument("action", choices=["upgrade", "purge"])
+    db.add_argument("action", choices=["upgrade", "purge", "rollup"])
 
     cache = commands.add_parser("cache", help="Redis cache maintenance")
     cache.add_argument("action", choices=["clear"])
@@ -202,6 +224,7 @@ def _or_default(convert: Callable[[str], int | float], what: str) -> Callable[[s
 _HANDLERS = {
     "servers": "fleettop.cli.servers:cmd_servers",
     "export": "fleettop.cli.export:cmd_export",
+    "history": "fleettop.cli.history:cmd_history",
     "db": "fleettop.cli.db:cmd_db",
     "audit": "fleettop.cli.audit:cmd_audit",
     "alerts": "fleettop.cli.alerts:cmd_alerts",

@@ -81,9 +81,7 @@ async def _collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 
     logs.configure(sys.stderr, logging.ERROR)  # a failed collection is reported in the results
     async with open_service(loaded, worker=False) as service:
-        servers = (
-            await service.resolve(args.names) if args.names else await service.repo.list_servers(enabled_only=True)
-        )
+        servers = await service.resolve(args.names) if args.names else await service.enabled_servers()
         if not servers:
             print("no enabled servers")
             return 0

@@ -1,9 +1,8 @@
-"""`fleettop db upgrade|purge`."""
+"""`fleettop db upgrade|purge|rollup`."""
 
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
 
 from fleettop.config import LoadedConfig
 from fleettop.errors import UsageError
@@ -12,15 +11,18 @@ from fleettop.store.repo import Repository
 
 
 async def cmd_db(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    if args.action not in {"upgrade", "purge"}:
+    if args.action not in {"upgrade", "purge", "rollup"}:
         raise UsageError(f"unknown db action {args.action!r}")
-    database = await open_database(loaded.settings, migrate_to_head=args.action == "purge")
+    database = await open_database(loaded.settings, migrate_to_head=args.action != "upgrade")
     try:
         async with reporting_errors(database):
+            repo = Repository(database, retention=loaded.settings.retention)
             if args.action == "upgrade":
-                await _upgrade(database, Repository(database))
+                await _upgrade(database, repo)
+            elif args.action == "purge":
+                await _purge(repo)
             else:
-                await _purge(loaded, Repository(database))
+                await _rollup(repo)
     finally:
         await database.close()
     return 0
@@ -37,9 +39,19 @@ async def _upgrade(database: Database, repo: Repository) -> None:
     print(f"database {database.url} upgraded from revision {before or 'none'} to {after}")
 
 
-async def _purge(loaded: LoadedConfig, repo: Repository) -> None:
-    days = loaded.settings.retention.days
-    cutoff = datetime.now(UTC) - timedelta(days=days)
-    purged = await repo.purge_samples(cutoff)
-    await repo.audit("db.purge", "samples", f"{purged} samples older than {days} days")
-    print(f"purged {purged} samples older than {days} days ({cutoff:%Y-%m-%d %H:%M} UTC)")
+async def _purge(repo: Repository) -> None:
+    keep = repo.retention.keep_days()
+    purged = await repo.purge_expired()
+    done = ", ".join(f"{purged[tier]} {WHAT[tier]} older than {keep[tier]} days" for tier in WHAT)
+    await repo.audit("db.purge", "history", done)
+    print(f"purged {done}")
+
+
+async def _rollup(repo: Repository) -> None:
+    """The rollups of the raw samples kept (those stored before the rollups existed)."""
+    days = await repo.rebuild_rollups()
+    await repo.audit("db.rollup", "history", f"{days} server-days of samples rolled up")
+    print(f"rolled up {days} server-days of samples (the last {repo.retention.raw_days} days kept)")
+
+
+WHAT = {"raw": "samples", "5m": "5-minute rows", "1h": "1-hour rows"}

@@ -11,11 +11,12 @@ import os
 import sys
 import tempfile
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from fleettop.cli.output import SAMPLE_FIELDS, duration_seconds, sample_record
+from fleettop.cli.history import export_rollups, parse_step, parse_time
+from fleettop.cli.output import SAMPLE_FIELDS, sample_record
 from fleettop.cli.repository import open_repository
 from fleettop.config import LoadedConfig
 from fleettop.domain import Sample
@@ -25,21 +26,6 @@ EXPORT_FIELDS = ["server", *SAMPLE_FIELDS]
 
 
 EXPORT_FLUSH_ROWS = 500
-
-
-def parse_time(text: str | None, option: str, now: datetime | None = None) -> datetime | None:
-    """'30m', '24h', '7d', '2w' (that long ago) or an ISO-8601 time (UTC unless it says otherwise)."""
-    if text is None:
-        return None
-    now = now or datetime.now(UTC)
-    seconds = duration_seconds(text)
-    if seconds is not None:
-        return now - timedelta(seconds=seconds)
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"{option} {text!r}: give a duration such as 30m, 24h, 7d or an ISO-8601 time") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 class _CsvFormat:
@@ -85,6 +71,8 @@ class _JsonFormat:
 
 
 async def cmd_export(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    if args.step:
+        return await export_rollups(args, loaded, parse_step(args.step) or 0)
     now = datetime.now(UTC)
     since = parse_time(args.since, "--since", now)
     until = parse_time(args.until, "--until", now)

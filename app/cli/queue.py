@@ -69,7 +69,6 @@ async def cmd_cache(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 
     logs.configure(sys.stderr, logging.WARNING)
     async with open_service(loaded, worker=False) as service:
-        removed = await service.cache.clear()
-        await service.repo.audit("cache.clear", "cache", f"{removed} keys")
+        removed = await service.clear_cache()
     print(f"cleared {removed} cached key{'s' if removed != 1 else ''}")
     return 0

@@ -21,7 +21,7 @@ async def open_repository(loaded: LoadedConfig) -> AsyncIterator[Repository]:
     database = await open_database(loaded.settings)
     try:
         async with reporting_errors(database):
-            repo = Repository(database, loaded.settings.defaults)
+            repo = Repository(database, loaded.settings.defaults, loaded.settings.retention)
             for note in await repo.sync_config_servers(loaded.settings.servers):
                 print(f"fleettop: {note}", file=sys.stderr)
             await add_first_run_localhost(repo, loaded)

@@ -16,7 +16,6 @@ from fleettop.config import LoadedConfig, expand_user, validate_server
 from fleettop.domain import Metrics, Server
 from fleettop.errors import UsageError
 from fleettop.figures import duration, size
-from fleettop.probe.errors import host_port
 from fleettop.servers import INHERITED_MARK, THRESHOLDS, ServerAdmin, describe, fields_of, shown
 from fleettop.store.db import open_database
 from fleettop.store.repo import Repository
@@ -228,6 +227,8 @@ async def _test(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 
 
 def _where(server: Server) -> str:
+    from fleettop.probe.errors import host_port  # the probe package loads cryptography: not for list
+
     return "local" if server.transport == "local" else host_port(server.host, server.port)
 
 

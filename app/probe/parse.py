@@ -1,6 +1,6 @@
 """The probe's text, turned into figures. Pure functions: no I/O, no clock.
 
-`parse` reads what app/probe/script.sh prints (and what fleettop.sim renders in the
+`parse` reads what app/probe/script.sh prints (and what fleettop.probe.sim renders in the
 very same format); `compute` turns one parsed sample plus the host's previous
 counters into Metrics and the counters to keep for next time.
 """

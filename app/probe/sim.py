@@ -31,6 +31,7 @@ from fleettop.config import ServerConfig
 from fleettop.probe.parse import BEGIN_MARKER, END_MARKER
 from fleettop.probe.script import PROBE_SCRIPT
 from fleettop.probe.ssh import host_pattern
+from fleettop.rollup import Bucket, Stat, coarsen
 
 USER_HZ = 100  # jiffies per second, as /proc/stat counts on every Linux
 KIB = 1024
@@ -129,6 +130,11 @@ def _render_counters(counters: ProcCounters, prefix: str) -> list[str]:
 # A simulated machine whose figures move with time.
 
 
+def _spread(average: float, spread: float, samples: int, top: float = math.inf) -> Stat:
+    """A bucket of `samples` values about `average`, from (1 - spread) to (1 + spread) times it."""
+    return Stat(samples, average * samples, average * (1 - spread), min(top, average * (1 + spread)))
+
+
 class SimMachine:
     """One host's simulated state, advanced on each probe by the wall time elapsed."""
 
@@ -193,6 +199,67 @@ class SimMachine:
         self.mem_fraction = min(0.99, max(0.05, self.mem_fraction + rng.gauss(0, 0.005)))
         for disk in self.disks:
             disk.used_kib = min(disk.total_kib, disk.used_kib + int(disk.total_kib * self.disk_growth * elapsed))
+
+    def past(self, now: int, *, days: int, fine_days: int, seed: int) -> tuple[list[Bucket], list[Bucket]]:
+        """The history this machine would have: its last `days` as 1-hour buckets, the last
+        `fine_days` of them as 5-minute ones too (the hours there merged from those, as the
+        workers do), up to the hour under way, near its figures now: a daily cycle on the CPU, load and
+        network, a slow drift on memory, and disks that were emptier before (a filling one a
+        few points a day, after a cleanup some weeks ago). For the demo: charts and forecasts
+        at once. Figures change by the hour of the day and by the day, so the buckets share
+        their few hundred Stat objects: a year of a hundred servers is made in seconds."""
+        rng = random.Random(seed)
+        swap = 0.0 if not self.swap_total_kib else rng.uniform(0, 20)
+        disks = {disk.mount: disk.used_kib / (disk.total_kib * 0.95) * 100 for disk in self.disks}
+        # Percentage points a day: a filling disk gains a few, the others stay.
+        growth = {mount: rng.uniform(0.5, 3.0) if self.disk_growth else 0.0 for mount in disks}
+        cleanup_day = rng.randint(14, 60)  # days ago each disk lost a third of its use
+        ram_drift = [rng.gauss(0, 3) for _ in range(days + 2)]
+        today = now - now % 86_400
+
+        def by_hour(samples: int) -> list[dict[str, Stat]]:
+            hours = []
+            for hour in range(24):
+                cycle = 1 + 0.35 * math.sin(2 * math.pi * hour / 24 - 2.0)
+                cpu = min(100.0, max(0.5, self.cpu_target * 100 * cycle))
+                rate = self.net_rate * (1 + 0.5 * math.sin(2 * math.pi * hour / 24 - 2.5))
+                hours.append(
+                    {
+                        "cpu": _spread(cpu, 0.5, samples, top=100.0),
+                        "load1": _spread(self.cores * cpu / 100, 0.6, samples),
+                        "net_rx": _spread(rate, 0.8, samples),
+                        "net_tx": _spread(rate * 0.3, 0.8, samples),
+                        "swap": _spread(swap, 0.0, samples),
+                    }
+                )
+            return hours
+
+        def by_day(day: int, samples: int) -> tuple[dict[str, Stat], dict[str, Stat]]:
+            """Day 0 is today, 1 yesterday..."""
+            mounts = {}
+            for mount, level in disks.items():
+                before = level - growth[mount] * day - (level / 3 if day > cleanup_day else 0)
+                mounts[mount] = _spread(min(100.0, max(1.0, before)), 0.002, samples)
+            ram = min(99.0, max(1.0, self.mem_fraction * 100 + ram_drift[day]))
+            fullest = max(stat.max for stat in mounts.values())
+            return {"ram": _spread(ram, 0.03, samples, top=100.0), "disk": _spread(fullest, 0.0, samples)}, mounts
+
+        def buckets(start: int, stop: int, width: int, samples: int) -> list[Bucket]:
+            hours, days_seen = by_hour(samples), {}
+            made = []
+            for at in range(start, stop, width):
+                day = (today - (at - at % 86_400)) // 86_400
+                if day not in days_seen:
+                    days_seen[day] = by_day(day, samples)
+                daily, mounts = days_seen[day]
+                made.append(Bucket(at, {**hours[(at % 86_400) // 3600], **daily}, mounts))
+            return made
+
+        last_hour = now - now % 3600
+        fine_from = last_hour - fine_days * 86_400
+        fine = buckets(fine_from, last_hour, 300, 30)  # the hour under way is the live collections'.
+        hours = buckets(last_hour - days * 86_400, fine_from, 3600, 360)
+        return hours + coarsen(fine, 3600), fine
 
     def counters(self) -> ProcCounters:
         return ProcCounters(

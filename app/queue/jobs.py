@@ -35,10 +35,8 @@ from fleettop.probe import CollectError
 from fleettop.queue.contract import DISABLED, GONE, OK, AttemptFailed, CollectContext, retry_delay, run_key
 from fleettop.queue.control import enqueue_link
 from fleettop.tasks import cancel_and_wait
+from fleettop.text import first_line, typed_line
 from fleettop.timing import scaled
-
-if t.TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("fleettop.jobs")
 
@@ -95,8 +93,7 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
             await deps.cache.drop_run_counts()  # a failed run the cached counts did not see
         raise
     except Exception as exc:
-        message = str(exc) if isinstance(exc, CollectError) else f"{type(exc).__name__}: {exc}"
-        message = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+        message = first_line(exc) if isinstance(exc, CollectError) else typed_line(exc)
         if trigger == "manual" and isinstance(exc, CollectError) and exc.permanent:
             job.retries = attempt  # someone is waiting for this answer, and no retry can change it
         # One collection is one run: an attempt another follows is 'retried', not a failed run.

@@ -11,7 +11,7 @@ RECONCILE_EVERY_S seconds and at once on a "servers" event. It is idempotent, so
 it needs no lock: it adds the missing links (due one interval after the newest
 sample, or now), brings forward links left far out by a shortened interval, and
 withdraws the links of disabled or removed servers. It also drops the server list
-cached for commands beside a worker (fleettop.attached) when it no longer matches the
+cached for commands beside a worker (fleettop.cli.attached) when it no longer matches the
 database: a change made while Redis was away could not drop it.
 """
 
@@ -33,12 +33,15 @@ from fleettop.errors import FleettopError
 from fleettop.queue import control
 from fleettop.queue.contract import CollectContext, job_timeout
 from fleettop.queue.control import enqueue_link
+from fleettop.tasks import cancel_and_wait
+from fleettop.text import typed_line
 from fleettop.timing import scaled
 
 log = logging.getLogger("fleettop.scheduler")
 
 RECONCILE_EVERY_S = scaled(10.0)
 CLEAN_EVERY_S = 3600
+PURGE_EVERY_S = 3600
 RETRY_AFTER_FAILURE_S = 1.0
 STALE_RUN_MARGIN_S = 60  # past the job timeout; room for clocks of several machines
 
@@ -91,28 +94,62 @@ async def reconcile(deps: CollectContext) -> ReconcileResult:
 
 class Scheduler:
     """Runs `reconcile` periodically and whenever servers change, and the hourly
-    clean, until cancelled."""
+    clean and history purge, until cancelled."""
 
     def __init__(self, deps: CollectContext):
         self.deps = deps
         self._wake = asyncio.Event()
         self._failing = False
+        self._purging: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """Reconcile now: the server list changed (a "servers" event), or a change may have
-        been announced while nobody was subscribed (fleettop.runtime follows the events)."""
+        been announced while nobody was subscribed (fleettop.queue.runtime follows the events)."""
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            self._wake.clear()
-            if await self._reconcile_once():
-                await self._clean_now_and_then()
-                pause = RECONCILE_EVERY_S
-            else:
-                pause = RETRY_AFTER_FAILURE_S  # rebuild soon after Redis or the database is back
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), pause)
+        try:
+            while True:
+                self._wake.clear()
+                if await self._reconcile_once():
+                    await self._clean_now_and_then()
+                    await self._purge_now_and_then()
+                    pause = RECONCILE_EVERY_S
+                else:
+                    pause = RETRY_AFTER_FAILURE_S  # rebuild soon after Redis or the database is back
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), pause)
+        finally:
+            if self._purging is not None:
+                await cancel_and_wait([self._purging])
+
+    async def _purge_now_and_then(self) -> None:
+        """The history's retention (retention: raw_days, rollup_5m_days, rollup_1h_days),
+        applied hourly by one process, in a task of its own: the first purge after an upgrade
+        may take a while, and the schedule must not wait for it."""
+        if self._purging is not None and not self._purging.done():
+            return
+        try:
+            claimed = await self.deps.cache.claim("purge", PURGE_EVERY_S)
+        except (RedisError, OSError) as exc:
+            log.warning("history purge not started: %s", typed_line(exc))
+            return
+        if claimed:
+            self._purging = asyncio.create_task(self._purge(), name="fleettop-purge")
+
+    async def _purge(self) -> None:
+        try:
+            purged = await self.deps.repo.purge_expired()
+        except (OSError, SQLAlchemyError, FleettopError) as exc:
+            log.warning("history purge failed: %s", typed_line(exc))
+            return
+        if any(purged.values()):
+            log.info(
+                "history purge: %d samples, %d 5-minute and %d 1-hour rows expired",
+                purged["raw"],
+                purged["5m"],
+                purged["1h"],
+            )
 
     async def _clean_now_and_then(self) -> None:
         """The queue's retention limits, applied hourly by one process: keeps the run
@@ -122,14 +159,14 @@ class Scheduler:
                 removed = await control.clean(self.deps)
                 log.info("clean: %d finished runs and job records removed", removed)
         except (RedisError, OSError, SQLAlchemyError, FleettopError) as exc:
-            log.warning("clean failed: %s", _one_line(exc))
+            log.warning("clean failed: %s", typed_line(exc))
 
     async def _reconcile_once(self) -> bool:
         try:
             result = await reconcile(self.deps)
         except (RedisError, OSError, SQLAlchemyError, FleettopError) as exc:
             if not self._failing:
-                log.error("schedule reconcile failed: %s; retrying", _one_line(exc))
+                log.error("schedule reconcile failed: %s; retrying", typed_line(exc))
                 self._failing = True
             return False
         if self._failing:
@@ -152,14 +189,9 @@ class Scheduler:
                 cutoff, "lost: its worker stopped, or its result could not be written"
             )
         except (SQLAlchemyError, OSError, FleettopError) as exc:
-            log.warning("closing stale runs failed: %s", _one_line(exc))
+            log.warning("closing stale runs failed: %s", typed_line(exc))
             return
         if closed:
             log.warning("%d runs left running past their timeout marked failed (lost)", closed)
             with contextlib.suppress(RedisError, OSError):
                 await self.deps.cache.drop_run_counts()  # failed runs the cached counts did not see
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

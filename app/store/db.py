@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from fleettop.config import Settings
 from fleettop.errors import FleettopError
 from fleettop.private import private_dir, tighten_own_file
+from fleettop.text import first_line
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -293,6 +294,4 @@ def _alembic_config() -> Config:
 
 def describe_error(exc: BaseException) -> str:
     """The driver's own first line about a database failure."""
-    original = getattr(exc, "orig", None) or exc
-    text_ = str(original).strip().splitlines()
-    return text_[0] if text_ else type(original).__name__
+    return first_line(getattr(exc, "orig", None) or exc)

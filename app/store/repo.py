@@ -8,24 +8,25 @@ collections of the process (_GroupCommit). Nothing SQLAlchemy-typed leaves this 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Integer, and_, bindparam, cast, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from fleettop.alerting import RULES, AlertRecord, SilenceRecord
-from fleettop.config import DefaultsConfig, ServerConfig
+from fleettop.config import DefaultsConfig, RetentionConfig, ServerConfig
 from fleettop.domain import (
     AuditEntry,
     Counters,
     DiskUsage,
     FleetAggregate,
-    HistoryPoint,
     Metrics,
     Run,
     Sample,
@@ -35,7 +36,21 @@ from fleettop.domain import (
     secret_binding_changes,
 )
 from fleettop.errors import FleettopError, UnknownServer, UsageError
-from fleettop.store import alerts
+from fleettop.rollup import (
+    DAY_S,
+    DEFAULT_POINTS,
+    FIVE_MINUTES,
+    RAW,
+    TIERS,
+    Bucket,
+    Point,
+    ReadPlan,
+    Series,
+    Tier,
+    bucket_start,
+    plan_read,
+)
+from fleettop.store import alerts, rollups
 from fleettop.store.alerts import AlertSetup, Delivery, Observation
 from fleettop.store.db import Database, describe_error
 from fleettop.store.tables import AuditRow, RunRow, SampleRow, ServerRow
@@ -72,14 +87,20 @@ def utcnow() -> datetime:
 
 class Repository:
     def __init__(
-        self, database: Database, defaults: DefaultsConfig | None = None, alert_setup: AlertSetup | None = None
+        self,
+        database: Database,
+        defaults: DefaultsConfig | None = None,
+        retention: RetentionConfig | None = None,
+        alert_setup: AlertSetup | None = None,
     ):
         """`defaults`: the config's `defaults:`, which a server's unset interval and thresholds
-        (NULL in the table) take each time it is read. `alert_setup`: the alert rules judge
-        each collection this repository records (a worker's); None: they do not."""
+        (NULL in the table) take each time it is read. `retention`: how long each tier of the
+        history is kept (a read takes the tier that still holds its range). `alert_setup`: the
+        alert rules judge each collection this repository records (a worker's); None: they do not."""
         self._database = database
         self._sessions = database.sessions
         self.defaults = defaults or DefaultsConfig()
+        self.retention = retention or RetentionConfig()
         self.alert_setup = alert_setup
         self._writer: _GroupCommit | None = None
 
@@ -246,7 +267,14 @@ class Repository:
                 inserted = (await session.execute(statement)).scalar_one_or_none()
             except IntegrityError:
                 raise FleettopError(f"server id {server_id} does not exist (removed?)") from None
+            await rollups.roll_up_samples(
+                await session.connection(), [(server_id, metrics.collected_at)], oldest=self.raw_cutoff()
+            )
         return inserted is not None
+
+    def raw_cutoff(self, now: float | None = None) -> int:
+        """Epoch seconds before which raw samples are expired (and their buckets left as they are)."""
+        return int(time.time() if now is None else now) - self.retention.raw_days * DAY_S
 
     async def begin_collection(
         self, server_id: int, job_key: str, *, trigger: str, attempt: int, skip_disabled: bool
@@ -287,7 +315,7 @@ class Repository:
     def _group_commit(self) -> _GroupCommit:
         loop = asyncio.get_running_loop()
         if self._writer is None or self._writer.loop is not loop:
-            self._writer = _GroupCommit(self._database, self.defaults, loop, self.alert_setup)
+            self._writer = _GroupCommit(self._database, self.defaults, loop, self.raw_cutoff, self.alert_setup)
         return self._writer
 
     async def latest_sample(self, server_id: int) -> Sample | None:
@@ -322,70 +350,6 @@ class Repository:
         async with self._sessions() as session:
             query = select(func.count()).select_from(SampleRow).where(SampleRow.server_id == server_id)
             return await session.scalar(query) or 0
-
-    async def history(
-        self, server_id: int, since: datetime, until: datetime, bucket_s: int | None = None
-    ) -> list[HistoryPoint]:
-        """Samples of one server with since <= collected_at < until, oldest first.
-
-        With bucket_s, one point per bucket of that many seconds (aligned on the Unix
-        epoch) that holds samples: averages, and maxima in the *_max fields.
-        """
-        in_range = and_(
-            SAMPLE_COLUMNS.server_id == server_id,
-            SAMPLE_COLUMNS.collected_at >= since,
-            SAMPLE_COLUMNS.collected_at < until,
-        )
-        metrics = {
-            "cpu": SAMPLE_COLUMNS.cpu_percent,
-            "ram": SAMPLE_COLUMNS.mem_percent,
-            "disk": SAMPLE_COLUMNS.disk_percent,
-            "load1": SAMPLE_COLUMNS.load1,
-        }
-        async with self._sessions() as session:
-            if not bucket_s:
-                query = select(SAMPLE_COLUMNS.collected_at, *(c.label(k) for k, c in metrics.items()))
-                rows = await session.execute(query.where(in_range).order_by(SAMPLE_COLUMNS.collected_at))
-                return [
-                    HistoryPoint(
-                        at=row.collected_at,
-                        **{k: getattr(row, k) for k in metrics},
-                        **{f"{k}_max": getattr(row, k) for k in metrics},
-                    )
-                    for row in rows
-                ]
-            if bucket_s < 1:
-                raise ValueError("bucket_s must be a positive number of seconds")
-            bucket = self._bucket_start(bucket_s).label("bucket")
-            query = (
-                select(
-                    bucket,
-                    func.count().label("samples"),
-                    *(func.avg(c).label(k) for k, c in metrics.items()),
-                    *(func.max(c).label(f"{k}_max") for k, c in metrics.items()),
-                )
-                .where(in_range)
-                .group_by(bucket)
-                .order_by(bucket)
-            )
-            rows = (await session.execute(query)).mappings().all()
-        return [
-            HistoryPoint(
-                at=datetime.fromtimestamp(int(row["bucket"]), UTC),
-                samples=row["samples"],
-                **{k: (None if row[k] is None else float(row[k])) for k in row if k not in {"bucket", "samples"}},
-            )
-            for row in rows
-        ]
-
-    def _bucket_start(self, bucket_s: int) -> ColumnElement[Any]:
-        """Epoch seconds of the start of the bucket a sample falls in, in this dialect's SQL."""
-        if self._database.dialect == "postgresql":
-            epoch = func.extract("epoch", SAMPLE_COLUMNS.collected_at)
-            return cast(func.floor(epoch / bucket_s) * bucket_s, _postgresql().BIGINT)
-        # SQLite stores naive UTC text, which strftime("%s") reads as UTC.
-        epoch = cast(func.strftime("%s", SAMPLE_COLUMNS.collected_at), Integer)
-        return (epoch // bucket_s) * bucket_s
 
     async def aggregate(self) -> FleetAggregate:
         """Totals over enabled servers: up/down by their last finished run, alerting by their latest sample."""
@@ -422,12 +386,99 @@ class Repository:
         )
 
     async def purge_samples(self, older_than: datetime) -> int:
-        """Samples older than that (the number returned), and alerts resolved before it (their
-        notifications with them) and silences ended before it."""
-        async with self._sessions.begin() as session:
-            result = await session.execute(delete(SampleRow).where(SampleRow.collected_at < older_than))
-            await alerts.purge(await session.connection(), older_than)
-            return result.rowcount
+        purged = await self._purge(RAW, int(older_than.timestamp()))
+        async with self._database.engine.begin() as conn:  # alerts resolved, silences ended before it
+            await alerts.purge(conn, older_than)
+        return purged
+
+    async def purge_expired(self, now: float | None = None) -> dict[str, int]:
+        """Delete what each tier's retention no longer keeps, in batches of a few thousand rows
+        (each its own transaction: the workers' writes go on between them). Rows by tier name."""
+        now = time.time() if now is None else now
+        keep = self.retention.keep_days()
+        return {tier.name: await self._purge(tier, int(now) - keep[tier.name] * DAY_S) for tier in TIERS}
+
+    async def _purge(self, tier: Tier, cutoff: int) -> int:
+        purged = 0
+        while True:
+            async with self._database.engine.begin() as conn:
+                deleted = await rollups.purge_batch(conn, tier, cutoff)
+            purged += deleted
+            if not deleted:
+                return purged
+
+    # -- long-term history -----------------------------------------------------------
+
+    async def history_series(
+        self,
+        server_id: int,
+        metric: str,
+        since: datetime,
+        until: datetime,
+        *,
+        step: int | None = None,
+        max_points: int = DEFAULT_POINTS,
+    ) -> Series:
+        """One metric of one server over [since, until), from the tier that range needs: at
+        most `max_points` points, or one every `step` seconds (fleettop.rollup.plan_read)."""
+        # The range in whole seconds, rounded outwards: a sample of this very second is in it.
+        plan = plan_read(
+            math.floor(since.timestamp()), math.ceil(until.timestamp()), now=int(time.time()),
+            keep_days=self.retention.keep_days(), max_points=max_points, step=step,
+        )  # fmt: skip
+        points = await self.history_points(server_id, metric, plan)
+        return Series(metric, plan.tier.name, plan.step, plan.since, plan.until, points)
+
+    async def history_points(self, server_id: int, metric: str, plan: ReadPlan) -> tuple[Point, ...]:
+        """One metric of one server as `plan` reads it (fleettop.rollup.plan_read)."""
+        async with self._database.engine.connect() as conn:
+            return await rollups.read_points(conn, server_id, metric, plan)
+
+    async def disk_hours(
+        self, server_ids: Sequence[int] | None, since: int
+    ) -> dict[int, dict[str, list[tuple[int, float]]]]:
+        """Each mount's hourly average disk % from `since` (epoch) on, by server id (None: every
+        server) and mount."""
+        async with self._database.engine.connect() as conn:
+            return await rollups.disk_hours(conn, server_ids, since)
+
+    async def history_mounts(self, server_id: int) -> list[str]:
+        async with self._database.engine.connect() as conn:
+            return await rollups.mounts_of(conn, server_id)
+
+    async def write_rollups(self, tier: Tier, buckets: dict[int, list[Bucket]]) -> None:
+        """Whole buckets of a tier by server id, as the workers write them (the demo's year)."""
+        async with self._database.engine.begin() as conn:
+            await rollups.write_buckets(conn, tier, buckets)
+
+    async def rebuild_rollups(self, now: float | None = None) -> int:
+        """Recompute every bucket of the raw samples still kept, a day of one server per
+        transaction (the rollups of samples stored before they existed: an upgraded
+        database). Idempotent, as every rollup write; returns the days recomputed."""
+        cutoff = self.raw_cutoff(now)
+        async with self._sessions() as session:
+            spans = (
+                await session.execute(
+                    select(
+                        SAMPLE_COLUMNS.server_id,
+                        func.min(SAMPLE_COLUMNS.collected_at),
+                        func.max(SAMPLE_COLUMNS.collected_at),
+                    )
+                    .where(SAMPLE_COLUMNS.collected_at >= datetime.fromtimestamp(cutoff, UTC))
+                    .group_by(SAMPLE_COLUMNS.server_id)
+                )
+            ).all()
+        days = 0
+        for server_id, first, last in spans:
+            day = bucket_start(int(first.timestamp()), DAY_S)
+            while day <= last.timestamp():
+                starts = range(day, day + DAY_S, FIVE_MINUTES.seconds)
+                async with self._database.engine.begin() as conn:
+                    touched = [(server_id, datetime.fromtimestamp(start, UTC)) for start in starts]
+                    await rollups.roll_up_samples(conn, touched, oldest=cutoff)
+                days += 1
+                day += DAY_S
+        return days
 
     async def iter_samples(
         self, server: str | None = None, since: datetime | None = None, until: datetime | None = None
@@ -793,11 +844,13 @@ class _GroupCommit:
         database: Database,
         defaults: DefaultsConfig,
         loop: asyncio.AbstractEventLoop,
+        raw_cutoff: Callable[[], int],
         alert_setup: AlertSetup | None,
     ):
         self.loop = loop
         self._database = database
         self._defaults = defaults
+        self._raw_cutoff = raw_cutoff
         self._alert_setup = alert_setup
         self._pending: list[tuple[_Begin | _Finish, asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
@@ -849,6 +902,8 @@ class _GroupCommit:
         async with self._database.engine.begin() as conn:
             if finishes:  # first: a begin of the same job key in this batch then sees it done
                 await conn.execute(_insert_samples(self._database.dialect), [request.sample for request in finishes])
+                touched = [(request.sample["server_id"], request.sample["collected_at"]) for request in finishes]
+                await rollups.roll_up_samples(conn, touched, oldest=self._raw_cutoff())
                 await conn.execute(
                     _FINISH_RUN, [_run_end(r.run.id, r.run.started_at, "ok", None, r.finished_at) for r in finishes]
                 )

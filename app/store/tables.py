@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -27,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from fleettop.rollup import HOST_METRICS as ROLLUP_METRICS
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -145,6 +149,47 @@ class AuditRow(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(255))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+# -- rollups (fleettop.store.rollups writes and reads them; the bucket math is fleettop.rollup) --
+
+STAT_FIELDS = ("n", "sum", "min", "max")
+
+
+def _host_table(name: str) -> Table:
+    return Table(
+        name,
+        Base.metadata,
+        Column("server_id", Integer, ForeignKey("servers.id", ondelete="CASCADE"), primary_key=True),
+        Column("bucket", BigInteger, primary_key=True),  # epoch seconds of the bucket's start
+        *(
+            Column(f"{metric}_{field}", Integer if field == "n" else Float, nullable=field != "n")
+            for metric in ROLLUP_METRICS
+            for field in STAT_FIELDS
+        ),
+        Index(f"ix_{name}_bucket", "bucket"),  # retention purge
+    )
+
+
+def _disk_table(name: str) -> Table:
+    return Table(
+        name,
+        Base.metadata,
+        Column("server_id", Integer, ForeignKey("servers.id", ondelete="CASCADE"), primary_key=True),
+        Column("mount", Text, primary_key=True),
+        Column("bucket", BigInteger, primary_key=True),
+        Column("n", Integer, nullable=False),
+        Column("sum", Float, nullable=False),
+        Column("min", Float, nullable=False),
+        Column("max", Float, nullable=False),
+        Index(f"ix_{name}_bucket", "bucket"),
+    )
+
+
+ROLLUP_5M = _host_table("rollup_5m")
+ROLLUP_1H = _host_table("rollup_1h")
+DISK_5M = _disk_table("rollup_disk_5m")
+DISK_1H = _disk_table("rollup_disk_1h")
 
 
 _OPEN_ALERT = text("state <> 'resolved'")

@@ -1,7 +1,7 @@
 """The fleettop dashboard application and its entry point.
 
-The app talks only to a FleetService (fleettop.service). It either receives one
-(tests) or opens one itself inside its own event loop, in a task started on
+The app talks only to a fleet service (typed by fleettop.tui.contract.FleetView). It either
+receives one (tests) or opens one itself inside its own event loop, in a task started on
 mount and stopped -- awaited -- on unmount, so the embedded SAQ worker shuts
 down cleanly when the user quits.
 """
@@ -13,21 +13,24 @@ import asyncio
 import dataclasses
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timezone
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.signal import Signal
 from textual.theme import BUILTIN_THEMES
 
 from fleettop.config import LoadedConfig
-from fleettop.tui import FAILED, prefs
+from fleettop.domain import QueueStats, Server
+from fleettop.tui import FAILED, Failed, prefs
 from fleettop.tui import format as fmt
+from fleettop.tui.contract import FleetView
 from fleettop.tui.screens.alerts import AlertsScreen
 from fleettop.tui.screens.confirm import ConfirmScreen
 from fleettop.tui.screens.dashboard import DashboardScreen
@@ -58,6 +61,9 @@ def stylesheet() -> Path:
     return Path(str(files("fleettop.styles").joinpath("fleettop.tcss")))
 
 
+T = TypeVar("T")
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -76,9 +82,9 @@ class FleetApp(App):
 
     def __init__(
         self,
-        service: Any = None,
+        service: FleetView | None = None,
         *,
-        open_service: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
+        open_service: Callable[[], AbstractAsyncContextManager[FleetView]] | None = None,
         config_path: Path | None = None,
         config_note: str | None = None,
         clock: Callable[[], datetime] = utc_now,
@@ -98,6 +104,9 @@ class FleetApp(App):
         self.register_theme(LIGHT_THEME)  # in place of Textual's own, under its name
         self.service = service
         self._open_service = open_service
+        # Pushed to the screens that subscribe: the servers whose rows changed, the new queue counts.
+        self.servers_signal: Signal[set[int]] = Signal(self, "servers")
+        self.counts_signal: Signal[QueueStats | None] = Signal(self, "counts")
         self.config_path = config_path
         self.config_note = config_note
         self.clock = clock
@@ -128,7 +137,8 @@ class FleetApp(App):
 
     async def _hold_service(self) -> None:
         try:
-            async with self._open_service() as service:  # type: ignore[misc]
+            assert self._open_service is not None  # on_mount: no service given, so one to open
+            async with self._open_service() as service:
                 self.service = service
                 await self._service_ready()
                 await self._stop_service.wait()
@@ -156,6 +166,8 @@ class FleetApp(App):
             self.run_worker(self._save_theme(theme.name), group="prefs")
 
     async def _save_theme(self, name: str) -> None:
+        if self.prefs_path is None:
+            return
         try:
             await asyncio.to_thread(prefs.save_theme, self.prefs_path, name)
         except OSError as exc:  # a read-only data_dir: the theme applies, only until the next start
@@ -190,20 +202,16 @@ class FleetApp(App):
 
     async def _follow_events(self) -> None:
         """Note what each event changed; `_flush_changes` repaints it in batches."""
-        while True:
+        while (service := self.service) is not None:
             try:
-                async for event in self.service.events():
+                async for event in service.events():
                     self._last_event_at = time.monotonic()
                     if event.kind in ("sample", "run") and event.server_id is not None:
                         self._changed_ids.add(event.server_id)
                     elif event.kind == "servers":
                         self._servers_changed = True
-                    if event.kind in (
-                        "run",
-                        "queue",
-                        "servers",
-                        "interrupted",
-                    ):  # interrupted: the header shows the outage
+                    # interrupted: the header shows the outage
+                    if event.kind in ("run", "queue", "servers", "interrupted"):
                         self._counts_due = True
             except asyncio.CancelledError:
                 raise
@@ -235,7 +243,7 @@ class FleetApp(App):
             self.run_worker(job(), group=group)
 
     async def _flush_changes(self) -> None:
-        if self.service is None:
+        if (service := self.service) is None:
             return
         changed, self._changed_ids = self._changed_ids, set()
         reload, self._servers_changed = self._servers_changed or len(changed) > BULK_RELOAD, False
@@ -244,14 +252,14 @@ class FleetApp(App):
                 await self.reload_servers()
             else:
                 for server_id in changed:
-                    row = await self.service.server_row(server_id)
+                    row = await service.server_row(server_id)
                     if row is None:
                         self.dashboard.remove_row(server_id)
                     else:
                         self.dashboard.show_row(row)
             if changed:
                 self.dashboard.show_summary()
-                self._notify_screen("server_changed", changed)
+                self.servers_signal.publish(changed)
             if self._counts_due:
                 self._counts_due = False
                 await self.refresh_counts()
@@ -265,16 +273,17 @@ class FleetApp(App):
         self._servers_changed = True
 
     async def reload_servers(self) -> None:
-        self.dashboard.show_rows(await self.service.list_servers())
+        if self.service is not None:
+            self.dashboard.show_rows(await self.service.list_servers())
 
     async def refresh_counts(self) -> None:
-        if self.service is None:
+        if (service := self.service) is None:
             return
         self._counts_at, self._counts_wall = time.monotonic(), self.clock()
         # Health first and on its own: it never raises, and an outage of Redis or the
         # database (when the counts below cannot be had) is exactly what it must show.
         try:
-            health = await self.service.health()
+            health = await service.health()
         except Exception as exc:
             health = {"redis": False, "database": False, "worker": "none"}
             self.log.warning(f"health: {exc!r}")
@@ -282,45 +291,40 @@ class FleetApp(App):
             health.get("redis") and health.get("database") and health.get("worker") not in (None, "none")
         )
         self.dashboard.show_health(health)
-        stats, aggregate = await asyncio.gather(self.service.stats(), self.service.aggregate(), return_exceptions=True)
-        if isinstance(stats, BaseException) or isinstance(aggregate, BaseException):
+        read_stats, aggregate = await asyncio.gather(service.stats(), service.aggregate(), return_exceptions=True)
+        if isinstance(read_stats, BaseException) or isinstance(aggregate, BaseException):
             self._healthy = False  # the next round is the next tick
-            self.log.warning(f"counts: {stats!r} {aggregate!r}")
-        if isinstance(stats, BaseException):
-            stats = None  # shown as unknown, not as the last figures
+            self.log.warning(f"counts: {read_stats!r} {aggregate!r}")
+        stats = None if isinstance(read_stats, BaseException) else read_stats  # None: unknown, not the last figures
         # The fleet summary keeps its last figures: they are the servers', each row shows its age.
         self.dashboard.show_counts(
             stats=stats, aggregate=None if isinstance(aggregate, BaseException) else aggregate, health=health
         )
-        self._notify_screen("counts_changed", stats)
+        self.counts_signal.publish(stats)
 
     def _tick(self) -> None:
         self.dashboard.tick()
 
-    def _notify_screen(self, method: str, *args: Any) -> None:
-        handler = getattr(self.screen, method, None)
-        if handler is not None:
-            self.call_later(handler, *args)
-
     # -------------------------------------------------------- shared actions
 
-    async def call_service(self, method: str, *args: Any, quiet: bool = False, **kwargs: Any) -> Any:
-        """Call the service; a failure is shown as an error notification and returns FAILED.
-        `quiet`: a periodic read, whose failure the header already tells (no toast each time)."""
+    async def attempt(self, call: Callable[[FleetView], Awaitable[T]], *, quiet: bool = False) -> T | Failed:
+        """Call the service (`attempt(lambda fleet: fleet.stats())`); a failure is shown as an
+        error notification and returns FAILED. `quiet`: a periodic read, whose failure the header
+        already tells (no toast each time)."""
         if self.service is None:
             if not quiet:
                 self.notify("not connected yet", severity="warning")
             return FAILED
         try:
-            return await getattr(self.service, method)(*args, **kwargs)
+            return await call(self.service)
         except Exception as exc:
             if not quiet:
                 self.notify(failure_text(exc), severity="error", markup=False, timeout=8)
             return FAILED
 
     async def toggle_pause(self) -> None:
-        paused = await self.call_service("is_paused")
-        if paused is FAILED or await self.call_service("resume" if paused else "pause") is FAILED:
+        paused = await self.attempt(lambda fleet: fleet.is_paused())
+        if paused is FAILED or await self.attempt(lambda fleet: fleet.resume() if paused else fleet.pause()) is FAILED:
             return
         self.notify("collection resumed" if paused else "collection paused")
         await self.refresh_counts()
@@ -334,16 +338,16 @@ class FleetApp(App):
     def show_alerts(self) -> None:
         self.push_screen(AlertsScreen())
 
-    def show_form(self, server: Any | None) -> None:
+    def show_form(self, server: Server | None) -> None:
         self.push_screen(ServerForm(server, config_path=self.config_path))
 
-    def confirm_delete(self, server: Any) -> None:
+    def confirm_delete(self, server: Server) -> None:
         if server.source == "config":
             self.notify(f"{fmt.clean(server.name)} is defined in {self.config_path}; remove it there", markup=False)
             return
 
         async def delete(confirmed: bool | None) -> None:
-            if confirmed and await self.call_service("remove_server", server.name) is not FAILED:
+            if confirmed and await self.attempt(lambda fleet: fleet.remove_server(server.name)) is not FAILED:
                 self.dashboard.remove_row(server.id)
                 self.notify(f"deleted {fmt.clean(server.name)}", markup=False)
                 await self.refresh_counts()

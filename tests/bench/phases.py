@@ -65,12 +65,12 @@ def main(argv: list[str]) -> int:
     import fleettop.cli.collect as collect
 
     _record("import fleettop.cli.collect (service, SAQ, SQLA, ssh)", started)
-    from fleettop import config, service
+    from fleettop import config, service, wiring
     from fleettop.queue import control, worker
     from fleettop.store import db, repo
 
     wrap(config, "load", "config.load")
-    wrap(service, "open_database", "open_database (engine + migrate)")
+    wrap(wiring, "open_database", "open_database (engine + migrate)")
     wrap(db, "migrate", "db.migrate")
     wrap(repo.Repository, "sync_config_servers")
     wrap(repo.Repository, "list_servers")
@@ -81,7 +81,7 @@ def main(argv: list[str]) -> int:
     wrap(service.FleetService, "workers_alive")
     wrap(service.FleetService, "start_worker")
     wrap(service.FleetService, "wait_collected")
-    wrap(service.FleetService, "manual_outcome")
+    wrap(service.FleetService, "manual_outcomes")
     wrap(service.FleetService, "stop_worker")
     wrap(collect, "_result", "collect._result (per server)")
     wrap(collect, "cmd_collect")

@@ -45,9 +45,9 @@ class Bench:
         self.notes: list[str] = []
         self.raw: dict[str, object] = {}
         self.load_start = _loadavg()
-        import app  # the installed fleettop that the `fleettop` commands below run
+        import fleettop  # the installed package that the `fleettop` commands below run
 
-        harness.compile_package(Path(app.__file__).parent)
+        harness.compile_package(Path(fleettop.__file__).parent)
 
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)

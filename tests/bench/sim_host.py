@@ -1,5 +1,5 @@
 """Simulated hosts in a process of their own (so their CPU is not fleettop's):
-`python tests/bench/sim_host.py COUNT OUT.json` starts fleettop.sim.SimFleet(COUNT),
+`python tests/bench/sim_host.py COUNT OUT.json` starts fleettop.probe.sim.SimFleet(COUNT),
 writes where the hosts are to OUT.json, and runs until SIGTERM/SIGINT."""
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Worker CPU per collection, A/B in one run: `python tests/bench/worker_ab.py [--sshd] [--hosts 100]
 [--concurrency 5,50] [--rounds 4] [--cli-app DIR] NAME=DIR [NAME=DIR ...]`.
 
-Each NAME=DIR is a tree holding an `app` package (e.g. a `git archive` of a commit, or the
-working tree); its `fleettop --headless` worker runs with PYTHONPATH=DIR. The variants take
+Each NAME=DIR is a tree holding a `fleettop` package (a `git archive` of a commit's app/ and
+styles/, unpacked as DIR/fleettop and DIR/fleettop/styles, as the wheel lays them out); its
+`fleettop --headless` worker runs with PYTHONPATH=DIR. The variants take
 turns (A, B, A, B, ... per concurrency) so that the load of this shared machine hits them
 alike. Every `collect --all --wait` is run by one and the same CLI (--cli-app, default the
 first variant), so only the worker differs. Figures per variant and concurrency: worker

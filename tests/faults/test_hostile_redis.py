@@ -68,7 +68,7 @@ async def test_a_forged_job_never_collects_a_disabled_server_nor_stores_a_forged
         # the same worker collects what fleettop itself asks for: the sim host counts the connection
         await service.collect_now([first.name])
         await service.wait_collected([enabled], timeout=30)
-        assert (await service.manual_outcome(enabled)).status == "ok"
+        assert (await service.manual_outcomes([enabled.id]))[0].status == "ok"
         assert fleet.host(first.name).connections_made == 1
         assert [run.trigger for run in await service.repo.recent_runs(enabled.id, 10)] == ["manual"]
 

@@ -62,7 +62,7 @@ async def test_postgres_restart_mid_collection_loses_no_sample(make_config, shor
         await service.wait_collected(servers, timeout=60)
 
         for server in servers:
-            outcome = await service.manual_outcome(server)
+            outcome = (await service.manual_outcomes([server.id]))[0]
             assert outcome.status == "ok", (server.name, outcome)
         health = await service.health()
         assert health["database"] is True

@@ -61,7 +61,7 @@ async def _collect(service, name: str):
     servers = await service.resolve([name])
     await service.collect_now([name])
     await service.wait_collected(servers, timeout=30)
-    return await service.manual_outcome(servers[0])
+    return (await service.manual_outcomes([servers[0].id]))[0]
 
 
 async def test_an_edit_to_another_trusted_host_drops_the_password(make_config, fleet, recorder):

@@ -33,7 +33,7 @@ async def _collects_through_redis(data) -> None:
         servers = await service.resolve(["sim-0001"])
         await service.collect_now(["sim-0001"])
         await service.wait_collected(servers, timeout=30)
-        assert (await service.manual_outcome(servers[0])).status == "ok"
+        assert (await service.manual_outcomes([servers[0].id]))[0].status == "ok"
 
 
 async def test_a_password_run_at_debug_leaves_no_plaintext_anywhere(
@@ -56,8 +56,7 @@ async def test_a_password_run_at_debug_leaves_no_plaintext_anywhere(
         servers = await service.resolve([good.name, bad.name])
         await service.collect_now([good.name, bad.name])
         await service.wait_collected(servers, timeout=60)
-        ok = await service.manual_outcome(servers[0])
-        failed = await service.manual_outcome(servers[1])
+        ok, failed = await service.manual_outcomes([servers[0].id, servers[1].id])
         assert ok.status == "ok", ok
         assert failed.status == "failed" and "authentication failed" in failed.error
         audit = await service.repo.audit_entries(50)

@@ -40,7 +40,7 @@ async def test_sigkill_mid_collect_all_the_other_worker_collects_everything(make
             for name in names:
                 fleet.slow(name, 0)
             await service.wait_collected(servers, timeout=60)
-            outcomes = [await service.manual_outcome(server) for server in servers]
+            outcomes = await service.manual_outcomes([server.id for server in servers])
             assert [o.status for o in outcomes] == ["ok"] * len(names), outcomes
             cached = await service.cache.run_counts()  # the runs closed as lost are retried, not failed runs
             assert cached is None or cached == await service.repo.run_counts(), cached
@@ -87,7 +87,7 @@ async def test_sigterm_mid_collect_all_finishes_or_requeues_in_flight_jobs(make_
         successor = await Fleettop.start(config, "--headless", name="successor")
         try:
             await service.wait_collected(servers, timeout=40)
-            assert [(await service.manual_outcome(s)).status for s in servers] == ["ok"] * len(names)
+            assert [o.status for o in await service.manual_outcomes([s.id for s in servers])] == ["ok"] * len(names)
         finally:
             assert await successor.stop() == 0
 

@@ -50,6 +50,10 @@ async def test_collect_wait_json_on_the_embedded_redis(make_config, short_dir: P
     ok = results["sim-0001"]
     assert ok["status"] == "ok" and ok["error"] is None and 0 <= ok["mem_percent"] <= 100
     assert ok["disks"] and set(ok["disks"][0]) == {"mount", "percent", "used_bytes", "total_bytes"}
+    # The same ISO-8601 form as `export` writes (one format for a script that joins the two).
+    code, exported, _ = await run_fleettop(config, "export", "--server", "sim-0001", "--format", "json")
+    assert code == 0 and json.loads(exported)[-1]["collected_at"] == ok["collected_at"]
+    assert ok["collected_at"].endswith("+00:00")
     failed = results["sim-0004"]
     assert failed["status"] == "failed" and "sim-0004" in failed["error"] and failed["cpu_percent"] is None
     assert "Traceback" not in stderr

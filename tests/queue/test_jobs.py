@@ -51,7 +51,7 @@ async def test_collect_stores_a_sample_and_a_run_caches_it_and_tells_everyone(ma
         finally:
             listener.cancel()
 
-        outcome = await service.manual_outcome(server)
+        (outcome,) = await service.manual_outcomes([server.id])
         assert outcome.status == "ok" and outcome.sample is not None
 
 
@@ -126,7 +126,7 @@ async def test_retries_wait_5_then_10_seconds_then_the_run_fails_once(make_confi
         # Exact backoff, up to the scheduler's quarter-second tick and a dequeue poll (no jitter).
         assert scaled(5) - 0.05 <= waits[0] <= scaled(5) + 1.0, waits
         assert scaled(10) - 0.05 <= waits[1] <= scaled(10) + 1.0, waits
-        outcome = await service.manual_outcome(server)
+        (outcome,) = await service.manual_outcomes([server.id])
         assert outcome.status == "failed" and "sim-0003" in outcome.error
         assert (await service.cache.run_counts())[
             "failed"

@@ -39,5 +39,5 @@ async def test_a_collection_queued_elsewhere_starts_without_waiting_for_the_poll
         await asyncio.sleep(1)  # the worker has polled its empty queue and waits
         assert await elsewhere.collect_now(["sim-0001"]) == 1
         await elsewhere.wait_collected([server], timeout=10)
-        assert (await elsewhere.manual_outcome(server)).status == "ok"
+        assert (await elsewhere.manual_outcomes([server.id]))[0].status == "ok"
         assert await running.workers_alive() == 1

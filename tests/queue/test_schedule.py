@@ -165,3 +165,32 @@ async def test_embedded_redis_cleans_up_after_a_crash(short_dir: Path):
         await embedded.release()
     assert not embedded.socket.exists()
     assert list(embedded.leases.iterdir()) == []
+
+
+async def expired_gone(expired) -> bool:
+    return not await expired()
+
+
+async def test_a_worker_purges_the_expired_history_once_an_hour(make_config, database_url, fleet):
+    """The raw samples past retention.raw_days go as soon as a worker runs (one process claims
+    the hourly purge); the recent ones stay, rolled up."""
+    from datetime import UTC, datetime, timedelta
+
+    from store_helpers import metrics
+
+    data = make_config(servers=["sim-0001"], database={"url": database_url}, retention={"raw_days": 1})
+    async with service_for(data, worker=False) as service:
+        (server,) = await service.resolve(["sim-0001"])
+        now = datetime.now(UTC)
+        for age in (timedelta(days=3), timedelta(days=2), timedelta(hours=1)):
+            await service.repo.add_sample(server.id, metrics(now - age))
+        await service.start_worker()
+
+        async def expired() -> list:
+            return [s async for s in service.repo.iter_samples("sim-0001", until=now - timedelta(days=1))]
+
+        assert len(await expired()) == 2
+        await wait_until(lambda: expired_gone(expired), 20)
+        recent = [s async for s in service.repo.iter_samples("sim-0001", since=now - timedelta(hours=2))]
+        assert recent and recent[0].collected_at == now - timedelta(hours=1)
+        assert not await service.cache.claim("purge", 5)  # claimed for the hour by the worker

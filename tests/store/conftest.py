@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
+from fleettop.cli import main
 from fleettop.config import Settings
 from fleettop.store.db import Database, open_database
 from fleettop.store.repo import Repository
@@ -28,3 +30,26 @@ async def database(settings: Settings):
 @pytest.fixture
 def repo(database: Database) -> Repository:
     return Repository(database)
+
+
+@pytest.fixture
+def config_path(tmp_path, settings):
+    """A config file whose data_dir is private and whose database is this test's."""
+    data = {"data_dir": str(settings.data_dir)}
+    if settings.database.url:
+        data["database"] = {"url": settings.database.url}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def fleettop(config_path, capsys):
+    """Run `fleettop --config <tmp> ARGS...`; returns (exit code, stdout, stderr)."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(["--config", str(config_path), *argv])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -174,3 +174,19 @@ def test_a_data_dir_from_the_environment_names_the_variable(tmp_path, monkeypatc
     assert capsys.readouterr().err.startswith(
         "fleettop: environment FLEETTOP_DATA_DIR: data_dir: /proc/nope cannot be created"
     )
+
+
+def test_retention_per_tier_and_the_old_days_key(tmp_path):
+    """`retention: {days: N}` (before the rollups) is read as raw_days; the tiers default to
+    14, 90 and 730 days; days beside raw_days is refused, naming the line."""
+    path = tmp_path / "config.yaml"
+    path.write_text("retention:\n  days: 30\n")
+    assert config.load(path, environ={}).settings.retention.keep_days() == {"raw": 30, "5m": 90, "1h": 730}
+    path.write_text("retention:\n  rollup_1h_days: 400\n")
+    assert config.load(path, environ={}).settings.retention.keep_days() == {"raw": 14, "5m": 90, "1h": 400}
+    assert problems_of(tmp_path, "retention:\n  days: 30\n  raw_days: 7\n") == [
+        f"{tmp_path / 'config.yaml'}:1: retention: days is the old name of raw_days: set only raw_days"
+    ]
+    assert problems_of(tmp_path, "retention:\n  rollup_5m_days: 0\n") == [
+        f"{tmp_path / 'config.yaml'}:2: retention.rollup_5m_days: must be at least 1 (got 0)"
+    ]

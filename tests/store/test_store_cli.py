@@ -12,10 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
-from store_helpers import T0, metrics
+from store_helpers import T0, metrics, with_repo
 
 from fleettop import config
-from fleettop.cli import main
 from fleettop.secrets import SecretBox
 from fleettop.store.db import head_revision, open_database
 from fleettop.store.repo import Repository
@@ -26,42 +25,6 @@ class FakeTerminal(io.StringIO):
 
     def isatty(self) -> bool:
         return True
-
-
-@pytest.fixture
-def config_path(tmp_path, settings):
-    """A config file whose data_dir is private and whose database is this test's."""
-    data = {"data_dir": str(settings.data_dir)}
-    if settings.database.url:
-        data["database"] = {"url": settings.database.url}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-@pytest.fixture
-def fleettop(config_path, capsys):
-    """Run `fleettop --config <tmp> ARGS...`; returns (exit code, stdout, stderr)."""
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main(["--config", str(config_path), *argv])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
-
-
-def with_repo(config_path, action):
-    """Run `action(repo)` against the test's database (tests here are sync: main() runs its own loop)."""
-
-    async def go():
-        database = await open_database(config.load(config_path, environ={}).settings)
-        try:
-            return await action(Repository(database))
-        finally:
-            await database.close()
-
-    return asyncio.run(go())
 
 
 def add_config_servers(config_path, servers: list[dict]) -> None:
@@ -471,9 +434,9 @@ def test_db_upgrade_and_purge(fleettop, config_path):
     assert fleettop("db", "upgrade")[1].endswith(f"is up to date (revision {head_revision()})\n")
     fleettop("servers", "add", "web1", "--host", "h1")
     now = datetime.now(UTC)
-    _store_samples(config_path, "web1", [now - timedelta(days=40), now - timedelta(days=31), now - timedelta(days=29)])
+    _store_samples(config_path, "web1", [now - timedelta(days=20), now - timedelta(days=15), now - timedelta(days=13)])
     code, out, _ = fleettop("db", "purge")
-    assert code == 0 and out.startswith("purged 2 samples older than 30 days")
+    assert code == 0 and out.startswith("purged 2 samples older than 14 days, 0 5-minute rows older than 90 days")
     assert fleettop("db", "purge")[1].startswith("purged 0 samples")
     entries = with_repo(config_path, lambda repo: repo.audit_entries(10))
     assert [e.action for e in entries][:2] == ["db.purge", "db.purge"] and "2 samples" in entries[1].detail

@@ -15,6 +15,7 @@ from store_helpers import T0, add_server, metrics
 from fleettop.config import DefaultsConfig, ServerConfig
 from fleettop.domain import Counters, Thresholds
 from fleettop.errors import FleettopError
+from fleettop.rollup import RAW, ReadPlan
 from fleettop.store.db import head_revision, migrate, open_database
 from fleettop.store.repo import KEEP, Repository
 
@@ -22,12 +23,13 @@ from fleettop.store.repo import KEEP, Repository
 
 
 async def test_migrations_create_every_table_at_head(database):
-    assert await database.revision() == head_revision() == "0003"
+    assert await database.revision() == head_revision()
     async with database.engine.connect() as conn:
         tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
         indexes = await conn.run_sync(lambda sync: {i["name"] for i in inspect(sync).get_indexes("runs")})
     assert {"servers", "samples", "runs", "audit", "alembic_version"} <= tables
     assert {"alerts", "alert_hosts", "alert_outbox", "silences"} <= tables
+    assert {"rollup_5m", "rollup_1h", "rollup_disk_5m", "rollup_disk_1h"} <= tables
     assert {"ix_runs_status_finished", "ix_runs_server_started", "ix_runs_job_key"} <= indexes
 
 
@@ -49,7 +51,8 @@ async def test_0002_makes_the_stored_built_in_defaults_inherited_and_keeps_other
     from sqlalchemy import insert, select
 
     from fleettop.store import db as store_db
-    from fleettop.store.tables import ServerRow
+    from fleettop.store.repo import _sample_values as sample_values
+    from fleettop.store.tables import SampleRow, ServerRow
 
     def upgrade_to_0001(sync) -> None:
         alembic_config = store_db._alembic_config()
@@ -104,7 +107,8 @@ async def test_0002_makes_the_stored_built_in_defaults_inherited_and_keeps_other
                 ],
             )
             web1 = await conn.scalar(select(ServerRow.id).where(ServerRow.name == "web1"))
-        await Repository(database).add_sample(web1, metrics(T0))  # history stays (SQLite rebuilds the table)
+            # history stays (SQLite rebuilds the table); written as 0001 knew samples (no rollups yet)
+            await conn.execute(insert(SampleRow.__table__), sample_values(web1, metrics(T0), None))
         await Repository(database).start_run(web1, job_key="k", trigger="manual")
         assert await database.revision() == "0001"
         await migrate(database)
@@ -344,16 +348,22 @@ async def test_latest_samples_per_server(repo):
     assert latest[b].cpu_percent == 10 and latest[b].collected_at == T0
 
 
+def _epoch(at: datetime) -> int:
+    return int(at.timestamp())
+
+
 async def test_history_raw_is_the_samples_in_range(repo):
     sid = await add_server(repo)
     for minute in range(10):
         await repo.add_sample(sid, metrics(T0 + timedelta(minutes=minute), cpu=minute, ram=50 + minute))
-    points = await repo.history(sid, T0 + timedelta(minutes=2), T0 + timedelta(minutes=5))
-    assert [p.at for p in points] == [T0 + timedelta(minutes=m) for m in (2, 3, 4)]
-    assert [(p.cpu, p.cpu_max, p.ram, p.samples) for p in points] == [(2, 2, 52, 1), (3, 3, 53, 1), (4, 4, 54, 1)]
+    plan = ReadPlan(RAW, 60, _epoch(T0 + timedelta(minutes=2)), _epoch(T0 + timedelta(minutes=5)))
+    cpu, ram = [await repo.history_points(sid, metric, plan) for metric in ("cpu", "ram")]
+    assert [p.at for p in cpu] == [_epoch(T0 + timedelta(minutes=m)) for m in (2, 3, 4)]
+    assert [(p.n, p.min, p.avg, p.max) for p in cpu] == [(1, 2, 2, 2), (1, 3, 3, 3), (1, 4, 4, 4)]
+    assert [p.avg for p in ram] == [52, 53, 54]
 
 
-async def test_history_bucketed_averages_and_maxima(repo):
+async def test_history_raw_in_buckets_averages_and_extremes(repo):
     sid = await add_server(repo)
     # One sample every 2 minutes for an hour; cpu rises 0,1,2,...; disk missing on odd ones.
     for i in range(30):
@@ -361,18 +371,15 @@ async def test_history_bucketed_averages_and_maxima(repo):
         await repo.add_sample(
             sid, metrics(at, cpu=float(i), ram=40.0 + (i % 3), disk=None if i % 2 else 60.0 + i, load1=i / 10)
         )
-    points = await repo.history(sid, T0, T0 + timedelta(hours=1), bucket_s=600)
-    assert [p.at for p in points] == [T0 + timedelta(minutes=10 * k) for k in range(6)]
-    assert all(p.samples == 5 for p in points)
-    first, last = points[0], points[-1]
-    assert first.cpu == pytest.approx(2.0) and first.cpu_max == 4.0  # samples 0..4
-    assert last.cpu == pytest.approx(27.0) and last.cpu_max == 29.0  # samples 25..29
-    assert first.ram == pytest.approx((40 + 41 + 42 + 40 + 41) / 5) and first.ram_max == 42
-    assert first.disk == pytest.approx((60 + 62 + 64) / 3) and first.disk_max == 64  # NULLs ignored
-    assert first.load1 == pytest.approx(0.2) and first.load1_max == pytest.approx(0.4)
-    # Buckets align on the epoch, not on `since`.
-    shifted = await repo.history(sid, T0 + timedelta(minutes=5), T0 + timedelta(hours=1), bucket_s=600)
-    assert shifted[0].at == T0 and shifted[0].samples == 2 and shifted[0].cpu == pytest.approx(3.5)
+    plan = ReadPlan(RAW, 600, _epoch(T0), _epoch(T0 + timedelta(hours=1)))
+    cpu, ram, disk, load1 = [await repo.history_points(sid, m, plan) for m in ("cpu", "ram", "disk", "load1")]
+    assert [p.at for p in cpu] == [_epoch(T0 + timedelta(minutes=10 * k)) for k in range(6)]
+    assert all(p.n == 5 for p in cpu)
+    assert (cpu[0].min, cpu[0].avg, cpu[0].max) == (0.0, pytest.approx(2.0), 4.0)  # samples 0..4
+    assert (cpu[-1].avg, cpu[-1].max) == (pytest.approx(27.0), 29.0)  # samples 25..29
+    assert ram[0].avg == pytest.approx((40 + 41 + 42 + 40 + 41) / 5) and ram[0].max == 42
+    assert (disk[0].n, disk[0].avg, disk[0].max) == (3, pytest.approx((60 + 62 + 64) / 3), 64)  # NULLs ignored
+    assert load1[0].avg == pytest.approx(0.2) and load1[0].max == pytest.approx(0.4)
 
 
 async def test_purge_samples_older_than(repo):

@@ -17,7 +17,6 @@ from fleettop.alerting import AlertRecord, AlertState
 from fleettop.domain import (
     DiskUsage,
     FleetAggregate,
-    HistoryPoint,
     Metrics,
     QueueStats,
     Run,
@@ -26,7 +25,8 @@ from fleettop.domain import (
     Thresholds,
     classify,
 )
-from fleettop.views import ServerDetail, ServerView
+from fleettop.rollup import Point, Series, plan_read
+from fleettop.views import HistoryCharts, ServerDetail, ServerView
 
 NOW = datetime(2026, 3, 14, 9, 26, 53, tzinfo=timezone.utc)
 
@@ -39,6 +39,10 @@ FIGURES = [
     ("cache-1", "10.0.2.21", 8.0, 63.0, 0.0, 22.0, 0.18, 9_800_000, 9_600_000, 12),
     ("batch-1", "batch1.internal", 51.0, 44.0, 5.0, 67.0, 3.20, 35_000, 12_000, 3),
 ]
+
+
+# Mounts that the forecast says fill up soon (within alerts.disk_full_within): seconds to full.
+FILLING = {"db-2": {"/": 3 * 86_400 + 4 * 3600}}
 
 
 def _server(index: int, name: str, host: str, **overrides) -> Server:
@@ -87,30 +91,43 @@ def _metrics(cpu, ram, swap, disk, load1, rx, tx, days, at=NOW) -> Metrics:
     )
 
 
-def _history(row: ServerView, count: int, step_s: int, bucketed: bool = False) -> list[HistoryPoint]:
-    """A smooth, repeatable curve around the server's latest figures. Bucketed points (as the
-    repository's 24-hour history) have maxima above their averages now and then; single
-    samples are their own maxima."""
+def _history(row: ServerView, span: int, width: int) -> HistoryCharts:
+    """A smooth, repeatable curve around the server's latest figures, over `span` seconds to
+    NOW, as the service's reads would give it: `width` points at most, from the tier the span
+    needs, each with a spread (min..max) about its average now and then."""
+    until = int(NOW.timestamp())
     latest = row.latest
     if latest is None:
-        return []
-    points = []
-    for index in range(count):
-        wave = math.sin(index / 7) * 0.25 + math.sin(index / 2.3) * 0.08
-        cpu = min(100.0, max(0.0, (latest.cpu_percent or 0) * (1 + wave)))
-        figures = {
-            "cpu": cpu,
-            "ram": min(100.0, latest.mem_percent * (1 + wave / 5)),
-            "disk": (latest.disk_percent or 0) - (count - index) * 0.02,
-            "load1": latest.load1 * (1 + wave),
-        }
-        spike = 1.1 if bucketed and index % 9 == 0 else 1.0
-        maxima = {
-            f"{key}_max": value * spike if key == "load1" else min(100.0, value * spike)
-            for key, value in figures.items()
-        }
-        points.append(HistoryPoint(at=NOW - timedelta(seconds=step_s * (count - index)), **figures, **maxima))
-    return points
+        return HistoryCharts(span=span, until=until, series=[])
+    plan = plan_read(until - span, until, now=until, keep_days={"raw": 14, "5m": 90, "1h": 730}, max_points=width)
+    count = plan.points
+    figures = {
+        "cpu": latest.cpu_percent or 0.0,
+        "ram": latest.mem_percent,
+        "load1": latest.load1,
+        "net_rx": latest.net_rx_bps or 0.0,
+        "net_tx": latest.net_tx_bps or 0.0,
+        **{f"disk:{disk.mount}": disk.percent for disk in latest.disks},
+    }
+    series = []
+    for metric, level in figures.items():
+        points = []
+        for index in range(count):
+            wave = math.sin(index / 7) * 0.25 + math.sin(index / 2.3) * 0.08
+            if metric.startswith("disk:"):
+                value = level - (count - index) * 0.02  # filling up slowly
+            elif metric == "ram":
+                value = level * (1 + wave / 5)
+            else:
+                value = level * (1 + wave)
+            spread = 0.1 if index % 9 == 0 and plan.tier.seconds else 0.0
+            top = 100.0 if metric in ("cpu", "ram") or metric.startswith("disk:") else math.inf
+            avg = min(top, max(0.0, value))
+            points.append(
+                Point(plan.since + index * plan.step, 5, avg * (1 - spread), avg, min(top, avg * (1 + spread)))
+            )
+        series.append(Series(metric, plan.tier.name, plan.step, plan.since, plan.until, tuple(points)))
+    return HistoryCharts(span=span, until=until, series=series, full_in=FILLING.get(row.server.name, {}))
 
 
 def _alerts() -> list[AlertRecord]:
@@ -183,6 +200,7 @@ class FixedFleet:
                     error=None,
                     last_collected_at=sample.collected_at,
                     next_run_at=NOW + timedelta(seconds=46),
+                    disk_full=FILLING.get(name, {}),
                 )
             )
         down = _server(len(self.rows), "edge-1", "203.0.113.9")
@@ -231,12 +249,11 @@ class FixedFleet:
     async def server_row(self, server_id):
         return next((row for row in self.rows if row.server.id == server_id), None)
 
-    async def server_detail(self, name):
+    async def server_detail(self, name, span=86_400, width=200):
         row = next(row for row in self.rows if row.server.name == name)
         return ServerDetail(
             row=row,
-            history_1h=_history(row, 60, 60),
-            history_24h=_history(row, 144, 600, bucketed=True),
+            history=_history(row, span, width),
             runs=self._runs(row),
             alerts=[a for a in self.alert_records if a.server_id == row.server.id],
         )

@@ -33,6 +33,9 @@ SCENES = {
     "dashboard-light": Scene((150, 20), theme="textual-light"),
     "dashboard-200x60": Scene((200, 60), ("s",)),
     "detail": Scene((110, 42), ("down",) * 7 + ("enter",)),
+    # db-2: 7 days of charts (5-minute buckets), its root filling up ("full in ..."), thresholds crossed
+    "detail-history-7d": Scene((100, 60), ("down",) * 4 + ("enter", "3")),
+    "detail-80x24": Scene((80, 24), ("down",) * 3 + ("enter", "5")),
     "form-error": Scene((90, 26), ("a", *"web 1", "tab", *"db_1.internal", "tab")),
     "queue": Scene((110, 24), ("j",)),
     "help": Scene((90, 26), ("question_mark",)),

@@ -24,7 +24,7 @@ from fleettop.tui.screens.form import ServerForm
 from fleettop.tui.screens.help import HelpScreen
 from fleettop.tui.screens.queue import QueueScreen
 from fleettop.tui.widgets.bars import HeaderBar
-from fleettop.tui.widgets.spark import BARS, Spark
+from fleettop.tui.widgets.chart import Chart
 from fleettop.wiring import open_service
 
 SIZE = (120, 40)
@@ -65,8 +65,9 @@ async def open_detail(pilot, app: FleetApp, name: str) -> DetailScreen:
 
 
 async def test_detail_peaks_are_the_real_peaks_and_load_is_not_scaled_to_itself(live: LiveFleet) -> None:
-    """D13: a 97 % spike among 5 % samples of one 10-minute bucket is the 24-hour peak too (not
-    the bucket's 14 % average), and a steady load of 0.25 is drawn low, not full height."""
+    """D13: a 97 % spike among 5 % samples is the range's maximum over the last hour (raw
+    samples) and the last 24 hours (5-minute buckets, whose average is lower), and a steady
+    load of 0.25 is drawn low, not full height."""
     service = live.service
     quiet = await service.add_server(ServerConfig(name="quiet", host="192.0.2.1", enabled=False))
     now = datetime.now(timezone.utc)
@@ -89,12 +90,16 @@ async def test_detail_peaks_are_the_real_peaks_and_load_is_not_scaled_to_itself(
     app = live.app()
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_detail(pilot, app, "quiet")
-        assert text_of(screen.query_one("#h1-cpu-peak")) == "97%"
-        assert text_of(screen.query_one("#h24-cpu-peak")) == "97%"
-        assert text_of(screen.query_one("#h24-load1-peak")) == "0.25"
-        for span in ("h1", "h24"):
-            drawn = text_of(screen.query_one(f"#{span}-load1", Spark))
-            assert drawn and set(drawn) == {BARS[2]}, f"{span} load drawn as {drawn!r}"
+        for key, tier in (("2", "5-minute buckets"), ("1", "samples")):
+            await pilot.press(key)
+            await until(pilot, lambda tier=tier: tier in shown(screen.query_one("#history-head")), what=f"the {tier}")
+            assert "min 5%" in shown(screen.query_one("#chart-head-0")) and "max 97%" in shown(
+                screen.query_one("#chart-head-0")
+            )
+            assert "max 0.25" in shown(screen.query_one("#chart-head-2"))
+            load = screen.query_one("#chart-2", Chart)
+            rows = [load.render_line(y).text for y in range(load.size.height)]
+            assert rows[0].strip() == rows[1].strip() == "" and rows[2].strip(), f"load drawn as {rows!r}"
 
 
 async def test_run_trigger_is_shown_as_plain_text() -> None:
@@ -365,9 +370,9 @@ async def test_warnings_read_well_in_the_light_theme() -> None:
 
 
 def test_a_peak_is_written_as_the_figure_beside_it() -> None:
-    """The detail screen's peaks rounded half to even and never up: a disk at 90.1 % showed
-    "91%" beside a last-hour peak of "90%"."""
-    from fleettop.tui.screens.detail import PEAK_FORMATS
+    """The detail screen's chart figures as the figures beside them: a disk at 90.1 % once
+    showed "91%" beside a last-hour peak of "90%"."""
+    from fleettop.tui.screens.detail import _figure
 
-    assert PEAK_FORMATS["disk"](90.1) == "91%" and PEAK_FORMATS["cpu"](88.5) == "89%"
-    assert PEAK_FORMATS["load1"](0.25) == "0.25"
+    assert _figure("disk:/")(90.1) == "91%" and _figure("cpu")(88.5) == "89%"
+    assert _figure("load1")(0.25) == "0.25" and _figure("net_rx")(2048) == "2.0K/s"

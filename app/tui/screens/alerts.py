@@ -11,12 +11,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from fleettop.alerting import shown
 from fleettop.tui import FAILED
 from fleettop.tui import format as fmt
+from fleettop.tui.screens.base import FleetScreen
 from fleettop.tui.widgets.bars import HeaderBar
 
 RELOAD_INTERVAL = 2.0
@@ -30,7 +30,7 @@ def figure(rule: str, value: float | None) -> str:
     return f"{int(value)}x" if rule == "down" else f"{shown(rule, value)}%"
 
 
-class AlertsScreen(Screen):
+class AlertsScreen(FleetScreen):
     BINDINGS = [
         # priority: before the table's own enter, so that the footer shows it
         Binding("enter", "open", "Server", priority=True, tooltip="the selected alert's server"),
@@ -59,17 +59,17 @@ class AlertsScreen(Screen):
         ):  # fmt: skip
             table.add_column(label, key=label, width=width)
         table.focus()
-        self.query_one(HeaderBar).show(now=self.app.clock())  # type: ignore[attr-defined]
+        self.query_one(HeaderBar).show(now=self.fleet.clock())
         await self.reload()
-        if self.app.live:  # type: ignore[attr-defined]
+        if self.fleet.live:
             self.set_interval(RELOAD_INTERVAL, self.reload)
 
     async def reload(self) -> None:
-        app: Any = self.app
+        app = self.fleet
         # Quiet: with the database away these fail every 2 s, and the header says so.
         health, alerts = (
-            await app.call_service("health", quiet=True),
-            await app.call_service("alerts", everything=True, quiet=True),
+            await app.attempt(lambda fleet: fleet.health(), quiet=True),
+            await app.attempt(lambda fleet: fleet.alerts(everything=True), quiet=True),
         )
         if health is not FAILED:
             self.query_one(HeaderBar).show(health=health)
@@ -78,7 +78,7 @@ class AlertsScreen(Screen):
 
     def _show(self, alerts: list[Any]) -> None:
         self.alerts = alerts
-        now = self.app.clock()  # type: ignore[attr-defined]
+        now = self.fleet.clock()
         table = self.query_one("#alerts", DataTable)
         selected = table.cursor_row
         table.clear()
@@ -128,14 +128,14 @@ class AlertsScreen(Screen):
 
     def action_open(self) -> None:
         if self.selected is not None:
-            self.app.show_details(self.selected.server)  # type: ignore[attr-defined]
+            self.fleet.show_details(self.selected.server)
 
     async def action_ack(self) -> None:
         alert = self.selected
         if alert is None or alert.state.value == "resolved":
             self.notify("select a pending or firing alert to acknowledge", severity="warning")
             return
-        if await self.app.call_service("ack_alert", alert.id) is not FAILED:  # type: ignore[attr-defined]
+        if await self.fleet.attempt(lambda fleet: fleet.ack_alert(alert.id)) is not FAILED:
             self.notify(f"acknowledged {fmt.clean(alert.server)} {alert.rule}", markup=False)
             await self.reload()
 
@@ -143,8 +143,10 @@ class AlertsScreen(Screen):
         alert = self.selected
         if alert is None:
             return
-        done = await self.app.call_service(  # type: ignore[attr-defined]
-            "silence", alert.server, rule=alert.rule, duration_s=SILENCE_S, comment="from the alerts screen"
+        done = await self.fleet.attempt(
+            lambda fleet: fleet.silence(
+                alert.server, rule=alert.rule, duration_s=SILENCE_S, comment="from the alerts screen"
+            )
         )
         if done is not FAILED:
             self.notify(f"silenced {fmt.clean(alert.server)} {alert.rule} for 2 hours", markup=False)

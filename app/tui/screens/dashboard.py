@@ -10,13 +10,15 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
-from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from fleettop.domain import FleetAggregate, QueueStats
 from fleettop.tui import FAILED
 from fleettop.tui import format as fmt
+from fleettop.tui.screens.base import FleetScreen
 from fleettop.tui.widgets.bars import HeaderBar, QueueBar, SummaryBar
 from fleettop.tui.widgets.server_table import ServerTable
+from fleettop.views import ServerView
 
 Update = TypeVar("Update", bound=Callable[..., None])
 
@@ -36,7 +38,7 @@ def _while_running(update: Update) -> Update:
     return guarded  # type: ignore[return-value]
 
 
-class DashboardScreen(Screen):
+class DashboardScreen(FleetScreen):
     MOUSE_HELP = "Mouse: click a row to select, again to open; click a\nheading to sort by it; the wheel scrolls; footer keys click."
     # The footer shows the keys used most, short enough for 80 columns with ? and q; `?`
     # lists every one (show=False ones too).
@@ -63,10 +65,10 @@ class DashboardScreen(Screen):
         self._info_shown: Content | None = None
 
     def compose(self) -> ComposeResult:
-        yield HeaderBar(demo=self.app.demo, id="header")
+        yield HeaderBar(demo=self.fleet.demo, id="header")
         yield SummaryBar("", id="summary")
         yield QueueBar("", id="queue")
-        yield ServerTable(clock=self.app.clock, id="servers")
+        yield ServerTable(clock=self.fleet.clock, id="servers")
         yield Input(placeholder="filter by name or host — enter to keep, esc to clear", id="filter")
         yield Static("", id="info")
         yield Footer(compact=True, show_command_palette=False)
@@ -83,20 +85,22 @@ class DashboardScreen(Screen):
     # ------------------------------------------------------------ data in
 
     @_while_running
-    def show_rows(self, rows: list[Any]) -> None:
+    def show_rows(self, rows: list[ServerView]) -> None:
         self.table.loading = False
         self.table.set_rows(rows)
         self.show_info()
         self.show_summary()
 
     @_while_running
-    def show_row(self, row: Any) -> None:
+    def show_row(self, row: ServerView) -> None:
         self.table.update_row(row)
         if row.server.id == self.table.selected_id:
             self.show_info()
 
     @_while_running
-    def show_counts(self, *, stats: Any, aggregate: Any, health: dict[str, Any]) -> None:
+    def show_counts(
+        self, *, stats: QueueStats | None, aggregate: FleetAggregate | None, health: dict[str, Any]
+    ) -> None:
         self.query_one(QueueBar).show(stats)
         self.query_one(SummaryBar).show(aggregate=aggregate)
         self.show_health(health)
@@ -130,7 +134,7 @@ class DashboardScreen(Screen):
 
     @_while_running
     def tick(self) -> None:
-        self.query_one(HeaderBar).show(now=self.app.clock())
+        self.query_one(HeaderBar).show(now=self.fleet.clock())
         self.table.tick()
         self.show_summary()  # a server that just turned stale is counted so
         if self.table.selected is not None:
@@ -170,7 +174,7 @@ class DashboardScreen(Screen):
             self._info_shown = content
             self.query_one("#info", Static).update(content)
 
-    def _selected_or_say_why(self) -> Any | None:
+    def _selected_or_say_why(self) -> ServerView | None:
         """The selected server; with none, a word on why the key does nothing."""
         row = self.table.selected
         if row is None:
@@ -194,7 +198,7 @@ class DashboardScreen(Screen):
     # ------------------------------------------------------------ actions
 
     async def action_collect_all(self) -> None:
-        count = await self.app.call_service("collect_now", None)
+        count = await self.fleet.attempt(lambda fleet: fleet.collect_now(None))
         if count is not FAILED:
             waiting = self._nothing_runs()
             self.notify(
@@ -207,29 +211,29 @@ class DashboardScreen(Screen):
         row = self._selected_or_say_why()
         if row is None:
             return
-        count = await self.app.call_service("collect_now", [row.server.name])
+        count = await self.fleet.attempt(lambda fleet: fleet.collect_now([row.server.name]))
         if count is not FAILED:
             waiting = self._nothing_runs()
             said = f"queued {fmt.clean(row.server.name)}" if count else "already queued"
             self.notify(said + waiting, markup=False, severity="warning" if waiting else "information")
 
     async def action_pause(self) -> None:
-        await self.app.toggle_pause()
+        await self.fleet.toggle_pause()
 
     async def action_resume(self) -> None:
-        await self.app.toggle_pause()
+        await self.fleet.toggle_pause()
 
     def action_details(self) -> None:
         row = self._selected_or_say_why()
         if row is not None:
-            self.app.show_details(row.server.name)
+            self.fleet.show_details(row.server.name)
 
     @on(ServerTable.Selected)
     def _selected(self) -> None:
         self.action_details()
 
     def action_add(self) -> None:
-        self.app.show_form(None)
+        self.fleet.show_form(None)
 
     async def action_edit(self) -> None:
         row = self._selected_or_say_why()
@@ -237,18 +241,18 @@ class DashboardScreen(Screen):
             return
         # The settings as stored now, not as this row last heard of them: a save a moment ago,
         # or another process's edit, may not have reached the list yet.
-        current = await self.app.call_service("server_row", row.server.id)
+        current = await self.fleet.attempt(lambda fleet: fleet.server_row(row.server.id))
         if current is FAILED:
             return
         if current is None:
             self.notify(f"{fmt.clean(row.server.name)} was removed meanwhile", markup=False)
             return
-        self.app.show_form(current.server)
+        self.fleet.show_form(current.server)
 
     def action_delete(self) -> None:
         row = self._selected_or_say_why()
         if row is not None:
-            self.app.confirm_delete(row.server)
+            self.fleet.confirm_delete(row.server)
 
     def action_sort(self) -> None:
         self.table.cycle_sort()
@@ -259,10 +263,10 @@ class DashboardScreen(Screen):
         self.show_info()
 
     def action_queue(self) -> None:
-        self.app.show_queue()
+        self.fleet.show_queue()
 
     def action_alerts(self) -> None:
-        self.app.show_alerts()
+        self.fleet.show_alerts()
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)

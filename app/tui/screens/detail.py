@@ -1,33 +1,44 @@
-"""One server: every metric, each mount, 1 h and 24 h history, recent runs, settings."""
+"""One server: every metric, each mount, charts of its history (1 h to 1 y), recent runs, settings."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.reactive import reactive
-from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Label, Static
+from textual.widgets import DataTable, Footer, Static
 
 from fleettop.domain import severity, shown_disk_percent
+from fleettop.forecast import full_in_text
+from fleettop.rollup import DEFAULT_POINTS, DISK_PREFIX, PERCENT_METRICS
 from fleettop.tui import FAILED
 from fleettop.tui import format as fmt
 from fleettop.tui.screens.alerts import STATE_STYLE, figure
+from fleettop.tui.screens.base import FleetScreen
 from fleettop.tui.screens.confirm import ConfirmScreen, NoticeScreen
-from fleettop.tui.widgets.spark import Spark
+from fleettop.tui.widgets.chart import Chart, Scale
+from fleettop.views import ServerDetail
 
-# (label, attribute of a history point, unit): the series drawn as sparklines. The 24-hour
-# points are 10-minute buckets: each is drawn (and its peak read) from the bucket's maximum,
-# the `*_max` field, so a short spike is neither averaged away nor below the last hour's peak.
-SERIES = (("cpu", "cpu", "%"), ("ram", "ram", "%"), ("disk", "disk", "%"), ("load", "load1", ""))
-# A peak is written as its figure is beside it (a disk rounded up, as df).
-PEAK_FORMATS = {"cpu": fmt.percent, "ram": fmt.percent, "disk": fmt.disk_percent, "load1": lambda value: f"{value:.2f}"}
+# The history ranges, on the keys 1-5: (key, label, seconds).
+SPANS = (
+    ("1", "1h", 3600),
+    ("2", "24h", 86_400),
+    ("3", "7d", 7 * 86_400),
+    ("4", "30d", 30 * 86_400),
+    ("5", "1y", 365 * 86_400),
+)
+DEFAULT_SPAN = 86_400
+TIER_WORDS = {"raw": "samples", "5m": "5-minute buckets", "1h": "1-hour buckets"}
+# How a chart's figures are written, by metric (a disk mount's as df, rounded up).
+FIGURE_FORMATS = {"cpu": fmt.percent, "ram": fmt.percent, "load1": fmt.load, "net_rx": fmt.rate, "net_tx": fmt.rate}
+CHART_NAMES = {"cpu": "cpu", "ram": "ram", "load1": "load", "net_rx": "net ↓", "net_tx": "net ↑"}
 SEVERITY_STYLE = {"warning": "bold $warning", "critical": "bold $error"}
 STATUS_STYLE = {"up": "bold $success", "down": "bold $error", "stale": "bold $warning"}
 # What `t` offers under a host-key error (the probe's wording: fleettop.probe.ssh._connect_error).
@@ -63,15 +74,31 @@ class SettingsPanel(Widget):
         )
 
 
-def _peaks(points: list[Any], attribute: str) -> list[float]:
-    return [value for point in points if (value := getattr(point, f"{attribute}_max")) is not None]
+def _threshold(metric: str, thresholds: Any) -> float | None:
+    if metric.startswith(DISK_PREFIX):
+        return float(thresholds.disk)
+    return {"cpu": thresholds.cpu, "ram": thresholds.ram}.get(metric)
 
 
-class DetailScreen(Screen):
+def _figure(metric: str) -> Any:
+    return fmt.disk_percent if metric.startswith(DISK_PREFIX) else FIGURE_FORMATS.get(metric, fmt.load)
+
+
+def _scale(metric: str, peak: float) -> Scale:
+    if metric in PERCENT_METRICS or metric.startswith(DISK_PREFIX):
+        return Scale(100.0)
+    return Scale.for_values(None, peak, floor=1024.0 if metric.startswith("net_") else 1.0)
+
+
+class DetailScreen(FleetScreen):
     MOUSE_HELP = "Mouse: click a run to read its error in full (under the list);\nthe wheel scrolls; footer keys click."
     BINDINGS = [
         Binding("r", "collect", "Collect now"),
         Binding("e", "edit", "Edit"),
+        *(
+            Binding(key, f"span({seconds})", f"History {label}", show=False, tooltip="the charts' range")
+            for key, label, seconds in SPANS
+        ),
         Binding("t", "trust", "Trust host key", tooltip="show the host's key; trust it (asks first)"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
@@ -80,7 +107,9 @@ class DetailScreen(Screen):
         super().__init__()
         self.server_name = name
         self.server_id: int | None = None
-        self.detail: Any = None
+        self.detail: ServerDetail | None = None
+        self.span = DEFAULT_SPAN
+        self._charts: tuple[str, ...] = ()  # the metrics charted now, in order
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail"):
@@ -88,19 +117,11 @@ class DetailScreen(Screen):
             with Horizontal(id="top"):
                 yield Static(id="metrics", classes="panel")
                 yield SettingsPanel(id="settings", classes="panel")
-            with Grid(id="history", classes="panel"):
-                yield Label("")
-                yield Label("last hour", classes="history-head")
-                yield Label("peak", classes="history-head")
-                yield Label("last 24 hours", classes="history-head")
-                yield Label("peak", classes="history-head")
-                for label, attribute, unit in SERIES:
-                    yield Label(label, classes="series-name")
-                    for span in ("h1", "h24"):
-                        yield Spark(ceiling=100.0 if unit == "%" else None, id=f"{span}-{attribute}")
-                        yield Label("", id=f"{span}-{attribute}-peak", classes="peak")
+            # Its alerts first (none: no section), then the history.
             yield Static("Alerts", id="alerts-head", classes="section")
             yield DataTable(id="server-alerts", cursor_type="none", zebra_stripes=True)
+            yield Static(id="history-head", classes="section")
+            yield Vertical(id="history")
             yield Static("Mounts", classes="section")
             yield DataTable(id="mounts", cursor_type="none", zebra_stripes=True)
             yield Static("Recent runs", classes="section")
@@ -126,8 +147,9 @@ class DetailScreen(Screen):
         runs = self.query_one("#runs", DataTable)
         for label, width in (("started", 19), ("trigger", 9), ("try", 3), ("status", 7), ("took", 6), ("error", 48)):
             runs.add_column(label, key=label, width=width)
+        self.fleet.servers_signal.subscribe(self, self.server_changed)
         await self.reload()
-        if self.app.live:  # type: ignore[attr-defined]
+        if self.fleet.live:
             self.set_interval(1.0, self._tick)
 
     def _tick(self) -> None:
@@ -135,25 +157,31 @@ class DetailScreen(Screen):
         if self.detail is not None:
             self._show_status(self.detail)
 
+    async def action_span(self, seconds: int) -> None:
+        self.span = seconds
+        await self.reload()
+
     async def reload(self) -> None:
-        detail = await self.app.call_service("server_detail", self.server_name)
+        width = max(DEFAULT_POINTS, self.size.width * 2)  # two braille dots a cell
+        detail = await self.fleet.attempt(lambda fleet: fleet.server_detail(self.server_name, self.span, width))
         if detail is FAILED or detail is None:
             return
         self.detail = detail
         self.server_id = detail.row.server.id
-        self._show(detail)
+        await self._show(detail)
 
     async def server_changed(self, server_ids: set[int]) -> None:
         if self.server_id in server_ids:
             await self.reload()
 
-    def _show(self, detail: Any) -> None:
+    async def _show(self, detail: ServerDetail) -> None:
         self._show_status(detail)
-        self._show_history_and_runs(detail)
+        await self._show_history(detail)
+        self._show_mounts_and_runs(detail)
 
-    def _show_status(self, detail: Any) -> None:
+    def _show_status(self, detail: ServerDetail) -> None:
         """The title, the figures and the settings: what changes with time alone."""
-        now = self.app.clock()  # type: ignore[attr-defined]
+        now = self.fleet.clock()
         row = detail.row.at(now)
         server, latest = row.server, row.latest
         title: list[Any] = [
@@ -222,16 +250,62 @@ class DetailScreen(Screen):
         ]
         self.query_one(SettingsPanel).lines = tuple(settings)
 
-    def _show_history_and_runs(self, detail: Any) -> None:
+    async def _show_history(self, detail: ServerDetail) -> None:
+        """One chart a metric over the chosen range, each headed by its minimum, average and
+        maximum over the range, its threshold (drawn as a dotted line), and for a mount that
+        fills up, when it will be full."""
+        history, thresholds = detail.history, detail.row.server.thresholds
+        spans = [
+            (f" {key} {label} ", "reverse bold" if seconds == history.span else "$text-muted")
+            for key, label, seconds in SPANS
+        ]
+        tier = TIER_WORDS.get(history.series[0].tier, "") if history.series else ""
+        start = datetime.fromtimestamp(history.until - history.span, timezone.utc)
+        since = f"  from {fmt.clock_time(start, self.fleet.clock())}"  # the charts' left edge
+        self.query_one("#history-head", Static).update(
+            Content.assemble("History ", *spans, (f"  {tier}{since}", "$text-muted"))
+        )
+        box = self.query_one("#history", Vertical)
+        metrics = tuple(series.metric for series in history.series)
+        if metrics != self._charts:  # mounts came or went: build the charts again
+            await box.remove_children()
+            await box.mount_all(
+                widget
+                for index in range(len(metrics))
+                for widget in (Static(classes="chart-head", id=f"chart-head-{index}"), Chart(id=f"chart-{index}"))
+            )
+            self._charts = metrics
+        for index, series in enumerate(history.series):
+            threshold = _threshold(series.metric, thresholds)
+            figure = _figure(series.metric)
+            summary = series.summary()
+            mount = series.metric[len(DISK_PREFIX) :] if series.metric.startswith(DISK_PREFIX) else None
+            name = fmt.clean(mount) if mount is not None else CHART_NAMES.get(series.metric, series.metric)
+            head: list[Any] = [(f"{name:<8}", "bold")]
+            if summary is None:
+                head.append(("no data in this range", "$text-muted"))
+            else:
+                head += [
+                    "min ",
+                    (figure(summary.min), "bold"),
+                    "  avg ",
+                    (figure(summary.avg), "bold"),
+                    "  max ",
+                    (figure(summary.max), "bold"),
+                ]
+            if threshold is not None:
+                head.append((f"  alert at {threshold:g}%", "$text-muted"))
+            if mount is not None and mount in history.full_in:
+                head += ["  ", (full_in_text(history.full_in[mount]), "bold $warning")]
+            self.query_one(f"#chart-head-{index}", Static).update(Content.assemble(*head))
+            peak = summary.max if summary else 0.0
+            self.query_one(f"#chart-{index}", Chart).plot(
+                series.points, history.until - history.span, history.until, _scale(series.metric, peak), threshold
+            )
+
+    def _show_mounts_and_runs(self, detail: ServerDetail) -> None:
         server, latest = detail.row.server, detail.row.latest
         thresholds = server.thresholds
-        for _, attribute, _ in SERIES:
-            for span, points in (("h1", detail.history_1h), ("h24", detail.history_24h)):
-                values = _peaks(points, attribute)
-                self.query_one(f"#{span}-{attribute}", Spark).values = tuple(values)
-                peak = PEAK_FORMATS[attribute](max(values)) if values else "no data"
-                self.query_one(f"#{span}-{attribute}-peak", Label).update(peak)
-
         mounts = self.query_one("#mounts", DataTable)
         mounts.clear()
         for disk in latest.disks if latest else []:
@@ -298,7 +372,7 @@ class DetailScreen(Screen):
             )
 
     async def action_collect(self) -> None:
-        count = await self.app.call_service("collect_now", [self.server_name])
+        count = await self.fleet.attempt(lambda fleet: fleet.collect_now([self.server_name]))
         if count is not FAILED:
             self.notify(f"queued {fmt.clean(self.server_name)}", markup=False)
 
@@ -321,7 +395,7 @@ class DetailScreen(Screen):
             return
         name = self.detail.row.server.name
         self.notify(f"fetching the host key of {fmt.clean(name)}…", markup=False, timeout=3)
-        check = await self.app.call_service("check_host_key", name)
+        check = await self.fleet.attempt(lambda fleet: fleet.check_host_key(name))
         if check is FAILED:
             return
         presented = f"{fmt.clean(check.server)} ({fmt.clean(check.where)}) presents the host key\n\n    {fmt.clean(check.key)}\n"
@@ -341,11 +415,11 @@ class DetailScreen(Screen):
             async def trust(confirmed: bool | None) -> None:
                 if not confirmed:
                     return
-                path = await self.app.call_service("trust_host_key", name, check.fingerprint)
+                path = await self.fleet.attempt(lambda fleet: fleet.trust_host_key(name, check.fingerprint))
                 if path is FAILED:
                     return
                 self.notify(f"trusted: recorded in {fmt.clean(path)}; collecting {fmt.clean(name)}", markup=False)
-                await self.app.call_service("collect_now", [name])
+                await self.fleet.attempt(lambda fleet: fleet.collect_now([name]))
 
             self.app.push_screen(
                 ConfirmScreen(
@@ -359,4 +433,4 @@ class DetailScreen(Screen):
 
     def action_edit(self) -> None:
         if self.detail is not None:
-            self.app.show_form(self.detail.row.server)
+            self.fleet.show_form(self.detail.row.server)

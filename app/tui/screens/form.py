@@ -10,12 +10,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
-from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, RadioButton, RadioSet, Static
 
 from fleettop.config import ConfigError, ServerConfig, validate_server
+from fleettop.domain import Server
 from fleettop.tui import FAILED
 from fleettop.tui import format as fmt
+from fleettop.tui.screens.base import FleetScreen
 
 AUTH_METHODS = ("agent", "key", "password")
 # Form field id -> the config key its errors are reported under.
@@ -54,14 +55,14 @@ class StateRadioButton(_StateInText, RadioButton):
     ON, OFF = "(•)", "( )"
 
 
-class ServerForm(Screen):
+class ServerForm(FleetScreen):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+t", "test", "Test connection"),
         Binding("escape", "app.pop_screen", "Cancel"),
     ]
 
-    def __init__(self, server: Any | None, *, config_path: Path | None = None) -> None:
+    def __init__(self, server: Server | None, *, config_path: Path | None = None) -> None:
         super().__init__()
         self.server = server
         self.config_path = config_path
@@ -122,7 +123,7 @@ class ServerForm(Screen):
         yield Footer(compact=True, show_command_palette=False)
 
     @staticmethod
-    def _own_or_default(server: Any | None, key: str, value: str) -> tuple[str, str]:
+    def _own_or_default(server: Server | None, key: str, value: str) -> tuple[str, str]:
         """(field value, placeholder) of a setting that may be taken from `defaults:`."""
         if server is None:
             return "", "default from the config"
@@ -180,9 +181,9 @@ class ServerForm(Screen):
                 self.errors.setdefault(key, message)
         for field_id, key in TEXT_FIELDS.items():
             error = self.errors.get(key, "") if field_id in self.touched else ""
-            message = self.query_one(f"#{field_id}-error", Static)
-            message.update(fmt.safe(error))
-            message.display = bool(error)
+            error_line = self.query_one(f"#{field_id}-error", Static)
+            error_line.update(fmt.safe(error))
+            error_line.display = bool(error)
             self.query_one(f"#{field_id}", Input).set_class(bool(error), "-bad-value")
         # Problems of fields without an input of their own (none expected, but never hidden).
         others = [f"{key}: {message}" for key, message in self.errors.items() if key not in TEXT_FIELDS.values()]
@@ -218,13 +219,14 @@ class ServerForm(Screen):
             self.notify("fix the fields marked in red", severity="error")
             return
         if self.server is None:
-            result = await self.app.call_service("add_server", config, self.secret)
+            result = await self.fleet.attempt(lambda fleet: fleet.add_server(config, self.secret))
         else:
-            result = await self.app.call_service("edit_server", self.server.name, config, self.secret)
+            name = self.server.name
+            result = await self.fleet.attempt(lambda fleet: fleet.edit_server(name, config, self.secret))
         if result is FAILED:
             return
         self.notify(f"saved {fmt.clean(config.name)}", markup=False)
-        self.app.servers_changed()  # type: ignore[attr-defined]
+        self.fleet.servers_changed()
         self.dismiss()
 
     def action_test(self) -> None:
@@ -240,7 +242,9 @@ class ServerForm(Screen):
         result.set_classes("")
         result.update(fmt.safe(f"connecting to {config.host}…"))
         try:
-            metrics = await self.app.service.test_connection(config, secret)
+            if (service := self.fleet.service) is None:
+                raise RuntimeError("not connected yet")
+            metrics = await service.test_connection(config, secret)
         except Exception as exc:
             result.set_classes("-failed")
             result.update(fmt.safe(f"✖ {exc}"))

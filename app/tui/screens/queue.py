@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
 
 from rich.text import Text
 from textual import on
@@ -10,17 +10,18 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from fleettop.domain import QueueStats, Run
 from fleettop.tui import FAILED
 from fleettop.tui import format as fmt
+from fleettop.tui.screens.base import FleetScreen
 from fleettop.tui.widgets.bars import HeaderBar, QueueBar
 
 RELOAD_INTERVAL = 2.0  # health, the failed runs and the schedule, while this screen is open
 
 
-class QueueScreen(Screen):
+class QueueScreen(FleetScreen):
     MOUSE_HELP = (
         "Mouse: click a failed run to read its error in full (under the\nlist); the wheel scrolls; footer keys click."
     )
@@ -33,7 +34,7 @@ class QueueScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.failed_runs: list[Any] = []  # as shown, in the order of the table's rows
+        self.failed_runs: list[Run] = []  # as shown, in the order of the table's rows
 
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header")
@@ -57,23 +58,24 @@ class QueueScreen(Screen):
         for label, width in (("server", 16), ("every", 6), ("next run", 19), ("in", 6)):
             schedule.add_column(label, key=label, width=width)
         failed.focus()
+        self.fleet.counts_signal.subscribe(self, self.counts_changed)
         self._tick()
         await self.reload()
-        if self.app.live:  # type: ignore[attr-defined]
+        if self.fleet.live:
             self.set_interval(1.0, self._tick)
             self.set_interval(RELOAD_INTERVAL, self.reload)
 
     def _tick(self) -> None:
-        self.query_one(HeaderBar).show(now=self.app.clock())  # type: ignore[attr-defined]
+        self.query_one(HeaderBar).show(now=self.fleet.clock())
 
     async def reload(self) -> None:
-        app: Any = self.app
+        app = self.fleet
         # Quiet: with Redis away these fail every 2 s, and the header and "–" counts say so.
         health, stats, failed_runs, schedule = (
-            await app.call_service("health", quiet=True),
-            await app.call_service("stats", quiet=True),
-            await app.call_service("failed_runs", 50, quiet=True),
-            await app.call_service("schedule", quiet=True),
+            await app.attempt(lambda fleet: fleet.health(), quiet=True),
+            await app.attempt(lambda fleet: fleet.stats(), quiet=True),
+            await app.attempt(lambda fleet: fleet.failed_runs(50), quiet=True),
+            await app.attempt(lambda fleet: fleet.schedule(), quiet=True),
         )
         if health is not FAILED:
             self.query_one(HeaderBar).show(health=health)
@@ -83,10 +85,10 @@ class QueueScreen(Screen):
         if schedule is not FAILED:
             self._show_schedule(schedule)
 
-    def counts_changed(self, stats: Any) -> None:
+    def counts_changed(self, stats: QueueStats | None) -> None:
         self.query_one(QueueBar).show(stats)
 
-    def _show_failed(self, runs: list[Any]) -> None:
+    def _show_failed(self, runs: list[Run]) -> None:
         self.failed_runs = runs
         table = self.query_one("#failed", DataTable)
         selected = table.cursor_row
@@ -116,10 +118,10 @@ class QueueScreen(Screen):
             finished = fmt.timestamp(run.finished_at or run.started_at)
             line.update(Content.assemble((f"{finished}  ", "$text-muted"), (fmt.clean(run.error), "$text-error")))
 
-    def _show_schedule(self, schedule: list[Any]) -> None:
+    def _show_schedule(self, schedule: list[tuple[str, int, datetime | None]]) -> None:
         table = self.query_one("#schedule", DataTable)
         table.clear()
-        now = self.app.clock()  # type: ignore[attr-defined]
+        now = self.fleet.clock()
         for name, interval, next_run_at in schedule:
             table.add_row(
                 fmt.safe(name),
@@ -131,11 +133,11 @@ class QueueScreen(Screen):
         self.query_one("#schedule-none").display = not schedule
 
     async def action_toggle_pause(self) -> None:
-        await self.app.toggle_pause()  # type: ignore[attr-defined]
+        await self.fleet.toggle_pause()
         await self.reload()
 
     async def action_clean(self) -> None:
-        removed = await self.app.call_service("clean")  # type: ignore[attr-defined]
+        removed = await self.fleet.attempt(lambda fleet: fleet.clean())
         if removed is not FAILED:
             self.notify(f"cleaned {removed} finished job{'s' if removed != 1 else ''}")
             await self.reload()
@@ -146,6 +148,7 @@ class QueueScreen(Screen):
             self.notify("no failed run to retry")
             return
         row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        if await self.app.call_service("retry", int(row_key.value)) is not FAILED:  # type: ignore[attr-defined]
+        run_id = int(str(row_key.value))  # each row's key is its run's id
+        if await self.fleet.attempt(lambda fleet: fleet.retry(run_id)) is not FAILED:
             self.notify("retry queued")
             await self.reload()

@@ -13,6 +13,7 @@ from typing import Any
 from textual.content import Content
 from textual.widgets import Static
 
+from fleettop.domain import FleetAggregate, QueueStats
 from fleettop.tui import format as fmt
 
 WORKER_LABELS = {
@@ -91,9 +92,9 @@ class SummaryBar(_Bar):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.counts: Counter[str] | None = None
-        self.aggregate: Any = None
+        self.aggregate: FleetAggregate | None = None
 
-    def show(self, *, counts: Counter[str] | None = None, aggregate: Any = None) -> None:
+    def show(self, *, counts: Counter[str] | None = None, aggregate: FleetAggregate | None = None) -> None:
         if counts is not None:
             self.counts = counts
         if aggregate is not None:
@@ -150,7 +151,7 @@ class QueueBar(_Bar):
 
     FIELDS = ("waiting", "active", "delayed", "scheduled", "completed", "failed")
 
-    def show(self, stats: Any) -> None:
+    def show(self, stats: QueueStats | None) -> None:
         if stats is None:  # not the last figures, which would pass for current ones
             markup = "queue  " + "  ".join(f"{name} [$text-muted]–[/]" for name in self.FIELDS)
             self._put(markup, lambda: Content.from_markup(markup))

@@ -29,7 +29,9 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from fleettop.forecast import full_in_text
 from fleettop.tui import format as fmt
+from fleettop.views import ServerView
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ COMPONENT_FOR = {
 Cell = tuple[str, str]  # (text, class)
 
 
-def sorted_ids(rows: dict[int, Any], mode: str, reverse: bool) -> list[int]:
+def sorted_ids(rows: dict[int, ServerView], mode: str, reverse: bool) -> list[int]:
     """Server ids in `mode`'s order (reversed on request), ties by name, servers without
     the figure last either way."""
     value = SORT_VALUES[mode]
@@ -115,7 +117,7 @@ def sorted_ids(rows: dict[int, Any], mode: str, reverse: bool) -> list[int]:
     return known + missing
 
 
-def cells_of(row: Any, now: datetime) -> dict[str, Cell]:
+def cells_of(row: ServerView, now: datetime) -> dict[str, Cell]:
     """Display text and class of every cell of one server: plain data, cheap to compare."""
     server, latest, status = row.server, row.latest, row.status
     severities = {key: getattr(value, "value", value) for key, value in (row.severities or {}).items()}
@@ -139,6 +141,10 @@ def cells_of(row: Any, now: datetime) -> dict[str, Cell]:
     if row.firing:  # a firing alert: marked whatever the status (red unless down or stale says more)
         name = f"{ALERT_MARK}{name}"
         name_class = "critical" if name_class == "normal" else name_class
+    problem_class = name_class
+    if not problem and row.disk_full:
+        mount, seconds = min(row.disk_full.items(), key=lambda item: item[1])
+        problem, problem_class = f"{fmt.clean(mount)} {full_in_text(seconds)}", "warning"
     return {
         "status": (STATUS_LABELS.get(status, status), status),
         "name": (name, name_class),
@@ -153,7 +159,7 @@ def cells_of(row: Any, now: datetime) -> dict[str, Cell]:
         "uptime": metric("uptime", fmt.duration(latest.uptime_s if latest else None)),
         "age": (fmt.age(row.last_collected_at, now), "stale" if status == "stale" else muted),
         "next": (fmt.until(row.next_run_at, now) if server.enabled else fmt.DASH, muted),
-        "problem": (problem, name_class),
+        "problem": (problem, problem_class),
     }
 
 
@@ -182,7 +188,7 @@ class ServerTable(ScrollView, can_focus=True):
     def __init__(self, *, clock: Callable[[], datetime], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._clock = clock
-        self.rows_by_id: dict[int, Any] = {}  # every server, filtered out or not
+        self.rows_by_id: dict[int, ServerView] = {}  # every server, filtered out or not
         self._cells: dict[int, dict[str, Cell]] = {}  # id -> column -> cell, for every server
         self._order: list[int] = []  # the shown servers, top to bottom
         self._position: dict[int, int] = {}
@@ -203,7 +209,7 @@ class ServerTable(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ data in
 
-    def set_rows(self, rows: Iterable[Any]) -> None:
+    def set_rows(self, rows: Iterable[ServerView]) -> None:
         """Bring the list in line with the full server list (added, changed, removed)."""
         fresh = {row.server.id: row for row in rows}
         first_load = not self.rows_by_id
@@ -222,7 +228,7 @@ class ServerTable(ScrollView, can_focus=True):
         if first_load:
             self.move_cursor(row=0)
 
-    def update_row(self, row: Any) -> None:
+    def update_row(self, row: ServerView) -> None:
         if self._put(row):
             self._reindex()
         self.resort_if_needed()
@@ -235,7 +241,7 @@ class ServerTable(ScrollView, can_focus=True):
         if server_id in self._position:
             self._reindex()
 
-    def _put(self, row: Any) -> bool:
+    def _put(self, row: ServerView) -> bool:
         """Take a server's new state and repaint its line; True when it joins or leaves the list."""
         server_id = row.server.id
         now = self._clock()
@@ -364,7 +370,7 @@ class ServerTable(ScrollView, can_focus=True):
         return self._order[self.cursor] if 0 <= self.cursor < len(self._order) else None
 
     @property
-    def selected(self) -> Any | None:
+    def selected(self) -> ServerView | None:
         server_id = self.selected_id
         return None if server_id is None else self.rows_by_id.get(server_id)
 
@@ -395,7 +401,7 @@ class ServerTable(ScrollView, can_focus=True):
     def cell_text(self, server_id: int, column: str) -> str:
         return self._current(server_id)[column][0]
 
-    def _matches(self, row: Any) -> bool:
+    def _matches(self, row: ServerView) -> bool:
         needle = self.filter_text
         return not needle or needle in row.server.name.lower() or needle in row.server.host.lower()
 

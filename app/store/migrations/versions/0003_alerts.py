@@ -1,7 +1,7 @@
 """Alerts: one row per episode, the outbox of notifications to deliver, silences.
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0004
 Create Date: 2026-12-06
 
 `alert_hosts` holds, per server, the time of the last observation the alert rules judged: a
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0002"
+down_revision = "0004"  # after the rollups (#history), merged first
 branch_labels = None
 depends_on = None
 

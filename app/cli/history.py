@@ -1,0 +1,196 @@
+"""`fleettop history NAME`: one server's history over a range, from the tier the range needs
+(raw samples for hours, 5-minute buckets for days, 1-hour buckets beyond), and
+`export --step`: every server's rollups at a fixed step."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fleettop.cli.output import duration_seconds
+from fleettop.cli.repository import open_repository
+from fleettop.config import LoadedConfig
+from fleettop.errors import UnknownServer, UsageError
+from fleettop.rollup import DISK_PREFIX, HOST_METRICS, Series, format_duration, is_metric, parse_duration
+from fleettop.store.repo import Repository
+from fleettop.text import clean
+
+DEFAULT_SPAN = timedelta(days=1)
+
+
+def parse_time(text: str | None, option: str, now: datetime | None = None) -> datetime | None:
+    """'30m', '24h', '7d', '2w' (that long ago) or an ISO-8601 time (UTC unless it says otherwise)."""
+    if text is None:
+        return None
+    now = now or datetime.now(UTC)
+    seconds = duration_seconds(text)
+    if seconds is not None:
+        return now - timedelta(seconds=seconds)
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: give a duration such as 30m, 24h, 7d or an ISO-8601 time") from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+POINT_FIELDS = ("at", "metric", "n", "min", "avg", "max")
+
+
+def parse_step(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"--step: {exc}") from None
+
+
+def time_range(args: argparse.Namespace, default_span: timedelta = DEFAULT_SPAN) -> tuple[datetime, datetime]:
+    """--since (default: `default_span` ago) and --until (default: now)."""
+    now = datetime.now(UTC)
+    since = parse_time(args.since, "--since", now) or now - default_span
+    until = parse_time(args.until, "--until", now) or now
+    if since >= until:
+        raise UsageError("--since must be before --until")
+    return since, until
+
+
+def check_metrics(names: list[str] | None) -> list[str]:
+    """The --metric names (repeated, or separated by commas); every host metric by default."""
+    metrics = [name.strip() for given in names or [] for name in given.split(",") if name.strip()]
+    for metric in metrics:
+        if not is_metric(metric):
+            raise UsageError(f"--metric {clean(metric)!r}: one of {', '.join(HOST_METRICS)}, or disk:MOUNT (disk:/var)")
+    return metrics or list(HOST_METRICS)
+
+
+async def cmd_history(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    since, until = time_range(args)
+    step = parse_step(args.step)
+    metrics = check_metrics(args.metric)
+    async with open_repository(loaded) as repo:
+        server = await repo.get_server(args.name)
+        if server is None:
+            raise UnknownServer(args.name)
+        series = [await repo.history_series(server.id, metric, since, until, step=step) for metric in metrics]
+        mounts = await repo.history_mounts(server.id)
+    try:
+        _print(args, server.name, series, mounts)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python's exit flush quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _print(args: argparse.Namespace, name: str, series: list[Series], mounts: list[str]) -> None:
+    if args.json:
+        print(json.dumps(_document(name, series), indent=2))
+    elif args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(POINT_FIELDS)
+        writer.writerows(_csv_rows(series))
+    else:
+        _print_table(name, series, mounts)
+
+
+def _document(name: str, series: list[Series]) -> dict[str, Any]:
+    first = series[0]
+    return {
+        "server": name,
+        "tier": first.tier,
+        "step": first.step,
+        "since": _iso(first.since),
+        "until": _iso(first.until),
+        "series": [
+            {
+                "metric": one.metric,
+                "points": [{"at": _iso(p.at), "n": p.n, "min": p.min, "avg": p.avg, "max": p.max} for p in one.points],
+            }
+            for one in series
+        ],
+    }
+
+
+def _csv_rows(series: list[Series], server: str | None = None) -> list[list[Any]]:
+    prefix = [server] if server is not None else []
+    return [[*prefix, _iso(p.at), one.metric, p.n, p.min, p.avg, p.max] for one in series for p in one.points]
+
+
+def _iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def _print_table(name: str, series: list[Series], mounts: list[str]) -> None:
+    """One line a point: each metric's average, or with one metric its min, avg and max."""
+    first = series[0]
+    tier = {"raw": "raw samples", "5m": "5-minute buckets", "1h": "1-hour buckets"}[first.tier]
+    print(f"{clean(name)}: {_iso(first.since)} to {_iso(first.until)}, every {format_duration(first.step)} ({tier})")
+    if not any(one.points for one in series):
+        known = ", ".join(DISK_PREFIX + clean(mount) for mount in mounts) or "none yet"
+        print(f"no history in this range (mounts with history: {known})")
+        return
+    single = len(series) == 1
+    headers = ["at", *(["n", "min", "avg", "max"] if single else [one.metric for one in series])]
+    times = sorted({p.at for one in series for p in one.points})
+    by_metric = [{p.at: p for p in one.points} for one in series]
+    rows = []
+    for at in times:
+        row = [datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M")]
+        if single:
+            point = by_metric[0][at]
+            row += [str(point.n), *(_figure(series[0].metric, value) for value in (point.min, point.avg, point.max))]
+        else:
+            row += [
+                _figure(one.metric, points[at].avg) if at in points else "-" for one, points in zip(series, by_metric)
+            ]
+        rows.append(row)
+    widths = [max(len(headers[c]), *(len(row[c]) for row in rows)) for c in range(len(headers))]
+    print("  ".join(h.ljust(w) if c == 0 else h.rjust(w) for c, (h, w) in enumerate(zip(headers, widths))))
+    for row in rows:
+        print("  ".join(v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(row, widths))))
+
+
+def _figure(metric: str, value: float) -> str:
+    if metric.startswith("net_"):
+        return f"{value:.0f}"
+    if metric == "load1":
+        return f"{value:.2f}"
+    return f"{value:.1f}"
+
+
+# -- export --step -----------------------------------------------------------------------------
+
+
+async def export_rollups(args: argparse.Namespace, loaded: LoadedConfig, step: int) -> int:
+    """`export --step`: every metric of every server (or --server) at this step, as rows of
+    server, at, metric, n, min, avg, max; by default over all the history kept."""
+    since, until = time_range(args, timedelta(days=loaded.settings.retention.rollup_1h_days))
+    if args.output:
+        raise UsageError("--output is not supported with --step yet: redirect stdout")
+    async with open_repository(loaded) as repo:
+        servers = await repo.list_servers()
+        if args.server:
+            servers = [server for server in servers if server.name == args.server]
+            if not servers:
+                raise UnknownServer(args.server)
+        records: list[list[Any]] = []
+        for server in servers:
+            series = await _every_metric(repo, server.id, since, until, step)
+            records += _csv_rows(series, server.name)
+    if args.format == "json":
+        print(json.dumps([dict(zip(("server", *POINT_FIELDS), record)) for record in records], indent=1))
+    else:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(("server", *POINT_FIELDS))
+        writer.writerows(records)
+    return 0
+
+
+async def _every_metric(repo: Repository, server_id: int, since: datetime, until: datetime, step: int) -> list[Series]:
+    metrics = [*HOST_METRICS, *(DISK_PREFIX + mount for mount in await repo.history_mounts(server_id))]
+    return [await repo.history_series(server_id, metric, since, until, step=step) for metric in metrics]
