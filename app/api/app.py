@@ -1,0 +1,278 @@
+"""The HTTP API: the seed's endpoints, the servers, /metrics and /healthz, over FleetService.
+
+Every answer is JSON; every error is `{"error": "..."}` with its status: 400 bad input,
+401 no or a wrong token (with WWW-Authenticate), 404 no such server or path, 413 a body
+over MAX_BODY, 503 Redis or the database away. Changes are audited as
+`api:<token name>@<host>`. The OpenAPI document is /openapi.json, its pages /api/docs.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, TypeAdapter
+from starlette.exceptions import HTTPException
+
+from fleettop import __version__
+from fleettop.api.auth import Tokens
+from fleettop.api.exposition import OPENMETRICS_TYPE, TEXT_TYPE, Exposition, wants_openmetrics
+from fleettop.api.rows import Rows
+from fleettop.config import ApiConfig
+from fleettop.domain import FleetAggregate, QueueStats
+from fleettop.errors import UnknownServer, UsageError
+from fleettop.service import FleetService, ServerDetail, ServerRow, parse_time
+from fleettop.store.repo import HistoryPoint
+
+log = logging.getLogger("fleettop.api")
+
+MAX_BODY = 64 * 1024  # no endpoint takes a body yet: anything larger is refused unread
+MAX_POINTS = 10_000  # history points in one answer
+DEFAULT_RANGE = timedelta(hours=1)
+SEED = "/api/v1/servers/metrics"  # the seed's paths, kept as its scripts call them
+ROWS = TypeAdapter(list[ServerRow])
+
+
+class ApiError(HTTPException):
+    pass
+
+
+class Error(BaseModel):
+    error: str
+
+
+class Queued(BaseModel):
+    queued: int = Field(description="collections newly queued (a server already queued by hand is not queued twice)")
+    servers: int = Field(description="servers asked for")
+
+
+class Message(BaseModel):
+    message: str
+
+
+class Cleaned(BaseModel):
+    completedCleaned: int  # noqa: N815 -- the seed's field names
+    failedCleaned: int  # noqa: N815
+
+
+class History(BaseModel):
+    server: str
+    since: datetime
+    until: datetime
+    step: int | None = Field(description="seconds per point (averages, maxima in *_max); null: every sample")
+    points: list[HistoryPoint]
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Error, "description": what}
+    for status, what in ((400, "bad input"), (401, "no or a wrong bearer token"), (503, "Redis or the database is away"))
+}
+
+
+def build_app(service: FleetService, rows: Rows, settings: ApiConfig) -> FastAPI:
+    tokens = Tokens(settings.named_tokens())
+    bearer = HTTPBearer(auto_error=False, description="api.token, or one of api.tokens")
+    exposition = Exposition()
+    host = socket.gethostname()
+    app = FastAPI(
+        title="fleettop", version=__version__, docs_url="/api/docs", redoc_url=None, openapi_url="/openapi.json",
+        responses=ERRORS,
+    )
+
+    async def caller(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+        """The name of the token the request carries (its audit name); 401 without a valid one."""
+        if not tokens:
+            return "no-token"  # allowed on loopback only: refused at start on any other address
+        name = tokens.holder(request.headers.get("authorization"))
+        if name is None:
+            wrong = "authorization" in request.headers
+            challenge = 'Bearer realm="fleettop"' + (', error="invalid_token"' if wrong else "")
+            raise ApiError(401, "wrong bearer token" if wrong else "a bearer token is required",
+                           headers={"WWW-Authenticate": challenge})
+        return name
+
+    Caller = Annotated[str, Depends(caller)]
+
+    def who(name: str) -> str:
+        return f"api:{name}@{host}"
+
+    # -- open ------------------------------------------------------------------------
+
+    @app.get("/healthz", summary="Redis, the database and the workers (503 unless Redis and the database answer)")
+    async def healthz() -> JSONResponse:
+        health = await service.health()
+        return JSONResponse(health, status_code=200 if health["redis"] and health["database"] else 503)
+
+    # -- Prometheus ------------------------------------------------------------------
+
+    async def metrics(request: Request) -> Response:
+        openmetrics = wants_openmetrics(request.headers.get("accept"))
+        current = await rows.current()
+        body = exposition.render(current, await service.stats(cached=True), openmetrics=openmetrics)
+        return Response(body, media_type=OPENMETRICS_TYPE if openmetrics else TEXT_TYPE)
+
+    app.add_api_route(
+        "/metrics", metrics, methods=["GET"], response_class=Response, summary="The fleet in the Prometheus text format",
+        dependencies=[] if settings.metrics_public else [Depends(caller)],
+    )
+
+    # -- the seed's endpoints ----------------------------------------------------------
+
+    @app.post(f"{SEED}/collect-all", summary="Collect every enabled server now")
+    async def collect_all(name: Caller) -> Queued:
+        servers = await service.repo.list_servers(enabled_only=True)
+        queued = await service.collect_servers(servers, everything=True, who=who(name))
+        return Queued(queued=queued, servers=len(servers))
+
+    @app.get(f"{SEED}/queue/stats", summary="Queue counts, over every worker on this Redis")
+    async def queue_stats(_: Caller) -> QueueStats:
+        return await service.stats()
+
+    @app.post(f"{SEED}/queue/pause", summary="Pause collection, for every worker on this Redis")
+    async def pause(name: Caller) -> Message:
+        await service.pause(who=who(name))
+        return Message(message="collection paused")
+
+    @app.post(f"{SEED}/queue/resume", summary="Resume collection")
+    async def resume(name: Caller) -> Message:
+        await service.resume(who=who(name))
+        return Message(message="collection resumed")
+
+    @app.post(f"{SEED}/queue/clean", summary="Remove finished runs and job records past their limits")
+    async def clean(name: Caller) -> Cleaned:
+        cleaned = await service.clean(who=who(name))
+        return Cleaned(completedCleaned=cleaned.completed, failedCleaned=cleaned.failed)
+
+    @app.get(f"{SEED}/aggregate", summary="Fleet totals and averages (cached for cache.aggregated_ttl)")
+    async def aggregate(_: Caller) -> FleetAggregate:
+        return await service.aggregate()
+
+    # -- servers -----------------------------------------------------------------------
+
+    @app.get("/api/v1/servers", summary="Every server as the dashboard shows it", response_model=list[ServerRow])
+    async def servers(_: Caller) -> Response:
+        return Response(ROWS.dump_json(await rows.current()), media_type="application/json")
+
+    @app.get("/api/v1/servers/{name}", summary="One server: its row, 1 h and 24 h history, recent runs")
+    async def server(name: str, _: Caller) -> ServerDetail:
+        return await service.server_detail(name)
+
+    @app.post("/api/v1/servers/{name}/collect", summary="Collect one server now")
+    async def collect(name: str, caller_name: Caller) -> Queued:
+        found = await service.resolve([name])
+        return Queued(queued=await service.collect_servers(found, everything=False, who=who(caller_name)), servers=1)
+
+    @app.get("/api/v1/servers/{name}/metrics", summary="A server's history")
+    async def history(
+        name: str,
+        _: Caller,
+        since: Annotated[str | None, Query(description="30m, 24h, 7d (that long ago) or ISO-8601; default 1 h ago")] = None,
+        until: Annotated[str | None, Query(description="as since; default now")] = None,
+        step: Annotated[int | None, Query(ge=1, description="seconds per point; default every sample")] = None,
+    ) -> History:
+        now = datetime.now(timezone.utc)
+        end = parse_time(until, "until", now) or now
+        start = parse_time(since, "since", now) or end - DEFAULT_RANGE
+        if start >= end:
+            raise UsageError("since must be before until")
+        if step is not None and (end - start).total_seconds() / step > MAX_POINTS:
+            raise UsageError(f"more than {MAX_POINTS} points: give a larger step")
+        points = await service.history(name, start, end, step)
+        if len(points) > MAX_POINTS:
+            raise UsageError(f"{len(points)} samples, more than {MAX_POINTS}: give a step (seconds per point)")
+        return History(server=name, since=start, until=end, step=step, points=points)
+
+    # -- errors, as {"error": ...} -----------------------------------------------------
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc, ApiError) else _HTTP_WORDS.get(exc.status_code, str(exc.detail).lower())
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_input(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()]
+        return JSONResponse({"error": "; ".join(problems)}, status_code=400)
+
+    @app.exception_handler(UsageError)
+    async def usage(request: Request, exc: UsageError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=404 if isinstance(exc, UnknownServer) else 400)
+
+    async def outage(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": service.describe_outage(exc)}, status_code=503)
+
+    for kind in service.OUTAGES:  # Redis or the database away: a 503 that says which, no traceback
+        app.add_exception_handler(kind, outage)
+
+    @app.exception_handler(Exception)
+    async def failure(request: Request, exc: Exception) -> JSONResponse:
+        # A bug: uvicorn logs its traceback (Starlette raises it on after this answer).
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}); see the log"}, status_code=500)
+
+    app.add_middleware(BodyLimit, limit=MAX_BODY)  # type: ignore[arg-type]
+    return app
+
+
+_HTTP_WORDS = {404: "no such path", 405: "method not allowed"}
+
+Scope = MutableMapping[str, Any]
+Message_ = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message_]]
+Send = Callable[[Message_], Awaitable[None]]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuses a request body over `limit` bytes with 413: by its Content-Length before it is
+    read, or (chunked) as soon as more has arrived."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse(scope, send)
+            return
+        received = 0
+        started = False
+
+        async def counted() -> Message_:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise BodyTooLarge
+            return message
+
+        async def watched(message: Message_) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except BodyTooLarge:
+            if not started:
+                await self._refuse(scope, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        await JSONResponse({"error": f"request body over {self.limit} bytes"}, status_code=413)(scope, _nothing, send)
+
+
+async def _nothing() -> Message_:
+    return {"type": "http.disconnect"}
