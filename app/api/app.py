@@ -6,7 +6,8 @@ over MAX_BODY, 503 Redis or the database away. Changes are audited as
 `api:<token name>@<host>`. The OpenAPI document is /openapi.json, its pages /api/docs.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, which name
+# the local Caller dependency, at run time.
 
 import logging
 import socket
@@ -26,10 +27,11 @@ from fleettop.api.auth import Tokens
 from fleettop.api.exposition import OPENMETRICS_TYPE, TEXT_TYPE, Exposition, wants_openmetrics
 from fleettop.api.rows import Rows
 from fleettop.config import ApiConfig
-from fleettop.domain import FleetAggregate, QueueStats
+from fleettop.domain import FleetAggregate, HistoryPoint, QueueStats
 from fleettop.errors import UnknownServer, UsageError
-from fleettop.service import FleetService, ServerDetail, ServerRow, parse_time
-from fleettop.store.repo import HistoryPoint
+from fleettop.figures import parse_time
+from fleettop.service import FleetService
+from fleettop.views import ServerDetail, ServerView
 
 log = logging.getLogger("fleettop.api")
 
@@ -37,7 +39,7 @@ MAX_BODY = 64 * 1024  # no endpoint takes a body yet: anything larger is refused
 MAX_POINTS = 10_000  # history points in one answer
 DEFAULT_RANGE = timedelta(hours=1)
 SEED = "/api/v1/servers/metrics"  # the seed's paths, kept as its scripts call them
-ROWS = TypeAdapter(list[ServerRow])
+ROWS = TypeAdapter(list[ServerView])
 
 
 class ApiError(HTTPException):
@@ -72,7 +74,11 @@ class History(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": Error, "description": what}
-    for status, what in ((400, "bad input"), (401, "no or a wrong bearer token"), (503, "Redis or the database is away"))
+    for status, what in (
+        (400, "bad input"),
+        (401, "no or a wrong bearer token"),
+        (503, "Redis or the database is away"),
+    )
 }
 
 
@@ -82,7 +88,11 @@ def build_app(service: FleetService, rows: Rows, settings: ApiConfig) -> FastAPI
     exposition = Exposition()
     host = socket.gethostname()
     app = FastAPI(
-        title="fleettop", version=__version__, docs_url="/api/docs", redoc_url=None, openapi_url="/openapi.json",
+        title="fleettop",
+        version=__version__,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
         responses=ERRORS,
     )
 
@@ -94,8 +104,11 @@ def build_app(service: FleetService, rows: Rows, settings: ApiConfig) -> FastAPI
         if name is None:
             wrong = "authorization" in request.headers
             challenge = 'Bearer realm="fleettop"' + (', error="invalid_token"' if wrong else "")
-            raise ApiError(401, "wrong bearer token" if wrong else "a bearer token is required",
-                           headers={"WWW-Authenticate": challenge})
+            raise ApiError(
+                401,
+                "wrong bearer token" if wrong else "a bearer token is required",
+                headers={"WWW-Authenticate": challenge},
+            )
         return name
 
     Caller = Annotated[str, Depends(caller)]
@@ -119,7 +132,11 @@ def build_app(service: FleetService, rows: Rows, settings: ApiConfig) -> FastAPI
         return Response(body, media_type=OPENMETRICS_TYPE if openmetrics else TEXT_TYPE)
 
     app.add_api_route(
-        "/metrics", metrics, methods=["GET"], response_class=Response, summary="The fleet in the Prometheus text format",
+        "/metrics",
+        metrics,
+        methods=["GET"],
+        response_class=Response,
+        summary="The fleet in the Prometheus text format",
         dependencies=[] if settings.metrics_public else [Depends(caller)],
     )
 
@@ -156,7 +173,7 @@ def build_app(service: FleetService, rows: Rows, settings: ApiConfig) -> FastAPI
 
     # -- servers -----------------------------------------------------------------------
 
-    @app.get("/api/v1/servers", summary="Every server as the dashboard shows it", response_model=list[ServerRow])
+    @app.get("/api/v1/servers", summary="Every server as the dashboard shows it", response_model=list[ServerView])
     async def servers(_: Caller) -> Response:
         return Response(ROWS.dump_json(await rows.current()), media_type="application/json")
 
@@ -173,7 +190,9 @@ def build_app(service: FleetService, rows: Rows, settings: ApiConfig) -> FastAPI
     async def history(
         name: str,
         _: Caller,
-        since: Annotated[str | None, Query(description="30m, 24h, 7d (that long ago) or ISO-8601; default 1 h ago")] = None,
+        since: Annotated[
+            str | None, Query(description="30m, 24h, 7d (that long ago) or ISO-8601; default 1 h ago")
+        ] = None,
         until: Annotated[str | None, Query(description="as since; default now")] = None,
         step: Annotated[int | None, Query(ge=1, description="seconds per point; default every sample")] = None,
     ) -> History:
@@ -216,7 +235,7 @@ def build_app(service: FleetService, rows: Rows, settings: ApiConfig) -> FastAPI
         # A bug: uvicorn logs its traceback (Starlette raises it on after this answer).
         return JSONResponse({"error": f"internal error ({type(exc).__name__}); see the log"}, status_code=500)
 
-    app.add_middleware(BodyLimit, limit=MAX_BODY)  # type: ignore[arg-type]
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
     return app
 
 
@@ -228,51 +247,25 @@ Receive = Callable[[], Awaitable[Message_]]
 Send = Callable[[Message_], Awaitable[None]]
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
-    """Refuses a request body over `limit` bytes with 413: by its Content-Length before it is
-    read, or (chunked) as soon as more has arrived."""
+    """Refuses, unread, a request body over `limit` bytes (413) or of no declared length (411):
+    no endpoint takes a body larger than that, and the server (h11) holds a body to the length
+    it declares."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], limit: int):
         self.app = app
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._refuse(scope, send)
-            return
-        received = 0
-        started = False
-
-        async def counted() -> Message_:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise BodyTooLarge
-            return message
-
-        async def watched(message: Message_) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, watched)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(scope, send)
-
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        await JSONResponse({"error": f"request body over {self.limit} bytes"}, status_code=413)(scope, _nothing, send)
-
-
-async def _nothing() -> Message_:
-    return {"type": "http.disconnect"}
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            declared = headers.get(b"content-length")
+            refusal = None
+            if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+                refusal = JSONResponse({"error": f"request body over {self.limit} bytes"}, status_code=413)
+            elif declared is None and b"transfer-encoding" in headers:
+                refusal = JSONResponse({"error": "a request body must give its Content-Length"}, status_code=411)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fleettop.domain import QueueStats
-from fleettop.service import ServerRow
+from fleettop.views import ServerView
 
 TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -42,8 +42,12 @@ class Family:
 
 # The per-server families, in the order they are exposed.
 UP = Family("fleettop_up", "gauge", "1 if the server's last collection succeeded, 0 if it failed or none finished yet.")
-LAST_AT = Family("fleettop_last_collect_timestamp_seconds", "gauge", "When the newest sample was collected (Unix time).")
-DURATION = Family("fleettop_last_collect_duration_seconds", "gauge", "How long the server's last finished collection took.")
+LAST_AT = Family(
+    "fleettop_last_collect_timestamp_seconds", "gauge", "When the newest sample was collected (Unix time)."
+)
+DURATION = Family(
+    "fleettop_last_collect_duration_seconds", "gauge", "How long the server's last finished collection took."
+)
 CPU = Family("fleettop_cpu_usage_ratio", "gauge", "CPU busy time over the last collection interval, 0-1.")
 LOAD1 = Family("node_load1", "gauge", "1m load average.")
 LOAD5 = Family("node_load5", "gauge", "5m load average.")
@@ -58,8 +62,25 @@ RECEIVE = Family("node_network_receive_bytes", "counter", "Bytes received, summe
 TRANSMIT = Family("node_network_transmit_bytes", "counter", "Bytes sent, summed over every interface but lo.")
 BOOT = Family("node_boot_time_seconds", "gauge", "Node boot time, in unixtime.")
 PROCS = Family("fleettop_processes", "gauge", "Processes on the server.")
-PER_SERVER = (UP, LAST_AT, DURATION, CPU, LOAD1, LOAD5, LOAD15, MEM_TOTAL, MEM_AVAILABLE, SWAP_TOTAL, SWAP_FREE,
-              FS_SIZE, FS_AVAIL, RECEIVE, TRANSMIT, BOOT, PROCS)
+PER_SERVER = (
+    UP,
+    LAST_AT,
+    DURATION,
+    CPU,
+    LOAD1,
+    LOAD5,
+    LOAD15,
+    MEM_TOTAL,
+    MEM_AVAILABLE,
+    SWAP_TOTAL,
+    SWAP_FREE,
+    FS_SIZE,
+    FS_AVAIL,
+    RECEIVE,
+    TRANSMIT,
+    BOOT,
+    PROCS,
+)
 SERVERS = Family("fleettop_servers", "gauge", "Servers by status, as the dashboard shows them.")
 QUEUE_JOBS = Family("fleettop_queue_jobs", "gauge", "Collection jobs by state, over every worker on this Redis.")
 QUEUE_RUNS = Family("fleettop_queue_runs", "gauge", "Finished runs kept in the run history, by outcome.")
@@ -81,7 +102,7 @@ def _line(family: Family, labels: str, value: float) -> str:
     return f"{family.sample_name}{{{labels}}} {number(value)}\n"
 
 
-def row_lines(row: ServerRow) -> dict[Family, str]:
+def row_lines(row: ServerView) -> dict[Family, str]:
     """The sample lines of one server, by family."""
     if row.status == "disabled":
         return {}
@@ -99,17 +120,24 @@ def row_lines(row: ServerRow) -> dict[Family, str]:
     if sample.cpu_percent is not None:
         lines[CPU] = _line(CPU, server, sample.cpu_percent / 100)
     for family, value in (
-        (LOAD1, sample.load1), (LOAD5, sample.load5), (LOAD15, sample.load15),
-        (MEM_TOTAL, sample.mem_total_bytes), (MEM_AVAILABLE, sample.mem_total_bytes - sample.mem_used_bytes),
-        (SWAP_TOTAL, sample.swap_total_bytes), (SWAP_FREE, sample.swap_total_bytes - sample.swap_used_bytes),
-        (BOOT, collected_at - sample.uptime_s), (PROCS, sample.procs),
+        (LOAD1, sample.load1),
+        (LOAD5, sample.load5),
+        (LOAD15, sample.load15),
+        (MEM_TOTAL, sample.mem_total_bytes),
+        (MEM_AVAILABLE, sample.mem_total_bytes - sample.mem_used_bytes),
+        (SWAP_TOTAL, sample.swap_total_bytes),
+        (SWAP_FREE, sample.swap_total_bytes - sample.swap_used_bytes),
+        (BOOT, collected_at - sample.uptime_s),
+        (PROCS, sample.procs),
     ):
         lines[family] = _line(family, server, value)
     if sample.disks:
         sizes, avails = [], []
         for disk in sample.disks:
-            labels = (f'{server},device="{label_value(disk.device)}",mountpoint="{label_value(disk.mount)}",'
-                      f'fstype="{label_value(disk.fstype)}"')
+            labels = (
+                f'{server},device="{label_value(disk.device)}",mountpoint="{label_value(disk.mount)}",'
+                f'fstype="{label_value(disk.fstype)}"'
+            )
             avail = disk.avail_bytes if disk.avail_bytes is not None else disk.total_bytes - disk.used_bytes
             sizes.append(_line(FS_SIZE, labels, disk.total_bytes))
             avails.append(_line(FS_AVAIL, labels, avail))
@@ -132,12 +160,12 @@ class Exposition:
     (the API's row snapshot hands out the same object until the server changes)."""
 
     def __init__(self) -> None:
-        self._lines: dict[int, tuple[ServerRow, dict[Family, str]]] = {}
+        self._lines: dict[int, tuple[ServerView, dict[Family, str]]] = {}
 
-    def render(self, rows: Sequence[ServerRow], queue: QueueStats | None, *, openmetrics: bool = False) -> bytes:
+    def render(self, rows: Sequence[ServerView], queue: QueueStats | None, *, openmetrics: bool = False) -> bytes:
         """queue: None when it could not be read (its series are then left out)."""
         cached = self._lines
-        current: dict[int, tuple[ServerRow, dict[Family, str]]] = {}
+        current: dict[int, tuple[ServerView, dict[Family, str]]] = {}
         by_status = dict.fromkeys(ROW_STATUSES, 0)
         for row in rows:
             by_status[row.status] += 1
@@ -167,4 +195,6 @@ class Exposition:
 
 def wants_openmetrics(accept: str | None) -> bool:
     """Whether the Accept header asks for OpenMetrics (what Prometheus asks for first)."""
-    return any(part.split(";")[0].strip().lower() == "application/openmetrics-text" for part in (accept or "").split(","))
+    return any(
+        part.split(";")[0].strip().lower() == "application/openmetrics-text" for part in (accept or "").split(",")
+    )

@@ -19,8 +19,9 @@ import logging
 import time
 from datetime import datetime, timezone
 
-from fleettop.service import FleetService, ServerRow
+from fleettop.service import FleetService
 from fleettop.tasks import cancel_and_wait
+from fleettop.views import ServerView
 
 log = logging.getLogger("fleettop.api")
 
@@ -32,7 +33,7 @@ BULK_RELOAD = 200  # past this many changed servers one list_servers() beats rea
 class Rows:
     def __init__(self, service: FleetService):
         self.service = service
-        self._rows: dict[int, ServerRow] | None = None  # None: not known, load them all
+        self._rows: dict[int, ServerView] | None = None  # None: not known, load them all
         self._loaded_at = 0.0
         self._changed: set[int] = set()
         self._lock = asyncio.Lock()
@@ -47,7 +48,7 @@ class Rows:
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
 
-    async def current(self) -> list[ServerRow]:
+    async def current(self) -> list[ServerView]:
         """Every server's row as of now (stale by the clock where its samples are old)."""
         rows = self._rows
         if rows is None:
@@ -56,7 +57,7 @@ class Rows:
         now = datetime.now(timezone.utc)
         return [row.at(now) for row in rows.values()]
 
-    async def _reload(self) -> dict[int, ServerRow]:
+    async def _reload(self) -> dict[int, ServerView]:
         self._changed.clear()
         rows = {row.server.id: row for row in await self.service.list_servers()}
         self._rows, self._loaded_at = rows, time.monotonic()
@@ -97,4 +98,3 @@ class Rows:
                 rows.pop(server_id, None)
             else:
                 rows[server_id] = row
-

@@ -30,7 +30,7 @@ from fleettop.service import FleetService
 
 log = logging.getLogger("fleettop.api")
 
-STOP_TIMEOUT_S = 5.0  # requests in flight get this long at shutdown, then are cut
+STOP_TIMEOUT_S = 5  # requests in flight get this long at shutdown, then are cut
 MAX_CONNECTIONS = 200  # past this many at once, a new request is answered 503
 
 
@@ -47,7 +47,7 @@ def bind_listener(listen: Listen, settings: ApiConfig, where: str) -> socket.soc
         infos = socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise UsageError(f"{where}: cannot resolve {listen.host!r}: {exc.strerror}") from None
-    loopback = all(ipaddress.ip_address(info[4][0].partition("%")[0]).is_loopback for info in infos)
+    loopback = all(ipaddress.ip_address(str(info[4][0]).partition("%")[0]).is_loopback for info in infos)
     if not loopback and not settings.named_tokens():
         raise UsageError(
             f"{where}: {listen} is not a loopback address: set api.token (or FLEETTOP_API__TOKEN) before serving it"
@@ -63,7 +63,9 @@ def bind_listener(listen: Listen, settings: ApiConfig, where: str) -> socket.soc
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        reason = "address already in use (another process listens there)" if exc.errno == errno.EADDRINUSE else exc.strerror
+        reason = (
+            "address already in use (another process listens there)" if exc.errno == errno.EADDRINUSE else exc.strerror
+        )
         raise UsageError(f"{where}: cannot listen on {listen}: {reason}") from None
     return sock
 
@@ -73,8 +75,13 @@ async def serving(service: FleetService, settings: ApiConfig, sock: socket.socke
     """The API served on `sock` for the duration of the context; yields its URL."""
     rows = Rows(service)
     config = uvicorn.Config(
-        build_app(service, rows, settings), log_config=None, access_log=False, lifespan="off",
-        limit_concurrency=MAX_CONNECTIONS, timeout_graceful_shutdown=STOP_TIMEOUT_S, server_header=False,
+        build_app(service, rows, settings),
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        limit_concurrency=MAX_CONNECTIONS,
+        timeout_graceful_shutdown=STOP_TIMEOUT_S,
+        server_header=False,
     )
     server = _Guest(config)
     host, port = sock.getsockname()[:2]

@@ -21,6 +21,7 @@ from fleettop.cli.repository import open_repository
 from fleettop.config import LoadedConfig
 from fleettop.domain import Sample
 from fleettop.errors import FleettopError, UnknownServer, UsageError
+from fleettop.figures import parse_time
 
 EXPORT_FIELDS = ["server", *SAMPLE_FIELDS]
 
