@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from fleettop import __version__
@@ -39,7 +39,6 @@ MAX_BODY = 64 * 1024  # no endpoint takes a body yet: anything larger is refused
 MAX_POINTS = 10_000  # history points in one answer
 DEFAULT_RANGE = timedelta(hours=1)
 SEED = "/api/v1/servers/metrics"  # the seed's paths, kept as its scripts call them
-ROWS = TypeAdapter(list[ServerView])
 
 
 class ApiError(HTTPException):
@@ -175,7 +174,7 @@ def build_app(service: FleetService, rows: Rows, settings: ApiConfig) -> FastAPI
 
     @app.get("/api/v1/servers", summary="Every server as the dashboard shows it", response_model=list[ServerView])
     async def servers(_: Caller) -> Response:
-        return Response(ROWS.dump_json(await rows.current()), media_type="application/json")
+        return Response(rows.json(await rows.current()), media_type="application/json")
 
     @app.get("/api/v1/servers/{name}", summary="One server: its row, 1 h and 24 h history, recent runs")
     async def server(name: str, _: Caller) -> ServerDetail:

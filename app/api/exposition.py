@@ -160,24 +160,26 @@ class Exposition:
     (the API's row snapshot hands out the same object until the server changes)."""
 
     def __init__(self) -> None:
-        self._lines: dict[int, tuple[ServerView, dict[Family, str]]] = {}
+        # Per server: the row its lines were made from, and its lines in PER_SERVER's order.
+        self._lines: dict[int, tuple[ServerView, tuple[str, ...]]] = {}
 
     def render(self, rows: Sequence[ServerView], queue: QueueStats | None, *, openmetrics: bool = False) -> bytes:
         """queue: None when it could not be read (its series are then left out)."""
         cached = self._lines
-        current: dict[int, tuple[ServerView, dict[Family, str]]] = {}
+        current: dict[int, tuple[ServerView, tuple[str, ...]]] = {}
         by_status = dict.fromkeys(ROW_STATUSES, 0)
         for row in rows:
             by_status[row.status] += 1
             entry = cached.get(row.server.id)
             if entry is None or entry[0] is not row:
-                entry = (row, row_lines(row))
+                lines = row_lines(row)
+                entry = (row, tuple(lines.get(family, "") for family in PER_SERVER))
             current[row.server.id] = entry
         self._lines = current  # servers gone are forgotten
         parts = []
-        for family in PER_SERVER:
+        for index, family in enumerate(PER_SERVER):
             parts.append(_header(family, openmetrics))
-            parts.extend(lines[family] for _, lines in current.values() if family in lines)
+            parts.extend(lines[index] for _, lines in current.values())
         parts.append(_header(SERVERS, openmetrics))
         parts.extend(_line(SERVERS, f'status="{status}"', count) for status, count in by_status.items())
         if queue is not None:

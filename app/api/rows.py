@@ -26,7 +26,7 @@ from fleettop.views import ServerView
 log = logging.getLogger("fleettop.api")
 
 FLUSH_EVERY_S = 0.5
-FULL_RELOAD_EVERY_S = 60.0
+FULL_RELOAD_EVERY_S = 300.0
 BULK_RELOAD = 200  # past this many changed servers one list_servers() beats reading each
 
 
@@ -38,6 +38,7 @@ class Rows:
         self._changed: set[int] = set()
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._json: dict[int, tuple[ServerView, bytes]] = {}
 
     async def start(self) -> None:
         self._tasks = [
@@ -55,7 +56,24 @@ class Rows:
             async with self._lock:
                 rows = self._rows if self._rows is not None else await self._reload()
         now = datetime.now(timezone.utc)
-        return [row.at(now) for row in rows.values()]
+        current = []
+        for server_id, row in rows.items():
+            aged = row.at(now)
+            if aged is not row:  # kept: the same row object until it changes again (formats are cached by it)
+                rows[server_id] = aged
+            current.append(aged)
+        return current
+
+    def json(self, rows: list[ServerView]) -> bytes:
+        """GET /api/v1/servers' body: each row's JSON made once per row object."""
+        made = self._json
+        self._json = {}
+        for row in rows:
+            entry = made.get(row.server.id)
+            if entry is None or entry[0] is not row:
+                entry = (row, row.model_dump_json().encode())
+            self._json[row.server.id] = entry
+        return b"[" + b",".join(encoded for _, encoded in self._json.values()) + b"]"
 
     async def _reload(self) -> dict[int, ServerView]:
         self._changed.clear()

@@ -46,7 +46,11 @@ async def test_redis_down_is_a_503_not_a_traceback(make_config, short_dir: Path,
             collect = await client.post("/api/v1/servers/metrics/collect-all")
             assert collect.status_code == 503 and collect.json()["error"].startswith("redis: ")
             health = await client.get("/healthz")
-            assert health.status_code == 503 and health.json() == {"redis": False, "database": True, "worker": "unknown"}
+            assert health.status_code == 503 and health.json() == {
+                "redis": False,
+                "database": True,
+                "worker": "unknown",
+            }
             assert worker.process.returncode is None
 
             private_redis.start()  # empty, as a crashed Redis comes back
