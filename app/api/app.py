@@ -9,11 +9,13 @@ over MAX_BODY, 503 Redis or the database away. Changes are audited as
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, which name
 # the local Caller dependency, at run time.
 
+import asyncio
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -38,7 +40,9 @@ log = logging.getLogger("fleettop.api")
 MAX_BODY = 64 * 1024  # no endpoint takes a body yet: anything larger is refused unread
 MAX_POINTS = 10_000  # history points in one answer
 DEFAULT_RANGE = timedelta(hours=1)
-SEED = "/api/v1/servers/metrics"  # the seed's paths, kept as its scripts call them
+RECENT_S = 1.0
+SEED = "/api/v1/servers/metrics"
+T = TypeVar("T")  # the seed's paths, kept as its scripts call them
 
 
 class ApiError(HTTPException):
@@ -81,10 +85,43 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class Recent(Generic[T]):
+    """What `read` answers, shared by the requests within `max_age` seconds of it, and read once
+    for the requests that come while it is being read. A failed read is nobody's answer."""
+
+    def __init__(self, read: Callable[[], Awaitable[T]], max_age: float):
+        self._read = read
+        self._max_age = max_age
+        self._value: tuple[float, T] | None = None
+        self._pending: asyncio.Future[T] | None = None
+
+    async def get(self) -> T:
+        if self._value is not None and time.monotonic() - self._value[0] < self._max_age:
+            return self._value[1]
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self._fetch())
+        return await asyncio.shield(self._pending)
+
+    def forget(self) -> None:
+        self._value = None
+
+    async def _fetch(self) -> T:
+        try:
+            value = await self._read()
+            self._value = (time.monotonic(), value)
+            return value
+        finally:
+            self._pending = None
+
+
 def build_app(service: FleetService, rows: Rows, settings: ApiConfig) -> FastAPI:
     tokens = Tokens(settings.named_tokens())
     bearer = HTTPBearer(auto_error=False, description="api.token, or one of api.tokens")
     exposition = Exposition()
+    # Read once for every request within a second: 200 clients polling the queue counts (or
+    # the aggregate, invalidated by each collection) cost one read a second, not 200.
+    stats = Recent(lambda: service.stats(cached=True), RECENT_S)
+    aggregated = Recent(service.aggregate, RECENT_S)
     host = socket.gethostname()
     app = FastAPI(
         title="fleettop",
@@ -127,7 +164,7 @@ def build_app(service: FleetService, rows: Rows, settings: ApiConfig) -> FastAPI
     async def metrics(request: Request) -> Response:
         openmetrics = wants_openmetrics(request.headers.get("accept"))
         current = await rows.current()
-        body = exposition.render(current, await service.stats(cached=True), openmetrics=openmetrics)
+        body = exposition.render(current, await stats.get(), openmetrics=openmetrics)
         return Response(body, media_type=OPENMETRICS_TYPE if openmetrics else TEXT_TYPE)
 
     app.add_api_route(
@@ -149,26 +186,29 @@ def build_app(service: FleetService, rows: Rows, settings: ApiConfig) -> FastAPI
 
     @app.get(f"{SEED}/queue/stats", summary="Queue counts, over every worker on this Redis")
     async def queue_stats(_: Caller) -> QueueStats:
-        return await service.stats()
+        return await stats.get()
 
     @app.post(f"{SEED}/queue/pause", summary="Pause collection, for every worker on this Redis")
     async def pause(name: Caller) -> Message:
         await service.pause(who=who(name))
+        stats.forget()  # the next read says so
         return Message(message="collection paused")
 
     @app.post(f"{SEED}/queue/resume", summary="Resume collection")
     async def resume(name: Caller) -> Message:
         await service.resume(who=who(name))
+        stats.forget()  # the next read says so
         return Message(message="collection resumed")
 
     @app.post(f"{SEED}/queue/clean", summary="Remove finished runs and job records past their limits")
     async def clean(name: Caller) -> Cleaned:
         cleaned = await service.clean(who=who(name))
+        stats.forget()
         return Cleaned(completedCleaned=cleaned.completed, failedCleaned=cleaned.failed)
 
     @app.get(f"{SEED}/aggregate", summary="Fleet totals and averages (cached for cache.aggregated_ttl)")
     async def aggregate(_: Caller) -> FleetAggregate:
-        return await service.aggregate()
+        return await aggregated.get()
 
     # -- servers -----------------------------------------------------------------------
 
