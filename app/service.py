@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -132,6 +132,13 @@ class FleetService:
     async def server_row(self, server_id: int) -> ServerView | None:
         server = await self.repo.get_server_by_id(server_id)
         return (await self._rows([server]))[0] if server else None
+
+    async def server_rows(self, server_ids: Iterable[int]) -> dict[int, ServerView | None]:
+        """server_row of each (None: no such server), with one Redis read for all of them."""
+        servers = {server_id: await self.repo.get_server_by_id(server_id) for server_id in server_ids}
+        rows = await self._rows([server for server in servers.values() if server is not None])
+        found = {row.server.id: row for row in rows}
+        return {server_id: found.get(server_id) for server_id in servers}
 
     async def server_detail(self, name: str, span: int = DAY_S, width: int = DEFAULT_POINTS) -> ServerDetail:
         """A server's row, recent runs, and its history over the last `span` seconds, at most

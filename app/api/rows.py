@@ -110,8 +110,7 @@ class Rows:
             await self._reload()
             return
         changed, self._changed = self._changed, set()
-        for server_id in changed:
-            row = await self.service.server_row(server_id)
+        for server_id, row in (await self.service.server_rows(changed)).items():
             if row is None:
                 rows.pop(server_id, None)
             else:
