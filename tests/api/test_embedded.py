@@ -4,6 +4,7 @@ as they were, and what it serves follows the collections without asking SQL for 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -73,3 +74,35 @@ async def test_rows_follow_each_collection(make_config, fleet):
             assert found["sim-0001"]["latest"]["load1"] >= 0
             metrics = (await client.get("/metrics")).text
             assert 'fleettop_up{server="sim-0001"} 1' in metrics and 'fleettop_up{server="sim-0002"} 0' in metrics
+
+
+async def test_the_dashboard_serves_the_api_beside_its_worker(make_config, short_dir):
+    """`fleettop --listen`: the dashboard's own worker collects, and the API answers from it."""
+    import argparse
+
+    from api_helpers import free_port
+
+    from fleettop import config
+    from fleettop.tui.app import dashboard_app
+
+    make_config(interval=3600)
+    loaded = config.load(short_dir / "config.yaml", environ={})
+    port = free_port()
+    app = dashboard_app(argparse.Namespace(no_worker=False, demo=None, listen=Listen("127.0.0.1", port)), loaded)
+    async with app.run_test(size=(120, 30)), httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+        async def answers() -> bool:
+            with contextlib.suppress(httpx.TransportError):
+                return (await client.get("/healthz")).json()["worker"] == "running"
+            return False
+
+        await wait_until(answers, 30)
+        assert (await client.post("/api/v1/servers/metrics/collect-all")).json() == {"queued": 4, "servers": 4}
+
+        async def collected() -> bool:
+            return {row["status"] for row in (await client.get("/api/v1/servers")).json()} == {"up"}
+
+        await wait_until(collected, 30)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as after:
+        with pytest.raises(httpx.ConnectError):  # gone with the dashboard
+            await after.get("/healthz")
