@@ -82,11 +82,17 @@ class Rows:
         return rows
 
     async def _follow_events(self) -> None:
-        async for event in self.service.events():
-            if event.kind in ("sample", "run") and event.server_id is not None:
-                self._changed.add(event.server_id)
-            elif event.kind in ("servers", "interrupted"):
-                self._rows = None  # interrupted: what Redis announces meanwhile goes unheard
+        while True:
+            try:
+                async for event in self.service.events():
+                    if event.kind in ("sample", "run") and event.server_id is not None:
+                        self._changed.add(event.server_id)
+                    elif event.kind in ("servers", "interrupted"):
+                        self._rows = None  # interrupted: what Redis announces meanwhile goes unheard
+            except Exception as exc:  # the stream itself failed: unheard changes, so a full reload
+                self._rows = None
+                log.warning("HTTP API: event stream lost (%s); listening again", exc)
+                await asyncio.sleep(1)
 
     async def _refresh(self) -> None:
         failing = False
