@@ -180,7 +180,7 @@ def build_app(service: FleetService, rows: Rows, settings: ApiConfig) -> FastAPI
 
     @app.post(f"{SEED}/collect-all", summary="Collect every enabled server now")
     async def collect_all(name: Caller) -> Queued:
-        servers = await service.repo.list_servers(enabled_only=True)
+        servers = await service.enabled_servers()
         queued = await service.collect_servers(servers, everything=True, who=who(name))
         return Queued(queued=queued, servers=len(servers))
 
