@@ -63,7 +63,10 @@ def parse_time(text: str | None, option: str, now: datetime | None = None) -> da
     now = now or datetime.now(UTC)
     match = _DURATION.match(text)
     if match:
-        return now - timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+        try:
+            return now - timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+        except OverflowError:
+            raise UsageError(f"{option} {text!r}: reaches back before the year 1") from None
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -124,6 +124,10 @@ async def test_wrong_input_is_a_json_error_with_its_status(make_config, short_di
             "/api/v1/servers/sim-0001/metrics", params={"since": "30d", "step": 1}, headers=bearer()
         )
         assert too_fine.status_code == 400 and "larger step" in too_fine.json()["error"]
+        too_old = await client.get("/api/v1/servers/sim-0001/metrics", params={"since": "10000000w"}, headers=bearer())
+        assert too_old.status_code == 400 and too_old.json() == {
+            "error": "since '10000000w': reaches back before the year 1"
+        }
         bad_step = await client.get("/api/v1/servers/sim-0001/metrics", params={"step": "x"}, headers=bearer())
         assert bad_step.status_code == 400 and bad_step.json()["error"].startswith("query.step:")
 
