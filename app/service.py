@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -20,7 +20,6 @@ from fleettop.domain import (
     CleanResult,
     CollectOutcome,
     FleetAggregate,
-    HistoryPoint,
     Metrics,
     QueueStats,
     Run,
@@ -37,7 +36,7 @@ from fleettop.queue import contract, control
 from fleettop.queue.contract import CollectContext
 from fleettop.queue.runtime import Runtime
 from fleettop.redis_server import RedisTarget, RedisUnavailable
-from fleettop.rollup import DAY_S, DEFAULT_POINTS, DISK_PREFIX
+from fleettop.rollup import DAY_S, DEFAULT_POINTS, DISK_PREFIX, Series
 from fleettop.secrets import SecretBox
 from fleettop.servers import ServerAdmin
 from fleettop.store.db import SQL_ERRORS, describe_error
@@ -174,11 +173,15 @@ class FleetService:
                     forecasts.setdefault(server_id, {})[mount] = seconds
         return forecasts
 
-    async def history(self, name: str, since: datetime, until: datetime, step: int | None = None) -> list[HistoryPoint]:
-        """A server's samples with since <= collected_at < until, oldest first; with `step`, one
-        point per `step` seconds (averages, and maxima in the *_max fields)."""
+    async def history(
+        self, name: str, metrics: Sequence[str], since: datetime, until: datetime, step: int | None = None
+    ) -> tuple[Server, list[Series]]:
+        """A server's metrics over [since, until), each from the tier that range needs, at most
+        DEFAULT_POINTS points or one every `step` seconds (as `fleettop history` reads them)."""
         server = await self.admin.get(name)
-        return await self.repo.history(server.id, since, until, bucket_s=step)
+        return server, [
+            await self.repo.history_series(server.id, metric, since, until, step=step) for metric in metrics
+        ]
 
     async def resolve(self, names: list[str]) -> list[Server]:
         """The named servers, or a UsageError naming those that do not exist."""

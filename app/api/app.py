@@ -29,9 +29,10 @@ from fleettop.api.auth import Tokens
 from fleettop.api.exposition import OPENMETRICS_TYPE, TEXT_TYPE, Exposition, wants_openmetrics
 from fleettop.api.rows import Rows
 from fleettop.config import ApiConfig
-from fleettop.domain import FleetAggregate, HistoryPoint, QueueStats
+from fleettop.domain import FleetAggregate, QueueStats
 from fleettop.errors import UnknownServer, UsageError
 from fleettop.figures import parse_time
+from fleettop.rollup import HOST_METRICS, history_document, is_metric, parse_duration
 from fleettop.service import FleetService
 from fleettop.views import ServerDetail, ServerView
 
@@ -39,7 +40,7 @@ log = logging.getLogger("fleettop.api")
 
 MAX_BODY = 64 * 1024  # no endpoint takes a body yet: anything larger is refused unread
 MAX_POINTS = 10_000  # history points in one answer
-DEFAULT_RANGE = timedelta(hours=1)
+DEFAULT_RANGE = timedelta(days=1)  # as `fleettop history`
 RECENT_S = 1.0
 SEED = "/api/v1/servers/metrics"
 T = TypeVar("T")  # the seed's paths, kept as its scripts call them
@@ -67,12 +68,26 @@ class Cleaned(BaseModel):
     failedCleaned: int  # noqa: N815
 
 
+class HistoryPoint(BaseModel):
+    at: str  # ISO-8601, as `fleettop history --json`: the sample's time, or its bucket's start
+    n: int  # samples in it
+    min: float | None
+    avg: float | None
+    max: float | None
+
+
+class HistorySeries(BaseModel):
+    metric: str
+    points: list[HistoryPoint]
+
+
 class History(BaseModel):
     server: str
-    since: datetime
-    until: datetime
-    step: int | None = Field(description="seconds per point (averages, maxima in *_max); null: every sample")
-    points: list[HistoryPoint]
+    tier: str = Field(description="raw, 5m or 1h: where the points were read")
+    step: int = Field(description="seconds per point")
+    since: str
+    until: str
+    series: list[HistorySeries]
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -225,27 +240,36 @@ def build_app(service: FleetService, rows: Rows, settings: ApiConfig) -> FastAPI
         found = await service.resolve([name])
         return Queued(queued=await service.collect_servers(found, everything=False, who=who(caller_name)), servers=1)
 
-    @app.get("/api/v1/servers/{name}/metrics", summary="A server's history")
+    @app.get("/api/v1/servers/{name}/metrics", summary="A server's history, as `fleettop history --json`")
     async def history(
         name: str,
         _: Caller,
         since: Annotated[
-            str | None, Query(description="30m, 24h, 7d (that long ago) or ISO-8601; default 1 h ago")
+            str | None, Query(description="30m, 24h, 7d (that long ago) or ISO-8601; default 24 h ago")
         ] = None,
         until: Annotated[str | None, Query(description="as since; default now")] = None,
-        step: Annotated[int | None, Query(ge=1, description="seconds per point; default every sample")] = None,
+        step: Annotated[str | None, Query(description="a duration per point (5m, 1h); default: 200 points")] = None,
+        metric: Annotated[
+            list[str] | None, Query(description=f"{', '.join(HOST_METRICS)} or disk:MOUNT; default all but disks")
+        ] = None,
     ) -> History:
         now = datetime.now(timezone.utc)
         end = parse_time(until, "until", now) or now
         start = parse_time(since, "since", now) or end - DEFAULT_RANGE
         if start >= end:
             raise UsageError("since must be before until")
-        if step is not None and (end - start).total_seconds() / step > MAX_POINTS:
+        try:
+            seconds = None if step is None else parse_duration(step)
+        except ValueError as exc:
+            raise UsageError(f"step: {exc}") from None
+        if seconds is not None and (end - start).total_seconds() / seconds > MAX_POINTS:
             raise UsageError(f"more than {MAX_POINTS} points: give a larger step")
-        points = await service.history(name, start, end, step)
-        if len(points) > MAX_POINTS:
-            raise UsageError(f"{len(points)} samples, more than {MAX_POINTS}: give a step (seconds per point)")
-        return History(server=name, since=start, until=end, step=step, points=points)
+        metrics = metric or list(HOST_METRICS)
+        unknown = [name for name in metrics if not is_metric(name)]
+        if unknown:
+            raise UsageError(f"metric {unknown[0]!r}: one of {', '.join(HOST_METRICS)}, or disk:MOUNT (disk:/var)")
+        server, series = await service.history(name, metrics, start, end, seconds)
+        return History.model_validate(history_document(server.name, series))
 
     # -- errors, as {"error": ...} -----------------------------------------------------
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from fleettop.cli.history import export_rollups, parse_step, parse_time
+from fleettop.cli.history import export_rollups, parse_step
 from fleettop.cli.output import SAMPLE_FIELDS, sample_record
 from fleettop.cli.repository import open_repository
 from fleettop.config import LoadedConfig

@@ -3,6 +3,7 @@ loopback port, with real Redis, SQLite or PostgreSQL and simulated SSH hosts, as
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -61,12 +62,27 @@ async def test_every_endpoint_with_the_seeds_shapes(database_url, make_config, s
         history = (
             await client.get(f"/api/v1/servers/{names[0]}/metrics", params={"since": "1h"}, headers=bearer())
         ).json()
-        assert history["server"] == names[0] and history["step"] is None and len(history["points"]) >= 1
-        assert history["points"][0]["cpu"] is not None
+        assert history["server"] == names[0] and history["tier"] == "raw"
+        assert [one["metric"] for one in history["series"]] == [
+            "cpu",
+            "ram",
+            "swap",
+            "disk",
+            "load1",
+            "net_rx",
+            "net_tx",
+        ]
+        cpu = history["series"][0]["points"]
+        assert len(cpu) >= 1 and cpu[0]["n"] >= 1 and 0 <= cpu[0]["avg"] <= 100
+        code, stdout, _ = await run_fleettop(short_dir / "config.yaml", "history", names[0], "--since", "1h", "--json")
+        assert code == 0 and json.loads(stdout)["series"] == history["series"]  # as `fleettop history --json`
         bucketed = await client.get(
-            f"/api/v1/servers/{names[0]}/metrics", params={"since": "2h", "until": "0s", "step": 600}, headers=bearer()
+            f"/api/v1/servers/{names[0]}/metrics",
+            params={"since": "2h", "until": "0s", "step": "10m", "metric": ["ram", "disk:/"]},
+            headers=bearer(),
         )
         assert bucketed.status_code == 200 and bucketed.json()["step"] == 600
+        assert [one["metric"] for one in bucketed.json()["series"]] == ["ram", "disk:/"]
 
         scraped = await client.get("/metrics", headers=bearer())
         assert scraped.headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -121,15 +137,17 @@ async def test_wrong_input_is_a_json_error_with_its_status(make_config, short_di
         )
         assert backwards.status_code == 400 and backwards.json() == {"error": "since must be before until"}
         too_fine = await client.get(
-            "/api/v1/servers/sim-0001/metrics", params={"since": "30d", "step": 1}, headers=bearer()
+            "/api/v1/servers/sim-0001/metrics", params={"since": "30d", "step": "1s"}, headers=bearer()
         )
         assert too_fine.status_code == 400 and "larger step" in too_fine.json()["error"]
         too_old = await client.get("/api/v1/servers/sim-0001/metrics", params={"since": "10000000w"}, headers=bearer())
         assert too_old.status_code == 400 and too_old.json() == {
             "error": "since '10000000w': reaches back before the year 1"
         }
+        bad_metric = await client.get("/api/v1/servers/sim-0001/metrics", params={"metric": "temp"}, headers=bearer())
+        assert bad_metric.status_code == 400 and bad_metric.json()["error"].startswith("metric 'temp': one of cpu")
         bad_step = await client.get("/api/v1/servers/sim-0001/metrics", params={"step": "x"}, headers=bearer())
-        assert bad_step.status_code == 400 and bad_step.json()["error"].startswith("query.step:")
+        assert bad_step.status_code == 400 and bad_step.json()["error"].startswith("step: ")
 
         oversize = await client.post(f"{SEED}/queue/pause", headers=bearer(), content=b"x" * (64 * 1024 + 1))
         assert oversize.status_code == 413 and oversize.json() == {"error": "request body over 65536 bytes"}
