@@ -153,13 +153,14 @@ class Cache:
     def _latest_key(self, server_id: int) -> str:
         return f"{self.prefix}metrics:latest:{server_id}"
 
-    async def record_collected(self, sample: Sample) -> None:
-        """After a successful collection, in one round trip: the latest sample, the run's
-        outcome (ok) and count, the aggregate dropped, and the "sample" event published."""
+    async def record_collected(self, sample: Sample, duration_s: float | None = None) -> None:
+        """After a successful collection (that took `duration_s`), in one round trip: the latest
+        sample, the run's outcome (ok) and count, the aggregate dropped, and the "sample" event published."""
         ttl = self.settings.cache.latest_ttl
+        outcome = RunOutcome(status="ok", duration_s=duration_s)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(self._latest_key(sample.server_id), sample.model_dump_json(), ex=ttl)
-            pipe.set(self._outcome_key(sample.server_id), RunOutcome(status="ok").model_dump_json(), ex=ttl)
+            pipe.set(self._outcome_key(sample.server_id), outcome.model_dump_json(), ex=ttl)
             pipe.hincrby(self._counts_key, "completed", 1)
             pipe.delete(self._aggregate_key)
             pipe.publish(self.events_channel, Event(kind="sample", server_id=sample.server_id).model_dump_json())

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
@@ -219,6 +219,79 @@ class SSHConfig(_Section):
         return None if value is None else check_username(value)
 
 
+class Listen(NamedTuple):
+    """Where the HTTP API listens: api.listen or --listen, "HOST:PORT" ("[::1]:9105" for IPv6)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(text: str) -> Listen:
+    """ "HOST:PORT" as a Listen, or a ValueError saying what is wrong."""
+    host, colon, port = text.strip().rpartition(":")
+    if not colon or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"must be HOST:PORT with a port of 1-65535, such as 127.0.0.1:9105 (got {text!r})")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"an IPv6 address is written in brackets, such as [::1]:9105 (got {text!r})")
+    return Listen(check_host(host), int(port))
+
+
+TOKEN_MIN_LENGTH = 16
+_TOKEN_RE = re.compile(r"[\x21-\x7e]+")  # what a Bearer header carries as one word
+
+
+def check_token(value: str) -> str:
+    if len(value) < TOKEN_MIN_LENGTH or not _TOKEN_RE.fullmatch(value):
+        raise ValueError(
+            f"must be at least {TOKEN_MIN_LENGTH} printable ASCII characters without spaces (such as the output of: openssl rand -hex 32)"
+        )
+    return value
+
+
+class ApiConfig(_Section):
+    """The HTTP API and /metrics, served by `fleettop` and `fleettop --headless` when listen is set."""
+
+    listen: str | None = None  # "HOST:PORT"; null: no API
+    token: str | None = None  # the bearer token of name "api"
+    tokens: dict[str, str] = Field(default_factory=dict)  # more tokens, by name (the name is audited)
+    metrics_public: bool = False  # /metrics without a token
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        return None if value is None else str(parse_listen(value))
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: str | None) -> str | None:
+        return None if value is None else check_token(value)
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, token in value.items():
+            try:
+                check_name(name)
+            except ValueError as exc:
+                raise ValueError(f"token name {name!r} {exc}") from None
+            try:
+                check_token(token)
+            except ValueError as exc:
+                raise ValueError(f"token {name!r} {exc}") from None
+        if len(set(value.values())) < len(value):
+            raise ValueError("two names share one token: the audit log could not tell them apart")
+        return value
+
+    def named_tokens(self) -> dict[str, str]:
+        """Every token by its name (api.token is named "api")."""
+        return {**({"api": self.token} if self.token else {}), **self.tokens}
+
+
 class RetentionConfig(_Section):
     """How long each tier of the history is kept, in days (purged hourly by a worker)."""
 
@@ -299,6 +372,7 @@ class Settings(_Section):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     ssh: SSHConfig = Field(default_factory=SSHConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
     servers: list[ServerConfig] = Field(default_factory=list)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
@@ -478,11 +552,13 @@ def _url_has_password(url: str | None) -> bool:
 
 
 def _holds_password(data: Any) -> bool:
-    """Whether a config document carries a password (in database.url or redis.url), or
-    notify.urls (apprise URLs carry tokens and passwords)."""
+    """Whether a config document carries a password (in database.url or redis.url), an API
+    token, or notify.urls (apprise URLs carry tokens and passwords)."""
     if not isinstance(data, dict):
         return False
-    notify = data.get("notify")
+    api, notify = data.get("api"), data.get("notify")
+    if isinstance(api, dict) and (api.get("token") or api.get("tokens")):
+        return True
     if isinstance(notify, dict) and notify.get("urls"):
         return True
     urls = []

@@ -228,6 +228,17 @@ class FleetAggregate(BaseModel):
     avg_disk: float | None = None
 
 
+class CleanResult(BaseModel):
+    """What a queue clean removed: finished runs and job records, completed and failed."""
+
+    completed: int = 0
+    failed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.completed + self.failed
+
+
 class QueueStats(BaseModel):
     waiting: int = 0
     active: int = 0
@@ -243,6 +254,7 @@ class RunOutcome(BaseModel):
 
     status: Literal["ok", "failed"]
     error: str | None = None
+    duration_s: float | None = None  # how long the run took (None: cached before it was recorded)
 
 
 class AuditEntry(BaseModel):

@@ -9,8 +9,11 @@ name every unit ("20h23m", "302d07h"), so none reads as a time of day.
 from __future__ import annotations
 
 import math
+import re
+from datetime import UTC, datetime, timedelta
 
 from fleettop.domain import shown_disk_percent
+from fleettop.errors import UsageError
 
 SIZE_UNITS = ("B", "Ki", "Mi", "Gi", "Ti", "Pi")
 
@@ -46,3 +49,32 @@ def duration(seconds: float) -> str:
         return f"{hours}h{minutes:02d}m"
     days, hours = divmod(hours, 24)
     return f"{days}d{hours:02d}h"
+
+
+# A time as the CLI's --since/--until and the HTTP API's since/until take it.
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_seconds(text: str) -> float | None:
+    """'90s', '30m', '2h', '7d', '2w' in seconds; None when it is not one."""
+    match = _DURATION.match(text)
+    return float(match[1]) * _UNIT_SECONDS[match[2]] if match else None
+
+
+def parse_time(text: str | None, option: str, now: datetime | None = None) -> datetime | None:
+    """'30m', '24h', '7d', '2w' (that long ago) or an ISO-8601 time (UTC unless it says otherwise)."""
+    if text is None:
+        return None
+    now = now or datetime.now(UTC)
+    seconds = duration_seconds(text)
+    if seconds is not None:
+        try:
+            return now - timedelta(seconds=seconds)
+        except OverflowError:
+            raise UsageError(f"{option} {text!r}: reaches back before the year 1") from None
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: give a duration such as 30m, 24h, 7d or an ISO-8601 time") from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

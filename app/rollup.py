@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 # The per-server metrics kept in the rollups; each mount's disk % is kept beside them.
 # "disk" is the fullest mount (as the dashboard's column), net_* are bytes per second.
@@ -259,3 +261,26 @@ def format_duration(seconds: int) -> str:
         if seconds % DURATION_UNITS[unit] == 0:
             return f"{seconds // DURATION_UNITS[unit]}{unit}"
     return f"{seconds}s"
+
+
+def iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def history_document(server: str, series: Sequence[Series]) -> dict[str, Any]:
+    """Series of one server as `fleettop history --json` and the HTTP API give them."""
+    first = series[0]
+    return {
+        "server": server,
+        "tier": first.tier,
+        "step": first.step,
+        "since": iso(first.since),
+        "until": iso(first.until),
+        "series": [
+            {
+                "metric": one.metric,
+                "points": [{"at": iso(p.at), "n": p.n, "min": p.min, "avg": p.avg, "max": p.max} for p in one.points],
+            }
+            for one in series
+        ],
+    }

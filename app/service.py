@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -16,8 +16,9 @@ from redis.exceptions import RedisError
 
 from fleettop.alerting import RESOLVED_SHOWN, AlertRecord, SilenceRecord
 from fleettop.cache import Event, ServerList
-from fleettop.config import ServerConfig
+from fleettop.config import ServerConfig, redact_url
 from fleettop.domain import (
+    CleanResult,
     CollectOutcome,
     FleetAggregate,
     Metrics,
@@ -36,11 +37,13 @@ from fleettop.queue import contract, control
 from fleettop.queue.contract import CollectContext
 from fleettop.queue.notifier import send_test
 from fleettop.queue.runtime import Runtime
-from fleettop.redis_server import RedisTarget
-from fleettop.rollup import DAY_S, DEFAULT_POINTS, DISK_PREFIX
+from fleettop.redis_server import RedisTarget, RedisUnavailable
+from fleettop.rollup import DAY_S, DEFAULT_POINTS, DISK_PREFIX, Series
 from fleettop.secrets import SecretBox
 from fleettop.servers import ServerAdmin
+from fleettop.store.db import SQL_ERRORS, describe_error
 from fleettop.tasks import cancel_and_wait
+from fleettop.text import first_line
 from fleettop.views import HistoryCharts, HostKeyCheck, ServerDetail, ServerView, status_of
 
 if TYPE_CHECKING:
@@ -57,6 +60,21 @@ HEALTH_TIMEOUT_S = 3.0  # a health check longer than this is an answer: "down"
 AUDIT_EVERY_S = 1.0  # a worker records the audit entries attached commands left in Redis this often
 
 
+# What Redis or the database being away (or refusing) raises: no bug, an outage to report.
+OUTAGES: tuple[type[Exception], ...] = (RedisError, RedisUnavailable, *SQL_ERRORS, OSError, TimeoutError)
+
+
+def describe_outage(exc: BaseException) -> str:
+    """One line naming what is away and why, as the driver says it (no password: URLs redacted)."""
+    if isinstance(exc, (RedisError, RedisUnavailable)):
+        said = f"redis: {first_line(exc)}"
+    elif isinstance(exc, SQL_ERRORS):
+        said = f"database: {describe_error(exc)}"
+    else:
+        said = first_line(exc) or type(exc).__name__
+    return redact_url(said)
+
+
 def refuse_disabled(servers: list[Server]) -> None:
     """A UsageError naming the disabled ones among these servers: never collected, whatever asks."""
     disabled = [server.name for server in servers if not server.enabled]
@@ -69,6 +87,9 @@ def refuse_disabled(servers: list[Server]) -> None:
 
 
 class FleetService:
+    OUTAGES = OUTAGES
+    describe_outage = staticmethod(describe_outage)
+
     def __init__(self, deps: CollectContext, secrets: SecretBox, redis: RedisTarget, config_path: Path):
         self.context = deps  # what the jobs run with: repo, cache, prober, queues
         self.settings = deps.settings
@@ -114,6 +135,13 @@ class FleetService:
     async def server_row(self, server_id: int) -> ServerView | None:
         server = await self.repo.get_server_by_id(server_id)
         return (await self._rows([server]))[0] if server else None
+
+    async def server_rows(self, server_ids: Iterable[int]) -> dict[int, ServerView | None]:
+        """server_row of each (None: no such server), with one Redis read for all of them."""
+        servers = {server_id: await self.repo.get_server_by_id(server_id) for server_id in server_ids}
+        rows = await self._rows([server for server in servers.values() if server is not None])
+        found = {row.server.id: row for row in rows}
+        return {server_id: found.get(server_id) for server_id in servers}
 
     async def server_detail(self, name: str, span: int = DAY_S, width: int = DEFAULT_POINTS) -> ServerDetail:
         """A server's row, recent runs, and its history over the last `span` seconds, at most
@@ -175,6 +203,16 @@ class FleetService:
                 if seconds is not None:
                     forecasts.setdefault(server_id, {})[mount] = seconds
         return forecasts
+
+    async def history(
+        self, name: str, metrics: Sequence[str], since: datetime, until: datetime, step: int | None = None
+    ) -> tuple[Server, list[Series]]:
+        """A server's metrics over [since, until), each from the tier that range needs, at most
+        DEFAULT_POINTS points or one every `step` seconds (as `fleettop history` reads them)."""
+        server = await self.admin.get(name)
+        return server, [
+            await self.repo.history_series(server.id, metric, since, until, step=step) for metric in metrics
+        ]
 
     async def resolve(self, names: list[str]) -> list[Server]:
         """The named servers, or a UsageError naming those that do not exist."""
@@ -296,10 +334,12 @@ class FleetService:
         servers = await self.resolve(names) if names is not None else await self.repo.list_servers(enabled_only=True)
         return await self.collect_servers(servers, everything=names is None)
 
-    async def collect_servers(self, servers: list[Server], *, everything: bool) -> int:
-        """collect_now of servers already looked up (everything: all the enabled ones)."""
+    async def collect_servers(self, servers: list[Server], *, everything: bool, who: str | None = None) -> int:
+        """collect_now of servers already looked up (everything: all the enabled ones). `who`:
+        the audit log's actor when not this process's user (an API token's name)."""
         refuse_disabled(servers)
-        await self.repo.audit(*control.collect_audit([server.name for server in servers], everything=everything))
+        action = control.collect_audit([server.name for server in servers], everything=everything)
+        await self.repo.audit(*action, who=who)
         return await control.collect_now(self.context, [server.id for server in servers])
 
     async def wait_collected(
@@ -344,20 +384,20 @@ class FleetService:
                 )
         return outcomes
 
-    async def pause(self) -> None:
+    async def pause(self, who: str | None = None) -> None:
         await control.pause(self.context)
-        await self.repo.audit("queue.pause", "queue")
+        await self.repo.audit("queue.pause", "queue", who=who)
 
-    async def resume(self) -> None:
+    async def resume(self, who: str | None = None) -> None:
         await control.resume(self.context)
-        await self.repo.audit("queue.resume", "queue")
+        await self.repo.audit("queue.resume", "queue", who=who)
 
     async def is_paused(self) -> bool:
         return await self.cache.is_paused()
 
-    async def clean(self) -> int:
+    async def clean(self, who: str | None = None) -> CleanResult:
         removed = await control.clean(self.context)
-        await self.repo.audit("queue.clean", "queue", f"{removed} removed")
+        await self.repo.audit("queue.clean", "queue", f"{removed.total} removed", who=who)
         return removed
 
     async def clear_cache(self) -> int:
@@ -366,8 +406,10 @@ class FleetService:
         await self.repo.audit("cache.clear", "cache", f"{removed} keys")
         return removed
 
-    async def stats(self) -> QueueStats:
-        return await control.stats(self.context)
+    async def stats(self, *, cached: bool = False) -> QueueStats:
+        """cached: the run history's counts as Redis keeps them up (read from SQL only when
+        they are not there), for a caller as frequent as a Prometheus scrape."""
+        return await control.stats(self.context, cached=cached)
 
     async def aggregate(self) -> FleetAggregate:
         return await self.cache.aggregate(self.repo.aggregate)
@@ -490,8 +532,10 @@ class FleetService:
     async def _last_outcome(self, server_id: int) -> RunOutcome | None:
         runs = await self.repo.recent_runs(server_id, 2)
         finished = next((run for run in runs if run.status != "running"), None)
-        return (
-            RunOutcome(status="ok" if finished.status == "ok" else "failed", error=finished.error) if finished else None
+        if finished is None:
+            return None
+        return RunOutcome(
+            status="ok" if finished.status == "ok" else "failed", error=finished.error, duration_s=finished.duration_s
         )
 
     async def _filling(self) -> dict[int, dict[str, float]]:
@@ -532,6 +576,7 @@ class FleetService:
                     next_run_at=next_runs.get(server.id),
                     firing=firing.get(server.id, 0),
                     disk_full=filling.get(server.id, {}),
+                    last_duration_s=outcome.duration_s if outcome else None,
                 )
             )
         return rows

@@ -34,6 +34,7 @@ class ServerView(BaseModel):
     firing: int = 0  # alerts firing (fleettop.alerting)
     # Mounts that will be full within alerts.disk_full_within, by the forecast: seconds to full.
     disk_full: dict[str, float] = Field(default_factory=dict)
+    last_duration_s: float | None = None  # how long the last finished run took, ok or failed
 
     def at(self, now: datetime) -> ServerView:
         """This row as it stands at `now`. Time alone turns a server whose last run succeeded

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from redis.exceptions import RedisError
 
 from fleettop import logs
 from fleettop.cache import Cache
-from fleettop.config import LoadedConfig, ServerConfig, Settings
+from fleettop.config import Listen, LoadedConfig, ServerConfig, Settings, parse_listen
 from fleettop.probe import Prober
 from fleettop.queue.contract import CollectContext
 from fleettop.queue.worker import Lanes
@@ -42,14 +43,38 @@ log = logging.getLogger("fleettop.service")
 DEMO_FINE_DAYS = 7  # 5-minute buckets for the last week: the 24 h and 7 d charts read them
 
 
+def bind_api(loaded: LoadedConfig, listen: Listen | None) -> socket.socket | None:
+    """The HTTP API's listening socket, when --listen (`listen`) or api.listen asks for one:
+    bound before anything starts, so that a port in use, or an address other than loopback
+    without a token, is a one-line error (exit 2) rather than a worker that dies after starting."""
+    api = loaded.settings.api
+    if listen is not None:
+        where = "--listen"
+    elif api.listen is not None:
+        listen, where = parse_listen(api.listen), f"{loaded.where(['api', 'listen'])}api.listen"
+    else:
+        return None
+    from fleettop.api.server import bind_listener  # FastAPI and uvicorn: only when the API is asked for
+
+    return bind_listener(listen, api, where)
+
+
 @contextlib.asynccontextmanager
 async def open_service(
-    loaded: LoadedConfig, *, worker: bool, demo: int | None = None, long_running: bool = False
+    loaded: LoadedConfig,
+    *,
+    worker: bool,
+    demo: int | None = None,
+    long_running: bool = False,
+    api: socket.socket | None = None,
 ) -> AsyncIterator[FleetService]:
     """The service for this config, open for the duration of the context. `long_running` (a
-    dashboard, a headless worker): an embedded Redis that dies meanwhile is started again."""
+    dashboard, a headless worker): an embedded Redis that dies meanwhile is started again.
+    `api`: a socket from bind_api, where the HTTP API is served while the service is open."""
     settings = loaded.settings
     async with contextlib.AsyncExitStack() as stack:
+        if api is not None:
+            stack.callback(api.close)
         demo_servers: list[ServerConfig] = []
         fleet: SimFleet | None = None
         if demo:
@@ -91,6 +116,10 @@ async def open_service(
         stack.push_async_callback(service.stop_worker)
         if worker:
             await service.start_worker()
+        if api is not None:
+            from fleettop.api.server import serving
+
+            await stack.enter_async_context(serving(service, settings.api, api))
         yield service
 
 

@@ -64,3 +64,16 @@ def test_the_attached_cli_path_imports_no_database_ssh_or_ui():
         """
     )
     subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_the_http_api_is_imported_only_when_served():
+    """FastAPI, Starlette and uvicorn (~0.25 s of imports) load only with api.listen or --listen."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import fleettop.cli, fleettop.cli.headless, fleettop.cli.collect, fleettop.wiring, fleettop.service
+        loaded = sorted({name.split(".")[0] for name in sys.modules} & {"fastapi", "starlette", "uvicorn", "prometheus_client"})
+        assert not loaded, loaded
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)

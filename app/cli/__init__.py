@@ -17,7 +17,7 @@ from typing import Any
 
 from fleettop import __version__, config
 from fleettop.alerting import RULES
-from fleettop.errors import FleettopError
+from fleettop.errors import FleettopError, UsageError
 from fleettop.text import clean
 
 # A coroutine, not any awaitable: asyncio.run takes only those.
@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_demo_hosts,
         metavar="N",
         help=f"monitor N simulated hosts, at most {MAX_DEMO_HOSTS} (a first look; nothing is stored in your database)",
+    )
+    parser.add_argument(
+        "--listen",
+        type=_listen,
+        metavar="HOST:PORT",
+        help="serve the HTTP API and Prometheus /metrics there, beside the dashboard or --headless (as api.listen)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -195,6 +201,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _listen(text: str) -> config.Listen:
+    try:
+        return config.parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _demo_hosts(text: str) -> int:
     try:
         value = int(text)
@@ -279,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fleettop: {line}", file=sys.stderr)
         return 2
     try:
+        if args.listen is not None and args.command is not None:
+            raise UsageError(
+                f"--listen serves the API from `fleettop` or `fleettop --headless`, not from `{args.command}`"
+            )
         handler = _handler(args)
         _settle_imports()
         return asyncio.run(handler(args, loaded))

@@ -8,11 +8,12 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from fleettop.alerting import RESOLVED_SHOWN, AlertRecord, SilenceRecord, shown
-from fleettop.cli.output import duration_seconds, one_line_errors
+from fleettop.cli.output import one_line_errors
 from fleettop.cli.repository import open_repository
 from fleettop.config import LoadedConfig
 from fleettop.domain import actor
 from fleettop.errors import UsageError
+from fleettop.figures import duration_seconds
 from fleettop.text import clean
 
 MAX_SILENCE_S = 366 * 86400

@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from fleettop.cli.history import export_rollups, parse_step, parse_time
+from fleettop.cli.history import export_rollups, parse_step
 from fleettop.cli.output import SAMPLE_FIELDS, sample_record
 from fleettop.cli.repository import open_repository
 from fleettop.config import LoadedConfig
 from fleettop.domain import Sample
 from fleettop.errors import FleettopError, UnknownServer, UsageError
+from fleettop.figures import parse_time
 
 EXPORT_FIELDS = ["server", *SAMPLE_FIELDS]
 

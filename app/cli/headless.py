@@ -18,15 +18,16 @@ async def cmd_headless(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     import signal
 
     from fleettop import logs
-    from fleettop.wiring import open_service
+    from fleettop.wiring import bind_api, open_service
 
     logs.configure(sys.stdout)
+    api = bind_api(loaded, args.listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with open_service(loaded, worker=True, demo=args.demo, long_running=True) as service:
+        async with open_service(loaded, worker=True, demo=args.demo, long_running=True, api=api) as service:
             log.info("headless: %s, concurrency %d", service.redis.describe(), loaded.settings.worker.concurrency)
             if loaded.missing_note:
                 log.info("%s", loaded.missing_note)

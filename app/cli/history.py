@@ -12,30 +12,24 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fleettop.cli.output import duration_seconds
 from fleettop.cli.repository import open_repository
 from fleettop.config import LoadedConfig
 from fleettop.errors import UnknownServer, UsageError
-from fleettop.rollup import DISK_PREFIX, HOST_METRICS, Series, format_duration, is_metric, parse_duration
+from fleettop.figures import parse_time
+from fleettop.rollup import (
+    DISK_PREFIX,
+    HOST_METRICS,
+    Series,
+    format_duration,
+    history_document,
+    is_metric,
+    iso,
+    parse_duration,
+)
 from fleettop.store.repo import Repository
 from fleettop.text import clean
 
 DEFAULT_SPAN = timedelta(days=1)
-
-
-def parse_time(text: str | None, option: str, now: datetime | None = None) -> datetime | None:
-    """'30m', '24h', '7d', '2w' (that long ago) or an ISO-8601 time (UTC unless it says otherwise)."""
-    if text is None:
-        return None
-    now = now or datetime.now(UTC)
-    seconds = duration_seconds(text)
-    if seconds is not None:
-        return now - timedelta(seconds=seconds)
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"{option} {text!r}: give a duration such as 30m, 24h, 7d or an ISO-8601 time") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 POINT_FIELDS = ("at", "metric", "n", "min", "avg", "max")
@@ -89,7 +83,7 @@ async def cmd_history(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 
 def _print(args: argparse.Namespace, name: str, series: list[Series], mounts: list[str]) -> None:
     if args.json:
-        print(json.dumps(_document(name, series), indent=2))
+        print(json.dumps(history_document(name, series), indent=2))
     elif args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(POINT_FIELDS)
@@ -98,38 +92,16 @@ def _print(args: argparse.Namespace, name: str, series: list[Series], mounts: li
         _print_table(name, series, mounts)
 
 
-def _document(name: str, series: list[Series]) -> dict[str, Any]:
-    first = series[0]
-    return {
-        "server": name,
-        "tier": first.tier,
-        "step": first.step,
-        "since": _iso(first.since),
-        "until": _iso(first.until),
-        "series": [
-            {
-                "metric": one.metric,
-                "points": [{"at": _iso(p.at), "n": p.n, "min": p.min, "avg": p.avg, "max": p.max} for p in one.points],
-            }
-            for one in series
-        ],
-    }
-
-
 def _csv_rows(series: list[Series], server: str | None = None) -> list[list[Any]]:
     prefix = [server] if server is not None else []
-    return [[*prefix, _iso(p.at), one.metric, p.n, p.min, p.avg, p.max] for one in series for p in one.points]
-
-
-def _iso(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat()
+    return [[*prefix, iso(p.at), one.metric, p.n, p.min, p.avg, p.max] for one in series for p in one.points]
 
 
 def _print_table(name: str, series: list[Series], mounts: list[str]) -> None:
     """One line a point: each metric's average, or with one metric its min, avg and max."""
     first = series[0]
     tier = {"raw": "raw samples", "5m": "5-minute buckets", "1h": "1-hour buckets"}[first.tier]
-    print(f"{clean(name)}: {_iso(first.since)} to {_iso(first.until)}, every {format_duration(first.step)} ({tier})")
+    print(f"{clean(name)}: {iso(first.since)} to {iso(first.until)}, every {format_duration(first.step)} ({tier})")
     if not any(one.points for one in series):
         known = ", ".join(DISK_PREFIX + clean(mount) for mount in mounts) or "none yet"
         print(f"no history in this range (mounts with history: {known})")

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import functools
 import os
-import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -15,15 +14,6 @@ from fleettop.config import LoadedConfig
 from fleettop.domain import Sample
 from fleettop.errors import FleettopError, UsageError
 from fleettop.text import first_line
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def duration_seconds(text: str) -> float | None:
-    """'90s', '30m', '2h', '7d', '2w' in seconds; None when it is not one."""
-    match = _DURATION.match(text)
-    return float(match[1]) * _UNIT_SECONDS[match[2]] if match else None
 
 
 def one_line_errors(

@@ -45,7 +45,7 @@ async def cmd_queue(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             paused = args.action == "pause"
             print(json.dumps({"paused": paused}) if args.json else ("paused" if paused else "resumed"))
         else:
-            removed = await service.clean()
+            removed = (await service.clean()).total
             print(
                 json.dumps({"removed": removed})
                 if args.json

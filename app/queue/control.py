@@ -19,7 +19,7 @@ from saq.job import TERMINAL_STATUSES, Job, Status
 from saq.utils import now as now_ms
 
 from fleettop.cache import Cache, Event
-from fleettop.domain import QueueStats
+from fleettop.domain import CleanResult, QueueStats
 from fleettop.queue.contract import CollectContext, job_options
 
 if t.TYPE_CHECKING:
@@ -198,10 +198,13 @@ async def resume(deps: CollectContext) -> None:
     await deps.cache.publish(Event(kind="queue"))
 
 
-async def stats(deps: CollectContext) -> QueueStats:
-    """The counts, the run history's from SQL (and cached for queue_stats)."""
-    runs = await deps.repo.run_counts()
-    await deps.cache.set_run_counts(runs)
+async def stats(deps: CollectContext, *, cached: bool = False) -> QueueStats:
+    """The counts, the run history's from SQL (and cached for queue_stats); with `cached`, from
+    that cache when it holds them."""
+    runs = await deps.cache.run_counts() if cached else None
+    if runs is None:
+        runs = await deps.repo.run_counts()
+        await deps.cache.set_run_counts(runs)
     return await queue_stats(deps.lanes.scheduled, deps.lanes.manual, deps.cache, runs)
 
 
@@ -220,27 +223,31 @@ async def queue_stats(scheduled: FleetQueue, manual: FleetQueue, cache: Cache, r
     )
 
 
-async def clean(deps: CollectContext) -> int:
-    """Remove finished runs and job records past their age or count limits; returns how many."""
+async def clean(deps: CollectContext) -> CleanResult:
+    """Remove finished runs and job records past their age or count limits; returns how many,
+    completed and failed."""
     limits = deps.settings.queue
     removed = await deps.repo.clean_runs(
         limits.completed_max_age, limits.completed_keep, limits.failed_max_age, limits.failed_keep
     )
     await deps.cache.drop_run_counts()
     for queue in deps.lanes:
-        removed += await _clean_records(deps, queue)
+        records = await _clean_records(deps, queue)
+        removed = CleanResult(completed=removed.completed + records.completed, failed=removed.failed + records.failed)
     await deps.cache.publish(Event(kind="queue"))
     return removed
 
 
-async def _clean_records(deps: CollectContext, queue: FleetQueue) -> int:
+async def _clean_records(deps: CollectContext, queue: FleetQueue) -> CleanResult:
     limits = deps.settings.queue
     finished = await queue.finished_jobs()
     completed = [job for job in finished if job.status == "complete"]
     failed = [job for job in finished if job.status != "complete"]
-    doomed = _past_limits(completed, limits.completed_max_age, limits.completed_keep)
-    doomed += _past_limits(failed, limits.failed_max_age, limits.failed_keep)
-    return await queue.delete_finished([job.key for job in doomed])
+    doomed_completed = _past_limits(completed, limits.completed_max_age, limits.completed_keep)
+    doomed_failed = _past_limits(failed, limits.failed_max_age, limits.failed_keep)
+    # Counted as asked: a record that went meanwhile (another process cleaned) is not counted.
+    gone_completed = await queue.delete_finished([job.key for job in doomed_completed])
+    return CleanResult(completed=gone_completed, failed=await queue.delete_finished([job.key for job in doomed_failed]))
 
 
 def _past_limits(jobs: list[Job], max_age: float, keep: int) -> list[Job]:

@@ -110,7 +110,9 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
                 await deps.cache.mark_retrying(job.id, time.time() + delay)
         with contextlib.suppress(RedisError, OSError):
             await deps.cache.set_outcome(
-                server_id, RunOutcome(status="failed", error=message), final=status == "failed"
+                server_id,
+                RunOutcome(status="failed", error=message, duration_s=time.monotonic() - started),
+                final=status == "failed",
             )
         log.warning("collect %s attempt %d/%d failed: %s", server.name, attempt, job.retries, message)
         await deps.cache.publish(Event(kind="run", server_id=server_id))
@@ -121,7 +123,7 @@ async def collect(ctx: dict[str, t.Any], *, server_id: int, trigger: str) -> dic
     # Validated already (Metrics, Counters): no second validation of every field.
     sample = Sample.model_construct(**dict(result.metrics), server_id=server_id, counters=result.counters)
     try:  # latest, outcome, aggregate dropped and the event: one round trip
-        await deps.cache.record_collected(sample)
+        await deps.cache.record_collected(sample, time.monotonic() - started)
     except (RedisError, OSError) as exc:  # stored in SQL already; readers fall back to it
         log.warning("cannot cache the sample of %s: %s", server.name, exc)
         await deps.cache.publish(Event(kind="sample", server_id=server_id))

@@ -157,7 +157,7 @@ class Scheduler:
         try:
             if await self.deps.cache.claim("clean", CLEAN_EVERY_S):
                 removed = await control.clean(self.deps)
-                log.info("clean: %d finished runs and job records removed", removed)
+                log.info("clean: %d finished runs and job records removed", removed.total)
         except (RedisError, OSError, SQLAlchemyError, FleettopError) as exc:
             log.warning("clean failed: %s", typed_line(exc))
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from fleettop.config import Settings
@@ -290,6 +290,10 @@ def _alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
+
+
+# What a database failure raises, for the layers above that may not name SQLAlchemy.
+SQL_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, DatabaseError)
 
 
 def describe_error(exc: BaseException) -> str:

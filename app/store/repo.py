@@ -24,6 +24,7 @@ from fleettop.alerting import RULES, AlertRecord, SilenceRecord
 from fleettop.config import DefaultsConfig, RetentionConfig, ServerConfig
 from fleettop.domain import (
     AuditEntry,
+    CleanResult,
     Counters,
     DiskUsage,
     FleetAggregate,
@@ -619,9 +620,10 @@ class Repository:
 
     async def clean_runs(
         self, completed_max_age: float, completed_keep: int, failed_max_age: float, failed_keep: int
-    ) -> int:
+    ) -> CleanResult:
         """Delete finished runs older than max_age seconds or past the newest `keep` of their
-        status. Each server's newest finished run is always kept: up/down depends on it."""
+        status. Each server's newest finished run is always kept: up/down depends on it.
+        Returns how many went, ok (completed) and failed or retried (failed)."""
         now = utcnow()
         ranked = (
             select(
@@ -653,10 +655,14 @@ class Repository:
             | doomed("retried", failed_max_age, failed_keep),
         )
         async with self._sessions.begin() as session:
-            result = await session.execute(
-                delete(RunRow).where(RunRow.id.in_(victims)).execution_options(synchronize_session=False)
+            statuses = await session.scalars(
+                delete(RunRow)
+                .where(RunRow.id.in_(victims))
+                .returning(RunRow.status)
+                .execution_options(synchronize_session=False)
             )
-            return result.rowcount
+            gone = list(statuses)
+        return CleanResult(completed=gone.count("ok"), failed=len(gone) - gone.count("ok"))
 
     # -- alerts ------------------------------------------------------------------
 

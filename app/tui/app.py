@@ -387,10 +387,13 @@ def failure_text(exc: Exception) -> str:
 
 
 def dashboard_app(args: argparse.Namespace, loaded: LoadedConfig) -> FleetApp:
-    from fleettop.wiring import open_service
+    from fleettop.wiring import bind_api, open_service
 
+    api = bind_api(loaded, args.listen)  # before the screen: a port in use is one line, exit 2
     return FleetApp(
-        open_service=lambda: open_service(loaded, worker=not args.no_worker, demo=args.demo, long_running=True),
+        open_service=lambda: open_service(
+            loaded, worker=not args.no_worker, demo=args.demo, long_running=True, api=api
+        ),
         config_path=loaded.path,
         config_note=loaded.missing_note,
         demo=bool(args.demo),

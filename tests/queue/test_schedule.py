@@ -139,7 +139,7 @@ async def test_latest_falls_back_to_sql_aggregate_is_cached_and_clean_trims(make
 
         assert len(await service.repo.recent_runs(server.id)) == 2
         removed = await service.clean()
-        assert removed == 2  # the older run, and the finished manual job record
+        assert removed.total == 2  # the older run, and the finished manual job record
         assert len(await service.repo.recent_runs(server.id)) == 1  # a server's newest run stays
         assert await service.context.lanes.manual.job(cache.job_key("manual", server.id)) is None
 

@@ -13,7 +13,7 @@ from sqlalchemy import inspect, text
 from store_helpers import T0, add_server, metrics
 
 from fleettop.config import DefaultsConfig, ServerConfig
-from fleettop.domain import Counters, Thresholds
+from fleettop.domain import CleanResult, Counters, Thresholds
 from fleettop.errors import FleettopError
 from fleettop.rollup import RAW, ReadPlan
 from fleettop.store.db import head_revision, migrate, open_database
@@ -539,7 +539,7 @@ async def test_clean_runs_applies_age_and_keep_limits_per_status(repo, database)
     running = await repo.start_run(a, job_key="live", trigger="manual")
     # ok: keep at most 3 and none older than 1 h; failed: keep 10, none older than 2.5 h.
     deleted = await repo.clean_runs(completed_max_age=3600, completed_keep=3, failed_max_age=9000, failed_keep=10)
-    assert deleted == 7 + 2
+    assert deleted == CleanResult(completed=7, failed=2)
     assert await repo.run_counts() == {"completed": 3, "failed": 2}
     assert (await repo.get_run(running)).status == "running"  # unfinished runs are never cleaned
     # Everything past its limits, yet each server's newest finished run stays: up/down needs it.

@@ -279,7 +279,7 @@ class FixedFleet:
             )
         return runs
 
-    async def stats(self):
+    async def stats(self, *, cached=False):
         return QueueStats(
             waiting=0, active=2, delayed=1, completed=1294, failed=7, scheduled=len(self.rows), paused=self.paused
         )
@@ -293,10 +293,10 @@ class FixedFleet:
     async def is_paused(self):
         return self.paused
 
-    async def pause(self):
+    async def pause(self, who=None):
         self.paused = True
 
-    async def resume(self):
+    async def resume(self, who=None):
         self.paused = False
 
     async def collect_now(self, names=None):

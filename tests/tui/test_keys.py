@@ -508,7 +508,7 @@ async def test_without_a_config_file_the_dashboard_says_where_one_would_go(
         "FLEETTOP_REDIS__URL": redis_url,
         "FLEETTOP_REDIS__PREFIX": redis_prefix,  # "name:" as it is, not a YAML mapping
     }
-    args = argparse.Namespace(no_worker=True, demo=None)
+    args = argparse.Namespace(no_worker=True, demo=None, listen=None)
     loaded_config = config.load(None, environ=environ)
     assert not loaded_config.exists
     app = dashboard_app(args, loaded_config)

@@ -340,7 +340,7 @@ async def test_the_chosen_theme_is_saved_and_restored(tmp_path, make_settings) -
         assert again.theme == "textual-light"
     loaded = LoadedConfig(settings=make_settings(), path=tmp_path / "config.yaml", exists=False)
     assert (
-        dashboard_app(argparse.Namespace(no_worker=True, demo=None), loaded).prefs_path
+        dashboard_app(argparse.Namespace(no_worker=True, demo=None, listen=None), loaded).prefs_path
         == tmp_path / "data" / "tui.json"
     )
 

@@ -338,7 +338,7 @@ async def test_ctrl_c_and_f10_quit_f1_helps() -> None:
 
 
 async def test_demo_says_so_in_the_header(tmp_path) -> None:
-    args = argparse.Namespace(no_worker=False, demo=3)
+    args = argparse.Namespace(no_worker=False, demo=3, listen=None)
     assert dashboard_app(
         args, LoadedConfig(settings=Settings(data_dir=tmp_path), path=tmp_path / "c.yaml", exists=False)
     ).demo

@@ -137,9 +137,9 @@ class QueueScreen(FleetScreen):
         await self.reload()
 
     async def action_clean(self) -> None:
-        removed = await self.fleet.attempt(lambda fleet: fleet.clean())
-        if removed is not FAILED:
-            self.notify(f"cleaned {removed} finished job{'s' if removed != 1 else ''}")
+        cleaned = await self.fleet.attempt(lambda fleet: fleet.clean())
+        if cleaned is not FAILED:
+            self.notify(f"cleaned {cleaned.total} finished job{'s' if cleaned.total != 1 else ''}")
             await self.reload()
 
     async def action_retry(self) -> None:
