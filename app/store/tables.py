@@ -196,7 +196,7 @@ _OPEN_ALERT = text("state <> 'resolved'")
 
 
 class AlertHostRow(Base):
-    """Per server, the last observation the alert rules judged (see migration 0003)."""
+    """Per server, the last observation the alert rules judged (see migration 0005)."""
 
     __tablename__ = "alert_hosts"
 

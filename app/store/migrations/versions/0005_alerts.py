@@ -1,6 +1,6 @@
 """Alerts: one row per episode, the outbox of notifications to deliver, silences.
 
-Revision ID: 0003
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-06
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0004"  # after the rollups (#history), merged first
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
