@@ -149,12 +149,14 @@ def fields_of(server: Server) -> dict[str, Any]:
         "auth": server.auth,
         "key_file": server.key_file,
         "interval": None if "interval" in server.inherited else server.interval,
-        "enabled": server.enabled,
+        "enabled": True if "enabled" in server.inherited else server.enabled,  # off by a group only
         "thresholds": thresholds,
+        "tags": list(server.tags),
+        "jump": server.jump,
     }
 
 
-INHERITED_MARK = "*"  # after a value the server takes from `defaults:`
+INHERITED_MARK = "*"  # after a value the server takes from `groups:` or `defaults:`
 
 
 def shown(server: Server, key: str) -> str:
@@ -165,7 +167,9 @@ def shown(server: Server, key: str) -> str:
     elif key == "interval":
         text = f"{server.interval}s"
     elif key == "enabled":
-        return "yes" if server.enabled else "no"
+        text = "yes" if server.enabled else "no"
+    elif key == "tags":
+        return ",".join(server.tags) or "-"
     else:
         value = getattr(server, key)
         return "-" if value is None else str(value)
@@ -178,15 +182,21 @@ def describe(server: Server) -> str:
     else:
         user = f"{server.username}@" if server.username else ""
         where = f"ssh {user}{server.host}:{server.port}, auth {server.auth}"
-    legend = f" ({INHERITED_MARK} from defaults:)" if server.inherited else ""
+        if server.jump:
+            where += f", jump {server.jump}"
+    legend = f" ({INHERITED_MARK} from {'groups: or ' if server.tags else ''}defaults:)" if server.inherited else ""
+    tags = f", tags {shown(server, 'tags')}" if server.tags else ""
+    state = "enabled" if server.enabled else "disabled by its group" if "enabled" in server.inherited else "disabled"
     return (
         f"{where}, every {shown(server, 'interval')}, thresholds cpu {shown(server, 'cpu')} ram {shown(server, 'ram')} "
-        f"disk {shown(server, 'disk')}{legend}, {'enabled' if server.enabled else 'disabled'}"
+        f"disk {shown(server, 'disk')}{legend}{tags}, {state}"
     )
 
 
 def differences(before: Server, after: Server) -> list[str]:
-    watched = ("name", "host", "port", "username", "transport", "auth", "key_file", "interval", "enabled", *THRESHOLDS)
+    watched = (
+        "name", "host", "port", "username", "transport", "auth", "key_file", "interval", "enabled", *THRESHOLDS, "tags", "jump",
+    )
     changes = []
     for key in watched:
         old, new = shown(before, key), shown(after, key)

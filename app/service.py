@@ -191,8 +191,9 @@ class FleetService:
             raise UnknownServer(*unknown)
         return [server for server in found if server is not None]
 
-    async def enabled_servers(self) -> list[Server]:
-        return await self.repo.list_servers(enabled_only=True)
+    async def enabled_servers(self, tag: str | None = None) -> list[Server]:
+        """The servers to collect; `tag`: those carrying it."""
+        return await self.repo.list_servers(enabled_only=True, tag=tag)
 
     async def add_server(self, cfg: ServerConfig, secret: str | None = None) -> Server:
         server = await self.admin.add(cfg, secret)

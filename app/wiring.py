@@ -83,7 +83,7 @@ async def open_service(
         redis = await stack.enter_async_context(redis_target(settings, keep_alive=long_running))
         database = await open_database(settings)
         stack.push_async_callback(database.close)
-        repo = Repository(database, settings.defaults, settings.retention)
+        repo = Repository(database, settings.defaults, settings.retention, groups=settings.groups)
         await repo.sync_config_servers(settings.servers)
 
         connections = max(100, settings.worker.concurrency * 4)

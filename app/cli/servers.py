@@ -21,7 +21,7 @@ from fleettop.store.db import open_database
 from fleettop.store.repo import Repository
 from fleettop.text import clean
 
-_OPTIONS = ("host", "port", "username", "transport", "auth", "key_file", "interval", "enabled")
+_OPTIONS = ("host", "port", "username", "transport", "auth", "key_file", "interval", "enabled", "tags", "jump")
 
 
 async def cmd_servers(args: argparse.Namespace, loaded: LoadedConfig) -> int:
@@ -30,6 +30,10 @@ async def cmd_servers(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     async with open_repository(loaded) as repo:
         if args.action == "list":
             return await _list(args, repo)
+        if args.action == "import":
+            from fleettop.cli.server_import import cmd_import
+
+            return await cmd_import(args, loaded, repo)
         from fleettop.secrets import SecretBox  # cryptography: only for the commands that change servers
 
         admin = ServerAdmin(repo, loaded.settings, SecretBox(loaded.settings.data_dir), loaded.path)
@@ -43,16 +47,19 @@ async def cmd_servers(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 
 
 async def _list(args: argparse.Namespace, repo: Repository) -> int:
-    servers = await repo.list_servers()
+    servers = await repo.list_servers(tag=args.tag)
     if args.json:
         print(json.dumps([_server_json(s) for s in servers], indent=2))
+        return 0
+    if not servers and args.tag:
+        print(f"No server carries the tag {clean(args.tag)!r}.")
         return 0
     if not servers:
         print(
             "No servers yet: add one with `fleettop servers add NAME --host HOST`, or under servers: in the config file."
         )
         return 0
-    header = ("NAME", "HOST", "PORT", "USER", "TRANSPORT", "AUTH", "INTERVAL", "CPU/RAM/DISK %", "ENABLED", "SOURCE")
+    header = ("NAME", "HOST", "PORT", "USER", "TRANSPORT", "AUTH", "INTERVAL", "CPU/RAM/DISK %", "ENABLED", "TAGS", "SOURCE")
     rows = [
         tuple(
             clean(cell)
@@ -66,6 +73,7 @@ async def _list(args: argparse.Namespace, repo: Repository) -> int:
                 shown(s, "interval"),
                 "/".join(shown(s, key) for key in THRESHOLDS),
                 shown(s, "enabled"),
+                shown(s, "tags"),
                 s.source,
             )
         )
@@ -76,7 +84,7 @@ async def _list(args: argparse.Namespace, repo: Repository) -> int:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     if any(s.inherited for s in servers):
         print(
-            f"{INHERITED_MARK} from defaults: in the config (set one with `fleettop servers edit NAME --interval N`, back with `default`)"
+            f"{INHERITED_MARK} from {'groups: or ' if any(s.tags for s in servers) else ''}defaults: in the config (set one with `fleettop servers edit NAME --interval N`, back with `default`)"
         )
     return 0
 
@@ -199,7 +207,7 @@ async def _test(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     settings = loaded.settings
     database = await open_database(settings)
     try:
-        server, secret = await find_server(loaded, Repository(database), args.name)
+        server, secret = await find_server(loaded, Repository(database, settings.defaults, settings.groups), args.name)
     finally:
         await database.close()
     from fleettop.probe import CollectError, Prober  # SSH and cryptography: only for `servers test`

@@ -80,6 +80,8 @@ class ServerRow(Base):
     ram_threshold: Mapped[float | None] = mapped_column(Float)
     disk_threshold: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(16), default="db")  # config | db
+    tags: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))  # NULL: none
+    jump: Mapped[str | None] = mapped_column(Text)  # NULL: a group's, or the ssh config's ProxyJump
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -70,10 +70,11 @@ def test_servers_add_list_and_json(fleettop):
         "CPU/RAM/DISK",
         "%",
         "ENABLED",
+        "TAGS",
         "SOURCE",
     ]
-    assert lines[1].split() == ["db1", "db1.example.com", "22", "-", "ssh", "agent", "900s*", "90*/95*/90*", "no", "db"]
-    assert lines[2].split() == ["web1", "10.0.0.1", "2222", "ops", "ssh", "agent", "60s", "75/95*/90*", "yes", "db"]
+    assert lines[1].split() == ["db1", "db1.example.com", "22", "-", "ssh", "agent", "900s*", "90*/95*/90*", "no", "-", "db"]
+    assert lines[2].split() == ["web1", "10.0.0.1", "2222", "ops", "ssh", "agent", "60s", "75/95*/90*", "yes", "-", "db"]
     code, out, _ = fleettop("servers", "list", "--json")
     listed = json.loads(out)
     assert [s["name"] for s in listed] == ["db1", "web1"]
@@ -430,8 +431,8 @@ def test_export_of_20k_samples_streams(fleettop, config_path, tmp_path):
 
 def test_db_upgrade_and_purge(fleettop, config_path):
     code, out, _ = fleettop("db", "upgrade")
-    assert code == 0 and out.endswith("upgraded from revision none to 0004\n")
-    assert fleettop("db", "upgrade")[1].endswith("is up to date (revision 0004)\n")
+    assert code == 0 and out.endswith("upgraded from revision none to 0005\n")
+    assert fleettop("db", "upgrade")[1].endswith("is up to date (revision 0005)\n")
     fleettop("servers", "add", "web1", "--host", "h1")
     now = datetime.now(UTC)
     _store_samples(config_path, "web1", [now - timedelta(days=20), now - timedelta(days=15), now - timedelta(days=13)])

@@ -23,7 +23,7 @@ from fleettop.store.repo import KEEP, Repository
 
 
 async def test_migrations_create_every_table_at_head(database):
-    assert await database.revision() == head_revision() == "0004"
+    assert await database.revision() == head_revision() == "0005"
     async with database.engine.connect() as conn:
         tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
         indexes = await conn.run_sync(lambda sync: {i["name"] for i in inspect(sync).get_indexes("runs")})
