@@ -103,7 +103,9 @@ def check_tags(values: list[str]) -> list[str]:
     """Tags follow the name rules; each once, in the order given (the first tag's group wins)."""
     for value in values:
         if not _NAME_RE.fullmatch(value):
-            raise ValueError(f"tag {value!r} must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit")
+            raise ValueError(
+                f"tag {value!r} must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
     return list(dict.fromkeys(values))
 
 
@@ -415,7 +417,9 @@ class GroupConfig(_Section):
         return check_jump(value)
 
 
-def from_groups(groups: Mapping[str, GroupConfig], tags: Iterable[str], get: Callable[[GroupConfig], _T | None]) -> _T | None:
+def from_groups(
+    groups: Mapping[str, GroupConfig], tags: Iterable[str], get: Callable[[GroupConfig], _T | None]
+) -> _T | None:
     """A setting from the groups of a server's tags: the first tag (in the server's order) whose
     group sets it; None when none does."""
     for tag in tags:

@@ -98,7 +98,9 @@ def ssh_config_hosts(path: Path, ssh_dir: Path | None = None) -> ImportResult:
     return result
 
 
-def _ssh_config_aliases(path: Path, base: Path, depth: int, result: ImportResult, reading: set[Path]) -> Iterator[tuple[str, str]]:
+def _ssh_config_aliases(
+    path: Path, base: Path, depth: int, result: ImportResult, reading: set[Path]
+) -> Iterator[tuple[str, str]]:
     if depth > MAX_DEPTH:
         raise InventoryError(f"{path}: Include nested more than {MAX_DEPTH} deep (a loop?)")
     resolved = path.resolve()
@@ -273,7 +275,9 @@ def _yaml_group(path: Path, groups: dict[str, _Group], name: str, body: Any) -> 
         raise InventoryError(f"{path}: group {name!r} must be a mapping of hosts, children and vars")
     unknown = set(body) - {"hosts", "children", "vars"}
     if unknown:
-        raise InventoryError(f"{path}: group {name!r} has {sorted(map(str, unknown))[0]!r}: expected hosts, children or vars")
+        raise InventoryError(
+            f"{path}: group {name!r} has {sorted(map(str, unknown))[0]!r}: expected hosts, children or vars"
+        )
     for key, value in (body.get("vars") or {}).items():
         group.vars[str(key)] = value
     hosts = body.get("hosts") or {}
@@ -297,7 +301,7 @@ def _expand_range(pattern: str, where: str) -> list[str]:
     if match is None:
         return [pattern]
     start, end, stride = match.group(1), match.group(2), int(match.group(3) or 1)
-    head, tail = pattern[: match.start()], pattern[match.end():]
+    head, tail = pattern[: match.start()], pattern[match.end() :]
     if start.isdigit() and end.isdigit():
         width = len(start) if start.startswith("0") else 0
         values = [str(number).zfill(width) for number in range(int(start), int(end) + 1, stride or 1)]
@@ -306,7 +310,9 @@ def _expand_range(pattern: str, where: str) -> list[str]:
     else:
         raise InventoryError(f"{where}: host range {match.group(0)!r} is not [from:to] of numbers or letters")
     if len(values) > MAX_RANGE_HOSTS:
-        raise InventoryError(f"{where}: host range {match.group(0)!r} gives {len(values)} hosts (at most {MAX_RANGE_HOSTS})")
+        raise InventoryError(
+            f"{where}: host range {match.group(0)!r} gives {len(values)} hosts (at most {MAX_RANGE_HOSTS})"
+        )
     return [name for value in values for name in _expand_range(f"{head}{value}{tail}", where)]
 
 

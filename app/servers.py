@@ -195,7 +195,18 @@ def describe(server: Server) -> str:
 
 def differences(before: Server, after: Server) -> list[str]:
     watched = (
-        "name", "host", "port", "username", "transport", "auth", "key_file", "interval", "enabled", *THRESHOLDS, "tags", "jump",
+        "name",
+        "host",
+        "port",
+        "username",
+        "transport",
+        "auth",
+        "key_file",
+        "interval",
+        "enabled",
+        *THRESHOLDS,
+        "tags",
+        "jump",
     )
     changes = []
     for key in watched:

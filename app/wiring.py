@@ -97,7 +97,7 @@ async def open_service(
         await lanes.connect()
         stack.push_async_callback(lanes.close)
         secrets = SecretBox(settings.data_dir)
-        prober = Prober(settings, secrets)
+        prober = Prober(settings, secrets, find_server=repo.get_server)
         stack.push_async_callback(prober.close)
 
         service = FleetService(CollectContext(settings, repo, cache, prober, lanes), secrets, redis, loaded.path)

@@ -97,13 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
         )
         tags = sub.add_mutually_exclusive_group()
         tags.add_argument(
-            "--tag", dest="tags", action="append", metavar="TAG",
+            "--tag",
+            dest="tags",
+            action="append",
+            metavar="TAG",
             help="a tag (repeat for several; on edit, the tags given replace the server's)",
         )
         if name == "edit":
             tags.add_argument("--no-tags", dest="tags", action="store_const", const=[], help="take every tag off")
         sub.add_argument(
-            "--jump", metavar="SPEC|none|default",
+            "--jump",
+            metavar="SPEC|none|default",
             help="jump host: [user@]host[:port], a comma-separated chain, or a server's name; 'none': connect "
             "directly; 'default': its group's, else the ssh config's ProxyJump",
         )
@@ -117,11 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("name")
     remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     test = server_actions.add_parser(
-        "test", help="say what a server resolves to (address, user, key, jump hosts), connect and probe it, storing nothing"
+        "test",
+        help="say what a server resolves to (address, user, key, jump hosts), connect and probe it, storing nothing",
     )
     test.add_argument("name")
     test.add_argument("--json", action="store_true")
-    importing = server_actions.add_parser("import", help="add or update servers listed in an ssh config or an Ansible inventory")
+    importing = server_actions.add_parser(
+        "import", help="add or update servers listed in an ssh config or an Ansible inventory"
+    )
     sources = importing.add_subparsers(dest="source", metavar="SOURCE", required=True)
     for source, path_help in (
         ("ssh-config", "an OpenSSH client config (default: the first of ssh.config, ~/.ssh/config)"),
@@ -130,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub = sources.add_parser(source, help=f"servers from {path_help.split(' (')[0]}")
         sub.add_argument("path", nargs="?" if source == "ssh-config" else None, metavar="PATH", help=path_help)
         sub.add_argument("--match", action="append", metavar="GLOB", help="only the names matching (repeatable)")
-        sub.add_argument("--tag", action="append", metavar="TAG", help="add this tag to every server imported (repeatable)")
+        sub.add_argument(
+            "--tag", action="append", metavar="TAG", help="add this tag to every server imported (repeatable)"
+        )
         sub.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
 
     export = commands.add_parser("export", help="export samples as CSV or JSON")

@@ -42,7 +42,11 @@ async def cmd_collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     logging.getLogger().setLevel(logging.ERROR)  # as logs.configure(stderr, ERROR), without its import
     async with attach(loaded.settings) as attached:
         # The server list cached in Redis has no tags: --tag reads the database.
-        if attached is not None and not args.tag and (servers := await attached.servers(args.names or None)) is not None:
+        if (
+            attached is not None
+            and not args.tag
+            and (servers := await attached.servers(args.names or None)) is not None
+        ):
             return await _collect_attached(args, loaded, attached, servers)
     return await _collect(args, loaded)
 

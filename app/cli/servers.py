@@ -59,7 +59,19 @@ async def _list(args: argparse.Namespace, repo: Repository) -> int:
             "No servers yet: add one with `fleettop servers add NAME --host HOST`, or under servers: in the config file."
         )
         return 0
-    header = ("NAME", "HOST", "PORT", "USER", "TRANSPORT", "AUTH", "INTERVAL", "CPU/RAM/DISK %", "ENABLED", "TAGS", "SOURCE")
+    header = (
+        "NAME",
+        "HOST",
+        "PORT",
+        "USER",
+        "TRANSPORT",
+        "AUTH",
+        "INTERVAL",
+        "CPU/RAM/DISK %",
+        "ENABLED",
+        "TAGS",
+        "SOURCE",
+    )
     rows = [
         tuple(
             clean(cell)
@@ -203,35 +215,71 @@ def _print_change(args: argparse.Namespace, server: Server, message: str) -> Non
 
 
 async def _test(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    """Connect, run the probe once and print the figures or the error; stores nothing."""
+    """Say what the server resolves to, connect, run the probe once and print the figures or
+    the error; stores nothing."""
     settings = loaded.settings
     database = await open_database(settings)
     try:
-        server, secret = await find_server(loaded, Repository(database, settings.defaults, settings.groups), args.name)
+        repo = Repository(database, settings.defaults, settings.groups)
+        server, secret = await find_server(loaded, repo, args.name)
+        from fleettop.probe import CollectError, Prober  # SSH and cryptography: only for `servers test`
+
+        prober = Prober(settings, find_server=repo.get_server)
+        resolved: dict[str, Any] | None = None
+        started = time.perf_counter()
+        try:
+            if server.transport != "local":
+                resolved = await prober.resolved(server)
+                if not args.json:
+                    print(_resolved_text(server, resolved))
+            started = time.perf_counter()
+            result = await prober.collect(server, None, secret, keep=False)
+        except CollectError as exc:
+            if args.json:
+                print(
+                    json.dumps(
+                        {
+                            "server": server.name,
+                            "status": "failed",
+                            "kind": exc.kind,
+                            "error": str(exc),
+                            "resolved": resolved,
+                        }
+                    )
+                )
+                return 1
+            raise
+        finally:
+            await prober.close()
     finally:
         await database.close()
-    from fleettop.probe import CollectError, Prober  # SSH and cryptography: only for `servers test`
-
-    prober = Prober(settings)
-    started = time.perf_counter()
-    try:
-        result = await prober.collect(server, None, secret, keep=False)
-    except CollectError as exc:
-        if args.json:
-            print(json.dumps({"server": server.name, "status": "failed", "kind": exc.kind, "error": str(exc)}))
-            return 1
-        raise
-    finally:
-        await prober.close()
     elapsed = time.perf_counter() - started
     if args.json:
         print(
-            json.dumps({"server": server.name, "status": "ok", "error": None, **result.metrics.model_dump(mode="json")})
+            json.dumps(
+                {
+                    "server": server.name,
+                    "status": "ok",
+                    "error": None,
+                    "resolved": resolved,
+                    **result.metrics.model_dump(mode="json"),
+                }
+            )
         )
     else:
         print(clean(f"{server.name} ({_where(server)}): ok in {elapsed:.2f} s"))
         print(format_metrics(result.metrics))
     return 0
+
+
+def _resolved_text(server: Server, resolved: dict[str, Any]) -> str:
+    """What a server resolves to, as `servers test` prints it before connecting."""
+    alias = f" (alias {resolved['alias']})" if resolved["alias"] else ""
+    jump = " -> ".join(resolved["jump"]) or "none (direct)"
+    return clean(
+        f"{server.name}: {host_port(resolved['address'], resolved['port'])}{alias}, user {resolved['user']}, "
+        f"auth {resolved['auth']}, jump {jump}"
+    )
 
 
 def _where(server: Server) -> str:

@@ -77,11 +77,20 @@ class SSHConfigFiles:
         readable = [path for path in self.paths if path.exists()]
         try:
             config = SSHClientConfig.load(
-                None, readable, False, False, False, getpass.getuser(),
-                () if username is None else username, alias, () if port is None else port,
+                None,
+                readable,
+                False,
+                False,
+                False,
+                getpass.getuser(),
+                () if username is None else username,
+                alias,
+                () if port is None else port,
             )
         except OSError as exc:
-            raise SSHConfigProblem(f"ssh config {exc.filename or readable[0]}: cannot be read: {exc.strerror or exc}") from None
+            raise SSHConfigProblem(
+                f"ssh config {exc.filename or readable[0]}: cannot be read: {exc.strerror or exc}"
+            ) from None
         except Exception as exc:  # asyncssh's ConfigParseError (and ValueError of a bad value) name file and line
             raise SSHConfigProblem(f"ssh config: {exc}") from None
         config_port = config.get("Port")

@@ -948,11 +948,16 @@ def _server(row: ServerRow, defaults: DefaultsConfig, groups: Mapping[str, Group
     own = {"interval": row.interval, "cpu": row.cpu_threshold, "ram": row.ram_threshold, "disk": row.disk_threshold}
     grouped = {
         "interval": from_groups(groups, tags, lambda group: group.interval),
-        **{key: from_groups(groups, tags, lambda group, key=key: getattr(group.thresholds, key)) for key in ("cpu", "ram", "disk")},
+        **{
+            key: from_groups(groups, tags, lambda group, key=key: getattr(group.thresholds, key))
+            for key in ("cpu", "ram", "disk")
+        },
     }
     values = {key: grouped[key] if value is None else value for key, value in own.items()}
     thresholds = {key: value for key, value in values.items() if key != "interval" and value is not None}
-    disabled_by_group = row.enabled and from_groups(groups, tags, lambda group: True if group.enabled is False else None)
+    disabled_by_group = row.enabled and from_groups(
+        groups, tags, lambda group: True if group.enabled is False else None
+    )
     return Server(
         id=row.id,
         name=row.name,
@@ -968,7 +973,8 @@ def _server(row: ServerRow, defaults: DefaultsConfig, groups: Mapping[str, Group
         thresholds=defaults.thresholds.model_copy(update=thresholds),
         tags=tags,
         jump=row.jump,
-        inherited=tuple(key for key, value in own.items() if value is None) + (("enabled",) if disabled_by_group else ()),
+        inherited=tuple(key for key, value in own.items() if value is None)
+        + (("enabled",) if disabled_by_group else ()),
         source=row.source,
         created_at=row.created_at,
         updated_at=row.updated_at,

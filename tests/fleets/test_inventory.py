@@ -33,7 +33,7 @@ def test_ssh_config_gives_concrete_hosts_in_order_includes_followed_nothing_run(
         'Host web-1 "web-2" web-* !web-3\n'
         "  HostName web.example.com\n"
         "\tProxyJump bastion\n"
-        f"Match exec \"touch {witness}\"\n"
+        f'Match exec "touch {witness}"\n'
         "  User someone\n"
         "Host bastion\n"
         f"  ProxyCommand touch {witness}\n"
@@ -42,7 +42,12 @@ def test_ssh_config_gives_concrete_hosts_in_order_includes_followed_nothing_run(
     )
     result = ssh_config_hosts(config, ssh_dir)
     assert [(host.name, host.host) for host in result.hosts] == [
-        ("db-1", "db-1"), ("db-2", "db-2"), ("web-1", "web-1"), ("lab", "lab"), ("web-2", "web-2"), ("bastion", "bastion"),
+        ("db-1", "db-1"),
+        ("db-2", "db-2"),
+        ("web-1", "web-1"),
+        ("lab", "lab"),
+        ("web-2", "web-2"),
+        ("bastion", "bastion"),
     ]
     assert result.hosts[0].origin == f"{ssh_dir / 'conf.d' / '10-db.conf'}:1"
     assert result.hosts[4].origin == f"{config}:4"
@@ -75,7 +80,12 @@ def test_a_file_that_cannot_be_read_is_one_line_naming_it(tmp_path, kind):
         ansible_hosts(path)
     message = str(info.value)
     assert message.startswith(f"{path}: ") and "\n" not in message
-    assert {"missing": "No such file", "directory": "is a directory", "fifo": "not a regular file", "binary": "not UTF-8"}[kind] in message
+    assert {
+        "missing": "No such file",
+        "directory": "is a directory",
+        "fifo": "not a regular file",
+        "binary": "not UTF-8",
+    }[kind] in message
 
 
 INI = """\
@@ -135,12 +145,22 @@ all:
 """
 
 
-@pytest.mark.parametrize(("filename", "text"), [("hosts", INI), ("hosts.ini", INI), ("hosts.yml", YAML), ("hosts", YAML)])
+@pytest.mark.parametrize(
+    ("filename", "text"), [("hosts", INI), ("hosts.ini", INI), ("hosts.yml", YAML), ("hosts", YAML)]
+)
 def test_ansible_inventory_hosts_with_their_address_port_user_and_groups_as_tags(tmp_path, filename, text):
     result = ansible_hosts(write(tmp_path / filename, text))
     hosts = {host.name: host for host in result.hosts}
     assert sorted(hosts) == sorted(
-        ["mail.example.com", "web01.example.com", "web02.example.com", "web03.example.com", "foo.example.com", "db-a", "db-b"]
+        [
+            "mail.example.com",
+            "web01.example.com",
+            "web02.example.com",
+            "web03.example.com",
+            "foo.example.com",
+            "db-a",
+            "db-b",
+        ]
     )
     mail = hosts["mail.example.com"]
     assert (mail.host, mail.port, mail.username, mail.tags) == ("192.0.2.5", 22, None, ())

@@ -37,8 +37,13 @@ def config(tmp_path) -> Path:
 def test_first_obtained_value_wins_as_in_openssh(config, tmp_path):
     files = SSHConfigFiles([config, tmp_path / "absent"])
     assert files.lookup("web-1") == HostSettings(
-        address="127.0.0.1", port=46511, username="ops", identity_files=("~/.ssh/id_127.0.0.1",),
-        proxy_jump="ops@bastion:2222", connect_timeout=5.0, keepalive_interval=15.0,
+        address="127.0.0.1",
+        port=46511,
+        username="ops",
+        identity_files=("~/.ssh/id_127.0.0.1",),
+        proxy_jump="ops@bastion:2222",
+        connect_timeout=5.0,
+        keepalive_interval=15.0,
         known_hosts_files=(Path("/lab/known_hosts"),),
     )
     bastion = files.lookup("bastion")

@@ -44,7 +44,9 @@ async def test_tags_and_jump_are_stored_and_synced_from_the_config(database):
     repo = Repository(database)
     changes = await repo.sync_config_servers([ServerConfig(name="web1", host="h1", tags=["web"], jump="ops@b1:2222")])
     assert changes == ["server 'web1': added from the config file"]
-    assert await repo.sync_config_servers([ServerConfig(name="web1", host="h1", tags=["web"], jump="ops@b1:2222")]) == []
+    assert (
+        await repo.sync_config_servers([ServerConfig(name="web1", host="h1", tags=["web"], jump="ops@b1:2222")]) == []
+    )
     changes = await repo.sync_config_servers([ServerConfig(name="web1", host="h1", tags=["web", "eu"], jump="none")])
     assert changes == ["server 'web1': updated from the config file"]
     web1 = await repo.get_server("web1")
@@ -91,7 +93,9 @@ def test_servers_add_edit_list_by_tag_and_group(fleettop, config_path):  # noqa:
     data = yaml.safe_load(config_path.read_text())
     data["groups"] = {"web": {"interval": 60, "thresholds": {"cpu": 50}}}
     config_path.write_text(yaml.safe_dump(data))
-    code, out, err = fleettop("servers", "add", "web1", "--host", "h1", "--tag", "web", "--tag", "eu", "--jump", "ops@b1:2222")
+    code, out, err = fleettop(
+        "servers", "add", "web1", "--host", "h1", "--tag", "web", "--tag", "eu", "--jump", "ops@b1:2222"
+    )
     assert (code, err) == (0, "")
     assert out.startswith("added server 'web1' (ssh h1:22, auth agent, jump ops@b1:2222, every 60s*")
     assert "(* from groups: or defaults:), tags web,eu, enabled" in out
@@ -100,7 +104,9 @@ def test_servers_add_edit_list_by_tag_and_group(fleettop, config_path):  # noqa:
     assert [line.split()[0] for line in out.splitlines()[1:-1]] == ["web1"]
     assert out.splitlines()[1].split()[-2:] == ["web,eu", "db"]
     code, out, _ = fleettop("servers", "edit", "web1", "--tag", "api", "--jump", "default")
-    assert code == 0 and "tags web,eu -> api" in out and "jump ops@b1:2222 -> -" in out and "interval 60s* -> 900s*" in out
+    assert (
+        code == 0 and "tags web,eu -> api" in out and "jump ops@b1:2222 -> -" in out and "interval 60s* -> 900s*" in out
+    )
     code, out, _ = fleettop("servers", "edit", "web1", "--no-tags")
     assert code == 0 and "tags api -> -" in out
     code, out, _ = fleettop("servers", "list", "--tag", "nothing")
@@ -112,10 +118,22 @@ def test_servers_add_edit_list_by_tag_and_group(fleettop, config_path):  # noqa:
 @pytest.mark.parametrize(
     ("argv", "error"),
     [
-        (["servers", "add", "w", "--host", "h", "--jump", "ops@b 1"], "fleettop: jump: hop 1 'ops@b 1' has a space in it\n"),
-        (["servers", "add", "w", "--host", "h", "--jump", "b1:99999"], "fleettop: jump: hop 1 'b1:99999' has port '99999': must be a number from 1 to 65535\n"),
-        (["servers", "add", "w", "--host", "h", "--tag", "a b"], "fleettop: tags: tag 'a b' must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit\n"),
-        (["collect", "--tag", "web", "--all"], "fleettop: server names, --all and --tag cannot be combined: give one of them\n"),
+        (
+            ["servers", "add", "w", "--host", "h", "--jump", "ops@b 1"],
+            "fleettop: jump: hop 1 'ops@b 1' has a space in it\n",
+        ),
+        (
+            ["servers", "add", "w", "--host", "h", "--jump", "b1:99999"],
+            "fleettop: jump: hop 1 'b1:99999' has port '99999': must be a number from 1 to 65535\n",
+        ),
+        (
+            ["servers", "add", "w", "--host", "h", "--tag", "a b"],
+            "fleettop: tags: tag 'a b' must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit\n",
+        ),
+        (
+            ["collect", "--tag", "web", "--all"],
+            "fleettop: server names, --all and --tag cannot be combined: give one of them\n",
+        ),
     ],
 )
 def test_bad_tags_and_jumps_are_one_line_errors(fleettop, argv, error):  # noqa: F811
@@ -130,5 +148,8 @@ def test_a_bad_group_in_the_config_names_file_and_line(config_path, fleettop):  
     code, _, err = fleettop("servers", "list")
     lines = err.splitlines()
     assert code == 2 and len(lines) == 2
-    assert lines[0].startswith(f"fleettop: {config_path}:") and "groups.web.interval: must be at least 10 seconds (got 5)" in lines[0]
+    assert (
+        lines[0].startswith(f"fleettop: {config_path}:")
+        and "groups.web.interval: must be at least 10 seconds (got 5)" in lines[0]
+    )
     assert "groups.web.jump: hop 2 is empty" in lines[1]

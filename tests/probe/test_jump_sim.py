@@ -1,0 +1,138 @@
+"""Jump hosts against simulated hosts: one of them, a bastion, forwards to the others (#15)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from probe_helpers import sim_server
+
+from fleettop.probe import CollectError, Prober
+from fleettop.probe.sim import SimFleet
+from fleettop.probe.ssh import BASTION_RETRY_AFTER
+from fleettop.timing import scaled
+
+BASTION = 0
+TARGETS = (1, 2, 3)
+
+
+@pytest.fixture
+async def fleet():
+    async with SimFleet(5, seed=11) as fleet:
+        fleet.make_jump_host(fleet.hosts[BASTION][0])
+        yield fleet
+
+
+def bastion_spec(fleet: SimFleet) -> str:
+    return f"{fleet.username}@{fleet.address}:{fleet.hosts[BASTION][1]}"
+
+
+def behind(fleet: SimFleet, jump: str | None = None):
+    return [sim_server(fleet, index, jump=jump or bastion_spec(fleet)) for index in TARGETS]
+
+
+async def collect_all(prober: Prober, servers, previous=None) -> list:
+    return await asyncio.gather(
+        *(prober.collect(server, previous[i] if previous else None) for i, server in enumerate(servers)),
+        return_exceptions=True,
+    )
+
+
+async def test_hosts_behind_a_bastion_share_its_one_kept_connection(fleet, prober):
+    servers = behind(fleet)
+    first = await collect_all(prober, servers)
+    assert all(not isinstance(result, Exception) for result in first), first
+    second = await collect_all(prober, servers, [result.counters for result in first])
+    assert all(not isinstance(result, Exception) for result in second), second
+    bastion = fleet.host(fleet.hosts[BASTION][0])
+    assert (bastion.connections_made, bastion.forwards, bastion.sessions) == (1, 3, 0)
+    for index in TARGETS:  # the kept probe session works the same through the bastion
+        target = fleet.host(fleet.hosts[index][0])
+        assert (target.connections_made, target.sessions, target.answers) == (1, 1, 2)
+    direct = sim_server(fleet, 4)
+    await prober.collect(direct, None)
+    assert bastion.forwards == 3  # a server without a jump host connects directly
+
+
+async def test_a_bastion_that_fails_is_named_in_each_error_and_tried_once_per_round(fleet, prober):
+    servers = behind(fleet)
+    await collect_all(prober, servers)
+    name, port = fleet.hosts[BASTION]
+    await fleet.stop(name)
+    attempts = 0
+
+    def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal attempts
+        attempts += 1
+        writer.close()
+
+    # The bastion's port now takes a TCP connection and drops it at once: each attempt counted.
+    stand_in = await asyncio.start_server(refuse, fleet.address, port)
+    try:
+        # Round 0 may find the kept connections lost (and say so, via the bastion), or already
+        # closed and try the bastion again: from then on, one try per round.
+        for round_number in (0, 1, 2):
+            await asyncio.sleep(scaled(BASTION_RETRY_AFTER))  # rounds apart, as collections are
+            before = attempts
+            results = await collect_all(prober, servers)
+            for server, result in zip(servers, results):
+                assert isinstance(result, CollectError) and result.kind == "unreachable"
+                assert str(result).startswith(f"{server.name} (127.0.0.1:{server.port}): via {bastion_spec(fleet)}: ")
+            if round_number:
+                assert attempts - before == 1  # one reconnect per round, not one per host behind it
+    finally:
+        stand_in.close()
+        await stand_in.wait_closed()
+    await fleet.start(name)
+    await asyncio.sleep(scaled(BASTION_RETRY_AFTER))
+    results = await collect_all(prober, servers)
+    assert all(not isinstance(result, Exception) for result in results), results
+    assert fleet.host(name).connections_made == 2
+
+
+async def test_a_changed_bastion_key_is_refused_for_every_host_behind_it(fleet, prober):
+    name = fleet.hosts[BASTION][0]
+    new_key = await fleet.change_key(name)
+    results = await collect_all(prober, behind(fleet))
+    for result in results:
+        assert isinstance(result, CollectError) and result.kind == "hostkey_changed"
+        assert f"via {bastion_spec(fleet)}: host key CHANGED, now ssh-ed25519 {new_key.get_fingerprint()}" in str(
+            result
+        )
+    for index in TARGETS:
+        assert fleet.host(fleet.hosts[index][0]).connections_made == 0
+
+
+async def test_a_bastion_that_cannot_reach_the_host_says_so(fleet, prober):
+    target = sim_server(fleet, 1, jump=bastion_spec(fleet))
+    await fleet.stop(target.name)
+    with pytest.raises(CollectError) as caught:
+        await prober.collect(target, None)
+    assert caught.value.kind == "unreachable"
+    assert f"{bastion_spec(fleet)} cannot reach it" in str(caught.value)
+
+
+async def test_a_jump_naming_another_server_goes_through_that_server(fleet, fleet_settings):
+    bastion = sim_server(fleet, BASTION, username=fleet.username)
+    servers = {bastion.name: bastion}
+
+    async def find_server(name: str):
+        return servers.get(name)
+
+    prober = Prober(fleet_settings(), find_server=find_server)
+    try:
+        target = sim_server(fleet, 1, jump=bastion.name)
+        await prober.collect(target, None)
+        assert (await prober.resolved(target))["jump"] == [f"{fleet.username}@{fleet.address}:{bastion.port}"]
+    finally:
+        await prober.close()
+    assert fleet.host(bastion.name).forwards == 1
+
+
+async def test_a_jump_host_through_another(fleet, prober):
+    """A two-hop chain: the second bastion is reached through the first."""
+    fleet.make_jump_host(fleet.hosts[4][0])
+    chain = f"{bastion_spec(fleet)},{fleet.username}@{fleet.address}:{fleet.hosts[4][1]}"
+    await prober.collect(sim_server(fleet, 1, jump=chain), None)
+    assert fleet.host(fleet.hosts[BASTION][0]).forwards == 1  # to the second bastion
+    assert fleet.host(fleet.hosts[4][0]).forwards == 1  # to the host
