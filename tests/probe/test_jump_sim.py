@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from probe_helpers import sim_server
 
+from fleettop.domain import Server
 from fleettop.probe import CollectError, Prober
 from fleettop.probe.sim import SimFleet
 from fleettop.probe.ssh import BASTION_RETRY_AFTER
@@ -136,3 +137,32 @@ async def test_a_jump_host_through_another(fleet, prober):
     await prober.collect(sim_server(fleet, 1, jump=chain), None)
     assert fleet.host(fleet.hosts[BASTION][0]).forwards == 1  # to the second bastion
     assert fleet.host(fleet.hosts[4][0]).forwards == 1  # to the host
+
+
+async def test_an_ssh_config_alias_with_its_proxyjump_and_jump_none_over_it(fleet, fleet_settings, tmp_path):
+    (bastion_name, bastion_port), (_, target_port) = fleet.hosts[BASTION], fleet.hosts[1]
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host bastion\n  HostName 127.0.0.1\n  Port {bastion_port}\n  User {fleet.username}\n"
+        "Host web-*\n  ProxyJump bastion\n  ConnectTimeout 3\n"
+        f"Host web-1\n  HostName 127.0.0.1\n  Port {target_port}\n"
+    )
+    prober = Prober(fleet_settings(config=str(config)))
+    server = Server(id=1, name="web-1", host="web-1", auth="key")  # port 22: the ssh config's Port applies
+    try:
+        assert await prober.resolved(server) == {
+            "address": "127.0.0.1",
+            "port": target_port,
+            "alias": "web-1",
+            "user": fleet.username,
+            "auth": f"key {fleet.client_key_path}",
+            "jump": [f"{fleet.username}@127.0.0.1:{bastion_port}"],
+        }
+        await prober.collect(server, None)
+        assert fleet.host(bastion_name).forwards == 1
+        direct = server.model_copy(update={"name": "web-1-direct", "jump": "none"})
+        await prober.collect(direct, None)
+        assert fleet.host(bastion_name).forwards == 1  # jump: none wins over the ProxyJump
+        assert fleet.host(fleet.hosts[1][0]).connections_made == 2
+    finally:
+        await prober.close()
