@@ -58,8 +58,9 @@ class ServerAdmin:
             )
         return server, await self.repo.count_samples(server.id)
 
-    async def add(self, cfg: ServerConfig, secret: str | None = None) -> Server:
-        """A new database server; `secret` (a password or key passphrase) is stored encrypted."""
+    async def add(self, cfg: ServerConfig, secret: str | None = None, *, origin: str = "") -> Server:
+        """A new database server; `secret` (a password or key passphrase) is stored encrypted.
+        `origin`: where it came from, for the audit log ("imported from FILE")."""
         await self.check_new(cfg.name)
         check_key_file(cfg)
         seal = (lambda server_id: self._secrets.seal(secret, server_id, cfg)) if secret else None
@@ -67,10 +68,14 @@ class ServerAdmin:
             server = await self.repo.add_server(cfg, seal=seal)
         except FleettopError as exc:  # a race with another process adding the same name
             raise UsageError(str(exc)) from None
-        await self.repo.audit("server.add", server.name, describe(server))
+        await self.repo.audit(
+            "server.add", server.name, f"{origin}: {describe(server)}" if origin else describe(server)
+        )
         return server
 
-    async def edit(self, name: str, cfg: ServerConfig | None, secret: str | None = None) -> tuple[Server, str]:
+    async def edit(
+        self, name: str, cfg: ServerConfig | None, secret: str | None = None, *, origin: str = ""
+    ) -> tuple[Server, str]:
         """Replace a server's settings (cfg=None: only its secret). secret=None keeps the
         stored one, unless the server now authenticates by agent (nothing to decrypt any more),
         or its host, port, user, transport or auth changed (a password goes only where it was
@@ -98,7 +103,7 @@ class ServerAdmin:
         elif stored is None:
             changes.append(f"secret removed: set it again with fleettop servers edit {cfg.name} --password")
         detail = ", ".join(changes) or "no change"
-        await self.repo.audit("server.edit", updated.name, detail)
+        await self.repo.audit("server.edit", updated.name, f"{origin}: {detail}" if origin else detail)
         return updated, detail
 
     async def remove(self, server: Server, samples: int) -> None:

@@ -33,7 +33,7 @@ async def cmd_servers(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         if args.action == "import":
             from fleettop.cli.server_import import cmd_import
 
-            return await cmd_import(args, loaded, repo)
+            return await cmd_import(args, loaded, repo, _tell_running_workers)
         from fleettop.secrets import SecretBox  # cryptography: only for the commands that change servers
 
         admin = ServerAdmin(repo, loaded.settings, SecretBox(loaded.settings.data_dir), loaded.path)
