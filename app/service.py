@@ -234,6 +234,8 @@ class FleetService:
             key_file=str(cfg.key_file) if cfg.key_file else None,
             interval=cfg.interval or defaults.interval_for(cfg.transport),
             thresholds=thresholds,
+            tags=tuple(cfg.tags),
+            jump=cfg.jump,
         )
         blob = None
         if secret:
