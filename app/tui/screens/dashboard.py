@@ -51,7 +51,7 @@ class DashboardScreen(FleetScreen):
         Binding("a", "add", "Add", show=False, tooltip="add a server"),
         Binding("e", "edit", "Edit", show=False, tooltip="edit the selected server"),
         Binding("d", "delete", "Delete", show=False, tooltip="delete the selected server (asks first)"),
-        Binding("slash", "filter", "Filter", key_display="/", tooltip="filter by name or host; esc clears"),
+        Binding("slash", "filter", "Filter", key_display="/", tooltip="filter by name or host, tag:NAME by tag; esc clears"),
         Binding("s", "sort", "Sort", tooltip="cycle the sort: name, status, CPU, RAM, disk, load, age"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="reverse the sort (or click its heading again)"),
         Binding("j", "queue", "Queue", tooltip="counts, failed runs, the schedule"),
@@ -68,7 +68,7 @@ class DashboardScreen(FleetScreen):
         yield SummaryBar("", id="summary")
         yield QueueBar("", id="queue")
         yield ServerTable(clock=self.fleet.clock, id="servers")
-        yield Input(placeholder="filter by name or host — enter to keep, esc to clear", id="filter")
+        yield Input(placeholder="filter by name or host, tag:web by tag — enter to keep, esc to clear", id="filter")
         yield Static("", id="info")
         yield Footer(compact=True, show_command_palette=False)
 

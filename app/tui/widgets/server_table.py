@@ -192,6 +192,8 @@ class ServerTable(ScrollView, can_focus=True):
         self._widths = [column.width for column in COLUMNS]
         self.cursor = 0
         self.filter_text = ""
+        self._filter_tags: list[str] = []
+        self._filter_words: list[str] = []
         self.sort_mode = "name"
         self.sort_reverse = False
         self._counts: Counter[str] | None = None  # status_counts(), until a row changes
@@ -296,7 +298,11 @@ class ServerTable(ScrollView, can_focus=True):
     # ----------------------------------------------------------- filter, sort
 
     def set_filter(self, text: str) -> None:
+        """Words the name or host must contain, and `tag:NAME` words: tags it must carry."""
         self.filter_text = text.strip().lower()
+        words = self.filter_text.split()
+        self._filter_tags = [word.removeprefix("tag:") for word in words if word.startswith("tag:")]
+        self._filter_words = [word for word in words if not word.startswith("tag:")]
         self._reindex()
         self._scroll_to_cursor()
 
@@ -395,8 +401,11 @@ class ServerTable(ScrollView, can_focus=True):
         return self._current(server_id)[column][0]
 
     def _matches(self, row: ServerView) -> bool:
-        needle = self.filter_text
-        return not needle or needle in row.server.name.lower() or needle in row.server.host.lower()
+        server = row.server
+        tags = {tag.lower() for tag in server.tags}
+        return all(tag in tags for tag in self._filter_tags) and all(
+            word in server.name.lower() or word in server.host.lower() for word in self._filter_words
+        )
 
     # ------------------------------------------------------------- cursor
 

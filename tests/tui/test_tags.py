@@ -1,10 +1,13 @@
-"""Tags and the jump host in the server form (#15): shown, kept when other fields change, edited."""
+"""Tags in the TUI (#15): the form shows, keeps and edits tags and the jump host; the filter takes tag:NAME."""
 
 from __future__ import annotations
 
 from test_form_inherit import SIZE, edit_selected, save
 from textual.widgets import Input
-from tui_live import LiveFleet
+from tui_live import HOSTS, LiveFleet, until
+
+from fleettop.config import ServerConfig
+from fleettop.servers import fields_of
 
 
 async def test_the_form_keeps_and_edits_tags_and_the_jump_host(live: LiveFleet) -> None:
@@ -29,3 +32,21 @@ async def test_the_form_keeps_and_edits_tags_and_the_jump_host(live: LiveFleet) 
         form.query_one("#jump", Input).value = "bastion 1"
         await pilot.pause()
         assert "has a space in it" in str(form.query_one("#jump-error").render())
+
+
+async def test_the_filter_takes_tags(live: LiveFleet) -> None:
+    servers = sorted(await live.service.repo.list_servers(), key=lambda server: server.name)
+    for server, tags in zip(servers, (["web", "prod"], ["web"], ["db"])):
+        await live.service.edit_server(server.name, ServerConfig.model_validate({**fields_of(server), "tags": tags}))
+    app = live.app()
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.dashboard.table
+        await until(pilot, lambda: table.row_count == HOSTS, what="the server list")
+        await pilot.press("slash", *"tag:web")
+        assert [table.rows_by_id[i].server.name for i in table.shown_ids] == [servers[0].name, servers[1].name]
+        await pilot.press(*" tag:prod")
+        assert [table.rows_by_id[i].server.name for i in table.shown_ids] == [servers[0].name]
+        await pilot.press("escape", "slash", *f"tag:web {servers[1].name[-4:]}")
+        assert [table.rows_by_id[i].server.name for i in table.shown_ids] == [servers[1].name]
+        await pilot.press("escape", "slash", *"tag:nothing")
+        assert table.row_count == 0
