@@ -17,7 +17,7 @@ pytestmark = pytest.mark.sshd
 
 @pytest.fixture
 async def fleet():
-    async with SimFleet(6, seed=5) as fleet:
+    async with SimFleet(50, seed=5) as fleet:  # 50 servers behind one bastion
         yield fleet
 
 
@@ -34,6 +34,15 @@ def settings_for(make_settings, fleet: SimFleet, real_sshd, tmp_path, bastion_ke
     )
 
 
+async def established_to(port: int) -> int:
+    """TCP connections to 127.0.0.1:port established now, as `ss` counts them."""
+    process = await asyncio.create_subprocess_exec(
+        "ss", "-Htn", "state", "established", f"( dport = :{port} )", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    return len(out.decode().splitlines())
+
+
 def behind_sshd(fleet: SimFleet, real_sshd) -> list:
     jump = f"{real_sshd.user}@127.0.0.1:{real_sshd.port}"
     return [
@@ -42,7 +51,7 @@ def behind_sshd(fleet: SimFleet, real_sshd) -> list:
     ]
 
 
-async def test_hosts_behind_a_real_sshd_bastion_make_one_login_there(real_sshd, fleet, make_settings, tmp_path):
+async def test_50_hosts_behind_a_real_sshd_bastion_make_one_login_there(real_sshd, fleet, make_settings, tmp_path):
     prober = Prober(settings_for(make_settings, fleet, real_sshd, tmp_path, real_sshd.host_key))
     logins = real_sshd.accepted_logins()
     servers = behind_sshd(fleet, real_sshd)
