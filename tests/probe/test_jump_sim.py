@@ -166,3 +166,58 @@ async def test_an_ssh_config_alias_with_its_proxyjump_and_jump_none_over_it(flee
         assert fleet.host(fleet.hosts[1][0]).connections_made == 2
     finally:
         await prober.close()
+
+
+@pytest.fixture
+async def ssh_agent(fleet, tmp_path, monkeypatch):
+    """OpenSSH's ssh-agent, started here with the fleet's client key loaded; SSH_AUTH_SOCK set."""
+    socket_path = tmp_path / "agent.sock"
+    agent = await asyncio.create_subprocess_exec(
+        "ssh-agent", "-D", "-a", str(socket_path), stdout=asyncio.subprocess.DEVNULL
+    )
+    try:
+        for _ in range(200):
+            if socket_path.exists():
+                break
+            await asyncio.sleep(0.01)
+        add = await asyncio.create_subprocess_exec(
+            "ssh-add", "-q", str(fleet.client_key_path), env={"SSH_AUTH_SOCK": str(socket_path)}
+        )
+        assert await add.wait() == 0
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket_path))
+        yield socket_path
+    finally:
+        agent.terminate()
+        await agent.wait()
+
+
+async def test_agent_auth_for_the_bastion_and_the_host(fleet, fleet_settings, ssh_agent):
+    prober = Prober(fleet_settings(key_file=None))  # nothing but the agent holds the key
+    try:
+        server = sim_server(fleet, 1, auth="agent", jump=bastion_spec(fleet))
+        await prober.collect(server, None)
+        assert (await prober.resolved(server))["auth"] == "agent, ~/.ssh/id_*"
+    finally:
+        await prober.close()
+    assert fleet.host(fleet.hosts[BASTION][0]).forwards == 1
+
+
+async def test_without_an_agent_the_key_file_serves_and_its_absence_is_named(fleet, fleet_settings, monkeypatch):
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    server = sim_server(fleet, 1, auth="agent", jump=bastion_spec(fleet))
+    prober = Prober(fleet_settings())  # ssh.key_file: the fleet's key, for the bastion and the host
+    try:
+        await prober.collect(server, None)
+    finally:
+        await prober.close()
+    prober = Prober(fleet_settings(key_file=None))
+    try:
+        with pytest.raises(CollectError) as caught:
+            await prober.collect(server, None)
+    finally:
+        await prober.close()
+    assert caught.value.kind == "auth_failed"
+    assert (
+        f"via {bastion_spec(fleet)}: authentication failed as {fleet.username} (offered: ~/.ssh/id_*; no ssh-agent"
+        in str(caught.value)
+    )
