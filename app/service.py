@@ -42,7 +42,7 @@ from fleettop.servers import ServerAdmin
 from fleettop.store.db import SQL_ERRORS, describe_error
 from fleettop.tasks import cancel_and_wait
 from fleettop.text import first_line
-from fleettop.views import HistoryCharts, HostKeyCheck, ServerDetail, ServerView, status_of
+from fleettop.views import HistoryCharts, HostKeyCheck, ResolvedRoute, ServerDetail, ServerView, status_of
 
 if TYPE_CHECKING:
     from saq.job import Job
@@ -157,7 +157,7 @@ class FleetService:
         history = HistoryCharts(
             span=span, until=int(now.timestamp()), series=list(series), full_in=full_in.get(server.id, {})
         )
-        return ServerDetail(row=row, history=history, runs=runs)
+        return ServerDetail(row=row, history=history, runs=runs, route=await self.route(server))
 
     async def disk_forecasts(self, server_ids: list[int] | None) -> dict[int, dict[str, float]]:
         """By server id (None: every server), each mount that fills up: the seconds until it
@@ -182,6 +182,16 @@ class FleetService:
         return server, [
             await self.repo.history_series(server.id, metric, since, until, step=step) for metric in metrics
         ]
+
+    async def route(self, server: Server) -> ResolvedRoute | None:
+        """How an SSH server is reached (its ssh config alias and jump hosts resolved); None for
+        a local one. A config or jump spec that cannot be used is the route's problem."""
+        if server.transport == "local":
+            return None
+        try:
+            return ResolvedRoute.model_validate(await self.context.prober.resolved(server))
+        except CollectError as exc:
+            return ResolvedRoute(problem=str(exc))
 
     async def resolve(self, names: list[str]) -> list[Server]:
         """The named servers, or a UsageError naming those that do not exist."""
@@ -259,9 +269,10 @@ class FleetService:
         server = await self._ssh_server(name)
         prober = self.context.prober
         fingerprint, key = await prober.host_key(server)
+        host, port = await prober.address(server)  # an ssh config alias resolved: what known_hosts names
         return HostKeyCheck(
             server=server.name,
-            where=probe.host_pattern(server.host, server.port),
+            where=probe.host_pattern(host, port),
             key=probe.describe_key(key),
             fingerprint=fingerprint,
             state=await prober.trusted_state(server, key),
@@ -288,7 +299,8 @@ class FleetService:
             )
         path = prober.own_known_hosts
         if state == "unknown":
-            await asyncio.to_thread(probe.record_known_host, path, server.host, server.port, key)
+            host, port = await prober.address(server)
+            await asyncio.to_thread(probe.record_known_host, path, host, port, key)
             await self.repo.audit("trust", server.name, fingerprint)
         return path
 

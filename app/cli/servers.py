@@ -20,6 +20,7 @@ from fleettop.servers import INHERITED_MARK, THRESHOLDS, ServerAdmin, describe, 
 from fleettop.store.db import open_database
 from fleettop.store.repo import Repository
 from fleettop.text import clean
+from fleettop.views import ResolvedRoute, route_text
 
 _OPTIONS = ("host", "port", "username", "transport", "auth", "key_file", "interval", "enabled", "tags", "jump")
 
@@ -274,11 +275,9 @@ async def _test(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 
 def _resolved_text(server: Server, resolved: dict[str, Any]) -> str:
     """What a server resolves to, as `servers test` prints it before connecting."""
-    alias = f" (alias {resolved['alias']})" if resolved["alias"] else ""
-    jump = " -> ".join(resolved["jump"]) or "none (direct)"
+    route = ResolvedRoute.model_validate(resolved)
     return clean(
-        f"{server.name}: {host_port(resolved['address'], resolved['port'])}{alias}, user {resolved['user']}, "
-        f"auth {resolved['auth']}, jump {jump}"
+        f"{server.name}: {route_text(route)}, auth {route.auth}, jump {' -> '.join(route.jump) or 'none (direct)'}"
     )
 
 

@@ -8,6 +8,7 @@ from tui_live import HOSTS, LiveFleet, until
 
 from fleettop.config import ServerConfig
 from fleettop.servers import fields_of
+from fleettop.tui.screens.detail import DetailScreen, SettingsPanel
 
 
 async def test_the_form_keeps_and_edits_tags_and_the_jump_host(live: LiveFleet) -> None:
@@ -50,3 +51,24 @@ async def test_the_filter_takes_tags(live: LiveFleet) -> None:
         assert [table.rows_by_id[i].server.name for i in table.shown_ids] == [servers[1].name]
         await pilot.press("escape", "slash", *"tag:nothing")
         assert table.row_count == 0
+
+
+async def test_the_detail_screen_says_how_the_server_is_reached(live: LiveFleet) -> None:
+    server = sorted(await live.service.repo.list_servers(), key=lambda server: server.name)[0]
+    bastion_name, bastion_port = live.sim.hosts[1]
+    live.sim.make_jump_host(bastion_name)
+    jump = f"{live.sim.username}@127.0.0.1:{bastion_port}"
+    await live.service.edit_server(
+        server.name, ServerConfig.model_validate({**fields_of(server), "tags": ["web"], "jump": jump})
+    )
+    app = live.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.dashboard.table.row_count == HOSTS, what="the server list")
+        assert app.dashboard.table.selected.server.name == server.name  # by name: the first row
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, DetailScreen), what="the detail screen")
+        panel = app.screen.query_one(SettingsPanel)
+        await until(pilot, lambda: panel.lines, what="the settings")
+        lines = {label: value for label, value, _ in panel.lines}
+        assert lines["host"] == f"{live.sim.username}@127.0.0.1:{server.port}"
+        assert (lines["via"], lines["tags"]) == (jump, "web")

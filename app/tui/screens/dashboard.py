@@ -51,7 +51,9 @@ class DashboardScreen(FleetScreen):
         Binding("a", "add", "Add", show=False, tooltip="add a server"),
         Binding("e", "edit", "Edit", show=False, tooltip="edit the selected server"),
         Binding("d", "delete", "Delete", show=False, tooltip="delete the selected server (asks first)"),
-        Binding("slash", "filter", "Filter", key_display="/", tooltip="filter by name or host, tag:NAME by tag; esc clears"),
+        Binding(
+            "slash", "filter", "Filter", key_display="/", tooltip="filter by name or host, tag:NAME by tag; esc clears"
+        ),
         Binding("s", "sort", "Sort", tooltip="cycle the sort: name, status, CPU, RAM, disk, load, age"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="reverse the sort (or click its heading again)"),
         Binding("j", "queue", "Queue", tooltip="counts, failed runs, the schedule"),
