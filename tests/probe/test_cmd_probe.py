@@ -69,7 +69,9 @@ async def test_servers_test_reports_the_error(fleet, make_settings, tmp_path, ca
     with pytest.raises(CollectError) as caught:
         await cmd_servers(argparse.Namespace(action="test", name=name, json=False), loaded)
     assert caught.value.kind == "hostkey_unknown"
-    assert capsys.readouterr().out.startswith(f"{name}: {fleet.username}@127.0.0.1:")  # what it resolved to, before the error
+    assert capsys.readouterr().out.startswith(
+        f"{name}: {fleet.username}@127.0.0.1:"
+    )  # what it resolved to, before the error
     assert await cmd_servers(argparse.Namespace(action="test", name=name, json=True), loaded) == 1
     row = json.loads(capsys.readouterr().out)
     assert (row["status"], row["kind"]) == ("failed", "hostkey_unknown") and name in row["error"]

@@ -129,10 +129,14 @@ def _history(row: ServerView, span: int, width: int) -> HistoryCharts:
     return HistoryCharts(span=span, until=until, series=series, full_in=FILLING.get(row.server.name, {}))
 
 
+# With tags (the group-by-tag scene): a server's tags by its name's first part.
+TAGS = {"web": ("web", "prod"), "db": ("db", "prod"), "cache": ("prod",), "edge": ("edge",)}
+
+
 class FixedFleet:
     """The FleetService calls the dashboard makes, answered from fixed data."""
 
-    def __init__(self) -> None:
+    def __init__(self, tagged: bool = False) -> None:
         self.rows = []
         for index, (name, host, *figures) in enumerate(FIGURES):
             server = _server(index, name, host)
@@ -175,6 +179,10 @@ class FixedFleet:
                 next_run_at=NOW + timedelta(seconds=12),
             )
         )
+        if tagged:
+            for index, row in enumerate(self.rows):
+                tags = TAGS.get(row.server.name.split("-")[0], ())
+                self.rows[index] = row.model_copy(update={"server": row.server.model_copy(update={"tags": tags})})
         self.paused = False
 
     async def list_servers(self):

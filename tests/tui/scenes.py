@@ -18,9 +18,10 @@ class Scene:
     size: tuple[int, int]
     keys: tuple[str, ...] = ()
     theme: str = "textual-dark"
+    tagged: bool = False  # the servers carry tags (fixed_fleet.TAGS)
 
     def app(self) -> FleetApp:
-        app = FleetApp(FixedFleet(), clock=lambda: NOW, live=False)
+        app = FleetApp(FixedFleet(self.tagged), clock=lambda: NOW, live=False)
         app.theme = self.theme
         return app
 
@@ -38,4 +39,6 @@ SCENES = {
     "form-error": Scene((90, 26), ("a", *"web 1", "tab", *"db_1.internal", "tab")),
     "queue": Scene((110, 24), ("j",)),
     "help": Scene((90, 26), ("question_mark",)),
+    # grouped by tag, db folded (its summary line under the cursor), at the smallest size
+    "dashboard-by-tag": Scene((80, 24), ("g", "home", "enter"), tagged=True),
 }

@@ -72,3 +72,28 @@ async def test_the_detail_screen_says_how_the_server_is_reached(live: LiveFleet)
         lines = {label: value for label, value, _ in panel.lines}
         assert lines["host"] == f"{live.sim.username}@127.0.0.1:{server.port}"
         assert (lines["via"], lines["tags"]) == (jump, "web")
+
+
+async def test_g_groups_by_tag_with_a_summary_line_that_folds() -> None:
+    from scenes import SCENES
+
+    app = SCENES["dashboard-by-tag"].app()
+    async with app.run_test(size=(150, 30)) as pilot:
+        table = app.dashboard.table
+        await until(pilot, lambda: table.row_count == 8, what="the server list")
+        names = lambda: [table.rows_by_id[i].server.name for i in table.shown_ids]  # noqa: E731
+        await pilot.press("g", "home")
+        assert table.grouped and table.selected_group == "db" and table.selected is None
+        assert names() == ["db-1", "db-2", "edge-1", "cache-1", "web-1", "web-2", "backup-1", "batch-1"]
+        assert table.group_summary("db") == "▾ db  2 servers  2 up  0 down  1 alerting  avg cpu 65%  ram 93%  disk 87%"
+        assert table.group_summary("edge").startswith("▾ edge  1 server  0 up  1 down  0 alerting  avg cpu –  ram –")
+        await pilot.press("enter")  # folds db: no detail screen
+        assert app.screen is app.dashboard and "db-1" not in names() and table.group_summary("db").startswith("▸ db")
+        await pilot.press("enter")
+        assert "db-1" in names()
+        await pilot.press("down", "enter")  # a server's line opens its details as ever
+        await until(pilot, lambda: app.screen is not app.dashboard, what="the detail screen")
+        await pilot.press("escape", "slash", *"tag:web", "enter")
+        assert names() == ["web-1", "web-2"] and table.group_summary("web").startswith("▾ web  2 servers")
+        await pilot.press("escape", "g")
+        assert not table.grouped and table.row_count == 8 and table.selected_group is None
