@@ -9,6 +9,7 @@ import asyncssh
 import pytest
 from probe_helpers import sim_server
 
+from fleettop.domain import Server
 from fleettop.probe import CollectError, Prober
 from fleettop.probe.sim import SimFleet
 
@@ -78,3 +79,43 @@ async def test_a_changed_key_on_the_real_bastion_is_refused(real_sshd, fleet, ma
     assert caught.value.kind == "hostkey_changed"
     assert f"via {real_sshd.user}@127.0.0.1:{real_sshd.port}: host key CHANGED" in str(caught.value)
     assert fleet.host(fleet.hosts[0][0]).connections_made == 0
+
+
+async def test_aliases_of_the_ssh_config_in_home_reach_hosts_through_the_real_bastion(
+    real_sshd, fleet, make_settings, tmp_path, monkeypatch
+):
+    """~/.ssh/config names the bastion (its user, key and known_hosts file) and the hosts
+    behind it by alias; fleettop's own settings name neither."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    public = real_sshd.host_key.export_public_key("openssh").decode().split()
+    bastion_known = home / ".ssh" / "bastion_known_hosts"
+    bastion_known.write_text(f"[127.0.0.1]:{real_sshd.port} {public[0]} {public[1]}\n")
+    (home / ".ssh" / "config").write_text(
+        f"Host bastion\n  HostName 127.0.0.1\n  Port {real_sshd.port}\n  User {real_sshd.user}\n"
+        f"  IdentityFile {real_sshd.key_file}\n  UserKnownHostsFile {bastion_known}\n"
+        "Host web-*\n  ProxyJump bastion\n"
+        + "".join(f"Host web-{i}\n  HostName 127.0.0.1\n  Port {port}\n" for i, (_, port) in enumerate(fleet.hosts[:3]))
+    )
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    settings = make_settings(ssh={"known_hosts": str(fleet.known_hosts_path), "username": fleet.username})
+    assert settings.ssh.config_files == (home / ".ssh" / "config",)  # the default, ~ being this HOME
+    prober = Prober(settings)
+    logins = real_sshd.accepted_logins()
+    servers = [
+        Server(id=i + 1, name=f"web-{i}", host=f"web-{i}", auth="key", key_file=str(fleet.client_key_path))
+        for i in range(3)
+    ]
+    try:
+        results = await asyncio.gather(*(prober.collect(server, None) for server in servers), return_exceptions=True)
+        assert all(not isinstance(result, Exception) for result in results), results
+        resolved = await prober.resolved(servers[0])
+        assert (resolved["alias"], resolved["port"], resolved["jump"]) == (
+            "web-0",
+            fleet.hosts[0][1],
+            [f"{real_sshd.user}@127.0.0.1:{real_sshd.port}"],
+        )
+    finally:
+        await prober.close()
+    assert real_sshd.accepted_logins() - logins == 1
