@@ -39,6 +39,9 @@ async def cmd_import(
     counts = {"added": 0, "updated": 0, "unchanged": 0, "skipped": 0}
     for note in found.notes:
         print(clean(f"note: {note}"))
+    if args.source == "ssh-config" and path not in loaded.settings.ssh.config_files:
+        # The servers are imported by alias: only the ssh config fleettop reads resolves them.
+        print(clean(f"note: {path} is not in ssh.config: its aliases resolve only once it is (or is included)"))
     for host in _selected(found, args.match):
         outcome, line = await _import_one(admin, host, args.tag or [], origin, dry_run=args.dry_run)
         counts[outcome] += 1

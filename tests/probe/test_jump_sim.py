@@ -221,3 +221,13 @@ async def test_without_an_agent_the_key_file_serves_and_its_absence_is_named(fle
         f"via {bastion_spec(fleet)}: authentication failed as {fleet.username} (offered: ~/.ssh/id_*; no ssh-agent"
         in str(caught.value)
     )
+
+
+async def test_the_host_key_of_a_host_behind_a_bastion_is_its_own(fleet, prober):
+    """`fleettop trust` of a host behind a bastion fetches that host's key, through the bastion."""
+    server = sim_server(fleet, 1, jump=bastion_spec(fleet))
+    fingerprint, key = await prober.host_key(server)
+    assert key == fleet.host(server.name).host_key.convert_to_public()
+    assert fingerprint != fleet.host(fleet.hosts[BASTION][0]).host_key.get_fingerprint()
+    assert await prober.trusted_state(server, key) == "trusted"
+    assert fleet.host(fleet.hosts[BASTION][0]).forwards == 1

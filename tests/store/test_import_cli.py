@@ -30,7 +30,8 @@ def test_ssh_config_import_is_idempotent_and_audited(fleettop, config_path, tmp_
     code, out, _ = fleettop("servers", "import", "ssh-config", str(config), "--match", "web-*", "--tag", "web")
     lines = out.splitlines()
     assert lines[0] == f"note: {config}:2: Host pattern 'web-*' skipped: not one server"
-    assert lines[2].startswith("added web-1 (ssh web-1:22, auth agent, every 900s*") and "tags web" in lines[2]
+    assert lines[2] == f"note: {config} is not in ssh.config: its aliases resolve only once it is (or is included)"
+    assert lines[3].startswith("added web-1 (ssh web-1:22, auth agent, every 900s*") and "tags web" in lines[3]
     assert lines[-1] == "2 added, 0 updated, 0 unchanged, 0 skipped"
     code, out, _ = fleettop("servers", "import", "ssh-config", str(config), "--match", "web-*", "--tag", "web")
     assert out.splitlines()[-3:] == ["unchanged web-1", "unchanged web-2", "0 added, 0 updated, 2 unchanged, 0 skipped"]
