@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 
 import pytest
-from probe_helpers import sim_server
+from probe_helpers import sim_server, unavailable
 
 from fleettop.domain import Server
 from fleettop.probe import CollectError, Prober
@@ -171,6 +172,8 @@ async def test_an_ssh_config_alias_with_its_proxyjump_and_jump_none_over_it(flee
 @pytest.fixture
 async def ssh_agent(fleet, tmp_path, monkeypatch):
     """OpenSSH's ssh-agent, started here with the fleet's client key loaded; SSH_AUTH_SOCK set."""
+    if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
+        unavailable("ssh-agent is missing (apt-get install openssh-client)")
     socket_path = tmp_path / "agent.sock"
     agent = await asyncio.create_subprocess_exec(
         "ssh-agent", "-D", "-a", str(socket_path), stdout=asyncio.subprocess.DEVNULL

@@ -4,10 +4,11 @@ every host behind it; its host key is checked as strictly as a host's."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 
 import asyncssh
 import pytest
-from probe_helpers import sim_server
+from probe_helpers import sim_server, unavailable
 
 from fleettop.domain import Server
 from fleettop.probe import CollectError, Prober
@@ -37,6 +38,8 @@ def settings_for(make_settings, fleet: SimFleet, real_sshd, tmp_path, bastion_ke
 
 async def established_to(port: int) -> int:
     """TCP connections to 127.0.0.1:port established now, as `ss` counts them."""
+    if shutil.which("ss") is None:
+        unavailable("ss is missing (apt-get install iproute2)")
     process = await asyncio.create_subprocess_exec(
         "ss", "-Htn", "state", "established", f"( dport = :{port} )", stdout=asyncio.subprocess.PIPE
     )
