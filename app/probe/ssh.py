@@ -153,6 +153,8 @@ class Hop:
     address: str
     port: int
     username: str
+    connect_timeout: float  # its Host block's ConnectTimeout, else ssh.connect_timeout
+    keepalive_interval: float  # its ServerAliveInterval, else ssh.keepalive_interval
 
     @property
     def where(self) -> str:
@@ -476,6 +478,8 @@ class SSHPool:
             address=found.address or jump.host,
             port=jump.port or found.port or DEFAULT_PORT,
             username=jump.username or found.username or self._ssh.username or getpass.getuser(),
+            connect_timeout=found.connect_timeout or self._ssh.connect_timeout,
+            keepalive_interval=found.keepalive_interval or self._ssh.keepalive_interval,
         )
 
     async def close(self) -> None:
@@ -582,15 +586,17 @@ class SSHPool:
                         config=self._config_paths(),
                         tunnel=through,
                         client_factory=lambda: client,
-                        connect_timeout=self._ssh.connect_timeout,
-                        login_timeout=self._ssh.connect_timeout,
-                        keepalive_interval=self._ssh.keepalive_interval,
+                        connect_timeout=hop.connect_timeout,
+                        login_timeout=hop.connect_timeout,
+                        keepalive_interval=hop.keepalive_interval,
                         keepalive_count_max=KEEPALIVE_COUNT_MAX,
                         encryption_algs=ENCRYPTION_ALGS,
                         **options,
                     )
             except Exception as exc:
-                route = Route(hop.address, hop.port, hop.username, (), self._ssh.connect_timeout, 0, (), ())
+                route = Route(
+                    hop.address, hop.port, hop.username, (), hop.connect_timeout, hop.keepalive_interval, (), ()
+                )
                 failure = self._connect_error(hop_target, exc, client, offered, route=route, bastion=True)
                 # Named as written ("bastion1"), not as a server is ("name (host:port)").
                 failure = CollectError(failure.kind, hop.where, str(failure).removeprefix(f"{hop_target.where}: "))
