@@ -11,7 +11,7 @@ from probe_helpers import sim_server, unavailable
 from fleettop.domain import Server
 from fleettop.probe import CollectError, Prober
 from fleettop.probe.sim import SimFleet
-from fleettop.probe.ssh import BASTION_RETRY_AFTER
+from fleettop.probe.ssh import BASTION_RETRY_AFTER, SSHPool, SSHTarget
 from fleettop.timing import scaled
 
 BASTION = 0
@@ -234,3 +234,17 @@ async def test_the_host_key_of_a_host_behind_a_bastion_is_its_own(fleet, prober)
     assert fingerprint != fleet.host(fleet.hosts[BASTION][0]).host_key.get_fingerprint()
     assert await prober.trusted_state(server, key) == "trusted"
     assert fleet.host(fleet.hosts[BASTION][0]).forwards == 1
+
+
+async def test_a_jump_hosts_own_host_block_sets_its_timeouts(fleet_settings, tmp_path):
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        "Host bastion\n  HostName 127.0.0.1\n  ConnectTimeout 3\n  ServerAliveInterval 7\n"
+        "Host web\n  ProxyJump bastion\n"
+    )
+    settings = fleet_settings(config=str(config))
+    pool = SSHPool(settings.ssh, settings.data_dir)
+    route = await pool.route(SSHTarget(name="web", host="web", port=22, username=None, auth="agent"))
+    (hop,) = route.hops
+    assert (hop.address, hop.connect_timeout, hop.keepalive_interval) == ("127.0.0.1", 3.0, 7.0)
+    assert (route.connect_timeout, route.keepalive_interval) == (5.0, 30.0)  # the server's own: ssh.*
