@@ -433,7 +433,7 @@ class SSHPool:
         own_port = None if target.port == DEFAULT_PORT else target.port
         found = self._ssh_config.lookup(target.host, target.username, own_port)
         spec = target.jump if target.jump is not None else found.proxy_jump
-        hops = self._hops(spec, "jump" if target.jump is not None else "ProxyJump", ())
+        hops = self._hops(spec, "jump" if target.jump is not None else "ProxyJump")
         known_hosts = set(found.known_hosts_files)
         for hop in hops:
             known_hosts.update(self._ssh_config.lookup(hop.alias, hop.username, hop.port).known_hosts_files)
@@ -448,26 +448,28 @@ class SSHPool:
             known_hosts_files=tuple(sorted(known_hosts)),
         )
 
-    def _hops(self, spec: str | None, named_by: str, before: tuple[Hop, ...]) -> tuple[Hop, ...]:
+    def _hops(self, spec: str | None, named_by: str, depth: int = 0) -> tuple[Hop, ...]:
         """The jump hosts of a spec, each resolved by the ssh config; the first hop's own
-        ProxyJump goes before it, as OpenSSH chains them."""
+        ProxyJump goes before it, as OpenSSH chains them (a chain that never ends, `Host *` with
+        a ProxyJump its jump host also matches, is refused)."""
         if not spec:
-            return before
+            return ()
         try:
             written = parse_jump(spec)
         except ValueError as exc:
             raise ValueError(f"{named_by} {spec!r}: {exc}") from None
-        hops = list(before)
+        too_long = f"{named_by} {spec!r}: more than {MAX_JUMP_HOPS} jump hosts (a ProxyJump loop in the ssh config?)"
+        if depth > MAX_JUMP_HOPS:
+            raise ValueError(too_long)
+        hops: list[Hop] = []
         for index, jump in enumerate(written):
             hop = self._hop(jump)
-            if index == 0 and not before:
+            if index == 0:
                 first_jump = self._ssh_config.lookup(hop.alias, jump.username, jump.port).proxy_jump
-                hops = list(self._hops(first_jump, f"ProxyJump of {jump}", ()))
+                hops = list(self._hops(first_jump, named_by, depth + 1))
             hops.append(hop)
-            if len(hops) > MAX_JUMP_HOPS:
-                raise ValueError(
-                    f"{named_by} {spec!r}: more than {MAX_JUMP_HOPS} jump hosts (a loop in the ssh config?)"
-                )
+        if len(hops) > MAX_JUMP_HOPS:
+            raise ValueError(too_long)
         return tuple(hops)
 
     def _hop(self, jump: JumpHop) -> Hop:

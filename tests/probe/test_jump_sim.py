@@ -248,3 +248,19 @@ async def test_a_jump_hosts_own_host_block_sets_its_timeouts(fleet_settings, tmp
     (hop,) = route.hops
     assert (hop.address, hop.connect_timeout, hop.keepalive_interval) == ("127.0.0.1", 3.0, 7.0)
     assert (route.connect_timeout, route.keepalive_interval) == (5.0, 30.0)  # the server's own: ssh.*
+
+
+async def test_a_proxyjump_loop_in_the_ssh_config_is_one_line_not_a_hang(fleet_settings, tmp_path):
+    config = tmp_path / "ssh_config"
+    config.write_text("Host gw\n  HostName 127.0.0.1\nHost *\n  ProxyJump gw\n")  # gw jumps through itself
+    prober = Prober(fleet_settings(config=str(config)))
+    try:
+        with pytest.raises(CollectError) as caught:
+            await prober.collect(Server(id=1, name="web", host="web", auth="key"), None)
+    finally:
+        await prober.close()
+    assert caught.value.kind == "unreachable"
+    assert (
+        str(caught.value)
+        == "web (web:22): ProxyJump 'gw': more than 8 jump hosts (a ProxyJump loop in the ssh config?)"
+    )
