@@ -677,12 +677,19 @@ class SSHPool:
 
     def _read_known_hosts(self) -> asyncssh.SSHKnownHosts:
         """Both files, each a regular file no other user may write (a planted or writable
-        known_hosts would trust an attacker's key); fleettop's own is never read through a link."""
+        known_hosts would trust an attacker's key); fleettop's own is never read through a link.
+        A UserKnownHostsFile of the ssh config that is not such a file (/dev/null, as labs set
+        with StrictHostKeyChecking no) trusts nothing: skipped, where ssh.known_hosts would fail."""
         known_hosts = asyncssh.SSHKnownHosts()
+        base = {self._ssh.known_hosts, self.own_known_hosts}
         for path in self._known_hosts_files:
             try:
                 data = read_trusted_file(path, follow_links=path != self.own_known_hosts)
             except FileNotFoundError:
+                continue
+            except (OSError, UnsafePath):
+                if path in base:
+                    raise
                 continue
             known_hosts.load(data.decode(errors="replace"))
         return known_hosts

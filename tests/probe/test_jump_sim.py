@@ -264,3 +264,22 @@ async def test_a_proxyjump_loop_in_the_ssh_config_is_one_line_not_a_hang(fleet_s
         str(caught.value)
         == "web (web:22): ProxyJump 'gw': more than 8 jump hosts (a ProxyJump loop in the ssh config?)"
     )
+
+
+async def test_a_user_known_hosts_file_of_dev_null_trusts_nothing_and_breaks_nothing(fleet, fleet_settings, tmp_path):
+    (_, port), (_, other_port) = fleet.hosts[1], fleet.hosts[2]
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host lab\n  HostName 127.0.0.1\n  Port {port}\n  UserKnownHostsFile /dev/null\n  StrictHostKeyChecking no\n"
+    )
+    prober = Prober(fleet_settings(config=str(config), known_hosts=str(tmp_path / "empty")))
+    try:
+        with pytest.raises(CollectError) as caught:  # its key is in no file fleettop reads: refused
+            await prober.collect(Server(id=1, name="lab", host="lab", auth="key"), None)
+        assert caught.value.kind == "hostkey_unknown"
+        other = Server(id=2, name="other", host="127.0.0.1", port=other_port, auth="key")
+        with pytest.raises(CollectError) as caught:  # the others are judged as before, not broken
+            await prober.collect(other, None)
+        assert caught.value.kind == "hostkey_unknown" and "known_hosts cannot be read" not in str(caught.value)
+    finally:
+        await prober.close()
