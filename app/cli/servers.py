@@ -221,7 +221,7 @@ async def _test(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     settings = loaded.settings
     database = await open_database(settings)
     try:
-        repo = Repository(database, settings.defaults, settings.groups)
+        repo = Repository(database, settings.defaults, settings.retention, groups=settings.groups)
         server, secret = await find_server(loaded, repo, args.name)
         from fleettop.probe import CollectError, Prober  # SSH and cryptography: only for `servers test`
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import yaml
-from test_store_cli import add_config_servers, config_path, fleettop, with_repo  # noqa: F401 -- the CLI fixtures
+from test_store_cli import add_config_servers
 
 
-def test_ssh_config_import_is_idempotent_and_audited(fleettop, config_path, tmp_path):  # noqa: F811
+def test_ssh_config_import_is_idempotent_and_audited(fleettop, config_path, tmp_path):
     ssh_dir = tmp_path / "ssh"
     (ssh_dir / "conf.d").mkdir(parents=True)
     (ssh_dir / "conf.d" / "db.conf").write_text("Host db-1\n  HostName 10.0.1.1\n")
@@ -54,8 +54,8 @@ db
 
 
 def test_ansible_import_adds_then_updates_what_changed_and_keeps_the_config_servers(
-    fleettop,  # noqa: F811
-    config_path,  # noqa: F811
+    fleettop,
+    config_path,
     tmp_path,
 ):
     add_config_servers(config_path, [{"name": "db1", "host": "10.9.9.9"}])
@@ -78,7 +78,7 @@ def test_ansible_import_adds_then_updates_what_changed_and_keeps_the_config_serv
     assert out.splitlines()[0] == "unchanged web1.example.com"
 
 
-def test_a_file_that_cannot_be_imported_is_one_line(fleettop, tmp_path):  # noqa: F811
+def test_a_file_that_cannot_be_imported_is_one_line(fleettop, tmp_path):
     assert fleettop("servers", "import", "ansible", str(tmp_path / "none")) == (
         2,
         "",

@@ -7,7 +7,6 @@ import json
 
 import pytest
 import yaml
-from test_store_cli import config_path, fleettop  # noqa: F401 -- the CLI fixtures
 
 from fleettop.config import DefaultsConfig, GroupConfig, ServerConfig, Settings
 from fleettop.domain import Thresholds
@@ -21,7 +20,7 @@ GROUPS = {
 
 
 async def test_server_then_first_tag_group_then_defaults(database):
-    repo = Repository(database, DefaultsConfig(interval=300), GROUPS)
+    repo = Repository(database, DefaultsConfig(interval=300), groups=GROUPS)
     await repo.add_server(ServerConfig(name="web1", host="h1", tags=["web", "prod"]))
     await repo.add_server(ServerConfig(name="db1", host="h2", tags=["db"], interval=30, thresholds={"disk": 80}))
     await repo.add_server(ServerConfig(name="api1", host="h3", tags=["prod", "web"], interval=45, enabled=False))
@@ -89,7 +88,7 @@ async def test_0005_adds_tags_and_jump_to_a_database_at_0002_and_goes_back(setti
 # -- the command line --------------------------------------------------------------------
 
 
-def test_servers_add_edit_list_by_tag_and_group(fleettop, config_path):  # noqa: F811
+def test_servers_add_edit_list_by_tag_and_group(fleettop, config_path):
     data = yaml.safe_load(config_path.read_text())
     data["groups"] = {"web": {"interval": 60, "thresholds": {"cpu": 50}}}
     config_path.write_text(yaml.safe_dump(data))
@@ -136,12 +135,12 @@ def test_servers_add_edit_list_by_tag_and_group(fleettop, config_path):  # noqa:
         ),
     ],
 )
-def test_bad_tags_and_jumps_are_one_line_errors(fleettop, argv, error):  # noqa: F811
+def test_bad_tags_and_jumps_are_one_line_errors(fleettop, argv, error):
     code, out, err = fleettop(*argv)
     assert (code, out, err) == (2, "", error)
 
 
-def test_a_bad_group_in_the_config_names_file_and_line(config_path, fleettop):  # noqa: F811
+def test_a_bad_group_in_the_config_names_file_and_line(config_path, fleettop):
     data = yaml.safe_load(config_path.read_text())
     data["groups"] = {"web": {"interval": 5, "jump": "a,,b"}}
     config_path.write_text(yaml.safe_dump(data))
