@@ -52,7 +52,7 @@ async def test_tags_and_jump_are_stored_and_synced_from_the_config(database):
     assert (web1.tags, web1.jump) == (("web", "eu"), "none")
 
 
-async def test_0005_adds_tags_and_jump_to_a_database_at_0002_and_goes_back(settings: Settings):
+async def test_0005_adds_tags_and_jump_to_a_database_before_it_and_goes_back(settings: Settings):
     from alembic import command
     from sqlalchemy import inspect
 
@@ -62,7 +62,7 @@ async def test_0005_adds_tags_and_jump_to_a_database_at_0002_and_goes_back(setti
         def run(sync) -> None:
             alembic_config = store_db._alembic_config()
             alembic_config.attributes["connection"] = sync
-            (command.downgrade if revision == "0002" else command.upgrade)(alembic_config, revision)
+            (command.downgrade if revision == "-1" else command.upgrade)(alembic_config, revision)
 
         return run
 
@@ -74,7 +74,7 @@ async def test_0005_adds_tags_and_jump_to_a_database_at_0002_and_goes_back(setti
         repo = Repository(database)
         await repo.add_server(ServerConfig(name="web1", host="h1", tags=["web"]))
         async with database.engine.begin() as conn:
-            await conn.run_sync(to("0002"))
+            await conn.run_sync(to("-1"))  # the revision before 0005
             assert not {"tags", "jump"} & await conn.run_sync(columns)
         async with database.engine.begin() as conn:
             await conn.run_sync(to(head_revision()))
