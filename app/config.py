@@ -13,17 +13,20 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fleettop.domain import Thresholds
+from fleettop.jumps import format_jump, parse_jump
 from fleettop.rollup import parse_duration
+
+_T = TypeVar("_T")
 
 ENV_PREFIX = "FLEETTOP_"
 DEFAULT_CONFIG_PATH = Path("~/.config/fleettop/config.yaml")
@@ -96,6 +99,32 @@ def check_username(value: str) -> str:
     return value
 
 
+def check_tags(values: list[str]) -> list[str]:
+    """Tags follow the name rules; each once, in the order given (the first tag's group wins)."""
+    for value in values:
+        if not _NAME_RE.fullmatch(value):
+            raise ValueError(
+                f"tag {value!r} must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+    return list(dict.fromkeys(values))
+
+
+def check_jump(value: str | None) -> str | None:
+    """A jump host spec (`[user@]host[:port]`, a comma-separated chain, a server's name, or
+    `none`), each hop's host and user held to the rules of a server's; written back normalized."""
+    if value is None:
+        return None
+    hops = parse_jump(value)
+    for index, hop in enumerate(hops, 1):
+        try:
+            check_host(hop.host)
+            if hop.username is not None:
+                check_username(hop.username)
+        except ValueError as exc:
+            raise ValueError(f"hop {index} {str(hop)!r}: {exc}") from None
+    return format_jump(hops)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -128,11 +157,23 @@ class ServerConfig(_Section):
     interval: int | None = Field(None, ge=MIN_INTERVAL)
     enabled: bool = True
     thresholds: ThresholdOverrides = Field(default_factory=ThresholdOverrides)
+    tags: list[str] = Field(default_factory=list)
+    jump: str | None = None  # jumps.parse_jump; None: a group's, else the ssh config's ProxyJump
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return check_name(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        return check_tags(value)
+
+    @field_validator("jump")
+    @classmethod
+    def _jump(cls, value: str | None) -> str | None:
+        return check_jump(value)
 
     @field_validator("host")
     @classmethod
@@ -199,8 +240,13 @@ class CacheConfig(_Section):
     aggregated_ttl: int = Field(60, ge=1)
 
 
+DEFAULT_SSH_CONFIG = Path("~/.ssh/config")
+
+
 class SSHConfig(_Section):
-    username: str | None = None  # None: the local user
+    # OpenSSH client config files applied to every server (null: none); a missing file is none.
+    config: Path | list[Path] | None = DEFAULT_SSH_CONFIG
+    username: str | None = None  # None: the ssh config's User, else the local user
     key_file: Path | None = None
     known_hosts: Path = Path("~/.ssh/known_hosts")
     connect_timeout: float = Field(10, gt=0)
@@ -212,6 +258,19 @@ class SSHConfig(_Section):
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return None if value is None else expand_user(value)
+
+    @field_validator("config")
+    @classmethod
+    def _expand_config(cls, value: Path | list[Path] | None) -> Path | list[Path] | None:
+        if isinstance(value, list):
+            return [expand_user(path) for path in value]
+        return None if value is None else expand_user(value)
+
+    @property
+    def config_files(self) -> tuple[Path, ...]:
+        if self.config is None:
+            return ()
+        return tuple(self.config) if isinstance(self.config, list) else (self.config,)
 
     @field_validator("username")
     @classmethod
@@ -363,6 +422,38 @@ class NotifyConfig(_Section):
         return value
 
 
+class GroupConfig(_Section):
+    """Settings for the servers carrying a tag: between a server's own and `defaults:`."""
+
+    interval: int | None = Field(None, ge=MIN_INTERVAL)
+    thresholds: ThresholdOverrides = Field(default_factory=ThresholdOverrides)
+    username: str | None = None
+    jump: str | None = None
+    enabled: bool | None = None  # false: the group's servers are not collected
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str | None) -> str | None:
+        return None if value is None else check_username(value)
+
+    @field_validator("jump")
+    @classmethod
+    def _jump(cls, value: str | None) -> str | None:
+        return check_jump(value)
+
+
+def from_groups(
+    groups: Mapping[str, GroupConfig], tags: Iterable[str], get: Callable[[GroupConfig], _T | None]
+) -> _T | None:
+    """A setting from the groups of a server's tags: the first tag (in the server's order) whose
+    group sets it; None when none does."""
+    for tag in tags:
+        group = groups.get(tag)
+        if group is not None and (value := get(group)) is not None:
+            return value
+    return None
+
+
 class Settings(_Section):
     data_dir: Path = DEFAULT_DATA_DIR
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
@@ -374,6 +465,7 @@ class Settings(_Section):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
+    groups: dict[str, GroupConfig] = Field(default_factory=dict)  # by tag
     servers: list[ServerConfig] = Field(default_factory=list)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
@@ -382,6 +474,12 @@ class Settings(_Section):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return expand_user(value)
+
+    @field_validator("groups")
+    @classmethod
+    def _group_tags(cls, value: dict[str, GroupConfig]) -> dict[str, GroupConfig]:
+        check_tags(list(value))
+        return value
 
     @property
     def database_url(self) -> str:
@@ -406,6 +504,7 @@ def servers_fingerprint(settings: Settings) -> str:
     document = {
         "database": redact_url(settings.database_url),
         "defaults": settings.defaults.model_dump(mode="json"),
+        "groups": {tag: group.model_dump(mode="json") for tag, group in settings.groups.items()},
         "servers": [server.model_dump(mode="json") for server in settings.servers],
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()

@@ -171,8 +171,11 @@ class Server(BaseModel):
     enabled: bool = True
     interval: int = 900
     thresholds: Thresholds = Field(default_factory=Thresholds)
-    # Which of interval, cpu, ram, disk the server does not set: taken from `defaults:` (the
-    # values above are the resolved ones).
+    tags: tuple[str, ...] = ()
+    jump: str | None = None  # the server's own (jumps.parse_jump): a group's applies when None
+    # Which of interval, cpu, ram, disk the server does not set: taken from the `groups:` of its
+    # tags or `defaults:` (the values above are the resolved ones); "enabled" when a group
+    # disables a server enabled itself.
     inherited: tuple[str, ...] = ()
     source: str = "db"  # config | db: servers from the config file are edited there
     created_at: datetime | None = None

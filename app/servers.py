@@ -58,8 +58,9 @@ class ServerAdmin:
             )
         return server, await self.repo.count_samples(server.id)
 
-    async def add(self, cfg: ServerConfig, secret: str | None = None) -> Server:
-        """A new database server; `secret` (a password or key passphrase) is stored encrypted."""
+    async def add(self, cfg: ServerConfig, secret: str | None = None, *, origin: str = "") -> Server:
+        """A new database server; `secret` (a password or key passphrase) is stored encrypted.
+        `origin`: where it came from, for the audit log ("imported from FILE")."""
         await self.check_new(cfg.name)
         check_key_file(cfg)
         seal = (lambda server_id: self._secrets.seal(secret, server_id, cfg)) if secret else None
@@ -67,10 +68,14 @@ class ServerAdmin:
             server = await self.repo.add_server(cfg, seal=seal)
         except FleettopError as exc:  # a race with another process adding the same name
             raise UsageError(str(exc)) from None
-        await self.repo.audit("server.add", server.name, describe(server))
+        await self.repo.audit(
+            "server.add", server.name, f"{origin}: {describe(server)}" if origin else describe(server)
+        )
         return server
 
-    async def edit(self, name: str, cfg: ServerConfig | None, secret: str | None = None) -> tuple[Server, str]:
+    async def edit(
+        self, name: str, cfg: ServerConfig | None, secret: str | None = None, *, origin: str = ""
+    ) -> tuple[Server, str]:
         """Replace a server's settings (cfg=None: only its secret). secret=None keeps the
         stored one, unless the server now authenticates by agent (nothing to decrypt any more),
         or its host, port, user, transport or auth changed (a password goes only where it was
@@ -98,7 +103,7 @@ class ServerAdmin:
         elif stored is None:
             changes.append(f"secret removed: set it again with fleettop servers edit {cfg.name} --password")
         detail = ", ".join(changes) or "no change"
-        await self.repo.audit("server.edit", updated.name, detail)
+        await self.repo.audit("server.edit", updated.name, f"{origin}: {detail}" if origin else detail)
         return updated, detail
 
     async def remove(self, server: Server, samples: int) -> None:
@@ -149,12 +154,14 @@ def fields_of(server: Server) -> dict[str, Any]:
         "auth": server.auth,
         "key_file": server.key_file,
         "interval": None if "interval" in server.inherited else server.interval,
-        "enabled": server.enabled,
+        "enabled": True if "enabled" in server.inherited else server.enabled,  # off by a group only
         "thresholds": thresholds,
+        "tags": list(server.tags),
+        "jump": server.jump,
     }
 
 
-INHERITED_MARK = "*"  # after a value the server takes from `defaults:`
+INHERITED_MARK = "*"  # after a value the server takes from `groups:` or `defaults:`
 
 
 def shown(server: Server, key: str) -> str:
@@ -165,7 +172,9 @@ def shown(server: Server, key: str) -> str:
     elif key == "interval":
         text = f"{server.interval}s"
     elif key == "enabled":
-        return "yes" if server.enabled else "no"
+        text = "yes" if server.enabled else "no"
+    elif key == "tags":
+        return ",".join(server.tags) or "-"
     else:
         value = getattr(server, key)
         return "-" if value is None else str(value)
@@ -178,15 +187,32 @@ def describe(server: Server) -> str:
     else:
         user = f"{server.username}@" if server.username else ""
         where = f"ssh {user}{server.host}:{server.port}, auth {server.auth}"
-    legend = f" ({INHERITED_MARK} from defaults:)" if server.inherited else ""
+        if server.jump:
+            where += f", jump {server.jump}"
+    legend = f" ({INHERITED_MARK} from {'groups: or ' if server.tags else ''}defaults:)" if server.inherited else ""
+    tags = f", tags {shown(server, 'tags')}" if server.tags else ""
+    state = "enabled" if server.enabled else "disabled by its group" if "enabled" in server.inherited else "disabled"
     return (
         f"{where}, every {shown(server, 'interval')}, thresholds cpu {shown(server, 'cpu')} ram {shown(server, 'ram')} "
-        f"disk {shown(server, 'disk')}{legend}, {'enabled' if server.enabled else 'disabled'}"
+        f"disk {shown(server, 'disk')}{legend}{tags}, {state}"
     )
 
 
 def differences(before: Server, after: Server) -> list[str]:
-    watched = ("name", "host", "port", "username", "transport", "auth", "key_file", "interval", "enabled", *THRESHOLDS)
+    watched = (
+        "name",
+        "host",
+        "port",
+        "username",
+        "transport",
+        "auth",
+        "key_file",
+        "interval",
+        "enabled",
+        *THRESHOLDS,
+        "tags",
+        "jump",
+    )
     changes = []
     for key in watched:
         old, new = shown(before, key), shown(after, key)

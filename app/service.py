@@ -44,7 +44,7 @@ from fleettop.servers import ServerAdmin
 from fleettop.store.db import SQL_ERRORS, describe_error
 from fleettop.tasks import cancel_and_wait
 from fleettop.text import first_line
-from fleettop.views import HistoryCharts, HostKeyCheck, ServerDetail, ServerView, status_of
+from fleettop.views import HistoryCharts, HostKeyCheck, ResolvedRoute, ServerDetail, ServerView, status_of
 
 if TYPE_CHECKING:
     from saq.job import Job
@@ -163,7 +163,7 @@ class FleetService:
         history = HistoryCharts(
             span=span, until=int(now.timestamp()), series=list(series), full_in=full_in.get(server.id, {})
         )
-        return ServerDetail(row=row, history=history, runs=runs, alerts=alerts)
+        return ServerDetail(row=row, history=history, runs=runs, alerts=alerts, route=await self.route(server))
 
     # -- alerts ------------------------------------------------------------------
 
@@ -214,6 +214,16 @@ class FleetService:
             await self.repo.history_series(server.id, metric, since, until, step=step) for metric in metrics
         ]
 
+    async def route(self, server: Server) -> ResolvedRoute | None:
+        """How an SSH server is reached (its ssh config alias and jump hosts resolved); None for
+        a local one. A config or jump spec that cannot be used is the route's problem."""
+        if server.transport == "local":
+            return None
+        try:
+            return ResolvedRoute.model_validate(await self.context.prober.resolved(server))
+        except CollectError as exc:
+            return ResolvedRoute(problem=str(exc))
+
     async def resolve(self, names: list[str]) -> list[Server]:
         """The named servers, or a UsageError naming those that do not exist."""
         found = [await self.repo.get_server(name) for name in names]
@@ -222,8 +232,9 @@ class FleetService:
             raise UnknownServer(*unknown)
         return [server for server in found if server is not None]
 
-    async def enabled_servers(self) -> list[Server]:
-        return await self.repo.list_servers(enabled_only=True)
+    async def enabled_servers(self, tag: str | None = None) -> list[Server]:
+        """The servers to collect; `tag`: those carrying it."""
+        return await self.repo.list_servers(enabled_only=True, tag=tag)
 
     async def add_server(self, cfg: ServerConfig, secret: str | None = None) -> Server:
         server = await self.admin.add(cfg, secret)
@@ -264,6 +275,8 @@ class FleetService:
             key_file=str(cfg.key_file) if cfg.key_file else None,
             interval=cfg.interval or defaults.interval_for(cfg.transport),
             thresholds=thresholds,
+            tags=tuple(cfg.tags),
+            jump=cfg.jump,
         )
         blob = None
         if secret:
@@ -287,9 +300,10 @@ class FleetService:
         server = await self._ssh_server(name)
         prober = self.context.prober
         fingerprint, key = await prober.host_key(server)
+        host, port = await prober.address(server)  # an ssh config alias resolved: what known_hosts names
         return HostKeyCheck(
             server=server.name,
-            where=probe.host_pattern(server.host, server.port),
+            where=probe.host_pattern(host, port),
             key=probe.describe_key(key),
             fingerprint=fingerprint,
             state=await prober.trusted_state(server, key),
@@ -316,7 +330,8 @@ class FleetService:
             )
         path = prober.own_known_hosts
         if state == "unknown":
-            await asyncio.to_thread(probe.record_known_host, path, server.host, server.port, key)
+            host, port = await prober.address(server)
+            await asyncio.to_thread(probe.record_known_host, path, host, port, key)
             await self.repo.audit("trust", server.name, fingerprint)
         return path
 

@@ -55,11 +55,30 @@ class HistoryCharts(BaseModel):
     full_in: dict[str, float] = Field(default_factory=dict)  # mount -> seconds until full, for mounts filling up
 
 
+class ResolvedRoute(BaseModel):
+    """How an SSH server is reached, as the ssh config and fleettop's settings resolve it."""
+
+    address: str = ""
+    port: int = 22
+    alias: str | None = None  # the server's host, when an ssh config alias of `address`
+    user: str = ""
+    auth: str = ""  # what is offered: "agent, ~/.ssh/id_*", "key PATH", "password"
+    jump: list[str] = Field(default_factory=list)  # user@host:port, first reached first
+    problem: str | None = None  # why it cannot be resolved (a broken ssh config, a bad jump spec)
+
+
+def route_text(route: ResolvedRoute) -> str:
+    """user@address:port, and the alias it was reached by: "ops@10.0.1.1:22 (alias db-1)"."""
+    address = f"[{route.address}]:{route.port}" if ":" in route.address else f"{route.address}:{route.port}"
+    return f"{route.user}@{address}" + (f" (alias {route.alias})" if route.alias else "")
+
+
 class ServerDetail(BaseModel):
     row: ServerView
     history: HistoryCharts
     runs: list[Run]
     alerts: list[AlertRecord] = Field(default_factory=list)  # its recent alerts, open first
+    route: ResolvedRoute | None = None  # None: a local server (or a fleet that does not say)
 
 
 class HostKeyCheck(BaseModel):

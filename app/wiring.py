@@ -84,7 +84,9 @@ async def open_service(
         redis = await stack.enter_async_context(redis_target(settings, keep_alive=long_running))
         database = await open_database(settings)
         stack.push_async_callback(database.close)
-        repo = Repository(database, settings.defaults, settings.retention, AlertSetup.of(settings))
+        repo = Repository(
+            database, settings.defaults, settings.retention, AlertSetup.of(settings), groups=settings.groups
+        )
         await repo.sync_config_servers(settings.servers)
 
         connections = max(100, settings.worker.concurrency * 4)
@@ -98,7 +100,7 @@ async def open_service(
         await lanes.connect()
         stack.push_async_callback(lanes.close)
         secrets = SecretBox(settings.data_dir)
-        prober = Prober(settings, secrets)
+        prober = Prober(settings, secrets, find_server=repo.get_server)
         stack.push_async_callback(prober.close)
 
         service = FleetService(CollectContext(settings, repo, cache, prober, lanes), secrets, redis, loaded.path)

@@ -105,7 +105,7 @@ def test_collect_says_names_and_all_cannot_be_combined(tmp_path):
     result = fleettop(write_config(tmp_path), "collect", "--all", "web2")
     assert (result.returncode, result.stderr) == (
         2,
-        "fleettop: server names and --all cannot be combined: give one or the other\n",
+        "fleettop: server names, --all and --tag cannot be combined: give one of them\n",
     )
 
 

@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     collect = commands.add_parser("collect", help="collect metrics now")
     collect.add_argument("names", nargs="*", metavar="NAME", help="servers to collect")
     collect.add_argument("--all", action="store_true", help="every enabled server")
+    collect.add_argument("--tag", metavar="TAG", help="every enabled server carrying this tag")
     collect.add_argument("--wait", action="store_true", help="wait for the results and print them")
     collect.add_argument("--json", action="store_true", help="print JSON, one object per server")
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     server_actions = servers.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = server_actions.add_parser("list", help="list servers")
     listing.add_argument("--json", action="store_true")
+    listing.add_argument("--tag", metavar="TAG", help="only the servers carrying this tag")
     for name in ("add", "edit"):
         sub = server_actions.add_parser(name, help=f"{name} a server")
         sub.add_argument("name")
@@ -94,6 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--password", action="store_true", help="prompt for a password or key passphrase (stored encrypted)"
         )
+        tags = sub.add_mutually_exclusive_group()
+        tags.add_argument(
+            "--tag",
+            dest="tags",
+            action="append",
+            metavar="TAG",
+            help="a tag (repeat for several; on edit, the tags given replace the server's)",
+        )
+        if name == "edit":
+            tags.add_argument("--no-tags", dest="tags", action="store_const", const=[], help="take every tag off")
+        sub.add_argument(
+            "--jump",
+            metavar="SPEC|none|default",
+            help="jump host: [user@]host[:port], a comma-separated chain, or a server's name; 'none': connect "
+            "directly; 'default': its group's, else the ssh config's ProxyJump",
+        )
         enabled = sub.add_mutually_exclusive_group()
         enabled.add_argument("--enable", dest="enabled", action="store_true", default=None)
         enabled.add_argument("--disable", dest="enabled", action="store_false", default=None)
@@ -103,13 +121,32 @@ def build_parser() -> argparse.ArgumentParser:
     remove = server_actions.add_parser("remove", help="remove a server and its history")
     remove.add_argument("name")
     remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    test = server_actions.add_parser("test", help="connect and probe a server, storing nothing")
+    test = server_actions.add_parser(
+        "test",
+        help="say what a server resolves to (address, user, key, jump hosts), connect and probe it, storing nothing",
+    )
     test.add_argument("name")
     test.add_argument("--json", action="store_true")
+    importing = server_actions.add_parser(
+        "import", help="add or update servers listed in an ssh config or an Ansible inventory"
+    )
+    sources = importing.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    for source, path_help in (
+        ("ssh-config", "an OpenSSH client config (default: the first of ssh.config, ~/.ssh/config)"),
+        ("ansible", "an Ansible inventory, INI or YAML (a script is refused: nothing is run)"),
+    ):
+        sub = sources.add_parser(source, help=f"servers from {path_help.split(' (')[0]}")
+        sub.add_argument("path", nargs="?" if source == "ssh-config" else None, metavar="PATH", help=path_help)
+        sub.add_argument("--match", action="append", metavar="GLOB", help="only the names matching (repeatable)")
+        sub.add_argument(
+            "--tag", action="append", metavar="TAG", help="add this tag to every server imported (repeatable)"
+        )
+        sub.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
 
     export = commands.add_parser("export", help="export samples as CSV or JSON")
     export.add_argument("--format", choices=["csv", "json"], default="csv")
     export.add_argument("--server", metavar="NAME")
+    export.add_argument("--tag", metavar="TAG", help="only the servers carrying this tag")
     export.add_argument("--since", metavar="24h|ISO")
     export.add_argument("--until", metavar="24h|ISO")
     export.add_argument("--output", metavar="FILE", help="write here instead of stdout")

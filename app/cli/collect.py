@@ -33,15 +33,20 @@ NOBODY_ELSE = "no other fleettop process is running on the embedded Redis"
 
 @one_line_errors
 async def cmd_collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    if args.names and args.all:
-        raise UsageError("server names and --all cannot be combined: give one or the other")
-    if not args.names and not args.all:
-        raise UsageError("name the servers to collect, or give --all")
+    if sum(map(bool, (args.names, args.all, args.tag))) > 1:
+        raise UsageError("server names, --all and --tag cannot be combined: give one of them")
+    if not args.names and not args.all and not args.tag:
+        raise UsageError("name the servers to collect, or give --all or --tag TAG")
     from fleettop.cli.attached import attach
 
     logging.getLogger().setLevel(logging.ERROR)  # as logs.configure(stderr, ERROR), without its import
     async with attach(loaded.settings) as attached:
-        if attached is not None and (servers := await attached.servers(args.names or None)) is not None:
+        # The server list cached in Redis has no tags: --tag reads the database.
+        if (
+            attached is not None
+            and not args.tag
+            and (servers := await attached.servers(args.names or None)) is not None
+        ):
             return await _collect_attached(args, loaded, attached, servers)
     return await _collect(args, loaded)
 
@@ -81,9 +86,9 @@ async def _collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 
     logs.configure(sys.stderr, logging.ERROR)  # a failed collection is reported in the results
     async with open_service(loaded, worker=False) as service:
-        servers = await service.resolve(args.names) if args.names else await service.enabled_servers()
+        servers = await service.resolve(args.names) if args.names else await service.enabled_servers(tag=args.tag)
         if not servers:
-            print("no enabled servers")
+            print(f"no enabled server carries the tag {clean(args.tag)!r}" if args.tag else "no enabled servers")
             return 0
         if args.wait and await service.is_paused():
             raise FleettopError(PAUSED)
@@ -91,7 +96,7 @@ async def _collect(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             raise FleettopError(
                 f"not queued: {NOBODY_ELSE}, which stops with this command (use --wait, or start `fleettop` or `fleettop --headless`)"
             )
-        queued = await service.collect_servers(servers, everything=not args.names)
+        queued = await service.collect_servers(servers, everything=not args.names and not args.tag)
         if not args.wait:
             print(_queued(queued, len(servers)))
             if not await service.workers_alive():

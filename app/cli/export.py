@@ -87,7 +87,7 @@ async def cmd_export(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         if args.server and args.server not in names.values():
             raise UnknownServer(args.server)
         fmt = _CsvFormat() if args.format == "csv" else _JsonFormat()
-        samples = repo.iter_samples(args.server, since, until)
+        samples = repo.iter_samples(args.server, since, until, tag=args.tag)
         if output is None:
             return await _write_stdout(fmt, samples, names)
         return await _write_file(output, fmt, samples, names)

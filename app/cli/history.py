@@ -145,7 +145,7 @@ async def export_rollups(args: argparse.Namespace, loaded: LoadedConfig, step: i
     if args.output:
         raise UsageError("--output is not supported with --step yet: redirect stdout")
     async with open_repository(loaded) as repo:
-        servers = await repo.list_servers()
+        servers = await repo.list_servers(tag=args.tag)
         if args.server:
             servers = [server for server in servers if server.name == args.server]
             if not servers:

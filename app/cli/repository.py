@@ -21,7 +21,9 @@ async def open_repository(loaded: LoadedConfig) -> AsyncIterator[Repository]:
     database = await open_database(loaded.settings)
     try:
         async with reporting_errors(database):
-            repo = Repository(database, loaded.settings.defaults, loaded.settings.retention)
+            repo = Repository(
+                database, loaded.settings.defaults, loaded.settings.retention, groups=loaded.settings.groups
+            )
             for note in await repo.sync_config_servers(loaded.settings.servers):
                 print(f"fleettop: {note}", file=sys.stderr)
             await add_first_run_localhost(repo, loaded)
@@ -36,7 +38,9 @@ async def remote_server(loaded: LoadedConfig, name: str) -> AsyncIterator[tuple[
     server has none); the database is closed after."""
     database = await open_database(loaded.settings)
     try:
-        repository = Repository(database)
+        repository = Repository(
+            database, loaded.settings.defaults, loaded.settings.retention, groups=loaded.settings.groups
+        )
         server, _ = await find_server(loaded, repository, name)
         if server.transport == "local":
             raise UsageError(f"{server.name} uses the local transport: it has no host key")

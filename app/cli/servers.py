@@ -20,8 +20,9 @@ from fleettop.servers import INHERITED_MARK, THRESHOLDS, ServerAdmin, describe, 
 from fleettop.store.db import open_database
 from fleettop.store.repo import Repository
 from fleettop.text import clean
+from fleettop.views import ResolvedRoute, route_text
 
-_OPTIONS = ("host", "port", "username", "transport", "auth", "key_file", "interval", "enabled")
+_OPTIONS = ("host", "port", "username", "transport", "auth", "key_file", "interval", "enabled", "tags", "jump")
 
 
 async def cmd_servers(args: argparse.Namespace, loaded: LoadedConfig) -> int:
@@ -30,6 +31,10 @@ async def cmd_servers(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     async with open_repository(loaded) as repo:
         if args.action == "list":
             return await _list(args, repo)
+        if args.action == "import":
+            from fleettop.cli.server_import import cmd_import
+
+            return await cmd_import(args, loaded, repo, _tell_running_workers)
         from fleettop.secrets import SecretBox  # cryptography: only for the commands that change servers
 
         admin = ServerAdmin(repo, loaded.settings, SecretBox(loaded.settings.data_dir), loaded.path)
@@ -43,16 +48,31 @@ async def cmd_servers(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 
 
 async def _list(args: argparse.Namespace, repo: Repository) -> int:
-    servers = await repo.list_servers()
+    servers = await repo.list_servers(tag=args.tag)
     if args.json:
         print(json.dumps([_server_json(s) for s in servers], indent=2))
+        return 0
+    if not servers and args.tag:
+        print(f"No server carries the tag {clean(args.tag)!r}.")
         return 0
     if not servers:
         print(
             "No servers yet: add one with `fleettop servers add NAME --host HOST`, or under servers: in the config file."
         )
         return 0
-    header = ("NAME", "HOST", "PORT", "USER", "TRANSPORT", "AUTH", "INTERVAL", "CPU/RAM/DISK %", "ENABLED", "SOURCE")
+    header = (
+        "NAME",
+        "HOST",
+        "PORT",
+        "USER",
+        "TRANSPORT",
+        "AUTH",
+        "INTERVAL",
+        "CPU/RAM/DISK %",
+        "ENABLED",
+        "TAGS",
+        "SOURCE",
+    )
     rows = [
         tuple(
             clean(cell)
@@ -66,6 +86,7 @@ async def _list(args: argparse.Namespace, repo: Repository) -> int:
                 shown(s, "interval"),
                 "/".join(shown(s, key) for key in THRESHOLDS),
                 shown(s, "enabled"),
+                shown(s, "tags"),
                 s.source,
             )
         )
@@ -76,7 +97,7 @@ async def _list(args: argparse.Namespace, repo: Repository) -> int:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     if any(s.inherited for s in servers):
         print(
-            f"{INHERITED_MARK} from defaults: in the config (set one with `fleettop servers edit NAME --interval N`, back with `default`)"
+            f"{INHERITED_MARK} from {'groups: or ' if any(s.tags for s in servers) else ''}defaults: in the config (set one with `fleettop servers edit NAME --interval N`, back with `default`)"
         )
     return 0
 
@@ -195,35 +216,69 @@ def _print_change(args: argparse.Namespace, server: Server, message: str) -> Non
 
 
 async def _test(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    """Connect, run the probe once and print the figures or the error; stores nothing."""
+    """Say what the server resolves to, connect, run the probe once and print the figures or
+    the error; stores nothing."""
     settings = loaded.settings
     database = await open_database(settings)
     try:
-        server, secret = await find_server(loaded, Repository(database), args.name)
+        repo = Repository(database, settings.defaults, settings.retention, groups=settings.groups)
+        server, secret = await find_server(loaded, repo, args.name)
+        from fleettop.probe import CollectError, Prober  # SSH and cryptography: only for `servers test`
+
+        prober = Prober(settings, find_server=repo.get_server)
+        resolved: dict[str, Any] | None = None
+        started = time.perf_counter()
+        try:
+            if server.transport != "local":
+                resolved = await prober.resolved(server)
+                if not args.json:
+                    print(_resolved_text(server, resolved))
+            started = time.perf_counter()
+            result = await prober.collect(server, None, secret, keep=False)
+        except CollectError as exc:
+            if args.json:
+                print(
+                    json.dumps(
+                        {
+                            "server": server.name,
+                            "status": "failed",
+                            "kind": exc.kind,
+                            "error": str(exc),
+                            "resolved": resolved,
+                        }
+                    )
+                )
+                return 1
+            raise
+        finally:
+            await prober.close()
     finally:
         await database.close()
-    from fleettop.probe import CollectError, Prober  # SSH and cryptography: only for `servers test`
-
-    prober = Prober(settings)
-    started = time.perf_counter()
-    try:
-        result = await prober.collect(server, None, secret, keep=False)
-    except CollectError as exc:
-        if args.json:
-            print(json.dumps({"server": server.name, "status": "failed", "kind": exc.kind, "error": str(exc)}))
-            return 1
-        raise
-    finally:
-        await prober.close()
     elapsed = time.perf_counter() - started
     if args.json:
         print(
-            json.dumps({"server": server.name, "status": "ok", "error": None, **result.metrics.model_dump(mode="json")})
+            json.dumps(
+                {
+                    "server": server.name,
+                    "status": "ok",
+                    "error": None,
+                    "resolved": resolved,
+                    **result.metrics.model_dump(mode="json"),
+                }
+            )
         )
     else:
         print(clean(f"{server.name} ({_where(server)}): ok in {elapsed:.2f} s"))
         print(format_metrics(result.metrics))
     return 0
+
+
+def _resolved_text(server: Server, resolved: dict[str, Any]) -> str:
+    """What a server resolves to, as `servers test` prints it before connecting."""
+    route = ResolvedRoute.model_validate(resolved)
+    return clean(
+        f"{server.name}: {route_text(route)}, auth {route.auth}, jump {' -> '.join(route.jump) or 'none (direct)'}"
+    )
 
 
 def _where(server: Server) -> str:

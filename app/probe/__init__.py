@@ -7,15 +7,16 @@ and the service call.
 from __future__ import annotations
 
 import asyncio
-import getpass
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fleettop.config import Settings, expand_user
+from fleettop.config import Settings, expand_user, from_groups
 from fleettop.domain import Counters, Server
 from fleettop.errors import FleettopError
+from fleettop.jumps import parse_jump
 from fleettop.probe.errors import CollectError, CollectErrorKind, host_port
 from fleettop.probe.local import run_local
 from fleettop.probe.parse import ParseError, ProbeResult, compute, parse
@@ -72,11 +73,16 @@ __all__ = [
 ]
 
 
+FindServer = Callable[[str], Awaitable[Server | None]]
+
+
 class Prober:
-    def __init__(self, settings: Settings, secrets: SecretBox | None = None):
+    def __init__(self, settings: Settings, secrets: SecretBox | None = None, find_server: FindServer | None = None):
+        """`find_server`: a server by name (the store's), for a jump host named by a server's name."""
         self._settings = settings
         self._secrets = secrets or SecretBox(settings.data_dir)
         self._ssh_pool: SSHPool | None = None
+        self._find_server = find_server
 
     @property
     def _pool(self) -> SSHPool:
@@ -104,7 +110,7 @@ class Prober:
             where = f"{server.name} (local)"
             text = await run_local(where, first_contact, self._settings.ssh.command_timeout)
         else:
-            target = self._target(server, secret)
+            target = await self._target(server, secret)
             where = target.where
             text = await self._pool.probe(target, first_contact, keep=keep)
         collected_at = datetime.now(timezone.utc)
@@ -118,28 +124,60 @@ class Prober:
 
     async def host_key(self, server: Server) -> tuple[str, asyncssh.SSHKey]:
         """The fingerprint ("SHA256:...") and key the server presents now. Raises CollectError."""
-        key = await self._pool.host_key(self._target(server, None))
+        key = await self._pool.host_key(await self._target(server, None))
         return key.get_fingerprint(), key
 
     async def trusted_state(self, server: Server, key: asyncssh.SSHKey) -> str:
         """'trusted', 'changed' or 'unknown': what the known_hosts files say of this key."""
-        return await self._pool.trusted_state(self._target(server, None), key)
+        return await self._pool.trusted_state(await self._target(server, None), key)
+
+    async def address(self, server: Server) -> tuple[str, int]:
+        """The host and port a server is reached at, its ssh config alias resolved: what
+        known_hosts names it by. Raises CollectError."""
+        route = await self._pool.route(await self._target(server, None))
+        return route.address, route.port
+
+    async def resolved(self, server: Server) -> dict[str, Any]:
+        """What a server resolves to (address, port, alias, user, auth, jump hosts), for
+        `fleettop servers test`. Raises CollectError."""
+        target = await self._target(server, None)
+        return (await self._pool.route(target)).summary(target)
 
     async def close(self) -> None:
         if self._ssh_pool is not None:
             await self._ssh_pool.close()
 
-    def _target(self, server: Server, secret: bytes | None) -> SSHTarget:
+    async def _jump(self, server: Server) -> str | None:
+        """The server's jump spec, else its group's; one naming another server (a bare word that
+        is a server's name) becomes that server's user@host:port."""
+        spec = server.jump or from_groups(self._settings.groups, server.tags, lambda group: group.jump)
+        if spec is None or self._find_server is None:
+            return spec
+        hops = parse_jump(spec)  # validated when stored: well formed
+        if len(hops) != 1 or not hops[0].bare or hops[0].host == server.name:
+            return spec
+        bastion = await self._find_server(hops[0].host)
+        if bastion is None or bastion.transport != "ssh":
+            return spec
+        user = f"{bastion.username}@" if bastion.username else ""
+        host = f"[{bastion.host}]" if ":" in bastion.host else bastion.host
+        return f"{user}{host}:{bastion.port}"
+
+    async def _target(self, server: Server, secret: bytes | None) -> SSHTarget:
+        """What fleettop's settings say of the server (its own, else its tags' groups, else
+        ssh.*); the ssh config fills in the rest when the pool connects."""
         from fleettop.probe.ssh import SSHTarget
 
         ssh = self._settings.ssh
+        groups = self._settings.groups
         key_file = server.key_file or ssh.key_file
         target = SSHTarget(
             name=server.name,
             host=server.host,
             port=server.port,
-            username=server.username or ssh.username or getpass.getuser(),
+            username=server.username or from_groups(groups, server.tags, lambda group: group.username),
             auth=server.auth,
+            jump=await self._jump(server),
         )
         if key_file is not None:
             try:

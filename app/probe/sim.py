@@ -326,6 +326,8 @@ class SimHost:
     sessions: int = 0  # probe sessions opened, ever: a kept session shows as 1
     answers: int = 0  # probe requests received (answered, unless frozen or hostile)
     channels_closed_frozen: int = 0  # frozen commands whose channel the client closed
+    jump_host: bool = False  # forwards connections to other hosts (direct-tcpip), as a bastion
+    forwards: int = 0  # connections forwarded, ever
 
 
 class _SimServer(asyncssh.SSHServer):
@@ -352,6 +354,14 @@ class _SimServer(asyncssh.SSHServer):
             self._fleet.handshaking -= 1
 
     def begin_auth(self, username: str) -> bool:
+        return True
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
+        """A jump host forwards to any of the fleet's hosts (asyncssh opens the TCP connection);
+        any other host refuses, as an sshd with AllowTcpForwarding no."""
+        if not self._host.jump_host or dest_host != self._fleet.address:
+            return False
+        self._host.forwards += 1
         return True
 
     def password_auth_supported(self) -> bool:
@@ -469,6 +479,10 @@ class SimFleet:
         host.host_key = asyncssh.generate_private_key("ssh-ed25519")
         await self.restart(name)
         return host.host_key
+
+    def make_jump_host(self, name: str, allowed: bool = True) -> None:
+        """Let a host forward connections to the others: a bastion."""
+        self._hosts[name].jump_host = allowed
 
     def freeze(self, name: str, frozen: bool = True) -> None:
         """A frozen host accepts commands but never answers them (a hung df)."""

@@ -13,20 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 from asyncssh.encryption import get_default_encryption_algs
 
 from fleettop.config import SSHConfig
+from fleettop.jumps import JumpHop, parse_jump
 from fleettop.private import MAX_KEY_FILE_BYTES, UnsafePath, private_dir, read_trusted_file, replace_own_file
 from fleettop.probe.errors import CollectError, host_port
 from fleettop.probe.parse import END_MARKER
 from fleettop.probe.script import PROBE_SCRIPT, probe_command
+from fleettop.probe.sshconfig import SSHConfigFiles, SSHConfigProblem
+from fleettop.timing import scaled
 
 # asyncssh logs every command at INFO and, at debug level 3, whole packets --
 # passwords included. Nothing below WARNING from it reaches any handler.
@@ -48,6 +54,9 @@ KEEPALIVE_COUNT_MAX = 3
 # few enough that the handshakes' CPU and file descriptors stay bounded.
 MAX_CONNECTS_IN_FLIGHT = 64
 DEFAULT_KEYS = "~/.ssh/id_*"  # what asyncssh offers when given no key file, as ssh does
+DEFAULT_PORT = 22  # a server's port 22 (the default) lets the ssh config's Port apply
+BASTION_RETRY_AFTER = 5.0  # seconds a jump host's failed connect answers for it, before the next try
+MAX_JUMP_HOPS = 8  # a ProxyJump chain longer than this (a loop through the ssh config) is refused
 # AES-GCM first: in asyncssh it costs a fifth of ChaCha20-Poly1305 per packet (8 against
 # 38 us, which builds two cipher objects per packet), and a collection is about a dozen
 # packets. Both are in OpenSSH's default set; the rest of asyncssh's defaults follow.
@@ -122,16 +131,63 @@ class SSHTarget:
     """Everything needed to open one server's connection; a change means a new connection."""
 
     name: str
-    host: str
-    port: int
-    username: str
+    host: str  # an address, or an alias of the ssh config
+    port: int  # DEFAULT_PORT: the ssh config's Port, if it gives one
+    username: str | None  # None: the ssh config's User, else ssh.username, else the local user
     auth: str  # agent | key | password
     key_file: Path | None = None
     secret: str | None = field(default=None, repr=False)  # the password, or the key's passphrase
+    jump: str | None = None  # jumps.parse_jump spec; None: the ssh config's ProxyJump
 
     @property
     def where(self) -> str:
         return f"{self.name} ({host_port(self.host, self.port)})"
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One jump host, resolved: what it was written as, and where it leads."""
+
+    spec: str  # as written in jump: or ProxyJump (named in errors: "via bastion1")
+    alias: str  # what the ssh config is asked about, and asyncssh connects to
+    address: str
+    port: int
+    username: str
+    connect_timeout: float  # its Host block's ConnectTimeout, else ssh.connect_timeout
+    keepalive_interval: float  # its ServerAliveInterval, else ssh.keepalive_interval
+
+    @property
+    def where(self) -> str:
+        # an ssh config alias is shown with what it resolved to
+        return self.spec if self.alias == self.address else f"{self.spec} ({host_port(self.address, self.port)})"
+
+
+@dataclass(frozen=True)
+class Route:
+    """How a target is reached, as the ssh config and fleettop's settings resolve it together."""
+
+    address: str
+    port: int
+    username: str
+    hops: tuple[Hop, ...]
+    connect_timeout: float
+    keepalive_interval: float
+    identity_files: tuple[str, ...]  # the ssh config's IdentityFile, offered when fleettop names no key
+    known_hosts_files: tuple[Path, ...]  # the ssh config's UserKnownHostsFile: trusted too
+
+    def summary(self, target: SSHTarget) -> dict[str, Any]:
+        """What `fleettop servers test` says it resolved: address, port, user, the auth offered,
+        the jump hosts (first reached first)."""
+        keys = [str(target.key_file)] if target.key_file else list(self.identity_files) or [DEFAULT_KEYS]
+        auth = {"password": "password", "key": f"key {', '.join(keys)}"}.get(target.auth, f"agent, {', '.join(keys)}")
+        return {
+            "address": self.address,
+            "port": self.port,
+            "alias": target.host if target.host != self.address else None,
+            "user": self.username,
+            "auth": auth,
+            "jump": [f"{hop.username}@{host_port(hop.address, hop.port)}" for hop in self.hops],
+        }
 
 
 class _Client(asyncssh.SSHClient):
@@ -165,6 +221,7 @@ class _Slot:
     connection: asyncssh.SSHClientConnection | None = None
     client: _Client | None = None
     session: _ProbeSession | None = None  # the probe, idle on `connection`, waiting for a request
+    route: Route | None = None  # how `connection` was reached
 
     def usable_for(self, target: SSHTarget) -> bool:
         return self.connection is not None and self.target == target and not self.client.lost
@@ -190,7 +247,19 @@ class _Slot:
             self.session.close()
         if self.connection is not None:
             self.connection.close()
-        self.connection = self.client = self.target = self.session = None
+        self.connection = self.client = self.target = self.session = self.route = None
+
+
+@dataclass
+class _Bastion:
+    """The kept connection to one jump host, and its last failure (shared by the servers that
+    waited on that attempt)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    connection: asyncssh.SSHClientConnection | None = None
+    client: _Client | None = None
+    failure: CollectError | None = None
+    failed_at: float = 0.0
 
 
 class _SessionEnded(Exception):
@@ -287,7 +356,7 @@ class SSHPool:
         self._ssh = ssh
         self._script = script
         self.own_known_hosts = Path(data_dir) / OWN_KNOWN_HOSTS
-        self._known_hosts_files = (ssh.known_hosts, self.own_known_hosts)
+        self._known_hosts_files: tuple[Path, ...] = (ssh.known_hosts, self.own_known_hosts)
         self._known_hosts = asyncssh.SSHKnownHosts()
         self._known_hosts_stamp: tuple | None = None
         self._known_hosts_lock = asyncio.Lock()
@@ -297,6 +366,10 @@ class SSHPool:
         self._host_gates: dict[tuple[str, int], _HostGate] = {}
         self._slots: dict[str, _Slot] = {}
         self._client_keys: dict[tuple[Path, str | None], asyncssh.SSHKey] = {}
+        self._ssh_config = SSHConfigFiles(ssh.config_files)
+        # One kept connection per jump host (keyed by the chain that leads to it), shared by every
+        # server behind it: asyncssh given a ProxyJump string would open one per server.
+        self._bastions: dict[tuple[Hop, ...], _Bastion] = {}
 
     async def probe(self, target: SSHTarget, first_contact: bool, *, keep: bool = True) -> str:
         """The probe's answer from the server, over its kept-open connection; or CollectError.
@@ -313,6 +386,9 @@ class SSHPool:
             # closed already): keep the connection, so a concurrent collection of this server
             # on it is not cut short as well.
             ok = exc.kind in CHANNEL_ONLY_FAILURES
+            lost = self._lost_hop(slot.route) if exc.kind == "unreachable" else None
+            if lost is not None:  # the connection went with the jump host it ran through
+                raise CollectError(exc.kind, target.where, f"via {lost.where}: connection lost") from None
             raise
         finally:
             # A failure of the connection (or a one-off test): the next collection opens a
@@ -321,29 +397,104 @@ class SSHPool:
                 slot.drop()
 
     async def host_key(self, target: SSHTarget) -> asyncssh.SSHKey:
-        """The key the server presents, fetched without authenticating (for `fleettop trust`)."""
+        """The key the server presents, fetched without authenticating (for `fleettop trust`),
+        through its jump hosts if it has any."""
+        route = await self.route(target)
+        tunnel = await self._tunnel(route, target)
         try:
-            async with asyncio.timeout(self._ssh.connect_timeout):
-                key = await asyncssh.get_server_host_key(target.host, target.port, config=None)
+            async with asyncio.timeout(route.connect_timeout):
+                key = await asyncssh.get_server_host_key(route.address, route.port, tunnel=tunnel, config=None)
         except Exception as exc:
-            raise self._connect_error(target, exc, None) from None
+            raise self._connect_error(target, exc, None, route=route) from None
         if key is None:
             raise CollectError("unreachable", target.where, "the server presented no host key")
         return key
 
     async def trusted_state(self, target: SSHTarget, key: asyncssh.SSHKey) -> str:
         """'trusted', 'changed' (other keys are trusted for this host) or 'unknown'."""
-        known_hosts = await self._trusted_hosts(target.where)
+        route = await self.route(target)
+        known_hosts = await self._trusted_hosts(target.where, route.known_hosts_files)
         # No address: asyncssh parses a given one as an IP (a host name raised ValueError), and
         # takes `host` as the address itself when it is one.
-        trusted = known_hosts.match(target.host, "", target.port)[0]
+        trusted = known_hosts.match(route.address, "", route.port)[0]
         return "trusted" if key in trusted else "changed" if trusted else "unknown"
+
+    async def route(self, target: SSHTarget) -> Route:
+        """How the target is reached: the ssh config (read in a thread) under fleettop's own
+        settings. Raises CollectError for a config or jump spec that cannot be used."""
+        try:
+            return await asyncio.to_thread(self._resolve, target)
+        except SSHConfigProblem as exc:
+            raise CollectError("unreachable", target.where, str(exc)) from None
+        except ValueError as exc:
+            raise CollectError("unreachable", target.where, str(exc)) from None
+
+    def _resolve(self, target: SSHTarget) -> Route:
+        own_port = None if target.port == DEFAULT_PORT else target.port
+        found = self._ssh_config.lookup(target.host, target.username, own_port)
+        spec = target.jump if target.jump is not None else found.proxy_jump
+        hops = self._hops(spec, "jump" if target.jump is not None else "ProxyJump")
+        known_hosts = set(found.known_hosts_files)
+        for hop in hops:
+            known_hosts.update(self._ssh_config.lookup(hop.alias, hop.username, hop.port).known_hosts_files)
+        return Route(
+            address=found.address or target.host,
+            port=own_port or found.port or DEFAULT_PORT,
+            username=target.username or found.username or self._ssh.username or getpass.getuser(),
+            hops=hops,
+            connect_timeout=found.connect_timeout or self._ssh.connect_timeout,
+            keepalive_interval=found.keepalive_interval or self._ssh.keepalive_interval,
+            identity_files=found.identity_files,
+            known_hosts_files=tuple(sorted(known_hosts)),
+        )
+
+    def _hops(self, spec: str | None, named_by: str, depth: int = 0) -> tuple[Hop, ...]:
+        """The jump hosts of a spec, each resolved by the ssh config; the first hop's own
+        ProxyJump goes before it, as OpenSSH chains them (a chain that never ends, `Host *` with
+        a ProxyJump its jump host also matches, is refused)."""
+        if not spec:
+            return ()
+        try:
+            written = parse_jump(spec)
+        except ValueError as exc:
+            raise ValueError(f"{named_by} {spec!r}: {exc}") from None
+        too_long = f"{named_by} {spec!r}: more than {MAX_JUMP_HOPS} jump hosts (a ProxyJump loop in the ssh config?)"
+        if depth > MAX_JUMP_HOPS:
+            raise ValueError(too_long)
+        hops: list[Hop] = []
+        for index, jump in enumerate(written):
+            hop = self._hop(jump)
+            if index == 0:
+                first_jump = self._ssh_config.lookup(hop.alias, jump.username, jump.port).proxy_jump
+                hops = list(self._hops(first_jump, named_by, depth + 1))
+            hops.append(hop)
+        if len(hops) > MAX_JUMP_HOPS:
+            raise ValueError(too_long)
+        return tuple(hops)
+
+    def _hop(self, jump: JumpHop) -> Hop:
+        found = self._ssh_config.lookup(jump.host, jump.username, jump.port)
+        return Hop(
+            spec=str(jump),
+            alias=jump.host,
+            address=found.address or jump.host,
+            port=jump.port or found.port or DEFAULT_PORT,
+            username=jump.username or found.username or self._ssh.username or getpass.getuser(),
+            connect_timeout=found.connect_timeout or self._ssh.connect_timeout,
+            keepalive_interval=found.keepalive_interval or self._ssh.keepalive_interval,
+        )
 
     async def close(self) -> None:
         connections = [slot.connection for slot in self._slots.values() if slot.connection is not None]
         for slot in self._slots.values():
             slot.drop()
         self._slots.clear()
+        # The jump hosts after the servers behind them, the last hop of a chain first.
+        for chain in sorted(self._bastions, key=len, reverse=True):
+            bastion = self._bastions.pop(chain)
+            if bastion.connection is not None:
+                connections.append(bastion.connection)
+                bastion.connection.close()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
                 await asyncio.gather(*(connection.wait_closed() for connection in connections), return_exceptions=True)
@@ -353,36 +504,115 @@ class SSHPool:
             if slot.usable_for(target):
                 return slot.connection
             slot.drop()
-            known_hosts = await self._trusted_hosts(target.where)
+            route = await self.route(target)
+            known_hosts = await self._trusted_hosts(target.where, route.known_hosts_files)
             options, offered = await self._auth_options(target)
+            tunnel = await self._tunnel(route, target)
             client = _Client()
-            async with self._connect_turn(target):
+            async with self._connect_turn(route.address, route.port):
                 try:
                     connection = await asyncssh.connect(
                         target.host,
-                        target.port,
-                        username=target.username,
+                        route.port,
+                        username=route.username,
                         known_hosts=known_hosts,
-                        config=None,
+                        # The rest of the ssh config (IdentityFile, IdentityAgent, Ciphers...)
+                        # applies as asyncssh reads it; the jump hosts are fleettop's (tunnel).
+                        config=self._config_paths(),
+                        tunnel=tunnel,
                         client_factory=lambda: client,
-                        connect_timeout=self._ssh.connect_timeout,
-                        login_timeout=self._ssh.connect_timeout,
-                        keepalive_interval=self._ssh.keepalive_interval,
+                        connect_timeout=route.connect_timeout,
+                        login_timeout=route.connect_timeout,
+                        keepalive_interval=route.keepalive_interval,
                         keepalive_count_max=KEEPALIVE_COUNT_MAX,
                         encryption_algs=ENCRYPTION_ALGS,
                         **options,
                     )
                 except Exception as exc:
-                    raise self._connect_error(target, exc, client, offered) from None
-            slot.target, slot.connection, slot.client = target, connection, client
+                    raise self._connect_error(target, exc, client, offered, route=route) from None
+            slot.target, slot.connection, slot.client, slot.route = target, connection, client, route
+            return connection
+
+    def _lost_hop(self, route: Route | None) -> Hop | None:
+        """The first jump host of the route whose kept connection is lost, if any."""
+        for index in range(len(route.hops) if route else 0):
+            bastion = self._bastions.get(route.hops[: index + 1])
+            if bastion is not None and bastion.client is not None and bastion.client.lost:
+                return route.hops[index]
+        return None
+
+    def _config_paths(self) -> list[Path] | None:
+        """The ssh config files there are (asyncssh fails on a missing one; ssh takes it as empty)."""
+        return [path for path in self._ssh_config.paths if path.exists()] or None
+
+    async def _tunnel(self, route: Route, target: SSHTarget) -> asyncssh.SSHClientConnection | None:
+        """The kept connection to the last jump host of the route (None: direct), each hop opened
+        through the one before. A hop that cannot be reached fails every server behind it,
+        named: "via bastion1: connection refused"."""
+        connection = None
+        for index in range(len(route.hops)):
+            connection = await self._bastion(route.hops[: index + 1], connection, target)
+        return connection
+
+    async def _bastion(
+        self, chain: tuple[Hop, ...], through: asyncssh.SSHClientConnection | None, target: SSHTarget
+    ) -> asyncssh.SSHClientConnection:
+        bastion = self._bastions.setdefault(chain, _Bastion())
+        async with bastion.lock:
+            if bastion.connection is not None and not bastion.client.lost:
+                return bastion.connection
+            if bastion.failure is not None and time.monotonic() - bastion.failed_at < scaled(BASTION_RETRY_AFTER):
+                # A round of collections of the servers behind it shares one attempt (one
+                # reconnect per bastion, not one per server).
+                raise CollectError(bastion.failure.kind, target.where, f"via {bastion.failure}")
+            hop = chain[-1]
+            bastion.connection = bastion.client = None
+            hop_target = SSHTarget(
+                name=hop.spec,
+                host=hop.alias,
+                port=hop.port,
+                username=hop.username,
+                auth="agent",
+                key_file=self._ssh.key_file,
+            )
+            known_hosts = await self._trusted_hosts(target.where, ())
+            options, offered = await self._auth_options(hop_target)
+            client = _Client()
+            try:
+                async with self._connect_turn(hop.address, hop.port):
+                    connection = await asyncssh.connect(
+                        hop.alias,
+                        hop.port,
+                        username=hop.username,
+                        known_hosts=known_hosts,
+                        config=self._config_paths(),
+                        tunnel=through,
+                        client_factory=lambda: client,
+                        connect_timeout=hop.connect_timeout,
+                        login_timeout=hop.connect_timeout,
+                        keepalive_interval=hop.keepalive_interval,
+                        keepalive_count_max=KEEPALIVE_COUNT_MAX,
+                        encryption_algs=ENCRYPTION_ALGS,
+                        **options,
+                    )
+            except Exception as exc:
+                route = Route(
+                    hop.address, hop.port, hop.username, (), hop.connect_timeout, hop.keepalive_interval, (), ()
+                )
+                failure = self._connect_error(hop_target, exc, client, offered, route=route, bastion=True)
+                # Named as written ("bastion1"), not as a server is ("name (host:port)").
+                failure = CollectError(failure.kind, hop.where, str(failure).removeprefix(f"{hop_target.where}: "))
+                bastion.failure, bastion.failed_at = failure, time.monotonic()
+                raise CollectError(failure.kind, target.where, f"via {failure}") from None
+            bastion.connection, bastion.client, bastion.failure = connection, client, None
             return connection
 
     @contextlib.asynccontextmanager
-    async def _connect_turn(self, target: SSHTarget):
+    async def _connect_turn(self, host: str, port: int):
         """A turn to open a connection: one of the host's max_concurrent_connects, then one of
         the global MAX_CONNECTS_IN_FLIGHT (the host's first, so a host's queue never holds
         global turns)."""
-        key = (target.host, target.port)
+        key = (host, port)
         gate = self._host_gates.get(key)
         if gate is None:
             gate = self._host_gates[key] = _HostGate(asyncio.Semaphore(self._ssh.max_concurrent_connects))
@@ -430,9 +660,12 @@ class SSHPool:
                 else:
                     session.close(kill=not clean)
 
-    async def _trusted_hosts(self, where: str) -> asyncssh.SSHKnownHosts:
-        """Both known_hosts files, parsed once and again only when one of them changes."""
+    async def _trusted_hosts(self, where: str, also: tuple[Path, ...] = ()) -> asyncssh.SSHKnownHosts:
+        """Both known_hosts files, and the ssh config's UserKnownHostsFile ones met so far (`also`:
+        a route's), parsed once and again only when one of them changes."""
         async with self._known_hosts_lock:
+            new = [path for path in also if path not in self._known_hosts_files]
+            self._known_hosts_files = (*self._known_hosts_files, *new)
             stamp = await asyncio.to_thread(self._stamp)
             if stamp != self._known_hosts_stamp:
                 try:
@@ -444,12 +677,19 @@ class SSHPool:
 
     def _read_known_hosts(self) -> asyncssh.SSHKnownHosts:
         """Both files, each a regular file no other user may write (a planted or writable
-        known_hosts would trust an attacker's key); fleettop's own is never read through a link."""
+        known_hosts would trust an attacker's key); fleettop's own is never read through a link.
+        A UserKnownHostsFile of the ssh config that is not such a file (/dev/null, as labs set
+        with StrictHostKeyChecking no) trusts nothing: skipped, where ssh.known_hosts would fail."""
         known_hosts = asyncssh.SSHKnownHosts()
+        base = {self._ssh.known_hosts, self.own_known_hosts}
         for path in self._known_hosts_files:
             try:
                 data = read_trusted_file(path, follow_links=path != self.own_known_hosts)
             except FileNotFoundError:
+                continue
+            except (OSError, UnsafePath):
+                if path in base:
+                    raise
                 continue
             known_hosts.load(data.decode(errors="replace"))
         return known_hosts
@@ -517,34 +757,46 @@ class SSHPool:
         return self._client_keys[cache_key]
 
     def _connect_error(
-        self, target: SSHTarget, exc: Exception, client: _Client | None, offered: str = ""
+        self,
+        target: SSHTarget,
+        exc: Exception,
+        client: _Client | None,
+        offered: str = "",
+        *,
+        route: Route | None = None,
+        bastion: bool = False,
     ) -> CollectError:
         where = target.where
+        address, port = (route.address, route.port) if route else (target.host, target.port)
+        username = route.username if route else target.username
+        timeout = route.connect_timeout if route else self._ssh.connect_timeout
+        # A jump host is trusted by adding its key to a known_hosts file; a server, by `fleettop trust`.
+        check = (
+            f"check it and add it to {self._ssh.known_hosts}"
+            if bastion
+            else f"check it and run: fleettop trust {target.name}"
+        )
         if isinstance(exc, asyncssh.HostKeyNotVerifiable):
             if client is None or client.presented is None:
                 return CollectError("hostkey_unknown", where, f"host key not verifiable: {_reason(exc)}")
             addr, key = client.presented
-            trusted = self._known_hosts.match(target.host, addr, target.port)
+            trusted = self._known_hosts.match(address, addr, port)
             if trusted[0] or trusted[1]:
                 return CollectError(
                     "hostkey_changed",
                     where,
                     f"host key CHANGED, now {describe_key(key)}; refusing to connect (if the change is expected, "
-                    f"check it and run: fleettop trust {target.name})",
+                    f"{check})",
                 )
-            return CollectError(
-                "hostkey_unknown",
-                where,
-                f"host key unknown ({describe_key(key)}); check it and run: fleettop trust {target.name}",
-            )
+            return CollectError("hostkey_unknown", where, f"host key unknown ({describe_key(key)}); {check}")
         if isinstance(exc, asyncssh.PermissionDenied):
-            return CollectError(
-                "auth_failed", where, f"authentication failed as {target.username} ({offered or target.auth})"
-            )
+            return CollectError("auth_failed", where, f"authentication failed as {username} ({offered or target.auth})")
+        if isinstance(exc, asyncssh.ChannelOpenError) and route is not None and route.hops:
+            return CollectError("unreachable", where, f"{route.hops[-1].spec} cannot reach it: {exc.reason}")
         if isinstance(exc, TimeoutError):
-            return CollectError("unreachable", where, f"connection timed out after {self._ssh.connect_timeout:g} s")
+            return CollectError("unreachable", where, f"connection timed out after {timeout:g} s")
         if isinstance(exc, socket.gaierror):
-            return CollectError("unreachable", where, f"cannot resolve {target.host}: {exc.strerror}")
+            return CollectError("unreachable", where, f"cannot resolve {address}: {exc.strerror}")
         if isinstance(exc, ConnectionRefusedError):
             return CollectError("unreachable", where, "connection refused")
         if isinstance(exc, (OSError, asyncssh.Error)):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from fleettop.alerting import RULES, AlertRecord, SilenceRecord
-from fleettop.config import DefaultsConfig, RetentionConfig, ServerConfig
+from fleettop.config import DefaultsConfig, GroupConfig, RetentionConfig, ServerConfig, from_groups
 from fleettop.domain import (
     AuditEntry,
     CleanResult,
@@ -93,9 +93,11 @@ class Repository:
         defaults: DefaultsConfig | None = None,
         retention: RetentionConfig | None = None,
         alert_setup: AlertSetup | None = None,
+        groups: Mapping[str, GroupConfig] | None = None,
     ):
-        """`defaults`: the config's `defaults:`, which a server's unset interval and thresholds
-        (NULL in the table) take each time it is read. `retention`: how long each tier of the
+        """`defaults` and `groups`: the config's `defaults:` and `groups:`, which a server's unset
+        interval and thresholds (NULL in the table) take each time it is read: the group of its
+        first tag that sets one, else the defaults. `retention`: how long each tier of the
         history is kept (a read takes the tier that still holds its range). `alert_setup`: the
         alert rules judge each collection this repository records (a worker's); None: they do not."""
         self._database = database
@@ -103,26 +105,30 @@ class Repository:
         self.defaults = defaults or DefaultsConfig()
         self.retention = retention or RetentionConfig()
         self.alert_setup = alert_setup
+        self.groups = dict(groups or {})
         self._writer: _GroupCommit | None = None
 
     # -- servers -----------------------------------------------------------------
 
-    async def list_servers(self, enabled_only: bool = False) -> list[Server]:
+    async def list_servers(self, enabled_only: bool = False, tag: str | None = None) -> list[Server]:
+        """The servers by name; `enabled_only`: those to collect (a group may disable its
+        servers, so decided after reading); `tag`: those carrying it."""
         query = select(ServerRow).order_by(ServerRow.name)
         if enabled_only:
             query = query.where(ServerRow.enabled.is_(True))
         async with self._sessions() as session:
-            return [_server(row, self.defaults) for row in await session.scalars(query)]
+            servers = [_server(row, self.defaults, self.groups) for row in await session.scalars(query)]
+        return [s for s in servers if (s.enabled or not enabled_only) and (tag is None or tag in s.tags)]
 
     async def get_server(self, name: str) -> Server | None:
         async with self._sessions() as session:
             row = await session.scalar(select(ServerRow).where(ServerRow.name == name))
-            return _server(row, self.defaults) if row else None
+            return _server(row, self.defaults, self.groups) if row else None
 
     async def get_server_by_id(self, server_id: int) -> Server | None:
         async with self._sessions() as session:
             row = await session.get(ServerRow, server_id)
-            return _server(row, self.defaults) if row else None
+            return _server(row, self.defaults, self.groups) if row else None
 
     async def add_server(
         self,
@@ -145,7 +151,7 @@ class Repository:
                     row.secret = seal(row.id)
         except IntegrityError:
             raise FleettopError(f"server {cfg.name!r} already exists") from None
-        return _server(row, self.defaults)
+        return _server(row, self.defaults, self.groups)
 
     async def update_server(
         self,
@@ -169,7 +175,7 @@ class Repository:
                 row.updated_at = utcnow()
         except IntegrityError:
             raise FleettopError(f"server {cfg.name!r} already exists") from None
-        return _server(row, self.defaults)
+        return _server(row, self.defaults, self.groups)
 
     async def remove_server(self, name: str) -> bool:
         """Delete a server; its samples and runs go with it (ON DELETE CASCADE)."""
@@ -316,7 +322,9 @@ class Repository:
     def _group_commit(self) -> _GroupCommit:
         loop = asyncio.get_running_loop()
         if self._writer is None or self._writer.loop is not loop:
-            self._writer = _GroupCommit(self._database, self.defaults, loop, self.raw_cutoff, self.alert_setup)
+            self._writer = _GroupCommit(
+                self._database, self.defaults, loop, self.raw_cutoff, self.alert_setup, self.groups
+            )
         return self._writer
 
     async def latest_sample(self, server_id: int) -> Sample | None:
@@ -482,16 +490,25 @@ class Repository:
         return days
 
     async def iter_samples(
-        self, server: str | None = None, since: datetime | None = None, until: datetime | None = None
+        self,
+        server: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        tag: str | None = None,
     ) -> AsyncIterator[Sample]:
         """Every sample in the range (since inclusive, until exclusive), oldest first, streamed
-        from a server-side cursor in batches: memory stays flat however long the history."""
+        from a server-side cursor in batches: memory stays flat however long the history.
+        `server`: that server's only; `tag`: those of the servers carrying it."""
         query = select(SampleRow.__table__)
         if server is not None:
             found = await self.get_server(server)
             if found is None:
                 raise UnknownServer(server)
             query = query.where(SAMPLE_COLUMNS.server_id == found.id)
+        if tag is not None:
+            tagged = [found.id for found in await self.list_servers(tag=tag)]
+            query = query.where(SAMPLE_COLUMNS.server_id.in_(tagged))
         if since is not None:
             query = query.where(SAMPLE_COLUMNS.collected_at >= since)
         if until is not None:
@@ -785,6 +802,8 @@ def _apply(row: ServerRow, cfg: ServerConfig) -> None:
     row.cpu_threshold = cfg.thresholds.cpu
     row.ram_threshold = cfg.thresholds.ram
     row.disk_threshold = cfg.thresholds.disk
+    row.tags = list(cfg.tags) or None
+    row.jump = cfg.jump
 
 
 def _settings_of(row: ServerRow) -> tuple[Any, ...]:
@@ -800,6 +819,8 @@ def _settings_of(row: ServerRow) -> tuple[Any, ...]:
         row.cpu_threshold,
         row.ram_threshold,
         row.disk_threshold,
+        tuple(row.tags or ()),
+        row.jump,
     )
 
 
@@ -852,12 +873,14 @@ class _GroupCommit:
         loop: asyncio.AbstractEventLoop,
         raw_cutoff: Callable[[], int],
         alert_setup: AlertSetup | None,
+        groups: Mapping[str, GroupConfig],
     ):
         self.loop = loop
         self._database = database
         self._defaults = defaults
         self._raw_cutoff = raw_cutoff
         self._alert_setup = alert_setup
+        self._groups = groups
         self._pending: list[tuple[_Begin | _Finish, asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -961,11 +984,12 @@ class _GroupCommit:
             if row is None:
                 answers[id(request)] = None
                 continue
-            starts = request.job_key not in done and not (request.skip_disabled and not row.enabled)
+            server = _server(row, self._defaults, self._groups)
+            starts = request.job_key not in done and not (request.skip_disabled and not server.enabled)
             if starts:
                 starting.append(request)
             answers[id(request)] = CollectInputs(
-                server=_server(row, self._defaults),
+                server=server,
                 secret=row.secret,
                 done=request.job_key in done,
                 counters=Counters.model_validate(row.newest_counters) if row.newest_counters else None,
@@ -1031,9 +1055,23 @@ def _one_request_error(exc: Exception) -> Exception:
     return exc
 
 
-def _server(row: ServerRow, defaults: DefaultsConfig) -> Server:
+def _server(row: ServerRow, defaults: DefaultsConfig, groups: Mapping[str, GroupConfig]) -> Server:
+    """The server as stored, what it leaves unset (NULL) taken from its tags' groups, else from
+    the defaults; a group with enabled: false disables it."""
+    tags = tuple(row.tags or ())
     own = {"interval": row.interval, "cpu": row.cpu_threshold, "ram": row.ram_threshold, "disk": row.disk_threshold}
-    thresholds = {key: value for key, value in own.items() if key != "interval" and value is not None}
+    grouped = {
+        "interval": from_groups(groups, tags, lambda group: group.interval),
+        **{
+            key: from_groups(groups, tags, lambda group, key=key: getattr(group.thresholds, key))
+            for key in ("cpu", "ram", "disk")
+        },
+    }
+    values = {key: grouped[key] if value is None else value for key, value in own.items()}
+    thresholds = {key: value for key, value in values.items() if key != "interval" and value is not None}
+    disabled_by_group = row.enabled and from_groups(
+        groups, tags, lambda group: True if group.enabled is False else None
+    )
     return Server(
         id=row.id,
         name=row.name,
@@ -1044,10 +1082,13 @@ def _server(row: ServerRow, defaults: DefaultsConfig) -> Server:
         auth=row.auth,
         key_file=row.key_file,
         has_secret=row.secret is not None,
-        enabled=row.enabled,
-        interval=defaults.interval_for(row.transport) if row.interval is None else row.interval,
+        enabled=row.enabled and not disabled_by_group,
+        interval=defaults.interval_for(row.transport) if values["interval"] is None else values["interval"],
         thresholds=defaults.thresholds.model_copy(update=thresholds),
-        inherited=tuple(key for key, value in own.items() if value is None),
+        tags=tags,
+        jump=row.jump,
+        inherited=tuple(key for key, value in own.items() if value is None)
+        + (("enabled",) if disabled_by_group else ()),
         source=row.source,
         created_at=row.created_at,
         updated_at=row.updated_at,

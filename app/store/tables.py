@@ -81,6 +81,8 @@ class ServerRow(Base):
     ram_threshold: Mapped[float | None] = mapped_column(Float)
     disk_threshold: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(16), default="db")  # config | db
+    tags: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))  # NULL: none
+    jump: Mapped[str | None] = mapped_column(Text)  # NULL: a group's, or the ssh config's ProxyJump
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -196,7 +198,7 @@ _OPEN_ALERT = text("state <> 'resolved'")
 
 
 class AlertHostRow(Base):
-    """Per server, the last observation the alert rules judged (see migration 0005)."""
+    """Per server, the last observation the alert rules judged (see migration 0004)."""
 
     __tablename__ = "alert_hosts"
 

@@ -31,11 +31,23 @@ async def test_servers_test_prints_the_figures(fleet, make_settings, tmp_path, c
     name = fleet.hosts[0][0]
     assert await cmd_servers(argparse.Namespace(action="test", name=name, json=False), loaded) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"{name} (127.0.0.1:{fleet.hosts[0][1]}): ok in ")
+    resolved, result = out.split("\n", 1)
+    assert resolved == (
+        f"{name}: {fleet.username}@127.0.0.1:{fleet.hosts[0][1]}, auth key {fleet.client_key_path}, jump none (direct)"
+    )
+    assert result.startswith(f"{name} (127.0.0.1:{fleet.hosts[0][1]}): ok in ")
     assert "cpu" in out and "memory" in out and "load" in out
     assert await cmd_servers(argparse.Namespace(action="test", name=name, json=True), loaded) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["server"] == name and row["status"] == "ok" and row["error"] is None
+    assert row["resolved"] == {
+        "address": "127.0.0.1",
+        "port": fleet.hosts[0][1],
+        "alias": None,
+        "user": fleet.username,
+        "auth": f"key {fleet.client_key_path}",
+        "jump": [],
+    }
     assert {"cpu_percent", "mem_percent", "disk_percent", "disks", "load1", "uptime_s", "net_rx_bps"} <= set(row)
     for _ in range(50):  # nothing kept open after a one-off test (the host notices the close shortly)
         if not fleet.host(name).connections:
@@ -57,6 +69,9 @@ async def test_servers_test_reports_the_error(fleet, make_settings, tmp_path, ca
     with pytest.raises(CollectError) as caught:
         await cmd_servers(argparse.Namespace(action="test", name=name, json=False), loaded)
     assert caught.value.kind == "hostkey_unknown"
+    assert capsys.readouterr().out.startswith(
+        f"{name}: {fleet.username}@127.0.0.1:"
+    )  # what it resolved to, before the error
     assert await cmd_servers(argparse.Namespace(action="test", name=name, json=True), loaded) == 1
     row = json.loads(capsys.readouterr().out)
     assert (row["status"], row["kind"]) == ("failed", "hostkey_unknown") and name in row["error"]
@@ -187,6 +202,7 @@ async def test_untrust_forgets_the_servers_keys(fleet, make_settings, tmp_path, 
     with pytest.raises(CollectError) as caught:
         await cmd_servers(argparse.Namespace(action="test", name=name, json=False), loaded)
     assert caught.value.kind == "hostkey_unknown"
+    capsys.readouterr()
     assert await cmd_untrust(argparse.Namespace(name=name), loaded) == 0
     assert capsys.readouterr().out == f"No key for [127.0.0.1]:{port} in {own}.\n"
     database = await open_database(loaded.settings)

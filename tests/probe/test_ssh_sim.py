@@ -159,7 +159,7 @@ async def test_password_auth_works_and_no_password_reaches_any_log(fleet, fleet_
     # asyncssh's level-3 packet dumps show the password as hex (split across lines), not as text.
     assert fleet.password.encode() not in dumped_packet_bytes(caplog.text)
     assert fleet.password not in str(caught.value)
-    assert fleet.password not in repr(prober._target(server, box.seal(fleet.password, server.id, server)))
+    assert fleet.password not in repr(await prober._target(server, box.seal(fleet.password, server.id, server)))
 
 
 def dumped_packet_bytes(log: str) -> bytes:

@@ -135,7 +135,7 @@ def test_db_rollup_rolls_up_the_samples_stored_before_the_rollups(fleettop, conf
 
     fleettop("servers", "add", "web1", "--host", "h1")
 
-    async def store_raw(repo):  # as before 0004: samples only
+    async def store_raw(repo):  # as before 0003: samples only
         server = await repo.get_server("web1")
         async with repo._database.engine.begin() as conn:
             await conn.execute(

@@ -70,10 +70,35 @@ def test_servers_add_list_and_json(fleettop):
         "CPU/RAM/DISK",
         "%",
         "ENABLED",
+        "TAGS",
         "SOURCE",
     ]
-    assert lines[1].split() == ["db1", "db1.example.com", "22", "-", "ssh", "agent", "900s*", "90*/95*/90*", "no", "db"]
-    assert lines[2].split() == ["web1", "10.0.0.1", "2222", "ops", "ssh", "agent", "60s", "75/95*/90*", "yes", "db"]
+    assert lines[1].split() == [
+        "db1",
+        "db1.example.com",
+        "22",
+        "-",
+        "ssh",
+        "agent",
+        "900s*",
+        "90*/95*/90*",
+        "no",
+        "-",
+        "db",
+    ]
+    assert lines[2].split() == [
+        "web1",
+        "10.0.0.1",
+        "2222",
+        "ops",
+        "ssh",
+        "agent",
+        "60s",
+        "75/95*/90*",
+        "yes",
+        "-",
+        "db",
+    ]
     code, out, _ = fleettop("servers", "list", "--json")
     listed = json.loads(out)
     assert [s["name"] for s in listed] == ["db1", "web1"]

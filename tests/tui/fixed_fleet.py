@@ -130,6 +130,10 @@ def _history(row: ServerView, span: int, width: int) -> HistoryCharts:
     return HistoryCharts(span=span, until=until, series=series, full_in=FILLING.get(row.server.name, {}))
 
 
+# With tags (the group-by-tag scene): a server's tags by its name's first part.
+TAGS = {"web": ("web", "prod"), "db": ("db", "prod"), "cache": ("prod",), "edge": ("edge",)}
+
+
 def _alerts() -> list[AlertRecord]:
     """db-2 past its cpu and ram thresholds (firing, one acknowledged), its disk pending, and a
     resolved episode of web-2 whose notification failed."""
@@ -182,9 +186,10 @@ def _alerts() -> list[AlertRecord]:
 
 class FixedFleet:
     """The FleetService calls the dashboard makes, answered from fixed data. `alerts`: db-2 has
-    alerts firing (the other pictures stay as they were before alerts existed)."""
+    alerts firing (the other pictures stay as they were before alerts existed); `tagged`: the
+    servers carry tags (TAGS)."""
 
-    def __init__(self, alerts: bool = False) -> None:
+    def __init__(self, alerts: bool = False, tagged: bool = False) -> None:
         self.alert_records = _alerts() if alerts else []
         self.rows = []
         for index, (name, host, *figures) in enumerate(FIGURES):
@@ -228,6 +233,10 @@ class FixedFleet:
                 next_run_at=NOW + timedelta(seconds=12),
             )
         )
+        if tagged:
+            for index, row in enumerate(self.rows):
+                tags = TAGS.get(row.server.name.split("-")[0], ())
+                self.rows[index] = row.model_copy(update={"server": row.server.model_copy(update={"tags": tags})})
         for row in self.rows:
             row.firing = sum(
                 1 for a in self.alert_records if a.server_id == row.server.id and a.state is AlertState.FIRING

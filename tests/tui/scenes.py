@@ -19,9 +19,10 @@ class Scene:
     keys: tuple[str, ...] = ()
     theme: str = "textual-dark"
     alerts: bool = False  # db-2 with alerts firing
+    tagged: bool = False  # the servers carry tags (fixed_fleet.TAGS)
 
     def app(self) -> FleetApp:
-        app = FleetApp(FixedFleet(alerts=self.alerts), clock=lambda: NOW, live=False)
+        app = FleetApp(FixedFleet(alerts=self.alerts, tagged=self.tagged), clock=lambda: NOW, live=False)
         app.theme = self.theme
         return app
 
@@ -43,4 +44,6 @@ SCENES = {
     "alerts-dashboard-80x24": Scene((80, 24), alerts=True),
     "alerts-screen": Scene((100, 24), ("exclamation_mark",), alerts=True),
     "alerts-detail": Scene((110, 50), ("down",) * 4 + ("enter",), alerts=True),
+    # grouped by tag, db folded (its summary line under the cursor), at the smallest size
+    "dashboard-by-tag": Scene((80, 24), ("g", "home", "enter"), tagged=True),
 }

@@ -51,8 +51,11 @@ class DashboardScreen(FleetScreen):
         Binding("a", "add", "Add", show=False, tooltip="add a server"),
         Binding("e", "edit", "Edit", show=False, tooltip="edit the selected server"),
         Binding("d", "delete", "Delete", show=False, tooltip="delete the selected server (asks first)"),
-        Binding("slash", "filter", "Filter", key_display="/", tooltip="filter by name or host; esc clears"),
+        Binding(
+            "slash", "filter", "Filter", key_display="/", tooltip="filter by name or host, tag:NAME by tag; esc clears"
+        ),
         Binding("s", "sort", "Sort", tooltip="cycle the sort: name, status, CPU, RAM, disk, load, age"),
+        Binding("g", "group", "Group", show=False, tooltip="group by tag, with a summary line each (enter folds)"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="reverse the sort (or click its heading again)"),
         Binding("j", "queue", "Queue", tooltip="counts, failed runs, the schedule"),
         Binding("exclamation_mark", "alerts", "Alerts", key_display="!", tooltip="firing, pending and resolved alerts"),
@@ -69,7 +72,7 @@ class DashboardScreen(FleetScreen):
         yield SummaryBar("", id="summary")
         yield QueueBar("", id="queue")
         yield ServerTable(clock=self.fleet.clock, id="servers")
-        yield Input(placeholder="filter by name or host — enter to keep, esc to clear", id="filter")
+        yield Input(placeholder="filter by name or host, tag:web by tag — enter to keep, esc to clear", id="filter")
         yield Static("", id="info")
         yield Footer(compact=True, show_command_palette=False)
 
@@ -154,12 +157,18 @@ class DashboardScreen(FleetScreen):
             left = ["no servers yet: press ", ("a", "bold $accent"), " to add one"]
         elif table.filter_text and not table.row_count:
             left = [("no server matches the filter", "bold $warning"), " — esc clears it"]
+        elif (tag := table.selected_group) is not None:
+            left = [(fmt.clean(tag), "bold"), " — enter ", "unfolds" if tag in table.folded else "folds", " it"]
         elif row is not None:
             state = {"down": "bold $error", "stale": "bold $warning"}.get(row.status, "$text-muted")
             left += [(fmt.clean(row.server.name), "bold"), " ", (row.status, state)]
             if row.error and row.status in ("down", "stale"):
                 left += [" — ", fmt.clean(row.error)]
-        right: list[Any] = ["sort ", (f"{table.sort_mode} {table.sort_arrow}", "bold")]
+        right: list[Any] = [
+            "by tag  " if table.grouped else "",
+            "sort ",
+            (f"{table.sort_mode} {table.sort_arrow}", "bold"),
+        ]
         if table.filter_text:
             right += [
                 "  filter ",
@@ -182,6 +191,8 @@ class DashboardScreen(FleetScreen):
                 why = "the server list is still loading"
             elif not self.table.rows_by_id:
                 why = "no servers yet: press a to add one"
+            elif self.table.selected_group is not None:
+                why = "a group's summary line: move to one of its servers (enter folds the group)"
             else:
                 why = f"no server matches the filter “{fmt.clean(self.table.filter_text)}”: esc clears it"
             self.notify(why, severity="warning", markup=False)
@@ -224,6 +235,10 @@ class DashboardScreen(FleetScreen):
         await self.fleet.toggle_pause()
 
     def action_details(self) -> None:
+        if (tag := self.table.selected_group) is not None:  # a summary line: fold or unfold it
+            self.table.toggle_fold(tag)
+            self.show_info()
+            return
         row = self._selected_or_say_why()
         if row is not None:
             self.fleet.show_details(row.server.name)
@@ -256,6 +271,10 @@ class DashboardScreen(FleetScreen):
 
     def action_sort(self) -> None:
         self.table.cycle_sort()
+        self.show_info()
+
+    def action_group(self) -> None:
+        self.table.group_by_tag(not self.table.grouped)
         self.show_info()
 
     def action_reverse_sort(self) -> None:

@@ -24,7 +24,7 @@ from fleettop.tui.screens.alerts import STATE_STYLE, figure
 from fleettop.tui.screens.base import FleetScreen
 from fleettop.tui.screens.confirm import ConfirmScreen, NoticeScreen
 from fleettop.tui.widgets.chart import Chart, Scale
-from fleettop.views import ServerDetail
+from fleettop.views import ServerDetail, route_text
 
 # The history ranges, on the keys 1-5: (key, label, seconds).
 SPANS = (
@@ -239,8 +239,17 @@ class DetailScreen(FleetScreen):
 
         thresholds = server.thresholds
         where = f"{server.host} (local)" if server.transport == "local" else f"{server.host}:{server.port}"
+        route = detail.route
+        reached = [("host", fmt.clean(f"{server.username + '@' if server.username else ''}{where}"), False)]
+        if route is not None and route.problem:
+            reached.append(("route", fmt.clean(route.problem), False))
+        elif route is not None:  # the ssh config's alias and jump hosts resolved
+            reached = [("host", fmt.clean(route_text(route)), False)]
+            if route.jump:
+                reached.append(("via", fmt.clean(" -> ".join(route.jump)), False))
         settings = [
-            ("host", fmt.clean(f"{server.username + '@' if server.username else ''}{where}"), False),
+            *reached,
+            *([("tags", fmt.clean(", ".join(server.tags)), False)] if server.tags else []),
             ("auth", server.auth, False),
             *([("key file", fmt.clean(server.key_file), True)] if server.key_file else []),
             ("interval", fmt.duration(server.interval) + ("" if server.enabled else "  (disabled)"), False),

@@ -30,6 +30,8 @@ TEXT_FIELDS = {
     "cpu": "thresholds.cpu",
     "ram": "thresholds.ram",
     "disk": "thresholds.disk",
+    "tags": "tags",
+    "jump": "jump",
 }
 
 
@@ -114,6 +116,15 @@ class ServerForm(FleetScreen):
             for key in ("cpu", "ram", "disk"):
                 value = f"{getattr(thresholds, key):g}" if thresholds else ""
                 yield from self._field(key, f"{key.upper()} alert %", *self._own_or_default(server, key, value))
+            yield from self._field(
+                "tags", "Tags", ", ".join(server.tags) if server else "", placeholder="web, prod (groups: by tag)"
+            )
+            yield from self._field(
+                "jump",
+                "Jump host",
+                server.jump or "" if server else "",
+                placeholder="[user@]host[:port], a server, none; empty: inherited",
+            )
             yield Static("", id="form-error", classes="field-error")
             yield Static("", id="test-result")
             with Horizontal(id="form-buttons"):
@@ -161,6 +172,9 @@ class ServerForm(FleetScreen):
         thresholds = {key: value[key] for key in ("cpu", "ram", "disk") if value[key]}
         if thresholds:
             fields["thresholds"] = thresholds
+        fields["tags"] = [tag.strip() for tag in value["tags"].split(",") if tag.strip()]
+        if value["jump"]:
+            fields["jump"] = value["jump"]
         return fields
 
     def _auth(self) -> str:

@@ -10,6 +10,11 @@ cursor and scroll position are never disturbed.
 Each cell carries a class (normal, warning, critical, muted, up, down, stale...)
 that maps to a component class styled in fleettop.tcss; `cell_class()` reports
 it, which is what the tests assert.
+
+Grouped by tag (`group_by_tag`), a summary line heads each group (servers up, down and
+alerting, average cpu, ram and disk of those up); a server sits under its first tag, one
+without a tag under NO_TAG. Enter on a summary line folds or unfolds its group. A list
+line is a server id, or a negative key for a group's summary line.
 """
 
 from __future__ import annotations
@@ -102,6 +107,7 @@ COMPONENT_FOR = {
 }
 
 Cell = tuple[str, str]  # (text, class)
+NO_TAG = "(no tag)"
 
 
 def sorted_ids(rows: dict[int, ServerView], mode: str, reverse: bool) -> list[int]:
@@ -176,6 +182,7 @@ class ServerTable(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {
         "servertable--header",
         "servertable--cursor",
+        "servertable--group",
         *COMPONENT_FOR.values(),
     }
 
@@ -197,8 +204,13 @@ class ServerTable(ScrollView, can_focus=True):
         self._widths = [column.width for column in COLUMNS]
         self.cursor = 0
         self.filter_text = ""
+        self._filter_tags: list[str] = []
+        self._filter_words: list[str] = []
         self.sort_mode = "name"
         self.sort_reverse = False
+        self.grouped = False
+        self.folded: set[str] = set()  # groups shown as their summary line alone
+        self._group_keys: dict[int, str] = {}  # a summary line's (negative) key -> its tag
         self._counts: Counter[str] | None = None  # status_counts(), until a row changes
         self._order_dirty = False
         # The clock columns are advanced on the visible lines only, each tick; any other
@@ -259,6 +271,9 @@ class ServerTable(ScrollView, can_focus=True):
             if shown:
                 self._repaint(server_id)
                 self._order_dirty |= self.sort_mode != "name"
+            if self.grouped:  # its group's summary counts it
+                for line in self._group_keys:
+                    self._repaint(line)
         return False
 
     def tick(self) -> None:
@@ -275,7 +290,7 @@ class ServerTable(ScrollView, can_focus=True):
         top = max(0, round(self.scroll_y))
         visible = max(1, self.scrollable_content_region.height - 1)  # under the header line
         for server_id in self._order[top : top + visible]:
-            if self._advance(server_id):
+            if server_id >= 0 and self._advance(server_id):
                 self._repaint(server_id)
         self.resort_if_needed()
 
@@ -301,7 +316,11 @@ class ServerTable(ScrollView, can_focus=True):
     # ----------------------------------------------------------- filter, sort
 
     def set_filter(self, text: str) -> None:
+        """Words the name or host must contain, and `tag:NAME` words: tags it must carry."""
         self.filter_text = text.strip().lower()
+        words = self.filter_text.split()
+        self._filter_tags = [word.removeprefix("tag:") for word in words if word.startswith("tag:")]
+        self._filter_words = [word for word in words if not word.startswith("tag:")]
         self._reindex()
         self._scroll_to_cursor()
 
@@ -338,9 +357,11 @@ class ServerTable(ScrollView, can_focus=True):
 
     def _reindex(self) -> None:
         """Rebuild the shown list (filter, sort) and keep the cursor on the same server."""
-        keep = self.selected_id
+        keep = self._order[self.cursor] if 0 <= self.cursor < len(self._order) else None
         shown = {i: row for i, row in self.rows_by_id.items() if self._matches(row)}
         order = sorted_ids(shown, self.sort_mode, self.sort_reverse)
+        if self.grouped:
+            order = self._grouped(order)
         self._order_dirty = False
         if order == self._order:
             return
@@ -355,11 +376,72 @@ class ServerTable(ScrollView, can_focus=True):
         if self.selected_id != keep:
             self.post_message(self.Highlighted())
 
+    def group_by_tag(self, grouped: bool) -> None:
+        self.grouped = grouped
+        self._order = []  # every line changes
+        self._reindex()
+        self.refresh()
+        self._scroll_to_cursor()
+
+    def toggle_fold(self, tag: str) -> None:
+        self.folded ^= {tag}
+        self._reindex()
+        self._scroll_to_cursor()
+
+    def _grouped(self, order: list[int]) -> list[int]:
+        """The sorted servers under a summary line per tag (their first), tags by name, NO_TAG last."""
+        members: dict[str, list[int]] = {}
+        for server_id in order:
+            tags = self.rows_by_id[server_id].server.tags
+            members.setdefault(tags[0] if tags else NO_TAG, []).append(server_id)
+        self._group_keys = {}
+        lines: list[int] = []
+        for index, tag in enumerate(sorted(members, key=lambda tag: (tag == NO_TAG, tag.lower())), 1):
+            self._group_keys[-index] = tag
+            lines.append(-index)
+            if tag not in self.folded:
+                lines.extend(members[tag])
+        return lines
+
+    def group_members(self, tag: str) -> list[ServerView]:
+        """The servers (matching the filter) under a tag's summary line, folded or not."""
+        return [
+            row
+            for row in self.rows_by_id.values()
+            if self._matches(row) and (row.server.tags[0] if row.server.tags else NO_TAG) == tag
+        ]
+
+    def group_summary(self, tag: str) -> str:
+        """A group's summary line: how many servers, up, down, alerting; average cpu, ram, disk."""
+        rows = self.group_members(tag)
+        up = [row for row in rows if row.status == "up"]
+        alerting = sum(1 for row in up if any(getattr(v, "value", v) == "critical" for v in row.severities.values()))
+        down = sum(1 for row in rows if row.status == "down")
+
+        def average(attribute: str) -> float | None:
+            values = [getattr(row.latest, attribute) for row in up if row.latest is not None]
+            values = [value for value in values if value is not None]
+            return sum(values) / len(values) if values else None
+
+        mark = "▸" if tag in self.folded else "▾"
+        return (
+            f"{mark} {tag}  {len(rows)} server{'' if len(rows) == 1 else 's'}  {len(up)} up  {down} down  {alerting} alerting"
+            f"  avg cpu {fmt.percent(average('cpu_percent')).strip()}  ram {fmt.percent(average('mem_percent')).strip()}"
+            f"  disk {fmt.disk_percent(average('disk_percent')).strip()}"
+        )
+
     # ------------------------------------------------------------- queries
 
     @property
     def row_count(self) -> int:
-        return len(self._order)
+        """Servers shown (a summary line is not one)."""
+        return sum(1 for line in self._order if line >= 0)
+
+    @property
+    def selected_group(self) -> str | None:
+        """The tag of the summary line under the cursor, if the cursor is on one."""
+        line = self._order[self.cursor] if 0 <= self.cursor < len(self._order) else None
+        return None if line is None or line >= 0 else self._group_keys.get(line)
 
     @property
     def cursor_row(self) -> int:
@@ -367,7 +449,8 @@ class ServerTable(ScrollView, can_focus=True):
 
     @property
     def selected_id(self) -> int | None:
-        return self._order[self.cursor] if 0 <= self.cursor < len(self._order) else None
+        line = self._order[self.cursor] if 0 <= self.cursor < len(self._order) else None
+        return None if line is None or line < 0 else line
 
     @property
     def selected(self) -> ServerView | None:
@@ -392,7 +475,7 @@ class ServerTable(ScrollView, can_focus=True):
     @property
     def shown_ids(self) -> list[int]:
         """Server ids in screen order."""
-        return list(self._order)
+        return [line for line in self._order if line >= 0]
 
     def cell_class(self, server_id: int, column: str) -> str:
         """The class a cell is painted with: normal, warning, critical, muted, up, down, stale..."""
@@ -402,18 +485,20 @@ class ServerTable(ScrollView, can_focus=True):
         return self._current(server_id)[column][0]
 
     def _matches(self, row: ServerView) -> bool:
-        needle = self.filter_text
-        return not needle or needle in row.server.name.lower() or needle in row.server.host.lower()
+        server = row.server
+        tags = {tag.lower() for tag in server.tags}
+        return all(tag in tags for tag in self._filter_tags) and all(
+            word in server.name.lower() or word in server.host.lower() for word in self._filter_words
+        )
 
     # ------------------------------------------------------------- cursor
 
     def move_cursor(self, *, row: int, scroll: bool = True) -> None:
-        previous = self.selected_id
+        previous, previous_line = self.selected_id, self.cursor
         self.cursor = max(0, min(row, len(self._order) - 1))
-        if previous is not None and previous in self._position:
-            self._repaint(previous)
-        if self.selected_id is not None:
-            self._repaint(self.selected_id)
+        for line in {previous_line, self.cursor}:
+            if 0 <= line < len(self._order):
+                self._repaint(self._order[line])
         if scroll:
             self._scroll_to_cursor()
         if self.selected_id != previous:
@@ -450,7 +535,9 @@ class ServerTable(ScrollView, can_focus=True):
         self.move_cursor(row=len(self._order) - 1)
 
     def key_enter(self) -> None:
-        self.post_message(self.Selected())  # with nothing selected, the screen says why
+        # On a summary line, the screen's enter binding folds the group (it sees the key too).
+        if self.selected_group is None:
+            self.post_message(self.Selected())  # with nothing selected, the screen says why
 
     def column_at(self, x: int) -> str:
         """The key of the column under screen column x (fixed columns first, then scrolled)."""
@@ -476,7 +563,9 @@ class ServerTable(ScrollView, can_focus=True):
         index = round(self.scroll_y) + event.y - 1
         if index >= len(self._order):
             return
-        if index == self.cursor:
+        if index == self.cursor and (tag := self.selected_group) is not None:
+            self.toggle_fold(tag)
+        elif index == self.cursor:
             self.post_message(self.Selected())
         else:
             self.move_cursor(row=index, scroll=False)
@@ -543,7 +632,22 @@ class ServerTable(ScrollView, can_focus=True):
             segments.append(Segment(pad + _fit(text, self._widths[index], column.right) + pad, style))
         return Strip(segments, self._total_width)
 
+    def _group_strip(self, line: int) -> Strip:
+        under_cursor = self._position.get(line) == self.cursor
+        key = (line, under_cursor)
+        strip = self._strips.get(key)
+        if strip is None:
+            style = self._style("base") + self._style("servertable--group")
+            if under_cursor:
+                style += self._style("servertable--cursor")
+            text = " " + fmt.clean(self.group_summary(self._group_keys[line]))
+            strip = Strip([Segment(text, style)]).extend_cell_length(self._total_width, style)
+            self._strips[key] = strip
+        return strip
+
     def _row_strip(self, server_id: int) -> Strip:
+        if server_id < 0:
+            return self._group_strip(server_id)
         under_cursor = server_id == self.selected_id
         key = (server_id, under_cursor)
         current = self._current(server_id)  # may drop a strip whose clock columns moved on

@@ -1,7 +1,7 @@
 """Alerts: one row per episode, the outbox of notifications to deliver, silences.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-06
 
 `alert_hosts` holds, per server, the time of the last observation the alert rules judged: a
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
