@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from fleettop import __version__
+from fleettop.alerting import AlertRecord
 from fleettop.api.auth import Tokens
 from fleettop.api.exposition import OPENMETRICS_TYPE, TEXT_TYPE, Exposition, wants_openmetrics
 from fleettop.api.rows import Rows
@@ -239,6 +240,13 @@ def build_app(service: FleetService, rows: Rows, settings: ApiConfig) -> FastAPI
     async def collect(name: str, caller_name: Caller) -> Queued:
         found = await service.resolve([name])
         return Queued(queued=await service.collect_servers(found, everything=False, who=who(caller_name)), servers=1)
+
+    @app.get(
+        "/api/v1/alerts",
+        summary="Open alerts, firing first, as `fleettop alerts --json` (all=true: with the recently resolved)",
+    )
+    async def alerts(_: Caller, all: bool = False) -> list[AlertRecord]:  # noqa: A002 -- the query parameter's name
+        return await service.alerts(everything=all)
 
     @app.get("/api/v1/servers/{name}/metrics", summary="A server's history, as `fleettop history --json`")
     async def history(

@@ -247,3 +247,25 @@ async def test_refused_before_start_in_one_line(make_config, short_dir: Path):
 
 def _line_of(path: Path, text: str) -> int:
     return next(number for number, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+async def test_alerts_as_the_cli_lists_them(make_config, short_dir: Path, fleet):
+    """GET /api/v1/alerts answers what `fleettop alerts --json` prints: here every server's cpu
+    past a 1 % threshold, firing at the first sample."""
+    data = with_tokens(make_config(interval=3600, alerts={"for": 1}))
+    data["defaults"] = {"thresholds": {"cpu": 1}}
+    names = sorted(cfg.name for cfg in fleet.server_configs())
+    async with api_worker(short_dir, data) as (client, _):
+        assert (await client.get("/api/v1/alerts")).status_code == 401
+        await client.post(f"{SEED}/collect-all", headers=bearer())
+
+        async def firing() -> list[dict[str, Any]] | None:
+            answer = (await client.get("/api/v1/alerts", headers=bearer())).json()
+            return answer if sorted(a["server"] for a in answer if a["state"] == "firing") == names else None
+
+        answer = await wait_until(firing, 30)
+        assert {a["rule"] for a in answer} == {"cpu"} and all(a["threshold"] == 1 for a in answer)
+        code, stdout, _ = await run_fleettop(short_dir / "config.yaml", "alerts", "--json")
+        assert code == 0 and json.loads(stdout) == answer
+        everything = (await client.get("/api/v1/alerts", params={"all": "true"}, headers=bearer())).json()
+        assert len(everything) >= len(answer)
