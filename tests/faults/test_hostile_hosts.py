@@ -134,7 +134,8 @@ async def test_the_dashboard_shows_hostile_names_and_errors_inert(make_config, s
         await service.collect_now(names)
         await service.wait_collected(servers, timeout=30)
         app = FleetApp(service, config_path=short_dir / "config.yaml")
-        async with app.run_test(size=(200, 50)) as pilot:
+        # Tall enough for the detail screen's mounts table below its charts.
+        async with app.run_test(size=(200, 120)) as pilot:
             await wait_until(lambda: len(app.dashboard.table.rows_by_id) == 2, 10)
             await pilot.pause(0.5)
             table = app.dashboard.table
