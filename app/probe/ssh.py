@@ -356,9 +356,8 @@ class SSHPool:
         self._ssh = ssh
         self._script = script
         self.own_known_hosts = Path(data_dir) / OWN_KNOWN_HOSTS
-        self._known_hosts_files: tuple[Path, ...] = (ssh.known_hosts, self.own_known_hosts)
-        self._known_hosts = asyncssh.SSHKnownHosts()
-        self._known_hosts_stamp: tuple | None = None
+        # By the files read (see _trusted_hosts): their stamps when read, and what they trust.
+        self._known_hosts: dict[tuple[Path, ...], tuple[tuple, asyncssh.SSHKnownHosts]] = {}
         self._known_hosts_lock = asyncio.Lock()
         # Opening many connections at once to one sshd trips its MaxStartups: only so many at a
         # time per (host, port); and a global cap, larger, so that distinct hosts open in parallel.
@@ -434,9 +433,6 @@ class SSHPool:
         found = self._ssh_config.lookup(target.host, target.username, own_port)
         spec = target.jump if target.jump is not None else found.proxy_jump
         hops = self._hops(spec, "jump" if target.jump is not None else "ProxyJump")
-        known_hosts = set(found.known_hosts_files)
-        for hop in hops:
-            known_hosts.update(self._ssh_config.lookup(hop.alias, hop.username, hop.port).known_hosts_files)
         return Route(
             address=found.address or target.host,
             port=own_port or found.port or DEFAULT_PORT,
@@ -445,7 +441,7 @@ class SSHPool:
             connect_timeout=found.connect_timeout or self._ssh.connect_timeout,
             keepalive_interval=found.keepalive_interval or self._ssh.keepalive_interval,
             identity_files=found.identity_files,
-            known_hosts_files=tuple(sorted(known_hosts)),
+            known_hosts_files=found.known_hosts_files,  # this host's own; a jump host's are its own
         )
 
     def _hops(self, spec: str | None, named_by: str, depth: int = 0) -> tuple[Hop, ...]:
@@ -575,7 +571,8 @@ class SSHPool:
                 auth="agent",
                 key_file=self._ssh.key_file,
             )
-            known_hosts = await self._trusted_hosts(target.where, ())
+            hop_files = self._ssh_config.lookup(hop.alias, hop.username, hop.port).known_hosts_files
+            known_hosts = await self._trusted_hosts(target.where, hop_files)
             options, offered = await self._auth_options(hop_target)
             client = _Client()
             try:
@@ -660,29 +657,35 @@ class SSHPool:
                 else:
                     session.close(kill=not clean)
 
+    def _trust_files(self, also: tuple[Path, ...]) -> tuple[Path, ...]:
+        base = (self._ssh.known_hosts, self.own_known_hosts)
+        return (*base, *sorted(set(also) - set(base)))
+
     async def _trusted_hosts(self, where: str, also: tuple[Path, ...] = ()) -> asyncssh.SSHKnownHosts:
-        """Both known_hosts files, and the ssh config's UserKnownHostsFile ones met so far (`also`:
-        a route's), parsed once and again only when one of them changes."""
+        """Both known_hosts files and `also`: the UserKnownHostsFile of the ssh config's Host blocks
+        that match this host. As OpenSSH, such a file vouches for the hosts its blocks match, never
+        for the rest of the fleet: each set of files is its own SSHKnownHosts, parsed once and again
+        only when one of its files changes."""
+        files = self._trust_files(also)
         async with self._known_hosts_lock:
-            new = [path for path in also if path not in self._known_hosts_files]
-            self._known_hosts_files = (*self._known_hosts_files, *new)
-            stamp = await asyncio.to_thread(self._stamp)
-            if stamp != self._known_hosts_stamp:
+            stamp = await asyncio.to_thread(_stamp, files)
+            cached = self._known_hosts.get(files)
+            if cached is None or cached[0] != stamp:
                 try:
-                    self._known_hosts = await asyncio.to_thread(self._read_known_hosts)
+                    cached = (stamp, await asyncio.to_thread(self._read_known_hosts, files))
                 except (OSError, ValueError, UnsafePath) as exc:
                     raise CollectError("hostkey_unknown", where, f"known_hosts cannot be read: {exc}") from None
-                self._known_hosts_stamp = stamp
-            return self._known_hosts
+                self._known_hosts[files] = cached
+            return cached[1]
 
-    def _read_known_hosts(self) -> asyncssh.SSHKnownHosts:
-        """Both files, each a regular file no other user may write (a planted or writable
-        known_hosts would trust an attacker's key); fleettop's own is never read through a link.
-        A UserKnownHostsFile of the ssh config that is not such a file (/dev/null, as labs set
-        with StrictHostKeyChecking no) trusts nothing: skipped, where ssh.known_hosts would fail."""
+    def _read_known_hosts(self, files: tuple[Path, ...]) -> asyncssh.SSHKnownHosts:
+        """Each file a regular file no other user may write (a planted or writable known_hosts
+        would trust an attacker's key); fleettop's own is never read through a link. A
+        UserKnownHostsFile of the ssh config that is not such a file (/dev/null, as labs set with
+        StrictHostKeyChecking no) trusts nothing: skipped, where ssh.known_hosts would fail."""
         known_hosts = asyncssh.SSHKnownHosts()
         base = {self._ssh.known_hosts, self.own_known_hosts}
-        for path in self._known_hosts_files:
+        for path in files:
             try:
                 data = read_trusted_file(path, follow_links=path != self.own_known_hosts)
             except FileNotFoundError:
@@ -693,16 +696,6 @@ class SSHPool:
                 continue
             known_hosts.load(data.decode(errors="replace"))
         return known_hosts
-
-    def _stamp(self) -> tuple:
-        marks = []
-        for path in self._known_hosts_files:
-            try:
-                info = path.stat()
-                marks.append((info.st_mtime_ns, info.st_size, info.st_ino, info.st_mode, info.st_uid))  # a chmod too
-            except OSError:
-                marks.append(None)
-        return tuple(marks)
 
     async def _auth_options(self, target: SSHTarget) -> tuple[dict, str]:
         """asyncssh's options for the target's auth method, and what they offer the server (in
@@ -780,7 +773,9 @@ class SSHPool:
             if client is None or client.presented is None:
                 return CollectError("hostkey_unknown", where, f"host key not verifiable: {_reason(exc)}")
             addr, key = client.presented
-            trusted = self._known_hosts.match(address, addr, port)
+            files = self._trust_files(route.known_hosts_files if route else ())
+            _, known_hosts = self._known_hosts.get(files, ((), asyncssh.SSHKnownHosts()))
+            trusted = known_hosts.match(address, addr, port)
             if trusted[0] or trusted[1]:
                 return CollectError(
                     "hostkey_changed",
@@ -818,3 +813,14 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+def _stamp(files: tuple[Path, ...]) -> tuple:
+    marks = []
+    for path in files:
+        try:
+            info = path.stat()
+            marks.append((info.st_mtime_ns, info.st_size, info.st_ino, info.st_mode, info.st_uid))  # a chmod too
+        except OSError:
+            marks.append(None)
+    return tuple(marks)
