@@ -10,6 +10,7 @@ note or a one-line InventoryError naming the file and line.
 from __future__ import annotations
 
 import fnmatch
+import glob
 import os
 import re
 import shlex
@@ -23,6 +24,7 @@ import yaml
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 16  # Include nesting, as OpenSSH's READCONF_MAX_DEPTH
+MAX_GROUP_DEPTH = 50  # children within children
 MAX_RANGE_HOSTS = 10_000  # hosts one Ansible range pattern (web[1:99999]) may expand to
 WILDCARD_CHARS = frozenset("*?!")
 # Ansible's implicit groups: every host is in `all`, a host of no group in `ungrouped`.
@@ -145,9 +147,8 @@ def _include_paths(pattern: str, base: Path) -> list[Path]:
     path = Path(pattern).expanduser()
     if not path.is_absolute():
         path = base / path
-    anchor = Path(path.anchor)
-    relative = str(path.relative_to(anchor))
-    return sorted(found for found in anchor.glob(relative) if found.is_file())
+    # glob(3) as OpenSSH uses it: `**` is no deeper than `*` (pathlib's would walk the whole tree).
+    return sorted(Path(found) for found in glob.glob(str(path), recursive=False) if Path(found).is_file())
 
 
 # -- Ansible inventories ------------------------------------------------------------------
@@ -263,11 +264,15 @@ def _yaml_groups(path: Path, text: str) -> dict[str, _Group]:
         raise InventoryError(f"{path}: the top level must be a mapping of groups (all:, webservers:, ...)")
     groups: dict[str, _Group] = {"all": _Group(), "ungrouped": _Group()}
     for name, body in data.items():
-        _yaml_group(path, groups, str(name), body)
+        _yaml_group(path, groups, str(name), body, ())
     return groups
 
 
-def _yaml_group(path: Path, groups: dict[str, _Group], name: str, body: Any) -> None:
+def _yaml_group(path: Path, groups: dict[str, _Group], name: str, body: Any, within: tuple[str, ...]) -> None:
+    if name in within:  # a YAML alias can make a group its own descendant
+        raise InventoryError(f"{path}: group {name!r} contains itself (through {' > '.join(within)})")
+    if len(within) > MAX_GROUP_DEPTH:
+        raise InventoryError(f"{path}: groups nested more than {MAX_GROUP_DEPTH} deep under {within[0]!r}")
     group = groups.setdefault(name, _Group())
     if body is None:
         return
@@ -292,7 +297,7 @@ def _yaml_group(path: Path, groups: dict[str, _Group], name: str, body: Any) -> 
         raise InventoryError(f"{path}: group {name!r}: children must be a mapping of groups")
     for child, child_body in children.items():
         group.children.append(str(child))
-        _yaml_group(path, groups, str(child), child_body)
+        _yaml_group(path, groups, str(child), child_body, (*within, name))
 
 
 def _expand_range(pattern: str, where: str) -> list[str]:
@@ -300,20 +305,24 @@ def _expand_range(pattern: str, where: str) -> list[str]:
     match = _RANGE_RE.search(pattern)
     if match is None:
         return [pattern]
-    start, end, stride = match.group(1), match.group(2), int(match.group(3) or 1)
+    start, end, stride = match.group(1), match.group(2), int(match.group(3) or 1) or 1
     head, tail = pattern[: match.start()], pattern[match.end() :]
     if start.isdigit() and end.isdigit():
         width = len(start) if start.startswith("0") else 0
-        values = [str(number).zfill(width) for number in range(int(start), int(end) + 1, stride or 1)]
+        numbers = range(int(start), int(end) + 1, stride)
+        if len(numbers) > MAX_RANGE_HOSTS:  # before a list of them is made
+            raise InventoryError(f"{where}: host pattern {pattern!r} gives more than {MAX_RANGE_HOSTS} hosts")
+        values = [str(number).zfill(width) for number in numbers]
     elif len(start) == 1 and len(end) == 1 and start.isalpha() and end.isalpha():
-        values = [chr(code) for code in range(ord(start), ord(end) + 1, stride or 1)]
+        values = [chr(code) for code in range(ord(start), ord(end) + 1, stride)]
     else:
         raise InventoryError(f"{where}: host range {match.group(0)!r} is not [from:to] of numbers or letters")
-    if len(values) > MAX_RANGE_HOSTS:
-        raise InventoryError(
-            f"{where}: host range {match.group(0)!r} gives {len(values)} hosts (at most {MAX_RANGE_HOSTS})"
-        )
-    return [name for value in values for name in _expand_range(f"{head}{value}{tail}", where)]
+    names: list[str] = []
+    for value in values:  # counted as they come: ranges side by side multiply
+        names += _expand_range(f"{head}{value}{tail}", where)
+        if len(names) > MAX_RANGE_HOSTS:
+            raise InventoryError(f"{where}: host pattern {pattern!r} gives more than {MAX_RANGE_HOSTS} hosts")
+    return names
 
 
 def _parents(groups: dict[str, _Group]) -> dict[str, list[str]]:

@@ -190,7 +190,11 @@ def test_a_dynamic_inventory_script_is_refused_not_run(tmp_path):
         ("[web\nhost1\n", r":1: section header '\[web' has no closing"),
         ("[web:stuff]\n", ":1: unknown section kind 'stuff'"),
         ("[web]\nhost1 port\n", ":2: expected key=value after the host name, got 'port'"),
-        ("[web]\nweb[1:99999]\n", "gives 99999 hosts"),
+        ("[web]\nweb[1:99999]\n", "gives more than 10000 hosts"),
+        # ranges side by side multiply: 10^8 names, refused before they are made
+        ("g:\n  hosts:\n    h[1:9999][1:9999]:\n", "gives more than 10000 hosts"),
+        # a YAML alias makes a group its own child
+        ("all:\n  children: &a\n    g1:\n      children: *a\n", "'g1' contains itself"),
         ("all:\n  hosts: [a, b]\n", "hosts must be a mapping"),
         ("all:\n  hosts:\n    a: {\n", "malformed YAML"),
         ("all:\n  members: {}\n", "has 'members': expected hosts, children or vars"),
