@@ -760,6 +760,15 @@ TYPE_MESSAGES = {
 }
 
 
+# Keys whose values may hold a password or a token (in a URL or whole): an error names the key,
+# never the value.
+SECRET_KEYS = (("notify", "urls"), ("api", "token"), ("api", "tokens"), ("database", "url"), ("redis", "url"))
+
+
+def _holds_secret(loc: list[Any]) -> bool:
+    return any(tuple(loc[: len(key)]) == key for key in SECRET_KEYS)
+
+
 def _describe(
     path: Path | None,
     root: yaml.Node | None,
@@ -771,7 +780,7 @@ def _describe(
     where = _where(path, root, loc, from_env)
     kind = error["type"]
     ctx = error.get("ctx") or {}
-    value = error.get("input")
+    value = None if _holds_secret(loc) else error.get("input")  # never echoed: it may be a password
     if kind == "extra_forbidden":
         message = "unknown key (check the spelling; `fleettop config example` prints every key)"
     elif kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:

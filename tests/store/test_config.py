@@ -190,3 +190,28 @@ def test_retention_per_tier_and_the_old_days_key(tmp_path):
     assert problems_of(tmp_path, "retention:\n  rollup_5m_days: 0\n") == [
         f"{tmp_path / 'config.yaml'}:2: retention.rollup_5m_days: must be at least 1 (got 0)"
     ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'notify: {urls: "json://user:S3CRET-VALUE@host/x"}\n',
+        "notify: {urls: [{json://user:S3CRET-VALUE@host/x: 1}]}\n",
+        'api: {token: ["S3CRET-VALUE-0123456789"]}\n',
+        "api: {tokens: [S3CRET-VALUE-0123456789]}\n",
+        "redis: {url: [redis://:S3CRET-VALUE@host]}\n",
+    ],
+)
+def test_an_error_about_a_secret_key_never_echoes_its_value(tmp_path, text):
+    """A notify URL, an API token or a service URL may hold a password: the error names the key
+    and the line, not the value (a --headless worker's stderr goes to the journal)."""
+    lines = problems_of(tmp_path, text)
+    assert lines and all("S3CRET" not in line for line in lines), lines
+
+
+def test_a_secret_from_the_environment_is_not_echoed_either(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("{}\n")
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path, environ={"FLEETTOP_NOTIFY__URLS": "json://user:S3CRET-VALUE@host/x"})
+    assert caught.value.problems and "S3CRET" not in " ".join(caught.value.problems)
