@@ -120,7 +120,12 @@ async def judge(
     judged, open_alerts = await _lock_and_read(conn, dialect, busy)
     if missing := [server_id for server_id in busy if server_id not in judged]:  # a server's first alert
         await conn.execute(_insert_ignore(dialect, HOSTS), [{"server_id": s, "evaluated_at": EPOCH} for s in missing])
-        judged.update((await _lock_and_read(conn, dialect, missing))[0])
+        # Read again once locked: a concurrent first judgement of the same server (Postgres) may
+        # have opened its alerts meanwhile, and they are what this one must see.
+        locked, fresh = await _lock_and_read(conn, dialect, missing)
+        judged.update(locked)
+        for server_id in missing:
+            open_alerts[server_id] = fresh.get(server_id, [])
     silences: dict[int, list[Silence]] | None = None  # read once a notification is owed: they only hold back
     writes = _Writes()
     written: set[int] = set()  # servers whose alerts changed (more than their latest figure)
