@@ -371,8 +371,9 @@ def _insert_ignore(dialect: str, table: Any) -> Any:
 # -- delivery ----------------------------------------------------------------------
 
 
-def _due(now: datetime, lease: timedelta) -> Any:
+def _due(now: datetime, lease: timedelta, targets: Sequence[str]) -> Any:
     return and_(
+        OUTBOX.c.target.in_(targets),
         OUTBOX.c.sent_at.is_(None),
         OUTBOX.c.failed_at.is_(None),
         OUTBOX.c.next_try_at <= now,
@@ -380,15 +381,19 @@ def _due(now: datetime, lease: timedelta) -> Any:
     )
 
 
-async def claim(conn: AsyncConnection, now: datetime, group_wait: timedelta, lease: timedelta) -> list[Delivery]:
-    """Claim every due outbox row once the oldest has waited group_wait (a round's alerts
-    together); one Delivery per URL."""
-    oldest = (await conn.execute(select(func.min(OUTBOX.c.created_at)).where(_due(now, lease)))).scalar_one_or_none()
+async def claim(
+    conn: AsyncConnection, now: datetime, group_wait: timedelta, lease: timedelta, targets: Sequence[str]
+) -> list[Delivery]:
+    """Claim every due outbox row for these URLs (by fingerprint: the claiming worker's
+    notify.urls) once the oldest has waited group_wait (a round's alerts together); one Delivery
+    per URL. A row for a URL this worker lacks is left to a worker that has it."""
+    due = _due(now, lease, targets)
+    oldest = (await conn.execute(select(func.min(OUTBOX.c.created_at)).where(due))).scalar_one_or_none()
     if oldest is None or oldest + group_wait > now:
         return []
     token = str(uuid.uuid4())
     await conn.execute(
-        update(OUTBOX).where(_due(now, lease)).values(claimed_by=token, claimed_at=now, attempts=OUTBOX.c.attempts + 1)
+        update(OUTBOX).where(due).values(claimed_by=token, claimed_at=now, attempts=OUTBOX.c.attempts + 1)
     )
     rows = (await conn.execute(select(OUTBOX).where(OUTBOX.c.claimed_by == token).order_by(OUTBOX.c.id))).all()
     deliveries: dict[str, Delivery] = {}

@@ -734,9 +734,11 @@ class Repository:
         await self.audit("silence.expire", record.server, f"silence {silence_id}", who=who)
         return record
 
-    async def claim_notifications(self, group_wait: timedelta, lease: timedelta) -> list[Delivery]:
+    async def claim_notifications(
+        self, group_wait: timedelta, lease: timedelta, targets: Sequence[str]
+    ) -> list[Delivery]:
         async with self._database.engine.begin() as conn:
-            return await alerts.claim(conn, utcnow(), group_wait, lease)
+            return await alerts.claim(conn, utcnow(), group_wait, lease, targets)
 
     async def delivered(self, ids: Sequence[int]) -> None:
         async with self._database.engine.begin() as conn:

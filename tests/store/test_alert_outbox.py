@@ -14,6 +14,7 @@ from fleettop.store.db import Database
 from fleettop.store.repo import Repository
 
 LEASE = timedelta(seconds=1)
+URLS = ["url-digest"]  # the claiming worker's notify.urls, by fingerprint
 
 
 async def firing_repo(database: Database, hosts: int) -> Repository:
@@ -31,7 +32,7 @@ async def firing_repo(database: Database, hosts: int) -> Repository:
 
 async def test_concurrent_claims_share_the_rows_out_without_overlap(database: Database) -> None:
     repo = await firing_repo(database, 6)
-    claims = await asyncio.gather(*(repo.claim_notifications(timedelta(0), LEASE) for _ in range(4)))
+    claims = await asyncio.gather(*(repo.claim_notifications(timedelta(0), LEASE, URLS) for _ in range(4)))
     ids = [i for deliveries in claims for delivery in deliveries for i in delivery.ids]
     assert len(ids) == 6 and len(set(ids)) == 6
 
@@ -40,19 +41,28 @@ async def test_a_claim_whose_worker_died_is_claimed_again_after_the_lease_and_on
     database: Database,
 ) -> None:
     repo = await firing_repo(database, 1)
-    (first,) = await repo.claim_notifications(timedelta(0), LEASE)
+    (first,) = await repo.claim_notifications(timedelta(0), LEASE, URLS)
     assert first.attempts == 1 and first.lines[0].startswith("[FIRING] web0 cpu: 99%")
-    assert await repo.claim_notifications(timedelta(0), LEASE) == []  # claimed: no other worker gets it
+    assert await repo.claim_notifications(timedelta(0), LEASE, URLS) == []  # claimed: no other worker gets it
     await asyncio.sleep(LEASE.total_seconds() + 0.2)  # its worker died without a word
-    (again,) = await repo.claim_notifications(timedelta(0), LEASE)
+    (again,) = await repo.claim_notifications(timedelta(0), LEASE, URLS)
     assert again.ids == first.ids and again.attempts == 2
     await repo.delivered(again.ids)
     await asyncio.sleep(LEASE.total_seconds() + 0.2)
-    assert await repo.claim_notifications(timedelta(0), LEASE) == []
+    assert await repo.claim_notifications(timedelta(0), LEASE, URLS) == []
 
 
 async def test_group_wait_holds_a_round_back_until_its_oldest_has_waited(database: Database) -> None:
     repo = await firing_repo(database, 2)
-    assert await repo.claim_notifications(timedelta(seconds=30), LEASE) == []
-    (both,) = await repo.claim_notifications(timedelta(0), LEASE)  # one URL: one message for the round
+    assert await repo.claim_notifications(timedelta(seconds=30), LEASE, URLS) == []
+    (both,) = await repo.claim_notifications(timedelta(0), LEASE, URLS)  # one URL: one message for the round
     assert len(both.lines) == 2
+
+
+async def test_a_worker_claims_only_the_rows_of_its_own_urls(database: Database) -> None:
+    """A dashboard on a laptop with another notify URL must leave the headless worker's rows
+    alone: before, it claimed them and marked them failed for good ("URL no longer in notify.urls")."""
+    repo = await firing_repo(database, 1)
+    assert await repo.claim_notifications(timedelta(0), LEASE, ["another-url"]) == []
+    (mine,) = await repo.claim_notifications(timedelta(0), LEASE, URLS)
+    assert mine.attempts == 1 and mine.lines[0].startswith("[FIRING] web0 cpu")
