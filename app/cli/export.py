@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fleettop.cli.history import export_rollups, parse_step
-from fleettop.cli.output import SAMPLE_FIELDS, sample_record
+from fleettop.cli.output import SAMPLE_FIELDS, reader_may_leave, sample_record
 from fleettop.cli.repository import open_repository
 from fleettop.config import LoadedConfig
 from fleettop.domain import Sample
@@ -112,11 +112,8 @@ async def _write_stream(
 
 
 async def _write_stdout(fmt: _CsvFormat | _JsonFormat, samples: AsyncIterator[Sample], names: dict[int, str]) -> int:
-    try:
+    with reader_may_leave():
         await _write_stream(sys.stdout, fmt, samples, names)
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, and keep Python's exit flush quiet too.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fleettop.cli.output import reader_may_leave
 from fleettop.cli.repository import open_repository
 from fleettop.config import LoadedConfig
 from fleettop.errors import UnknownServer, UsageError
@@ -19,6 +19,7 @@ from fleettop.figures import parse_time
 from fleettop.rollup import (
     DISK_PREFIX,
     HOST_METRICS,
+    TIERS,
     Series,
     format_duration,
     history_document,
@@ -35,23 +36,54 @@ DEFAULT_SPAN = timedelta(days=1)
 POINT_FIELDS = ("at", "metric", "n", "min", "avg", "max")
 
 
+MAX_STEP = 10 * 365 * 86_400
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # nothing is stored before it, and its seconds are the buckets'
+TIER_SECONDS = {tier.name: tier.seconds for tier in TIERS}
+
+
 def parse_step(text: str | None) -> int | None:
     if text is None:
         return None
     try:
-        return parse_duration(text)
+        step = parse_duration(text)
     except ValueError as exc:
         raise UsageError(f"--step: {exc}") from None
+    if step > MAX_STEP:
+        raise UsageError(f"--step {clean(text)}: at most 10 years")
+    return step
 
 
 def time_range(args: argparse.Namespace, default_span: timedelta = DEFAULT_SPAN) -> tuple[datetime, datetime]:
-    """--since (default: `default_span` ago) and --until (default: now)."""
+    """--until (default: now) and --since (default: `default_span` before --until)."""
     now = datetime.now(UTC)
-    since = parse_time(args.since, "--since", now) or now - default_span
     until = parse_time(args.until, "--until", now) or now
+    since = parse_time(args.since, "--since", now) or until - default_span
+    for option, when in (("--since", since), ("--until", until)):
+        if when < EPOCH:
+            raise UsageError(f"{option}: {when.date().isoformat()} is before 1970, when nothing was collected")
     if since >= until:
         raise UsageError("--since must be before --until")
     return since, until
+
+
+def finest_span(loaded: LoadedConfig, step: int) -> timedelta:
+    """How far back points `step` apart are kept: the retention of the finest tier that fits it."""
+    keep = loaded.settings.retention.keep_days()
+    finest = max((tier for tier in TIERS if tier.seconds <= step), key=lambda tier: tier.seconds)
+    return timedelta(days=keep[finest.name])
+
+
+def check_step(step: int | None, text: str | None, series: list[Series], loaded: LoadedConfig) -> None:
+    """A step asked for that the tiers kept for this range cannot give is an error, not a coarser answer."""
+    if step is None:
+        return
+    coarser = max(series, key=lambda s: TIER_SECONDS[s.tier], default=None)
+    if coarser is not None and TIER_SECONDS[coarser.tier] > step:
+        days = finest_span(loaded, step).days
+        raise UsageError(
+            f"--step {clean(text)}: points that close are kept {days} days: give a --since within them, "
+            f"or a larger --step"
+        )
 
 
 def check_metrics(names: list[str] | None) -> list[str]:
@@ -72,12 +104,10 @@ async def cmd_history(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         if server is None:
             raise UnknownServer(args.name)
         series = [await repo.history_series(server.id, metric, since, until, step=step) for metric in metrics]
+        check_step(step, args.step, series, loaded)
         mounts = await repo.history_mounts(server.id)
-    try:
+    with reader_may_leave():
         _print(args, server.name, series, mounts)
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, and keep Python's exit flush quiet too.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
@@ -141,7 +171,7 @@ def _figure(metric: str, value: float) -> str:
 async def export_rollups(args: argparse.Namespace, loaded: LoadedConfig, step: int) -> int:
     """`export --step`: every metric of every server (or --server) at this step, as rows of
     server, at, metric, n, min, avg, max; by default over all the history kept."""
-    since, until = time_range(args, timedelta(days=loaded.settings.retention.rollup_1h_days))
+    since, until = time_range(args, finest_span(loaded, step))
     if args.output:
         raise UsageError("--output is not supported with --step yet: redirect stdout")
     async with open_repository(loaded) as repo:
@@ -153,13 +183,15 @@ async def export_rollups(args: argparse.Namespace, loaded: LoadedConfig, step: i
         records: list[list[Any]] = []
         for server in servers:
             series = await _every_metric(repo, server.id, since, until, step)
+            check_step(step, args.step, series, loaded)
             records += _csv_rows(series, server.name)
-    if args.format == "json":
-        print(json.dumps([dict(zip(("server", *POINT_FIELDS), record)) for record in records], indent=1))
-    else:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(("server", *POINT_FIELDS))
-        writer.writerows(records)
+    with reader_may_leave():
+        if args.format == "json":
+            print(json.dumps([dict(zip(("server", *POINT_FIELDS), record)) for record in records], indent=1))
+        else:
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(("server", *POINT_FIELDS))
+            writer.writerows(records)
     return 0
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 from fleettop.config import LoadedConfig
@@ -97,3 +98,13 @@ async def confirm(prompt: str) -> bool:
     finally:
         os.close(tty)
     return answer.strip().lower() in {"y", "yes"}
+
+
+@contextlib.contextmanager
+def reader_may_leave() -> Iterator[None]:
+    """Writing to stdout, whose reader may go away (`| head`): stop quietly, and keep Python's
+    flush at exit quiet too."""
+    try:
+        yield
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -90,6 +90,10 @@ def test_history_table_and_the_point_budget(fleettop, web1):
         (("--step", "0m"), "--step: '0m' is not a duration"),
         (("--metric", "cpux"), "--metric 'cpux': one of cpu, ram, swap, disk, load1, net_rx, net_tx, or disk:MOUNT"),
         (("--since", "1h", "--until", "2h"), "--since must be before --until"),
+        (("--since", "0001-01-01"), "--since: 0001-01-01 is before 1970"),
+        (("--step", "99999999999999999999y"), "--step 99999999999999999999y: at most 10 years"),
+        # 5-minute points are kept 90 days: a longer range does not quietly come back hourly
+        (("--since", "100d", "--step", "5m"), "--step 5m: points that close are kept 90 days"),
     ],
 )
 def test_history_refuses_bad_input_in_one_line(fleettop, argv, message):
@@ -152,3 +156,10 @@ def test_db_rollup_rolls_up_the_samples_stored_before_the_rollups(fleettop, conf
     assert [(p["n"], p["avg"]) for p in points] == [(60, 29.5), (60, 89.5)]
     fleettop("db", "rollup")
     assert json.loads(fleettop(*hourly)[1])["series"][0]["points"] == points
+
+
+def test_until_alone_reads_the_day_before_it(fleettop, web1):
+    code, out, err = fleettop("history", "web1", "--until", iso(120), "--json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["until"] == iso(120) and document["since"] <= iso(120 - 24 * 60)
