@@ -56,7 +56,8 @@ def test_every_settings_key_is_documented_in_the_example():
     for section, model in config.Settings.model_fields.items():
         assert re.search(rf"^{section}:", text, re.M), section
         sub = model.annotation
-        for key in getattr(sub, "model_fields", {}):
+        for name, field in getattr(sub, "model_fields", {}).items():
+            key = field.alias or name  # as a user writes it (alerts.for)
             assert re.search(rf"^\s+{key}:", text, re.M), f"{section}.{key}"
 
 
