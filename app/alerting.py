@@ -270,6 +270,15 @@ def _held_back(alert: Alert, at: datetime, silences: list[Silence], result: Eval
     return alert.rule != "down" and any(a.rule == "down" and a.state is not AlertState.RESOLVED for a in result.changed)
 
 
+def evaluate_retired(policy: AlertPolicy, current: Sequence[Alert], at: datetime) -> Evaluation:
+    """The server is no longer collected (disabled): nothing will judge its alerts again, so
+    each ends now; a RESOLVED is owed for each that was notified."""
+    result = Evaluation()
+    for alert in current:
+        _end(policy, alert, at, None, result)
+    return result
+
+
 def _end(policy: AlertPolicy, alert: Alert, at: datetime, value: float | None, result: Evaluation) -> None:
     if alert.state is AlertState.PENDING:
         result.cleared.append(alert)

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from fleettop.cache import ServerList
-from fleettop.domain import Server
+from fleettop.domain import Event, Server
 from fleettop.errors import FleettopError
 from fleettop.queue import control
 from fleettop.queue.contract import CollectContext, job_timeout
@@ -51,6 +51,7 @@ class ReconcileResult:
     added: int = 0
     moved: int = 0
     withdrawn: int = 0
+    alerts_ended: int = 0
     stale_list_dropped: bool = False
 
     @property
@@ -88,6 +89,12 @@ async def reconcile(deps: CollectContext) -> ReconcileResult:
             result.moved += await deps.lanes.scheduled.reschedule(key, await due(server))
     for server_id in links.keys() - enabled.keys():
         result.withdrawn += await deps.lanes.scheduled.withdraw(deps.cache.job_key("scheduled", server_id))
+    # Nothing judges a disabled server's alerts any more (by its own setting or its group's): they end.
+    disabled = {server.id: server.name for server in servers if not server.enabled}
+    result.alerts_ended = await deps.repo.retire_alerts(disabled)
+    if result.alerts_ended:
+        for server_id in disabled:  # the dashboards repaint these rows (their `!` goes)
+            await deps.cache.publish(Event(kind="run", server_id=server_id))
     result.stale_list_dropped = await deps.cache.drop_stale_server_list(ServerList.of(deps.settings, servers))
     return result
 
@@ -174,6 +181,8 @@ class Scheduler:
             self._failing = False
         if result.changed:
             log.info("schedule: %d added, %d moved, %d withdrawn", result.added, result.moved, result.withdrawn)
+        if result.alerts_ended:
+            log.info("alerts: %d of disabled servers ended", result.alerts_ended)
         if result.stale_list_dropped:
             log.warning("the server list in Redis was out of date (servers changed while Redis was away): dropped")
         await self._close_stale_runs()

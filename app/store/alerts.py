@@ -38,6 +38,7 @@ from fleettop.alerting import (
     SilenceRecord,
     describe,
     evaluate_failure,
+    evaluate_retired,
     evaluate_sample,
     fingerprint,
     readings,
@@ -584,3 +585,19 @@ async def firing_servers(conn: AsyncConnection) -> dict[int, int]:
         .group_by(ALERTS.c.server_id)
     )
     return {server_id: count for server_id, count in await conn.execute(query)}
+
+
+async def retire(conn: AsyncConnection, dialect: str, setup: AlertSetup, servers: dict[int, str]) -> int:
+    """End the open alerts of these servers (id: name), no longer collected; how many ended."""
+    if not servers:
+        return 0
+    _, open_alerts = await _lock_and_read(conn, dialect, sorted(servers))
+    now = datetime.now(UTC)
+    writes = _Writes()
+    ended = 0
+    for server_id, current in open_alerts.items():
+        if current:
+            writes.add(evaluate_retired(setup.policy, current, now), servers[server_id], current)
+            ended += len(current)
+    await writes.execute(conn, setup.targets)
+    return ended

@@ -734,6 +734,15 @@ class Repository:
         await self.audit("silence.expire", record.server, f"silence {silence_id}", who=who)
         return record
 
+    async def retire_alerts(self, servers: dict[int, str]) -> int:
+        """End the open alerts of these servers (id: name), no longer collected (disabled):
+        a RESOLVED for each that was notified. How many ended; 0 where this repository judges
+        no alerts (a command's, not a worker's)."""
+        if self.alert_setup is None or not servers:
+            return 0
+        async with self._database.engine.begin() as conn:
+            return await alerts.retire(conn, self._database.dialect, self.alert_setup, servers)
+
     async def claim_notifications(
         self, group_wait: timedelta, lease: timedelta, targets: Sequence[str]
     ) -> list[Delivery]:

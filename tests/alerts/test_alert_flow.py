@@ -174,3 +174,25 @@ async def test_a_host_failing_toward_down_after_is_collected_again_after_recheck
     await fleet.stop("sim-0001")
     async with service_for(data, worker=True):
         await wait_until(lambda: any(" down: " in line for line in receiver.titled("FIRING")), timeout=scaled(10) + 20)
+
+
+async def test_disabling_a_server_ends_its_alerts_with_a_resolved(
+    make_config: Any, database_url: str | None, fleet: SimFleet, receiver: Receiver
+) -> None:
+    """Nothing judges a disabled server any more: its firing alert must not stay open for ever
+    (on the dashboard, in `fleettop alerts`) with nobody told it ended."""
+    from fleettop.queue.scheduler import reconcile
+
+    data = alert_config(make_config, database_url, receiver, **{"for": 1})
+    fleet.host("sim-0001").machine.mem_fraction = 0.98
+    async with manual_worker(data) as service:
+        await collect(service)
+        await wait_until(lambda: receiver.titled("FIRING"), timeout=15)
+    data["servers"][0]["enabled"] = False  # the config edited, and the worker started again
+    async with manual_worker(data) as service:
+        result = await reconcile(service.context)  # as the worker's scheduler does every 10 s
+        assert result.alerts_ended == 1
+        assert await service.alerts() == []
+        await wait_until(lambda: receiver.titled("RESOLVED"), timeout=15)
+        assert (await reconcile(service.context)).alerts_ended == 0  # once
+    assert receiver.titled("RESOLVED")[0].startswith("[RESOLVED] sim-0001 ram")
