@@ -228,6 +228,9 @@ def _config_epilog() -> str:
 MAX_DEMO_HOSTS = 2000  # simulated hosts all run in this one process
 
 
+MAX_ID = 2**63 - 1  # the databases' BIGINT: a larger number is no row's id
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -235,6 +238,8 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    if value > MAX_ID:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_ID}")
     return value
 
 

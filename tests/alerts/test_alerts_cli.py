@@ -79,6 +79,10 @@ async def test_wrong_input_is_one_line_and_exit_2(make_config: Any, short_dir: P
         code, out, err = await run_fleettop(config, *args)
         assert (code, out) == (2, ""), args
         assert err.count("\n") == 1 and says in err and "Traceback" not in err, (args, err)
+    # An id no database integer can hold: argparse's usage line and one error, not an OverflowError.
+    for args in (["alerts", "ack", "99999999999999999999"], ["silence", "--expire", "99999999999999999999"]):
+        code, out, err = await run_fleettop(config, *args)
+        assert (code, out) == (2, "") and "must be at most" in err and "Traceback" not in err, (args, err)
 
 
 async def test_notify_test_says_per_url_sent_or_why_not_without_its_password(
