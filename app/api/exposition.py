@@ -48,6 +48,7 @@ LAST_AT = Family(
 DURATION = Family(
     "fleettop_last_collect_duration_seconds", "gauge", "How long the server's last finished collection took."
 )
+ALERTS_FIRING = Family("fleettop_alerts_firing", "gauge", "Alerts firing for the server (`fleettop alerts`).")
 CPU = Family("fleettop_cpu_usage_ratio", "gauge", "CPU busy time over the last collection interval, 0-1.")
 LOAD1 = Family("node_load1", "gauge", "1m load average.")
 LOAD5 = Family("node_load5", "gauge", "5m load average.")
@@ -66,6 +67,7 @@ PER_SERVER = (
     UP,
     LAST_AT,
     DURATION,
+    ALERTS_FIRING,
     CPU,
     LOAD1,
     LOAD5,
@@ -107,7 +109,10 @@ def row_lines(row: ServerView) -> dict[Family, str]:
     if row.status == "disabled":
         return {}
     server = f'server="{label_value(row.server.name)}"'
-    lines = {UP: _line(UP, server, 1 if row.status in ("up", "stale") else 0)}
+    lines = {
+        UP: _line(UP, server, 1 if row.status in ("up", "stale") else 0),
+        ALERTS_FIRING: _line(ALERTS_FIRING, server, row.firing),
+    }
     if row.last_duration_s is not None:
         lines[DURATION] = _line(DURATION, server, row.last_duration_s)
     sample = row.latest

@@ -269,3 +269,9 @@ async def test_alerts_as_the_cli_lists_them(make_config, short_dir: Path, fleet)
         assert code == 0 and json.loads(stdout) == answer
         everything = (await client.get("/api/v1/alerts", params={"all": "true"}, headers=bearer())).json()
         assert len(everything) >= len(answer)
+
+        async def gauged() -> bool:  # /metrics follows the rows, refreshed from the events
+            found = metric_samples((await client.get("/metrics", headers=bearer())).text)
+            return all(found.get(("fleettop_alerts_firing", name)) == 1 for name in names)
+
+        await wait_until(gauged, 10)
