@@ -11,6 +11,7 @@ from fleettop.config import LoadedConfig, ServerConfig
 from fleettop.domain import Server
 from fleettop.errors import UnknownServer, UsageError
 from fleettop.servers import add_first_run_localhost
+from fleettop.store.alerts import AlertSetup
 from fleettop.store.db import open_database, reporting_errors
 from fleettop.store.repo import Repository
 
@@ -21,8 +22,10 @@ async def open_repository(loaded: LoadedConfig) -> AsyncIterator[Repository]:
     database = await open_database(loaded.settings)
     try:
         async with reporting_errors(database):
+            # With the alert setup: `servers remove` ends the server's alerts (a RESOLVED owed is queued).
+            settings = loaded.settings
             repo = Repository(
-                database, loaded.settings.defaults, loaded.settings.retention, groups=loaded.settings.groups
+                database, settings.defaults, settings.retention, AlertSetup.of(settings), groups=settings.groups
             )
             for note in await repo.sync_config_servers(loaded.settings.servers):
                 print(f"fleettop: {note}", file=sys.stderr)

@@ -571,7 +571,12 @@ async def expire_silence(conn: AsyncConnection, silence_id: int, now: datetime) 
 async def purge(conn: AsyncConnection, older_than: datetime) -> None:
     """Alerts resolved before `older_than`, their outbox rows, and silences ended before it."""
     await conn.execute(
-        delete(OUTBOX).where(OUTBOX.c.alert_id.in_(select(ALERTS.c.id).where(ALERTS.c.resolved_at < older_than)))
+        delete(OUTBOX).where(
+            or_(
+                OUTBOX.c.alert_id.in_(select(ALERTS.c.id).where(ALERTS.c.resolved_at < older_than)),
+                and_(OUTBOX.c.alert_id.is_(None), OUTBOX.c.created_at < older_than),  # its server removed
+            )
+        )
     )
     await conn.execute(delete(ALERTS).where(ALERTS.c.resolved_at < older_than))
     await conn.execute(delete(SILENCES).where(SILENCES.c.until < older_than))

@@ -178,10 +178,18 @@ class Repository:
         return _server(row, self.defaults, self.groups)
 
     async def remove_server(self, name: str) -> bool:
-        """Delete a server; its samples and runs go with it (ON DELETE CASCADE)."""
+        """Delete a server; its samples, runs and alerts go with it (ON DELETE CASCADE). Its open
+        alerts end first, in the same transaction: the RESOLVED owed for one that was notified
+        stays in the outbox (alert_id SET NULL), as does anything not delivered yet."""
         async with self._sessions.begin() as session:
-            result = await session.execute(delete(ServerRow).where(ServerRow.name == name))
-            return result.rowcount > 0
+            server_id = await session.scalar(select(ServerRow.id).where(ServerRow.name == name))
+            if server_id is None:
+                return False
+            if self.alert_setup is not None:
+                conn = await session.connection()
+                await alerts.retire(conn, self._database.dialect, self.alert_setup, {server_id: name})
+            await session.execute(delete(ServerRow).where(ServerRow.id == server_id))
+            return True
 
     async def had_servers(self) -> bool:
         """Whether this database has a server, or its audit log shows it ever had one."""

@@ -250,7 +250,8 @@ class OutboxRow(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    alert_id: Mapped[int] = mapped_column(BigId, ForeignKey("alerts.id", ondelete="CASCADE"))
+    # NULL once its alert is gone with its server: the message (rendered already) is still owed.
+    alert_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("alerts.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(16))  # firing | resolved | reminder
     event_at: Mapped[datetime]
     target: Mapped[str] = mapped_column(String(16))

@@ -196,3 +196,22 @@ async def test_disabling_a_server_ends_its_alerts_with_a_resolved(
         await wait_until(lambda: receiver.titled("RESOLVED"), timeout=15)
         assert (await reconcile(service.context)).alerts_ended == 0  # once
     assert receiver.titled("RESOLVED")[0].startswith("[RESOLVED] sim-0001 ram")
+
+
+async def test_removing_a_server_still_sends_the_resolved_owed(
+    make_config: Any, database_url: str | None, fleet: SimFleet, receiver: Receiver
+) -> None:
+    """A server removed while its alert fires: whoever was told of the FIRING hears it ended; the
+    alert's rows go with the server, the message owed does not."""
+    data = alert_config(make_config, database_url, receiver, **{"for": 1})
+    data["servers"] = []  # added from the dashboard or the CLI: removable
+    fleet.host("sim-0001").machine.mem_fraction = 0.98
+    async with manual_worker(data) as service:
+        (cfg,) = [cfg for cfg in fleet.server_configs() if cfg.name == "sim-0001"]
+        await service.add_server(cfg)
+        await collect(service)
+        await wait_until(lambda: receiver.titled("FIRING"), timeout=15)
+        await service.remove_server("sim-0001")
+        await wait_until(lambda: receiver.titled("RESOLVED"), timeout=15)
+        assert await service.alerts(everything=True) == []  # gone with its server
+    assert receiver.titled("RESOLVED")[0].startswith("[RESOLVED] sim-0001 ram")

@@ -61,7 +61,7 @@ def upgrade() -> None:
     op.create_table(
         "alert_outbox",
         sa.Column("id", big_id, primary_key=True),
-        sa.Column("alert_id", big_id, sa.ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("alert_id", big_id, sa.ForeignKey("alerts.id", ondelete="SET NULL"), nullable=True),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("event_at", timestamp, nullable=False),
         sa.Column("target", sa.String(16), nullable=False),
