@@ -253,6 +253,10 @@ class SSHConfig(_Section):
     command_timeout: float = Field(20, gt=0)
     keepalive_interval: float = Field(30, gt=0)
     max_concurrent_connects: int = Field(8, ge=1)
+    # Seconds: a server collected at least this often keeps its connection (and probe shell) open
+    # between collections; one collected less often reconnects each time (0: none is kept).
+    keep_open_max_interval: int = Field(300, ge=0)
+    max_open_connections: int = Field(4096, ge=1)  # kept per worker, at most (and within its open-file limit)
 
     @field_validator("known_hosts", "key_file")
     @classmethod
