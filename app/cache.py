@@ -10,6 +10,9 @@ test runs) can share one Redis:
                                       by each run that ends; a snapshot has "valid" (TTL cache.latest_ttl)
   <prefix>paused                      set while the queue is paused (every process checks it)
   <prefix>workers                     zset worker id -> heartbeat expiry (epoch s)
+  <prefix>workers:info                hash worker id -> WorkerInfo JSON, as of its last heartbeat
+  <prefix>ring                        zset worker id -> heartbeat expiry, of the scheduling workers
+                                      only: the ring the servers are shared among (fleettop.affinity)
   <prefix>retrying                    zset SAQ job id -> end of its retry backoff (epoch s)
   <prefix>chore:<name>                set while one process does a periodic chore (clean)
   <prefix>servers                     the server list as last synced into the database: ids,
@@ -46,7 +49,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from fleettop.config import Settings, servers_fingerprint
-from fleettop.domain import AUDIT_ACTIONS, Event, FleetAggregate, RunOutcome, Sample, Server, actor
+from fleettop.domain import AUDIT_ACTIONS, Event, FleetAggregate, RunOutcome, Sample, Server, WorkerInfo, actor
 
 log = logging.getLogger("fleettop.cache")
 
@@ -125,6 +128,8 @@ class Cache:
         self.control_channel = self.prefix + "control"
         self._aggregate_key = self.prefix + "metrics:aggregated"
         self._workers_key = self.prefix + "workers"
+        self._workers_info_key = self.prefix + "workers:info"
+        self.ring_key = self.prefix + "ring"
         self._retrying_key = self.prefix + "retrying"
         self._servers_key = self.prefix + "servers"
         self._counts_key = self.prefix + "runs:counts"
@@ -305,18 +310,50 @@ class Cache:
 
     # -- worker heartbeats -----------------------------------------------------------
 
-    async def beat(self, worker_id: str, ttl: float) -> None:
+    async def beat(self, info: WorkerInfo, ttl: float) -> list[str]:
+        """The worker's mark (and, for a scheduling one, its place in the ring) for `ttl`
+        seconds; returns the ring's live members."""
         now = time.time()
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(self._workers_key, {worker_id: now + ttl})
+            pipe.zadd(self._workers_key, {info.id: now + ttl})
             pipe.zremrangebyscore(self._workers_key, "-inf", now)
-            await pipe.execute()
+            pipe.hset(self._workers_info_key, info.id, info.model_dump_json())
+            if info.scheduling:
+                pipe.zadd(self.ring_key, {info.id: now + ttl})
+            pipe.zremrangebyscore(self.ring_key, "-inf", now)
+            pipe.zrange(self.ring_key, 0, -1)
+            replies = await pipe.execute()
+        return [member.decode() for member in replies[-1]]
 
     async def drop_worker(self, worker_id: str) -> None:
-        await self.redis.zrem(self._workers_key, worker_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self._workers_key, worker_id).zrem(self.ring_key, worker_id)
+            await pipe.hdel(self._workers_info_key, worker_id).execute()
 
     async def workers_alive(self) -> int:
         return await self.redis.zcount(self._workers_key, f"({time.time()}", "+inf")
+
+    async def ring(self) -> list[str]:
+        """The live scheduling workers, the servers' owners (fleettop.affinity)."""
+        return [member.decode() for member in await self.redis.zrangebyscore(self.ring_key, f"({time.time()}", "+inf")]
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The live workers, as their last heartbeats described them (the records of workers
+        gone without a word are dropped here)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(self._workers_key, f"({time.time()}", "+inf")
+            pipe.hgetall(self._workers_info_key)
+            alive, records = await pipe.execute()
+        alive_ids = {member.decode() for member in alive}
+        gone = [worker_id for worker_id in records if worker_id.decode() not in alive_ids]
+        if gone:
+            await self.redis.hdel(self._workers_info_key, *gone)
+        workers = []
+        for worker_id, raw in records.items():
+            if worker_id.decode() in alive_ids:
+                with contextlib.suppress(ValidationError):
+                    workers.append(WorkerInfo.model_validate_json(raw))
+        return sorted(workers, key=lambda worker: worker.id)
 
     # -- jobs waiting out a retry backoff (the "delayed" figure) --------------------
 

@@ -242,6 +242,17 @@ class CleanResult(BaseModel):
         return self.completed + self.failed
 
 
+class WorkerInfo(BaseModel):
+    """A live worker process, as its heartbeat describes it."""
+
+    id: str  # host:pid:random, unique per process start
+    host: str
+    pid: int
+    scheduling: bool  # a member of the ring the servers are shared among (fleettop.affinity)
+    servers: int = 0  # enabled servers assigned to it
+    connections: int = 0  # SSH connections it holds open
+
+
 class QueueStats(BaseModel):
     waiting: int = 0
     active: int = 0
@@ -250,6 +261,7 @@ class QueueStats(BaseModel):
     failed: int = 0
     scheduled: int = 0
     paused: bool = False
+    workers: list[WorkerInfo] = Field(default_factory=list)
 
 
 class RunOutcome(BaseModel):

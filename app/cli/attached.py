@@ -100,7 +100,8 @@ async def attach(settings: Settings) -> AsyncIterator[Attached | None]:
             yield None
             return
         scheduled, manual = (
-            FleetQueue(client, cache.queue_name(lane), paused_key=cache.paused_key) for lane in ("scheduled", "manual")
+            FleetQueue(client, cache.queue_name(lane), paused_key=cache.paused_key, ring_key=cache.ring_key)
+            for lane in ("scheduled", "manual")
         )
         yield Attached(cache, scheduled, manual)
     finally:

@@ -83,6 +83,7 @@ class Prober:
         self._secrets = secrets or SecretBox(settings.data_dir)
         self._ssh_pool: SSHPool | None = None
         self._find_server = find_server
+        self._names: dict[int, str] = {}  # server id -> the name its connection is kept under
 
     @property
     def _pool(self) -> SSHPool:
@@ -103,8 +104,9 @@ class Prober:
         """One collection. `previous`: the counters the last collection returned (None on first
         contact: the probe then samples twice). `secret`: the stored encrypted password or
         passphrase, sealed for this server (fleettop.secrets): one sealed for another is refused
-        before connecting. `keep=False` closes the connection afterwards (a one-off test).
-        Raises CollectError."""
+        before connecting. The connection stays open for the next collection if the server is
+        collected at least every ssh.keep_open_max_interval seconds, unless `keep=False` (a
+        one-off test). Raises CollectError."""
         first_contact = previous is None
         if server.transport == "local":
             where = f"{server.name} (local)"
@@ -112,6 +114,9 @@ class Prober:
         else:
             target = await self._target(server, secret)
             where = target.where
+            keep = keep and server.interval <= self._settings.ssh.keep_open_max_interval
+            if keep:
+                self._names[server.id] = server.name
             text = await self._pool.probe(target, first_contact, keep=keep)
         collected_at = datetime.now(timezone.utc)
         try:
@@ -142,6 +147,26 @@ class Prober:
         `fleettop servers test`. Raises CollectError."""
         target = await self._target(server, None)
         return (await self._pool.route(target)).summary(target)
+
+    def connections(self) -> int:
+        """SSH connections kept open now (those to jump hosts aside)."""
+        return 0 if self._ssh_pool is None else self._ssh_pool.open_connections()
+
+    def limit_connections(self, most: int) -> None:
+        """Keep at most `most` connections open (what the open-file limit allows)."""
+        self._pool.max_open = min(self._pool.max_open, most)
+
+    def release(self, keep: Callable[[int], bool]) -> int:
+        """Close the kept connections of the servers for which `keep(server_id)` is false (another
+        worker collects them now, or they were disabled or removed), and of renamed ones;
+        those in use stay. Returns how many were closed."""
+        if self._ssh_pool is None:
+            return 0
+        names = {name for server_id, name in self._names.items() if not keep(server_id)}
+        known = set(self._names.values())
+        names |= {name for name in self._ssh_pool.open_names() if name not in known}
+        self._names = {server_id: name for server_id, name in self._names.items() if name not in names}
+        return self._ssh_pool.release(names)
 
     async def close(self) -> None:
         if self._ssh_pool is not None:

@@ -222,6 +222,7 @@ class _Slot:
     client: _Client | None = None
     session: _ProbeSession | None = None  # the probe, idle on `connection`, waiting for a request
     route: Route | None = None  # how `connection` was reached
+    busy: int = 0  # collections using the slot now
 
     def usable_for(self, target: SSHTarget) -> bool:
         return self.connection is not None and self.target == target and not self.client.lost
@@ -364,6 +365,7 @@ class SSHPool:
         self._connect_gate = asyncio.Semaphore(max(MAX_CONNECTS_IN_FLIGHT, ssh.max_concurrent_connects))
         self._host_gates: dict[tuple[str, int], _HostGate] = {}
         self._slots: dict[str, _Slot] = {}
+        self.max_open = ssh.max_open_connections  # kept open at most; fleettop.queue.runtime may lower it
         self._client_keys: dict[tuple[Path, str | None], asyncssh.SSHKey] = {}
         self._ssh_config = SSHConfigFiles(ssh.config_files)
         # One kept connection per jump host (keyed by the chain that leads to it), shared by every
@@ -372,8 +374,35 @@ class SSHPool:
 
     async def probe(self, target: SSHTarget, first_contact: bool, *, keep: bool = True) -> str:
         """The probe's answer from the server, over its kept-open connection; or CollectError.
-        `keep=False` closes the connection afterwards (a one-off test)."""
+        `keep=False` closes the connection afterwards (a one-off test, a server collected
+        seldom); so does a new one past `max_open` kept connections."""
         slot = self._slots.setdefault(target.name, _Slot())
+        keep = keep and (slot.usable_for(target) or self.open_connections() < self.max_open)
+        slot.busy += 1
+        try:
+            return await self._probe(slot, target, first_contact, keep)
+        finally:
+            slot.busy -= 1
+
+    def open_connections(self) -> int:
+        return sum(1 for slot in self._slots.values() if slot.connection is not None)
+
+    def open_names(self) -> set[str]:
+        """The servers (by name) whose connection is open."""
+        return {name for name, slot in self._slots.items() if slot.connection is not None}
+
+    def release(self, names: set[str]) -> int:
+        """Close the connections of these servers, those not in use; returns how many closed."""
+        closed = 0
+        for name in names:
+            slot = self._slots.get(name)
+            if slot is not None and not slot.busy and not slot.lock.locked():
+                closed += slot.connection is not None
+                slot.drop()
+                del self._slots[name]
+        return closed
+
+    async def _probe(self, slot: _Slot, target: SSHTarget, first_contact: bool, keep: bool) -> str:
         connection = await self._connection(slot, target)
         ok = False
         try:
@@ -390,9 +419,10 @@ class SSHPool:
                 raise CollectError(exc.kind, target.where, f"via {lost.where}: connection lost") from None
             raise
         finally:
-            # A failure of the connection (or a one-off test): the next collection opens a
-            # fresh one. Only this connection: a concurrent collection may have replaced it.
-            if not (ok and keep) and slot.connection is connection:
+            # A failure of the connection: the next collection opens a fresh one. Only this
+            # connection: a concurrent collection may have replaced it. One not kept closes
+            # once its last user is done.
+            if slot.connection is connection and (not ok or (not keep and slot.busy <= 1)):
                 slot.drop()
 
     async def host_key(self, target: SSHTarget) -> asyncssh.SSHKey:

@@ -220,6 +220,7 @@ async def queue_stats(scheduled: FleetQueue, manual: FleetQueue, cache: Cache, r
         failed=runs["failed"],
         scheduled=scheduled_counts["incomplete"],  # one link per server with a live schedule
         paused=await cache.is_paused(),
+        workers=await cache.workers(),
     )
 
 

@@ -53,6 +53,7 @@ class ReconcileResult:
     withdrawn: int = 0
     alerts_ended: int = 0
     stale_list_dropped: bool = False
+    enabled: frozenset[int] = frozenset()
 
     @property
     def changed(self) -> bool:
@@ -63,6 +64,7 @@ async def reconcile(deps: CollectContext) -> ReconcileResult:
     result = ReconcileResult()
     servers = await deps.repo.list_servers()
     enabled = {server.id: server for server in servers if server.enabled}
+    result.enabled = frozenset(enabled)
     links: dict[int, float] = {}
     for key, due in (await deps.lanes.scheduled.waiting_links()).items():
         server_id = deps.cache.server_of_job_key("scheduled", key)
@@ -108,6 +110,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._failing = False
         self._purging: asyncio.Task[None] | None = None
+        self.enabled: frozenset[int] | None = None  # the enabled servers' ids, at the last reconcile
 
     def wake(self) -> None:
         """Reconcile now: the server list changed (a "servers" event), or a change may have
@@ -176,6 +179,7 @@ class Scheduler:
                 log.error("schedule reconcile failed: %s; retrying", typed_line(exc))
                 self._failing = True
             return False
+        self.enabled = result.enabled
         if self._failing:
             log.warning("schedule reconcile works again")
             self._failing = False

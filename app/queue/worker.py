@@ -38,22 +38,59 @@ from fleettop.cache import Cache
 log = logging.getLogger("fleettop.queue")
 
 DEQUEUE_POLL_S = 0.2
+AFFINITY_SCAN = 256  # queued jobs a ring member looks through for its own
 SCHEDULE_TICK_S = 0.25  # due jobs (retries, schedule links) start at most this late
 OUTAGE_RETRY_S = 1.0
 SWEEP_ABORT_WAIT_S = 1.0
 
-# Takes up to ARGV[2] jobs, and no more than half of those queued (rounded up), so that
-# other workers polling meanwhile get their share. Marks each record active in the same
-# step: SAQ's sweep aborts any job in the active list whose record is not, and would
-# otherwise race every fresh dequeue (issue 277). Stores what SAQ's update to 'active'
-# would (the attempt counted, the worker's id) and returns the records with the attempt
-# not yet counted, as SAQ's Worker counts it again in memory.
+# Takes up to ARGV[2] jobs. With scheduling workers alive (the ring, KEYS[4]), only those of
+# this worker's own servers (fleettop.affinity: the member of highest sha1("<member>/<server
+# id>"), the server id being the job id's last field), looked for among the first ARGV[6]
+# queued, so each server is collected by one worker and holds one connection; a process
+# outside the ring (ARGV[4] empty: `collect --wait` with no worker) then takes none. With
+# no ring, no more than half of those queued (rounded up), so that other processes polling
+# meanwhile get their share.
+# Marks each record active in the same step: SAQ's sweep aborts any job in the active list
+# whose record is not, and would otherwise race every fresh dequeue (issue 277). Stores what
+# SAQ's update to 'active' would (the attempt counted, the worker's id) and returns the
+# records with the attempt not yet counted, as SAQ's Worker counts it again in memory.
 _DEQUEUE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
+local ring = redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. ARGV[5], '+inf')
+local me = ARGV[4]
+local ids = {}
+if #ring == 0 or (#ring == 1 and ring[1] == me) then
+  local want = tonumber(ARGV[2])
+  if #ring == 0 then want = math.min(want, math.ceil(redis.call('LLEN', KEYS[2]) / 2)) end
+  for _ = 1, want do
+    local id = redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
+    if not id then break end
+    table.insert(ids, id)
+  end
+else
+  local mine = false
+  for _, member in ipairs(ring) do if member == me then mine = true end end
+  if not mine then return {} end
+  for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[6]) - 1)) do
+    local server = string.match(id, ':(%d+)$')
+    local owner = me
+    if server then
+      local best = ''
+      for _, member in ipairs(ring) do
+        local weight = redis.sha1hex(member .. '/' .. server)
+        if weight > best then best, owner = weight, member end
+      end
+    end
+    if owner == me then
+      redis.call('LREM', KEYS[2], 1, id)
+      redis.call('RPUSH', KEYS[3], id)
+      table.insert(ids, id)
+      if #ids >= tonumber(ARGV[2]) then break end
+    end
+  end
+end
 local taken = {}
-for _ = 1, math.min(tonumber(ARGV[2]), math.ceil(redis.call('LLEN', KEYS[2]) / 2)) do
-  local id = redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
-  if not id then break end
+for _, id in ipairs(ids) do
   local raw = redis.call('GET', id)
   if raw then
     local job = cjson.decode(raw)
@@ -111,9 +148,11 @@ return deleted
 
 
 class FleetQueue(RedisQueue):
-    def __init__(self, redis: Redis, name: str, *, paused_key: str):
+    def __init__(self, redis: Redis, name: str, *, paused_key: str, ring_key: str):
         super().__init__(redis, name=name)
         self.paused_key = paused_key
+        self.ring_key = ring_key
+        self.ring_member = ""  # this process's place in the ring ("": not a member)
         self._dequeue_lock = asyncio.Lock()
         self._dequeue_script = redis.register_script(_DEQUEUE)
         self._due_script = redis.register_script(_SCHEDULE)
@@ -151,7 +190,8 @@ class FleetQueue(RedisQueue):
                 return None
             try:
                 raws = await self._dequeue_script(
-                    keys=[self.paused_key, self._queued, self._active], args=[now(), 1 + self._waiting, self.worker_id]
+                    keys=[self.paused_key, self._queued, self._active, self.ring_key],
+                    args=[now(), 1 + self._waiting, self.worker_id, self.ring_member, time.time(), AFFINITY_SCAN],
                 )
             except (RedisError, OSError) as exc:
                 # SAQ would retry at once in a hot loop: say it once, then wait.
@@ -283,8 +323,10 @@ class Lanes:
     (collect-now), which has workers of its own so it never waits behind a backlog."""
 
     def __init__(self, new_client: t.Callable[[], Redis], cache: Cache):
-        self.scheduled = FleetQueue(new_client(), cache.queue_name("scheduled"), paused_key=cache.paused_key)
-        self.manual = FleetQueue(new_client(), cache.queue_name("manual"), paused_key=cache.paused_key)
+        self.scheduled, self.manual = (
+            FleetQueue(new_client(), cache.queue_name(lane), paused_key=cache.paused_key, ring_key=cache.ring_key)
+            for lane in ("scheduled", "manual")
+        )
 
     def __iter__(self) -> t.Iterator[FleetQueue]:
         return iter((self.scheduled, self.manual))
