@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import sys
 import time
@@ -54,9 +55,16 @@ class Fleettop:
 
     @classmethod
     async def start(
-        cls, config: Path, *args: str, name: str = "fleettop", env: dict[str, str] | None = None, named: bool = True
+        cls,
+        config: Path,
+        *args: str,
+        name: str = "fleettop",
+        env: dict[str, str] | None = None,
+        named: bool = True,
+        open_files: tuple[int, int] | None = None,
     ) -> Fleettop:
-        """named=False: no --config (`config` is then where the default path leads, by $HOME)."""
+        """named=False: no --config (`config` is then where the default path leads, by $HOME).
+        open_files: its RLIMIT_NOFILE (soft, hard), as `ulimit -n` would set it."""
         output = config.parent / f"{name}-{uuid.uuid4().hex[:6]}.log"
         config_args = ["--config", str(config)] if named else []
         process = await asyncio.create_subprocess_exec(
@@ -70,6 +78,7 @@ class Fleettop:
             stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             cwd=config.parent,  # not the source tree: the installed package runs
+            preexec_fn=None if open_files is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, open_files),
         )
         return cls(process, output)
 

@@ -5,6 +5,7 @@ one interval, and every process reports the same queue figures."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from fault_helpers import first_round_ok
 from queue_helpers import Fleettop, run_fleettop, service_for, wait_until
 
+from fleettop.affinity import owner
 from fleettop.timing import scaled
 from fleettop.tui.app import FleetApp
 from fleettop.tui.widgets.bars import QueueBar
@@ -140,22 +142,24 @@ async def test_two_headless_workers_and_a_dashboard_share_one_redis(make_config,
                 all_gaps += gaps
             min_gap, max_gap = min(all_gaps), max(all_gaps)
 
-            # Both headless workers take work: with the dashboard's worker stopped and every
-            # host answering 2 s late, whichever takes the first manual jobs is full (2 slots)
-            # and the other must take the rest. (Warm jobs take ~10 ms, so in the scheduled
-            # rounds above one worker may well run them all before another polls.)
+            # A manual collect-all is shared by the live workers as the schedule is: each server
+            # by the worker it belongs to (fleettop.affinity), once the dashboard's has left.
             await service.stop_worker()
-            for name in names:
-                fleet.slow(name, 2)
-            before = [worker.text().count("collected sim-") for worker in headless]
+            ring = await service.cache.ring()
+            before = [len(worker.text()) for worker in headless]
             await service.collect_now(None)
             await service.wait_collected(servers, timeout=30)
     finally:
         codes = [await worker.stop() for worker in headless]
     assert codes == [0, 0]
     # Read once they have stopped: a worker's log lines reach its output from a thread.
-    took = [worker.text().count("collected sim-") - count for worker, count in zip(headless, before)]
-    assert all(took), f"manual jobs taken by each headless worker: {took}"
+    took = {
+        re.search(r"worker (\S+) started", worker.text()).group(1): worker.text()[start:]
+        for worker, start in zip(headless, before)
+    }
+    assert sorted(took) == sorted(ring)
+    for server in servers:
+        assert f"collected {server.name} " in took[owner(server.id, ring)], (server.name, ring)
     assert json.loads(out) == mine
     assert "PAUSED" in bar and f"completed {mine['completed']}" in bar and f"scheduled {mine['scheduled']}" in bar
     print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -25,3 +26,11 @@ def sim_server(fleet: SimFleet, index: int = 0, **fields) -> Server:
     values = {"id": index + 1, "name": name, "host": fleet.address, "port": port, "auth": "key"}
     values.update(fields)
     return Server(**values)
+
+
+async def probe_shells(user: str) -> dict[int, str]:
+    """pid -> command line of the user's probe shells (`sh -s -- N serve`)."""
+    process = await asyncio.create_subprocess_exec("ps", "-u", user, "-o", "pid=,args=", stdout=asyncio.subprocess.PIPE)
+    output, _ = await process.communicate()
+    shells = (line.strip().split(None, 1) for line in output.decode().splitlines())
+    return {int(pid): args for pid, args in shells if args.endswith(" serve")}

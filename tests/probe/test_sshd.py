@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+from probe_helpers import probe_shells
 
 from fleettop.probe import CollectError, Prober
 from fleettop.probe.parse import PSEUDO_FILESYSTEMS
@@ -127,6 +128,27 @@ async def test_closing_the_pool_leaves_no_probe_shell_on_the_server(real_sshd, s
     assert not left
 
 
+async def test_a_server_collected_seldom_leaves_no_session_open_between_collections(real_sshd, sshd_prober):
+    """ssh.keep_open_max_interval (300 s): a server collected every 15 min connects for each
+    collection and holds no sshd session or probe shell in between; one collected every
+    minute keeps its one connection."""
+    before = await probe_shells(real_sshd.user)
+    seldom = real_sshd.server(id=1, name="sshd-seldom", interval=900)
+    often = real_sshd.server(id=2, name="sshd-often", interval=300)
+    logins_before = real_sshd.accepted_logins()
+    for _ in range(2):
+        await asyncio.gather(*(sshd_prober.collect(server, None) for server in (seldom, often)))
+    assert sshd_prober.connections() == 1
+    for _ in range(50):
+        ours = set(await probe_shells(real_sshd.user)) - set(before)
+        if len(ours) == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert len(ours) == 1  # the often-collected server's shell, waiting for its next request
+    await asyncio.sleep(0.2)  # sshd writes its log asynchronously
+    assert real_sshd.accepted_logins() - logins_before == 3  # seldom twice, often once
+
+
 async def test_openssh_agrees_to_aes_gcm_the_cheaper_cipher_in_asyncssh(real_sshd, sshd_prober):
     server = real_sshd.server(name="sshd-cipher")
     await sshd_prober.collect(server, None)
@@ -180,14 +202,6 @@ async def test_timed_out_command_is_killed_not_left_running(real_sshd, make_sett
             break
         await asyncio.sleep(0.05)
     assert leftovers == []
-
-
-async def probe_shells(user: str) -> dict[int, str]:
-    """pid -> command line of the user's probe shells (`sh -s -- N serve`)."""
-    process = await asyncio.create_subprocess_exec("ps", "-u", user, "-o", "pid=,args=", stdout=asyncio.subprocess.PIPE)
-    output, _ = await process.communicate()
-    shells = (line.strip().split(None, 1) for line in output.decode().splitlines())
-    return {int(pid): args for pid, args in shells if args.endswith(" serve")}
 
 
 async def user_processes(user: str) -> list[str]:

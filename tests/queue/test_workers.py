@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from queue_helpers import Fleettop, service_for, wait_until
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from fleettop.affinity import owner
 from fleettop.config import Settings
 from fleettop.redis_server import redis_server_binary
 from fleettop.store.db import open_database
@@ -48,7 +50,10 @@ async def test_two_workers_collect_every_server_once_per_interval(make_config, s
         codes = [await worker.stop() for worker in workers]
     assert codes == [0, 0], [worker.text()[-2000:] for worker in workers]
     logs = [worker.text() for worker in workers]
-    assert all("collected sim-" in log for log in logs), "both workers took jobs"
+    # Each server is collected by the worker it belongs to (fleettop.affinity) once both run.
+    ring = [re.search(r"worker (\S+) started", log).group(1) for log in logs]
+    for server in servers:
+        assert f"collected {server.name} " in logs[ring.index(owner(server.id, ring))], server.name
     assert not any("Traceback" in log for log in logs)
 
 
