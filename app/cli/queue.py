@@ -57,9 +57,17 @@ async def cmd_queue(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 def _print_stats(args: argparse.Namespace, stats: QueueStats) -> None:
     if args.json:
         print(json.dumps(stats.model_dump()))
-    else:
-        for key, value in stats.model_dump().items():
-            print(f"{key:<10} {str(value).lower() if isinstance(value, bool) else value}")
+        return
+    for key, value in stats.model_dump(exclude={"workers"}).items():
+        print(f"{key:<10} {str(value).lower() if isinstance(value, bool) else value}")
+    print(f"{'workers':<10} {len(stats.workers)}")
+    if stats.workers:
+        width = max(len(worker.id) for worker in stats.workers)
+        print(f"  {'id':<{width}}  {'host':<16} {'pid':>7}  {'servers':>7}  {'connections':>11}")
+        for worker in stats.workers:
+            # A process outside the ring (`collect --wait` with no worker) collects only by hand.
+            servers = worker.servers if worker.scheduling else "manual"
+            print(f"  {worker.id:<{width}}  {worker.host:<16} {worker.pid:>7}  {servers:>7}  {worker.connections:>11}")
 
 
 @one_line_errors

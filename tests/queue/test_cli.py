@@ -116,17 +116,33 @@ async def test_unknown_names_are_one_line_and_exit_2(make_config, short_dir: Pat
 
 
 async def test_queue_commands_agree_with_every_process(make_config, short_dir: Path, fleet):
-    data = make_config(servers=["sim-0001", "sim-0002"])
+    data = make_config(servers=["sim-0001", "sim-0002"], interval=60)
     config = short_dir / "config.yaml"
     async with service_for(data, worker="manual") as service:
         servers = await service.resolve(["sim-0001", "sim-0002"])
         await service.collect_now(None)
         await service.wait_collected(servers, timeout=10)
 
+        async def described() -> bool:  # by its next heartbeat: two connections kept (every 60 s)
+            return [worker.connections for worker in (await service.stats()).workers] == [2]
+
+        await wait_until(described, 10)
+
         code, stdout, _ = await run_fleettop(config, "queue", "stats", "--json")
         assert code == 0
         assert json.loads(stdout) == (await service.stats()).model_dump()
         assert json.loads(stdout)["completed"] == 2
+        (worker,) = json.loads(stdout)["workers"]  # this process's (manual queue only: outside the ring)
+        assert (worker["pid"], worker["scheduling"], worker["connections"]) == (os.getpid(), False, 2)
+        code, stdout, _ = await run_fleettop(config, "queue", "stats")
+        lines = stdout.splitlines()
+        assert lines[lines.index("workers    1") + 2].split() == [
+            worker["id"],
+            worker["host"],
+            str(os.getpid()),
+            "manual",
+            "2",
+        ]
 
         code, stdout, _ = await run_fleettop(config, "queue", "pause", "--json")
         assert (code, json.loads(stdout)) == (0, {"paused": True})

@@ -23,6 +23,7 @@ from fleettop.domain import (
     Sample,
     Server,
     Thresholds,
+    WorkerInfo,
     classify,
 )
 from fleettop.rollup import Point, Series, plan_read
@@ -290,7 +291,17 @@ class FixedFleet:
 
     async def stats(self, *, cached=False):
         return QueueStats(
-            waiting=0, active=2, delayed=1, completed=1294, failed=7, scheduled=len(self.rows), paused=self.paused
+            waiting=0,
+            active=2,
+            delayed=1,
+            completed=1294,
+            failed=7,
+            scheduled=len(self.rows),
+            paused=self.paused,
+            workers=[
+                WorkerInfo(id="ops-1:4021:7f3a9c2e", host="ops-1", pid=4021, scheduling=True, servers=5, connections=4),
+                WorkerInfo(id="ops-2:3188:c41d0b97", host="ops-2", pid=3188, scheduling=True, servers=3, connections=3),
+            ],
         )
 
     async def aggregate(self):

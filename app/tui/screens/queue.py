@@ -1,4 +1,4 @@
-"""The queue: health, counts, pause state, clean, failed runs (with retry) and the schedule."""
+"""The queue: health, counts, pause state, clean, the workers, failed runs (with retry) and the schedule."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import DataTable, Footer, Static
 
-from fleettop.domain import QueueStats, Run
+from fleettop.domain import QueueStats, Run, WorkerInfo
 from fleettop.tui import FAILED
 from fleettop.tui import format as fmt
 from fleettop.tui.screens.base import FleetScreen
@@ -41,6 +41,9 @@ class QueueScreen(FleetScreen):
         yield Static("Queue", id="queue-title")
         yield QueueBar("", id="queue")
         with Vertical(id="queue-body"):
+            yield Static("Workers — each collects its own share of the servers", classes="section")
+            yield Static("none running: nothing is collected", id="workers-none", classes="empty")
+            yield DataTable(id="workers", cursor_type="none", zebra_stripes=True)
             yield Static("Failed runs — t retries the selected one", classes="section")
             yield Static("none", id="failed-none", classes="empty")
             yield DataTable(id="failed", cursor_type="row", zebra_stripes=True)
@@ -51,6 +54,9 @@ class QueueScreen(FleetScreen):
         yield Footer(compact=True, show_command_palette=False)
 
     async def on_mount(self) -> None:
+        workers = self.query_one("#workers", DataTable)
+        for label, width in (("worker", 28), ("host", 16), ("pid", 7), ("servers", 7), ("connections", 11)):
+            workers.add_column(label, key=label, width=width)
         failed = self.query_one("#failed", DataTable)
         for label, width in (("finished", 19), ("server", 16), ("try", 3), ("error", 50)):
             failed.add_column(label, key=label, width=width)
@@ -87,6 +93,25 @@ class QueueScreen(FleetScreen):
 
     def counts_changed(self, stats: QueueStats | None) -> None:
         self.query_one(QueueBar).show(stats)
+        if stats is not None:
+            self._show_workers(stats.workers)
+
+    def _show_workers(self, workers: list[WorkerInfo]) -> None:
+        table = self.query_one("#workers", DataTable)
+        table.clear()
+        for worker in workers:
+            # A process outside the ring (`collect --wait` with no worker) collects only by hand.
+            servers = str(worker.servers) if worker.scheduling else "manual"
+            table.add_row(
+                fmt.safe(worker.id),
+                fmt.safe(worker.host),
+                Text(str(worker.pid), justify="right"),
+                Text(servers, justify="right"),
+                Text(str(worker.connections), justify="right"),
+                key=worker.id,
+            )
+        table.display = bool(workers)
+        self.query_one("#workers-none").display = not workers
 
     def _show_failed(self, runs: list[Run]) -> None:
         self.failed_runs = runs
