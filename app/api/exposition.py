@@ -87,6 +87,8 @@ SERVERS = Family("fleettop_servers", "gauge", "Servers by status, as the dashboa
 QUEUE_JOBS = Family("fleettop_queue_jobs", "gauge", "Collection jobs by state, over every worker on this Redis.")
 QUEUE_RUNS = Family("fleettop_queue_runs", "gauge", "Finished runs kept in the run history, by outcome.")
 QUEUE_PAUSED = Family("fleettop_queue_paused", "gauge", "1 while collection is paused for every worker.")
+WORKER_SERVERS = Family("fleettop_worker_servers", "gauge", "Enabled servers a live worker collects (its share).")
+WORKER_CONNECTIONS = Family("fleettop_worker_connections", "gauge", "SSH connections a live worker keeps open.")
 
 
 def label_value(text: str) -> str:
@@ -195,6 +197,16 @@ class Exposition:
             parts.append(_line(QUEUE_RUNS, 'outcome="failed"', queue.failed))
             parts.append(_header(QUEUE_PAUSED, openmetrics))
             parts.append(f"{QUEUE_PAUSED.name} {int(queue.paused)}\n")
+            for family, figure in ((WORKER_SERVERS, "servers"), (WORKER_CONNECTIONS, "connections")):
+                parts.append(_header(family, openmetrics))
+                parts.extend(
+                    _line(
+                        family,
+                        f'worker="{label_value(worker.id)}",host="{label_value(worker.host)}"',
+                        getattr(worker, figure),
+                    )
+                    for worker in queue.workers
+                )
         if openmetrics:
             parts.append("# EOF\n")
         return "".join(parts).encode(errors="replace")  # a lone surrogate from JSON is no reason to fail

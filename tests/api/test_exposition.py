@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from fleettop.api.auth import Tokens
 from fleettop.api.exposition import Exposition, wants_openmetrics
-from fleettop.domain import Counters, DiskUsage, QueueStats, Sample, Server
+from fleettop.domain import Counters, DiskUsage, QueueStats, Sample, Server, WorkerInfo
 from fleettop.views import ServerView
 
 AT = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -75,7 +75,16 @@ ROWS = [
     row(4, "off-1", "disabled"),
     row(5, "old-1", "stale"),
 ]
-QUEUE = QueueStats(waiting=3, active=1, delayed=2, completed=40, failed=5, scheduled=4, paused=True)
+QUEUE = QueueStats(
+    waiting=3,
+    active=1,
+    delayed=2,
+    completed=40,
+    failed=5,
+    scheduled=4,
+    paused=True,
+    workers=[WorkerInfo(id="ops-1:41:ab", host="ops-1", pid=41, scheduling=True, servers=3, connections=2)],
+)
 
 
 def samples(text: str, parse=parse_text) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -120,6 +129,8 @@ def test_each_server_as_node_exporter_names_it(openmetrics: bool):
     assert found[("fleettop_queue_jobs", (("state", "waiting"),))] == 3
     assert found[("fleettop_queue_runs", (("outcome", "failed"),))] == 5
     assert found[("fleettop_queue_paused", ())] == 1
+    worker = (("host", "ops-1"), ("worker", "ops-1:41:ab"))
+    assert (found[("fleettop_worker_servers", worker)], found[("fleettop_worker_connections", worker)]) == (3, 2)
     kinds = {family.name: family.type for family in (parse_openmetrics if openmetrics else parse_text)(body)}
     assert kinds["node_network_receive_bytes"] == "counter"  # both parsers name the family without _total
     assert kinds["node_load1"] == "gauge"

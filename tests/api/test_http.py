@@ -41,8 +41,9 @@ async def test_every_endpoint_with_the_seeds_shapes(database_url, make_config, s
         assert rows[0]["latest"]["mem_total_bytes"] > 0 and rows[0]["last_duration_s"] > 0
 
         stats = (await client.get(f"{SEED}/queue/stats", headers=bearer())).json()
-        assert set(stats) == {"waiting", "active", "completed", "failed", "delayed", "scheduled", "paused"}
+        assert set(stats) == {"waiting", "active", "completed", "failed", "delayed", "scheduled", "paused", "workers"}
         assert stats["completed"] >= 4 and stats["paused"] is False
+        assert [worker["scheduling"] for worker in stats["workers"]] == [True]  # the one serving the API
 
         assert (await client.post(f"{SEED}/queue/pause", headers=bearer())).json() == {"message": "collection paused"}
         assert (await client.get(f"{SEED}/queue/stats", headers=bearer())).json()["paused"] is True
