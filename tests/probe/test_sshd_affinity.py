@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import running_sshd
-from probe_helpers import probe_shells
+from probe_helpers import probe_shells, running_sshd
 from queue_helpers import Fleettop, service_for, wait_until
 
 from fleettop.affinity import owner
