@@ -108,6 +108,13 @@ end
 return taken
 """
 
+# The active list's job ids, once per `lock` seconds across every process (SAQ's sweep lock).
+_SWEEP_IDS = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
+redis.call('SETEX', KEYS[1], ARGV[1], 1)
+return redis.call('LRANGE', KEYS[2], 0, -1)
+"""
+
 # SAQ's schedule script, with a lock in milliseconds so the tick can be under a second.
 _SCHEDULE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -159,6 +166,7 @@ class FleetQueue(RedisQueue):
         self._reschedule_script = redis.register_script(_RESCHEDULE)
         self._withdraw_script = redis.register_script(_WITHDRAW)
         self._delete_finished_script = redis.register_script(_DELETE_FINISHED)
+        self._sweep_ids_script = redis.register_script(_SWEEP_IDS)
         self._closing = False
         self._outage = False
         self.worker_id = ""  # the SAQ Worker's id, stored in the records it takes
@@ -242,10 +250,40 @@ class FleetQueue(RedisQueue):
         return [job_id.decode() for job_id in due or []]
 
     async def sweep(self, lock: float = 60, abort: float = SWEEP_ABORT_WAIT_S) -> list[str]:
-        # SAQ waits `abort` seconds per swept job for a live worker to confirm; a dead
-        # one never does, so the default 5 s per job would hold up re-running them.
-        # Its lock is a SETEX, whole seconds; the worker passes its sweep period (scaled in tests).
-        return await super().sweep(max(1, math.ceil(lock)), abort=min(abort, SWEEP_ABORT_WAIT_S))
+        """Re-queue (or fail) the jobs of the active list whose worker is gone: SAQ's sweep, with
+        each job judged on its record as it is when its turn comes. SAQ judges them all on one
+        snapshot while it waits for each swept one in turn, so a job taken or finished just as
+        the snapshot was read looked stuck seconds later, was aborted over its result and run
+        a second time. It waits `abort` seconds (at most SWEEP_ABORT_WAIT_S: a dead worker
+        never confirms) per swept job; its lock is whole seconds, the worker's sweep period."""
+        ids = await self._sweep_ids_script(keys=[self._sweep, self._active], args=[max(1, math.ceil(lock))])
+        swept = []
+        for job_id in ids:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                active, raw = await pipe.lpos(self._active, job_id).get(job_id).execute()
+            if active is None:
+                continue  # finished (or swept by another process) since the snapshot
+            job = self.deserialize(raw)
+            if job is None:
+                swept.append(job_id)
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    await pipe.lrem(self._active, 0, job_id).zrem(self._incomplete, job_id).execute()
+                log.info("swept the missing job %s", job_id.decode())
+                continue
+            if job.status == Status.ACTIVE and not job.stuck:
+                continue
+            swept.append(job_id)
+            log.info("sweeping %s (its worker stopped beating)", job.key)
+            await self.abort(job, error=self.swept_error_message)
+            try:
+                await job.refresh(min(abort, SWEEP_ABORT_WAIT_S))
+            except TimeoutError:
+                pass  # no worker confirmed the abort: it is gone
+            if job.retryable:
+                await self.retry(job, error=self.swept_error_message)
+            else:
+                await self.finish(job, Status.ABORTED, error=self.swept_error_message)
+        return [job_id.decode() for job_id in swept]
 
     # SAQ's Redis listen() runs a pub/sub reader that spins when Redis is gone; only the
     # sweep (waiting a second for an abort) and callers polling anyway use it here.

@@ -1,10 +1,13 @@
-"""Host affinity on a real Redis: the dequeue script's owner (Lua) is fleettop.affinity's (Python)."""
+"""Several workers on one real Redis: the dequeue script's owner (Lua) is fleettop.affinity's
+(Python), and the sweep re-runs only the jobs of workers that are gone."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from redis.asyncio import Redis
+from saq.job import Status
 
 from fleettop.affinity import owned_by, owner
 from fleettop.cache import Cache
@@ -74,4 +77,39 @@ async def test_each_ring_member_takes_exactly_the_jobs_of_its_own_servers(make_s
     finally:
         for queue in queues:
             await queue.redis.aclose()
+        await client.aclose()
+
+
+async def test_the_sweep_judges_each_job_as_it_is_when_its_turn_comes(make_settings, redis_url, prefix):
+    """A killed worker's job is swept (re-queued), while a live worker's job, beating all along,
+    is left alone, though the sweep waits a second on the first before it reaches the second:
+    judged on the sweep's first reading, it would have looked stuck by then and been run twice."""
+    settings = make_settings(redis={"url": redis_url, "prefix": prefix})
+    client = Redis.from_url(redis_url)
+    cache = Cache(client, settings)
+    queue = queue_for(redis_url, cache, "")
+    try:
+        await enqueue_manual(queue, cache, [1, 2])
+        dead, alive = [await queue.dequeue() for _ in range(2)]
+        for job in (dead, alive):
+            job.heartbeat = 1  # stuck once untouched for a second
+            await job.update()
+        dead.touched -= 60_000  # its worker stopped beating a minute ago
+        await client.set(dead.id, queue.serialize(dead))
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(0.2)
+                await alive.update()
+
+        beating = asyncio.create_task(beat())
+        try:
+            swept = await queue.sweep(lock=1)
+        finally:
+            beating.cancel()
+        assert swept == [dead.id]
+        assert (await queue.job(alive.key)).status == Status.ACTIVE
+        assert (await queue.job(dead.key)).status == Status.QUEUED  # retried: attempts were left
+    finally:
+        await queue.redis.aclose()
         await client.aclose()
