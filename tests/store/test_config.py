@@ -143,7 +143,7 @@ def test_a_named_config_file_that_does_not_exist_is_an_error(tmp_path, monkeypat
 
 
 def test_only_the_default_config_file_may_be_missing(tmp_path, monkeypatch):
-    monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", tmp_path / "absent.yaml")
+    monkeypatch.setattr(config.schema, "DEFAULT_CONFIG_PATH", tmp_path / "absent.yaml")
     loaded = config.load(environ={})
     assert not loaded.exists
 
