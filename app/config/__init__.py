@@ -3,29 +3,38 @@
 Every problem in a config file becomes one line naming the file, the line (where
 YAML gives one), the key and what is wrong; callers print them and exit 2.
 
-The package's modules: schema (what a config may say). Import from here:
+schema.py says what a config may hold (the sections, the checks), loader.py reads one (the
+file, the environment, a server's fields, the data directory), and problems.py says what is
+wrong with it (ConfigProblem records, ConfigError). Callers import from here:
 `from fleettop.config import Settings, ConfigError, load`.
 """
 
+from fleettop.config.loader import (
+    ENV_PREFIX,
+    LoadedConfig,
+    config_path,
+    example_text,
+    load,
+    make_data_dir,
+    missing_config_note,
+    readable_secrets_warning,
+    validate_server,
+)
+from fleettop.config.problems import SECRET_KEYS, TYPE_MESSAGES, ConfigError, ConfigProblem
 from fleettop.config.schema import (
     DEFAULT_DATA_DIR,
     DEFAULT_SSH_CONFIG,
-    ENV_PREFIX,
     MIN_INTERVAL,
     REDIS_SCHEMES,
-    SECRET_KEYS,
     TOKEN_MIN_LENGTH,
-    TYPE_MESSAGES,
     AlertsConfig,
     ApiConfig,
     AuthMethod,
     CacheConfig,
-    ConfigError,
     DatabaseConfig,
     DefaultsConfig,
     GroupConfig,
     Listen,
-    LoadedConfig,
     NotifyConfig,
     QueueConfig,
     RedisConfig,
@@ -44,18 +53,11 @@ from fleettop.config.schema import (
     check_token,
     check_url_scheme,
     check_username,
-    config_path,
-    example_text,
     expand_user,
     from_groups,
-    load,
-    make_data_dir,
-    missing_config_note,
     parse_listen,
-    readable_secrets_warning,
     redact_url,
     servers_fingerprint,
-    validate_server,
 )
 
 __all__ = [
@@ -72,6 +74,7 @@ __all__ = [
     "AuthMethod",
     "CacheConfig",
     "ConfigError",
+    "ConfigProblem",
     "DatabaseConfig",
     "DefaultsConfig",
     "GroupConfig",
