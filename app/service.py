@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
@@ -44,7 +44,17 @@ from fleettop.servers import ServerAdmin
 from fleettop.store.db import SQL_ERRORS, describe_error
 from fleettop.tasks import cancel_and_wait
 from fleettop.text import first_line
-from fleettop.views import HistoryCharts, HostKeyCheck, ResolvedRoute, ServerDetail, ServerView, status_of
+from fleettop.views import (
+    Health,
+    HistoryCharts,
+    HostKeyCheck,
+    ResolvedRoute,
+    ScheduleEntry,
+    ServerDetail,
+    ServerView,
+    WorkerState,
+    status_of,
+)
 
 if TYPE_CHECKING:
     from saq.job import Job
@@ -442,19 +452,22 @@ class FleetService:
         await self.repo.audit("collect.retry", run.server_name, f"run {run_id}")
         return await control.collect_now(self.context, [run.server_id])
 
-    async def schedule(self) -> list[tuple[str, int, datetime | None]]:
-        """(server name, interval, next run) of every enabled server, soonest first."""
+    async def schedule(self) -> list[ScheduleEntry]:
+        """Every enabled server's interval and next run, soonest first (not scheduled: last)."""
         servers = await self.repo.list_servers(enabled_only=True)
         next_runs = await self._next_runs(servers)
-        rows = [(server.name, server.interval, next_runs.get(server.id)) for server in servers]
+        entries = [
+            ScheduleEntry(name=server.name, interval=server.interval, next_run_at=next_runs.get(server.id))
+            for server in servers
+        ]
         far = datetime.max.replace(tzinfo=timezone.utc)
-        return sorted(rows, key=lambda row: (row[2] or far, row[0]))
+        return sorted(entries, key=lambda entry: (entry.next_run_at or far, entry.name))
 
-    async def health(self) -> dict[str, object]:
+    async def health(self) -> Health:
         """Redis, the database and the workers, each answered within HEALTH_TIMEOUT_S: a frozen
         server (SIGSTOP, a partition without resets) is "down", not a call that never returns."""
         redis_ok = True
-        worker: Literal["running", "paused", "none", "unknown"] = "none"
+        worker: WorkerState = "none"
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT_S):
                 await self.cache.redis.ping()
@@ -465,7 +478,7 @@ class FleetService:
         except (RedisError, OSError, TimeoutError):
             redis_ok = False
             worker = "unknown"  # workers are known by their heartbeats in Redis
-        return {"redis": redis_ok, "database": await self._database_answers(), "worker": worker}
+        return Health(redis=redis_ok, database=await self._database_answers(), worker=worker)
 
     async def events(self) -> AsyncIterator[Event]:
         async for event in self.cache.events():

@@ -1,4 +1,5 @@
-"""What the front ends show: a server's row, its detail, a host key check, and the status rule.
+"""What the front ends show: a server's row, its detail, a host key check, the schedule, the
+health of what fleettop runs on, and the status rule.
 
 Pure records (pydantic, no I/O): the TUI imports them without SQLAlchemy, SAQ or SSH.
 """
@@ -90,6 +91,26 @@ class HostKeyCheck(BaseModel):
     fingerprint: str  # "SHA256:<fingerprint>"
     state: Literal["trusted", "changed", "unknown"]
     record_in: Path  # the file trust_host_key writes: data_dir/known_hosts, read by this machine's workers
+
+
+class ScheduleEntry(BaseModel):
+    """An enabled server in the schedule: how often it is collected and when next."""
+
+    name: str
+    interval: int  # seconds
+    next_run_at: datetime | None  # None: not in the scheduled queue (yet)
+
+
+WorkerState = Literal["running", "paused", "none", "unknown"]
+
+
+class Health(BaseModel):
+    """Whether Redis and the database answer, and the workers' state ("unknown": Redis, where
+    workers leave their heartbeats, did not answer). /healthz serves it as JSON, these three keys."""
+
+    redis: bool
+    database: bool
+    worker: WorkerState
 
 
 def status_of(server: Server, sample: Sample | None, last: RunOutcome | None, now: datetime) -> Status:

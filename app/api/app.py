@@ -173,7 +173,7 @@ def build_app(service: FleetService, rows: Rows, settings: ApiConfig) -> FastAPI
     @app.get("/healthz", summary="Redis, the database and the workers (503 unless Redis and the database answer)")
     async def healthz() -> JSONResponse:
         health = await service.health()
-        return JSONResponse(health, status_code=200 if health["redis"] and health["database"] else 503)
+        return JSONResponse(health.model_dump(), status_code=200 if health.redis and health.database else 503)
 
     # -- Prometheus ------------------------------------------------------------------
 

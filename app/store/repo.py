@@ -2,7 +2,8 @@
 
 Each method is one short transaction of its own, except the worker's per-collection
 pair (begin_collection, finish_collection), which share transactions with the other
-collections of the process (_GroupCommit). Nothing SQLAlchemy-typed leaves this module.
+collections of the process (store/group_commit.py). Rows become records in store/rows.py;
+nothing SQLAlchemy-typed leaves the store.
 """
 
 from __future__ import annotations
@@ -11,22 +12,19 @@ import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import ColumnElement, and_, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from fleettop.alerting import RULES, AlertRecord, SilenceRecord
-from fleettop.config import DefaultsConfig, GroupConfig, RetentionConfig, ServerConfig, from_groups
+from fleettop.config import DefaultsConfig, GroupConfig, RetentionConfig, ServerConfig
 from fleettop.domain import (
     AuditEntry,
     CleanResult,
     Counters,
-    DiskUsage,
     FleetAggregate,
     Metrics,
     Run,
@@ -53,25 +51,22 @@ from fleettop.rollup import (
 )
 from fleettop.store import alerts, rollups
 from fleettop.store.alerts import AlertSetup, Delivery, Observation
-from fleettop.store.db import Database, describe_error
-from fleettop.store.tables import AuditRow, RunRow, SampleRow, ServerRow
+from fleettop.store.db import Database
+from fleettop.store.group_commit import Begin, CollectInputs, Finish, GroupCommit, StartedRun
+from fleettop.store.rows import (
+    apply_config,
+    insert_samples,
+    run_of,
+    sample_of,
+    sample_values,
+    server_of,
+    settings_of,
+    utcnow,
+)
+from fleettop.store.tables import SAMPLE_COLUMNS, AuditRow, RunRow, SampleRow, ServerRow
 
 EXPORT_BATCH = 1000
 AUDIT_TARGET_MAX = 255  # audit.target and audit.actor are VARCHAR(255)
-SAMPLE_COLUMNS = SampleRow.__table__.c
-SERVER_COLUMNS = ServerRow.__table__.c
-RUN_COLUMNS = RunRow.__table__.c
-# A run's end, for executemany: by id, as finish_run sets it.
-_FINISH_RUN = (
-    update(RunRow.__table__)
-    .where(RUN_COLUMNS.id == bindparam("run_id"))
-    .values(
-        status=bindparam("new_status"),
-        error=bindparam("new_error"),
-        finished_at=bindparam("new_finished_at", type_=RUN_COLUMNS.finished_at.type),
-        duration_s=bindparam("new_duration_s"),
-    )
-)
 
 
 class _Keep:
@@ -80,10 +75,6 @@ class _Keep:
 
 
 KEEP: Final = _Keep()  # update_server(secret=KEEP): leave the stored secret as it is
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Repository:
@@ -106,7 +97,7 @@ class Repository:
         self.retention = retention or RetentionConfig()
         self.alert_setup = alert_setup
         self.groups = dict(groups or {})
-        self._writer: _GroupCommit | None = None
+        self._writer: GroupCommit | None = None
 
     # -- servers -----------------------------------------------------------------
 
@@ -117,18 +108,18 @@ class Repository:
         if enabled_only:
             query = query.where(ServerRow.enabled.is_(True))
         async with self._sessions() as session:
-            servers = [_server(row, self.defaults, self.groups) for row in await session.scalars(query)]
+            servers = [server_of(row, self.defaults, self.groups) for row in await session.scalars(query)]
         return [s for s in servers if (s.enabled or not enabled_only) and (tag is None or tag in s.tags)]
 
     async def get_server(self, name: str) -> Server | None:
         async with self._sessions() as session:
             row = await session.scalar(select(ServerRow).where(ServerRow.name == name))
-            return _server(row, self.defaults, self.groups) if row else None
+            return server_of(row, self.defaults, self.groups) if row else None
 
     async def get_server_by_id(self, server_id: int) -> Server | None:
         async with self._sessions() as session:
             row = await session.get(ServerRow, server_id)
-            return _server(row, self.defaults, self.groups) if row else None
+            return server_of(row, self.defaults, self.groups) if row else None
 
     async def add_server(
         self,
@@ -140,7 +131,7 @@ class Repository:
         """`seal`: the server's encrypted secret, made from its new id (a secret is bound to it)."""
         now = utcnow()
         row = ServerRow(name=cfg.name, source=source, created_at=now, updated_at=now)
-        _apply(row, cfg)
+        apply_config(row, cfg)
         try:
             async with self._sessions.begin() as session:
                 if await session.scalar(select(ServerRow.id).where(ServerRow.name == cfg.name)) is not None:
@@ -151,7 +142,7 @@ class Repository:
                     row.secret = seal(row.id)
         except IntegrityError:
             raise FleettopError(f"server {cfg.name!r} already exists") from None
-        return _server(row, self.defaults, self.groups)
+        return server_of(row, self.defaults, self.groups)
 
     async def update_server(
         self,
@@ -169,13 +160,13 @@ class Repository:
                 if cfg.name != name and await session.scalar(select(ServerRow.id).where(ServerRow.name == cfg.name)):
                     raise FleettopError(f"server {cfg.name!r} already exists")
                 row.name = cfg.name
-                _apply(row, cfg)
+                apply_config(row, cfg)
                 if not isinstance(secret, _Keep):
                     row.secret = secret
                 row.updated_at = utcnow()
         except IntegrityError:
             raise FleettopError(f"server {cfg.name!r} already exists") from None
-        return _server(row, self.defaults, self.groups)
+        return server_of(row, self.defaults, self.groups)
 
     async def remove_server(self, name: str) -> bool:
         """Delete a server; its samples, runs and alerts go with it (ON DELETE CASCADE). Its open
@@ -228,19 +219,19 @@ class Repository:
                 row = rows.get(cfg.name)
                 if row is None:
                     row = ServerRow(name=cfg.name, source="config", created_at=now, updated_at=now)
-                    _apply(row, cfg)
+                    apply_config(row, cfg)
                     session.add(row)
                     changes.append(("server.add", cfg.name, "added from the config file"))
                     continue
-                before = _settings_of(row)
+                before = settings_of(row)
                 rebound = secret_binding_changes(row, cfg) if row.secret is not None else []
-                _apply(row, cfg)
+                apply_config(row, cfg)
                 if rebound:
                     row.secret = None
                 if row.source != "config":
                     row.source = "config"
                     changes.append(("server.adopt", cfg.name, "now defined by the config file (history kept)"))
-                elif _settings_of(row) != before:
+                elif settings_of(row) != before:
                     changes.append(("server.edit", cfg.name, "updated from the config file"))
                 else:
                     continue
@@ -275,9 +266,9 @@ class Repository:
 
     async def add_sample(self, server_id: int, metrics: Metrics, counters: Counters | None = None) -> bool:
         """Store one sample; False when this server already has one at that collected_at."""
-        values = _sample_values(server_id, metrics, counters)
+        values = sample_values(server_id, metrics, counters)
         async with self._sessions.begin() as session:
-            statement = _insert_samples(self._database.dialect).values(values).returning(SampleRow.id)
+            statement = insert_samples(self._database.dialect).values(values).returning(SampleRow.id)
             try:
                 inserted = (await session.execute(statement)).scalar_one_or_none()
             except IntegrityError:
@@ -300,9 +291,9 @@ class Repository:
         whose worker died) is marked retried, lost. No run is started when the key is done,
         or the server is disabled and `skip_disabled`. None when the server is gone.
 
-        Group-committed with the other collections of this process (see _GroupCommit);
+        Group-committed with the other collections of this process (see GroupCommit);
         returns once the run is committed."""
-        return await self._group_commit().submit(_Begin(server_id, job_key, trigger, attempt, skip_disabled))
+        return await self._group_commit().submit(Begin(server_id, job_key, trigger, attempt, skip_disabled))
 
     async def finish_collection(
         self,
@@ -324,13 +315,13 @@ class Repository:
             observation = Observation(
                 server_id, server.name, metrics.collected_at, server.thresholds, metrics, open_alerts
             )
-        finish = _Finish(run, _sample_values(server_id, metrics, counters), utcnow(), observation)
+        finish = Finish(run, sample_values(server_id, metrics, counters), utcnow(), observation)
         return bool(await self._group_commit().submit(finish))
 
-    def _group_commit(self) -> _GroupCommit:
+    def _group_commit(self) -> GroupCommit:
         loop = asyncio.get_running_loop()
         if self._writer is None or self._writer.loop is not loop:
-            self._writer = _GroupCommit(
+            self._writer = GroupCommit(
                 self._database, self.defaults, loop, self.raw_cutoff, self.alert_setup, self.groups
             )
         return self._writer
@@ -344,7 +335,7 @@ class Repository:
         )
         async with self._sessions() as session:
             row = (await session.execute(query)).mappings().first()
-        return _sample(row) if row else None
+        return sample_of(row) if row else None
 
     async def latest_samples(self) -> dict[int, Sample]:
         """The newest sample of every server that has one, by server id."""
@@ -361,7 +352,7 @@ class Repository:
         query = select(SampleRow.__table__).select_from(ServerRow).join(SampleRow, SAMPLE_COLUMNS.id == newest_id)
         async with self._sessions() as session:
             rows = (await session.execute(query)).mappings().all()
-        return {row["server_id"]: _sample(row) for row in rows}
+        return {row["server_id"]: sample_of(row) for row in rows}
 
     async def count_samples(self, server_id: int) -> int:
         async with self._sessions() as session:
@@ -525,7 +516,7 @@ class Repository:
         async with self._sessions() as session:
             result = await session.stream(query.execution_options(yield_per=EXPORT_BATCH))
             async for row in result.mappings():
-                yield _sample(row)
+                yield sample_of(row)
 
     # -- runs --------------------------------------------------------------------
 
@@ -620,7 +611,7 @@ class Repository:
             .where(ServerRow.id.in_(list(server_ids)))
         )
         async with self._sessions() as session:
-            return {row.server_id: _run(row, name) for row, name in await session.execute(query)}
+            return {row.server_id: run_of(row, name) for row, name in await session.execute(query)}
 
     async def get_run(self, run_id: int) -> Run | None:
         runs = await self._runs(RunRow.id == run_id, order=(RunRow.id,), limit=1)
@@ -635,7 +626,7 @@ class Repository:
             .limit(limit)
         )
         async with self._sessions() as session:
-            return [_run(row, name) for row, name in await session.execute(query)]
+            return [run_of(row, name) for row, name in await session.execute(query)]
 
     async def run_counts(self) -> dict[str, int]:
         query = select(RunRow.status, func.count()).where(RunRow.status.in_(("ok", "failed"))).group_by(RunRow.status)
@@ -803,359 +794,3 @@ class Repository:
                 AuditEntry(id=r.id, at=r.at, actor=r.actor, action=r.action, target=r.target, detail=r.detail)
                 for r in await session.scalars(query)
             ]
-
-
-# -- row <-> domain ----------------------------------------------------------------
-
-
-def _apply(row: ServerRow, cfg: ServerConfig) -> None:
-    """The server's own settings; what it leaves unset is stored NULL, to take `defaults:`."""
-    row.host = cfg.host
-    row.port = cfg.port
-    row.username = cfg.username
-    row.transport = cfg.transport
-    row.auth = cfg.auth
-    row.key_file = str(cfg.key_file) if cfg.key_file else None
-    row.enabled = cfg.enabled
-    row.interval = cfg.interval
-    row.cpu_threshold = cfg.thresholds.cpu
-    row.ram_threshold = cfg.thresholds.ram
-    row.disk_threshold = cfg.thresholds.disk
-    row.tags = list(cfg.tags) or None
-    row.jump = cfg.jump
-
-
-def _settings_of(row: ServerRow) -> tuple[Any, ...]:
-    return (
-        row.host,
-        row.port,
-        row.username,
-        row.transport,
-        row.auth,
-        row.key_file,
-        row.enabled,
-        row.interval,
-        row.cpu_threshold,
-        row.ram_threshold,
-        row.disk_threshold,
-        tuple(row.tags or ()),
-        row.jump,
-    )
-
-
-@dataclass(frozen=True)
-class StartedRun:
-    id: int
-    started_at: datetime
-
-
-@dataclass(frozen=True)
-class CollectInputs:
-    server: Server
-    secret: bytes | None
-    done: bool  # a run with the job's key already finished ok
-    counters: Counters | None  # of the newest sample: None on first contact
-    run: StartedRun | None  # None when done, or disabled and skipped
-    open_alerts: bool = True  # the server had an open alert: its sample is judged even if nothing breaches
-
-
-@dataclass
-class _Begin:
-    server_id: int
-    job_key: str
-    trigger: str
-    attempt: int
-    skip_disabled: bool
-
-
-@dataclass
-class _Finish:
-    run: StartedRun
-    sample: dict[str, Any]
-    finished_at: datetime
-    observation: Observation | None = None  # for the alert rules
-
-
-class _GroupCommit:
-    """The worker's per-collection writes, group-committed: each begin_collection and
-    finish_collection waits in a list; one task writes everything pending in one
-    transaction (a few statements for the whole batch, executemany), then answers each
-    caller. What arrives meanwhile is the next batch, so 50 concurrent jobs make a handful
-    of commits instead of 100, and no caller waits on a timer. If a batch fails, each of
-    its requests is tried again alone, so one bad request (its server just removed) fails
-    only its own job; a database that is away fails them all, and SAQ retries them."""
-
-    def __init__(
-        self,
-        database: Database,
-        defaults: DefaultsConfig,
-        loop: asyncio.AbstractEventLoop,
-        raw_cutoff: Callable[[], int],
-        alert_setup: AlertSetup | None,
-        groups: Mapping[str, GroupConfig],
-    ):
-        self.loop = loop
-        self._database = database
-        self._defaults = defaults
-        self._raw_cutoff = raw_cutoff
-        self._alert_setup = alert_setup
-        self._groups = groups
-        self._pending: list[tuple[_Begin | _Finish, asyncio.Future[Any]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def submit(self, request: _Begin | _Finish) -> Any:
-        future = self.loop.create_future()
-        self._pending.append((request, future))
-        if self._task is None or self._task.done():
-            self._task = self.loop.create_task(self._drain(), name="fleettop-group-commit")
-        return await future
-
-    async def _drain(self) -> None:
-        while self._pending:
-            # Callers that gave up (cancelled) before their turn are not written.
-            batch = [(request, future) for request, future in self._pending if not future.done()]
-            self._pending = []
-            try:
-                results = await self._write_batch([request for request, _ in batch])
-            except BaseException:  # this task cancelled (the loop closing): no caller waits forever
-                for _, future in batch + self._pending:
-                    future.cancel()
-                raise
-            for (_, future), result in zip(batch, results):
-                if future.done():
-                    continue
-                if isinstance(result, Exception):
-                    future.set_exception(_one_request_error(result))
-                else:
-                    future.set_result(result)
-
-    async def _write_batch(self, requests: list[_Begin | _Finish]) -> list[Any]:
-        """Each request's answer, or the exception that fails it."""
-        if not requests:
-            return []
-        try:
-            return await self._write(requests)
-        except Exception as exc:
-            if len(requests) == 1:
-                return [exc]
-        results: list[Any] = []
-        for request in requests:
-            results.extend(await self._write_batch([request]))
-        return results
-
-    async def _write(self, requests: list[_Begin | _Finish]) -> list[Any]:
-        finishes = [request for request in requests if isinstance(request, _Finish)]
-        begins = [request for request in requests if isinstance(request, _Begin)]
-        answers: dict[int, Any] = {}
-        async with self._database.engine.begin() as conn:
-            if finishes:  # first: a begin of the same job key in this batch then sees it done
-                await conn.execute(_insert_samples(self._database.dialect), [request.sample for request in finishes])
-                touched = [(request.sample["server_id"], request.sample["collected_at"]) for request in finishes]
-                await rollups.roll_up_samples(conn, touched, oldest=self._raw_cutoff())
-                await conn.execute(
-                    _FINISH_RUN, [_run_end(r.run.id, r.run.started_at, "ok", None, r.finished_at) for r in finishes]
-                )
-                judged = [r.observation for r in finishes if r.observation is not None]
-                if judged and self._alert_setup is not None:
-                    pending = set(await alerts.judge(conn, self._database.dialect, self._alert_setup, judged))
-                    for r in finishes:
-                        answers[id(r)] = r.observation is not None and r.observation.server_id in pending
-            if begins:
-                answers.update(await self._begin(conn, begins))
-        return [answers.get(id(request)) for request in requests]
-
-    async def _begin(self, conn: Any, begins: list[_Begin]) -> dict[int, CollectInputs | None]:
-        server_ids = {request.server_id for request in begins}
-        newest_counters = (
-            select(SAMPLE_COLUMNS.counters)
-            .where(SAMPLE_COLUMNS.server_id == SERVER_COLUMNS.id)
-            .order_by(SAMPLE_COLUMNS.collected_at.desc())
-            .limit(1)
-            .correlate(ServerRow.__table__)
-            .scalar_subquery()
-        )
-        servers = {
-            row.id: row
-            for row in await conn.execute(
-                select(
-                    ServerRow.__table__,
-                    newest_counters.label("newest_counters"),
-                    alerts.has_open_alerts(SERVER_COLUMNS.id).label("open_alerts"),
-                ).where(SERVER_COLUMNS.id.in_(sorted(server_ids)))
-            )
-        }
-        runs = (
-            await conn.execute(
-                select(RUN_COLUMNS.id, RUN_COLUMNS.job_key, RUN_COLUMNS.status, RUN_COLUMNS.started_at)
-                .where(
-                    RUN_COLUMNS.job_key.in_(sorted({r.job_key for r in begins})),
-                    RUN_COLUMNS.status.in_(("ok", "running")),
-                )
-                .order_by(RUN_COLUMNS.id)
-            )
-        ).all()
-        done = {run.job_key for run in runs if run.status == "ok"}
-        now = utcnow()
-        answers: dict[int, CollectInputs | None] = {}
-        starting: list[_Begin] = []
-        for request in begins:
-            row = servers.get(request.server_id)
-            if row is None:
-                answers[id(request)] = None
-                continue
-            server = _server(row, self._defaults, self._groups)
-            starts = request.job_key not in done and not (request.skip_disabled and not server.enabled)
-            if starts:
-                starting.append(request)
-            answers[id(request)] = CollectInputs(
-                server=server,
-                secret=row.secret,
-                done=request.job_key in done,
-                counters=Counters.model_validate(row.newest_counters) if row.newest_counters else None,
-                run=None,
-                open_alerts=bool(row.open_alerts),
-            )
-        if not starting:
-            return answers
-        # An attempt of one of these run keys still 'running': its worker died (the job was
-        # swept and re-delivered). Found by its key, so no job record update per run; it ends
-        # 'retried', as the attempt starting now follows it (not a failed run of its own).
-        keys = {request.job_key for request in starting}
-        if dead := [run for run in runs if run.status == "running" and run.job_key in keys]:
-            await conn.execute(
-                _FINISH_RUN,
-                [
-                    _run_end(run.id, run.started_at, "retried", "lost: the worker running it stopped", now)
-                    for run in dead
-                ],
-            )
-        ids = (
-            (
-                await conn.execute(
-                    insert(RunRow.__table__).returning(RUN_COLUMNS.id, sort_by_parameter_order=True),
-                    [
-                        {
-                            "server_id": r.server_id,
-                            "job_key": r.job_key,
-                            "trigger": r.trigger,
-                            "attempt": r.attempt,
-                            "status": "running",
-                            "started_at": now,
-                        }
-                        for r in starting
-                    ],
-                )
-            )
-            .scalars()
-            .all()
-        )
-        for request, run_id in zip(starting, ids):
-            answers[id(request)] = replace(answers[id(request)], run=StartedRun(run_id, now))
-        return answers
-
-
-def _run_end(
-    run_id: int, started_at: datetime, status: str, error: str | None, finished_at: datetime
-) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "new_status": status,
-        "new_error": error,
-        "new_finished_at": finished_at,
-        "new_duration_s": (finished_at - started_at).total_seconds(),
-    }
-
-
-def _one_request_error(exc: Exception) -> Exception:
-    """A request's failure as its caller sees it: a constraint refused is most likely the
-    foreign key of a server removed meanwhile."""
-    if isinstance(exc, IntegrityError):
-        return FleettopError(f"{describe_error(exc)} (server removed meanwhile?)")
-    return exc
-
-
-def _server(row: ServerRow, defaults: DefaultsConfig, groups: Mapping[str, GroupConfig]) -> Server:
-    """The server as stored, what it leaves unset (NULL) taken from its tags' groups, else from
-    the defaults; a group with enabled: false disables it."""
-    tags = tuple(row.tags or ())
-    own = {"interval": row.interval, "cpu": row.cpu_threshold, "ram": row.ram_threshold, "disk": row.disk_threshold}
-    grouped = {
-        "interval": from_groups(groups, tags, lambda group: group.interval),
-        **{
-            key: from_groups(groups, tags, lambda group, key=key: getattr(group.thresholds, key))
-            for key in ("cpu", "ram", "disk")
-        },
-    }
-    values = {key: grouped[key] if value is None else value for key, value in own.items()}
-    thresholds = {key: value for key, value in values.items() if key != "interval" and value is not None}
-    disabled_by_group = row.enabled and from_groups(
-        groups, tags, lambda group: True if group.enabled is False else None
-    )
-    return Server(
-        id=row.id,
-        name=row.name,
-        host=row.host,
-        port=row.port,
-        username=row.username,
-        transport=row.transport,
-        auth=row.auth,
-        key_file=row.key_file,
-        has_secret=row.secret is not None,
-        enabled=row.enabled and not disabled_by_group,
-        interval=defaults.interval_for(row.transport) if values["interval"] is None else values["interval"],
-        thresholds=defaults.thresholds.model_copy(update=thresholds),
-        tags=tags,
-        jump=row.jump,
-        inherited=tuple(key for key, value in own.items() if value is None)
-        + (("enabled",) if disabled_by_group else ()),
-        source=row.source,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def _sample_values(server_id: int, metrics: Metrics, counters: Counters | None) -> dict[str, Any]:
-    values = metrics.model_dump(exclude={"disks"})
-    if values["collected_at"].tzinfo is None:
-        raise ValueError("Metrics.collected_at must be timezone-aware")
-    values["server_id"] = server_id
-    values["disks"] = [disk.model_dump() for disk in metrics.disks]
-    values["counters"] = counters.model_dump() if counters else None
-    return values
-
-
-def _sample(row: Any) -> Sample:
-    fields = dict(row)
-    fields.pop("id", None)
-    fields["disks"] = [DiskUsage.model_validate(d) for d in fields["disks"] or []]
-    fields["counters"] = Counters.model_validate(fields["counters"]) if fields["counters"] else None
-    return Sample.model_validate(fields)
-
-
-def _run(row: RunRow, server_name: str) -> Run:
-    return Run(
-        id=row.id,
-        server_id=row.server_id,
-        server_name=server_name,
-        job_key=row.job_key,
-        trigger=row.trigger,
-        attempt=row.attempt,
-        status=row.status,
-        error=row.error,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        duration_s=row.duration_s,
-    )
-
-
-def _insert_samples(dialect: str) -> Any:
-    """INSERT of samples that keeps one per server and collected_at (the first)."""
-    insert_ = _postgresql().insert if dialect == "postgresql" else sqlite.insert
-    return insert_(SampleRow.__table__).on_conflict_do_nothing(index_elements=["server_id", "collected_at"])
-
-
-def _postgresql() -> Any:
-    """SQLAlchemy's PostgreSQL dialect, imported when used (~25 ms a SQLite user never pays)."""
-    from sqlalchemy.dialects import postgresql
-
-    return postgresql

@@ -7,7 +7,7 @@ needs a new revision there.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -151,6 +151,17 @@ class AuditRow(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(255))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+# The Core tables of the servers, samples and runs, for the statements that skip the ORM
+# (executemany, RETURNING in bulk: store/group_commit.py), and their columns. cast: a mapped
+# class's __table__ is typed as any FromClause.
+SERVERS_TABLE = cast(Table, ServerRow.__table__)
+SAMPLES_TABLE = cast(Table, SampleRow.__table__)
+RUNS_TABLE = cast(Table, RunRow.__table__)
+SERVER_COLUMNS = SERVERS_TABLE.c
+SAMPLE_COLUMNS = SAMPLES_TABLE.c
+RUN_COLUMNS = RUNS_TABLE.c
 
 
 # -- rollups (fleettop.store.rollups writes and reads them; the bucket math is fleettop.rollup) --

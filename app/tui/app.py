@@ -38,6 +38,7 @@ from fleettop.tui.screens.detail import DetailScreen
 from fleettop.tui.screens.form import ServerForm
 from fleettop.tui.screens.help import HelpScreen
 from fleettop.tui.screens.queue import QueueScreen
+from fleettop.views import Health
 
 COUNTS_INTERVAL = 1.5  # seconds between queue/fleet count refreshes, while anything happens
 # When nothing happens (no event for ACTIVE_WINDOW seconds, all healthy, no run due) the
@@ -285,11 +286,9 @@ class FleetApp(App):
         try:
             health = await service.health()
         except Exception as exc:
-            health = {"redis": False, "database": False, "worker": "none"}
+            health = Health(redis=False, database=False, worker="none")
             self.log.warning(f"health: {exc!r}")
-        self._healthy = bool(
-            health.get("redis") and health.get("database") and health.get("worker") not in (None, "none")
-        )
+        self._healthy = health.redis and health.database and health.worker != "none"
         self.dashboard.show_health(health)
         read_stats, aggregate = await asyncio.gather(service.stats(), service.aggregate(), return_exceptions=True)
         if isinstance(read_stats, BaseException) or isinstance(aggregate, BaseException):

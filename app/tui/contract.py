@@ -9,7 +9,6 @@ SQLAlchemy or asyncssh.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -17,7 +16,7 @@ from fleettop.alerting import AlertRecord, SilenceRecord
 from fleettop.config import ServerConfig
 from fleettop.domain import CleanResult, Event, FleetAggregate, Metrics, QueueStats, Run, Server
 from fleettop.rollup import DAY_S, DEFAULT_POINTS
-from fleettop.views import HostKeyCheck, ServerDetail, ServerView
+from fleettop.views import Health, HostKeyCheck, ScheduleEntry, ServerDetail, ServerView
 
 
 class FleetView(Protocol):
@@ -45,8 +44,8 @@ class FleetView(Protocol):
     async def stats(self, *, cached: bool = False) -> QueueStats: ...
     async def aggregate(self) -> FleetAggregate: ...
     async def failed_runs(self, limit: int = 50) -> list[Run]: ...
-    async def schedule(self) -> list[tuple[str, int, datetime | None]]: ...
-    async def health(self) -> dict[str, object]: ...
+    async def schedule(self) -> list[ScheduleEntry]: ...
+    async def health(self) -> Health: ...
 
     # Alerts: open and recent ones, acknowledge one, silence a server's rule for a while.
     async def alerts(self, *, everything: bool = False) -> list[AlertRecord]: ...

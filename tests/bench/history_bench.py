@@ -38,7 +38,8 @@ from fleettop.rollup import DAY_S, FIVE_MINUTES, ONE_HOUR, bucket_start  # noqa:
 from fleettop.store import repo as repo_module  # noqa: E402
 from fleettop.store import rollups  # noqa: E402
 from fleettop.store.db import open_database  # noqa: E402
-from fleettop.store.repo import Repository, _sample_values  # noqa: E402
+from fleettop.store.repo import Repository  # noqa: E402
+from fleettop.store.rows import sample_values  # noqa: E402
 from fleettop.store.tables import SampleRow  # noqa: E402
 from fleettop.wiring import fill_demo_history  # noqa: E402
 
@@ -152,8 +153,7 @@ async def size_per_server_year(repo: Repository, database: Any, scratch: Path) -
     now = int(time.time())
     start = bucket_start(now, 60) - 14 * DAY_S
     rows = [
-        _sample_values(server.id, sample(datetime.fromtimestamp(start + 60 * i, UTC), i), None)
-        for i in range(14 * 1440)
+        sample_values(server.id, sample(datetime.fromtimestamp(start + 60 * i, UTC), i), None) for i in range(14 * 1440)
     ]
     async with database.engine.begin() as conn:
         for chunk in range(0, len(rows), 5000):

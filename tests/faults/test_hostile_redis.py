@@ -181,7 +181,7 @@ async def test_a_malformed_audit_entry_stops_no_process_from_starting(make_confi
 
         await _push(service, poison)
     async with service_for(data, worker=True) as dashboard_service:  # what the dashboard opens
-        assert (await dashboard_service.health())["database"] is True
+        assert (await dashboard_service.health()).database is True
         dead = await _dead(dashboard_service)
     assert [item["reason"].split(":")[0] for item in dead] == ["malformed"] * 3, dead
 

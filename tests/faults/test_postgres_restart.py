@@ -54,7 +54,7 @@ async def test_postgres_restart_mid_collection_loses_no_sample(make_config, shor
         await asyncio.sleep(2.5)  # the probes answer while the database is away
         answered_in_outage = sum(fleet.host(name).answers for name in NAMES) - answers_before
         health = await service.health()
-        assert health["database"] is False and health["redis"] is True
+        assert health.database is False and health.redis is True
         for name in NAMES:
             fleet.slow(name, 0)
         private_postgres.start()
@@ -65,7 +65,7 @@ async def test_postgres_restart_mid_collection_loses_no_sample(make_config, shor
             outcome = (await service.manual_outcomes([server.id]))[0]
             assert outcome.status == "ok", (server.name, outcome)
         health = await service.health()
-        assert health["database"] is True
+        assert health.database is True
         runs = [run for s in servers for run in await service.repo.recent_runs(s.id, 20)]
         assert not [run for run in runs if run.status == "running"], "a run left running forever"
         manual_ok = [run for run in runs if run.status == "ok" and run.trigger != "scheduled"]
@@ -150,7 +150,7 @@ async def test_a_frozen_postgres_is_shown_as_down(make_config, short_dir: Path, 
 
     data = make_config(servers=["sim-0001"], interval=3600, database={"url": private_postgres.url})
     async with service_for(data, worker=False) as service:
-        assert (await service.health())["database"] is True
+        assert (await service.health()).database is True
         pids = private_postgres.pids()
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
@@ -163,6 +163,6 @@ async def test_a_frozen_postgres_is_shown_as_down(make_config, short_dir: Path, 
             for pid in pids:
                 os.kill(pid, signal.SIGCONT)
         answered_in = time.monotonic() - started
-        assert health is not None and health["database"] is False, "health() hung on a frozen database"
-        assert (await service.health())["database"] is True
+        assert health is not None and health.database is False, "health() hung on a frozen database"
+        assert (await service.health()).database is True
     print(f"frozen postgres reported down in {answered_in:.1f}s")

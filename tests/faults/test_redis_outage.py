@@ -36,7 +36,11 @@ async def test_redis_restart_under_a_dashboard_and_a_headless_worker(
                 async def header_says(redis_ok: bool) -> bool:
                     await pilot.pause(0.1)
                     shown = str(header.render())
-                    return (header.health or {}).get("redis") is redis_ok and ("redis ✓" in shown) == redis_ok
+                    return (
+                        header.health is not None
+                        and header.health.redis is redis_ok
+                        and ("redis ✓" in shown) == redis_ok
+                    )
 
                 await wait_until(lambda: header_says(True), 20)
                 servers = await service.resolve(NAMES)
@@ -51,7 +55,7 @@ async def test_redis_restart_under_a_dashboard_and_a_headless_worker(
                 outage_at = datetime.now(timezone.utc)
                 await wait_until(lambda: header_says(False), 15)
                 health = await service.health()
-                assert health["redis"] is False and health["database"] is True
+                assert health.redis is False and health.database is True
                 await asyncio.sleep(3)  # the outage lasts
                 assert headless.process.returncode is None, headless.text()[-2000:]
                 assert app.is_running
@@ -97,7 +101,7 @@ async def test_a_frozen_redis_is_shown_as_down_and_survived(make_config, short_d
 
     data = make_config(servers=NAMES[:2], interval=10, redis={"url": private_redis.url})
     async with service_for(data, worker=True) as service:
-        assert (await service.health())["redis"] is True
+        assert (await service.health()).redis is True
         os.kill(private_redis.process.pid, signal.SIGSTOP)
         started = time.monotonic()
         try:
@@ -107,7 +111,7 @@ async def test_a_frozen_redis_is_shown_as_down_and_survived(make_config, short_d
         finally:
             os.kill(private_redis.process.pid, signal.SIGCONT)
         answered_in = time.monotonic() - started
-        assert health is not None and health["redis"] is False, "health() hung on a frozen Redis"
+        assert health is not None and health.redis is False, "health() hung on a frozen Redis"
         await wait_until(lambda: redis_ok(service), 15)
         servers = await service.resolve(NAMES[:2])
         await service.collect_now(NAMES[:2])
@@ -117,7 +121,7 @@ async def test_a_frozen_redis_is_shown_as_down_and_survived(make_config, short_d
 
 
 async def redis_ok(service) -> bool:
-    return (await service.health())["redis"] is True
+    return (await service.health()).redis is True
 
 
 async def test_collect_wait_when_redis_goes_away_is_one_line(make_config, short_dir: Path, fleet, private_redis):
@@ -165,8 +169,8 @@ async def test_a_dashboard_worker_is_running_even_before_its_heartbeat_reaches_a
         await wait_until(lambda: health_says(service, "running"), 20)
         await service.cache.redis.flushdb()  # as a Redis started again: no heartbeat in it
         assert await service.workers_alive() == 0
-        assert (await service.health())["worker"] == "running"
+        assert (await service.health()).worker == "running"
 
 
 async def health_says(service, worker: str) -> bool:
-    return (await service.health())["worker"] == worker
+    return (await service.health()).worker == worker

@@ -29,7 +29,7 @@ def _files_bytes(directory: Path) -> bytes:
 async def _collects_through_redis(data) -> None:
     """With this config's Redis: healthy, and a manual collection of sim-0001 succeeds."""
     async with service_for(data, worker=True) as service:
-        assert (await service.health())["redis"] is True
+        assert (await service.health()).redis is True
         servers = await service.resolve(["sim-0001"])
         await service.collect_now(["sim-0001"])
         await service.wait_collected(servers, timeout=30)
@@ -225,7 +225,7 @@ async def test_embedded_redis_is_reachable_only_through_an_owner_only_socket(sho
             assert await client.config_get("bind")  # answered through the socket
         finally:
             await client.aclose()
-        assert (await service.health())["redis"] is True
+        assert (await service.health()).redis is True
 
 
 async def test_the_audit_log_records_every_change_and_manual_action(make_config, short_dir: Path, fleet):

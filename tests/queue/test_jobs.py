@@ -215,7 +215,7 @@ async def test_pause_holds_jobs_and_resume_releases_them(make_config, database_u
         stats = await service.stats()
         assert stats.paused and stats.waiting >= 2 and stats.active == 0 and stats.completed == 0
         assert await service.repo.last_runs([server.id for server in servers]) == {}
-        assert (await service.health())["worker"] == "paused"
+        assert (await service.health()).worker == "paused"
 
         resumed = time.monotonic()
         await service.resume()

@@ -58,7 +58,7 @@ async def test_reconcile_adds_moves_and_withdraws_links_idempotently(make_config
         assert (await reconcile(deps)).withdrawn == 1
         assert (await service.stats()).scheduled == 2
         schedule = await service.schedule()
-        assert [name for name, _, _ in schedule] == ["sim-0001", "sim-0002"]
+        assert [entry.name for entry in schedule] == ["sim-0001", "sim-0002"]
 
 
 async def test_reconcile_drops_a_server_list_left_stale_by_a_change_redis_did_not_hear(

@@ -117,6 +117,35 @@ def test_every_problem_is_reported_at_once(tmp_path):
     }
 
 
+def test_each_problem_is_a_record_the_line_is_made_of(tmp_path):
+    """ConfigError.records: the key's path as a tuple, the message, where it was set; each line
+    of ConfigError.problems is its record, rendered (what the TUI form and the CLI each read)."""
+    path = tmp_path / "config.yaml"
+    path.write_text("servers:\n  - name: web1\n    host: h1\n    port: 0\n    thresholds:\n      cpu: lots\n")
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path, environ={"FLEETTOP_WORKER__CONCURRENCY": "0"})
+    records = caught.value.records
+    assert [(r.location, r.where) for r in records] == [
+        (("worker", "concurrency"), "environment FLEETTOP_WORKER__CONCURRENCY: "),
+        (("servers", 0, "port"), f"{path}:4: "),
+        (("servers", 0, "thresholds", "cpu"), f"{path}:6: "),
+    ]
+    assert records[1].message == "must be between 1 and 65535 (got 0)" and records[1].key == "servers[0].port"
+    assert caught.value.problems == [str(record) for record in records]
+    assert caught.value.problems[1] == f"{path}:4: servers[0].port: must be between 1 and 65535 (got 0)"
+
+    with pytest.raises(config.ConfigError) as caught:
+        config.validate_server({"name": "web 1", "host": "h1", "thresholds": {"ram": 101}})
+    assert [(r.location, r.where) for r in caught.value.records] == [(("name",), ""), (("thresholds", "ram"), "")]
+    assert caught.value.problems[1] == "thresholds.ram: threshold must be between 0 and 100 (got 101)"
+
+    (tmp_path / "dir.yaml").mkdir()
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(tmp_path / "dir.yaml", environ={})
+    (record,) = caught.value.records
+    assert record.location is None and str(record) == f"{tmp_path / 'dir.yaml'}: is not a regular file"
+
+
 def test_a_top_level_that_is_not_a_mapping(tmp_path):
     problems = problems_of(tmp_path, "- just\n- a list\n")
     assert problems == [f"{tmp_path / 'config.yaml'}:1: the top level must be a mapping of keys, not list"]
@@ -143,7 +172,7 @@ def test_a_named_config_file_that_does_not_exist_is_an_error(tmp_path, monkeypat
 
 
 def test_only_the_default_config_file_may_be_missing(tmp_path, monkeypatch):
-    monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", tmp_path / "absent.yaml")
+    monkeypatch.setattr(config.loader, "DEFAULT_CONFIG_PATH", tmp_path / "absent.yaml")
     loaded = config.load(environ={})
     assert not loaded.exists
 

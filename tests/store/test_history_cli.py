@@ -134,7 +134,7 @@ def test_db_rollup_rolls_up_the_samples_stored_before_the_rollups(fleettop, conf
     of samples, and doing it again changes nothing."""
     from sqlalchemy import insert
 
-    from fleettop.store.repo import _sample_values
+    from fleettop.store.rows import sample_values
     from fleettop.store.tables import SampleRow
 
     fleettop("servers", "add", "web1", "--host", "h1")
@@ -144,7 +144,7 @@ def test_db_rollup_rolls_up_the_samples_stored_before_the_rollups(fleettop, conf
         async with repo._database.engine.begin() as conn:
             await conn.execute(
                 insert(SampleRow.__table__),
-                [_sample_values(server.id, metrics(at(m), cpu=float(m)), None) for m in range(120)],
+                [sample_values(server.id, metrics(at(m), cpu=float(m)), None) for m in range(120)],
             )
 
     with_repo(config_path, store_raw)

@@ -122,7 +122,7 @@ def test_demo_takes_a_whole_number_of_hosts_up_to_its_maximum(run, value, messag
 @pytest.fixture
 def first_run(tmp_path, monkeypatch):
     """No config file at the default path, and a fresh data_dir."""
-    monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", tmp_path / "no-config.yaml")
+    monkeypatch.setattr(config.loader, "DEFAULT_CONFIG_PATH", tmp_path / "no-config.yaml")
     monkeypatch.delenv("FLEETTOP_CONFIG", raising=False)
     monkeypatch.setenv("FLEETTOP_DATA_DIR", str(tmp_path / "data"))
 

@@ -51,7 +51,7 @@ async def test_0002_makes_the_stored_built_in_defaults_inherited_and_keeps_other
     from sqlalchemy import insert, select
 
     from fleettop.store import db as store_db
-    from fleettop.store.repo import _sample_values as sample_values
+    from fleettop.store.rows import sample_values
     from fleettop.store.tables import SampleRow, ServerRow
 
     def upgrade_to_0001(sync) -> None:

@@ -27,7 +27,7 @@ from fleettop.domain import (
     classify,
 )
 from fleettop.rollup import Point, Series, plan_read
-from fleettop.views import HistoryCharts, ServerDetail, ServerView
+from fleettop.views import Health, HistoryCharts, ScheduleEntry, ServerDetail, ServerView
 
 NOW = datetime(2026, 3, 14, 9, 26, 53, tzinfo=timezone.utc)
 
@@ -308,7 +308,7 @@ class FixedFleet:
         return FleetAggregate(total=8, up=7, down=1, alerting=1, avg_cpu=40.0, avg_ram=59.0, avg_disk=58.0)
 
     async def health(self):
-        return {"redis": True, "database": True, "worker": "paused" if self.paused else "running"}
+        return Health(redis=True, database=True, worker="paused" if self.paused else "running")
 
     async def is_paused(self):
         return self.paused
@@ -339,7 +339,10 @@ class FixedFleet:
         ]
 
     async def schedule(self):
-        return [(row.server.name, row.server.interval, row.next_run_at) for row in self.rows]
+        return [
+            ScheduleEntry(name=row.server.name, interval=row.server.interval, next_run_at=row.next_run_at)
+            for row in self.rows
+        ]
 
     async def events(self):
         await asyncio.Event().wait()

@@ -502,7 +502,7 @@ async def test_without_a_config_file_the_dashboard_says_where_one_would_go(
     """As `fleettop` starts: no file at the config path, the defaults (and the environment)
     apply, and a notification names the file to create; with the file there, none."""
     path = tmp_path / "conf" / "config.yaml"
-    monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", path)  # only the default path may be missing
+    monkeypatch.setattr(config.loader, "DEFAULT_CONFIG_PATH", path)  # only the default path may be missing
     environ = {
         "FLEETTOP_DATA_DIR": str(tmp_path / "data"),
         "FLEETTOP_REDIS__URL": redis_url,

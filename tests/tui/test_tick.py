@@ -9,6 +9,7 @@ from fixed_fleet import NOW
 
 from fleettop.tui import format as fmt
 from fleettop.tui.app import FleetApp
+from fleettop.views import Health
 
 SIZE = (160, 30)
 
@@ -76,7 +77,7 @@ async def test_the_count_refresh_rests_while_nothing_happens() -> None:
         original = fleet.health
 
         async def down():
-            return {"redis": False, "database": True, "worker": "running"}
+            return Health(redis=False, database=True, worker="running")
 
         fleet.health = down
         await app.refresh_counts()

@@ -51,7 +51,9 @@ async def settled(service: FleetService, timeout: float = 30.0) -> None:
     while time.monotonic() < deadline:
         now = datetime.now(timezone.utc)
         schedule = await service.schedule()
-        if schedule and all(at is not None and at > now + timedelta(minutes=10) for _, _, at in schedule):
+        if schedule and all(
+            entry.next_run_at is not None and entry.next_run_at > now + timedelta(minutes=10) for entry in schedule
+        ):
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"the first scheduled round did not settle: {await service.schedule()}")

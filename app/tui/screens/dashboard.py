@@ -18,7 +18,7 @@ from fleettop.tui import format as fmt
 from fleettop.tui.screens.base import FleetScreen
 from fleettop.tui.widgets.bars import HeaderBar, QueueBar, SummaryBar
 from fleettop.tui.widgets.server_table import ServerTable
-from fleettop.views import ServerView
+from fleettop.views import Health, ServerView
 
 Update = TypeVar("Update", bound=Callable[..., None])
 
@@ -101,9 +101,7 @@ class DashboardScreen(FleetScreen):
             self.show_info()
 
     @_while_running
-    def show_counts(
-        self, *, stats: QueueStats | None, aggregate: FleetAggregate | None, health: dict[str, Any]
-    ) -> None:
+    def show_counts(self, *, stats: QueueStats | None, aggregate: FleetAggregate | None, health: Health) -> None:
         self.query_one(QueueBar).show(stats)
         self.query_one(SummaryBar).show(aggregate=aggregate)
         self.show_health(health)
@@ -112,8 +110,8 @@ class DashboardScreen(FleetScreen):
             self.refresh_bindings()  # the footer's p: Pause or Resume
 
     @_while_running
-    def show_health(self, health: dict[str, Any]) -> None:
-        self.worker = health.get("worker")
+    def show_health(self, health: Health) -> None:
+        self.worker = health.worker
         self.query_one(HeaderBar).show(health=health)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

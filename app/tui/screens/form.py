@@ -12,26 +12,27 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.widgets import Button, Checkbox, Footer, Input, Label, RadioButton, RadioSet, Static
 
-from fleettop.config import ConfigError, ServerConfig, validate_server
+from fleettop.config import ConfigError, ConfigProblem, ServerConfig, validate_server
+from fleettop.config.problems import Location
 from fleettop.domain import Server
 from fleettop.tui import FAILED
 from fleettop.tui import format as fmt
 from fleettop.tui.screens.base import FleetScreen
 
 AUTH_METHODS = ("agent", "key", "password")
-# Form field id -> the config key its errors are reported under.
-TEXT_FIELDS = {
-    "name": "name",
-    "host": "host",
-    "port": "port",
-    "username": "username",
-    "key_file": "key_file",
-    "interval": "interval",
-    "cpu": "thresholds.cpu",
-    "ram": "thresholds.ram",
-    "disk": "thresholds.disk",
-    "tags": "tags",
-    "jump": "jump",
+# Form field id -> the location (ConfigProblem.location) of the config key its errors are about.
+TEXT_FIELDS: dict[str, Location] = {
+    "name": ("name",),
+    "host": ("host",),
+    "port": ("port",),
+    "username": ("username",),
+    "key_file": ("key_file",),
+    "interval": ("interval",),
+    "cpu": ("thresholds", "cpu"),
+    "ram": ("thresholds", "ram"),
+    "disk": ("thresholds", "disk"),
+    "tags": ("tags",),
+    "jump": ("jump",),
 }
 
 
@@ -69,7 +70,7 @@ class ServerForm(FleetScreen):
         self.server = server
         self.config_path = config_path
         self.read_only = server is not None and server.source == "config"
-        self.errors: dict[str, str] = {}
+        self.errors: dict[Location | None, ConfigProblem] = {}  # the first problem of each key
         self.touched: set[str] = set()  # errors show under fields the user has changed, all on save
 
     def compose(self) -> ComposeResult:
@@ -190,17 +191,17 @@ class ServerForm(FleetScreen):
         try:
             config = validate_server(self.fields())
         except ConfigError as exc:
-            for problem in exc.problems:
-                key, _, message = problem.partition(": ")
-                self.errors.setdefault(key, message)
-        for field_id, key in TEXT_FIELDS.items():
-            error = self.errors.get(key, "") if field_id in self.touched else ""
+            for problem in exc.records:
+                self.errors.setdefault(problem.location, problem)
+        for field_id, location in TEXT_FIELDS.items():
+            shown = self.errors.get(location) if field_id in self.touched else None
+            error = shown.message if shown else ""
             error_line = self.query_one(f"#{field_id}-error", Static)
             error_line.update(fmt.safe(error))
             error_line.display = bool(error)
             self.query_one(f"#{field_id}", Input).set_class(bool(error), "-bad-value")
         # Problems of fields without an input of their own (none expected, but never hidden).
-        others = [f"{key}: {message}" for key, message in self.errors.items() if key not in TEXT_FIELDS.values()]
+        others = [str(problem) for location, problem in self.errors.items() if location not in TEXT_FIELDS.values()]
         general = self.query_one("#form-error", Static)
         general.update(fmt.safe("; ".join(others)))
         general.display = bool(others)

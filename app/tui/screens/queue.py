@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -17,6 +15,7 @@ from fleettop.tui import FAILED
 from fleettop.tui import format as fmt
 from fleettop.tui.screens.base import FleetScreen
 from fleettop.tui.widgets.bars import HeaderBar, QueueBar
+from fleettop.views import ScheduleEntry
 
 RELOAD_INTERVAL = 2.0  # health, the failed runs and the schedule, while this screen is open
 
@@ -143,16 +142,16 @@ class QueueScreen(FleetScreen):
             finished = fmt.timestamp(run.finished_at or run.started_at)
             line.update(Content.assemble((f"{finished}  ", "$text-muted"), (fmt.clean(run.error), "$text-error")))
 
-    def _show_schedule(self, schedule: list[tuple[str, int, datetime | None]]) -> None:
+    def _show_schedule(self, schedule: list[ScheduleEntry]) -> None:
         table = self.query_one("#schedule", DataTable)
         table.clear()
         now = self.fleet.clock()
-        for name, interval, next_run_at in schedule:
+        for entry in schedule:
             table.add_row(
-                fmt.safe(name),
-                Text(fmt.duration(interval), justify="right"),
-                Text(fmt.timestamp(next_run_at)),
-                Text(fmt.until(next_run_at, now), justify="right"),
+                fmt.safe(entry.name),
+                Text(fmt.duration(entry.interval), justify="right"),
+                Text(fmt.timestamp(entry.next_run_at)),
+                Text(fmt.until(entry.next_run_at, now), justify="right"),
             )
         table.display = bool(schedule)
         self.query_one("#schedule-none").display = not schedule

@@ -15,6 +15,7 @@ from textual.widgets import Static
 
 from fleettop.domain import FleetAggregate, QueueStats
 from fleettop.tui import format as fmt
+from fleettop.views import Health
 
 WORKER_LABELS = {
     "running": "[$success]●[/] worker running",
@@ -51,11 +52,11 @@ class HeaderBar(_Bar):
 
     def __init__(self, *, demo: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.health: dict[str, Any] | None = None
+        self.health: Health | None = None  # None: not read yet
         self.now: datetime | None = None
         self.demo = demo  # --demo: nothing done here is kept, and the header says so
 
-    def show(self, *, health: dict[str, Any] | None = None, now: datetime | None = None) -> None:
+    def show(self, *, health: Health | None = None, now: datetime | None = None) -> None:
         if health is not None:
             self.health = health
         if now is not None:
@@ -63,15 +64,16 @@ class HeaderBar(_Bar):
         self._refresh_content()
 
     def _refresh_content(self) -> None:
-        health = self.health or {}
-        key = (health.get("worker"), health.get("redis"), health.get("database"), self.now, self.size.width)
+        key = (self.health, self.now, self.size.width)
         self._put(key, self._content)
 
     def _content(self) -> Content:
-        health = self.health or {}
-        worker = WORKER_LABELS.get(health.get("worker", ""), "[$text-muted]worker …[/]")
+        health = self.health
+        worker = WORKER_LABELS[health.worker] if health else "[$text-muted]worker …[/]"
         clock = self.now.strftime("%Y-%m-%d %H:%M:%S") if self.now else ""
-        status = f"{worker}   redis {_ok(health.get('redis'))}  db {_ok(health.get('database'))}"
+        status = (
+            f"{worker}   redis {_ok(health.redis if health else None)}  db {_ok(health.database if health else None)}"
+        )
         left = Content.from_markup(f"[b]fleettop[/]  {status}")
         if self.demo:  # the whole warning where it fits beside the clock, else the marker only
             for mark in (DEMO_SAID, DEMO_MARK):
