@@ -24,12 +24,12 @@ from pathlib import Path
 
 import redis
 import yaml
+from peers import peer_bin  # noqa: F401 -- the peers' venv (ansible, parallel-ssh, py-spy), made on first use
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
 FLEETTOP = str(VENV_BIN / "fleettop") if (VENV_BIN / "fleettop").exists() else None
-PEER_BIN = Path(os.environ.get("FLEETTOP_BENCH_PEERVENV", "/work/peervenv")) / "bin"
 REDIS_URL = os.environ.get("FLEETTOP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -1,6 +1,7 @@
 """fleettop's benchmarks against its peers, in one run: `python tests/bench/run.py [--quick] [--profile DIR]`
 (or `pytest tests/bench -s`). Needs root (the sshd user), OpenSSH's sshd, Redis at
-127.0.0.1:6379 and /work/peervenv (ansible-core, parallel-ssh, py-spy).
+127.0.0.1:6379 and PyPI on first use: the peers (ansible-core, parallel-ssh, py-spy) get a
+venv of their own under ~/.cache/fleettop-bench (tests/bench/peers.py).
 
 Hosts: 100 "real" hosts (one OpenSSH sshd on a loopback port, 100 server entries
 with distinct names; MaxStartups/MaxSessions raised as 100 separate sshds would
@@ -226,7 +227,7 @@ class Bench:
         # parallel-ssh
         out = run_timed(
             [
-                str(harness.PEER_BIN / "python"),
+                harness.peer_bin("python"),
                 str(harness.BENCH / "peer_pssh.py"),
                 str(sshd.port),
                 sshd.user,
@@ -327,7 +328,7 @@ ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o UserKnownHostsFile={s
 pipelining = True
 """)
             env = {"ANSIBLE_CONFIG": str(work / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", "HOME": str(work)}
-            cmd = [str(harness.PEER_BIN / "ansible"), "all", "-m", "command", "-a", "cat /proc/loadavg"]
+            cmd = [harness.peer_bin("ansible"), "all", "-m", "command", "-a", "cat /proc/loadavg"]
             walls = []
             for _ in range(2):
                 timed = run_timed(cmd, timeout=600, env=env, cwd=work)
@@ -497,7 +498,7 @@ pipelining = True
         """py-spy on the headless worker (on-CPU samples) and on the CLI (wall: --idle), warm round."""
         assert self.profile_dir is not None
         self.profile_dir.mkdir(parents=True, exist_ok=True)
-        spy = str(harness.PEER_BIN / "py-spy")
+        spy = harness.peer_bin("py-spy")
         worker_out = self.profile_dir / f"{tag}-worker.txt"
         recorder = subprocess.Popen(
             [
