@@ -128,6 +128,21 @@ def tcp_ports(pid: int) -> set[int]:
     return ports
 
 
+TCP_STATES = {"01": "established", "04": "fin-wait-1", "05": "fin-wait-2", "06": "time-wait", "08": "close-wait"}
+
+
+def client_sockets(ports: set[int]) -> collections.Counter[str]:
+    """What /proc/net/tcp says of the sockets whose local port is one of `ports`: their states,
+    "owned by no process" when the inode is 0 (closed by its process, still in the kernel)."""
+    found: collections.Counter[str] = collections.Counter()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) in ports:
+            state = TCP_STATES.get(fields[3], fields[3])
+            found[state + (", owned by no process" if fields[9] == "0" else "")] += 1
+    return found
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -357,23 +372,98 @@ class ScaleOut:
         return t0
 
     def judge_windows(self, db_url: str, t0: float, t_end: float, interval: float, count: int) -> None:
+        """Samples per server per interval, two ways. Each server's own schedule: its grid is
+        anchored on its least late sample (collections are due on a grid, planned + k x interval,
+        and never start early), and the last --windows whole grid intervals before the end are
+        counted (they begin at most one interval before the measured span). And fixed windows
+        [t0 + k x interval, ...), the same for every server: a collection a few seconds late
+        near a boundary moves to the next window there, so a miss and a double can show
+        there that the own-grid count does not have; the gaps between samples tell."""
         servers = {row["id"]: row["name"] for row in query(db_url, "SELECT id, name FROM servers WHERE enabled")}
         samples = query(
             db_url,
             "SELECT server_id, extract(epoch FROM collected_at)::float8 AS t FROM samples "
-            "WHERE collected_at >= $1 ORDER BY server_id, collected_at",
-            _ts(t0 - 2 * interval),
+            "WHERE collected_at >= $1 AND collected_at < $2 ORDER BY server_id, collected_at",
+            _ts(t0 - interval),
+            _ts(t_end),
         )
-        windows = self.args.windows
-        per = {sid: [0] * windows for sid in servers}
+        windows, margin = self.args.windows, 0.5
         times: dict[int, list[float]] = collections.defaultdict(list)
         for row in samples:
             times[row["server_id"]].append(row["t"])
-            if t0 <= row["t"] < t_end:
-                per[row["server_id"]][int((row["t"] - t0) // interval)] += 1
-        counts = [n for values in per.values() for n in values]
-        missed = sorted((servers[sid], k) for sid, values in per.items() for k, n in enumerate(values) if n == 0)
-        doubled = sorted((servers[sid], k, n) for sid, values in per.items() for k, n in enumerate(values) if n > 1)
+        fixed = {sid: [0] * windows for sid in servers}
+        own = {sid: [0] * windows for sid in servers}
+        lateness = []
+        for sid in servers:
+            ts = times.get(sid, [])
+            for t in ts:
+                if t >= t0:
+                    fixed[sid][int((t - t0) // interval)] += 1
+            if not ts:
+                continue
+            shifts = [((t - ts[0] + interval / 2) % interval) - interval / 2 for t in ts]
+            anchor = ts[0] + min(shifts)
+            lateness += [shift - min(shifts) for shift in shifts]
+            last = anchor + math.floor((t_end - anchor) / interval) * interval - margin
+            for t in ts:
+                k = math.floor((last - t) / interval)  # 0: the interval just before `last`
+                if 0 <= k < windows:
+                    own[sid][windows - 1 - k] += 1
+        gaps = []
+        for ts in times.values():
+            gaps += [b - a for a, b in zip(ts, ts[1:], strict=False)]
+
+        def judge(per: dict[int, list[int]]) -> tuple[list[int], list, list]:
+            counts = [n for values in per.values() for n in values]
+            missed = sorted((servers[sid], k) for sid, values in per.items() for k, n in enumerate(values) if n == 0)
+            doubled = sorted((servers[sid], k, n) for sid, values in per.items() for k, n in enumerate(values) if n > 1)
+            return counts, missed, doubled
+
+        counts, missed, doubled = judge(own)
+        self.add(
+            Figure(
+                f"collections per host per interval of its schedule, {count} hosts x {windows} intervals",
+                [min(counts), max(counts)],
+                "",
+                f"samples in the database ({len(samples)} rows) per server in each of its last {windows} grid "
+                "intervals before the end of the windows (the grid anchored on its least late sample); "
+                f"lateness behind the grid: median {statistics.median(lateness):.1f} s, max {max(lateness):.1f} s",
+                target="exactly 1",
+                met=len(servers) == count and not missed and not doubled,
+                note=f"min {min(counts)}, max {max(counts)}; {len(missed)} missed, {len(doubled)} doubled",
+            )
+        )
+        for what, found in (("missed", missed), ("doubled", doubled)):
+            if found:
+                self.notes.append(f"{what} on its own grid: {found[:20]}{' ...' if len(found) > 20 else ''}")
+        fcounts, fmissed, fdoubled = judge(fixed)
+        self.add(
+            Figure(
+                f"samples per host per fixed {interval:g} s window, {count} hosts x {windows} windows",
+                [min(fcounts), max(fcounts)],
+                "",
+                "the same samples in windows common to all servers, from the windows' start: a collection late by "
+                "a few seconds near a boundary counts in the next window (see the gaps)",
+                note=f"min {min(fcounts)}, max {max(fcounts)}; {len(fmissed)} missed, {len(fdoubled)} doubled",
+            )
+        )
+        if fmissed or fdoubled:
+            self.notes.append(
+                f"fixed windows: missed {fmissed[:5]}{' ...' if len(fmissed) > 5 else ''}, doubled "
+                f"{fdoubled[:5]}{' ...' if len(fdoubled) > 5 else ''}"
+            )
+        if gaps:
+            long, short = sum(g > 1.5 * interval for g in gaps), sum(g < 0.5 * interval for g in gaps)
+            self.add(
+                Figure(
+                    "gap between a host's consecutive samples (min / max over all hosts)",
+                    [min(gaps), max(gaps)],
+                    "",
+                    f"{len(gaps)} gaps from one interval before the windows to their end; over 1.5 intervals (a miss): "
+                    f"{long}, under half of one (a double): {short}",
+                    note=f"{min(gaps):.2f} s / {max(gaps):.2f} s (median {statistics.median(gaps):.2f} s)",
+                )
+            )
         runs = query(
             db_url,
             "SELECT trigger, status, count(*) AS n FROM runs WHERE started_at >= $1 AND started_at < $2 "
@@ -381,42 +471,11 @@ class ScaleOut:
             _ts(t0),
             _ts(t_end),
         )
-        gaps = []
-        for values in times.values():
-            inside = [t for t in values if t0 - interval <= t < t_end]
-            gaps += [b - a for a, b in zip(inside, inside[1:], strict=False)]
-        met = len(servers) == count and not missed and not doubled
-        self.add(
-            Figure(
-                f"samples per host per {interval:g} s window, {count} hosts x {windows} windows",
-                [min(counts), max(counts)],
-                "",
-                f"samples in the database per server and window ({len(samples)} rows read); "
-                f"missed (0 in a window): {len(missed)}, doubled (2+): {len(doubled)}",
-                target="exactly 1",
-                met=met,
-                note=f"min {min(counts)}, max {max(counts)}; {len(missed)} missed, {len(doubled)} doubled",
-            )
-        )
-        if missed:
-            self.notes.append(f"missed (server, window): {missed[:20]}{' ...' if len(missed) > 20 else ''}")
-        if doubled:
-            self.notes.append(f"doubled (server, window, n): {doubled[:20]}{' ...' if len(doubled) > 20 else ''}")
         self.notes.append(
             "runs started in the windows, by trigger and status: "
             + ", ".join(f"{row['trigger']} {row['status']} {row['n']}" for row in runs)
         )
-        if gaps:
-            self.add(
-                Figure(
-                    "gap between a host's consecutive samples (min / max over all hosts)",
-                    [min(gaps), max(gaps)],
-                    "",
-                    f"{len(gaps)} gaps, from the interval before the windows to their end",
-                    note=f"{min(gaps):.2f} s / {max(gaps):.2f} s (median {statistics.median(gaps):.2f} s)",
-                )
-            )
-        self.raw["per_window"] = {servers[sid]: values for sid, values in per.items()}
+        self.raw["per_interval"] = {servers[sid]: values for sid, values in own.items()}
 
     def judge_workers(self, workers, cpu0, cpu1, rss, ports, stats0, stats1, baseline, count) -> None:
         owner = {port: index for index, owned in enumerate(ports) for port in owned}
@@ -429,10 +488,29 @@ class ScaleOut:
             else:
                 unattributed += delta
         held = [set() for _ in workers]
+        strays = set()
+        doubled = [0] * len(workers)  # hosts to which one worker holds more than one connection
         for name, host in stats1["hosts"].items():
+            mine = collections.Counter(owner.get(port) for port in host["open"])
+            for index, n in mine.items():
+                if index is not None and n > 1:
+                    doubled[index] += 1
             for port in host["open"]:
                 if port in owner:
                     held[owner[port]].add(name)
+                else:
+                    strays.add(port)
+        if any(doubled):
+            self.notes.append(
+                "hosts to which one worker holds 2+ connections, by worker: " + ", ".join(str(n) for n in doubled)
+            )
+        if strays:
+            # Open for the simulators, held by no worker: what the kernel says of their client side.
+            seen = client_sockets(strays)
+            self.notes.append(
+                f"{len(strays)} connections open for the simulators have a client socket in no worker: "
+                + (", ".join(f"{n} {state}" for state, n in seen.most_common()) or "none left in /proc/net/tcp")
+            )
         per_host, per_host_net, per_collection = [], [], []
         for index, worker in enumerate(workers):
             cpu = cpu1[index] - cpu0[index]
@@ -633,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
                     + [
                         {
                             "notes": bench.notes,
-                            "per_window_sample": dict(list(bench.raw.get("per_window", {}).items())[:5]),
+                            "per_interval_sample": dict(list(bench.raw.get("per_interval", {}).items())[:5]),
                         }
                     ],
                     indent=2,
