@@ -40,6 +40,7 @@ import os
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -264,6 +265,7 @@ class ScaleOut:
             )
             time.sleep(max(0.0, t0 - time.time()))
             self.loads.append(loadavg())
+            spy = self.spy(workers[0].pid, interval) if args.spy else None
             cpu0 = [process_cpu(w.pid) for w in workers]
             sim_cpu0 = [process_cpu(sim.process.pid) for sim in sims]
             stats0 = merge_stats([sim.stats() for sim in sims], prefixes)
@@ -275,6 +277,11 @@ class ScaleOut:
             stats1 = merge_stats([sim.stats() for sim in sims], prefixes)
             self.loads.append(loadavg())
             say(f"windows over (load {loadavg()}); waiting for the collections under way")
+            if spy is not None:
+                spy.wait(60)
+                from spy_top import summarise
+
+                print(summarise(args.spy / "worker0.txt", 30), flush=True)
             time.sleep(min(10.0, interval / 4))
             self.judge_windows(db_url, t0, t_end, interval, count)
             self.judge_workers(workers, cpu0, cpu1, rss, ports, stats0, stats1, baseline, count)
@@ -289,6 +296,8 @@ class ScaleOut:
             # -- warm collect-all beside the workers
             walls, cpus = [], []
             for _ in range(args.collect_repeats):
+                w_cpu0 = [process_cpu(w.pid) for w in workers]
+                s_cpu0 = sum(process_cpu(sim.process.pid) for sim in sims)
                 timed = run_timed(
                     fleettop_cmd("--config", str(fleet.config), "collect", "--all", "--wait"),
                     timeout=COLLECT_TIMEOUT,
@@ -300,7 +309,15 @@ class ScaleOut:
                     raise RuntimeError(f"collect --all --wait: exit {timed.returncode}, {ok}/{count} ok: {bad}")
                 walls.append(timed.wall)
                 cpus.append(timed.cpu)
-                say(f"  collect --all --wait: {timed.wall:.2f} s ({timed.cpu:.2f} s CPU), load {loadavg()}")
+                w_cpu = [process_cpu(w.pid) - c for w, c in zip(workers, w_cpu0, strict=True)]
+                s_cpu = sum(process_cpu(sim.process.pid) for sim in sims) - s_cpu0
+                text = (
+                    f"collect --all --wait: {timed.wall:.2f} s; CPU meanwhile: the CLI {timed.cpu:.2f} s, the workers "
+                    + " + ".join(f"{c:.2f}" for c in w_cpu)
+                    + f" s, the simulators {s_cpu:.2f} s; load {loadavg()}"
+                )
+                self.notes.append(text)
+                say("  " + text)
             self.add(
                 Figure(
                     f"warm collect-all, {count} simulated hosts, {args.workers} workers running",
@@ -326,6 +343,31 @@ class ScaleOut:
             if errors:
                 self.notes.append(f"{len(errors)} tracebacks in the workers' logs (kept in {self.scratch})")
                 args.keep = True
+
+    def spy(self, pid: int, interval: float) -> subprocess.Popen:
+        """py-spy (the peers' venv) on a worker for one interval of the windows: on-CPU samples."""
+        self.args.spy.mkdir(parents=True, exist_ok=True)
+        out = self.args.spy / "worker0.txt"
+        self.notes.append(f"py-spy on worker 0 for {interval:g} s of the windows (100 Hz, raw): {out}")
+        return subprocess.Popen(
+            [
+                harness.peer_bin("py-spy"),
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "100",
+                "--duration",
+                str(int(interval)),
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def keep_logs(self, fleet: Fleet) -> None:
         for log in fleet.root.glob("*.log"):
@@ -683,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=["fleet", "dashboard"], help="run only these parts")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the figures as JSON too")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs)")
+    parser.add_argument("--spy", type=Path, metavar="DIR", help="py-spy worker 0 for one interval of the windows")
     args = parser.parse_args(argv)
     args.hosts = args.hosts or (500 if args.quick else 5000)
     args.interval = args.interval or (20 if args.quick else 60)
