@@ -199,7 +199,12 @@ class ScaleOut:
             prefixes = [f"p{index}-" for index in range(sims_n)]
             servers = []
             for sim, prefix in zip(sims, prefixes, strict=True):
-                servers += harness.sim_servers(sim.info, prefix)[0]
+                # The simulators' key and known_hosts are copied here: their own files sit in
+                # /tmp/fleettop-sim-*, which others' test clean-ups on a shared machine may remove.
+                key = self.scratch / f"client_key-{prefix.rstrip('-')}"
+                shutil.copy(sim.info["client_key"], key)
+                key.chmod(0o600)
+                servers += [{**server, "key_file": str(key)} for server in harness.sim_servers(sim.info, prefix)[0]]
             known_hosts = self.scratch / "known_hosts"
             known_hosts.write_text("".join(Path(sim.info["known_hosts"]).read_text() for sim in sims))
             say(f"simulators up: {len(servers)} hosts")
@@ -242,6 +247,11 @@ class ScaleOut:
                 sampled = query(db_url, "SELECT count(DISTINCT server_id) AS n FROM samples")[0]["n"]
                 if sampled >= count:
                     break
+                failed = query(db_url, "SELECT count(*) AS n, max(error) AS error FROM runs WHERE status = 'failed'")[0]
+                if failed["n"] > count // 10:
+                    raise RuntimeError(
+                        f"{failed['n']} collections failed in the first round, such as: {failed['error']}"
+                    )
                 if time.time() - started > max(600, 10 * interval):
                     raise RuntimeError(f"first round not done after {time.time() - started:.0f} s: {sampled}/{count}")
                 time.sleep(2)
