@@ -286,6 +286,7 @@ class ScaleOut:
             ports = [tcp_ports(w.pid) for w in workers]
             stats1 = merge_stats([sim.stats() for sim in sims], prefixes)
             self.loads.append(loadavg())
+            self.queue_workers(fleet)
             say(f"windows over (load {loadavg()}); waiting for the collections under way")
             if spy is not None:
                 spy.wait(60)
@@ -377,6 +378,25 @@ class ScaleOut:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+        )
+
+    def queue_workers(self, fleet: Fleet) -> None:
+        """The workers as `fleettop queue stats --json` lists them (servers assigned, connections
+        held: their own heartbeats' account), beside the simulators' count."""
+        out = run_timed(fleettop_cmd("--config", str(fleet.config), "queue", "--json", "stats"), timeout=120)
+        try:
+            listed = json.loads(out.output[out.output.index("{") :]).get("workers")
+        except ValueError:
+            listed = None
+        if listed is None:
+            self.notes.append("`queue stats --json` lists no workers (a fleettop before host affinity)")
+            return
+        self.notes.append(
+            "`queue stats --json` workers: "
+            + "; ".join(
+                f"pid {w.get('pid')}: {w.get('servers')} servers assigned, {w.get('connections')} connections held"
+                for w in listed
+            )
         )
 
     def keep_logs(self, fleet: Fleet) -> None:
