@@ -15,8 +15,9 @@ INTERVAL seconds (worker.concurrency 50, as the other figures). Then:
   scheduled runs ok and failed, the gaps between a server's consecutive samples;
 - per worker: its RSS at the end of the windows / the hosts it holds a connection to, and
   the CPU (utime+stime, /proc/PID/stat) over the windows / the collections it answered; the
-  simulators count answers and open connections per client port (sim_host.py), and each
-  port is matched to the worker owning that socket (/proc/PID/fd and /proc/net/tcp);
+  simulators count answers and open connections per connection (client and server port,
+  sim_host.py), each matched to the worker owning its client socket (/proc/PID/fd and
+  /proc/net/tcp); `queue stats --json` gives the workers' own account beside it;
 - SSH connections per host, open at the end of the windows and at the end of the run, as the
   simulators see them; and the connections and probe sessions opened during the windows;
 - warm `fleettop collect --all --wait` of every host, whole process, beside the workers;
@@ -110,8 +111,9 @@ def query(url: str, sql: str, *args: object) -> list:
 # -- which worker owns which connection --------------------------------------------------
 
 
-def tcp_ports(pid: int) -> set[int]:
-    """The local ports of the TCP sockets process `pid` holds (its fds' inodes in /proc/net/tcp)."""
+def tcp_ports(pid: int) -> set[str]:
+    """The TCP connections process `pid` holds (its fds' inodes in /proc/net/tcp), each named
+    "LOCAL_PORT-REMOTE_PORT" as the simulators name them from their side."""
     inodes = set()
     fd_dir = Path(f"/proc/{pid}/fd")
     for fd in fd_dir.iterdir():
@@ -125,20 +127,22 @@ def tcp_ports(pid: int) -> set[int]:
             for line in Path(table).read_text().splitlines()[1:]:
                 fields = line.split()
                 if fields[9] in inodes:
-                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+                    ports.add(f"{int(fields[1].rsplit(':', 1)[1], 16)}-{int(fields[2].rsplit(':', 1)[1], 16)}")
     return ports
 
 
 TCP_STATES = {"01": "established", "04": "fin-wait-1", "05": "fin-wait-2", "06": "time-wait", "08": "close-wait"}
 
 
-def client_sockets(ports: set[int]) -> collections.Counter[str]:
-    """What /proc/net/tcp says of the sockets whose local port is one of `ports`: their states,
-    "owned by no process" when the inode is 0 (closed by its process, still in the kernel)."""
+def client_sockets(connections: set[str]) -> collections.Counter[str]:
+    """What /proc/net/tcp says of the client side of these connections ("CLIENT-SERVER" ports):
+    their states, "owned by no process" when the inode is 0 (closed by its process, still in
+    the kernel)."""
     found: collections.Counter[str] = collections.Counter()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        if int(fields[1].rsplit(":", 1)[1], 16) in ports:
+        name = f"{int(fields[1].rsplit(':', 1)[1], 16)}-{int(fields[2].rsplit(':', 1)[1], 16)}"
+        if name in connections:
             state = TCP_STATES.get(fields[3], fields[3])
             found[state + (", owned by no process" if fields[9] == "0" else "")] += 1
     return found
@@ -152,12 +156,12 @@ def rss_kib(pid: int) -> int:
 
 
 def merge_stats(parts: list[dict], prefixes: list[str]) -> dict:
-    """The simulators' stats as one: hosts under their server names, answers per client port."""
+    """The simulators' stats as one: hosts under their server names, answers per connection."""
     hosts, answers = {}, collections.Counter()
     for part, prefix in zip(parts, prefixes, strict=True):
         for name, host in part["hosts"].items():
             hosts[prefix + name] = host
-        answers.update({int(port): count for port, count in part["answers_by_port"].items()})
+        answers.update(part["answers_by_connection"])
     return {"hosts": hosts, "answers": answers}
 
 

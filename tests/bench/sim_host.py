@@ -5,8 +5,8 @@ SIGTERM/SIGINT. With --jump-host the first host also forwards to the others, as 
 --seed (default 11) sets the hosts' random states: several processes take different ones.
 
 On SIGUSR1 it writes what the hosts saw to OUT.stats.json (written whole, then renamed):
-per host its open SSH connections (the client's port of each), connections accepted and
-probe sessions opened since start, and answers; and the answers given per client port
+per host its open SSH connections (each named CLIENT_PORT-SERVER_PORT), connections accepted
+and probe sessions opened since start, and answers; and the answers given per connection
 (counted here, in the bench, by wrapping SimFleet._answer: the product's SimFleet counts
 per host only), which tells what each worker process collected."""
 
@@ -22,14 +22,16 @@ from pathlib import Path
 
 from fleettop.probe.sim import SimFleet
 
-ANSWERS_BY_PORT: collections.Counter[int] = collections.Counter()
+# A connection is named "CLIENT_PORT-SERVER_PORT": a client port alone is not unique (two
+# processes may use one port number towards different servers).
+ANSWERS_BY_CONNECTION: collections.Counter[str] = collections.Counter()
 _answer = SimFleet._answer
 
 
 async def _counted_answer(self, host, process, *, first_contact: bool) -> bool:
-    peer = process.get_extra_info("peername")
-    if peer:
-        ANSWERS_BY_PORT[peer[1]] += 1
+    peer, own = process.get_extra_info("peername"), process.get_extra_info("sockname")
+    if peer and own:
+        ANSWERS_BY_CONNECTION[f"{peer[1]}-{own[1]}"] += 1
     return await _answer(self, host, process, first_contact=first_contact)
 
 
@@ -42,9 +44,9 @@ def stats(fleet: SimFleet) -> dict:
         host = fleet.host(name)
         ports = []
         for conn in host.connections:
-            peer = conn.get_extra_info("peername")
-            if peer:
-                ports.append(peer[1])
+            peer, own = conn.get_extra_info("peername"), conn.get_extra_info("sockname")
+            if peer and own:
+                ports.append(f"{peer[1]}-{own[1]}")
         hosts[name] = {
             "open": ports,
             "connections_made": host.connections_made,
@@ -54,7 +56,7 @@ def stats(fleet: SimFleet) -> dict:
     return {
         "pid": os.getpid(),
         "hosts": hosts,
-        "answers_by_port": dict(ANSWERS_BY_PORT),
+        "answers_by_connection": dict(ANSWERS_BY_CONNECTION),
         "peak_handshaking": fleet.peak_handshaking,
     }
 
