@@ -24,12 +24,12 @@ from pathlib import Path
 
 import redis
 import yaml
+from peers import peer_bin  # noqa: F401 -- the peers' venv (ansible, parallel-ssh, py-spy), made on first use
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
 FLEETTOP = str(VENV_BIN / "fleettop") if (VENV_BIN / "fleettop").exists() else None
-PEER_BIN = Path(os.environ.get("FLEETTOP_BENCH_PEERVENV", "/work/peervenv")) / "bin"
 REDIS_URL = os.environ.get("FLEETTOP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -115,6 +115,22 @@ def _listening(port: int) -> bool:
 class SimHosts:
     process: subprocess.Popen
     info: dict
+    out: Path | None = None
+
+    def stats(self, timeout: float = 60) -> dict:
+        """What the hosts saw (sim_host.py's OUT.stats.json, asked for by SIGUSR1): per host
+        its open connections' client ports, connections and sessions ever, answers; and the
+        answers per client port."""
+        assert self.out is not None
+        path = self.out.with_suffix(".stats.json")
+        path.unlink(missing_ok=True)
+        self.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("sim hosts wrote no stats")
+            time.sleep(0.05)
+        return json.loads(path.read_text())
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -127,20 +143,24 @@ class SimHosts:
 
 
 @contextlib.contextmanager
-def sim_hosts(count: int, scratch: Path) -> Iterator[SimHosts]:
-    out = scratch / f"sim-{count}.json"
+def sim_hosts(count: int, scratch: Path, *, seed: int = 11, tag: str = "") -> Iterator[SimHosts]:
+    """`count` simulated hosts in a process of their own (sim_host.py); `tag` names its files
+    when several run side by side (give each its own `seed` too)."""
+    name = f"sim-{count}{tag}"
+    out = scratch / f"{name}.json"
+    log = scratch / f"{name}.log"
     process = subprocess.Popen(
-        [sys.executable, str(BENCH / "sim_host.py"), str(count), str(out)],
+        [sys.executable, str(BENCH / "sim_host.py"), str(count), str(out), "--seed", str(seed)],
         stdin=subprocess.DEVNULL,
-        stdout=(scratch / f"sim-{count}.log").open("wb"),
+        stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    hosts = SimHosts(process, {})
+    hosts = SimHosts(process, {}, out)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 60 + count / 50  # 5,000 hosts: key generation and listeners
         while not out.exists():
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sim hosts did not start: {(scratch / f'sim-{count}.log').read_text()[-800:]}")
+                raise RuntimeError(f"sim hosts did not start: {log.read_text()[-800:]}")
             time.sleep(0.05)
         hosts.info = json.loads(out.read_text())
         yield hosts
@@ -162,6 +182,9 @@ class Fleet:
     concurrency: int
     embedded_redis: bool = False
     prefix: str = field(default_factory=lambda: f"ftbench-{uuid.uuid4().hex[:10]}:")
+    database_url: str | None = None  # None: SQLite in data_dir
+    # Scheduled collections stay out of the way of manual rounds unless a bench wants them.
+    interval: int = 86400
 
     @property
     def config(self) -> Path:
@@ -178,9 +201,11 @@ class Fleet:
             "redis": {"url": None if self.embedded_redis else REDIS_URL, "prefix": self.prefix},
             "worker": {"concurrency": self.concurrency, "shutdown_grace": 5},
             "ssh": {"connect_timeout": 10, "command_timeout": 20, **self.ssh},
-            "defaults": {"interval": 86400},  # scheduled collections stay out of the way of manual rounds
+            "defaults": {"interval": self.interval},
             "servers": self.servers,
         }
+        if self.database_url:
+            data["database"] = {"url": self.database_url}
         self.config.write_text(yaml.safe_dump(data))
         return self.config
 
@@ -226,10 +251,12 @@ def sshd_servers(sshd, count: int) -> tuple[list[dict], dict]:
     return servers, {"known_hosts": str(sshd.known_hosts), "max_concurrent_connects": SSHD_CONNECTS}
 
 
-def sim_servers(info: dict) -> tuple[list[dict], dict]:
+def sim_servers(info: dict, prefix: str = "") -> tuple[list[dict], dict]:
+    """Server entries for a sim_host.py process's hosts; `prefix` before each name keeps the
+    names of several such processes apart (each names its hosts sim-0001...)."""
     servers = [
         {
-            "name": name,
+            "name": prefix + name,
             "host": info["address"],
             "port": port,
             "username": info["username"],

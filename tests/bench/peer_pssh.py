@@ -1,4 +1,4 @@
-"""parallel-ssh's round on the bench sshd, run by /work/peervenv's python (not fleettop's venv):
+"""parallel-ssh's round on the bench sshd, run by the peers' venv's python (tests/bench/peers.py; not fleettop's venv):
 `peer_pssh.py PORT USER KEY_FILE HOSTS REPEATS` prints one JSON line per repetition:
 {"first": s, "second": s, "ok": n} -- first round with a new client (connections
 opened), second round with the same client (connections reused)."""

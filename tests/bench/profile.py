@@ -1,6 +1,6 @@
 """Where the time of a collect-all goes: `python tests/bench/profile.py [sshd] [sim1000] [--out DIR]`.
 
-With py-spy (from /work/peervenv): the warm headless worker during 3 rounds
+With py-spy (from the peers' venv, tests/bench/peers.py, made on first use): the warm headless worker during 3 rounds
 (on-CPU samples), and one warm and one cold `collect --all --wait` process
 (wall-clock samples, --idle); then `-X importtime` of `fleettop queue stats`.
 Prints the top functions of each profile; the raw profiles stay in DIR."""
@@ -24,7 +24,7 @@ from spy_top import summarise  # noqa: E402
 def spy_cli(fleet, out: Path) -> float:
     timed = run_timed(
         [
-            str(harness.PEER_BIN / "py-spy"),
+            harness.peer_bin("py-spy"),
             "record",
             "--rate",
             "100",

@@ -1,6 +1,7 @@
 """fleettop's benchmarks against its peers, in one run: `python tests/bench/run.py [--quick] [--profile DIR]`
 (or `pytest tests/bench -s`). Needs root (the sshd user), OpenSSH's sshd, Redis at
-127.0.0.1:6379 and /work/peervenv (ansible-core, parallel-ssh, py-spy).
+127.0.0.1:6379 and PyPI on first use: the peers (ansible-core, parallel-ssh, py-spy) get a
+venv of their own under ~/.cache/fleettop-bench (tests/bench/peers.py).
 
 Hosts: 100 "real" hosts (one OpenSSH sshd on a loopback port, 100 server entries
 with distinct names; MaxStartups/MaxSessions raised as 100 separate sshds would
@@ -226,7 +227,7 @@ class Bench:
         # parallel-ssh
         out = run_timed(
             [
-                str(harness.PEER_BIN / "python"),
+                harness.peer_bin("python"),
                 str(harness.BENCH / "peer_pssh.py"),
                 str(sshd.port),
                 sshd.user,
@@ -327,7 +328,7 @@ ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o UserKnownHostsFile={s
 pipelining = True
 """)
             env = {"ANSIBLE_CONFIG": str(work / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", "HOME": str(work)}
-            cmd = [str(harness.PEER_BIN / "ansible"), "all", "-m", "command", "-a", "cat /proc/loadavg"]
+            cmd = [harness.peer_bin("ansible"), "all", "-m", "command", "-a", "cat /proc/loadavg"]
             walls = []
             for _ in range(2):
                 timed = run_timed(cmd, timeout=600, env=env, cwd=work)
@@ -394,7 +395,7 @@ pipelining = True
     def run_dashboard(self) -> None:
         print("== dashboard, 1,000 servers (tests/tui/bench_dashboard.py) ==", flush=True)
         script = harness.ROOT / "tests" / "tui" / "bench_dashboard.py"
-        repaint, idle, single = [], [], []
+        repaint, idle, single, keystroke = [], [], [], []
         for _ in range(2 if self.quick else 3):
             out = run_timed([sys.executable, str(script), "1000"], timeout=300, cwd=harness.ROOT)
             if out.returncode != 0:
@@ -402,6 +403,7 @@ pipelining = True
             repaint.append(float(re.search(r"all 1000 rows changed at once: ([\d.]+) ms", out.output).group(1)))
             single.append(float(re.search(r"one row changed, repainted: median ([\d.]+) ms", out.output).group(1)))
             idle.append(float(re.search(r"idle, live timers on, 1000 rows: ([\d.]+) %", out.output).group(1)))
+            keystroke.append(max(float(ms) for ms in re.findall(r"filter keystroke.*: median ([\d.]+) ms", out.output)))
         self.raw["bench_dashboard output"] = out.output
         self.add(
             Figure(
@@ -414,6 +416,17 @@ pipelining = True
             )
         )
         self.add(Figure("dashboard repaint, one row changed", single, "ms", "bench_dashboard.py: median of 50"))
+        self.add(
+            Figure(
+                "dashboard filter keystroke, 1,000 servers",
+                keystroke,
+                "ms",
+                "bench_dashboard.py: CPU time of one key in the filter box + the repaint, the slower of narrowing "
+                "('d') and widening (backspace), median of 10 each",
+                target="<= 50 ms",
+                met=statistics.median(keystroke) <= 50,
+            )
+        )
         self.add(
             Figure(
                 "idle TUI CPU, 1,000 servers",
@@ -497,7 +510,7 @@ pipelining = True
         """py-spy on the headless worker (on-CPU samples) and on the CLI (wall: --idle), warm round."""
         assert self.profile_dir is not None
         self.profile_dir.mkdir(parents=True, exist_ok=True)
-        spy = str(harness.PEER_BIN / "py-spy")
+        spy = harness.peer_bin("py-spy")
         worker_out = self.profile_dir / f"{tag}-worker.txt"
         recorder = subprocess.Popen(
             [
@@ -576,6 +589,50 @@ def _loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+# -- --all: the README's Performance section, every row ----------------------------------
+
+
+def _shells() -> list[str]:
+    """probe_cost.py's shells: dash, bash and busybox sh, those installed."""
+    found = [name for name in ("dash", "bash") if shutil.which(name)]
+    return found + (["busybox sh"] if shutil.which("busybox") else [])
+
+
+# The scripts whose figures the README's Performance section shows beside run.py's own, each run
+# as a process of its own: (script, full-run arguments, --quick arguments).
+SCRIPTS: list[tuple[str, list[str], list[str]]] = [
+    ("jump_hosts.py", [], ["--rounds", "4"]),
+    ("probe_cost.py", _shells(), _shells()),
+    ("api_scrape.py", [], ["--repeats", "10"]),
+    ("api_collect.py", [], ["--repeats", "2"]),
+    ("api_load.py", [], ["--seconds", "10"]),
+    ("alert_ab.py", [], ["--rounds", "3", "--repeats", "1"]),
+    ("alert_storm.py", [], []),
+    ("history_bench.py", [], ["--rounds", "3", "--demo", "10"]),
+    ("scale_out.py", [], ["--quick"]),
+]
+
+
+def run_script(script: str, args: list[str]) -> tuple[int, str, float]:
+    """Run one bench script with this interpreter, its output shown as it comes and kept."""
+    print(f"\n== tests/bench/{script} {' '.join(args)} ==", flush=True)
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, str(harness.BENCH / script), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=harness.ROOT,
+    )
+    lines = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        print(line, end="", flush=True)
+        lines.append(line)
+    return process.wait(), "".join(lines), time.monotonic() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, no 1,000-host cold repeats")
@@ -589,10 +646,53 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", type=Path, metavar="DIR", help="also record py-spy profiles of the warm rounds here"
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the figures as JSON too")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="every row of the README's Performance section: this bench, then "
+        + ", ".join(script for script, _, _ in SCRIPTS)
+        + "; all their tables printed together at the end (--report FILE: written there too)",
+    )
+    parser.add_argument("--report", type=Path, metavar="FILE", help="with --all: the combined tables, written here")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("the bench starts sshd with a user of its own: run it as root", file=sys.stderr)
         return 2
+    if args.all:
+        return run_all(args)
+    return run_bench(args)
+
+
+def run_all(args: argparse.Namespace) -> int:
+    """run.py's own bench, then every script of SCRIPTS, then all their outputs in one report."""
+    started, load = time.monotonic(), _loadavg()
+    own = [*(["--quick"] if args.quick else []), "--concurrency", str(args.concurrency)]
+    results = [("run.py", own, *run_script("run.py", own))]
+    for script, full, quick in SCRIPTS:
+        script_args = quick if args.quick else full
+        results.append((script, script_args, *run_script(script, script_args)))
+    report = [
+        "",
+        "=" * 100,
+        f"fleettop's Performance figures, `run.py --all{' --quick' if args.quick else ''}`: "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, load average at start "
+        f"{load}, at end {_loadavg()}, {time.monotonic() - started:.0f} s in all",
+        "=" * 100,
+    ]
+    for script, script_args, code, output, took in results:
+        report += ["", f"## tests/bench/{script} {' '.join(script_args)} (exit {code}, {took:.0f} s)", ""]
+        report.append(output.rstrip())
+    text = "\n".join(report)
+    print(text)
+    if args.report:
+        args.report.write_text(text + "\n")
+    failed = [script for script, _, code, _, _ in results if code != 0]
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
     bench = Bench(args.quick, args.concurrency, args.profile)
     parts = args.only or ["sshd", "sim100", "sim1000", "dashboard"]
     started = time.monotonic()

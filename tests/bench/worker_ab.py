@@ -96,7 +96,7 @@ def measure(
             out = bench.profile_dir / f"{name}-c{concurrency}-{time.monotonic_ns()}.txt"
             spy = subprocess.Popen(
                 [
-                    str(harness.PEER_BIN / "py-spy"),
+                    harness.peer_bin("py-spy"),
                     "record",
                     "--rate",
                     "1000",
@@ -195,7 +195,7 @@ def main() -> int:
             if args.cold:
                 peer = subprocess.run(
                     [
-                        str(harness.PEER_BIN / "python"),
+                        harness.peer_bin("python"),
                         str(Path(__file__).parent / "peer_pssh.py"),
                         str(sshd.port),
                         sshd.user,

@@ -2,7 +2,8 @@
 
 Builds N servers of fixed figures, then measures the CPU time (headless,
 including the repaint that follows; Pilot's own waits sleep, so they cost little): the first load, one changed row, every row changed
-at once, a clock tick (age and next-run columns of every row), and the CPU the
+at once, a clock tick (age and next-run columns of every row), one keystroke in the filter
+box (narrowing the list, and backspace widening it again), and the CPU the
 idle dashboard burns with its 1 s clock and 1.5 s count refresh running.
 """
 
@@ -92,6 +93,30 @@ async def main(count: int) -> None:
             await pilot.press("down")
             scrolls.append(time.process_time() - started)
         print(f"cursor down in the middle: median {1000 * statistics.median(scrolls):.1f} ms")
+
+        # The filter box ("/"), then one keystroke at a time: "d" keeps the db-* servers (a
+        # third of the rows), backspace brings every row back; each timed with its repaint.
+        await pilot.press("slash")
+        await pilot.pause()
+        narrow, widen = [], []
+        for _ in range(10):
+            started = time.process_time()
+            await pilot.press("d")
+            narrow.append(time.process_time() - started)
+            shown = table.row_count
+            started = time.process_time()
+            await pilot.press("backspace")
+            widen.append(time.process_time() - started)
+        if shown >= count or table.row_count != count:
+            raise RuntimeError(f"the filter did not filter: {shown} then {table.row_count} of {count} rows")
+        print(
+            f"filter keystroke, {count} rows to {shown}: median {1000 * statistics.median(narrow):.1f} ms, "
+            f"max {1000 * max(narrow):.1f} ms"
+        )
+        print(
+            f"filter keystroke (backspace), {shown} rows back to {count}: median "
+            f"{1000 * statistics.median(widen):.1f} ms, max {1000 * max(widen):.1f} ms"
+        )
 
     live = FleetApp(fleet, clock=lambda: NOW, live=True)
     async with live.run_test(size=(160, 50)) as pilot:
