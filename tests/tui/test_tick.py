@@ -1,10 +1,11 @@
-"""The clock tick: it advances the visible lines only; every other line is right when shown or read."""
+"""The clock tick and a full update: they format the visible lines only; every other line is
+right when shown or read."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from bench_dashboard import big_fleet
+from bench_dashboard import big_fleet, changed
 from fixed_fleet import NOW
 
 from fleettop.tui import format as fmt
@@ -24,7 +25,8 @@ async def test_tick_advances_the_visible_lines_and_the_rest_when_shown() -> None
         assert table.row_count == 300
         top, bottom = table.shown_ids[0], table.shown_ids[-1]
         rows = table.rows_by_id
-        before = {server_id: table._cells[server_id]["age"] for server_id in (top, bottom)}
+        # Read once: an off-screen line's cells are made when it is first read or drawn.
+        before = {server_id: table.cell_text(server_id, "age") for server_id in (top, bottom)}
 
         now[0] = NOW + timedelta(minutes=2)  # less than the stale rule: no status changes
         calls = []
@@ -38,8 +40,8 @@ async def test_tick_advances_the_visible_lines_and_the_rest_when_shown() -> None
             module.cells_of = original
         assert len(calls) < 40  # the visible lines, not the 300
         assert top in calls and bottom not in calls
-        assert table._cells[top]["age"] != before[top]
-        assert table._cells[bottom]["age"] == before[bottom]  # not advanced yet...
+        assert table._cells[top]["age"][0] != before[top]
+        assert table._cells[bottom]["age"][0] == before[bottom]  # not advanced yet...
 
         # ...but right as soon as it is read or drawn
         expected = fmt.age(rows[bottom].last_collected_at, now[0])
@@ -50,6 +52,31 @@ async def test_tick_advances_the_visible_lines_and_the_rest_when_shown() -> None
         assert expected in line.text or table.cell_text(table.selected_id, "age") == expected
         for server_id in table.shown_ids[-20:]:
             assert table.cell_text(server_id, "age") == fmt.age(rows[server_id].last_collected_at, now[0])
+
+
+async def test_every_row_changed_formats_the_visible_lines_and_the_rest_when_shown() -> None:
+    fleet = big_fleet(300)
+    app = FleetApp(fleet, clock=lambda: NOW, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.dashboard.table
+        bottom = table.shown_ids[-1]
+        rows = [changed(row, 7) for row in await fleet.list_servers()]
+        calls = []
+        import fleettop.tui.widgets.server_table as module
+
+        original = module.cells_of
+        module.cells_of = lambda row, at: calls.append(row.server.id) or original(row, at)
+        try:
+            app.dashboard.show_rows(rows)
+        finally:
+            module.cells_of = original
+        assert 0 < len(calls) < 40  # the visible lines, not the 300
+        new_cpu = next(row for row in rows if row.server.id == bottom).latest.cpu_percent
+        assert table.cell_text(bottom, "cpu") == fmt.percent(new_cpu)
+        table.move_cursor(row=table.row_count - 1)
+        await pilot.pause()
+        assert fmt.percent(new_cpu) in table.render_line(table.scrollable_content_region.height - 1).text
 
 
 async def test_the_count_refresh_rests_while_nothing_happens() -> None:

@@ -218,6 +218,7 @@ class ServerTable(ScrollView, can_focus=True):
         self._tick_now: datetime | None = None
         self._tick_generation = 0
         self._cells_generation: dict[int, int] = {}
+        self._summaries_stale = False  # a group's summary line is to be drawn again
 
     # ------------------------------------------------------------------ data in
 
@@ -229,52 +230,73 @@ class ServerTable(ScrollView, can_focus=True):
         for server_id in gone:
             self._counts = None
             self.rows_by_id.pop(server_id)
-            self._cells.pop(server_id)
-            self._cells_generation.pop(server_id, None)
+            self._forget_cells(server_id)
         moved = bool(gone)
+        window, now = self._window(), self._clock()
         for row in fresh.values():
-            moved |= self._put(row)
-        if moved:
-            self._reindex()
-        self.resort_if_needed()
+            moved |= self._put(row, window, now)
+        self._after_puts(moved, window)
         if first_load:
             self.move_cursor(row=0)
 
     def update_row(self, row: ServerView) -> None:
-        if self._put(row):
-            self._reindex()
-        self.resort_if_needed()
+        window = self._window()
+        self._after_puts(self._put(row, window, self._clock()), window)
 
     def remove_server(self, server_id: int) -> None:
         self.rows_by_id.pop(server_id, None)
         self._counts = None
-        self._cells.pop(server_id, None)
-        self._cells_generation.pop(server_id, None)
+        self._forget_cells(server_id)
         if server_id in self._position:
             self._reindex()
 
-    def _put(self, row: ServerView) -> bool:
-        """Take a server's new state and repaint its line; True when it joins or leaves the list."""
+    def _forget_cells(self, server_id: int) -> None:
+        if self._cells.pop(server_id, None) is not None:  # only a line once made has a strip
+            self._cells_generation.pop(server_id, None)
+            self._strips.pop((server_id, False), None)
+            self._strips.pop((server_id, True), None)
+
+    def _put(self, row: ServerView, window: range, now: datetime) -> bool:
+        """Take a server's new state and repaint its line if it is on screen; True when it joins or
+        leaves the list. Off screen, its cells are made when it is next drawn or read (a fleet of
+        thousands changes every row at once, and the screen shows a few dozen)."""
         server_id = row.server.id
-        now = self._clock()
         row = row.at(now)  # the status as of the dashboard's clock, as each tick re-derives it
         self.rows_by_id[server_id] = row
         self._counts = None
-        cells = cells_of(row, now)
-        self._cells_generation[server_id] = self._tick_generation
         shown, wanted = server_id in self._position, self._matches(row)
         if shown != wanted:
-            self._cells[server_id] = cells
+            self._forget_cells(server_id)
             return True
-        if self._cells.get(server_id) != cells:
-            self._cells[server_id] = cells
-            if shown:
-                self._repaint(server_id)
-                self._order_dirty |= self.sort_mode != "name"
-            if self.grouped:  # its group's summary counts it
-                for line in self._group_keys:
-                    self._repaint(line)
+        position = self._position.get(server_id)
+        if position is None or position + 1 not in window:
+            self._forget_cells(server_id)
+            changed = True  # perhaps: its sort key may have moved
+        else:
+            cells = cells_of(row, now)
+            self._cells_generation[server_id] = self._tick_generation
+            changed = self._cells.get(server_id) != cells
+            if changed:
+                self._cells[server_id] = cells
+                self._repaint(server_id, window)
+        if changed:
+            self._order_dirty |= self.sort_mode != "name"
+            self._summaries_stale |= self.grouped  # its group's summary counts it
         return False
+
+    def _after_puts(self, moved: bool, window: range) -> None:
+        if moved:
+            self._reindex()
+        if self._summaries_stale:
+            self._summaries_stale = False
+            for line in self._group_keys:
+                self._repaint(line, window)
+        self.resort_if_needed()
+
+    def _window(self) -> range:
+        """The lines on screen (line 0 is the heading; server i is drawn on line i + 1)."""
+        top = round(self.scroll_y)
+        return range(top + 1, top + self.scrollable_content_region.height)
 
     def tick(self) -> None:
         """Turn every server whose newest sample got too old stale (`ServerView.at`: from the
@@ -283,23 +305,23 @@ class ServerTable(ScrollView, can_focus=True):
         (`_current`). Only a status change can move a row: no sort key reads the clock."""
         self._tick_now = self._clock()
         self._tick_generation += 1
+        window = self._window()
+        moved = False
         for row in list(self.rows_by_id.values()):
             aged = row.at(self._tick_now)
             if aged is not row:
-                self._put(aged)
-        top = max(0, round(self.scroll_y))
-        visible = max(1, self.scrollable_content_region.height - 1)  # under the header line
-        for server_id in self._order[top : top + visible]:
+                moved |= self._put(aged, window, self._tick_now)
+        for server_id in self._order[window.start - 1 : window.stop - 1]:
             if server_id >= 0 and self._advance(server_id):
-                self._repaint(server_id)
-        self.resort_if_needed()
+                self._repaint(server_id, window)
+        self._after_puts(moved, window)
 
     def _advance(self, server_id: int) -> bool:
         """Bring a server's clock columns to the last tick; True when a cell changed."""
-        if self._cells_generation.get(server_id) == self._tick_generation or self._tick_now is None:
-            return False
+        cells = self._cells.get(server_id)
+        if cells is None or self._cells_generation.get(server_id) == self._tick_generation or self._tick_now is None:
+            return False  # none yet: made as of now when next read
         self._cells_generation[server_id] = self._tick_generation
-        cells = self._cells[server_id]
         fresh = cells_of(self.rows_by_id[server_id], self._tick_now)
         if any(fresh[key] != cells[key] for key in TICKING) or fresh["problem"] != cells["problem"]:
             self._cells[server_id] = fresh
@@ -307,8 +329,12 @@ class ServerTable(ScrollView, can_focus=True):
         return False
 
     def _current(self, server_id: int) -> dict[str, Cell]:
-        """A server's cells, its clock columns brought up to the last tick first."""
-        if self._advance(server_id):
+        """A server's cells (made now if it changed off screen), its clock columns brought up to
+        the last tick."""
+        if server_id not in self._cells:
+            self._cells[server_id] = cells_of(self.rows_by_id[server_id], self._clock())
+            self._cells_generation[server_id] = self._tick_generation
+        elif self._advance(server_id):
             self._strips.pop((server_id, False), None)
             self._strips.pop((server_id, True), None)
         return self._cells[server_id]
@@ -485,6 +511,8 @@ class ServerTable(ScrollView, can_focus=True):
         return self._current(server_id)[column][0]
 
     def _matches(self, row: ServerView) -> bool:
+        if not self.filter_text:
+            return True
         server = row.server
         tags = {tag.lower() for tag in server.tags}
         return all(tag in tags for tag in self._filter_tags) and all(
@@ -593,14 +621,11 @@ class ServerTable(ScrollView, can_focus=True):
         self._styles.clear()
         self._strips.clear()
 
-    def _repaint(self, server_id: int) -> None:
+    def _repaint(self, server_id: int, window: range | None = None) -> None:
         self._strips.pop((server_id, False), None)
         self._strips.pop((server_id, True), None)
         position = self._position.get(server_id)
-        if position is None:
-            return
-        top = round(self.scroll_y)
-        if top <= position < top + self.scrollable_content_region.height:
+        if position is not None and position + 1 in (window or self._window()):
             self.refresh_line(position + 1)  # a line off screen is drawn afresh when scrolled to
 
     def _style(self, name: str) -> Style:
