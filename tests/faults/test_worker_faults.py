@@ -114,9 +114,10 @@ async def test_two_headless_workers_and_a_dashboard_share_one_redis(make_config,
                 await wait_until(three_rounds, 50, step=0.5)
                 await service.pause()  # a still moment, to compare every process's figures
 
-                async def quiet() -> bool:
+                async def quiet() -> bool:  # nothing running, and every server's next link due and held
                     await pilot.pause(0.1)
-                    return (await service.stats()).active == 0
+                    stats = await service.stats()
+                    return stats.active == 0 and stats.waiting == len(servers)
 
                 await wait_until(quiet, 20)
                 mine = (await service.stats()).model_dump()
