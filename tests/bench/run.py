@@ -1,5 +1,5 @@
 """fleettop's benchmarks against its peers, in one run: `python tests/bench/run.py [--quick] [--profile DIR]`
-(or `pytest tests/bench -s`). Needs root (the sshd user), OpenSSH's sshd, Redis at
+(or `pytest tests/bench -s -n 0`). Needs root (the sshd user), OpenSSH's sshd, Redis at
 127.0.0.1:6379 and /work/peervenv (ansible-core, parallel-ssh, py-spy).
 
 Hosts: 100 "real" hosts (one OpenSSH sshd on a loopback port, 100 server entries
