@@ -34,13 +34,14 @@ from saq.queue.redis import RedisQueue
 from saq.utils import now
 
 from fleettop.cache import Cache
+from fleettop.timing import scaled
 
 log = logging.getLogger("fleettop.queue")
 
 DEQUEUE_POLL_S = 0.2
 AFFINITY_SCAN = 256  # queued jobs a ring member looks through for its own
 SCHEDULE_TICK_S = 0.25  # due jobs (retries, schedule links) start at most this late
-OUTAGE_RETRY_S = 1.0
+OUTAGE_RETRY_S = scaled(1.0)  # a dequeue's next try while Redis is away
 SWEEP_ABORT_WAIT_S = 1.0
 
 # Takes up to ARGV[2] jobs. With scheduling workers alive (the ring, KEYS[4]), only those of

@@ -1,5 +1,5 @@
 """fleettop's benchmarks against its peers, in one run: `python tests/bench/run.py [--quick] [--profile DIR]`
-(or `pytest tests/bench -s`). Needs root (the sshd user), OpenSSH's sshd, Redis at
+(or `pytest tests/bench -s -n 0`). Needs root (the sshd user), OpenSSH's sshd, Redis at
 127.0.0.1:6379 and PyPI on first use: the peers (ansible-core, parallel-ssh, py-spy) get a
 venv of their own under ~/.cache/fleettop-bench (tests/bench/peers.py).
 

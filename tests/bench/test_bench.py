@@ -1,4 +1,5 @@
-"""`pytest tests/bench -s`: the benchmark run (quick) as a test; prints the figures table.
+"""`pytest tests/bench -s -n 0`: the benchmark run (quick) as a test; prints the figures table
+(`-n 0`: in this process, not an xdist worker, whose output -s would not show).
 Not part of the default run (pyproject's addopts ignore tests/bench). Fails only when
 the bench cannot run (a collection fails); targets not met are reported, not failed."""
 

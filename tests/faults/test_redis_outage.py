@@ -132,7 +132,7 @@ async def test_collect_wait_when_redis_goes_away_is_one_line(make_config, short_
     make_config(servers=["sim-0001"], interval=3600, redis={"url": private_redis.url}, ssh={"command_timeout": 30})
     fleet.freeze("sim-0001")
     waiting = asyncio.create_task(run_fleettop(short_dir / "config.yaml", "collect", "sim-0001", "--wait", timeout=60))
-    await asyncio.sleep(4)
+    await wait_until(lambda: fleet.host("sim-0001").answers, 30)  # the collection hangs on the host
     private_redis.stop()
     code, out, err = await waiting
     fleet.freeze("sim-0001", False)

@@ -114,16 +114,22 @@ async def test_two_headless_workers_and_a_dashboard_share_one_redis(make_config,
                 await wait_until(three_rounds, 50, step=0.5)
                 await service.pause()  # a still moment, to compare every process's figures
 
-                async def quiet() -> bool:
+                async def quiet() -> bool:  # nothing running, and every server's next link due and held
                     await pilot.pause(0.1)
-                    return (await service.stats()).active == 0
+                    stats = await service.stats()
+                    return stats.active == 0 and stats.waiting == len(servers)
 
                 await wait_until(quiet, 20)
-                await pilot.pause(2 * 1.5)  # the dashboard's count refresh
                 mine = (await service.stats()).model_dump()
                 code, out, err = await run_fleettop(config, "queue", "stats", "--json")
                 assert code == 0, err
-                bar = str(app.dashboard.query_one(QueueBar).render())
+
+                async def bar_refreshed() -> str | None:  # the dashboard's counts, refreshed every 1.5 s
+                    await pilot.pause(0.1)
+                    shown = str(app.dashboard.query_one(QueueBar).render())
+                    return shown if "PAUSED" in shown and f"completed {mine['completed']}" in shown else None
+
+                bar = await wait_until(bar_refreshed, 10)
                 await service.resume()
             total_ok, all_gaps = 0, []
             for server in servers:

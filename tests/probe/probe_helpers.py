@@ -52,6 +52,10 @@ async def probe_shells(user: str) -> dict[int, str]:
 
 SSHD = Path("/usr/sbin/sshd")
 SSHD_USER = "fleettop-test"
+# The tests of a real sshd all log in as SSHD_USER and count that user's processes and
+# connections (probe_shells, ss): under pytest-xdist (--dist loadgroup) they run in one
+# worker, one after another, and their session sshd starts once.
+SSHD_ONE_AT_A_TIME = pytest.mark.xdist_group("sshd")
 
 
 @dataclass
@@ -95,7 +99,9 @@ def _ensure_user() -> None:
     try:
         pwd.getpwnam(SSHD_USER)
     except KeyError:
-        subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", SSHD_USER], check=True)
+        added = subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", SSHD_USER])
+        if added.returncode != 0:
+            pwd.getpwnam(SSHD_USER)  # added meanwhile by another test process, or the failure stands
     # Without PAM, sshd refuses an account whose password is locked ("!"): "*" is no
     # password at all, yet not locked.
     subprocess.run(["usermod", "-p", "*", SSHD_USER], check=True)

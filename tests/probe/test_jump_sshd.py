@@ -8,13 +8,13 @@ import shutil
 
 import asyncssh
 import pytest
-from probe_helpers import sim_server, unavailable
+from probe_helpers import SSHD_ONE_AT_A_TIME, sim_server, unavailable
 
 from fleettop.domain import Server
 from fleettop.probe import CollectError, Prober
 from fleettop.probe.sim import SimFleet
 
-pytestmark = pytest.mark.sshd
+pytestmark = [pytest.mark.sshd, SSHD_ONE_AT_A_TIME]
 
 
 @pytest.fixture

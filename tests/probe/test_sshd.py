@@ -10,13 +10,13 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from probe_helpers import probe_shells
+from probe_helpers import SSHD_ONE_AT_A_TIME, probe_shells
 
 from fleettop.probe import CollectError, Prober
 from fleettop.probe.parse import PSEUDO_FILESYSTEMS
 from fleettop.probe.ssh import SSHPool, SSHTarget
 
-pytestmark = pytest.mark.sshd
+pytestmark = [pytest.mark.sshd, SSHD_ONE_AT_A_TIME]
 
 
 @pytest.fixture

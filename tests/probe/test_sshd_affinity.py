@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from probe_helpers import probe_shells, running_sshd
+from probe_helpers import SSHD_ONE_AT_A_TIME, probe_shells, running_sshd
 from queue_helpers import Fleettop, service_for, wait_until
 
 from fleettop.affinity import owner
@@ -20,7 +20,7 @@ from fleettop.queue.runtime import HEARTBEAT_TTL_S
 from fleettop.queue.scheduler import RECONCILE_EVERY_S
 from fleettop.timing import scaled
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.sshd, SSHD_ONE_AT_A_TIME]
 
 HOSTS = 20
 INTERVAL = 10  # seconds on the tests' clock (FLEETTOP_TEST_TIME_SCALE)

@@ -414,15 +414,15 @@ def test_export_relative_times_and_errors(fleettop, config_path):
     )
 
 
-def test_export_of_20k_samples_streams(fleettop, config_path, tmp_path):
-    from test_store_repo import insert_samples
+def test_export_of_10k_samples_streams(fleettop, config_path, tmp_path):
+    from test_store_repo import STREAMED, insert_samples
 
     fleettop("servers", "add", "web1", "--host", "h1")
 
     async def fill():
         database = await open_database(config.load(config_path, environ={}).settings)
         try:
-            await insert_samples(database, (await Repository(database).get_server("web1")).id, 20_000)
+            await insert_samples(database, (await Repository(database).get_server("web1")).id, STREAMED)
         finally:
             await database.close()
 
@@ -435,7 +435,7 @@ def test_export_of_20k_samples_streams(fleettop, config_path, tmp_path):
     everything = with_repo(config_path, load_all)
     loaded_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert len(everything) == 20_000
+    assert len(everything) == STREAMED
     del everything
 
     output = tmp_path / "big.json"
@@ -445,8 +445,8 @@ def test_export_of_20k_samples_streams(fleettop, config_path, tmp_path):
     tracemalloc.stop()
     assert code == 0
     records = json.loads(output.read_text())
-    assert len(records) == 20_000 and records[-1]["cpu_percent"] == 19_999 % 100
-    assert records[-1]["collected_at"] == (T0 + timedelta(seconds=19_999)).isoformat()
+    assert len(records) == STREAMED and records[-1]["cpu_percent"] == (STREAMED - 1) % 100
+    assert records[-1]["collected_at"] == (T0 + timedelta(seconds=STREAMED - 1)).isoformat()
     assert export_peak < loaded_peak / 5, (export_peak, loaded_peak)
 
 
