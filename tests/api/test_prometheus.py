@@ -76,7 +76,10 @@ async def test_prometheus_scrapes_every_server(make_config, short_dir: Path, fle
 
                 async def target_up() -> bool:
                     with contextlib.suppress(httpx.TransportError):
-                        targets = (await prom.get("/api/v1/targets")).json()["data"]["activeTargets"]
+                        response = await prom.get("/api/v1/targets")
+                        if response.status_code != 200:  # "Service Unavailable" (text) while it starts
+                            return False
+                        targets = response.json()["data"]["activeTargets"]
                         return bool(targets) and targets[0]["health"] == "up"
                     return False
 
