@@ -401,6 +401,9 @@ class FleetService:
                 outcomes.append(
                     CollectOutcome(status="failed", error="the server was disabled before it was collected")
                 )
+            elif job is not None and job.status == "failed" and job.meta.get("failure"):
+                # Its own last attempt's error: the server's last run may be a scheduled one since.
+                outcomes.append(CollectOutcome(status="failed", error=str(job.meta["failure"])))
             elif last is not None and last.status in ("failed", "retried"):
                 outcomes.append(CollectOutcome(status="failed", error=last.error))
             else:

@@ -41,3 +41,21 @@ async def test_a_collection_queued_elsewhere_starts_without_waiting_for_the_poll
         await elsewhere.wait_collected([server], timeout=10)
         assert (await elsewhere.manual_outcomes([server.id]))[0].status == "ok"
         assert await running.workers_alive() == 1
+
+
+async def test_a_failed_manual_collection_tells_its_own_error_after_a_later_run_started(
+    make_config, fleet, short_dir
+):
+    """The server's last run may be a scheduled one that started since (still running): the
+    manual collection's answer is its own attempt's error, not "collection failed"."""
+    unknown = short_dir / "empty_known_hosts"
+    unknown.write_text("")
+    data = make_config(servers=["sim-0001"], ssh={"known_hosts": str(unknown)})
+    async with service_for(data, worker="manual") as service:
+        (server,) = await service.resolve(["sim-0001"])
+        await service.collect_now()
+        await service.wait_collected([server], timeout=20)
+        await service.repo.start_run(server.id, job_key="scheduled-since", trigger="scheduled")
+
+        (outcome,) = await service.manual_outcomes([server.id])
+        assert outcome.status == "failed" and "host key unknown" in outcome.error, outcome
