@@ -43,9 +43,7 @@ async def test_a_collection_queued_elsewhere_starts_without_waiting_for_the_poll
         assert await running.workers_alive() == 1
 
 
-async def test_a_failed_manual_collection_tells_its_own_error_after_a_later_run_started(
-    make_config, fleet, short_dir
-):
+async def test_a_failed_manual_collection_tells_its_own_error_after_a_later_run_started(make_config, fleet, short_dir):
     """The server's last run may be a scheduled one that started since (still running): the
     manual collection's answer is its own attempt's error, not "collection failed"."""
     unknown = short_dir / "empty_known_hosts"
