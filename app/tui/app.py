@@ -125,12 +125,13 @@ class FleetApp(App):
         self._counts_at: float | None = None  # time.monotonic() of the last count refresh
         self._counts_wall: datetime | None = None  # and self.clock() then
         self._healthy = False  # the last health read: Redis, database and a worker all fine
+        self._dashboard = DashboardScreen()
 
     # ------------------------------------------------------------ lifecycle
 
     async def on_mount(self) -> None:
         await self._restore_theme()
-        await self.push_screen(DashboardScreen())
+        await self.push_screen(self._dashboard)
         if self.service is not None:
             self.run_worker(self._service_ready(), name="load", exclusive=False)
         else:
@@ -197,7 +198,9 @@ class FleetApp(App):
 
     @property
     def dashboard(self) -> DashboardScreen:
-        return next(screen for screen in self.screen_stack if isinstance(screen, DashboardScreen))
+        """The dashboard screen; still there for a read that returns once the app has closed
+        its screens (its updates are then dropped: dashboard._while_running)."""
+        return self._dashboard
 
     # ---------------------------------------------------------- live updates
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from bench_dashboard import big_fleet, changed
 from fixed_fleet import NOW
+from textual._context import active_app
 
 from fleettop.tui import format as fmt
 from fleettop.tui.app import FleetApp
@@ -114,3 +115,17 @@ async def test_the_count_refresh_rests_while_nothing_happens() -> None:
         await app.refresh_counts()
         age(module.ACTIVE_WINDOW + 0.5)
         assert not app._counts_needed()
+
+
+async def test_a_read_returning_after_the_app_closed_its_screens_is_dropped() -> None:
+    """A count refresh or a tick in flight when the app quits lands on a dashboard that is gone:
+    dropped quietly (it once raised StopIteration from inside a worker: a traceback at exit)."""
+    app = FleetApp(big_fleet(3), clock=lambda: NOW, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+    assert not app.screen_stack
+    token = active_app.set(app)  # as in the app's own workers, still winding down
+    try:
+        app.dashboard.show_health(Health(redis=True, database=True, worker="running"))
+    finally:
+        active_app.reset(token)
