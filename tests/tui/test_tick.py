@@ -127,5 +127,6 @@ async def test_a_read_returning_after_the_app_closed_its_screens_is_dropped() ->
     token = active_app.set(app)  # as in the app's own workers, still winding down
     try:
         app.dashboard.show_health(Health(redis=True, database=True, worker="running"))
+        app._counts_tick()  # reads the list's rows to see whether the counts are due
     finally:
         active_app.reset(token)

@@ -71,14 +71,17 @@ class DashboardScreen(FleetScreen):
         yield HeaderBar(demo=self.fleet.demo, id="header")
         yield SummaryBar("", id="summary")
         yield QueueBar("", id="queue")
-        yield ServerTable(clock=self.fleet.clock, id="servers")
+        self._table = ServerTable(clock=self.fleet.clock, id="servers")
+        yield self._table
         yield Input(placeholder="filter by name or host, tag:web by tag — enter to keep, esc to clear", id="filter")
         yield Static("", id="info")
         yield Footer(compact=True, show_command_palette=False)
 
     @property
     def table(self) -> ServerTable:
-        return self.query_one(ServerTable)
+        """The server list; kept, so a timer firing while the app removes its widgets still
+        reads the rows (the updates themselves are dropped: _while_running)."""
+        return self._table
 
     def on_mount(self) -> None:
         self.query_one("#filter").display = False
