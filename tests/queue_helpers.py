@@ -1,18 +1,18 @@
-"""Helpers of the queue and fault tests: services in this process, fleettop subprocesses, waiting."""
+"""Helpers of the queue and fault tests: services in this process, fleettop processes, waiting."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-import resource
 import signal
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+
+import forked_fleettop
 
 from fleettop.config import LoadedConfig, Settings
 from fleettop.service import FleetService
@@ -47,9 +47,9 @@ async def wait_until(check: Callable[[], Any], timeout: float, step: float = 0.1
 
 
 class Fleettop:
-    """A `fleettop` subprocess (python -m app) with its output in a file."""
+    """A `fleettop` process (forked warm: forked_fleettop) with its output in a file."""
 
-    def __init__(self, process: asyncio.subprocess.Process, output: Path):
+    def __init__(self, process: forked_fleettop.Process, output: Path):
         self.process = process
         self.output = output
 
@@ -67,19 +67,16 @@ class Fleettop:
         open_files: its RLIMIT_NOFILE (soft, hard), as `ulimit -n` would set it."""
         output = config.parent / f"{name}-{uuid.uuid4().hex[:6]}.log"
         config_args = ["--config", str(config)] if named else []
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "fleettop",
-            *config_args,
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=output.open("wb"),
-            stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            cwd=config.parent,  # not the source tree: the installed package runs
-            preexec_fn=None if open_files is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, open_files),
-        )
+        with output.open("wb") as sink, open(os.devnull, "rb") as nothing:
+            process = await forked_fleettop.start(
+                [*config_args, *args],
+                stdin=nothing.fileno(),
+                stdout=sink.fileno(),
+                stderr=sink.fileno(),
+                env={**os.environ, **(env or {})},
+                cwd=config.parent,  # not the source tree: the installed package runs
+                limits=forked_fleettop.limits(open_files=open_files),
+            )
         return cls(process, output)
 
     def text(self) -> str:
@@ -93,17 +90,5 @@ class Fleettop:
 
 async def run_fleettop(config: Path, *args: str, timeout: float = 60) -> tuple[int, str, str]:
     """Run a fleettop command to the end: (exit code, stdout, stderr)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fleettop",
-        "--config",
-        str(config),
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=config.parent,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
-    return process.returncode, stdout.decode(), stderr.decode()
+    done = await forked_fleettop.run_async(["--config", str(config), *args], cwd=config.parent, timeout=timeout)
+    return done.returncode, done.stdout, done.stderr

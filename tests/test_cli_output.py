@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import forked_fleettop
 import yaml
 
 
@@ -26,11 +27,15 @@ def write_config(tmp_path: Path, **extra) -> Path:
     return path
 
 
-def fleettop(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def fleettop(config: Path, *args: str, timeout: float = 60, real: bool = False) -> subprocess.CompletedProcess[str]:
+    """real=True: `python -m fleettop` itself, for what it prints while importing."""
     env = {**os.environ, "HOME": str(config.parent)}
     env.pop("PYTHONWARNINGS", None)
+    argv = ["--config", str(config), *args]
+    if not real:
+        return forked_fleettop.run(argv, env=env, cwd=config.parent, timeout=timeout)
     return subprocess.run(
-        [sys.executable, "-m", "fleettop", "--config", str(config), *args],
+        [sys.executable, "-m", "fleettop", *argv],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -45,7 +50,7 @@ def test_a_command_that_loads_asyncssh_prints_nothing_on_stderr(tmp_path):
     port = closed_port()
     config = write_config(tmp_path, servers=[{"name": "web1", "host": "127.0.0.1", "port": port}])
 
-    tested = fleettop(config, "servers", "test", "web1", "--json")
+    tested = fleettop(config, "servers", "test", "web1", "--json", real=True)
 
     assert tested.returncode == 1 and json.loads(tested.stdout)["status"] == "failed"
     assert tested.stderr == ""

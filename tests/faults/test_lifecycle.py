@@ -14,13 +14,13 @@ import signal
 import sqlite3
 import struct
 import subprocess
-import sys
 import termios
 import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import forked_fleettop
 import pytest
 import redis
 from queue_helpers import Fleettop, run_fleettop, wait_until
@@ -119,15 +119,14 @@ class PtyDashboard:
     def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None):
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 35, 120, 0, 0))
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "fleettop", "--config", str(config), *args],
+        self.process = forked_fleettop.Popen(
+            ["--config", str(config), *args],
             stdin=slave,
             stdout=slave,
             stderr=slave,
             cwd=config.parent,
-            close_fds=True,
             env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "35", **(env or {})},
-            preexec_fn=lambda: (os.setsid(), fcntl.ioctl(0, termios.TIOCSCTTY, 0)),
+            session=True,
         )
         os.close(slave)
         self.master: int | None = master

@@ -8,9 +8,9 @@ import asyncio
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
+import forked_fleettop
 import pytest
 import yaml
 
@@ -29,20 +29,7 @@ def _config(directory: Path, **data) -> Path:
 
 
 def _fleettop(config: Path, *args: str, memory_cap: int | None = None) -> subprocess.CompletedProcess:
-    def cap() -> None:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, (memory_cap, memory_cap))
-
-    return subprocess.run(
-        [sys.executable, "-m", "fleettop", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=cap if memory_cap else None,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},  # asyncssh's DSA deprecation is not ours to show
-    )
+    return forked_fleettop.run(["--config", str(config), *args], cwd=config.parent, memory=memory_cap)
 
 
 @pytest.fixture
