@@ -219,12 +219,16 @@ async def ssh_agent_holding(key: asyncssh.SSHKey, tmp_path) -> AsyncIterator[obj
         ssh_agent, "-D", "-a", str(socket_path), stdout=asyncio.subprocess.DEVNULL
     )
     try:
-        for _ in range(100):
-            if socket_path.exists():
+        # The socket file appears when the agent binds it, a moment before it listens.
+        for attempt in range(100):
+            try:
+                async with asyncssh.connect_agent(str(socket_path)) as agent_client:
+                    await agent_client.add_keys([key])
                 break
-            await asyncio.sleep(0.02)
-        async with asyncssh.connect_agent(str(socket_path)) as agent_client:
-            await agent_client.add_keys([key])
+            except (FileNotFoundError, ConnectionRefusedError):
+                if attempt == 99:
+                    raise
+                await asyncio.sleep(0.02)
         yield socket_path
     finally:
         agent.terminate()
