@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 from fleettop import config
 from fleettop.config import ServerConfig
-from fleettop.domain import DiskUsage, Metrics
+from fleettop.domain import Counters, DiskUsage, Metrics, Sample
+from fleettop.store import rollups
 from fleettop.store.db import Database, open_database
 from fleettop.store.repo import Repository
+from fleettop.store.rows import insert_samples, sample_values, utcnow
+from fleettop.store.tables import RunRow, SampleRow
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -91,3 +94,30 @@ def with_repo(config_path, action):
             await database.close()
 
     return asyncio.run(go())
+
+
+async def store_sample(repo: Repository, server_id: int, metrics: Metrics, counters: Counters | None = None) -> bool:
+    """A test's history: one sample written as a collection writes it (kept once per server
+    and collected_at, its rollup buckets recomputed), without a run. False when the server
+    has one at that collected_at already."""
+    database = repo.database
+    async with database.sessions.begin() as session:
+        statement = insert_samples(database.dialect).values(sample_values(server_id, metrics, counters))
+        inserted = (await session.execute(statement.returning(SampleRow.id))).scalar_one_or_none()
+        await rollups.roll_up_samples(
+            await session.connection(), [(server_id, metrics.collected_at)], oldest=repo.raw_cutoff()
+        )
+    return inserted is not None
+
+
+async def start_run(repo: Repository, server_id: int, *, job_key: str, trigger: str, attempt: int = 1) -> int:
+    """A run left 'running', as a worker's begin_collection starts one; its id."""
+    statement = insert(RunRow).values(
+        server_id=server_id, job_key=job_key, trigger=trigger, attempt=attempt, status="running", started_at=utcnow()
+    )
+    async with repo.database.sessions.begin() as session:
+        return (await session.execute(statement.returning(RunRow.id))).scalar_one()
+
+
+async def latest_sample(repo: Repository, server_id: int) -> Sample | None:
+    return (await repo.latest_samples()).get(server_id)

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, select
+from sqlalchemy import ColumnElement, and_, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -55,7 +55,6 @@ from fleettop.store.db import Database
 from fleettop.store.group_commit import Begin, CollectInputs, Finish, GroupCommit, StartedRun
 from fleettop.store.rows import (
     apply_config,
-    insert_samples,
     run_of,
     sample_of,
     sample_values,
@@ -91,7 +90,7 @@ class Repository:
         first tag that sets one, else the defaults. `retention`: how long each tier of the
         history is kept (a read takes the tier that still holds its range). `alert_setup`: the
         alert rules judge each collection this repository records (a worker's); None: they do not."""
-        self._database = database
+        self.database = database  # what it reads and writes
         self._sessions = database.sessions
         self.defaults = defaults or DefaultsConfig()
         self.retention = retention or RetentionConfig()
@@ -178,7 +177,7 @@ class Repository:
                 return False
             if self.alert_setup is not None:
                 conn = await session.connection()
-                await alerts.retire(conn, self._database.dialect, self.alert_setup, {server_id: name})
+                await alerts.retire(conn, self.database.dialect, self.alert_setup, {server_id: name})
             await session.execute(delete(ServerRow).where(ServerRow.id == server_id))
             return True
 
@@ -264,20 +263,6 @@ class Repository:
 
     # -- samples -----------------------------------------------------------------
 
-    async def add_sample(self, server_id: int, metrics: Metrics, counters: Counters | None = None) -> bool:
-        """Store one sample; False when this server already has one at that collected_at."""
-        values = sample_values(server_id, metrics, counters)
-        async with self._sessions.begin() as session:
-            statement = insert_samples(self._database.dialect).values(values).returning(SampleRow.id)
-            try:
-                inserted = (await session.execute(statement)).scalar_one_or_none()
-            except IntegrityError:
-                raise FleettopError(f"server id {server_id} does not exist (removed?)") from None
-            await rollups.roll_up_samples(
-                await session.connection(), [(server_id, metrics.collected_at)], oldest=self.raw_cutoff()
-            )
-        return inserted is not None
-
     def raw_cutoff(self, now: float | None = None) -> int:
         """Epoch seconds before which raw samples are expired (and their buckets left as they are)."""
         return int(time.time() if now is None else now) - self.retention.raw_days * DAY_S
@@ -304,9 +289,9 @@ class Repository:
         server: Server | None = None,
         open_alerts: bool = True,
     ) -> bool:
-        """A successful collection's writes, as one: the sample (kept once per collected_at,
-        as add_sample), its run finished ok, and (given the server, in a worker) the alerts it
-        changes with the notifications they owe (`open_alerts`: as begin_collection found it; a
+        """A successful collection's writes, as one: the sample (kept once per collected_at), its
+        run finished ok, and (given the server, in a worker) the alerts it changes with the
+        notifications they owe (`open_alerts`: as begin_collection found it; a
         sample of a server without any that breaches nothing is not judged, at no cost).
         Group-committed; returns once committed, whether the server has a pending alert now
         (to collect it again sooner)."""
@@ -322,20 +307,9 @@ class Repository:
         loop = asyncio.get_running_loop()
         if self._writer is None or self._writer.loop is not loop:
             self._writer = GroupCommit(
-                self._database, self.defaults, loop, self.raw_cutoff, self.alert_setup, self.groups
+                self.database, self.defaults, loop, self.raw_cutoff, self.alert_setup, self.groups
             )
         return self._writer
-
-    async def latest_sample(self, server_id: int) -> Sample | None:
-        query = (
-            select(SampleRow.__table__)
-            .where(SAMPLE_COLUMNS.server_id == server_id)
-            .order_by(SAMPLE_COLUMNS.collected_at.desc())
-            .limit(1)
-        )
-        async with self._sessions() as session:
-            row = (await session.execute(query)).mappings().first()
-        return sample_of(row) if row else None
 
     async def latest_samples(self) -> dict[int, Sample]:
         """The newest sample of every server that has one, by server id."""
@@ -395,7 +369,7 @@ class Repository:
 
     async def purge_samples(self, older_than: datetime) -> int:
         purged = await self._purge(RAW, int(older_than.timestamp()))
-        async with self._database.engine.begin() as conn:  # alerts resolved, silences ended before it
+        async with self.database.engine.begin() as conn:  # alerts resolved, silences ended before it
             await alerts.purge(conn, older_than)
         return purged
 
@@ -409,7 +383,7 @@ class Repository:
     async def _purge(self, tier: Tier, cutoff: int) -> int:
         purged = 0
         while True:
-            async with self._database.engine.begin() as conn:
+            async with self.database.engine.begin() as conn:
                 deleted = await rollups.purge_batch(conn, tier, cutoff)
             purged += deleted
             if not deleted:
@@ -439,7 +413,7 @@ class Repository:
 
     async def history_points(self, server_id: int, metric: str, plan: ReadPlan) -> tuple[Point, ...]:
         """One metric of one server as `plan` reads it (fleettop.rollup.plan_read)."""
-        async with self._database.engine.connect() as conn:
+        async with self.database.engine.connect() as conn:
             return await rollups.read_points(conn, server_id, metric, plan)
 
     async def disk_hours(
@@ -447,16 +421,16 @@ class Repository:
     ) -> dict[int, dict[str, list[tuple[int, float]]]]:
         """Each mount's hourly average disk % from `since` (epoch) on, by server id (None: every
         server) and mount."""
-        async with self._database.engine.connect() as conn:
+        async with self.database.engine.connect() as conn:
             return await rollups.disk_hours(conn, server_ids, since)
 
     async def history_mounts(self, server_id: int) -> list[str]:
-        async with self._database.engine.connect() as conn:
+        async with self.database.engine.connect() as conn:
             return await rollups.mounts_of(conn, server_id)
 
     async def write_rollups(self, tier: Tier, buckets: dict[int, list[Bucket]]) -> None:
         """Whole buckets of a tier by server id, as the workers write them (the demo's year)."""
-        async with self._database.engine.begin() as conn:
+        async with self.database.engine.begin() as conn:
             await rollups.write_buckets(conn, tier, buckets)
 
     async def rebuild_rollups(self, now: float | None = None) -> int:
@@ -481,7 +455,7 @@ class Repository:
             day = bucket_start(int(first.timestamp()), DAY_S)
             while day <= last.timestamp():
                 starts = range(day, day + DAY_S, FIVE_MINUTES.seconds)
-                async with self._database.engine.begin() as conn:
+                async with self.database.engine.begin() as conn:
                     touched = [(server_id, datetime.fromtimestamp(start, UTC)) for start in starts]
                     await rollups.roll_up_samples(conn, touched, oldest=cutoff)
                 days += 1
@@ -520,25 +494,6 @@ class Repository:
 
     # -- runs --------------------------------------------------------------------
 
-    async def start_run(self, server_id: int, *, job_key: str, trigger: str, attempt: int = 1) -> int:
-        statement = (
-            insert(RunRow)
-            .values(
-                server_id=server_id,
-                job_key=job_key,
-                trigger=trigger,
-                attempt=attempt,
-                status="running",
-                started_at=utcnow(),
-            )
-            .returning(RunRow.id)
-        )
-        try:
-            async with self._sessions.begin() as session:
-                return (await session.execute(statement)).scalar_one()
-        except IntegrityError:
-            raise FleettopError(f"server id {server_id} does not exist (removed?)") from None
-
     async def finish_run(
         self, run_id: int, status: str, error: str | None = None, server: Server | None = None
     ) -> bool:
@@ -560,7 +515,7 @@ class Repository:
                 await session.flush()
                 observation = Observation(server.id, server.name, finished, server.thresholds)
                 conn = await session.connection()
-                return bool(await alerts.judge(conn, self._database.dialect, self.alert_setup, [observation]))
+                return bool(await alerts.judge(conn, self.database.dialect, self.alert_setup, [observation]))
         return False
 
     async def close_stale_runs(self, started_before: datetime, error: str) -> int:
@@ -683,20 +638,20 @@ class Repository:
     # -- alerts ------------------------------------------------------------------
 
     async def alerts(self, *, resolved_since: datetime | None = None) -> list[AlertRecord]:
-        async with self._database.engine.connect() as conn:
+        async with self.database.engine.connect() as conn:
             return await alerts.list_alerts(conn, utcnow(), resolved_since)
 
     async def server_alerts(self, server_id: int, limit: int = 20) -> list[AlertRecord]:
-        async with self._database.engine.connect() as conn:
+        async with self.database.engine.connect() as conn:
             return await alerts.server_alerts(conn, server_id, utcnow(), limit)
 
     async def firing_counts(self) -> dict[int, int]:
-        async with self._database.engine.connect() as conn:
+        async with self.database.engine.connect() as conn:
             return await alerts.firing_servers(conn)
 
     async def ack_alert(self, alert_id: int, who: str) -> AlertRecord:
         """Acknowledge an open alert (its reminders stop); audited."""
-        async with self._database.engine.begin() as conn:
+        async with self.database.engine.begin() as conn:
             record = await alerts.ack(conn, alert_id, who, utcnow())
         if record is None:
             raise UsageError(f"no open alert has id {alert_id} (see `fleettop alerts`)")
@@ -713,7 +668,7 @@ class Repository:
         if server is None:
             raise UnknownServer(name)
         now = utcnow()
-        async with self._database.engine.begin() as conn:
+        async with self.database.engine.begin() as conn:
             silence_id = await alerts.add_silence(conn, server.id, rule, until, comment, who, now)
             record = (await alerts.list_silences(conn, now, silence_id))[0]
         detail = f"silence {record.id}: {rule or 'every rule'} until {until.isoformat(timespec='seconds')}"
@@ -721,12 +676,12 @@ class Repository:
         return record
 
     async def silences(self) -> list[SilenceRecord]:
-        async with self._database.engine.connect() as conn:
+        async with self.database.engine.connect() as conn:
             return await alerts.list_silences(conn, utcnow())
 
     async def expire_silence(self, silence_id: int, who: str) -> SilenceRecord:
         now = utcnow()
-        async with self._database.engine.begin() as conn:
+        async with self.database.engine.begin() as conn:
             if not await alerts.expire_silence(conn, silence_id, now):
                 raise UsageError(f"no silence in force has id {silence_id} (see `fleettop silence --list`)")
             record = (await alerts.list_silences(conn, now, silence_id))[0]
@@ -739,21 +694,21 @@ class Repository:
         no alerts (a command's, not a worker's)."""
         if self.alert_setup is None or not servers:
             return 0
-        async with self._database.engine.begin() as conn:
-            return await alerts.retire(conn, self._database.dialect, self.alert_setup, servers)
+        async with self.database.engine.begin() as conn:
+            return await alerts.retire(conn, self.database.dialect, self.alert_setup, servers)
 
     async def claim_notifications(
         self, group_wait: timedelta, lease: timedelta, targets: Sequence[str]
     ) -> list[Delivery]:
-        async with self._database.engine.begin() as conn:
+        async with self.database.engine.begin() as conn:
             return await alerts.claim(conn, utcnow(), group_wait, lease, targets)
 
     async def delivered(self, ids: Sequence[int]) -> None:
-        async with self._database.engine.begin() as conn:
+        async with self.database.engine.begin() as conn:
             await alerts.delivered(conn, ids, utcnow())
 
     async def not_delivered(self, ids: Sequence[int], error: str, retry_at: datetime | None) -> None:
-        async with self._database.engine.begin() as conn:
+        async with self.database.engine.begin() as conn:
             await alerts.not_delivered(conn, ids, error, utcnow(), retry_at)
 
     # -- audit -------------------------------------------------------------------

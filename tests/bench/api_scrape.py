@@ -23,7 +23,11 @@ from pathlib import Path
 
 import httpx
 
-from fleettop.config import ApiConfig, Listen, LoadedConfig, ServerConfig, Settings
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: store_helpers
+
+from store_helpers import store_sample  # noqa: E402
+
+from fleettop.config import ApiConfig, Listen, LoadedConfig, ServerConfig, Settings  # noqa: E402
 from fleettop.domain import Counters, DiskUsage, Metrics, Sample
 
 REDIS_URL = os.environ.get("FLEETTOP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -78,7 +82,7 @@ async def bench(count: int, repeats: int) -> None:
                         uptime_s=86400.0, cpu_total=10**6, cpu_idle=9 * 10**5, net_rx_bytes=10**9, net_tx_bytes=10**8
                     )
                     sample = metrics(i)
-                    await service.repo.add_sample(server.id, sample, counters)
+                    await store_sample(service.repo, server.id, sample, counters)
                     await service.cache.record_collected(
                         Sample(**dict(sample), server_id=server.id, counters=counters), duration_s=0.05
                     )

@@ -15,6 +15,7 @@ import pytest
 from fault_helpers import PrivateRedis, free_port, redis_server_binaries, unavailable
 from queue_helpers import run_fleettop, service_for
 from redis.asyncio import Redis
+from store_helpers import start_run
 
 from fleettop.config import LoadedConfig, Settings
 from fleettop.wiring import open_service
@@ -263,7 +264,7 @@ async def test_collecting_named_servers_and_retrying_are_audited(make_config, sh
     async with service_for(data, worker=False) as service:
         await service.collect_now(["sim-0001"])
         server = (await service.resolve(["sim-0001"]))[0]
-        run_id = await service.repo.start_run(server.id, job_key="k", trigger="manual")
+        run_id = await start_run(service.repo, server.id, job_key="k", trigger="manual")
         await service.repo.finish_run(run_id, "failed", "x")
         await service.retry(run_id)
         actions = [entry.action for entry in await service.repo.audit_entries(50)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from queue_helpers import service_for
+from store_helpers import start_run
 
 
 async def test_a_server_removed_while_its_collection_waits_is_reported_failed(make_config, fleet):
@@ -53,7 +54,7 @@ async def test_a_failed_manual_collection_tells_its_own_error_after_a_later_run_
         (server,) = await service.resolve(["sim-0001"])
         await service.collect_now()
         await service.wait_collected([server], timeout=20)
-        await service.repo.start_run(server.id, job_key="scheduled-since", trigger="scheduled")
+        await start_run(service.repo, server.id, job_key="scheduled-since", trigger="scheduled")
 
         (outcome,) = await service.manual_outcomes([server.id])
         assert outcome.status == "failed" and "host key unknown" in outcome.error, outcome

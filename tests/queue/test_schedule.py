@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from queue_helpers import service_for, wait_until
+from store_helpers import store_sample
 
 from fleettop.cache import ServerList
 from fleettop.config import ServerConfig, servers_fingerprint
@@ -183,7 +184,7 @@ async def test_a_worker_purges_the_expired_history_once_an_hour(make_config, dat
         (server,) = await service.resolve(["sim-0001"])
         now = datetime.now(UTC)
         for age in (timedelta(days=3), timedelta(days=2), timedelta(hours=1)):
-            await service.repo.add_sample(server.id, metrics(now - age))
+            await store_sample(service.repo, server.id, metrics(now - age))
         await service.start_worker()
 
         async def expired() -> list:

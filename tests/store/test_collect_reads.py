@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import event
-from store_helpers import T0, add_server, metrics, refuse_samples_of
+from store_helpers import T0, add_server, latest_sample, metrics, refuse_samples_of, start_run, store_sample
 
 from fleettop.domain import Counters
 from fleettop.errors import FleettopError
@@ -32,7 +32,7 @@ async def test_begin_collection_reads_server_secret_done_and_counters_and_starts
 
     counters = Counters(uptime_s=100.0, cpu_total=1000, cpu_idle=900, net_rx_bytes=5, net_tx_bytes=6)
     newer = Counters(uptime_s=160.0, cpu_total=1600, cpu_idle=1400, net_rx_bytes=50, net_tx_bytes=60)
-    await repo.add_sample(sid, metrics(T0), counters)
+    await store_sample(repo, sid, metrics(T0), counters)
     retry = await begin(repo, sid, "key@1", trigger="retry", attempt=2)
     assert retry.done is False and retry.counters == counters
     # The first attempt, still 'running' under the same key, lost its worker.
@@ -42,7 +42,7 @@ async def test_begin_collection_reads_server_secret_done_and_counters_and_starts
 
     again = await begin(repo, sid, "key@1")
     assert again.done is True and again.run is None
-    assert again.counters == newer == (await repo.latest_sample(sid)).counters
+    assert again.counters == newer == (await latest_sample(repo, sid)).counters
     assert [r.status for r in await repo.recent_runs(sid)] == ["ok", "retried"]  # no run for the duplicate
     assert (await begin(repo, sid, "key@2")).done is False
     assert await begin(repo, sid + 1000, "key@1") is None
@@ -56,7 +56,7 @@ async def test_a_disabled_server_starts_no_run_when_asked_to_skip_it(repo):
     assert len(await repo.recent_runs(sid)) == 1
 
 
-async def test_finish_collection_is_add_sample_and_finish_run(repo):
+async def test_finish_collection_stores_the_sample_and_finishes_the_run(repo):
     sid = await add_server(repo)
     first = await begin(repo, sid, "k")
     await repo.finish_collection(first.run, sid, metrics(T0), None)
@@ -133,7 +133,7 @@ async def test_last_runs_is_the_newest_run_of_each(repo):
     c = await add_server(repo, "web3")
     for server_id, statuses in ((a, ["ok", "failed"]), (b, ["failed", "ok"])):
         for index, status in enumerate(statuses):
-            run_id = await repo.start_run(server_id, job_key=f"{server_id}-{index}", trigger="manual")
+            run_id = await start_run(repo, server_id, job_key=f"{server_id}-{index}", trigger="manual")
             await repo.finish_run(run_id, status, "boom" if status == "failed" else None)
     lasts = await repo.last_runs([a, b, c])
     assert set(lasts) == {a, b}  # c never ran

@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from store_helpers import metrics, with_repo
+from store_helpers import metrics, store_sample, with_repo
 
 from fleettop.rollup import bucket_start
 
@@ -34,7 +34,7 @@ def web1(fleettop, config_path):
     async def store(repo):
         server = await repo.get_server("web1")
         for minute in range(120):
-            await repo.add_sample(server.id, metrics(at(minute), cpu=float(minute), disk=50 + minute / 10))
+            await store_sample(repo, server.id, metrics(at(minute), cpu=float(minute), disk=50 + minute / 10))
 
     with_repo(config_path, store)
 
@@ -141,7 +141,7 @@ def test_db_rollup_rolls_up_the_samples_stored_before_the_rollups(fleettop, conf
 
     async def store_raw(repo):  # as before 0003: samples only
         server = await repo.get_server("web1")
-        async with repo._database.engine.begin() as conn:
+        async with repo.database.engine.begin() as conn:
             await conn.execute(
                 insert(SampleRow.__table__),
                 [sample_values(server.id, metrics(at(m), cpu=float(m)), None) for m in range(120)],

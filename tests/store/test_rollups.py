@@ -7,7 +7,7 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
-from store_helpers import add_server, metrics
+from store_helpers import add_server, metrics, store_sample
 
 from fleettop.config import RetentionConfig, Settings
 from fleettop.domain import DiskUsage, Metrics
@@ -37,12 +37,12 @@ async def points(repo: Repository, server_id: int, metric: str, tier=FIVE_MINUTE
     return [(p.at - HOUR0, p.n, p.min, p.avg, p.max) for p in await repo.history_points(server_id, metric, plan)]
 
 
-async def test_buckets_by_hand_from_the_workers_and_from_add_sample(repo):
+async def test_buckets_by_hand_from_the_workers_and_from_a_stored_history(repo):
     sid = await add_server(repo)
     inputs = await repo.begin_collection(sid, "k1", trigger="scheduled", attempt=1, skip_disabled=False)
     await repo.finish_collection(inputs.run, sid, sample(0, 10.0, data=5.0), None)  # the workers' group commit
     for seconds, cpu in ((60, 30.0), (299, 20.0), (300, 90.0), (3600, 50.0)):
-        await repo.add_sample(sid, sample(seconds, cpu, root=40.0 + seconds / 3600))
+        await store_sample(repo, sid, sample(seconds, cpu, root=40.0 + seconds / 3600))
     assert await points(repo, sid, "cpu") == [
         (0, 3, 10.0, 20.0, 30.0),
         (300, 1, 90.0, 90.0, 90.0),
@@ -62,11 +62,11 @@ async def test_buckets_by_hand_from_the_workers_and_from_add_sample(repo):
 
 async def test_a_bucket_written_twice_and_a_late_sample(repo):
     sid = await add_server(repo)
-    await repo.add_sample(sid, sample(0, 10.0))
-    await repo.add_sample(sid, sample(0, 10.0))  # the same sample again (a job run twice): kept once
-    await repo.add_sample(sid, sample(3700, 70.0))
+    await store_sample(repo, sid, sample(0, 10.0))
+    await store_sample(repo, sid, sample(0, 10.0))  # the same sample again (a job run twice): kept once
+    await store_sample(repo, sid, sample(3700, 70.0))
     assert await points(repo, sid, "cpu") == [(0, 1, 10, 10, 10), (3600, 1, 70, 70, 70)]
-    await repo.add_sample(sid, sample(120, 30.0))  # late: after a later hour was written
+    await store_sample(repo, sid, sample(120, 30.0))  # late: after a later hour was written
     assert await points(repo, sid, "cpu") == [(0, 2, 10, 20, 30), (3600, 1, 70, 70, 70)]
     assert await points(repo, sid, "cpu", ONE_HOUR, 3600) == [(0, 2, 10, 20, 30), (3600, 1, 70, 70, 70)]
 
@@ -78,7 +78,7 @@ async def test_a_sample_older_than_the_raw_retention_leaves_its_bucket_alone(dat
     sid = await add_server(repo)
     old = bucket_start(int(time.time()) - 3 * DAY_S, 300)
     await repo.write_rollups(FIVE_MINUTES, {sid: [Bucket(old, {"cpu": Stat(10, 100.0, 1.0, 30.0)})]})
-    await repo.add_sample(sid, metrics(datetime.fromtimestamp(old + 10, UTC), cpu=99.0))
+    await store_sample(repo, sid, metrics(datetime.fromtimestamp(old + 10, UTC), cpu=99.0))
     plan = ReadPlan(FIVE_MINUTES, 300, old, old + 300)
     assert await repo.history_points(sid, "cpu", plan) == (Point(old, 10, 1.0, 10.0, 30.0),)
 
@@ -93,7 +93,7 @@ async def test_two_writers_at_once_give_every_sample_to_the_bucket(settings: Set
 
         async def write(repo: Repository, offset: int) -> None:
             for i in range(30):
-                await repo.add_sample(sid, sample(offset + 20 * i, float(offset + 20 * i) / 10))
+                await store_sample(repo, sid, sample(offset + 20 * i, float(offset + 20 * i) / 10))
 
         await asyncio.gather(write(writers[0], 0), write(writers[1], 10))
         got = await points(writers[0], sid, "cpu", FIVE_MINUTES, 300)
@@ -123,7 +123,7 @@ async def test_retention_purges_exactly_what_expired(repo, monkeypatch):
         )
     raw_edge = now - keep["raw"] * DAY_S
     for seconds in (-7200, -3600, -1, 1, 3600):
-        await repo.add_sample(sids[0], metrics(datetime.fromtimestamp(raw_edge + seconds, UTC)))
+        await store_sample(repo, sids[0], metrics(datetime.fromtimestamp(raw_edge + seconds, UTC)))
 
     purged = await repo.purge_expired(now)
 
@@ -140,7 +140,7 @@ async def test_retention_purges_exactly_what_expired(repo, monkeypatch):
 
 async def test_removing_a_server_removes_its_rollups(repo):
     sid = await add_server(repo)
-    await repo.add_sample(sid, sample(0, 10.0))
+    await store_sample(repo, sid, sample(0, 10.0))
     await repo.remove_server("web1")
     again = await add_server(repo)
     assert await points(repo, again, "cpu") == [] and await repo.history_mounts(again) == []

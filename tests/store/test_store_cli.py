@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
-from store_helpers import T0, metrics, with_repo
+from store_helpers import T0, metrics, store_sample, with_repo
 
 from fleettop import config
 from fleettop.secrets import SecretBox
@@ -232,7 +232,7 @@ def _store_samples(config_path, name: str, times: list[datetime]) -> None:
     async def action(repo: Repository):
         server = await repo.get_server(name)
         for i, at in enumerate(times):
-            await repo.add_sample(server.id, metrics(at, cpu=float(i)))
+            await store_sample(repo, server.id, metrics(at, cpu=float(i)))
 
     with_repo(config_path, action)
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import inspect, text
-from store_helpers import T0, add_server, metrics
+from store_helpers import T0, add_server, latest_sample, metrics, start_run, store_sample
 
 from fleettop.config import DefaultsConfig, ServerConfig
 from fleettop.domain import CleanResult, Counters, Thresholds
@@ -109,7 +109,7 @@ async def test_0002_makes_the_stored_built_in_defaults_inherited_and_keeps_other
             web1 = await conn.scalar(select(ServerRow.id).where(ServerRow.name == "web1"))
             # history stays (SQLite rebuilds the table); written as 0001 knew samples (no rollups yet)
             await conn.execute(insert(SampleRow.__table__), sample_values(web1, metrics(T0), None))
-        await Repository(database).start_run(web1, job_key="k", trigger="manual")
+        await start_run(Repository(database), web1, job_key="k", trigger="manual")
         assert await database.revision() == "0001"
         await migrate(database)
         assert await database.revision() == head_revision()
@@ -253,8 +253,8 @@ async def test_update_server_renames_and_keeps_or_replaces_the_secret(repo):
 
 async def test_remove_server_takes_its_samples_and_runs(repo):
     sid = await add_server(repo)
-    await repo.add_sample(sid, metrics(T0))
-    await repo.start_run(sid, job_key="k", trigger="manual")
+    await store_sample(repo, sid, metrics(T0))
+    await start_run(repo, sid, job_key="k", trigger="manual")
     assert await repo.count_samples(sid) == 1
     assert await repo.remove_server("web1") is True
     assert await repo.remove_server("web1") is False
@@ -277,7 +277,7 @@ async def test_sync_config_servers_upserts_adopts_and_releases_but_never_deletes
     assert await repo.sync_config_servers(config_servers) == []  # nothing changed
 
     # web2 leaves the config file: kept, with its history, and now managed with the CLI.
-    await repo.add_sample(by_name["web2"].id, metrics(T0))
+    await store_sample(repo, by_name["web2"].id, metrics(T0))
     notes = await repo.sync_config_servers(config_servers[:1])
     assert notes == ["server 'web2': no longer in the config file: kept, now managed with `fleettop servers`"]
     web2 = await repo.get_server("web2")
@@ -309,14 +309,14 @@ async def test_a_server_that_sets_nothing_takes_the_defaults_in_use_at_every_rea
 # -- samples -------------------------------------------------------------------------
 
 
-async def test_add_sample_is_idempotent_and_round_trips(repo):
+async def test_a_sample_is_kept_once_per_collected_at_and_round_trips(repo):
     sid = await add_server(repo)
     counters = Counters(uptime_s=100.0, cpu_total=1000, cpu_idle=900, net_rx_bytes=5, net_tx_bytes=6)
     sample_metrics = metrics(T0.replace(microsecond=123456))
-    assert await repo.add_sample(sid, sample_metrics, counters) is True
-    assert await repo.add_sample(sid, sample_metrics, counters) is False
+    assert await store_sample(repo, sid, sample_metrics, counters) is True
+    assert await store_sample(repo, sid, sample_metrics, counters) is False
     assert await repo.count_samples(sid) == 1
-    latest = await repo.latest_sample(sid)
+    latest = await latest_sample(repo, sid)
     assert latest.collected_at == sample_metrics.collected_at and latest.collected_at.tzinfo is not None
     assert latest.model_dump(exclude={"server_id", "counters"}) == sample_metrics.model_dump()
     assert latest.counters == counters and latest.server_id == sid
@@ -325,14 +325,9 @@ async def test_add_sample_is_idempotent_and_round_trips(repo):
 async def test_timestamps_in_other_zones_are_stored_as_utc(repo):
     sid = await add_server(repo)
     paris = datetime(2026, 11, 1, 13, 0, tzinfo=ZoneInfo("Europe/Paris"))
-    await repo.add_sample(sid, metrics(paris))
-    assert await repo.add_sample(sid, metrics(T0)) is False  # 13:00 in Paris is 12:00 UTC
-    assert (await repo.latest_sample(sid)).collected_at == T0
-
-
-async def test_add_sample_for_a_removed_server_is_one_line(repo):
-    with pytest.raises(FleettopError, match="server id 999 does not exist"):
-        await repo.add_sample(999, metrics(T0))
+    await store_sample(repo, sid, metrics(paris))
+    assert await store_sample(repo, sid, metrics(T0)) is False  # 13:00 in Paris is 12:00 UTC
+    assert (await latest_sample(repo, sid)).collected_at == T0
 
 
 async def test_latest_samples_per_server(repo):
@@ -340,8 +335,8 @@ async def test_latest_samples_per_server(repo):
     b = await add_server(repo, "b")
     await add_server(repo, "c")  # no samples
     for minute in range(5):
-        await repo.add_sample(a, metrics(T0 + timedelta(minutes=minute), cpu=minute))
-        await repo.add_sample(b, metrics(T0 - timedelta(minutes=minute), cpu=10 + minute))
+        await store_sample(repo, a, metrics(T0 + timedelta(minutes=minute), cpu=minute))
+        await store_sample(repo, b, metrics(T0 - timedelta(minutes=minute), cpu=10 + minute))
     latest = await repo.latest_samples()
     assert set(latest) == {a, b}
     assert latest[a].cpu_percent == 4 and latest[a].collected_at == T0 + timedelta(minutes=4)
@@ -355,7 +350,7 @@ def _epoch(at: datetime) -> int:
 async def test_history_raw_is_the_samples_in_range(repo):
     sid = await add_server(repo)
     for minute in range(10):
-        await repo.add_sample(sid, metrics(T0 + timedelta(minutes=minute), cpu=minute, ram=50 + minute))
+        await store_sample(repo, sid, metrics(T0 + timedelta(minutes=minute), cpu=minute, ram=50 + minute))
     plan = ReadPlan(RAW, 60, _epoch(T0 + timedelta(minutes=2)), _epoch(T0 + timedelta(minutes=5)))
     cpu, ram = [await repo.history_points(sid, metric, plan) for metric in ("cpu", "ram")]
     assert [p.at for p in cpu] == [_epoch(T0 + timedelta(minutes=m)) for m in (2, 3, 4)]
@@ -368,8 +363,8 @@ async def test_history_raw_in_buckets_averages_and_extremes(repo):
     # One sample every 2 minutes for an hour; cpu rises 0,1,2,...; disk missing on odd ones.
     for i in range(30):
         at = T0 + timedelta(minutes=2 * i, seconds=7)
-        await repo.add_sample(
-            sid, metrics(at, cpu=float(i), ram=40.0 + (i % 3), disk=None if i % 2 else 60.0 + i, load1=i / 10)
+        await store_sample(
+            repo, sid, metrics(at, cpu=float(i), ram=40.0 + (i % 3), disk=None if i % 2 else 60.0 + i, load1=i / 10)
         )
     plan = ReadPlan(RAW, 600, _epoch(T0), _epoch(T0 + timedelta(hours=1)))
     cpu, ram, disk, load1 = [await repo.history_points(sid, m, plan) for m in ("cpu", "ram", "disk", "load1")]
@@ -385,7 +380,7 @@ async def test_history_raw_in_buckets_averages_and_extremes(repo):
 async def test_purge_samples_older_than(repo):
     sid = await add_server(repo)
     for day in range(5):
-        await repo.add_sample(sid, metrics(T0 - timedelta(days=day)))
+        await store_sample(repo, sid, metrics(T0 - timedelta(days=day)))
     assert await repo.purge_samples(T0 - timedelta(days=2, hours=1)) == 2
     assert await repo.count_samples(sid) == 3
     assert await repo.purge_samples(T0 - timedelta(days=2, hours=1)) == 0
@@ -397,15 +392,15 @@ async def test_aggregate_counts_up_down_alerting_by_each_servers_thresholds(repo
     failing = await add_server(repo, "failing")
     await add_server(repo, "off", enabled=False)
     off = (await repo.get_server("off")).id
-    await repo.add_sample(strict, metrics(T0, cpu=60, ram=10, disk=20))  # critical for its 50 %
-    await repo.add_sample(relaxed, metrics(T0, cpu=60, ram=30, disk=40))
-    await repo.add_sample(relaxed, metrics(T0 - timedelta(hours=1), cpu=99))  # old: not the latest
-    await repo.add_sample(off, metrics(T0, cpu=100))
+    await store_sample(repo, strict, metrics(T0, cpu=60, ram=10, disk=20))  # critical for its 50 %
+    await store_sample(repo, relaxed, metrics(T0, cpu=60, ram=30, disk=40))
+    await store_sample(repo, relaxed, metrics(T0 - timedelta(hours=1), cpu=99))  # old: not the latest
+    await store_sample(repo, off, metrics(T0, cpu=100))
     for sid, statuses in ((strict, ["failed", "ok"]), (relaxed, ["ok"]), (failing, ["ok", "failed"]), (off, ["ok"])):
         for status in statuses:
-            run_id = await repo.start_run(sid, job_key=f"{sid}-{status}", trigger="scheduled")
+            run_id = await start_run(repo, sid, job_key=f"{sid}-{status}", trigger="scheduled")
             await repo.finish_run(run_id, status, error="boom" if status == "failed" else None)
-    await repo.start_run(failing, job_key="in-flight", trigger="manual")  # running: not finished
+    await start_run(repo, failing, job_key="in-flight", trigger="manual")  # running: not finished
     aggregate = await repo.aggregate()
     assert (aggregate.total, aggregate.up, aggregate.down, aggregate.alerting) == (3, 2, 1, 1)
     assert aggregate.avg_cpu == pytest.approx(60) and aggregate.avg_ram == pytest.approx(20)
@@ -421,8 +416,8 @@ async def test_iter_samples_filters_and_orders(repo):
     a = await add_server(repo, "a")
     b = await add_server(repo, "b")
     for minute in range(6):
-        await repo.add_sample(a, metrics(T0 + timedelta(minutes=minute), cpu=minute))
-        await repo.add_sample(b, metrics(T0 + timedelta(minutes=minute, seconds=30), cpu=100 - minute))
+        await store_sample(repo, a, metrics(T0 + timedelta(minutes=minute), cpu=minute))
+        await store_sample(repo, b, metrics(T0 + timedelta(minutes=minute, seconds=30), cpu=100 - minute))
     everything = [s async for s in repo.iter_samples()]
     assert len(everything) == 12
     assert [s.collected_at for s in everything] == sorted(s.collected_at for s in everything)
@@ -498,11 +493,11 @@ async def test_iter_samples_streams_in_flat_memory(repo, database):
 
 async def test_runs_lifecycle(repo):
     sid = await add_server(repo)
-    run_id = await repo.start_run(sid, job_key="collect:1:100", trigger="scheduled", attempt=1)
+    run_id = await start_run(repo, sid, job_key="collect:1:100", trigger="scheduled", attempt=1)
     (running,) = await repo.recent_runs(sid, 1)
     assert running.status == "running" and running.finished_at is None and running.server_name == "web1"
     await repo.finish_run(run_id, "failed", error="host unreachable")
-    retry = await repo.start_run(sid, job_key="collect:1:100", trigger="retry", attempt=2)
+    retry = await start_run(repo, sid, job_key="collect:1:100", trigger="retry", attempt=2)
     await repo.finish_run(retry, "ok")
     (last,) = await repo.recent_runs(sid, 1)
     assert (last.id, last.status, last.attempt, last.trigger) == (retry, "ok", 2, "retry")
@@ -542,7 +537,7 @@ async def test_clean_runs_applies_age_and_keep_limits_per_status(repo, database)
         await _finished_run(database, a, "ok", now - timedelta(minutes=i))
     for i in range(4):  # b: 4 failed runs, hours ago
         await _finished_run(database, b, "failed", now - timedelta(hours=i + 1))
-    running = await repo.start_run(a, job_key="live", trigger="manual")
+    running = await start_run(repo, a, job_key="live", trigger="manual")
     # ok: keep at most 3 and none older than 1 h; failed: keep 10, none older than 2.5 h.
     deleted = await repo.clean_runs(completed_max_age=3600, completed_keep=3, failed_max_age=9000, failed_keep=10)
     assert deleted == CleanResult(completed=7, failed=2)
@@ -583,11 +578,11 @@ async def test_a_database_failure_mid_command_is_one_line(database, repo):
 
 async def test_close_stale_runs_closes_only_old_running_runs(repo):
     server = await repo.add_server(ServerConfig(name="stale-1", host="127.0.0.1"))
-    old = await repo.start_run(server.id, job_key="a", trigger="manual")
-    done = await repo.start_run(server.id, job_key="b", trigger="manual")
+    old = await start_run(repo, server.id, job_key="a", trigger="manual")
+    done = await start_run(repo, server.id, job_key="b", trigger="manual")
     await repo.finish_run(done, "ok")
     cutoff = datetime.now(UTC) + timedelta(seconds=1)
-    fresh = await repo.start_run(server.id, job_key="c", trigger="manual")
+    fresh = await start_run(repo, server.id, job_key="c", trigger="manual")
     # `fresh` started before the cutoff too; a cutoff in the past keeps it
     assert await repo.close_stale_runs(cutoff - timedelta(hours=1), "lost") == 0
     assert await repo.close_stale_runs(cutoff, "lost: its worker is gone") == 2

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from fixed_fleet import NOW, FixedFleet
+from store_helpers import store_sample
 from tui_live import LiveFleet, live_settings, until
 
 from fleettop.config import LoadedConfig, ServerConfig
@@ -86,7 +87,7 @@ async def test_detail_peaks_are_the_real_peaks_and_load_is_not_scaled_to_itself(
             procs=90,
             uptime_s=86400,
         )
-        await service.repo.add_sample(quiet.id, metrics)
+        await store_sample(service.repo, quiet.id, metrics)
     app = live.app()
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_detail(pilot, app, "quiet")
