@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from fixed_fleet import NOW, FixedFleet
 from store_helpers import store_sample
+from textual.widgets._footer import FooterKey
 from tui_live import LiveFleet, live_settings, until
 
 from fleettop.config import LoadedConfig, ServerConfig
@@ -55,6 +56,10 @@ def screen_lines(app: FleetApp) -> list[str]:
 
 def toasts(app: FleetApp) -> list[str]:
     return [str(toast.render()) for toast in app.screen.query("Toast")]
+
+
+def footer_actions(screen: DetailScreen) -> list[str]:
+    return [key.action for key in screen.query(FooterKey)]
 
 
 async def open_detail(pilot, app: FleetApp, name: str) -> DetailScreen:
@@ -150,6 +155,7 @@ async def test_t_trusts_an_unknown_host_key_from_the_detail_screen(tmp_path, red
             screen = await open_detail(pilot, app, name)
             title = text_of(screen.query_one("#title"))
             assert "host key unknown" in title and "t: check the key this host presents and trust it" in title
+            await until(pilot, lambda: "trust" in footer_actions(screen), what="t in the footer")
             await pilot.press("t")
             await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
             question = app.screen.question
@@ -163,6 +169,10 @@ async def test_t_trusts_an_unknown_host_key_from_the_detail_screen(tmp_path, red
             await until(pilot, lambda: screen.detail.row.status == "up", what="the server to be collected, now trusted")
             assert own_known_hosts.read_text().startswith(f"[127.0.0.1]:{sim.hosts[0][1]} ssh-ed25519 ")
             assert "host key" not in text_of(screen.query_one("#title"))
+            await until(pilot, lambda: "trust" not in footer_actions(screen), what="t gone from the footer")
+            keys = list(screen.query(FooterKey))
+            await pilot.pause(2.5)  # the screen's 1 s refresh leaves the footer as it is (no rebuild)
+            assert list(screen.query(FooterKey)) == keys
             await pilot.press("question_mark")  # nothing to trust now: t is neither in the footer nor in the help
             assert isinstance(app.screen, HelpScreen) and "Trust host key" not in text_of(app.screen.query_one("#help"))
             assert not screen.check_action("trust", ())

@@ -108,6 +108,7 @@ class DetailScreen(FleetScreen):
         self.server_name = name
         self.server_id: int | None = None
         self.detail: ServerDetail | None = None
+        self._offers_trust = False  # the footer's t, shown while a host key stops collection
         self.span = DEFAULT_SPAN
         self._charts: tuple[str, ...] = ()  # the metrics charted now, in order
 
@@ -189,14 +190,16 @@ class DetailScreen(FleetScreen):
             "  ",
             (row.status, STATUS_STYLE.get(row.status, "$text-muted")),
         ]
+        hint = self._hostkey_hint()
         if row.error and row.status in ("down", "stale"):
             # The whole error, wrapped: its end is the fix ("...; check it and run: ...").
             title += ["  ", (fmt.clean(row.error), "$error" if row.status == "down" else "$warning")]
-            hint = self._hostkey_hint()
             if hint:
                 title += ["\n", (hint, "bold $accent")]
         self.query_one("#title", Static).update(Content.assemble(*title))
-        self.refresh_bindings()
+        if (hint is not None) != self._offers_trust:  # the footer is rebuilt only when t comes or goes
+            self._offers_trust = hint is not None
+            self.refresh_bindings()
 
         severities = {key: getattr(value, "value", value) for key, value in (row.severities or {}).items()}
 
