@@ -152,9 +152,6 @@ class _Forked:
         if self.returncode is None:
             os.kill(self.pid, signum)
 
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
@@ -200,9 +197,14 @@ class Process(_Forked):
     def _on_exit(self) -> None:
         asyncio.get_running_loop().remove_reader(self._connection.fileno())
         self._connection.setblocking(True)
-        self.returncode = _answer(self._connection, "returncode")
-        self._connection.close()
-        self._exited.set_result(self.returncode)
+        try:
+            self.returncode = _answer(self._connection, "returncode")
+        except RuntimeError as gone:  # wait() says so rather than waiting forever
+            self._exited.set_exception(gone)
+        else:
+            self._exited.set_result(self.returncode)
+        finally:
+            self._connection.close()
 
     async def wait(self) -> int:
         return await asyncio.shield(self._exited)
