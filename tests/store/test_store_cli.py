@@ -453,6 +453,7 @@ def test_export_of_10k_samples_streams(fleettop, config_path, tmp_path):
 # -- db ------------------------------------------------------------------------------
 
 
+@pytest.mark.empty_database
 def test_db_upgrade_and_purge(fleettop, config_path):
     code, out, _ = fleettop("db", "upgrade")
     assert code == 0 and out.endswith(f"upgraded from revision none to {head_revision()}\n")

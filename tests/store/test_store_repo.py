@@ -22,6 +22,7 @@ from fleettop.store.repo import KEEP, Repository
 # -- migrations ----------------------------------------------------------------------
 
 
+@pytest.mark.empty_database
 async def test_migrations_create_every_table_at_head(database):
     assert await database.revision() == head_revision()
     async with database.engine.connect() as conn:
@@ -33,6 +34,7 @@ async def test_migrations_create_every_table_at_head(database):
     assert {"ix_runs_status_finished", "ix_runs_server_started", "ix_runs_job_key"} <= indexes
 
 
+@pytest.mark.empty_database
 async def test_migrations_match_the_orm_tables(database):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
@@ -44,6 +46,7 @@ async def test_migrations_match_the_orm_tables(database):
     assert diff == []
 
 
+@pytest.mark.empty_database
 async def test_0002_makes_the_stored_built_in_defaults_inherited_and_keeps_other_values(settings):
     """A database at 0001 (values stored, never NULL) upgrades in place: a value equal to the
     built-in default then follows `defaults:`, any other stays the server's own."""
@@ -147,6 +150,7 @@ async def test_0002_makes_the_stored_built_in_defaults_inherited_and_keeps_other
         await database.close()
 
 
+@pytest.mark.empty_database
 async def test_reopening_and_migrating_again_is_a_no_op(settings, database, repo):
     await add_server(repo)
     await migrate(database)
@@ -157,6 +161,7 @@ async def test_reopening_and_migrating_again_is_a_no_op(settings, database, repo
         await again.close()
 
 
+@pytest.mark.empty_database
 async def test_a_migration_logs_one_line_of_its_own_not_alembics_narration(settings, caplog):
     caplog.set_level(logging.DEBUG)
     database = await open_database(settings)
@@ -171,8 +176,14 @@ async def test_a_migration_logs_one_line_of_its_own_not_alembics_narration(setti
     ]
 
 
+@pytest.mark.empty_database
 async def test_processes_starting_together_migrate_once(settings):
     """The TUI and a headless worker may open a fresh database at the same moment."""
+    fresh = await open_database(settings, migrate_to_head=False)
+    try:
+        assert await fresh.revision() is None  # empty_database: no migration has run yet
+    finally:
+        await fresh.close()
     opened = await asyncio.gather(*(open_database(settings) for _ in range(4)), return_exceptions=True)
     try:
         assert [type(db).__name__ for db in opened] == ["Database"] * 4, opened

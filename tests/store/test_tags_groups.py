@@ -52,6 +52,7 @@ async def test_tags_and_jump_are_stored_and_synced_from_the_config(database):
     assert (web1.tags, web1.jump) == (("web", "eu"), "none")
 
 
+@pytest.mark.empty_database
 async def test_0005_adds_tags_and_jump_to_a_database_before_it_and_goes_back(settings: Settings):
     from alembic import command
     from sqlalchemy import inspect
