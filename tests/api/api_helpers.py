@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from ports import free_port
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from queue_helpers import Fleettop, wait_until
@@ -17,12 +17,6 @@ from queue_helpers import Fleettop, wait_until
 TOKEN = "t0ken-for-the-tests-0123456789abcdef"
 GRAFANA = "grafana-token-0123456789abcdef"
 SEED = "/api/v1/servers/metrics"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.asynccontextmanager

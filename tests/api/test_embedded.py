@@ -80,7 +80,7 @@ async def test_the_dashboard_serves_the_api_beside_its_worker(make_config, short
     """`fleettop --listen`: the dashboard's own worker collects, and the API answers from it."""
     import argparse
 
-    from api_helpers import free_port
+    from ports import free_port
 
     from fleettop import config
     from fleettop.tui.app import dashboard_app

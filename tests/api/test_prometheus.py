@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from api_helpers import TOKEN, api_worker, bearer, free_port
+from api_helpers import TOKEN, api_worker, bearer
+from ports import free_port
 from queue_helpers import wait_until
 
 pytestmark = pytest.mark.slow

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from ports import free_port, free_ports
 
 from fleettop.redis_server import redis_server_binary
 
@@ -23,19 +24,6 @@ def unavailable(reason: str) -> NoReturn:
     if IN_CI:
         pytest.fail(reason + " (CI=true: a missing tool fails the run)")
     pytest.skip(reason)
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free ports (each socket stays bound until all are picked)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
 
 
 def redis_server_binaries() -> list[str]:

@@ -12,7 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fault_helpers import PrivateRedis, free_port, redis_server_binaries, unavailable
+from fault_helpers import PrivateRedis, redis_server_binaries, unavailable
+from ports import free_port
 from queue_helpers import run_fleettop, service_for
 from redis.asyncio import Redis
 from store_helpers import start_run

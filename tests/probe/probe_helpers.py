@@ -17,6 +17,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+from ports import free_ports
 
 from fleettop.domain import Server
 from fleettop.probe.sim import SimFleet
@@ -89,12 +90,6 @@ class RealSSHD:
         return self.log.read_text().count(f"Starting session: command for {self.user}")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _ensure_user() -> None:
     try:
         pwd.getpwnam(SSHD_USER)
@@ -127,7 +122,7 @@ def running_sshd(ports: int, extra: str = "") -> Iterator[RealSSHD]:
     (workdir / "client_key").chmod(0o600)
     client_key.write_public_key(str(workdir / "authorized_keys"))
     (workdir / "authorized_keys").chmod(0o644)
-    numbers = tuple(_free_port() for _ in range(ports))
+    numbers = tuple(free_ports(ports))
     public = host_key.export_public_key("openssh").decode().split()
     (workdir / "known_hosts").write_text("".join(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n" for port in numbers))
     # One sshd listens on 16 sockets at most (OpenSSH's MAX_LISTEN_SOCKS): one per 16 ports.
