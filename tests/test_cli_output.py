@@ -11,13 +11,7 @@ from pathlib import Path
 
 import forked_fleettop
 import yaml
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (connection refused)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from ports import free_port
 
 
 def write_config(tmp_path: Path, **extra) -> Path:
@@ -47,7 +41,7 @@ def fleettop(config: Path, *args: str, timeout: float = 60, real: bool = False) 
 
 def test_a_command_that_loads_asyncssh_prints_nothing_on_stderr(tmp_path):
     """cryptography 51 deprecates DSA, which asyncssh names at import: ten warning lines (D4)."""
-    port = closed_port()
+    port = free_port()  # nothing listens: connection refused
     config = write_config(tmp_path, servers=[{"name": "web1", "host": "127.0.0.1", "port": port}])
 
     tested = fleettop(config, "servers", "test", "web1", "--json", real=True)
@@ -60,7 +54,7 @@ def test_a_command_that_loads_asyncssh_prints_nothing_on_stderr(tmp_path):
 
 def test_errors_name_a_server_by_host_and_port_in_one_form(tmp_path):
     """Port 22 shown, no IPv6 brackets around an IPv4 address or a name (D17)."""
-    port = closed_port()
+    port = free_port()
     config = write_config(
         tmp_path,
         servers=[
@@ -120,7 +114,7 @@ def test_every_json_output_ends_with_a_newline(tmp_path, redis_url):
     prefix = f"fleettop-test-json-{os.getpid()}-{tmp_path.name}:"
     config = write_config(
         tmp_path,
-        servers=[{"name": "web1", "host": "127.0.0.1", "port": closed_port()}],
+        servers=[{"name": "web1", "host": "127.0.0.1", "port": free_port()}],
         redis={"url": redis_url, "prefix": prefix},
     )
     commands = [

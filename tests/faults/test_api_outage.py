@@ -5,12 +5,12 @@ of it answers again once Redis is back. A private redis-server: the shared one i
 from __future__ import annotations
 
 import contextlib
-import socket
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from ports import free_port
 from queue_helpers import Fleettop, wait_until
 
 pytestmark = pytest.mark.slow
@@ -22,9 +22,7 @@ async def test_redis_down_is_a_503_not_a_traceback(make_config, short_dir: Path,
     data = make_config(interval=3600, redis={"url": private_redis.url}, api={"token": TOKEN})
     config = short_dir / "config.yaml"
     config.write_text(yaml.safe_dump(data))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     worker = await Fleettop.start(config, "--headless", "--listen", f"127.0.0.1:{port}", name="api-outage")
     auth = {"Authorization": f"Bearer {TOKEN}"}
     paths = ["/metrics", "/api/v1/servers", "/api/v1/servers/metrics/queue/stats", "/api/v1/servers/metrics/aggregate"]
