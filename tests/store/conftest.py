@@ -1,6 +1,11 @@
-"""A migrated database per test, on SQLite (a tmp file) and on PostgreSQL (a fresh database)."""
+"""A migrated database per test, on SQLite (a tmp file) and on PostgreSQL (a fresh database),
+each a copy of one the session migrated."""
 
 from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,11 +18,31 @@ from fleettop.store.repo import Repository
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """A SQLite database this session migrated once, for the tests to start from a copy of (as
+    the PostgreSQL tests start from a copy of a migrated template: tests/conftest.py)."""
+    settings = Settings.model_validate({"data_dir": str(tmp_path_factory.mktemp("migrated") / "data")})
+
+    async def migrate() -> None:
+        await (await open_database(settings)).close()  # the last connection closed: no -wal left
+
+    asyncio.run(migrate())
+    return settings.data_dir / "fleettop.db"
+
+
 @pytest.fixture(params=BACKENDS)
-def settings(request, make_settings) -> Settings:
+def settings(request, make_settings, migrated_sqlite: Path) -> Settings:
+    """This test's database, migrated to head, or with no tables in a test marked `empty_database`."""
     if request.param == "postgres":
         return make_settings(database={"url": request.getfixturevalue("pg_database_url")})
-    return make_settings()
+    settings = make_settings()
+    if request.node.get_closest_marker("empty_database") is None:
+        settings.data_dir.mkdir(mode=0o700, parents=True)
+        database = settings.data_dir / "fleettop.db"
+        shutil.copyfile(migrated_sqlite, database)
+        database.chmod(0o600)
+    return settings
 
 
 @pytest.fixture
