@@ -300,8 +300,10 @@ def _serve(address: str) -> None:
     events.register(sys.stdin, selectors.EVENT_READ)
     while True:
         for key, _ in events.select():
-            if key.fileobj is sys.stdin:
-                return
+            if key.fileobj is sys.stdin:  # the test process is done with it
+                # Nothing here to save or flush: skip tearing down what it imported, 0.5 s of
+                # CPU that held up the end of every test process.
+                os._exit(0)
             connection, _ = listener.accept()
             if os.fork() == 0:
                 events.close()
